@@ -1,0 +1,107 @@
+"""The few ARI operations the call flow needs, over aioari.
+
+aioari gives us the WebSocket and swagger-described REST operations; this
+module narrows them to what callproof does and turns "the channel is no
+longer ours" answers (404 Not Found, 409 not in Stasis) into one exception,
+:class:`ChannelGone`, so the flow can treat every kind of hang-up alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+import aioari
+from aiohttp import web_exceptions
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[dict[str, Any]], Any]
+
+
+class ChannelGone(Exception):
+    """The channel hung up or left our Stasis application."""
+
+
+class AriError(Exception):
+    """ARI refused an operation for a reason other than the channel being gone."""
+
+
+async def _call(op: Awaitable[Any]) -> Any:
+    try:
+        return await op
+    except (web_exceptions.HTTPNotFound, web_exceptions.HTTPConflict) as exc:
+        raise ChannelGone(str(getattr(exc, "text", exc))) from None
+    except web_exceptions.HTTPError as exc:
+        raise AriError(f"{exc.status_code}: {getattr(exc, 'text', exc)}") from None
+
+
+class AriSession:
+    """One connection to Asterisk's ARI (REST + events WebSocket)."""
+
+    def __init__(self, client: Any, app: str):
+        self._client = client
+        self.app = app
+
+    @classmethod
+    async def connect(cls, url: str, username: str, password: str, app: str) -> "AriSession":
+        client = await aioari.connect(url, username, password)
+        return cls(client, app)
+
+    def on_any_event(self, handler: EventHandler) -> None:
+        self._client.on_event("*", handler)
+
+    async def run(self) -> None:
+        """Read events until the WebSocket closes (Asterisk stopped, link lost)."""
+        await self._client.run(apps=self.app)
+
+    async def close(self) -> None:
+        try:
+            await self._client.close()
+        except Exception:  # closing a dead connection must not mask the real error
+            log.debug("error closing ARI client", exc_info=True)
+
+    # --- channel operations -------------------------------------------------
+    async def answer(self, channel_id: str) -> None:
+        await _call(self._client.channels.answer(channelId=channel_id))
+
+    async def play(self, channel_id: str, media: list[str], playback_id: str, language: str | None = None) -> None:
+        kwargs: dict[str, Any] = {"channelId": channel_id, "media": media, "playbackId": playback_id}
+        if language:
+            kwargs["lang"] = language
+        await _call(self._client.channels.playWithId(**kwargs))
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await _call(self._client.channels.setChannelVar(channelId=channel_id, variable=name, value=value))
+
+    async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int) -> None:
+        await _call(
+            self._client.channels.continueInDialplan(
+                channelId=channel_id, context=context, extension=extension, priority=priority
+            )
+        )
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        try:
+            await _call(self._client.channels.hangup(channelId=channel_id, reason=reason))
+        except ChannelGone:
+            pass
+
+    async def channel_exists(self, channel_id: str) -> bool:
+        try:
+            await _call(self._client.channels.get(channelId=channel_id))
+            return True
+        except ChannelGone:
+            return False
+
+    async def get_channel(self, channel_id: str) -> dict[str, Any] | None:
+        try:
+            channel = await _call(self._client.channels.get(channelId=channel_id))
+        except ChannelGone:
+            return None
+        return getattr(channel, "json", channel)
+
+    async def application_channel_ids(self) -> list[str]:
+        """Channels Asterisk kept in our application while we were away."""
+        app = await _call(self._client.applications.get(applicationName=self.app))
+        return list(app.get("channel_ids", []))

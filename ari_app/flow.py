@@ -1,0 +1,321 @@
+"""One call's compliance flow, step by step, each outcome persisted.
+
+    consent → protocol → read aloud → SMS (outbox, same transaction) → record → hand off
+
+Read :meth:`CallFlow.run` top to bottom: that is the order a caller lives
+through.  Every step writes its outcome to the call row before the next one
+starts, so a hang-up at any point leaves a truthful record (the ``status``
+column says how far the call got), and a flow resumed after an ARI reconnect
+skips what is already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from callproof.config import Config
+from callproof.logs import event
+from callproof.naming import recording_path, recording_relpath
+from callproof.numbers import normalise_caller
+from callproof.prompts import PromptCatalogue
+from callproof.sms import render_sms
+from storage import NewCall, SmsDraft
+
+from .ari import AriSession, ChannelGone
+from .call_events import CallerHungUp, CallInbox
+from .recorder import Recorder, RecordingError
+
+log = logging.getLogger("callproof.flow")
+
+# Status a call is left in when the caller hangs up during a step.
+ABANDONED_IN = {
+    "consent_playing": "abandoned_in_consent",
+    "protocol_reading": "abandoned_in_protocol",
+}
+# Order of progress, to resume a call from its persisted step.
+PROGRESS = ["consent_playing", "protocol_reading", "protocol_given", "recording", "handed_off"]
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class PlaybackFailed(Exception):
+    """Asterisk could not play a prompt (missing or unreadable file)."""
+
+
+@dataclass
+class Services:
+    """What a call flow needs from the running application."""
+
+    config: Config
+    db: Any
+    ari: AriSession
+    recorder: Recorder
+    prompts: PromptCatalogue
+    wake_sms: Callable[[], None]
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+
+@dataclass
+class CallTimings:
+    """Monotonic milestones (seconds) for logs, the demo and the benchmark."""
+
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        self.marks.setdefault(name, time.monotonic())
+
+    def between_ms(self, start: str, end: str) -> float | None:
+        if start in self.marks and end in self.marks:
+            return round((self.marks[end] - self.marks[start]) * 1000, 1)
+        return None
+
+
+class CallFlow:
+    def __init__(self, services: Services, inbox: CallInbox, start_event: dict[str, Any]):
+        self.s = services
+        self.inbox = inbox
+        self.channel: dict[str, Any] = start_event["channel"]
+        self.args: list[str] = list(start_event.get("args") or [])
+        self.channel_id: str = self.channel["id"]
+        self.call_id: int | None = None
+        self.status: str | None = None
+        self.protocol: str | None = None
+        self.language: str = services.config.general.default_language
+        self.started_at: datetime = services.clock()
+        self.recording: Path | None = None
+        self.sms_state: str | None = None
+        self.timings = CallTimings()
+        self.timings.mark("stasis_start")
+        self.outcome: str | None = None
+
+    # ------------------------------------------------------------------ run
+    async def run(self) -> None:
+        try:
+            await self.enter()
+            await self.play_consent()
+            await self.allocate_protocol()
+            await self.read_protocol()
+            await self.start_recording()
+            await self.hand_off()
+        except (CallerHungUp, ChannelGone) as exc:
+            await self.caller_left(getattr(exc, "cause", None) or str(exc))
+        except asyncio.CancelledError:
+            await asyncio.shield(self.caller_left("application stopping"))
+            raise
+        except Exception as exc:
+            log.exception("call flow failed", extra={"fields": {"channel": self.channel_id, "protocol": self.protocol}})
+            await self.fail(exc)
+
+    # ---------------------------------------------------------------- steps
+    async def enter(self) -> None:
+        """Create (or, after a reconnect, load) the call row."""
+        existing = await self.s.db.calls.get_by_channel(self.channel_id)
+        if existing is not None:
+            self.call_id, self.status = existing["id"], existing["status"]
+            self.protocol, self.language = existing["protocol"], existing["language"]
+            self.started_at = datetime.fromisoformat(existing["started_at"])
+            event(log, "call.resumed", channel=self.channel_id, protocol=self.protocol, status=self.status)
+            return
+        caller = self.channel.get("caller") or {}
+        raw_number = str(caller.get("number") or "")
+        self.language = self.s.prompts.resolve_language(self.channel.get("language"))
+        dialled = self.args[0] if self.args else str((self.channel.get("dialplan") or {}).get("exten", ""))
+        linkedid = self.args[1] if len(self.args) > 1 else self.channel_id
+        number = normalise_caller(raw_number, self.s.config.general.phone_region)
+        answer = self._answer_if_needed()
+        # The row and the answer go in parallel: consent playback must start fast.
+        self.call_id, _ = await asyncio.gather(
+            self.s.db.calls.create(NewCall(
+                channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=linkedid,
+                caller_number_raw=raw_number, caller_number=number.e164,
+                caller_name=str(caller.get("name") or ""), dialled_number=dialled,
+                language=self.language, started_at=iso(self.started_at))),
+            answer,
+        )
+        self.status = "consent_playing"
+        event(log, "call.entered", channel=self.channel_id, call_id=self.call_id, language=self.language)
+
+    async def _answer_if_needed(self) -> None:
+        if self.channel.get("state") != "Up":
+            await self.s.ari.answer(self.channel_id)
+
+    async def play_consent(self) -> None:
+        """The recording announcement, in full, before anything else. DTMF does not skip it."""
+        if self._done("consent_playing"):
+            return
+        prompt = self.s.prompts.prompt("consent", self.language)
+        started = iso(self.s.clock())
+        await self.s.db.calls.update(self.call_id, consent_prompt=prompt.name, consent_language=prompt.language,
+                                     consent_sha256=prompt.sha256, consent_started_at=started)
+        self.timings.mark("consent_requested")
+        try:
+            await self._play([prompt.media], "consent")
+        except (CallerHungUp, ChannelGone):
+            await self.s.db.calls.update(self.call_id, consent_outcome="caller_left",
+                                         consent_finished_at=iso(self.s.clock()))
+            raise
+        await self.s.db.calls.update(self.call_id, consent_outcome="finished",
+                                     consent_finished_at=iso(self.s.clock()))
+        event(log, "consent.finished", channel=self.channel_id, prompt=prompt.name, sha256=prompt.sha256)
+
+    async def allocate_protocol(self) -> None:
+        """Protocol number and its SMS outbox row, in one transaction."""
+        if self.protocol is not None:
+            return
+        cfg = self.s.config
+        caller = (self.channel.get("caller") or {}).get("number")
+        number = normalise_caller(str(caller or ""), cfg.general.phone_region)
+        year = self.started_at.astimezone(cfg.general.tz).year
+
+        def body(protocol: str) -> str:
+            return render_sms(cfg.sms.templates, self.language, company=cfg.general.company_name,
+                              protocol=protocol, call_started=self.started_at, tz=cfg.general.tz)
+
+        draft = SmsDraft(destination=number.e164 if number.sendable else None, language=self.language,
+                         render_body=body, not_sendable_reason=None if number.sendable else number.reason)
+        result = await self.s.db.protocols.allocate_for_call(self.call_id, year=year,
+                                                             allocated_at=iso(self.s.clock()), sms=draft)
+        self.protocol, self.sms_state, self.status = result.protocol, result.sms_state, "protocol_reading"
+        self.timings.mark("protocol_allocated")
+        if result.sms_state == "pending":
+            self.s.wake_sms()
+        event(log, "protocol.allocated", channel=self.channel_id, protocol=self.protocol, sms=result.sms_state)
+
+    async def read_protocol(self) -> None:
+        """'Your protocol number is' + grouped digits; repeat; a key replays it."""
+        if self._done("protocol_reading"):
+            return
+        cfg = self.s.config.protocol_reading
+        media = self.s.prompts.protocol_reading_media(self.language, self.protocol, cfg.groups)
+        readings, replays = 0, 0
+        planned = 1 + cfg.repeat
+        self.inbox.take_dtmf()
+        while True:
+            await self._play(media, "protocol")
+            readings += 1
+            await self.s.db.calls.update(self.call_id, protocol_read_count=readings)
+            asked = cfg.replay_key and cfg.replay_key in self.inbox.take_dtmf()
+            if readings < planned:
+                continue
+            if not asked and cfg.replay_key and cfg.replay_window_ms and replays < cfg.max_replays:
+                asked = await self._replay_key_within(cfg.replay_key, cfg.replay_window_ms / 1000)
+            if asked and replays < cfg.max_replays:
+                replays += 1
+                continue
+            break
+        self.timings.mark("protocol_read")
+        self.status = "protocol_given"
+        await self.s.db.calls.update(self.call_id, status="protocol_given",
+                                     protocol_read_finished_at=iso(self.s.clock()))
+        event(log, "protocol.read", channel=self.channel_id, protocol=self.protocol, readings=readings)
+
+    async def _replay_key_within(self, key: str, seconds: float) -> bool:
+        try:
+            await self.inbox.wait_for(
+                lambda e: e.get("type") == "ChannelDtmfReceived" and e.get("digit") == key, timeout=seconds)
+        except TimeoutError:
+            return False
+        self.inbox.take_dtmf()
+        return True
+
+    async def start_recording(self) -> None:
+        if self._done("protocol_given"):
+            return
+        cfg = self.s.config
+        rel = recording_relpath(self.protocol, (self.channel.get("caller") or {}).get("number"),
+                                self.s.clock(), tz=cfg.general.tz)
+        path = recording_path(cfg.recording.root, rel)
+        started = iso(self.s.clock())
+        caller_part = rel.name.split("_")[1]
+        rec_id = await self.s.db.recordings.create(self.call_id, self.protocol, str(path), caller_part, started)
+        self.s.recorder.track(self.channel_id, rec_id, path)
+        try:
+            await self.s.recorder.start(self.channel["name"], self.channel_id, path)
+        except RecordingError as exc:
+            await self.s.db.recordings.fail(rec_id, str(exc))
+            await self.s.db.calls.update(self.call_id, error=f"recording: {exc}")
+            event(log, "recording.not_started", logging.ERROR, channel=self.channel_id, protocol=self.protocol,
+                  error=str(exc))
+            if self.inbox.ended is not None:
+                raise CallerHungUp("hangup before recording started") from None
+            return  # the caller still reaches an agent; the row says the call is unrecorded
+        self.recording = path
+        self.timings.mark("recording_started")
+        self.status = "recording"
+        await self.s.db.calls.update(self.call_id, status="recording", recording_started_at=started)
+        event(log, "recording.started", channel=self.channel_id, protocol=self.protocol, path=str(path))
+
+    async def hand_off(self) -> None:
+        h = self.s.config.handoff
+        if self.recording is None and self.status == "recording":
+            rows = await self.s.db.recordings.for_call(self.call_id)
+            self.recording = Path(rows[-1]["path"]) if rows else None
+        await self.s.ari.set_variable(self.channel_id, "CALLPROOF_PROTOCOL", self.protocol)
+        await self.s.ari.set_variable(self.channel_id, "CALLPROOF_RECORDING", str(self.recording or ""))
+        await self.s.ari.set_variable(self.channel_id, "CALLPROOF_STATUS",
+                                      "ok" if self.recording else "recording_failed")
+        await self.s.ari.continue_in_dialplan(self.channel_id, h.context, h.extension, h.priority)
+        self.status = "handed_off"
+        self.timings.mark("handed_off")
+        await self.s.db.calls.update(self.call_id, status="handed_off", handed_off_at=iso(self.s.clock()))
+        self.outcome = "handed_off"
+        event(log, "call.handed_off", channel=self.channel_id, protocol=self.protocol,
+              context=h.context, recording=str(self.recording or ""))
+
+    # ------------------------------------------------------------ endings
+    async def caller_left(self, cause: str) -> None:
+        if self.call_id is None:
+            return
+        status = ABANDONED_IN.get(self.status or "", self.status)
+        self.status, self.outcome = status, status
+        await self.s.db.calls.update(self.call_id, status=status, ended_at=iso(self.s.clock()), hangup_cause=cause)
+        event(log, "call.caller_left", channel=self.channel_id, protocol=self.protocol, status=status, cause=cause)
+
+    async def fail(self, exc: Exception) -> None:
+        """Record the failure and still get the caller to a human (never leave them in silence)."""
+        self.outcome = "failed"
+        if self.call_id is not None:
+            try:
+                await self.s.db.calls.update(self.call_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("could not record the failure")
+        try:
+            h = self.s.config.handoff
+            await self.s.ari.set_variable(self.channel_id, "CALLPROOF_STATUS", "failed")
+            await self.s.ari.continue_in_dialplan(self.channel_id, h.context, h.extension, h.priority)
+        except Exception:
+            log.warning("could not hand a failed call to the dialplan", exc_info=True)
+
+    # ------------------------------------------------------------ helpers
+    def _done(self, step_status: str) -> bool:
+        """True when the persisted status shows ``step_status`` is already behind us."""
+        if self.status not in PROGRESS:
+            return False
+        return PROGRESS.index(self.status) > PROGRESS.index(step_status)
+
+    async def _play(self, media: list[str], what: str) -> None:
+        playback_id = f"cp-{what}-{uuid.uuid4().hex}"
+        await self.s.ari.play(self.channel_id, media, playback_id)
+        started = await self.inbox.wait_for(
+            lambda e: e.get("type") in ("PlaybackStarted", "PlaybackFinished")
+            and (e.get("playback") or {}).get("id") == playback_id)
+        self.timings.mark(f"{what}_playback_started")
+        finished = started
+        if started.get("type") != "PlaybackFinished":
+            finished = await self.inbox.wait_for(
+                lambda e: e.get("type") == "PlaybackFinished" and (e.get("playback") or {}).get("id") == playback_id)
+        state = (finished.get("playback") or {}).get("state")
+        if state != "done":
+            if self.inbox.ended is not None:
+                raise CallerHungUp(f"playback {state} at hangup")
+            raise PlaybackFailed(f"{what} playback ended in state {state!r} (media {media[0]!r})")
+        self.timings.mark(f"{what}_playback_finished")
