@@ -61,6 +61,7 @@ class Services:
     recorder: Recorder
     prompts: PromptCatalogue
     wake_sms: Callable[[], None]
+    expect_handoff: Callable[[str, int], None] = lambda channel_id, call_id: None
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
 
@@ -263,6 +264,7 @@ class CallFlow:
         await self.s.ari.set_variable(self.channel_id, "CALLPROOF_RECORDING", str(self.recording or ""))
         await self.s.ari.set_variable(self.channel_id, "CALLPROOF_STATUS",
                                       "ok" if self.recording else "recording_failed")
+        self.s.expect_handoff(self.channel_id, self.call_id)
         await self.s.ari.continue_in_dialplan(self.channel_id, h.context, h.extension, h.priority)
         self.status = "handed_off"
         self.timings.mark("handed_off")

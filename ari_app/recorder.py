@@ -168,6 +168,9 @@ class Recorder:
         """Finalise ``recording_id`` when this channel's MixMonitor stops or it hangs up."""
         self._by_uniqueid[uniqueid] = (recording_id, path)
 
+    def is_tracking(self, uniqueid: str) -> bool:
+        return uniqueid in self._by_uniqueid
+
     def _on_start_event(self, manager: Any, message: Any) -> None:
         fut = self.started.get(message.get("Uniqueid", ""))
         if fut is not None and not fut.done():

@@ -1,0 +1,237 @@
+"""The running ARI application: connections, event routing, call tasks.
+
+Services (storage, recorder, SMS sender) are separate from the ARI event
+handling: the handler only routes each event to its call's inbox, and each
+call's flow runs as its own task (aioari awaits each handler before reading
+the next event).  When ARI drops, the application reconnects with back-off
+and asks Asterisk which channels it kept in our Stasis application, resuming
+each from its persisted step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from callproof.config import Config
+from callproof.logs import event
+from callproof.prompts import PromptCatalogue
+from callproof.sms import OutboxSender, make_backend
+from storage import Database
+
+from .ari import AriSession
+from .call_events import CallInbox, channel_id_of
+from .flow import CallFlow, Services, iso
+from .recorder import AmiLink, Recorder, wait_and_measure, RecordingError
+
+log = logging.getLogger("callproof.app")
+
+
+class Application:
+    def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None,
+                 on_flow_done: Callable[[CallFlow], Any] | None = None):
+        self.config = config
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.on_flow_done = on_flow_done
+        self.db: Any = None
+        self.ari: AriSession | None = None
+        self.ami: AmiLink | None = None
+        self.recorder: Recorder | None = None
+        self.sender: OutboxSender | None = None
+        self.prompts = PromptCatalogue(
+            config.prompts.directory, default_language=config.general.default_language,
+            languages=config.general.languages, custom_dir=config.prompts.custom_directory)
+        self.inboxes: dict[str, CallInbox] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.handed_off: dict[str, int] = {}  # uniqueid -> call id, until the channel hangs up
+        self._hangup_causes: dict[str, str | None] = {}
+        self.connected = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Open storage and AMI, start the SMS sender. ARI is connected by :meth:`run`."""
+        cfg = self.config
+        self.db = await Database.open(cfg.storage.database, busy_timeout_ms=cfg.storage.busy_timeout_ms)
+        self.ami = AmiLink(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password)
+        self.recorder = Recorder(self.ami, self.db, cfg.recording.mixmonitor_options,
+                                 now_iso=lambda: iso(self.clock()), on_finalised=self._recording_finalised)
+        self.ami.on_event("Hangup", self._on_ami_hangup)
+        await self.ami.connect(timeout=15)
+        self.sender = OutboxSender(self.db, make_backend(cfg.sms.backend), batch_size=cfg.sms.batch_size,
+                                   lease_seconds=cfg.sms.lease_seconds, poll_interval=cfg.sms.poll_interval_seconds,
+                                   max_attempts=cfg.sms.max_attempts, clock=self.clock)
+        self._spawn(self.sender.run())
+
+    async def stop(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self.recorder is not None:
+            await self.recorder.drain()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.ari is not None:
+            await self.ari.close()
+        if self.ami is not None:
+            self.ami.close()
+        if self.db is not None:
+            await self.db.close()
+
+    async def run(self) -> None:
+        """Stay connected to ARI for ever, reconnecting with exponential back-off."""
+        cfg = self.config.ari
+        delay = 0.5
+        while True:
+            try:
+                self.ari = await AriSession.connect(cfg.url, cfg.username, cfg.password, cfg.app)
+                self.ari.on_any_event(self.route_event)
+                runner = asyncio.ensure_future(self.ari.run())
+                await asyncio.sleep(0.2)  # let the WebSocket register the application first
+                if runner.done():
+                    runner.result()
+                self.connected.set()
+                event(log, "ari.connected", url=cfg.url, app=cfg.app)
+                delay = 0.5
+                await self.resume_kept_channels()
+                await runner
+                event(log, "ari.disconnected", logging.WARNING)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                event(log, "ari.connect_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}",
+                      retry_in_s=round(delay, 1))
+            finally:
+                self.connected.clear()
+                if self.ari is not None:
+                    await self.ari.close()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, cfg.reconnect_max_seconds)
+
+    # ------------------------------------------------------------- events
+    def route_event(self, ev: dict[str, Any]) -> None:
+        """Called by aioari for every event: route only, never block."""
+        kind = ev.get("type")
+        channel_id = channel_id_of(ev)
+        if channel_id is None:
+            return
+        if kind == "StasisStart":
+            self._start_flow(ev)
+            return
+        inbox = self.inboxes.get(channel_id)
+        if inbox is not None:
+            inbox.push(ev)
+
+    def _start_flow(self, start_event: dict[str, Any]) -> None:
+        channel_id = start_event["channel"]["id"]
+        if channel_id in self.tasks:  # duplicate StasisStart (resume raced the event)
+            return
+        inbox = CallInbox(channel_id)
+        self.inboxes[channel_id] = inbox
+        flow = CallFlow(self._services(), inbox, start_event)
+        task = asyncio.ensure_future(self._run_flow(flow))
+        self.tasks[channel_id] = task
+
+    async def _run_flow(self, flow: CallFlow) -> None:
+        try:
+            await flow.run()
+        finally:
+            self.tasks.pop(flow.channel_id, None)
+            self.inboxes.pop(flow.channel_id, None)
+            if self.on_flow_done is not None:
+                self.on_flow_done(flow)
+
+    def _services(self) -> Services:
+        assert self.ari is not None and self.recorder is not None and self.sender is not None
+        return Services(config=self.config, db=self.db, ari=self.ari, recorder=self.recorder,
+                        prompts=self.prompts, wake_sms=self.sender.wake, clock=self.clock,
+                        expect_handoff=self.expect_handoff)
+
+    # ------------------------------------------------ after the hand-off
+    def expect_handoff(self, channel_id: str, call_id: int) -> None:
+        """The flow is about to hand this channel to the dialplan: watch for its hang-up."""
+        self.handed_off[channel_id] = call_id
+
+    def _on_ami_hangup(self, manager: Any, message: Any) -> None:
+        uniqueid = message.get("Uniqueid", "")
+        if uniqueid not in self.handed_off:
+            return
+        self._hangup_causes[uniqueid] = message.get("Cause-txt")
+        if self.recorder is None or not self.recorder.is_tracking(uniqueid):
+            self._spawn(self._complete(uniqueid))  # unrecorded call: nothing to wait for
+
+    async def _recording_finalised(self, uniqueid: str) -> None:
+        if uniqueid in self.handed_off:
+            await self._complete(uniqueid)
+
+    async def _complete(self, uniqueid: str) -> None:
+        """A handed-off call hung up and its recording is final: the call is complete."""
+        call_id = self.handed_off.pop(uniqueid, None)
+        cause = self._hangup_causes.pop(uniqueid, None)
+        if call_id is None:
+            return
+        flow_task = self.tasks.get(uniqueid)
+        if flow_task is not None:  # let the flow write its own last step first
+            await asyncio.wait([flow_task])
+        row = await self.db.calls.get(call_id)
+        if row is None or row["status"] != "handed_off":
+            return
+        await self.db.calls.update(call_id, status="completed", ended_at=iso(self.clock()),
+                                   hangup_cause=f"Hangup:{cause}" if cause else "Hangup")
+        event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=row["protocol"])
+
+    # ------------------------------------------------------------ resume
+    async def resume_kept_channels(self) -> None:
+        """After (re)connecting: resume channels Asterisk kept for us, settle the rest."""
+        assert self.ari is not None
+        kept = set(await self.ari.application_channel_ids())
+        for channel_id in kept:
+            if channel_id in self.tasks:
+                continue
+            channel = await self.ari.get_channel(channel_id)
+            if channel is not None:
+                event(log, "call.resuming", channel=channel_id)
+                self._start_flow({"type": "StasisStart", "channel": channel, "args": [], "resumed": True})
+        await self.settle_unfinished(kept)
+
+    async def settle_unfinished(self, kept: set[str]) -> None:
+        """Calls our storage thinks are live but Asterisk no longer has: record their end truthfully."""
+        assert self.ari is not None and self.recorder is not None
+        for row in await self.db.calls.unfinished():
+            channel_id = row["channel_id"]
+            if channel_id in kept or channel_id in self.tasks:
+                continue
+            if await self.ari.channel_exists(channel_id):
+                if row["status"] in ("handed_off", "recording"):
+                    self.handed_off[channel_id] = row["id"]
+                    for rec in await self.db.recordings.for_call(row["id"]):
+                        if rec["state"] == "recording":
+                            self.recorder.track(channel_id, rec["id"], Path(rec["path"]))
+                continue
+            for rec in await self.db.recordings.for_call(row["id"]):
+                if rec["state"] == "recording":
+                    await self._finalise_orphan(rec)
+            status = {"consent_playing": "abandoned_in_consent", "protocol_reading": "abandoned_in_protocol",
+                      "handed_off": "completed"}.get(row["status"], row["status"])
+            await self.db.calls.update(row["id"], status=status, ended_at=iso(self.clock()),
+                                       hangup_cause="ended while callproof was disconnected")
+            event(log, "call.settled", channel=channel_id, protocol=row["protocol"], status=status)
+
+    async def _finalise_orphan(self, rec: Any) -> None:
+        try:
+            facts = await wait_and_measure(Path(rec["path"]), attempts=3)
+        except RecordingError as exc:
+            await self.db.recordings.fail(rec["id"], str(exc))
+            return
+        await self.db.recordings.finalise(rec["id"], size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
+                                          sha256=facts.sha256, finalised_at=iso(self.clock()))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
