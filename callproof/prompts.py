@@ -72,28 +72,22 @@ ESPEAK_VOICES: dict[str, str] = {"pt_BR": "pt-br", "es": "es", "en": "en-us"}
 PROMPT_TEXTS: dict[str, dict[str, str]] = {
     "pt_BR": {
         "consent": (
-            "Esta ligação está sendo gravada para fins de qualidade e segurança, "
-            "conforme a legislação de defesa do consumidor. "
-            "Você pode solicitar uma cópia da gravação. "
-            "Ao continuar, você está ciente da gravação."
+            "Esta ligação está sendo gravada, conforme a lei de defesa do consumidor. "
+            "Você pode solicitar uma cópia da gravação."
         ),
         "protocol-is": "O número do seu protocolo é",
     },
     "es": {
         "consent": (
-            "Esta llamada está siendo grabada por motivos de calidad y seguridad, "
-            "de acuerdo con la legislación de protección al consumidor. "
-            "Usted puede solicitar una copia de la grabación. "
-            "Al continuar, usted queda informado de la grabación."
+            "Esta llamada está siendo grabada, conforme a la ley de protección al consumidor. "
+            "Usted puede solicitar una copia de la grabación."
         ),
         "protocol-is": "Su número de protocolo es",
     },
     "en": {
         "consent": (
-            "This call is being recorded for quality and security purposes, "
-            "in accordance with consumer protection law. "
-            "You may request a copy of the recording. "
-            "By continuing, you acknowledge that this call is being recorded."
+            "This call is recorded, as consumer protection law requires. "
+            "You may request a copy of the recording."
         ),
         "protocol-is": "Your protocol number is",
     },
