@@ -1,0 +1,121 @@
+"""Append-only, hash-chained audit log.
+
+``hash = sha256(prev_hash + canonical_json(entry))`` where ``entry`` holds
+id, at, actor, action, protocol, subject and details (the stored JSON text),
+and canonical JSON is ``json.dumps(..., sort_keys=True, separators=(',', ':'),
+ensure_ascii=False)`` encoded as UTF-8.  The first entry links to
+:data:`GENESIS`.  Appends take BEGIN IMMEDIATE, so concurrent processes
+extend one chain.
+
+Triggers refuse UPDATE/DELETE; ``verify_chain`` detects edits made after
+dropping them.  Removing the newest entries is only detectable against an
+externally kept head (see :meth:`AuditLog.head`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ._sqlutil import immediate
+from .timefmt import to_db_time
+
+if TYPE_CHECKING:
+    from .db import Database
+
+GENESIS = "0" * 64
+_FIELDS = ("id", "at", "actor", "action", "protocol", "subject", "details")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+    """The chain hash of one entry (``entry`` keyed by the names in ``_FIELDS``)."""
+    payload = canonical_json({k: entry[k] for k in _FIELDS})
+    return hashlib.sha256((prev_hash + payload).encode("utf-8")).hexdigest()
+
+
+def append_sync(
+    conn: sqlite3.Connection,
+    action: str,
+    actor: str,
+    at: str | datetime,
+    protocol: str | None = None,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
+    if not action or not actor:
+        raise ValueError("audit entries need a non-empty action and actor")
+    if details is not None and not isinstance(details, dict):
+        raise TypeError(f"details must be a dict or None, not {type(details).__name__}")
+    entry: dict[str, Any] = {
+        "at": to_db_time(at),
+        "actor": actor,
+        "action": action,
+        "protocol": protocol,
+        "subject": subject,
+        "details": None if details is None else canonical_json(details),
+    }
+    with immediate(conn):
+        head = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+        entry["id"], prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        conn.execute(
+            "INSERT INTO audit_log (id, at, actor, action, protocol, subject, details,"
+            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*(entry[k] for k in _FIELDS), prev_hash, entry_hash(prev_hash, entry)),
+        )
+    return entry["id"]
+
+
+def verify_chain_sync(conn: sqlite3.Connection) -> int | None:
+    """Id of the first entry whose link or hash is wrong, or None if intact."""
+    expected_prev = GENESIS
+    cur = conn.execute(f"SELECT {', '.join(_FIELDS)}, prev_hash, hash FROM audit_log ORDER BY id")
+    for row in cur:
+        entry = dict(zip(_FIELDS, row))
+        prev_hash, stored = row[-2], row[-1]
+        if prev_hash != expected_prev or entry_hash(prev_hash, entry) != stored:
+            return entry["id"]
+        expected_prev = stored
+    return None
+
+
+def head_sync(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    row = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+class AuditLog:
+    """Async repository (``db.audit``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(
+        self,
+        action: str,
+        actor: str,
+        protocol: str | None = None,
+        subject: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: str | datetime | None = None,
+    ) -> int:
+        """Append one entry (``at`` defaults to the database clock); returns its id."""
+        return await self._db.run_in_connection(
+            append_sync, action, actor, self._db.now() if at is None else at,
+            protocol, subject, details,
+        )
+
+    async def verify_chain(self) -> int | None:
+        return await self._db.run_in_connection(verify_chain_sync)
+
+    async def head(self) -> tuple[int, str] | None:
+        """(id, hash) of the newest entry: publish it elsewhere to make
+        truncation of the log detectable."""
+        return await self._db.run_in_connection(head_sync)

@@ -1,0 +1,139 @@
+"""The ``calls`` table: one row per inbound call, evidence of what happened."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import astuple, dataclass, fields
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ._sqlutil import fetch_all, fetch_one
+from .errors import AlreadyExistsError, NotFoundError
+from .timefmt import to_db_time, to_db_time_or_none
+
+if TYPE_CHECKING:
+    from .db import Database
+
+STATUSES = frozenset({
+    "consent_playing", "abandoned_in_consent", "protocol_reading", "abandoned_in_protocol",
+    "protocol_given", "recording", "handed_off", "completed", "failed",
+})
+
+# Columns calls.update() may change.  Deliberately absent: id, channel_id,
+# caller_number_raw and started_at (facts fixed at creation), protocol (only
+# via protocols.allocate_for_call, which keeps the protocols table and the
+# outbox consistent) and updated_at (set automatically).
+TIME_COLUMNS = frozenset({
+    "consent_started_at", "consent_finished_at", "protocol_read_finished_at",
+    "recording_started_at", "handed_off_at", "ended_at",
+})
+UPDATABLE_COLUMNS = TIME_COLUMNS | {
+    "uniqueid", "linkedid", "caller_number", "caller_name", "dialled_number", "language",
+    "status", "consent_prompt", "consent_language", "consent_sha256", "consent_outcome",
+    "protocol_read_count", "hangup_cause", "error",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    channel_id: str
+    uniqueid: str | None
+    linkedid: str | None
+    caller_number_raw: str       # exactly as received; may be empty or hostile
+    caller_number: str | None    # E.164 or None
+    caller_name: str | None
+    dialled_number: str | None
+    language: str | None
+    started_at: str | datetime
+
+
+_INSERT_COLUMNS = [f.name for f in fields(NewCall)]
+_SQL_INSERT = (
+    f"INSERT INTO calls ({', '.join(_INSERT_COLUMNS)}, status, updated_at)"
+    f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)}, 'consent_playing', ?)"
+)
+
+
+def create_sync(conn: sqlite3.Connection, call: NewCall, updated_at: str | datetime) -> int:
+    values = list(astuple(call))
+    values[_INSERT_COLUMNS.index("started_at")] = to_db_time(call.started_at)
+    try:
+        cur = conn.execute(_SQL_INSERT, (*values, to_db_time(updated_at)))
+    except sqlite3.IntegrityError as e:
+        existing = get_by_channel_sync(conn, call.channel_id)
+        if existing is not None:
+            raise AlreadyExistsError(
+                f"a call for channel {call.channel_id!r} already exists (id {existing['id']})"
+            ) from e
+        raise
+    return cur.lastrowid
+
+
+def update_sync(
+    conn: sqlite3.Connection, call_id: int, changes: dict[str, Any], updated_at: str | datetime
+) -> None:
+    if not changes:
+        raise ValueError("calls.update: no columns given")
+    bad = sorted(set(changes) - UPDATABLE_COLUMNS)
+    if bad:
+        raise ValueError(
+            f"calls.update: column(s) not updatable: {', '.join(bad)} "
+            f"(allowed: {', '.join(sorted(UPDATABLE_COLUMNS))})"
+        )
+    values = {
+        k: to_db_time_or_none(v) if k in TIME_COLUMNS else v for k, v in changes.items()
+    }
+    names = sorted(values)  # from the whitelist only: safe to interpolate
+    assignments = ", ".join(f"{name} = ?" for name in names)
+    cur = conn.execute(
+        f"UPDATE calls SET {assignments}, updated_at = ? WHERE id = ?",
+        (*(values[n] for n in names), to_db_time(updated_at), call_id),
+    )
+    if cur.rowcount == 0:
+        raise NotFoundError(f"call {call_id} does not exist")
+
+
+def get_sync(conn: sqlite3.Connection, call_id: int) -> dict | None:
+    return fetch_one(conn.execute("SELECT * FROM calls WHERE id = ?", (call_id,)))
+
+
+def get_by_channel_sync(conn: sqlite3.Connection, channel_id: str) -> dict | None:
+    return fetch_one(conn.execute("SELECT * FROM calls WHERE channel_id = ?", (channel_id,)))
+
+
+def get_by_protocol_sync(conn: sqlite3.Connection, protocol: str) -> dict | None:
+    return fetch_one(conn.execute("SELECT * FROM calls WHERE protocol = ?", (protocol,)))
+
+
+def unfinished_sync(conn: sqlite3.Connection) -> list[dict]:
+    return fetch_all(
+        conn.execute("SELECT * FROM calls WHERE ended_at IS NULL ORDER BY started_at, id")
+    )
+
+
+class Calls:
+    """Async repository (``db.calls``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, call: NewCall) -> int:
+        """Insert with status 'consent_playing'; AlreadyExistsError for a known channel."""
+        return await self._db.run_in_connection(create_sync, call, self._db.now())
+
+    async def update(self, call_id: int, **changes: Any) -> None:
+        """Set whitelisted columns (ValueError names any other) and updated_at."""
+        await self._db.run_in_connection(update_sync, call_id, changes, self._db.now())
+
+    async def get(self, call_id: int) -> dict | None:
+        return await self._db.run_in_connection(get_sync, call_id)
+
+    async def get_by_channel(self, channel_id: str) -> dict | None:
+        return await self._db.run_in_connection(get_by_channel_sync, channel_id)
+
+    async def get_by_protocol(self, protocol: str) -> dict | None:
+        return await self._db.run_in_connection(get_by_protocol_sync, protocol)
+
+    async def unfinished(self) -> list[dict]:
+        """Calls with ended_at NULL, oldest first (to reconcile after a reconnect)."""
+        return await self._db.run_in_connection(unfinished_sync)

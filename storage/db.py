@@ -1,0 +1,378 @@
+"""Opening the database: file permissions, pragmas, migrations, and the
+:class:`Database` handle that owns the aiosqlite connection.
+
+The same setup runs for the async app (:meth:`Database.open`) and for sync
+callers such as AGI scripts and the CLI (:func:`connect_sync`), so every
+process sees identical pragmas and schema version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+import stat
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import aiosqlite
+
+from ._sqlutil import immediate
+from .errors import MigrationError, StorageError
+from .timefmt import to_db_time, utc_now
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+DEFAULT_FILE_MODE = 0o600
+MEMORY = ":memory:"
+_SIDECARS = ("", "-wal", "-shm", "-journal")
+
+Clock = Callable[[], "str | datetime"]
+
+
+# --------------------------------------------------------------------------
+# File permissions
+# --------------------------------------------------------------------------
+
+def _check_file_mode(file_mode: int) -> None:
+    if file_mode & ~0o660 or (file_mode & 0o600) != 0o600:
+        raise ValueError(
+            f"file_mode {file_mode:#o} must be rw for the owner, at most rw for "
+            "the group and nothing for others (e.g. 0o600 or 0o640)"
+        )
+
+
+def _prepare_file(path: str, file_mode: int) -> None:
+    """Create the database file with ``file_mode`` before SQLite touches it.
+
+    SQLite creates the -wal/-shm/-journal files with the permissions of the
+    main file, so creating that one right is enough (and avoids changing the
+    process-wide umask, which would race with other threads).  An existing
+    file that is accessible to "others" is tightened.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), file_mode)
+    os.close(fd)
+    _tighten(path)
+
+
+def _tighten(path: str) -> None:
+    """Remove any permission bits for "others" from the db and its sidecars."""
+    for suffix in _SIDECARS:
+        name = path + suffix
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+            if mode & 0o007:
+                os.chmod(name, mode & ~0o007)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("cannot remove world access from %s (not the owner)", name)
+
+
+# --------------------------------------------------------------------------
+# Pragmas
+# --------------------------------------------------------------------------
+
+def configure(conn: sqlite3.Connection, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+    """Per-connection pragmas.  Must run outside a transaction."""
+    if not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
+        raise ValueError(f"busy_timeout_ms must be a non-negative int, got {busy_timeout_ms!r}")
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    # WAL: readers never block the writer and vice versa; persistent in the file.
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode.lower() not in ("wal", "memory"):
+        raise StorageError(f"could not switch the database to WAL mode (got {mode!r})")
+    # NORMAL is durable across application crashes in WAL mode; only an OS
+    # crash / power loss can lose the last commits (never corrupts).
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
+        raise StorageError("this SQLite build cannot enforce foreign keys")
+
+
+# --------------------------------------------------------------------------
+# Migrations
+# --------------------------------------------------------------------------
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    """The numbered SQL files shipped in ``storage/migrations``, in order."""
+    found: list[Migration] = []
+    for entry in resources.files(__package__).joinpath("migrations").iterdir():
+        m = _MIGRATION_NAME.match(entry.name)
+        if m is None:
+            continue
+        found.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda mig: mig.version)
+    versions = [mig.version for mig in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migration files must be numbered 0001.. without gaps: {versions}")
+    return found
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a SQL script into single statements (trigger bodies stay whole).
+
+    ``executescript`` cannot be used: it COMMITs any open transaction first,
+    and the migrations must run inside our BEGIN IMMEDIATE.
+    """
+    statements: list[str] = []
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            statements.append(buf.strip())
+            buf = ""
+    if buf.rstrip(";").strip() and _has_code(buf.rstrip(";")):
+        raise MigrationError(f"incomplete SQL statement at end of script: {buf.strip()[:80]!r}")
+    return [s for s in statements if _has_code(s)]
+
+
+def _has_code(sql: str) -> bool:
+    lines = (line.split("--", 1)[0].strip() for line in sql.splitlines())
+    return any(line and line != ";" for line in lines)
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    migrations: list[Migration] | None = None,
+    now: Clock = utc_now,
+) -> list[int]:
+    """Bring the schema up to date; returns the versions applied now.
+
+    Everything happens in one BEGIN IMMEDIATE transaction: two processes that
+    open a fresh file at once serialise here, the second one finds the
+    migrations already recorded and applies nothing.  A migration that fails
+    leaves the database exactly as it was.
+    """
+    if migrations is None:
+        migrations = load_migrations()
+    applied_now: list[int] = []
+    with immediate(conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL,"
+            " checksum TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL)"
+        )
+        done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+        known = {mig.version: mig for mig in migrations}
+        newer = sorted(v for v in done if v not in known)
+        if newer:
+            raise MigrationError(
+                f"database has schema version(s) {newer} unknown to this code "
+                f"(latest known: {max(known, default=0)}); upgrade callproof"
+            )
+        for mig in migrations:
+            if mig.version in done:
+                if done[mig.version] != mig.checksum:
+                    raise MigrationError(
+                        f"migration {mig.version:04d}_{mig.name}.sql was changed after it "
+                        "was applied; add a new migration instead of editing an old one"
+                    )
+                continue
+            for statement in split_statements(mig.sql):
+                try:
+                    conn.execute(statement)
+                except sqlite3.Error as e:
+                    raise MigrationError(
+                        f"migration {mig.version:04d}_{mig.name}.sql failed: {e}; "
+                        f"statement: {statement[:120]!r}"
+                    ) from e
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
+                " VALUES (?, ?, ?, ?)",
+                (mig.version, mig.name, mig.checksum, to_db_time(now())),
+            )
+            applied_now.append(mig.version)
+    if applied_now:
+        log.info("applied schema migrations %s", applied_now)
+    return applied_now
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+# --------------------------------------------------------------------------
+# Sync entry point (AGI scripts, CLI, benchmarks)
+# --------------------------------------------------------------------------
+
+def _setup(
+    conn: sqlite3.Connection, path: str, busy_timeout_ms: int, now: Clock
+) -> None:
+    configure(conn, busy_timeout_ms)
+    migrate(conn, now=now)
+    if path != MEMORY:
+        _tighten(path)  # the -wal/-shm files exist now
+
+
+def connect_sync(
+    path: str | os.PathLike[str],
+    *,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    file_mode: int = DEFAULT_FILE_MODE,
+    now: Clock = utc_now,
+) -> sqlite3.Connection:
+    """A plain sqlite3 connection with the same pragmas and schema as
+    :meth:`Database.open`.  Autocommit mode (``isolation_level=None``): the
+    storage functions issue their own ``BEGIN IMMEDIATE``.
+    """
+    path = os.fspath(path)
+    _check_file_mode(file_mode)
+    if path != MEMORY:
+        _prepare_file(path, file_mode)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        _setup(conn, path, busy_timeout_ms, now)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+# --------------------------------------------------------------------------
+# Async handle
+# --------------------------------------------------------------------------
+
+class Database:
+    """One aiosqlite connection plus the repositories that use it.
+
+    All statements of one repository call run as a single sync function on
+    aiosqlite's worker thread (see :meth:`run_in_connection`), so a
+    multi-statement transaction can never interleave with statements from
+    other coroutines sharing this connection.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: str, now: Clock = utc_now) -> None:
+        from .audit import AuditLog
+        from .calls import Calls
+        from .outbox import Outbox
+        from .protocols import Protocols
+        from .recordings import Recordings
+
+        self._conn = conn
+        self.path = path
+        self._now = now
+        self.calls = Calls(self)
+        self.protocols = Protocols(self)
+        self.recordings = Recordings(self)
+        self.outbox = Outbox(self)
+        self.audit = AuditLog(self)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        file_mode: int = DEFAULT_FILE_MODE,
+        now: Clock = utc_now,
+    ) -> _Opening:
+        """Open (creating if needed) and migrate.  Use as ``await Database.open(p)``,
+        ``async with await Database.open(p)`` or ``async with Database.open(p)``.
+        """
+        return _Opening(cls._open(os.fspath(path), busy_timeout_ms, file_mode, now))
+
+    @classmethod
+    async def _open(cls, path: str, busy_timeout_ms: int, file_mode: int, now: Clock) -> Database:
+        _check_file_mode(file_mode)
+        if path != MEMORY:
+            _prepare_file(path, file_mode)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        if not callable(getattr(conn, "_execute", None)):  # pragma: no cover
+            await conn.close()
+            raise StorageError("unsupported aiosqlite version: Connection._execute is missing")
+        db = cls(conn, path, now)
+        try:
+            await db.run_in_connection(_setup, path, busy_timeout_ms, now)
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    def now(self) -> str:
+        """Current time from the injected clock, in the stored format."""
+        return to_db_time(self._now())
+
+    async def run_in_connection(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(sqlite3_connection, *args, **kwargs)`` on aiosqlite's worker thread.
+
+        Why the private ``aiosqlite.Connection._execute``: the public API
+        (``execute``, ``commit``...) costs one thread hop *per statement*, and
+        between two awaits another coroutine on the same connection can slip
+        its own statements into our open transaction.  ``_execute`` queues one
+        callable on the thread that owns the sqlite3 connection, so a whole
+        transaction (e.g. protocol allocation: 6 statements) is one hop and
+        atomic with respect to the connection.  It also lets the async API
+        run exactly the same sync functions that AGI scripts and the CLI call
+        directly.  ``fn`` must not block on anything but SQLite.
+        """
+        aconn = self._conn
+
+        def call() -> T:
+            return fn(aconn._conn, *args, **kwargs)
+
+        return await aconn._execute(call)
+
+    async def schema_version(self) -> int:
+        return await self.run_in_connection(schema_version)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _Opening:
+    """Awaitable and async context manager returned by :meth:`Database.open`."""
+
+    __slots__ = ("_coro", "_db")
+
+    def __init__(self, coro: Any) -> None:
+        self._coro = coro
+        self._db: Database | None = None
+
+    def __await__(self) -> Generator[Any, None, Database]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> Database:
+        self._db = await self._coro
+        return self._db
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._db is not None:
+            await self._db.close()

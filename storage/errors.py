@@ -1,0 +1,27 @@
+"""Exceptions raised by the storage layer (all subclass :class:`StorageError`)."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class for storage errors."""
+
+
+class MigrationError(StorageError):
+    """The schema cannot be brought to the version this code expects."""
+
+
+class NotFoundError(StorageError, LookupError):
+    """The referenced row does not exist."""
+
+
+class AlreadyExistsError(StorageError):
+    """A row with the same unique key (channel id, recording path) exists."""
+
+
+class InvalidStateError(StorageError):
+    """The row is not in a state that allows the requested transition."""
+
+
+class ProtocolRangeError(StorageError, ValueError):
+    """Year outside 2000..9999 or the year's 13-digit sequence is exhausted."""

@@ -1,0 +1,212 @@
+"""Protocol numbers: ``YYYY`` + 13-digit per-year sequence (17 digits).
+
+The sequence bump, the ``protocols`` row, the call update and the SMS outbox
+row are one transaction (:func:`allocate_sync`).  Because the counter is
+bumped inside that transaction, a rollback leaves no gap and concurrent
+processes (serialised by BEGIN IMMEDIATE) never get the same number.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ._sqlutil import fetch_one, immediate
+from .errors import InvalidStateError, NotFoundError, ProtocolRangeError
+from .timefmt import to_db_time
+
+if TYPE_CHECKING:
+    from .db import Database
+
+MIN_YEAR, MAX_YEAR = 2000, 9999
+MAX_SEQUENCE = 10**13 - 1
+PROTOCOL_LENGTH = 17
+
+# A call may receive its protocol only while consent is being played/just
+# finished; any other status means the call moved on (or was abandoned).
+ALLOCATABLE_CALL_STATUSES = frozenset({"consent_playing"})
+
+
+@dataclass(frozen=True, slots=True)
+class SmsDraft:
+    """The SMS to queue with a new protocol.
+
+    ``render_body(protocol)`` runs inside the allocation transaction (on the
+    database thread): keep it pure and fast; if it raises, nothing is stored.
+    The row is 'not_sendable' when ``destination`` is None or a
+    ``not_sendable_reason`` is given (e.g. a landline); otherwise 'pending'.
+    """
+
+    destination: str | None
+    language: str
+    render_body: Callable[[str], str]
+    not_sendable_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AllocatedProtocol:
+    protocol: str
+    outbox_id: int | None
+    sms_state: str | None
+    reused: bool = False  # True: the call already had this protocol (resumed call)
+
+
+def format_protocol(year: int, sequence: int) -> str:
+    _check_year(year)
+    if not 1 <= sequence <= MAX_SEQUENCE:
+        raise ProtocolRangeError(f"sequence {sequence} outside 1..{MAX_SEQUENCE}")
+    return f"{year:04d}{sequence:013d}"
+
+
+def parse_protocol(protocol: str) -> tuple[int, int]:
+    """``'20260000000000042'`` -> ``(2026, 42)``; ValueError if malformed."""
+    if len(protocol) != PROTOCOL_LENGTH or not protocol.isascii() or not protocol.isdigit():
+        raise ValueError(f"not a {PROTOCOL_LENGTH}-digit protocol: {protocol!r}")
+    year, sequence = int(protocol[:4]), int(protocol[4:])
+    format_protocol(year, sequence)  # range check
+    return year, sequence
+
+
+def _check_year(year: int) -> None:
+    if not isinstance(year, int) or isinstance(year, bool) or not MIN_YEAR <= year <= MAX_YEAR:
+        raise ProtocolRangeError(f"protocol year must be an int in {MIN_YEAR}..{MAX_YEAR}, got {year!r}")
+
+
+_SQL_CALL = "SELECT protocol, status FROM calls WHERE id = ?"
+_SQL_EXISTING_SMS = "SELECT id, state FROM sms_outbox WHERE protocol = ? ORDER BY id LIMIT 1"
+_SQL_BUMP = (
+    "INSERT INTO protocol_sequences (year, last_value) VALUES (?, 1)"
+    " ON CONFLICT (year) DO UPDATE SET last_value = last_value + 1"
+)
+_SQL_CURRENT = "SELECT last_value FROM protocol_sequences WHERE year = ?"
+_SQL_PROTOCOL = (
+    "INSERT INTO protocols (protocol, year, sequence, allocated_at, kind, call_id)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_SQL_LINK_CALL = (
+    "UPDATE calls SET protocol = ?, status = 'protocol_reading', updated_at = ? WHERE id = ?"
+)
+_SQL_SMS = (
+    "INSERT INTO sms_outbox (protocol, call_id, destination, language, body, state, reason,"
+    " attempts, next_attempt_at, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+)
+
+
+def allocate_sync(
+    conn: sqlite3.Connection,
+    *,
+    year: int,
+    allocated_at: str | datetime,
+    kind: str = "call",
+    call_id: int | None = None,
+    sms: SmsDraft | None = None,
+) -> AllocatedProtocol:
+    """Allocate the next protocol of ``year`` in one BEGIN IMMEDIATE transaction.
+
+    With ``call_id``: idempotent per call (a call that already has a protocol
+    gets it back, ``reused=True``, nothing is written), otherwise the call's
+    ``protocol`` is set and its status becomes 'protocol_reading'.  With
+    ``sms``: the outbox row is inserted in the same transaction.
+
+    ``allocated_at``: aware ISO-8601 string or datetime (stored normalised,
+    also as the call's/outbox row's ``updated_at``).  ``conn`` must be in
+    autocommit mode with no open transaction (:func:`storage.db.connect_sync`).
+    """
+    _check_year(year)
+    allocated_at = to_db_time(allocated_at)
+    with immediate(conn):
+        if call_id is not None:
+            row = conn.execute(_SQL_CALL, (call_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"call {call_id} does not exist")
+            existing, status = row
+            if existing is not None:
+                sms_row = conn.execute(_SQL_EXISTING_SMS, (existing,)).fetchone()
+                return AllocatedProtocol(
+                    existing,
+                    sms_row[0] if sms_row else None,
+                    sms_row[1] if sms_row else None,
+                    reused=True,
+                )
+            if status not in ALLOCATABLE_CALL_STATUSES:
+                raise InvalidStateError(
+                    f"call {call_id} has status {status!r}; a protocol can only be "
+                    f"allocated in {sorted(ALLOCATABLE_CALL_STATUSES)}"
+                )
+
+        conn.execute(_SQL_BUMP, (year,))
+        sequence = conn.execute(_SQL_CURRENT, (year,)).fetchone()[0]
+        if sequence > MAX_SEQUENCE:  # rollback keeps the counter at the maximum
+            raise ProtocolRangeError(f"protocol sequence for {year} exhausted ({MAX_SEQUENCE})")
+        protocol = f"{year:04d}{sequence:013d}"
+        conn.execute(_SQL_PROTOCOL, (protocol, year, sequence, allocated_at, kind, call_id))
+
+        if call_id is not None:
+            conn.execute(_SQL_LINK_CALL, (protocol, allocated_at, call_id))
+
+        outbox_id = sms_state = None
+        if sms is not None:
+            body = sms.render_body(protocol)
+            if sms.destination is None or sms.not_sendable_reason is not None:
+                sms_state = "not_sendable"
+                reason = sms.not_sendable_reason or "no destination number"
+                next_attempt_at = None
+            else:
+                sms_state, reason, next_attempt_at = "pending", None, allocated_at
+            cur = conn.execute(
+                _SQL_SMS,
+                (protocol, call_id, sms.destination, sms.language, body, sms_state, reason,
+                 next_attempt_at, allocated_at, allocated_at),
+            )
+            outbox_id = cur.lastrowid
+    return AllocatedProtocol(protocol, outbox_id, sms_state)
+
+
+def get_sync(conn: sqlite3.Connection, protocol: str) -> dict | None:
+    return fetch_one(conn.execute("SELECT * FROM protocols WHERE protocol = ?", (protocol,)))
+
+
+class Protocols:
+    """Async repository (``db.protocols``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def allocate_for_call(
+        self,
+        call_id: int,
+        *,
+        year: int,
+        allocated_at: str | datetime,
+        sms: SmsDraft | None,
+    ) -> AllocatedProtocol:
+        """Protocol + call update + outbox row in one transaction (one thread hop)."""
+        return await self._db.run_in_connection(
+            allocate_sync,
+            year=year,
+            allocated_at=allocated_at,
+            kind="call",
+            call_id=call_id,
+            sms=sms,
+        )
+
+    async def allocate(
+        self,
+        *,
+        kind: str = "request",
+        year: int,
+        allocated_at: str | datetime | None = None,
+    ) -> str:
+        """A protocol not tied to a call (customer requests...).  Returns it."""
+        at = self._db.now() if allocated_at is None else allocated_at
+        result = await self._db.run_in_connection(
+            allocate_sync, year=year, allocated_at=at, kind=kind
+        )
+        return result.protocol
+
+    async def get(self, protocol: str) -> dict | None:
+        return await self._db.run_in_connection(get_sync, protocol)

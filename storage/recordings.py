@@ -1,0 +1,156 @@
+"""The ``recordings`` table: MixMonitor files and their integrity data.
+
+Lifecycle: ``create`` (state 'recording') -> ``finalise`` (size, duration,
+sha256) or ``fail`` ('failed', or 'missing' when the file never appeared).
+'deleted' is set by retention (a later issue).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import TYPE_CHECKING, NoReturn
+
+from ._sqlutil import fetch_all, fetch_one
+from .errors import AlreadyExistsError, InvalidStateError, NotFoundError
+from .timefmt import to_db_time
+
+if TYPE_CHECKING:
+    from .db import Database
+
+FAIL_STATES = frozenset({"failed", "missing"})
+
+
+def create_sync(
+    conn: sqlite3.Connection,
+    call_id: int,
+    protocol: str | None,
+    path: str,
+    caller_number: str | None,
+    started_at: str | datetime,
+) -> int:
+    try:
+        cur = conn.execute(
+            "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state)"
+            " VALUES (?, ?, ?, ?, ?, 'recording')",
+            (call_id, protocol, path, caller_number, to_db_time(started_at)),
+        )
+    except sqlite3.IntegrityError as e:
+        existing = get_by_path_sync(conn, path)
+        if existing is not None:
+            raise AlreadyExistsError(
+                f"recording path {path!r} already registered (id {existing['id']})"
+            ) from e
+        raise
+    return cur.lastrowid
+
+
+def _require_recording(conn: sqlite3.Connection, rec_id: int, wanted: str) -> NoReturn:
+    row = get_sync(conn, rec_id)
+    if row is None:
+        raise NotFoundError(f"recording {rec_id} does not exist")
+    raise InvalidStateError(f"recording {rec_id} is {row['state']!r}; cannot {wanted}")
+
+
+def finalise_sync(
+    conn: sqlite3.Connection,
+    rec_id: int,
+    *,
+    size_bytes: int,
+    duration_ms: int,
+    sha256: str,
+    finalised_at: str | datetime,
+) -> None:
+    """'recording' -> 'finalised'.  Repeating it with the same sha256 is a no-op."""
+    sha256 = sha256.lower()
+    cur = conn.execute(
+        "UPDATE recordings SET state = 'finalised', size_bytes = ?, duration_ms = ?,"
+        " sha256 = ?, finalised_at = ?, error = NULL WHERE id = ? AND state = 'recording'",
+        (size_bytes, duration_ms, sha256, to_db_time(finalised_at), rec_id),
+    )
+    if cur.rowcount == 0:
+        row = get_sync(conn, rec_id)
+        if row is not None and row["state"] == "finalised" and row["sha256"] == sha256:
+            return
+        _require_recording(conn, rec_id, "finalise")
+
+
+def fail_sync(conn: sqlite3.Connection, rec_id: int, error: str, state: str = "failed") -> None:
+    """'recording' -> 'failed' (or 'missing' when the file is not there)."""
+    if state not in FAIL_STATES:
+        raise ValueError(f"state must be one of {sorted(FAIL_STATES)}, got {state!r}")
+    cur = conn.execute(
+        "UPDATE recordings SET state = ?, error = ? WHERE id = ? AND state = 'recording'",
+        (state, error, rec_id),
+    )
+    if cur.rowcount == 0:
+        _require_recording(conn, rec_id, f"mark it {state!r}")
+
+
+def get_sync(conn: sqlite3.Connection, rec_id: int) -> dict | None:
+    return fetch_one(conn.execute("SELECT * FROM recordings WHERE id = ?", (rec_id,)))
+
+
+def get_by_path_sync(conn: sqlite3.Connection, path: str) -> dict | None:
+    return fetch_one(conn.execute("SELECT * FROM recordings WHERE path = ?", (path,)))
+
+
+def for_call_sync(conn: sqlite3.Connection, call_id: int) -> list[dict]:
+    return fetch_all(conn.execute(
+        "SELECT * FROM recordings WHERE call_id = ? ORDER BY started_at, id", (call_id,)
+    ))
+
+
+def unfinalised_sync(conn: sqlite3.Connection) -> list[dict]:
+    return fetch_all(conn.execute(
+        "SELECT * FROM recordings WHERE state = 'recording' ORDER BY started_at, id"
+    ))
+
+
+class Recordings:
+    """Async repository (``db.recordings``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self,
+        call_id: int,
+        protocol: str | None,
+        path: str,
+        caller_number: str | None,
+        started_at: str | datetime,
+    ) -> int:
+        return await self._db.run_in_connection(
+            create_sync, call_id, protocol, path, caller_number, started_at
+        )
+
+    async def finalise(
+        self,
+        rec_id: int,
+        *,
+        size_bytes: int,
+        duration_ms: int,
+        sha256: str,
+        finalised_at: str | datetime,
+    ) -> None:
+        await self._db.run_in_connection(
+            finalise_sync, rec_id, size_bytes=size_bytes, duration_ms=duration_ms,
+            sha256=sha256, finalised_at=finalised_at,
+        )
+
+    async def fail(self, rec_id: int, error: str, *, state: str = "failed") -> None:
+        await self._db.run_in_connection(fail_sync, rec_id, error, state)
+
+    async def get(self, rec_id: int) -> dict | None:
+        return await self._db.run_in_connection(get_sync, rec_id)
+
+    async def get_by_path(self, path: str) -> dict | None:
+        return await self._db.run_in_connection(get_by_path_sync, path)
+
+    async def for_call(self, call_id: int) -> list[dict]:
+        return await self._db.run_in_connection(for_call_sync, call_id)
+
+    async def unfinalised(self) -> list[dict]:
+        """Rows still 'recording' (e.g. after a crash), oldest first."""
+        return await self._db.run_in_connection(unfinalised_sync)
