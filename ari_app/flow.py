@@ -197,22 +197,19 @@ class CallFlow:
             return
         cfg = self.s.config.protocol_reading
         media = self.s.prompts.protocol_reading_media(self.language, self.protocol, cfg.groups)
-        readings, replays = 0, 0
-        planned = 1 + cfg.repeat
+        readings, replays, wanted = 0, 0, 1 + cfg.repeat
+        key = cfg.replay_key
         self.inbox.take_dtmf()
-        while True:
+        while readings < wanted:
             await self._play(media, "protocol")
             readings += 1
             await self.s.db.calls.update(self.call_id, protocol_read_count=readings)
-            asked = cfg.replay_key and cfg.replay_key in self.inbox.take_dtmf()
-            if readings < planned:
-                continue
-            if not asked and cfg.replay_key and cfg.replay_window_ms and replays < cfg.max_replays:
-                asked = await self._replay_key_within(cfg.replay_key, cfg.replay_window_ms / 1000)
+            asked = bool(key) and key in self.inbox.take_dtmf()
+            if not asked and readings == wanted and key and cfg.replay_window_ms:
+                asked = await self._replay_key_within(key, cfg.replay_window_ms / 1000)
             if asked and replays < cfg.max_replays:
                 replays += 1
-                continue
-            break
+                wanted += 1
         self.timings.mark("protocol_read")
         self.status = "protocol_given"
         await self.s.db.calls.update(self.call_id, status="protocol_given",

@@ -1,0 +1,224 @@
+"""The call flow's step order and persisted outcomes, against a scripted fake ARI.
+
+The fake answers each playback with PlaybackStarted/PlaybackFinished events
+(or a hang-up, when the script says so); storage is the real SQLite layer in
+a temporary directory.  The same behaviours are checked against a real
+Asterisk in tests/integration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from ari_app.ari import ChannelGone
+from ari_app.call_events import CallInbox
+from ari_app.flow import CallFlow, Services
+from ari_app.recorder import RecordingError
+from callproof.config import load_config
+from callproof.prompts import Prompt
+from storage import Database
+
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
+
+
+class FakeAri:
+    def __init__(self, inbox: CallInbox, hangup_in: str | None = None, dtmf_in: dict[str, str] | None = None):
+        self.inbox = inbox
+        self.hangup_in = hangup_in
+        self.dtmf_in = dtmf_in or {}
+        self.ops: list[tuple] = []
+        self.gone = False
+
+    def _emit(self, *events: dict) -> None:
+        loop = asyncio.get_running_loop()
+        for ev in events:
+            loop.call_soon(self.inbox.push, ev)
+
+    async def answer(self, channel_id):
+        self.ops.append(("answer",))
+
+    async def play(self, channel_id, media, playback_id, language=None):
+        if self.gone:
+            raise ChannelGone("404")
+        what = playback_id.split("-")[1]
+        self.ops.append(("play", what, tuple(media)))
+        pb = {"id": playback_id, "target_uri": f"channel:{channel_id}"}
+        events = [{"type": "PlaybackStarted", "playback": {**pb, "state": "playing"}}]
+        if what in self.dtmf_in:
+            events.append({"type": "ChannelDtmfReceived", "digit": self.dtmf_in.pop(what), "channel": {"id": channel_id}})
+        if self.hangup_in == what:
+            self.gone = True
+            events += [{"type": "ChannelHangupRequest", "cause": 16, "channel": {"id": channel_id}},
+                       {"type": "PlaybackFinished", "playback": {**pb, "state": "failed"}},
+                       {"type": "StasisEnd", "channel": {"id": channel_id}}]
+        else:
+            events.append({"type": "PlaybackFinished", "playback": {**pb, "state": "done"}})
+        self._emit(*events)
+
+    async def set_variable(self, channel_id, name, value):
+        if self.gone:
+            raise ChannelGone("404")
+        self.ops.append(("set", name, value))
+
+    async def continue_in_dialplan(self, channel_id, context, extension, priority):
+        if self.gone:
+            raise ChannelGone("404")
+        self.ops.append(("continue", context, extension, priority))
+
+
+class FakeRecorder:
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.started: list[tuple] = []
+        self.tracked: dict[str, int] = {}
+
+    def track(self, uniqueid, recording_id, path):
+        self.tracked[uniqueid] = recording_id
+
+    async def start(self, channel_name, uniqueid, path):
+        if self.fail:
+            raise RecordingError("MixMonitor refused: test")
+        self.started.append((channel_name, uniqueid, str(path)))
+
+
+class FakePrompts:
+    def resolve_language(self, lang):
+        return "pt_BR"
+
+    def prompt(self, name, language):
+        return Prompt(name, language, Path(f"/prompts/{language}/{name}.wav"), "ab" * 32, f"sound:/prompts/{language}/{name}")
+
+    def protocol_reading_media(self, language, protocol, groups):
+        return ["sound:/prompts/pt_BR/protocol-is"] + [f"sound:digits/{d}" for d in protocol]
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "callproof.toml"
+    path.write_text(f"""
+[storage]
+database = "{tmp_path / 'cp.db'}"
+[ari]
+password = "unit-test-ari-password"
+[ami]
+password = "unit-test-ami-password"
+[recording]
+root = "{tmp_path / 'rec'}"
+[protocol_reading]
+replay_window_ms = 0
+""")
+    return load_config(path, env={})
+
+
+@pytest.fixture
+async def db(config):
+    database = await Database.open(config.storage.database)
+    yield database
+    await database.close()
+
+
+def start_event(number="11987654321", channel_id="1700000000.1"):
+    return {"type": "StasisStart", "args": ["551130000000", "1700000000.0"],
+            "channel": {"id": channel_id, "name": f"Local/s@callproof-entry-0001;2", "state": "Up",
+                        "caller": {"number": number, "name": "Cliente"}, "language": "pt_BR",
+                        "dialplan": {"context": "callproof-entry-run", "exten": "s"}}}
+
+
+async def run_call(config, db, *, number="11987654321", hangup_in=None, dtmf_in=None, recorder_fails=False):
+    ev = start_event(number)
+    inbox = CallInbox(ev["channel"]["id"])
+    ari = FakeAri(inbox, hangup_in, dtmf_in)
+    recorder = FakeRecorder(recorder_fails)
+    services = Services(config=config, db=db, ari=ari, recorder=recorder, prompts=FakePrompts(),
+                        wake_sms=lambda: None, clock=lambda: NOW)
+    flow = CallFlow(services, inbox, ev)
+    await asyncio.wait_for(flow.run(), 5)
+    row = await db.calls.get(flow.call_id)
+    return flow, ari, recorder, row
+
+
+async def test_steps_run_in_order_and_are_persisted(config, db):
+    flow, ari, recorder, row = await run_call(config, db)
+    kinds = [op[0] if op[0] != "play" else f"play:{op[1]}" for op in ari.ops]
+    assert kinds[:4] == ["play:consent", "play:protocol", "play:protocol", "set"]
+    assert kinds[-1] == "continue"
+    assert recorder.started, "MixMonitor was never started"
+    assert row["status"] == "handed_off"
+    assert row["consent_outcome"] == "finished" and row["consent_sha256"] == "ab" * 32
+    assert row["consent_started_at"] <= row["consent_finished_at"]
+    assert len(row["protocol"]) == 17 and row["protocol"].startswith("2026")
+    assert row["protocol_read_count"] == 2
+    assert row["caller_number"] == "+5511987654321" and row["dialled_number"] == "551130000000"
+    handoff_vars = {op[1]: op[2] for op in ari.ops if op[0] == "set"}
+    assert handoff_vars["CALLPROOF_PROTOCOL"] == row["protocol"]
+    assert handoff_vars["CALLPROOF_RECORDING"].endswith(".wav") and row["protocol"] in handoff_vars["CALLPROOF_RECORDING"]
+    assert ("continue", "callproof-handoff", "s", 1) in ari.ops
+    sms = await db.outbox.get_for_protocol(row["protocol"])
+    assert len(sms) == 1 and sms[0]["state"] == "pending" and sms[0]["destination"] == "+5511987654321"
+    assert row["protocol"] in sms[0]["body"]
+
+
+async def test_hangup_during_consent_gives_no_protocol(config, db):
+    flow, ari, recorder, row = await run_call(config, db, hangup_in="consent")
+    assert row["status"] == "abandoned_in_consent"
+    assert row["consent_outcome"] == "caller_left"
+    assert row["protocol"] is None and row["ended_at"] is not None
+    assert not recorder.started
+    assert [op for op in ari.ops if op[0] == "play"] == [ari.ops[0]]
+
+
+async def test_hangup_during_reading_keeps_protocol_and_sms(config, db):
+    flow, ari, recorder, row = await run_call(config, db, hangup_in="protocol")
+    assert row["status"] == "abandoned_in_protocol"
+    assert row["protocol"] is not None and row["protocol_read_count"] == 0
+    assert not recorder.started
+    sms = await db.outbox.get_for_protocol(row["protocol"])
+    assert len(sms) == 1  # the caller was given a number: the SMS still goes out
+
+
+async def test_replay_key_reads_the_protocol_again(config, db):
+    flow, ari, recorder, row = await run_call(config, db, dtmf_in={"protocol": "*"})
+    assert row["protocol_read_count"] == 3
+
+
+async def test_dtmf_does_not_skip_consent(config, db):
+    flow, ari, recorder, row = await run_call(config, db, dtmf_in={"consent": "#"})
+    assert row["consent_outcome"] == "finished"
+    assert row["status"] == "handed_off"
+
+
+@pytest.mark.parametrize("number, reason", [("", "withheld"), ("anonymous", "withheld"), ("$(reboot)", "invalid")])
+async def test_unusable_caller_number_gets_a_not_sendable_sms_row(config, db, number, reason):
+    flow, ari, recorder, row = await run_call(config, db, number=number)
+    assert row["status"] == "handed_off"
+    sms = await db.outbox.get_for_protocol(row["protocol"])
+    assert sms[0]["state"] == "not_sendable" and sms[0]["reason"] == reason
+    assert recorder.started and "anonymous" in recorder.started[0][2]
+
+
+async def test_recording_failure_still_hands_off_and_says_so(config, db):
+    flow, ari, recorder, row = await run_call(config, db, recorder_fails=True)
+    assert row["status"] == "handed_off"
+    assert "recording" in (row["error"] or "")
+    handoff_vars = {op[1]: op[2] for op in ari.ops if op[0] == "set"}
+    assert handoff_vars["CALLPROOF_STATUS"] == "recording_failed"
+    assert handoff_vars["CALLPROOF_RECORDING"] == ""
+    recs = await db.recordings.for_call(row["id"])
+    assert recs[0]["state"] == "failed"
+
+
+async def test_protocols_of_successive_calls_are_consecutive(config, db):
+    protocols = []
+    for i in range(3):
+        ev = start_event(channel_id=f"1700000000.{10 + i}")
+        inbox = CallInbox(ev["channel"]["id"])
+        services = Services(config=config, db=db, ari=FakeAri(inbox), recorder=FakeRecorder(),
+                            prompts=FakePrompts(), wake_sms=lambda: None, clock=lambda: NOW)
+        flow = CallFlow(services, inbox, ev)
+        await flow.run()
+        protocols.append(int(flow.protocol))
+    assert protocols == list(range(protocols[0], protocols[0] + 3))
