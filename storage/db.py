@@ -139,20 +139,25 @@ def split_statements(script: str) -> list[str]:
     and the migrations must run inside our BEGIN IMMEDIATE.
     """
     statements: list[str] = []
+    *pieces, rest = script.split(";")
     buf = ""
-    for piece in script.split(";"):
+    for piece in pieces:
         buf += piece + ";"
         if sqlite3.complete_statement(buf):
-            statements.append(buf.strip())
+            if _has_code(buf):
+                statements.append(buf.strip())
             buf = ""
-    if buf.rstrip(";").strip() and _has_code(buf.rstrip(";")):
-        raise MigrationError(f"incomplete SQL statement at end of script: {buf.strip()[:80]!r}")
-    return [s for s in statements if _has_code(s)]
+    if _has_code(buf + rest):
+        raise MigrationError(f"incomplete SQL statement at end of script: {(buf + rest).strip()[:80]!r}")
+    return statements
+
+
+_COMMENTS = re.compile(r"/\*.*?\*/|--[^\n]*", re.DOTALL)
 
 
 def _has_code(sql: str) -> bool:
-    lines = (line.split("--", 1)[0].strip() for line in sql.splitlines())
-    return any(line and line != ";" for line in lines)
+    """False for text that is only whitespace, comments and semicolons."""
+    return bool(_COMMENTS.sub("", sql).replace(";", "").strip())
 
 
 def migrate(
