@@ -1,0 +1,114 @@
+"""storage.calls: creation, whitelisted updates, lookups."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from storage import AlreadyExistsError, Database, NewCall, NotFoundError, SmsDraft
+
+NOW = "2026-03-10T14:00:00.000000Z"
+MOBILE = "+5511912345678"
+
+
+@pytest.fixture
+async def db(tmp_path):
+    async with Database.open(tmp_path / "cp.db", now=lambda: NOW) as database:
+        yield database
+
+
+def new_call(channel="chan-1", raw=MOBILE, number=MOBILE, started="2026-03-10T10:59:00-03:00"):
+    return NewCall(channel_id=channel, uniqueid="1700000000.1", linkedid="1700000000.1",
+                   caller_number_raw=raw, caller_number=number, caller_name="Cliente",
+                   dialled_number="4000", language="pt_BR", started_at=started)
+
+
+async def test_create_and_get(db):
+    call_id = await db.calls.create(new_call())
+    row = await db.calls.get(call_id)
+    assert row["status"] == "consent_playing"
+    assert row["channel_id"] == "chan-1"
+    assert row["started_at"] == "2026-03-10T13:59:00.000000Z"
+    assert row["updated_at"] == NOW
+    assert row["protocol"] is None and row["protocol_read_count"] == 0
+    assert await db.calls.get_by_channel("chan-1") == row
+    assert await db.calls.get(call_id + 1) is None
+    assert await db.calls.get_by_channel("nope") is None
+    assert await db.calls.get_by_protocol("20260000000000001") is None
+
+
+async def test_duplicate_channel(db):
+    call_id = await db.calls.create(new_call())
+    with pytest.raises(AlreadyExistsError, match=f"id {call_id}"):
+        await db.calls.create(new_call())
+
+
+@pytest.mark.parametrize("raw", ["", "anonymous", "'; DROP TABLE calls; --",
+                                 "+55\u202e11\x00999", "x" * 500])
+async def test_raw_number_kept_verbatim(db, raw):
+    call_id = await db.calls.create(new_call(raw=raw, number=None))
+    row = await db.calls.get(call_id)
+    assert row["caller_number_raw"] == raw and row["caller_number"] is None
+
+
+@pytest.mark.parametrize("number", ["5511912345678", "+0511912345678", "+55 11 9123",
+                                    "+55119123456789012", "+"])
+async def test_normalised_number_must_be_e164(db, number):
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        await db.calls.create(new_call(number=number))
+
+
+async def test_update_whitelisted_columns(db):
+    call_id = await db.calls.create(new_call())
+    await db.calls.update(
+        call_id,
+        consent_prompt="consent-pt_BR-v3", consent_language="pt_BR",
+        consent_sha256="ab" * 32, consent_started_at="2026-03-10T11:00:00-03:00",
+        consent_finished_at="2026-03-10T14:00:07Z", consent_outcome="finished",
+        protocol_read_count=2,
+    )
+    row = await db.calls.get(call_id)
+    assert row["consent_started_at"] == "2026-03-10T14:00:00.000000Z"
+    assert row["consent_finished_at"] == "2026-03-10T14:00:07.000000Z"
+    assert row["consent_outcome"] == "finished" and row["protocol_read_count"] == 2
+    await db.calls.update(call_id, status="completed", ended_at="2026-03-10T14:05:00Z",
+                          hangup_cause="16", error=None)
+    row = await db.calls.get(call_id)
+    assert row["status"] == "completed" and row["ended_at"] == "2026-03-10T14:05:00.000000Z"
+
+
+@pytest.mark.parametrize("column", ["nonsense", "protocol", "id", "channel_id",
+                                    "caller_number_raw", "started_at", "updated_at",
+                                    "status = 'x', error"])
+async def test_update_rejects_other_columns(db, column):
+    call_id = await db.calls.create(new_call())
+    with pytest.raises(ValueError, match="not updatable: " + column.split(" ")[0]):
+        await db.calls.update(call_id, **{column: "x", "status": "failed"})
+    assert (await db.calls.get(call_id))["status"] == "consent_playing"
+
+
+async def test_update_errors(db):
+    with pytest.raises(ValueError, match="no columns"):
+        await db.calls.update(1)
+    with pytest.raises(NotFoundError):
+        await db.calls.update(404, status="failed")
+    call_id = await db.calls.create(new_call())
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        await db.calls.update(call_id, status="on_the_moon")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        await db.calls.update(call_id, consent_outcome="maybe")
+    with pytest.raises(ValueError, match="naive"):
+        await db.calls.update(call_id, ended_at="2026-03-10T14:05:00")
+
+
+async def test_unfinished_and_get_by_protocol(db):
+    a = await db.calls.create(new_call("a", started="2026-03-10T10:00:00Z"))
+    b = await db.calls.create(new_call("b", started="2026-03-10T09:00:00Z"))
+    c = await db.calls.create(new_call("c", started="2026-03-10T08:00:00Z"))
+    await db.calls.update(a, status="completed", ended_at="2026-03-10T10:10:00Z")
+    assert [r["id"] for r in await db.calls.unfinished()] == [c, b]
+    result = await db.protocols.allocate_for_call(
+        b, year=2026, allocated_at=NOW,
+        sms=SmsDraft(MOBILE, "pt_BR", lambda p: p))
+    assert (await db.calls.get_by_protocol(result.protocol))["id"] == b

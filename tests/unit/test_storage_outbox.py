@@ -1,0 +1,131 @@
+"""storage.outbox: leased claims, retries, terminal states."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from storage import Database, InvalidStateError, NewCall, NotFoundError, SmsDraft
+
+T0 = "2026-03-10T14:00:00Z"
+T_PLUS = lambda s: f"2026-03-10T14:{s // 60:02d}:{s % 60:02d}Z"  # noqa: E731
+MOBILE = "+5511912345678"
+
+
+@pytest.fixture
+async def db(tmp_path):
+    async with Database.open(tmp_path / "cp.db", now=lambda: T0) as database:
+        yield database
+
+
+async def queue(db, n, at=T0, destination=MOBILE):
+    ids = []
+    for i in range(n):
+        call_id = await db.calls.create(NewCall(f"c{i}-{at}", None, None, MOBILE, MOBILE,
+                                                None, None, "pt_BR", at))
+        result = await db.protocols.allocate_for_call(
+            call_id, year=2026, allocated_at=at,
+            sms=SmsDraft(destination, "pt_BR", lambda p: f"Protocolo {p}"))
+        ids.append(result.outbox_id)
+    return ids
+
+
+async def test_claim_leases_due_rows(db):
+    ids = await queue(db, 3)
+    claimed = await db.outbox.claim("worker-a", 2, 30, T_PLUS(1))
+    assert [r["id"] for r in claimed] == ids[:2]
+    for row in claimed:
+        assert row["state"] == "sending" and row["lease_owner"] == "worker-a"
+        assert row["lease_until"] == "2026-03-10T14:00:31.000000Z"
+        assert row["attempts"] == 1
+    # the rest goes to the next claimer, leased rows are not handed out twice
+    assert [r["id"] for r in await db.outbox.claim("worker-b", 10, 30, T_PLUS(2))] == ids[2:]
+    assert await db.outbox.claim("worker-c", 10, 30, T_PLUS(3)) == []
+
+
+async def test_not_due_yet(db):
+    await queue(db, 1, at="2026-03-10T14:10:00Z")
+    assert await db.outbox.claim("w", 10, 30, T_PLUS(599)) == []
+    assert len(await db.outbox.claim("w", 10, 30, T_PLUS(600))) == 1
+
+
+async def test_expired_lease_is_reclaimable(db):
+    [oid] = await queue(db, 1)
+    await db.outbox.claim("crashed", 1, 30, T_PLUS(0))
+    assert await db.outbox.claim("other", 1, 30, T_PLUS(29)) == []
+    [row] = await db.outbox.claim("other", 1, 30, T_PLUS(30))
+    assert row["id"] == oid and row["lease_owner"] == "other" and row["attempts"] == 2
+    # the crashed worker comes back: its result is refused when it names itself
+    with pytest.raises(InvalidStateError, match="leased by 'other'"):
+        await db.outbox.mark_sent(oid, "gw-1", T_PLUS(31), owner="crashed")
+    await db.outbox.mark_sent(oid, "gw-2", T_PLUS(32), owner="other")
+
+
+async def test_two_owners_never_share_rows(db, tmp_path):
+    await queue(db, 60)
+    async with Database.open(db.path) as db2:
+        async def drain(database, owner):
+            got = []
+            while batch := await database.outbox.claim(owner, 3, 60, T_PLUS(1)):
+                got += [r["id"] for r in batch]
+                await asyncio.sleep(0)
+            return got
+
+        a, b = await asyncio.gather(drain(db, "a"), drain(db2, "b"))
+    assert not set(a) & set(b)
+    assert sorted(a + b) == list(range(1, 61))
+
+
+async def test_sent_retry_dead(db):
+    a, b, c = await queue(db, 3)
+    await db.outbox.claim("w", 3, 30, T_PLUS(1))
+
+    await db.outbox.mark_sent(a, "gw-123", T_PLUS(2))
+    row = await db.outbox.get(a)
+    assert (row["state"], row["gateway_message_id"], row["lease_owner"], row["lease_until"],
+            row["updated_at"]) == ("sent", "gw-123", None, None, "2026-03-10T14:00:02.000000Z")
+    with pytest.raises(InvalidStateError, match="'sent'"):
+        await db.outbox.mark_sent(a, "gw-again", T_PLUS(3))
+
+    await db.outbox.mark_dead(c, "rejected: invalid number", T_PLUS(2))
+    row = await db.outbox.get(c)
+    assert (row["state"], row["reason"], row["next_attempt_at"], row["lease_owner"]) == (
+        "dead", "rejected: invalid number", None, None)
+
+    await db.outbox.mark_retry(b, "gateway timeout", T_PLUS(120), T_PLUS(2))
+    row = await db.outbox.get(b)
+    assert (row["state"], row["reason"], row["next_attempt_at"], row["lease_owner"]) == (
+        "pending", "gateway timeout", "2026-03-10T14:02:00.000000Z", None)
+    assert await db.outbox.claim("w", 10, 30, T_PLUS(119)) == []
+    [again] = await db.outbox.claim("w", 10, 30, T_PLUS(120))
+    assert again["id"] == b and again["attempts"] == 2
+    with pytest.raises(InvalidStateError):
+        await db.outbox.mark_retry(c, "x", T_PLUS(5), T_PLUS(3))
+    with pytest.raises(NotFoundError):
+        await db.outbox.mark_dead(999, "x", T_PLUS(3))
+
+
+async def test_retry_needs_a_lease(db):
+    [oid] = await queue(db, 1)
+    with pytest.raises(InvalidStateError, match="'pending'"):
+        await db.outbox.mark_retry(oid, "x", T_PLUS(5), T_PLUS(1))
+    await db.outbox.mark_dead(oid, "operator cancelled", T_PLUS(1))  # dead from pending is fine
+
+
+async def test_get_for_protocol(db):
+    [oid] = await queue(db, 1)
+    row = await db.outbox.get(oid)
+    assert [r["id"] for r in await db.outbox.get_for_protocol(row["protocol"])] == [oid]
+    assert await db.outbox.get_for_protocol("20260000000000099") == []
+
+
+async def test_claim_arguments(db):
+    with pytest.raises(ValueError):
+        await db.outbox.claim("", 1, 30, T0)
+    with pytest.raises(ValueError):
+        await db.outbox.claim("w", 0, 30, T0)
+    with pytest.raises(ValueError):
+        await db.outbox.claim("w", 1, 0, T0)
+    with pytest.raises(ValueError, match="naive"):
+        await db.outbox.claim("w", 1, 30, "2026-03-10T14:00:00")
