@@ -41,7 +41,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storage import Database, NewCall, SmsDraft, allocate_sync, connect_sync, to_db_time  # noqa: E402
+from storage import (  # noqa: E402
+    Database, NewCall, SmsDraft, allocate_sync, connect_sync, to_db_time,
+)
 from storage import protocols as P  # noqa: E402
 from storage.calls import create_sync  # noqa: E402
 

@@ -23,7 +23,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import aiosqlite
 
 from ._sqlutil import immediate
+from .audit import AuditLog
+from .calls import Calls
 from .errors import MigrationError, StorageError
+from .outbox import Outbox
+from .protocols import Protocols
+from .recordings import Recordings
 from .timefmt import to_db_time, utc_now
 
 log = logging.getLogger(__name__)
@@ -148,7 +153,8 @@ def split_statements(script: str) -> list[str]:
                 statements.append(buf.strip())
             buf = ""
     if _has_code(buf + rest):
-        raise MigrationError(f"incomplete SQL statement at end of script: {(buf + rest).strip()[:80]!r}")
+        tail = (buf + rest).strip()[:80]
+        raise MigrationError(f"incomplete SQL statement at end of script: {tail!r}")
     return statements
 
 
@@ -274,12 +280,6 @@ class Database:
     """
 
     def __init__(self, conn: aiosqlite.Connection, path: str, now: Clock = utc_now) -> None:
-        from .audit import AuditLog
-        from .calls import Calls
-        from .outbox import Outbox
-        from .protocols import Protocols
-        from .recordings import Recordings
-
         self._conn = conn
         self.path = path
         self._now = now

@@ -72,7 +72,8 @@ def parse_protocol(protocol: str) -> tuple[int, int]:
 
 def _check_year(year: int) -> None:
     if not isinstance(year, int) or isinstance(year, bool) or not MIN_YEAR <= year <= MAX_YEAR:
-        raise ProtocolRangeError(f"protocol year must be an int in {MIN_YEAR}..{MAX_YEAR}, got {year!r}")
+        raise ProtocolRangeError(
+            f"protocol year must be an int in {MIN_YEAR}..{MAX_YEAR}, got {year!r}")
 
 
 _SQL_CALL = "SELECT protocol, status FROM calls WHERE id = ?"

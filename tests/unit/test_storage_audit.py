@@ -47,7 +47,8 @@ async def test_empty_log_verifies(db):
 
 async def test_hash_formula_is_documented_one(db):
     entry_id = await db.audit.append("consent.finished", "ari", protocol=None, subject="call:7",
-                                     details={"b": 2, "a": [1, "x"]}, at="2026-03-10T11:00:00-03:00")
+                                     details={"b": 2, "a": [1, "x"]},
+                                     at="2026-03-10T11:00:00-03:00")
     [(at, details, prev_hash, stored)] = await sql(
         db, "SELECT at, details, prev_hash, hash FROM audit_log WHERE id = ?", entry_id)
     assert at == NOW

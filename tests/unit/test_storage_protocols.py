@@ -114,7 +114,8 @@ async def test_not_sendable_without_destination(db):
 async def test_not_sendable_with_reason_keeps_destination(db):
     call_id = await db.calls.create(new_call(1))
     result = await db.protocols.allocate_for_call(
-        call_id, year=2026, allocated_at=AT, sms=sms(destination="+551133334444", reason="landline"))
+        call_id, year=2026, allocated_at=AT,
+        sms=sms(destination="+551133334444", reason="landline"))
     [row] = await db.outbox.get_for_protocol(result.protocol)
     assert (row["state"], row["reason"], row["destination"]) == (
         "not_sendable", "landline", "+551133334444")
