@@ -47,6 +47,7 @@ class Application:
             languages=config.general.languages, custom_dir=config.prompts.custom_directory)
         self.inboxes: dict[str, CallInbox] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.flows: dict[str, CallFlow] = {}  # calls in progress, by channel id
         self.handed_off: dict[str, int] = {}  # uniqueid -> call id, until the channel hangs up
         self._hangup_causes: dict[str, str | None] = {}
         self.connected = asyncio.Event()
@@ -134,6 +135,7 @@ class Application:
         inbox = CallInbox(channel_id)
         self.inboxes[channel_id] = inbox
         flow = CallFlow(self._services(), inbox, start_event)
+        self.flows[channel_id] = flow
         task = asyncio.ensure_future(self._run_flow(flow))
         self.tasks[channel_id] = task
 
@@ -143,6 +145,7 @@ class Application:
         finally:
             self.tasks.pop(flow.channel_id, None)
             self.inboxes.pop(flow.channel_id, None)
+            self.flows.pop(flow.channel_id, None)
             if self.on_flow_done is not None:
                 self.on_flow_done(flow)
 
