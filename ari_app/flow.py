@@ -70,9 +70,15 @@ class CallTimings:
     """Monotonic milestones (seconds) for logs, the demo and the benchmark."""
 
     marks: dict[str, float] = field(default_factory=dict)
+    # Asterisk's own timestamps of key events (ISO strings, millisecond precision).
+    asterisk: dict[str, str] = field(default_factory=dict)
 
     def mark(self, name: str) -> None:
         self.marks.setdefault(name, time.monotonic())
+
+    def relative_ms(self) -> dict[str, float]:
+        start = self.marks.get("stasis_start", 0.0)
+        return {f"{k}_ms": round((v - start) * 1000, 1) for k, v in self.marks.items() if k != "stasis_start"}
 
     def between_ms(self, start: str, end: str) -> float | None:
         if start in self.marks and end in self.marks:
@@ -96,6 +102,8 @@ class CallFlow:
         self.sms_state: str | None = None
         self.timings = CallTimings()
         self.timings.mark("stasis_start")
+        if "timestamp" in start_event:
+            self.timings.asterisk["stasis_start"] = start_event["timestamp"]
         self.outcome: str | None = None
 
     # ------------------------------------------------------------------ run
@@ -115,6 +123,9 @@ class CallFlow:
         except Exception as exc:
             log.exception("call flow failed", extra={"fields": {"channel": self.channel_id, "protocol": self.protocol}})
             await self.fail(exc)
+        finally:
+            event(log, "call.timings", channel=self.channel_id, protocol=self.protocol, outcome=self.outcome,
+                  asterisk=self.timings.asterisk, **self.timings.relative_ms())
 
     # ---------------------------------------------------------------- steps
     async def enter(self) -> None:
@@ -308,6 +319,8 @@ class CallFlow:
             lambda e: e.get("type") in ("PlaybackStarted", "PlaybackFinished")
             and (e.get("playback") or {}).get("id") == playback_id)
         self.timings.mark(f"{what}_playback_started")
+        if "timestamp" in started:
+            self.timings.asterisk.setdefault(f"{what}_playback_started", started["timestamp"])
         finished = started
         if started.get("type") != "PlaybackFinished":
             finished = await self.inbox.wait_for(
@@ -318,3 +331,5 @@ class CallFlow:
                 raise CallerHungUp(f"playback {state} at hangup")
             raise PlaybackFailed(f"{what} playback ended in state {state!r} (media {media[0]!r})")
         self.timings.mark(f"{what}_playback_finished")
+        if "timestamp" in finished:
+            self.timings.asterisk[f"{what}_playback_finished"] = finished["timestamp"]
