@@ -139,7 +139,7 @@ class CallFlow:
             return
         caller = self.channel.get("caller") or {}
         raw_number = str(caller.get("number") or "")
-        self.language = self.s.prompts.resolve_language(self.channel.get("language"))
+        self.language = self.choose_language()
         dialled = self.args[0] if self.args else str((self.channel.get("dialplan") or {}).get("exten", ""))
         linkedid = self.args[1] if len(self.args) > 1 else self.channel_id
         number = normalise_caller(raw_number, self.s.config.general.phone_region)
@@ -155,6 +155,18 @@ class CallFlow:
         )
         self.status = "consent_playing"
         event(log, "call.entered", channel=self.channel_id, call_id=self.call_id, language=self.language)
+
+    def choose_language(self) -> str:
+        """The dialplan's CALLPROOF_LANGUAGE (third Stasis argument) if set, else the
+        channel's language when configured to trust it, else the default language.
+
+        Asterisk reports "en" for every channel whose language was never set, so the
+        channel language is only used when ``general.use_channel_language`` says so.
+        """
+        asked = self.args[2] if len(self.args) > 2 else ""
+        if not asked and self.s.config.general.use_channel_language:
+            asked = self.channel.get("language") or ""
+        return self.s.prompts.resolve_language(asked or None)
 
     async def _answer_if_needed(self) -> None:
         if self.channel.get("state") != "Up":
@@ -330,6 +342,6 @@ class CallFlow:
             if self.inbox.ended is not None:
                 raise CallerHungUp(f"playback {state} at hangup")
             raise PlaybackFailed(f"{what} playback ended in state {state!r} (media {media[0]!r})")
-        self.timings.mark(f"{what}_playback_finished")
+        self.timings.marks[f"{what}_playback_finished"] = time.monotonic()  # the last one counts
         if "timestamp" in finished:
             self.timings.asterisk[f"{what}_playback_finished"] = finished["timestamp"]

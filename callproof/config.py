@@ -48,6 +48,7 @@ class GeneralConfig:
     languages: tuple[str, ...] = ("pt_BR", "es", "en")
     company_name: str = "Atendimento"
     phone_region: str = "BR"
+    use_channel_language: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -156,6 +157,14 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
     from_env = isinstance(value, str)
     ann = annotation.replace(" ", "")
     try:
+        if ann == "bool":
+            if from_env:
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return _require(value, bool)
         if ann in ("str",):
             if not isinstance(value, str):
                 raise TypeError

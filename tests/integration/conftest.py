@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from callproof.demo import SANDBOX_AGENTS_DIALPLAN
 from callproof.sandbox import Sandbox, SandboxError, provision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,59 @@ def start_sandbox(run_dir: Path, **options: Any) -> Sandbox:
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """One Asterisk for the whole test session, with the project's dialplan included."""
-    running = start_sandbox(tmp_path_factory.mktemp("sandbox"))
+    running = start_sandbox(tmp_path_factory.mktemp("sandbox"), extra_dialplan=SANDBOX_AGENTS_DIALPLAN)
     yield running
     running.stop()
+
+
+# --------------------------------------------------------------------------
+# the callproof application, connected to the session sandbox
+# --------------------------------------------------------------------------
+import asyncio  # noqa: E402
+
+from panoramisk import Manager  # noqa: E402
+
+from callproof.config import Config  # noqa: E402
+from callproof.demo import load_sandbox_config, write_config  # noqa: E402
+from callproof.prompts import generate_prompts  # noqa: E402
+
+from .harness import AmiEvents, CallHarness, ObservedApplication  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def app_config(sandbox: Sandbox) -> Config:
+    """callproof.toml for the session sandbox, written the way an admin would."""
+    prompts_dir = sandbox.run_dir / "prompts"
+    generate_prompts(prompts_dir)
+    return load_sandbox_config(write_config(sandbox, sandbox.run_dir, prompts_dir))
+
+
+@pytest.fixture(scope="session")
+async def harness(app_config: Config, sandbox: Sandbox):
+    app = ObservedApplication(app_config)
+    await app.start()
+    runner = asyncio.ensure_future(app.run())
+    try:
+        await asyncio.wait_for(app.connected.wait(), 20)
+        yield CallHarness(app, sandbox, sandbox.run_dir)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await app.stop()
+
+
+@pytest.fixture(scope="session")
+async def ami_events(sandbox: Sandbox):
+    """Every UserEvent Asterisk emits (the sandbox agents report each hand-off)."""
+    manager = Manager(host=sandbox.ami_host, port=sandbox.ami_port, username=sandbox.ami_username,
+                      secret=sandbox.ami_password, events="on")
+    events = AmiEvents(manager)
+    manager.register_event("UserEvent", lambda _m, message: events.user_events.append(dict(message)))
+    await manager.connect()
+    for _ in range(100):
+        if manager.authenticated:
+            break
+        await asyncio.sleep(0.05)
+    assert manager.authenticated, "AMI login failed"
+    yield events
+    manager.close()

@@ -1,0 +1,181 @@
+"""The compliance flow on a real Asterisk 22: what a caller, an admin and ops would notice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from .harness import sha256_of
+
+pytestmark = pytest.mark.integration
+
+RECORDING_NAME = re.compile(r"^(?P<protocol>\d{17})_(?P<caller>\d{1,32}|anonymous)_\d{8}-\d{6}\.wav$")
+
+
+def playback_order(events: list[dict]) -> list[tuple[str, str]]:
+    """[(event type, 'consent'|'protocol'), ...] from the channel's ARI events."""
+    out = []
+    for ev in events:
+        if ev.get("type") in ("PlaybackStarted", "PlaybackFinished"):
+            what = ev["playback"]["id"].split("-")[1]
+            out.append((ev["type"], what))
+    return out
+
+
+async def test_one_call_end_to_end(harness, ami_events, app_config):
+    call = await harness.place("11987654321")
+    flow = await harness.app.wait_flow(call.prefix, timeout=90)
+    assert flow.outcome == "handed_off"
+    row = await harness.wait_call_row(flow, {"completed"}, timeout=30)
+
+    # 1. Consent finished before any protocol playback started (ARI events, in order).
+    order = playback_order(harness.app.events[flow.channel_id])
+    assert order[0] == ("PlaybackStarted", "consent")
+    assert order.index(("PlaybackFinished", "consent")) < order.index(("PlaybackStarted", "protocol"))
+    assert row["consent_outcome"] == "finished"
+    assert row["consent_started_at"] < row["consent_finished_at"]
+    assert re.fullmatch(r"[0-9a-f]{64}", row["consent_sha256"])
+
+    # 2. A 17-digit protocol of this year, read twice (repeat = 1).
+    protocol = row["protocol"]
+    this_year = datetime.now(ZoneInfo("America/Sao_Paulo")).year
+    assert re.fullmatch(r"\d{17}", protocol) and protocol.startswith(str(this_year))
+    assert row["protocol_read_count"] == 2
+    assert row["caller_number"] == "+5511987654321"
+
+    # 3. The SMS went through the outbox (log backend in the sandbox).
+    sms = await harness.wait_sms_state(protocol, {"sent"})
+    assert sms["destination"] == "+5511987654321" and protocol in sms["body"]
+
+    # 4. The recording: under the root, tagged name, finalised with the file's real sha256.
+    rec = await harness.wait_recording_final(row["id"])
+    path = Path(rec["path"])
+    root = app_config.recording.root
+    assert path.resolve().is_relative_to(root.resolve())
+    m = RECORDING_NAME.match(path.name)
+    assert m and m["protocol"] == protocol and m["caller"] == "11987654321"
+    assert path.parent.relative_to(root).parts[0] == str(this_year)
+    assert rec["state"] == "finalised" and rec["size_bytes"] == path.stat().st_size > 1000
+    assert rec["sha256"] == sha256_of(path)
+    assert rec["duration_ms"] > 500
+    assert not path.stat().st_mode & stat.S_IROTH, "recordings must not be world-readable"
+
+    # 5. The agents' context got the call with both variables set.
+    handoffs = ami_events.handoffs_for(protocol)
+    assert handoffs, "the call never reached the hand-off context"
+    assert handoffs[0]["Recording"] == str(path)
+
+    # 6. The customer actually heard something: consent + protocol, several seconds of audio.
+    assert call.heard is not None and call.heard.exists() and call.heard.stat().st_size > 8000 * 2 * 5
+
+
+async def test_hangup_during_consent(harness):
+    call = await harness.place("11987650001", record=False)
+    await harness.wait_mark(call, "consent_playback_started")
+    await harness.hang_up_customer(call)
+    flow = await harness.app.wait_flow(call.prefix, timeout=30)
+    row = await harness.app.db.calls.get(flow.call_id)
+    assert row["status"] == "abandoned_in_consent"
+    assert row["consent_outcome"] == "caller_left" and row["ended_at"]
+    assert row["protocol"] is None
+    assert await harness.app.db.recordings.for_call(flow.call_id) == []
+
+
+async def test_hangup_during_protocol_reading(harness):
+    call = await harness.place("11987650002", record=False)
+    await harness.wait_mark(call, "protocol_playback_started", timeout=40)
+    await harness.hang_up_customer(call)
+    flow = await harness.app.wait_flow(call.prefix, timeout=30)
+    row = await harness.app.db.calls.get(flow.call_id)
+    assert row["status"] == "abandoned_in_protocol"
+    assert row["consent_outcome"] == "finished" and row["protocol"] and row["ended_at"]
+    assert await harness.app.db.recordings.for_call(flow.call_id) == []
+    sms = await harness.app.db.outbox.get_for_protocol(row["protocol"])
+    assert len(sms) == 1, "a protocol that was given keeps its SMS"
+
+
+async def test_hangup_after_handoff(harness):
+    call = await harness.place("11987650003", record=False, variables={"SANDBOX_AGENT_SECONDS": "30"})
+    flow = await harness.app.wait_flow(call.prefix, timeout=90)
+    assert flow.outcome == "handed_off"
+    await asyncio.sleep(0.5)
+    await harness.hang_up_customer(call)
+    row = await harness.wait_call_row(flow, {"completed"}, timeout=30)
+    assert row["ended_at"] and row["handed_off_at"] <= row["ended_at"]
+    rec = await harness.wait_recording_final(row["id"])
+    assert rec["state"] == "finalised" and rec["sha256"] == sha256_of(Path(rec["path"]))
+
+
+async def test_100_concurrent_calls(harness, app_config):
+    callers = [f"119{8000000 + i:08d}" for i in range(100)]
+    calls = await asyncio.gather(*(harness.place(c, record=False) for c in callers))
+    flows = await asyncio.gather(*(harness.app.wait_flow(c.prefix, timeout=240) for c in calls))
+    assert [f.outcome for f in flows] == ["handed_off"] * 100, [f.outcome for f in flows if f.outcome != "handed_off"]
+    rows = await asyncio.gather(*(harness.wait_call_row(f, {"completed"}, timeout=120) for f in flows))
+    protocols = sorted(int(r["protocol"]) for r in rows)
+    assert len(set(protocols)) == 100
+    assert protocols == list(range(protocols[0], protocols[0] + 100)), "protocols must be consecutive"
+    recs = await asyncio.gather(*(harness.wait_recording_final(r["id"], timeout=120) for r in rows))
+    assert all(r["state"] == "finalised" for r in recs)
+    for r in recs:
+        path = Path(r["path"])
+        assert path.stat().st_size == r["size_bytes"] > 0 and sha256_of(path) == r["sha256"]
+    assert len({r["path"] for r in recs}) == 100
+
+
+HOSTILE_CALLER_IDS = [
+    "../../../../etc/passwd",
+    "/",
+    ";rm -rf /",
+    "$(touch /tmp/callproof-pwned)",
+    "`id`",
+    "11 98765 4321",
+    "١٢٣٤٥٦٧٨٩",
+    "9" * 500,
+    "anonymous",
+    "",
+    "\"Mallory\" <1199>; x=y",
+]
+
+
+def snapshot(root: Path, skip: tuple[Path, ...]) -> set[str]:
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        d = Path(dirpath)
+        dirnames[:] = [n for n in dirnames if not any((d / n) == s for s in skip)]
+        out.update(str(d / f) for f in filenames)
+    return out
+
+
+async def test_hostile_caller_ids(harness, app_config, sandbox):
+    root = app_config.recording.root
+    watched = [Path("/tmp"), Path("/etc"), sandbox.rootfs / "tmp", sandbox.rootfs / "etc",
+               sandbox.rootfs / "var" / "spool" / "asterisk"]
+    skip = (sandbox.run_dir,)
+    before = {str(w): snapshot(w, skip) for w in watched if w.exists()}
+    calls = await asyncio.gather(*(harness.place(c, record=False) for c in HOSTILE_CALLER_IDS))
+    flows = await asyncio.gather(*(harness.app.wait_flow(c.prefix, timeout=120) for c in calls))
+    for caller, flow in zip(HOSTILE_CALLER_IDS, flows):
+        assert flow.outcome == "handed_off", (caller, flow.outcome)
+        row = await harness.wait_call_row(flow, {"completed"}, timeout=60)
+        assert row["caller_number_raw"] == caller[: len(row["caller_number_raw"])]  # stored as received
+        rec = await harness.wait_recording_final(row["id"])
+        path = Path(rec["path"])
+        assert path.resolve().is_relative_to(root.resolve()), path
+        assert RECORDING_NAME.match(path.name), path.name
+        assert rec["state"] == "finalised"
+        sms = await harness.app.db.outbox.get_for_protocol(row["protocol"])
+        assert sms[0]["state"] in ("not_sendable", "sent", "pending")
+    assert not Path("/tmp/callproof-pwned").exists()
+    assert not (sandbox.rootfs / "tmp" / "callproof-pwned").exists()
+    after = {str(w): snapshot(w, skip) for w in watched if w.exists()}
+    for w in before:
+        new = {p for p in after[w] - before[w] if "pytest" not in p and "bash_" not in p}
+        assert not new, f"files appeared outside the recordings root: {sorted(new)[:5]}"
