@@ -99,6 +99,7 @@ class Application:
                 self.connected.set()
                 event(log, "ari.connected", url=cfg.url, app=cfg.app)
                 delay = 0.5
+                await self.restart_interrupted_flows()
                 await self.resume_kept_channels()
                 await runner
                 event(log, "ari.disconnected", logging.WARNING)
@@ -189,6 +190,15 @@ class Application:
         event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=row["protocol"])
 
     # ------------------------------------------------------------ resume
+    async def restart_interrupted_flows(self) -> None:
+        """Flows that were running when ARI dropped may have missed events (a playback
+        that finished while we were away): stop them; resume_kept_channels() restarts
+        each from its persisted step."""
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def resume_kept_channels(self) -> None:
         """After (re)connecting: resume channels Asterisk kept for us, settle the rest."""
         assert self.ari is not None

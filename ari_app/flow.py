@@ -118,7 +118,9 @@ class CallFlow:
         except (CallerHungUp, ChannelGone) as exc:
             await self.caller_left(getattr(exc, "cause", None) or str(exc))
         except asyncio.CancelledError:
-            await asyncio.shield(self.caller_left("application stopping"))
+            # The application is stopping or lost ARI: leave the persisted step as it is,
+            # so the next connection resumes this call from there.
+            event(log, "call.interrupted", channel=self.channel_id, protocol=self.protocol, status=self.status)
             raise
         except Exception as exc:
             log.exception("call flow failed", extra={"fields": {"channel": self.channel_id, "protocol": self.protocol}})

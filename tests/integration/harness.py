@@ -39,6 +39,8 @@ class ObservedApplication(Application):
         super().route_event(ev)
 
     def _flow_done(self, flow: CallFlow) -> None:
+        if flow.outcome is None:  # interrupted (ARI reconnect): a resumed flow takes over
+            return
         prefix = local_prefix(flow.channel["name"])
         self.done_flows[prefix] = flow
         waiter = self._waiters.get(prefix)

@@ -179,3 +179,20 @@ async def test_hostile_caller_ids(harness, app_config, sandbox):
     for w in before:
         new = {p for p in after[w] - before[w] if "pytest" not in p and "bash_" not in p}
         assert not new, f"files appeared outside the recordings root: {sorted(new)[:5]}"
+
+
+async def test_ari_link_lost_mid_consent_resumes_the_call(harness):
+    """Asterisk keeps the channel in Stasis while we are away; on reconnect the call resumes."""
+    call = await harness.place("11987650004", record=False)
+    first = await harness.wait_mark(call, "consent_playback_started")
+    channel_id = first.channel_id
+    await harness.app.ari.close()  # the WebSocket drops, as when the network or Asterisk blips
+    flow = await harness.app.wait_flow(call.prefix, timeout=120)
+    assert flow is not first, "the call should have been resumed by a new flow"
+    assert flow.outcome == "handed_off"
+    row = await harness.wait_call_row(flow, {"completed"}, timeout=30)
+    assert row["channel_id"] == channel_id
+    assert row["consent_outcome"] == "finished" and row["protocol_read_count"] == 2
+    assert (await harness.app.db.calls.get_by_channel(channel_id))["id"] == row["id"], "one row per call"
+    rec = await harness.wait_recording_final(row["id"])
+    assert rec["state"] == "finalised"
