@@ -26,7 +26,7 @@ from storage import Database
 from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
 from .flow import CallFlow, Services, iso
-from .recorder import AmiLink, Recorder, wait_and_measure, RecordingError
+from .recorder import AmiLink, Recorder, finalise_recording
 
 log = logging.getLogger("callproof.app")
 
@@ -236,13 +236,7 @@ class Application:
             event(log, "call.settled", channel=channel_id, protocol=row["protocol"], status=status)
 
     async def _finalise_orphan(self, rec: Any) -> None:
-        try:
-            facts = await wait_and_measure(Path(rec["path"]), attempts=3)
-        except RecordingError as exc:
-            await self.db.recordings.fail(rec["id"], str(exc))
-            return
-        await self.db.recordings.finalise(rec["id"], size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
-                                          sha256=facts.sha256, finalised_at=iso(self.clock()))
+        await finalise_recording(self.db, rec["id"], Path(rec["path"]), iso(self.clock()), attempts=3)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -85,6 +85,28 @@ async def wait_and_measure(path: Path, attempts: int = 40, delay: float = 0.25) 
     raise RecordingError(f"{path}: {last}")
 
 
+async def finalise_recording(db: Any, recording_id: int, path: Path, now_iso: str, attempts: int = 40) -> bool:
+    """Measure the finished file and finalise its row (or mark it failed); audit either way."""
+    row = await db.recordings.get(recording_id)
+    protocol = row["protocol"] if row else None
+    try:
+        facts = await wait_and_measure(path, attempts=attempts)
+    except RecordingError as exc:
+        await db.recordings.fail(recording_id, str(exc))
+        await db.audit.append("recording.failed", actor="callproof", protocol=protocol, subject=str(path),
+                              details={"error": str(exc)})
+        event(log, "recording.failed", logging.ERROR, recording_id=recording_id, path=str(path), error=str(exc))
+        return False
+    await db.recordings.finalise(recording_id, size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
+                                 sha256=facts.sha256, finalised_at=now_iso)
+    await db.audit.append("recording.finalised", actor="callproof", protocol=protocol, subject=str(path),
+                          details={"sha256": facts.sha256, "size_bytes": facts.size_bytes,
+                                   "duration_ms": facts.duration_ms})
+    event(log, "recording.finalised", recording_id=recording_id, protocol=protocol, path=str(path),
+          bytes=facts.size_bytes, duration_ms=facts.duration_ms, sha256=facts.sha256)
+    return True
+
+
 class AmiLink:
     """One AMI connection (panoramisk reconnects by itself) with an event filter."""
 
@@ -184,16 +206,7 @@ class Recorder:
     async def finalise(self, uniqueid: str) -> None:
         recording_id, path = self._by_uniqueid[uniqueid]
         try:
-            facts = await wait_and_measure(path)
-        except RecordingError as exc:
-            await self.db.recordings.fail(recording_id, str(exc))
-            event(log, "recording.failed", logging.ERROR, recording_id=recording_id, path=str(path), error=str(exc))
-        else:
-            await self.db.recordings.finalise(recording_id, size_bytes=facts.size_bytes,
-                                              duration_ms=facts.duration_ms, sha256=facts.sha256,
-                                              finalised_at=self.now_iso())
-            event(log, "recording.finalised", recording_id=recording_id, path=str(path),
-                  bytes=facts.size_bytes, duration_ms=facts.duration_ms, sha256=facts.sha256)
+            await finalise_recording(self.db, recording_id, path, self.now_iso())
         finally:
             self._by_uniqueid.pop(uniqueid, None)
             self._finalising.pop(uniqueid, None)

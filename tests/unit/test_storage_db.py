@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -120,10 +121,18 @@ async def test_newer_schema_refused_and_connection_closed(tmp_path):
     conn = connect_sync(path)
     conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'x', 'now')")
     conn.close()
-    threads_before = threading.active_count()
+    threads_before = {t.ident for t in threading.enumerate()}
     with pytest.raises(MigrationError, match="unknown to this code"):
         await Database.open(path)
-    assert threading.active_count() == threads_before  # aiosqlite thread stopped
+    # The aiosqlite thread opened for this database must be gone (other tests' threads
+    # may come and go meanwhile, so look only at threads this open started).
+    for _ in range(100):
+        leftover = [t for t in threading.enumerate() if t.ident not in threads_before
+                    and "_connection_worker_thread" in t.name]
+        if not leftover:
+            break
+        await asyncio.sleep(0.02)
+    assert not leftover, leftover  # aiosqlite thread stopped
 
 
 def test_concurrent_first_open_migrates_once(tmp_path):
