@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import stat
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -74,6 +77,22 @@ async def test_one_call_end_to_end(harness, ami_events, app_config):
 
     # 6. The customer actually heard something: consent + protocol, several seconds of audio.
     assert call.heard is not None and call.heard.exists() and call.heard.stat().st_size > 8000 * 2 * 5
+
+    # 7. Ops find it by protocol from the command line, and that look-up is audited.
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "callproof.cli", "--config", str(harness.run_dir / "callproof.toml"),
+         "protocol", "show", protocol, "--actor", "ops-test"],
+        capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    found = json.loads(shown.stdout)
+    assert found["call"]["protocol"] == protocol and found["recordings"][0]["sha256"] == rec["sha256"]
+    assert found["sms"][0]["state"] == "sent"
+    audit = await harness.app.db.run_in_connection(
+        lambda c: c.execute("SELECT action, actor FROM audit_log WHERE protocol = ?", (protocol,)).fetchall())
+    actions = {(a, b) for a, b in audit}
+    assert ("protocol.viewed", "ops-test") in actions and ("recording.finalised", "callproof") in actions
+    assert await harness.app.db.audit.verify_chain() is None
 
 
 async def test_hangup_during_consent(harness):
@@ -208,3 +227,15 @@ async def test_ari_link_lost_mid_consent_resumes_the_call(harness):
     assert (await harness.app.db.calls.get_by_channel(channel_id))["id"] == row["id"], "one row per call"
     rec = await harness.wait_recording_final(row["id"])
     assert rec["state"] == "finalised"
+
+
+async def test_ami_link_lost_then_next_call_still_recorded(harness):
+    """panoramisk reconnects and callproof re-installs its event filters."""
+    harness.app.ami.manager.protocol.transport.close()
+    await asyncio.sleep(0.1)
+    call = await harness.place("11987650005", record=False)
+    flow = await harness.app.wait_flow(call.prefix, timeout=90)
+    assert flow.outcome == "handed_off"
+    row = await harness.wait_call_row(flow, {"completed"}, timeout=30)
+    rec = await harness.wait_recording_final(row["id"])
+    assert rec["state"] == "finalised" and rec["size_bytes"] > 44
