@@ -239,3 +239,17 @@ async def test_ami_link_lost_then_next_call_still_recorded(harness):
     row = await harness.wait_call_row(flow, {"completed"}, timeout=30)
     rec = await harness.wait_recording_final(row["id"])
     assert rec["state"] == "finalised" and rec["size_bytes"] > 44
+
+
+async def test_app_not_connected_caller_still_routed(harness, ami_events, sandbox):
+    """A call for an application that is not connected is not dropped: it reaches the hand-off."""
+    started = asyncio.get_running_loop().time()
+    call = await harness.place("11987650006", record=False, variables={"CALLPROOF_APP": "callproof-absent"})
+    statuses: list = []
+    while asyncio.get_running_loop().time() - started < 40 and not statuses:
+        await asyncio.sleep(0.1)
+        statuses = [e for e in ami_events.user_events
+                    if e.get("UserEvent") == "CallproofHandoff" and e.get("Status") == "app_unavailable"]
+    assert statuses, f"the caller was dropped instead of routed to the hand-off: {ami_events.user_events}"
+    assert statuses[0]["Protocol"] == ""
+    assert harness.app.active_flow(call.prefix) is None
