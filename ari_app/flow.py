@@ -20,13 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from callproof import callsteps
+from callproof.callsteps import iso
 from callproof.config import Config
 from callproof.logs import event
-from callproof.naming import recording_path, recording_relpath
 from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue
-from callproof.sms import render_sms
-from storage import NewCall, SmsDraft
+from storage import NewCall
 
 from .ari import AriSession, ChannelGone
 from .call_events import CallerHungUp, CallInbox
@@ -41,10 +41,6 @@ ABANDONED_IN = {
 }
 # Order of progress, to resume a call from its persisted step.
 PROGRESS = ["consent_playing", "protocol_reading", "protocol_given", "recording", "handed_off"]
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class PlaybackFailed(Exception):
@@ -166,9 +162,7 @@ class CallFlow:
         channel language is only used when ``general.use_channel_language`` says so.
         """
         asked = self.args[2] if len(self.args) > 2 else ""
-        if not asked and self.s.config.general.use_channel_language:
-            asked = self.channel.get("language") or ""
-        return self.s.prompts.resolve_language(asked or None)
+        return callsteps.choose_language(self.s.config, self.s.prompts, asked, self.channel.get("language"))
 
     async def _answer_if_needed(self) -> None:
         if self.channel.get("state") != "Up":
@@ -199,15 +193,8 @@ class CallFlow:
             return
         cfg = self.s.config
         caller = (self.channel.get("caller") or {}).get("number")
-        number = normalise_caller(str(caller or ""), cfg.general.phone_region)
-        year = self.started_at.astimezone(cfg.general.tz).year
-
-        def body(protocol: str) -> str:
-            return render_sms(cfg.sms.templates, self.language, company=cfg.general.company_name,
-                              protocol=protocol, call_started=self.started_at, tz=cfg.general.tz)
-
-        draft = SmsDraft(destination=number.e164 if number.sendable else None, language=self.language,
-                         render_body=body, not_sendable_reason=None if number.sendable else number.reason)
+        year = callsteps.protocol_year(cfg, self.started_at)
+        draft = callsteps.sms_draft(cfg, self.language, caller, self.started_at)
         result = await self.s.db.protocols.allocate_for_call(self.call_id, year=year,
                                                              allocated_at=iso(self.s.clock()), sms=draft)
         self.protocol, self.sms_state, self.status = result.protocol, result.sms_state, "protocol_reading"
@@ -253,12 +240,10 @@ class CallFlow:
     async def start_recording(self) -> None:
         if self._done("protocol_given"):
             return
-        cfg = self.s.config
-        rel = recording_relpath(self.protocol, (self.channel.get("caller") or {}).get("number"),
-                                self.s.clock(), tz=cfg.general.tz)
-        path = recording_path(cfg.recording.root, rel)
+        target = callsteps.recording_target(self.s.config, self.protocol,
+                                            (self.channel.get("caller") or {}).get("number"), self.s.clock())
+        path, caller_part = target.path, target.caller_part
         started = iso(self.s.clock())
-        caller_part = rel.name.split("_")[1]
         rec_id = await self.s.db.recordings.create(self.call_id, self.protocol, str(path), caller_part, started)
         self.s.recorder.track(self.channel_id, rec_id, path)
         try:

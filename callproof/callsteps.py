@@ -1,0 +1,66 @@
+"""Step decisions shared by the ARI flow (``ari_app/flow.py``) and the AGI flow
+(``agi_scripts/flow.py``): which language, which SMS goes with the protocol,
+where the recording goes.  Pure functions of the configuration and the call's
+facts, so both paths store the same things for the same call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from storage import SmsDraft
+
+from .config import Config
+from .naming import recording_path, recording_relpath
+from .numbers import normalise_caller
+from .prompts import PromptCatalogue
+from .sms.text import render_sms
+
+
+def iso(dt: datetime) -> str:
+    """UTC ISO-8601 with milliseconds, as stored."""
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def choose_language(config: Config, prompts: PromptCatalogue, asked: str | None,
+                    channel_language: str | None) -> str:
+    """The dialplan's CALLPROOF_LANGUAGE if set, else the channel's language when
+    ``general.use_channel_language`` trusts it, else the default language.
+
+    Asterisk reports "en" for every channel whose language was never set, which is
+    why the channel language is not used unless configured.
+    """
+    if not asked and config.general.use_channel_language:
+        asked = channel_language or ""
+    return prompts.resolve_language(asked or None)
+
+
+def protocol_year(config: Config, started_at: datetime) -> int:
+    """Protocols are numbered per year of the deployment's time zone."""
+    return started_at.astimezone(config.general.tz).year
+
+
+def sms_draft(config: Config, language: str, caller_raw: str | None, started_at: datetime) -> SmsDraft:
+    """The SMS queued with the protocol (same transaction): sendable only to mobile numbers."""
+    number = normalise_caller(str(caller_raw or ""), config.general.phone_region)
+
+    def body(protocol: str) -> str:
+        return render_sms(config.sms.templates, language, company=config.general.company_name,
+                          protocol=protocol, call_started=started_at, tz=config.general.tz)
+
+    return SmsDraft(destination=number.e164 if number.sendable else None, language=language,
+                    render_body=body, not_sendable_reason=None if number.sendable else number.reason)
+
+
+@dataclass(frozen=True)
+class RecordingTarget:
+    path: Path          # absolute, checked to stay under the recordings root
+    caller_part: str    # the sanitised caller digits (or 'anonymous') used in the name
+
+
+def recording_target(config: Config, protocol: str, caller_raw: str | None, now: datetime) -> RecordingTarget:
+    """``<root>/YYYY/MM/DD/<protocol>_<caller digits>_<YYYYmmdd-HHMMSS>.wav``."""
+    rel = recording_relpath(protocol, caller_raw, now, tz=config.general.tz)
+    return RecordingTarget(path=recording_path(config.recording.root, rel), caller_part=rel.name.split("_")[1])
