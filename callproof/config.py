@@ -125,6 +125,13 @@ class SmsConfig:
 
 
 @dataclass(frozen=True)
+class FastAgiConfig:
+    """The FastAGI server (``callproof fastagi``): loopback unless you say otherwise."""
+    host: str = "127.0.0.1"
+    port: int = 4573
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "json"
@@ -142,13 +149,14 @@ class Config:
     handoff: HandoffConfig = field(default_factory=HandoffConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    fastagi: FastAgiConfig = field(default_factory=FastAgiConfig)
 
 
 _SECTION_CLASSES = {
     "general": GeneralConfig, "storage": StorageConfig, "ari": AriConfig, "ami": AmiConfig,
     "prompts": PromptsConfig, "protocol_reading": ProtocolReadingConfig,
     "recording": RecordingConfig, "handoff": HandoffConfig, "sms": SmsConfig,
-    "logging": LoggingConfig,
+    "logging": LoggingConfig, "fastagi": FastAgiConfig,
 }
 
 
@@ -295,6 +303,11 @@ def validate(config: Config) -> None:
         raise ConfigError("protocol_reading.replay_window_ms", "must be between 0 and 10000")
     if not 0 <= r.max_replays <= 10:
         raise ConfigError("protocol_reading.max_replays", "must be between 0 and 10")
+
+    if not config.fastagi.host.strip():
+        raise ConfigError("fastagi.host", "must be an address to listen on (127.0.0.1 by default)")
+    if not 0 < config.fastagi.port < 65536:
+        raise ConfigError("fastagi.port", "must be a TCP port number")
 
     if not config.recording.root.is_absolute():
         raise ConfigError("recording.root", "must be an absolute path")
