@@ -138,6 +138,8 @@ PACKAGES = (
     "asterisk-core-sounds-en-gsm",
     "asterisk-core-sounds-es",
     "asterisk-core-sounds-es-gsm",
+    # classic AGI scripts (agi_scripts/): Asterisk runs them inside the chroot
+    "python3",
 )
 
 #: Modules that are not loaded (``noload``) although ``autoload=yes``: not
@@ -473,7 +475,7 @@ def _asterisk_conf(run_dir: Path, modules_dir: str) -> str:
         "astdbdir": run_dir / "lib",
         "astkeydir": run_dir / "lib",
         "astdatadir": "/usr/share/asterisk",  # core sounds, ARI docs, XML docs
-        "astagidir": "/usr/share/asterisk/agi-bin",
+        "astagidir": run_dir / "agi-bin",  # per run: tests install the classic AGI script here
         "astspooldir": run_dir / "spool",
         "astrundir": run_dir / "run",
         "astlogdir": run_dir / "log",
@@ -750,7 +752,7 @@ class Sandbox:
             time.sleep(0.05)
 
     def _write_config(self) -> None:
-        for sub in ("etc", "spool", "lib", "lib/keys", "log", "run", "cache"):
+        for sub in ("etc", "spool", "lib", "lib/keys", "log", "run", "cache", "agi-bin"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.run_dir / "run" / "asterisk.pid").unlink(missing_ok=True)
         self.etc_dir.chmod(0o750)
