@@ -91,7 +91,7 @@ class CallHarness:
         self.run_dir = run_dir
         self._n = 0
 
-    async def place(self, caller: str, *, record: bool = True, max_seconds: int = 60,
+    async def place(self, caller: str, *, record: bool = True, max_seconds: int = 300,
                     variables: dict[str, str] | None = None) -> PlacedCall:
         self._n += 1
         heard = self.run_dir / "heard" / f"call-{self._n}-{time.monotonic_ns()}.wav" if record else None
