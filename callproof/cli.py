@@ -50,6 +50,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fastagi(args: argparse.Namespace) -> int:
+    """The FastAGI server (agi_scripts/fastagi.py) until SIGTERM/SIGINT."""
+    config = _load(args)
+    setup_logging(config.logging.level, config.logging.format)
+    from agi_scripts.fastagi import FastAgiServer
+
+    async def main() -> None:
+        server = await FastAgiServer(config).start(host=args.host, port=args.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_protocol_show(args: argparse.Namespace) -> int:
     config = _load(args)
     from storage import Database
@@ -99,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="run the ARI application").set_defaults(func=cmd_run)
     sub.add_parser("check-config", help="validate the configuration and exit").set_defaults(func=cmd_check_config)
+    fastagi = sub.add_parser("fastagi", help="run the FastAGI server (dialplan/callproof-fastagi.conf)")
+    fastagi.add_argument("--host", help="listen address (default: [fastagi] host, 127.0.0.1)")
+    fastagi.add_argument("--port", type=int, help="TCP port (default: [fastagi] port, 4573)")
+    fastagi.set_defaults(func=cmd_fastagi)
 
     demo = sub.add_parser("demo", help="place one demo call through a sandbox Asterisk 22")
     demo.add_argument("--caller", default="11987654321", help="caller ID of the demo call")

@@ -1,0 +1,102 @@
+"""FastAGI server: the AGI flow without a Python start-up per call (``callproof fastagi``).
+
+Asterisk connects to ``agi://127.0.0.1:4573/callproof`` (``AGI(agi://...)`` in the
+dialplan, see ``dialplan/callproof-fastagi.conf``); several Asterisk boxes may
+point at one server.  One asyncio task per connection; storage goes through the
+async repositories (aiosqlite's thread), so no call blocks another.  A request
+for another script name, or a malformed one, gets ``CALLPROOF_STATUS=failed``
+and is closed: never a silent, hanging AGI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from callproof.config import Config
+from callproof.logs import event
+from callproof.prompts import PromptCatalogue
+from storage import Database
+
+from .channel import AgiCommandError, AgiHangup, StreamChannel
+from .flow import AgiFlow
+
+log = logging.getLogger("callproof.fastagi")
+
+SCRIPT = "callproof"
+
+
+class FastAgiServer:
+    def __init__(self, config: Config, *, on_flow_done: Any = None):
+        self.config = config
+        self.on_flow_done = on_flow_done
+        self.db: Any = None
+        self.server: asyncio.Server | None = None
+        self.prompts = PromptCatalogue(
+            config.prompts.directory, default_language=config.general.default_language,
+            languages=config.general.languages, custom_dir=config.prompts.custom_directory)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def start(self, host: str | None = None, port: int | None = None) -> FastAgiServer:
+        cfg = self.config
+        self.db = await Database.open(cfg.storage.database, busy_timeout_ms=cfg.storage.busy_timeout_ms)
+        self.server = await asyncio.start_server(
+            self._serve, host or cfg.fastagi.host, cfg.fastagi.port if port is None else port)
+        event(log, "fastagi.listening", host=host or cfg.fastagi.host, port=self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    async def serve_forever(self) -> None:
+        assert self.server is not None
+        await self.server.serve_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            channel = await StreamChannel.accept(reader, writer)
+            script = channel.env.get("agi_network_script", "").strip("/")
+            flow = AgiFlow(self.config, self.db, self.prompts, channel)
+            if script != SCRIPT:
+                await flow.fail("bad_step", f"unknown FastAGI script {script!r}; use agi://host:port/{SCRIPT}")
+            else:
+                await flow.run()
+            if self.on_flow_done is not None:
+                self.on_flow_done(flow)
+        except (AgiHangup, AgiCommandError, TimeoutError, ConnectionError) as exc:
+            event(log, "fastagi.connection_dropped", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+        except Exception:
+            log.exception("FastAGI request failed")
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+
+async def serve(config: Config) -> None:
+    """``callproof fastagi``: run until cancelled (SIGINT/SIGTERM)."""
+    server = await FastAgiServer(config).start()
+    try:
+        await server.serve_forever()
+    finally:
+        await server.stop()

@@ -1,0 +1,86 @@
+"""Install the classic AGI script into Asterisk's agi-bin.
+
+    python -m agi_scripts.install --agi-bin /usr/share/asterisk/agi-bin \\
+        --config /etc/callproof/callproof.toml
+
+writes ``<agi-bin>/callproof-agi`` (mode 0750), a two-line wrapper that runs
+``agi_scripts.callproof_agi`` with this Python (your callproof virtualenv) and the
+configuration file.  For an Asterisk that runs chrooted (or on a Python without
+callproof installed) ``--bundle DIR`` also copies callproof's packages and its
+pure-Python dependencies into DIR and points the wrapper's PYTHONPATH at it;
+``--python`` names the interpreter as seen by Asterisk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+WRAPPER_NAME = "callproof-agi"
+# Our packages and the pure-Python modules the AGI path imports.
+OUR_PACKAGES = ("agi_scripts", "callproof", "storage", "ari_app")
+DEPENDENCIES = ("asterisk", "aiosqlite", "typing_extensions", "phonenumbers", "panoramisk")
+
+
+def _module_path(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"install: module {name!r} not found in this Python ({sys.executable})")
+    origin = Path(spec.origin)
+    return origin.parent if origin.name == "__init__.py" else origin
+
+
+def _copy(src: Path, dest: Path) -> None:
+    if dest.exists():
+        shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+    if src.is_dir():
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
+        try:  # hard links are instant when DIR is on the same file system
+            shutil.copytree(src, dest, ignore=ignore, copy_function=os.link)
+        except OSError:
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(src, dest, ignore=ignore)
+    else:
+        shutil.copy2(src, dest)
+
+
+def bundle(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True, mode=0o750)
+    for name in (*OUR_PACKAGES, *DEPENDENCIES):
+        src = _module_path(name)
+        _copy(src, dest / src.name)
+    return dest
+
+
+def install(agi_bin: Path, config: Path, python: str = sys.executable, pythonpath: Path | None = None) -> Path:
+    agi_bin.mkdir(parents=True, exist_ok=True)
+    env = f"PYTHONPATH={shlex.quote(str(pythonpath))} " if pythonpath else ""
+    text = ("#!/bin/sh\n# callproof classic AGI; written by python -m agi_scripts.install\n"
+            f"{env}exec {shlex.quote(python)} -m agi_scripts.callproof_agi --config {shlex.quote(str(config))} \"$@\"\n")
+    target = agi_bin / WRAPPER_NAME
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o750)
+    tmp.replace(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agi-bin", type=Path, required=True, help="Asterisk's astagidir")
+    p.add_argument("--config", type=Path, required=True, help="callproof.toml as seen by Asterisk")
+    p.add_argument("--python", default=sys.executable, help="interpreter as seen by Asterisk")
+    p.add_argument("--bundle", type=Path, help="copy callproof and its dependencies here (chrooted Asterisk)")
+    args = p.parse_args(argv)
+    pythonpath = bundle(args.bundle) if args.bundle else None
+    print(install(args.agi_bin, args.config, args.python, pythonpath))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

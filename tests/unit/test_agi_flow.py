@@ -1,0 +1,254 @@
+"""The AGI flow (classic and FastAGI share it) against a scripted fake Asterisk AGI peer.
+
+Storage is the real SQLite layer; the fake answers AGI commands as Asterisk 22 does
+(``200 result=...``, ``511`` on a dead channel).  The same behaviours run against a
+real Asterisk in tests/integration/test_agi_calls.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from agi_scripts.channel import AgiCommandError, AgiHangup, parse_reply, quote
+from agi_scripts.flow import AgiFlow, strip_sound
+from callproof.config import load_config
+from callproof.prompts import Prompt
+from storage import Database
+
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
+
+
+class FakePrompts:
+    def resolve_language(self, lang):
+        return "pt_BR"
+
+    def prompt(self, name, language):
+        return Prompt(name, language, Path(f"/prompts/{language}/{name}.wav"), "ab" * 32,
+                      f"sound:/prompts/{language}/{name}")
+
+    def protocol_reading_media(self, language, protocol, groups):
+        return ["sound:/prompts/pt_BR/protocol-is"] + [f"sound:digits/{d}" for d in protocol]
+
+
+class FakeAsterisk:
+    """Answers AGI commands; ``hangup_in``: 'consent' | 'protocol' | 'record' | 'enter'."""
+
+    def __init__(self, *, caller="11987654321", uniqueid="1700000000.1", args=("all", "551130000000",
+                 "1700000000.0", ""), hangup_in=None, mixmonitor_fails=False, playback_status="SUCCESS"):
+        self.env = {"agi_uniqueid": uniqueid, "agi_language": "en", "agi_extension": "s"}
+        for i, a in enumerate(args, 1):
+            self.env[f"agi_arg_{i}"] = a
+        self.vars = {"CALLERID(num)": caller, "CALLERID(name)": "Cliente"}
+        self.hangup_in = hangup_in
+        self.mixmonitor_fails = mixmonitor_fails
+        self.playback_status = playback_status
+        self.dead = False
+        self.commands: list[str] = []
+        self.played: list[str] = []
+
+    async def command(self, line: str):
+        self.commands.append(line)
+        if self.dead and not line.startswith("GET VARIABLE"):
+            return parse_reply("511 Command Not Permitted on a dead channel or intercept routine")
+        verb = line.split(" ")
+        if line == "ANSWER":
+            if self.hangup_in == "enter":
+                self.dead = True
+                return parse_reply("200 result=-1")
+            return parse_reply("200 result=0")
+        if line.startswith("GET VARIABLE"):
+            name = line.split(" ", 2)[2].strip('"')
+            value = self.vars.get(name)
+            return parse_reply(f"200 result=1 ({value})" if value is not None else "200 result=0")
+        if line.startswith("SET VARIABLE"):
+            _, _, name, value = line.split(" ", 3)
+            self.vars[name] = value.strip('"')
+            return parse_reply("200 result=1")
+        if line.startswith("EXEC Playback"):
+            files = line.split(" ", 2)[2].strip('"')
+            what = "consent" if files.endswith("consent") else "protocol"
+            self.played.append(what)
+            if self.hangup_in == what:
+                self.dead = True
+                return parse_reply("200 result=-1")
+            self.vars["PLAYBACKSTATUS"] = self.playback_status
+            return parse_reply("200 result=0")
+        if line.startswith("EXEC MixMonitor"):
+            if self.hangup_in == "record":
+                self.dead = True
+                return parse_reply("200 result=-1")
+            if not self.mixmonitor_fails:
+                self.vars["MIXMONITOR_FILENAME"] = line.split(" ", 2)[2].strip('"').split(",")[0]
+            return parse_reply("200 result=0")
+        if line == "CHANNEL STATUS":
+            return parse_reply("200 result=6")
+        if verb[0] == "WAIT":
+            return parse_reply("200 result=0")
+        return parse_reply("510 Invalid or unknown command")
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "callproof.toml"
+    path.write_text(f"""
+[storage]
+database = "{tmp_path / 'cp.db'}"
+[ari]
+password = "unit-test-ari-password"
+[ami]
+password = "unit-test-ami-password"
+[recording]
+root = "{tmp_path / 'rec'}"
+[protocol_reading]
+replay_window_ms = 0
+""")
+    return load_config(path, env={})
+
+
+@pytest.fixture
+async def db(config):
+    database = await Database.open(config.storage.database)
+    yield database
+    await database.close()
+
+
+async def run(config, db, fake):
+    flow = AgiFlow(config, db, FakePrompts(), fake, clock=lambda: NOW)
+    outcome = await asyncio.wait_for(flow.run(), 5)
+    row = await db.calls.get_by_channel(fake.env["agi_uniqueid"])
+    return flow, outcome, row
+
+
+async def test_whole_flow_in_order_with_the_same_rows_as_ari(config, db):
+    fake = FakeAsterisk()
+    flow, outcome, row = await run(config, db, fake)
+    assert outcome == "handed_off"
+    assert fake.played == ["consent", "protocol", "protocol"]
+    first_mixmonitor = next(i for i, c in enumerate(fake.commands) if c.startswith("EXEC MixMonitor"))
+    last_playback = max(i for i, c in enumerate(fake.commands) if c.startswith("EXEC Playback"))
+    assert last_playback < first_mixmonitor
+    assert row["status"] == "handed_off" and row["consent_outcome"] == "finished"
+    assert row["consent_sha256"] == "ab" * 32 and row["protocol_read_count"] == 2
+    assert len(row["protocol"]) == 17 and row["protocol"].startswith("2026")
+    assert row["caller_number"] == "+5511987654321" and row["dialled_number"] == "551130000000"
+    assert row["linkedid"] == "1700000000.0"
+    assert fake.vars["CALLPROOF_PROTOCOL"] == row["protocol"]
+    assert fake.vars["CALLPROOF_STATUS"] == "ok"
+    rec = (await db.recordings.for_call(row["id"]))[0]
+    assert fake.vars["CALLPROOF_RECORDING"] == rec["path"]
+    assert Path(rec["path"]).name.startswith(f"{row['protocol']}_11987654321_20261122-")
+    sms = await db.outbox.get_for_protocol(row["protocol"])
+    assert len(sms) == 1 and sms[0]["state"] == "pending" and sms[0]["destination"] == "+5511987654321"
+
+
+async def test_consent_playback_is_not_interruptible(config, db):
+    fake = FakeAsterisk()
+    await run(config, db, fake)
+    consent = next(c for c in fake.commands if c.startswith("EXEC Playback"))
+    assert consent == 'EXEC Playback "/prompts/pt_BR/consent"'  # Playback: no escape digits
+
+
+@pytest.mark.parametrize("step, status", [("consent", "abandoned_in_consent"),
+                                          ("protocol", "abandoned_in_protocol"),
+                                          ("record", "protocol_given")])
+async def test_hangup_during_each_step(config, db, step, status):
+    fake = FakeAsterisk(hangup_in=step)
+    flow, outcome, row = await run(config, db, fake)
+    assert row["status"] == status and row["ended_at"] is not None
+    assert "CALLPROOF_STATUS" not in fake.vars or fake.vars["CALLPROOF_STATUS"] != "ok"
+    if step == "consent":
+        assert row["protocol"] is None and row["consent_outcome"] == "caller_left"
+    else:
+        assert len(await db.outbox.get_for_protocol(row["protocol"])) == 1
+
+
+async def test_hangup_while_answering_is_an_abandoned_call(config, db):
+    fake = FakeAsterisk(hangup_in="enter")
+    flow, outcome, row = await run(config, db, fake)
+    assert outcome == "abandoned_in_consent" == row["status"] and row["protocol"] is None
+    assert not fake.played
+
+
+async def test_mixmonitor_failure_still_hands_off_with_recording_failed(config, db):
+    fake = FakeAsterisk(mixmonitor_fails=True)
+    flow, outcome, row = await run(config, db, fake)
+    assert outcome == "handed_off" and fake.vars["CALLPROOF_STATUS"] == "recording_failed"
+    assert fake.vars["CALLPROOF_RECORDING"] == "" and fake.vars["CALLPROOF_REASON"] == "recording_not_started"
+    rec = (await db.recordings.for_call(row["id"]))[0]
+    assert rec["state"] == "failed"
+
+
+async def test_missing_prompt_fails_to_the_dialplan(config, db):
+    fake = FakeAsterisk(playback_status="FAILED")
+    flow, outcome, row = await run(config, db, fake)
+    assert outcome == "failed"
+    assert fake.vars["CALLPROOF_STATUS"] == "failed" and fake.vars["CALLPROOF_REASON"] == "playback_failed"
+    assert row["status"] == "failed"
+
+
+async def test_storage_locked_sets_status_and_reason(config, db, monkeypatch):
+    async def locked(*a, **k):
+        raise sqlite3.OperationalError("database is locked")
+    monkeypatch.setattr(db.calls, "get_by_channel", locked)
+    fake = FakeAsterisk()
+    outcome = await asyncio.wait_for(AgiFlow(config, db, FakePrompts(), fake).run(), 5)
+    assert outcome == "failed"
+    assert fake.vars["CALLPROOF_STATUS"] == "failed" and fake.vars["CALLPROOF_REASON"] == "storage_unavailable"
+    assert not fake.played
+
+
+async def test_step_by_step_shares_state_through_the_call_row(config, db):
+    outcomes, fake = [], None
+    for step in ("consent", "protocol", "read", "record", "handoff"):
+        fake_step = FakeAsterisk(args=(step, "551130000000", "1700000000.0", ""))
+        if fake is not None:
+            fake_step.vars.update({k: v for k, v in fake.vars.items() if k.startswith("CALLPROOF")})
+        fake = fake_step
+        _, outcome, row = await run(config, db, fake)
+        outcomes.append((step, outcome, fake.vars.get("CALLPROOF_STATUS")))
+        if step == "protocol":
+            assert fake.vars["CALLPROOF_PROTOCOL"] == row["protocol"]
+    assert [o[2] for o in outcomes] == ["ok", "ok", "ok", "ok", "ok"]
+    assert row["status"] == "handed_off" and row["protocol_read_count"] == 2
+
+
+async def test_protocol_before_consent_is_refused(config, db):
+    fake = FakeAsterisk(args=("protocol", "", "", ""))
+    _, outcome, row = await run(config, db, fake)
+    assert outcome == "failed" and fake.vars["CALLPROOF_REASON"] == "consent_required" and row is None
+
+
+async def test_unknown_step_is_refused_by_name(config, db):
+    fake = FakeAsterisk(args=("rm -rf", "", "", ""))
+    _, outcome, _ = await run(config, db, fake)
+    assert outcome == "failed" and fake.vars["CALLPROOF_REASON"] == "bad_step"
+
+
+@pytest.mark.parametrize("caller", ['../../etc/passwd', '$(reboot)"; rm -rf /', "ｌ１２３", "a" * 5000, ""])
+async def test_hostile_caller_ids_stay_out_of_paths(config, db, caller):
+    fake = FakeAsterisk(caller=caller)
+    flow, outcome, row = await run(config, db, fake)
+    assert outcome == "handed_off" and row["caller_number_raw"] == caller
+    rec = (await db.recordings.for_call(row["id"]))[0]
+    path = Path(rec["path"])
+    assert path.is_relative_to(config.recording.root)
+    assert path.name.split("_")[1] in ("anonymous", "123") or path.name.split("_")[1].isdigit()
+
+
+def test_reply_parsing():
+    assert parse_reply("200 result=1 (a (b) c)").data == "a (b) c"
+    assert parse_reply("200 result=0 endpos=8000").tail.strip() == "endpos=8000"
+    with pytest.raises(AgiHangup):
+        parse_reply("511 Command Not Permitted on a dead channel or intercept routine")
+    with pytest.raises(AgiHangup):
+        parse_reply("200 result=-1 (hangup)")
+    with pytest.raises(AgiCommandError):
+        parse_reply("510 Invalid or unknown command")
+    with pytest.raises(ValueError):
+        quote('x" ; EXEC System "reboot')
+    assert strip_sound("sound:/a/b") == "/a/b" and strip_sound("digits/1") == "digits/1"
