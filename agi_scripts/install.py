@@ -24,7 +24,7 @@ from pathlib import Path
 WRAPPER_NAME = "callproof-agi"
 # Our packages and the pure-Python modules the AGI path imports.
 OUR_PACKAGES = ("agi_scripts", "callproof", "storage", "ari_app")
-DEPENDENCIES = ("asterisk", "aiosqlite", "typing_extensions", "phonenumbers", "panoramisk")
+DEPENDENCIES = ("asterisk", "six", "aiosqlite", "typing_extensions", "phonenumbers", "panoramisk")
 
 
 def _module_path(name: str) -> Path:

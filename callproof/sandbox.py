@@ -214,7 +214,7 @@ exten => s,1,Answer()
 [callproof-sandbox-agents]
 ; the agents' queue: the hand-off target; tells observers what arrived, then ends
 exten => s,1,Answer()
- same => n,UserEvent(CallproofHandoff,Protocol: ${CALLPROOF_PROTOCOL},Recording: ${CALLPROOF_RECORDING},Status: ${CALLPROOF_STATUS},Channel: ${CHANNEL},Uniqueid: ${UNIQUEID})
+ same => n,UserEvent(CallproofHandoff,Protocol: ${CALLPROOF_PROTOCOL},Recording: ${CALLPROOF_RECORDING},Status: ${CALLPROOF_STATUS},Reason: ${CALLPROOF_REASON},Channel: ${CHANNEL},Uniqueid: ${UNIQUEID})
  ; the "agent" talks: a tone, so the call recording has real audio in it
  same => n,Playtones(440/300,0/200)
  same => n,Wait(${IF($[${LEN(${SANDBOX_AGENT_SECONDS})} = 0]?1:${SANDBOX_AGENT_SECONDS})})
