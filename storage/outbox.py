@@ -139,6 +139,198 @@ def get_for_protocol_sync(conn: sqlite3.Connection, protocol: str) -> list[dict]
     )
 
 
+# --- delivery attempts, idempotency keys, receipts (migration 0002) -------------
+
+ATTEMPT_OUTCOMES = ("accepted", "transient", "throttled", "rejected", "unknown")
+UNKNOWN_REASON = "sender stopped before the gateway answered"
+
+
+def idempotency_key_for(protocol: str, outbox_id: int) -> str:
+    """Stable for a row across attempts, unique across rows and deployments'
+    protocol numbers (the same formula as migration 0002 uses)."""
+    return f"cp-{protocol}-{outbox_id}"
+
+
+def begin_attempt_sync(
+    conn: sqlite3.Connection, outbox_id: int, owner: str, backend: str, now: str | datetime
+) -> dict:
+    """Persist an attempt before anything goes to the gateway.
+
+    The row must be 'sending' and leased by ``owner``.  Attempts of this row
+    still 'in_flight' belong to a sender that died mid-send: they become
+    'unknown' (``previous_unknown`` in the answer), so the caller can tell a
+    first try from a resend whose first copy may have reached the gateway.
+    """
+    now = to_db_time(now)
+    with immediate(conn):
+        row = get_sync(conn, outbox_id)
+        if row is None:
+            raise NotFoundError(f"sms_outbox row {outbox_id} does not exist")
+        if row["state"] != "sending" or row["lease_owner"] != owner:
+            raise InvalidStateError(
+                f"sms_outbox row {outbox_id} is {row['state']!r} leased by"
+                f" {row['lease_owner']!r}; {owner!r} cannot start an attempt"
+            )
+        key = row["idempotency_key"] or idempotency_key_for(row["protocol"], outbox_id)
+        if row["idempotency_key"] is None:
+            conn.execute("UPDATE sms_outbox SET idempotency_key = ? WHERE id = ?", (key, outbox_id))
+        unknown = conn.execute(
+            "UPDATE sms_attempts SET outcome = 'unknown', finished_at = ?, reason = ?"
+            " WHERE outbox_id = ? AND outcome = 'in_flight'",
+            (now, UNKNOWN_REASON, outbox_id),
+        ).rowcount
+        (count,) = conn.execute(
+            "SELECT count(*) FROM sms_attempts WHERE outbox_id = ?", (outbox_id,)
+        ).fetchone()
+        cur = conn.execute(
+            "INSERT INTO sms_attempts (outbox_id, attempt_no, idempotency_key, backend, owner,"
+            " started_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (outbox_id, count + 1, key, backend, owner, now),
+        )
+        prior_unknown = unknown > 0 or conn.execute(
+            "SELECT 1 FROM sms_attempts WHERE outbox_id = ? AND outcome = 'unknown' LIMIT 1",
+            (outbox_id,),
+        ).fetchone() is not None
+        return {"attempt_id": cur.lastrowid, "attempt_no": count + 1, "idempotency_key": key,
+                "previous_unknown": prior_unknown}
+
+
+def finish_attempt_sync(
+    conn: sqlite3.Connection,
+    attempt_id: int,
+    *,
+    outcome: str,
+    row_state: str,
+    now: str | datetime,
+    owner: str,
+    gateway_message_id: str | None = None,
+    reason: str | None = None,
+    next_attempt_at: str | datetime | None = None,
+) -> None:
+    """Record the gateway's answer and move the outbox row on, atomically.
+
+    ``row_state``: 'sent' (accepted), 'pending' (retry at ``next_attempt_at``;
+    a 'throttled' outcome does not count as an attempt) or 'dead'.
+    """
+    if outcome not in ATTEMPT_OUTCOMES:
+        raise ValueError(f"outcome must be one of {ATTEMPT_OUTCOMES}, got {outcome!r}")
+    if row_state not in ("sent", "pending", "dead"):
+        raise ValueError(f"row_state must be sent, pending or dead, got {row_state!r}")
+    if row_state == "pending" and next_attempt_at is None:
+        raise ValueError("a pending row needs next_attempt_at")
+    now = to_db_time(now)
+    with immediate(conn):
+        att = fetch_one(conn.execute("SELECT * FROM sms_attempts WHERE id = ?", (attempt_id,)))
+        if att is None:
+            raise NotFoundError(f"sms_attempts row {attempt_id} does not exist")
+        conn.execute(
+            "UPDATE sms_attempts SET outcome = ?, finished_at = ?, gateway_message_id = ?,"
+            " reason = ? WHERE id = ?",
+            (outcome, now, gateway_message_id, reason, attempt_id),
+        )
+        oid = att["outbox_id"]
+        if row_state == "sent":
+            _finish(conn, oid, owner, ("sending",),
+                    "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
+                    " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
+        elif row_state == "pending" and outcome == "throttled":
+            _finish(conn, oid, owner, ("sending",),
+                    "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
+                    " attempts = max(attempts - 1, 0), throttled = throttled + 1",
+                    (reason or "throttled", to_db_time(next_attempt_at), now),
+                    "put it back after throttling")
+        elif row_state == "pending":
+            _finish(conn, oid, owner, ("sending",),
+                    "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?",
+                    (reason or outcome, to_db_time(next_attempt_at), now), "schedule a retry")
+        else:
+            _finish(conn, oid, owner, ("sending",),
+                    "state = 'dead', reason = ?, next_attempt_at = NULL, updated_at = ?",
+                    (reason or outcome, now), "mark it dead")
+
+
+def retry_sync(conn: sqlite3.Connection, outbox_ids: list[int], now: str | datetime) -> None:
+    """Operator retry: dead (or failed) rows go back to 'pending' with a fresh
+    attempt budget.  All or nothing: an unknown id or a row in another state
+    refuses the whole request, naming it."""
+    now = to_db_time(now)
+    with immediate(conn):
+        for oid in outbox_ids:
+            row = get_sync(conn, oid)
+            if row is None:
+                raise NotFoundError(f"sms_outbox row {oid} does not exist")
+            if row["state"] not in ("dead", "failed"):
+                raise InvalidStateError(
+                    f"sms_outbox row {oid} is {row['state']!r}; only dead or failed rows can be retried"
+                )
+            conn.execute(
+                "UPDATE sms_outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                " reason = 'retry requested by operator', updated_at = ? WHERE id = ?",
+                (now, now, oid),
+            )
+
+
+def list_sync(conn: sqlite3.Connection, state: str | None = None, limit: int = 100) -> list[dict]:
+    if state is not None:
+        return fetch_all(conn.execute(
+            "SELECT * FROM sms_outbox WHERE state = ? ORDER BY id LIMIT ?", (state, limit)))
+    return fetch_all(conn.execute("SELECT * FROM sms_outbox ORDER BY id LIMIT ?", (limit,)))
+
+
+def attempts_sync(conn: sqlite3.Connection, outbox_id: int) -> list[dict]:
+    return fetch_all(conn.execute(
+        "SELECT * FROM sms_attempts WHERE outbox_id = ? ORDER BY id", (outbox_id,)))
+
+
+def dlrs_sync(conn: sqlite3.Connection, outbox_id: int) -> list[dict]:
+    return fetch_all(conn.execute(
+        "SELECT * FROM sms_dlrs WHERE outbox_id = ? ORDER BY id", (outbox_id,)))
+
+
+def record_dlr_sync(
+    conn: sqlite3.Connection, gateway_message_id: str, status: str, now: str | datetime,
+    detail: str | None = None,
+) -> int | None:
+    """Store a delivery receipt; returns the outbox row it belongs to (None
+    when no row carries that gateway id: the receipt is kept anyway)."""
+    if not gateway_message_id:
+        raise ValueError("a delivery receipt needs the gateway's message id")
+    now = to_db_time(now)
+    with immediate(conn):
+        hit = conn.execute(
+            "SELECT id FROM sms_outbox WHERE gateway_message_id = ? ORDER BY id DESC LIMIT 1",
+            (gateway_message_id,),
+        ).fetchone()
+        if hit is None:  # a later part of a split message, or an earlier accepted copy
+            hit = conn.execute(
+                "SELECT outbox_id FROM sms_attempts WHERE gateway_message_id = ?"
+                " OR (',' || gateway_message_id || ',') LIKE ('%,' || ? || ',%')"
+                " ORDER BY id DESC LIMIT 1",
+                (gateway_message_id, gateway_message_id),
+            ).fetchone()
+        oid = hit[0] if hit else None
+        conn.execute(
+            "INSERT INTO sms_dlrs (outbox_id, gateway_message_id, status, received_at, detail)"
+            " VALUES (?, ?, ?, ?, ?)", (oid, gateway_message_id, status, now, detail))
+        if oid is not None:
+            conn.execute("UPDATE sms_outbox SET dlr_state = ?, dlr_at = ? WHERE id = ?",
+                         (status, now, oid))
+        return oid
+
+
+def counters_sync(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """Counts for the metrics exposition, read from the tables so that every
+    sender process (and a restart) adds to the same monotonic figures."""
+    attempts = dict(conn.execute(
+        "SELECT outcome, count(*) FROM sms_attempts GROUP BY outcome").fetchall())
+    retried = conn.execute("SELECT count(*) FROM sms_attempts WHERE attempt_no > 1").fetchone()[0]
+    throttled = conn.execute("SELECT coalesce(sum(throttled), 0) FROM sms_outbox").fetchone()[0]
+    dlrs = dict(conn.execute("SELECT status, count(*) FROM sms_dlrs GROUP BY status").fetchall())
+    states = dict(conn.execute("SELECT state, count(*) FROM sms_outbox GROUP BY state").fetchall())
+    return {"attempts": attempts, "retried": {"": retried}, "throttled": {"": throttled},
+            "dlrs": dlrs, "states": states}
+
+
 class Outbox:
     """Async repository (``db.outbox``).  ``owner=`` on the mark_* methods is
     optional: when given, a row re-leased by another worker is refused."""
@@ -175,3 +367,30 @@ class Outbox:
 
     async def get_for_protocol(self, protocol: str) -> list[dict]:
         return await self._db.run_in_connection(get_for_protocol_sync, protocol)
+
+    async def begin_attempt(self, outbox_id: int, owner: str, backend: str,
+                            now: str | datetime) -> dict:
+        return await self._db.run_in_connection(begin_attempt_sync, outbox_id, owner, backend, now)
+
+    async def finish_attempt(self, attempt_id: int, **kwargs) -> None:
+        await self._db.run_in_connection(finish_attempt_sync, attempt_id, **kwargs)
+
+    async def retry(self, outbox_ids: list[int], now: str | datetime) -> None:
+        await self._db.run_in_connection(retry_sync, list(outbox_ids), now)
+
+    async def list(self, state: str | None = None, limit: int = 100) -> list[dict]:
+        return await self._db.run_in_connection(list_sync, state, limit)
+
+    async def attempts(self, outbox_id: int) -> list[dict]:
+        return await self._db.run_in_connection(attempts_sync, outbox_id)
+
+    async def dlrs(self, outbox_id: int) -> list[dict]:
+        return await self._db.run_in_connection(dlrs_sync, outbox_id)
+
+    async def record_dlr(self, gateway_message_id: str, status: str, now: str | datetime,
+                         detail: str | None = None) -> int | None:
+        return await self._db.run_in_connection(
+            record_dlr_sync, gateway_message_id, status, now, detail)
+
+    async def counters(self) -> dict[str, dict[str, int]]:
+        return await self._db.run_in_connection(counters_sync)

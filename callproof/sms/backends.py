@@ -21,6 +21,9 @@ class SendResult:
     gateway_message_id: str | None = None
     permanent: bool = False  # a refusal that retrying cannot fix
     reason: str | None = None
+    throttled: bool = False  # the gateway asked us to slow down: not an attempt used up
+    retry_after: float | None = None  # seconds, when the gateway said how long
+    unknown: bool = False  # may have reached the gateway, no answer (e.g. timeout)
 
 
 class SmsBackend(Protocol):

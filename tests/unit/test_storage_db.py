@@ -84,12 +84,13 @@ def test_migration_files_numbered_without_gaps():
 def test_new_migration_applied_once_in_order(tmp_path):
     conn = connect_sync(tmp_path / "cp.db")
     try:
-        extra = Migration(2, "add_thing", "CREATE TABLE thing (x INTEGER);\n"
-                                         "INSERT INTO thing VALUES (1);")
-        assert migrate(conn, [*load_migrations(), extra]) == [2]
+        nxt = len(load_migrations()) + 1
+        extra = Migration(nxt, "add_thing", "CREATE TABLE thing (x INTEGER);\n"
+                                           "INSERT INTO thing VALUES (1);")
+        assert migrate(conn, [*load_migrations(), extra]) == [nxt]
         assert migrate(conn, [*load_migrations(), extra]) == []
         assert conn.execute("SELECT count(*) FROM thing").fetchone()[0] == 1
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 2
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == nxt
     finally:
         conn.close()
 
@@ -97,12 +98,13 @@ def test_new_migration_applied_once_in_order(tmp_path):
 def test_failing_migration_leaves_nothing(tmp_path):
     conn = connect_sync(tmp_path / "cp.db")
     try:
-        bad = Migration(2, "bad", "CREATE TABLE half (x);\nINSERT INTO no_such_table VALUES (1);")
-        with pytest.raises(MigrationError, match="0002_bad.sql"):
+        nxt = len(load_migrations()) + 1
+        bad = Migration(nxt, "bad", "CREATE TABLE half (x);\nINSERT INTO no_such_table VALUES (1);")
+        with pytest.raises(MigrationError, match=f"{nxt:04d}_bad.sql"):
             migrate(conn, [*load_migrations(), bad])
         assert not conn.in_transaction
         assert conn.execute("SELECT name FROM sqlite_master WHERE name='half'").fetchone() is None
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 1
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == nxt - 1
     finally:
         conn.close()
 
