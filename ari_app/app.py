@@ -20,7 +20,7 @@ from typing import Any, Callable
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
-from callproof.sms import OutboxSender, make_backend
+from callproof.sms import OutboxSender, make_sender
 from storage import Database
 
 from .ari import AriSession
@@ -63,9 +63,7 @@ class Application:
                                  now_iso=lambda: iso(self.clock()), on_finalised=self._recording_finalised)
         self.ami.on_event("Hangup", self._on_ami_hangup)
         await self.ami.connect(timeout=15)
-        self.sender = OutboxSender(self.db, make_backend(cfg.sms.backend), batch_size=cfg.sms.batch_size,
-                                   lease_seconds=cfg.sms.lease_seconds, poll_interval=cfg.sms.poll_interval_seconds,
-                                   max_attempts=cfg.sms.max_attempts, clock=self.clock)
+        self.sender = make_sender(self.db, cfg.sms, clock=self.clock)
         self._spawn(self.sender.run())
 
     async def stop(self) -> None:
@@ -77,6 +75,8 @@ class Application:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.sender is not None:
+            await self.sender.backend.close()  # unbinds SMPP, closes HTTP sessions
         if self.ari is not None:
             await self.ari.close()
         if self.ami is not None:

@@ -27,6 +27,7 @@ from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue
 from storage import NewCall
+from storage.retention import RetentionChoice, choose_class, retention_until
 
 from .ari import AriSession, ChannelGone
 from .call_events import CallerHungUp, CallInbox
@@ -244,7 +245,10 @@ class CallFlow:
                                             (self.channel.get("caller") or {}).get("number"), self.s.clock())
         path, caller_part = target.path, target.caller_part
         started = iso(self.s.clock())
-        rec_id = await self.s.db.recordings.create(self.call_id, self.protocol, str(path), caller_part, started)
+        choice = self.retention_choice()
+        until = retention_until(datetime.fromisoformat(started), choice.days, self.s.config.general.tz)
+        rec_id = await self.s.db.recordings.create(self.call_id, self.protocol, str(path), caller_part, started,
+                                                   until, choice.retention_class)
         self.s.recorder.track(self.channel_id, rec_id, path)
         try:
             await self.s.recorder.start(self.channel["name"], self.channel_id, path)
@@ -261,6 +265,20 @@ class CallFlow:
         self.status = "recording"
         await self.s.db.calls.update(self.call_id, status="recording", recording_started_at=started)
         event(log, "recording.started", channel=self.channel_id, protocol=self.protocol, path=str(path))
+
+    def retention_choice(self) -> RetentionChoice:
+        """Retention class from the dialplan's CALLPROOF_RETENTION_CLASS (fourth Stasis
+        argument), else the [retention] rules on the DID and the entry context.  No ARI
+        round trip: everything needed came with StasisStart."""
+        rt = self.s.config.retention
+        asked = self.args[3].strip() if len(self.args) > 3 else ""
+        if asked and asked not in rt.classes:
+            event(log, "retention.unknown_class", logging.WARNING, channel=self.channel_id, asked=asked[:40])
+        dialplan = self.channel.get("dialplan") or {}
+        did = self.args[0] if self.args else str(dialplan.get("exten", ""))
+        return choose_class(rt.classes, rt.default_class, did_classes=rt.did_classes,
+                            context_classes=rt.context_classes, variable=asked, did=did,
+                            context=str(dialplan.get("context", "")))
 
     async def hand_off(self) -> None:
         h = self.s.config.handoff

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -111,6 +112,236 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep, caller=args.caller)
 
 
+# -- retention, holds, integrity (README: Retention) -------------------------
+
+def cmd_retention_sweep(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from .retention import SweepLocked, json_line, print_summary, run_sweep, EXIT_LOCKED
+
+    report = None
+    if args.json:
+        def report(item):
+            print(json_line({"type": "item", **item}), flush=False)
+    elif args.dry_run:
+        def report(item):
+            if item["action"] not in ("deleted", "anonymised"):
+                print(f"{item['action']:>16}  {item.get('protocol') or '-'}  {item.get('path', '')}"
+                      f"  {item.get('why') or item.get('error') or ''}")
+    bar = None
+
+    def progress_total(total: int):
+        nonlocal bar
+        if args.json or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="rec", desc="retention sweep", file=sys.stderr)
+        return bar.update
+
+    try:
+        summary = run_sweep(config, dry_run=args.dry_run, scan=not args.no_scan, report=report,
+                            progress_total=progress_total)
+    except SweepLocked as exc:
+        print(f"callproof: {exc}; not starting a second sweep", file=sys.stderr)
+        return EXIT_LOCKED
+    except FileNotFoundError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json_line({"type": "summary", **summary.as_dict()}))
+    else:
+        print_summary(summary)
+    return 1 if summary.errors else 0
+
+
+def _parse_when(text: str, tz, *, end: bool) -> str:
+    """YYYY-MM-DD (a whole local day: start, or the start of the next day for
+    --to) or an ISO-8601 time with an offset."""
+    from datetime import date, datetime, time, timedelta
+
+    from storage.timefmt import to_db_time
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        try:
+            return to_db_time(text)
+        except ValueError as exc:
+            raise SystemExit(f"callproof: bad date {text!r}: {exc} (use YYYY-MM-DD or ISO-8601 with offset)")
+    return to_db_time(datetime.combine(day + timedelta(days=1 if end else 0), time(0), tz))
+
+
+def _actor(args: argparse.Namespace) -> str:
+    import getpass
+
+    return args.by or os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def cmd_hold_place(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from storage import connect_sync, utc_now
+    from storage.holds import place_hold_sync
+    from .numbers import normalise_caller
+
+    kw: dict = {}
+    if args.protocol:
+        kind, kw["protocol"] = "protocol", args.protocol
+    elif args.caller:
+        number = normalise_caller(args.caller, config.general.phone_region).e164
+        if number is None:
+            print(f"callproof: --caller {args.caller!r} is not a valid phone number", file=sys.stderr)
+            return 2
+        kind, kw["caller_number"] = "caller", number
+    else:
+        if not (args.date_from and args.date_to):
+            print("callproof: give --protocol, --caller, or both --from and --to", file=sys.stderr)
+            return 2
+        kind = "date_range"
+        kw["from_at"] = _parse_when(args.date_from, config.general.tz, end=False)
+        kw["to_at"] = _parse_when(args.date_to, config.general.tz, end=True)
+    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    try:
+        hold_id = place_hold_sync(conn, kind, reason=args.reason, placed_by=_actor(args),
+                                  at=utc_now(), **kw)
+    except ValueError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    print(f"hold {hold_id} placed ({kind}: {', '.join(f'{k}={v}' for k, v in kw.items())})")
+    return 0
+
+
+def cmd_hold_release(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from storage import StorageError, connect_sync, utc_now
+    from storage.holds import release_hold_sync
+
+    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    try:
+        release_hold_sync(conn, args.hold_id, released_by=_actor(args), reason=args.reason,
+                          at=utc_now())
+    except (ValueError, StorageError) as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"hold {args.hold_id} released")
+    return 0
+
+
+def cmd_hold_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from storage import connect_sync
+    from storage.holds import list_holds_sync
+
+    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    try:
+        holds = list_holds_sync(conn, include_released=args.all)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(holds, indent=2))
+        return 0
+    for h in holds:
+        sel = h["protocol"] or h["caller_number"] or f"{h['from_at']} .. {h['to_at']}"
+        state = f"released by {h['released_by']} {h['released_at']}" if h["released_at"] else "ACTIVE"
+        print(f"{h['id']:>5}  {h['kind']:<10}  {sel}  by {h['placed_by']} {h['placed_at']}"
+              f"  {state}  reason: {h['reason']}")
+    if not holds:
+        print("no holds" if args.all else "no active holds")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from storage import connect_sync
+    from storage.audit import head_sync, verify_chain_sync
+
+    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    try:
+        broken = verify_chain_sync(conn)
+        head = head_sync(conn)
+    finally:
+        conn.close()
+    if broken is not None:
+        print(f"audit log BROKEN: first bad entry is id {broken} (its link or hash does not match)")
+        return 1
+    n, h = head if head else (0, "-")
+    print(f"audit log intact: {n} entries, head {h}")
+    return 0
+
+
+def cmd_recording_verify(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from storage import connect_sync, utc_now
+    from storage.audit import append_sync
+    from .integrity import verify_recordings
+
+    if args.protocol and not (len(args.protocol) == 17 and args.protocol.isdigit()):
+        print("callproof: PROTOCOL must be 17 digits", file=sys.stderr)
+        return 2
+    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    try:
+        counts = {"ok": 0, "mismatch": 0, "missing": 0, "unreadable": 0}
+        for item in verify_recordings(conn, config.recording.root, args.protocol):
+            counts[item["result"]] += 1
+            if item["result"] != "ok" or args.verbose:
+                print(f"{item['result']:>10}  {item['protocol']}  {item['path']}  {item.get('detail', '')}")
+        append_sync(conn, "recording.verified", _actor(args), utc_now(), protocol=args.protocol,
+                    details={**counts, "via": "cli"})
+    finally:
+        conn.close()
+    total = sum(counts.values())
+    if args.protocol and total == 0:
+        print(f"callproof: no finalised recording for protocol {args.protocol}", file=sys.stderr)
+        return 1
+    print(f"recordings verified: {total}; ok {counts['ok']}, MISMATCH {counts['mismatch']}, "
+          f"missing {counts['missing']}, unreadable {counts['unreadable']}")
+    return 0 if counts["ok"] == total else 1
+
+
+def _add_retention_commands(sub) -> None:
+    retention = sub.add_parser("retention", help="recording retention").add_subparsers(dest="sub", required=True)
+    sweep = retention.add_parser("sweep", help="delete expired recordings, anonymise old call records")
+    sweep.add_argument("--dry-run", action="store_true", help="list what would go and why; change nothing")
+    sweep.add_argument("--json", action="store_true", help="JSON lines: one per item, then the summary")
+    sweep.add_argument("--no-scan", action="store_true", help="skip the orphan/missing-file scan")
+    sweep.set_defaults(func=cmd_retention_sweep)
+
+    hold = sub.add_parser("hold", help="legal holds").add_subparsers(dest="sub", required=True)
+    place = hold.add_parser("place", help="place a legal hold")
+    sel = place.add_mutually_exclusive_group()
+    sel.add_argument("--protocol", help="17-digit protocol")
+    sel.add_argument("--caller", help="caller number (any spelling; stored as E.164)")
+    place.add_argument("--from", dest="date_from", help="start (YYYY-MM-DD local day, or ISO-8601)")
+    place.add_argument("--to", dest="date_to", help="end, inclusive day (YYYY-MM-DD) or ISO-8601 (exclusive)")
+    place.add_argument("--reason", required=True, help="why (e.g. court case number)")
+    place.add_argument("--by", help="who places it (default: the login name)")
+    place.set_defaults(func=cmd_hold_place)
+    release = hold.add_parser("release", help="release a legal hold")
+    release.add_argument("hold_id", type=int)
+    release.add_argument("--reason", required=True)
+    release.add_argument("--by", help="who releases it (default: the login name)")
+    release.set_defaults(func=cmd_hold_release)
+    lst = hold.add_parser("list", help="list holds")
+    lst.add_argument("--all", action="store_true", help="include released holds")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_hold_list)
+
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
+    audit.add_parser("verify", help="walk the hash chain; report the first broken link"
+                     ).set_defaults(func=cmd_audit_verify)
+
+    recording = sub.add_parser("recording", help="recordings").add_subparsers(dest="sub", required=True)
+    rv = recording.add_parser("verify", help="re-hash recordings against their stored sha256")
+    rv.add_argument("protocol", nargs="?")
+    rv.add_argument("--by", help="who is verifying (audit log; default: the login name)")
+    rv.add_argument("--verbose", "-v", action="store_true", help="also list the good ones")
+    rv.set_defaults(func=cmd_recording_verify)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callproof", description=__doc__)
     parser.add_argument("--config", help="TOML config file (default: $CALLPROOF_CONFIG)")
@@ -139,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dest", help="directory (default: [prompts] directory)")
     gen.add_argument("--force", action="store_true", help="regenerate existing files")
     gen.set_defaults(func=cmd_prompts_generate)
+    _add_retention_commands(sub)
     return parser
 
 

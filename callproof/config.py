@@ -132,6 +132,30 @@ class FastAgiConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """Retention of recordings and call records (see README, Retention)."""
+    classes: Mapping[str, int] = field(
+        default_factory=lambda: {"consumer_service": 90, "mobile_telecom": 180})
+    default_class: str = "consumer_service"
+    did_classes: Mapping[str, str] = field(default_factory=dict)
+    context_classes: Mapping[str, str] = field(default_factory=dict)
+    call_record_days: int = 730
+    request_grace_days: int = 30
+    batch_size: int = 500
+    quarantine_dir: Path | None = None
+    lock_file: Path | None = None
+    sweep_in_run: bool = False
+    sweep_interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class FastAgiConfig:
+    """The FastAGI server (``callproof fastagi``): loopback unless you say otherwise."""
+    host: str = "127.0.0.1"
+    port: int = 4573
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "json"
@@ -149,6 +173,7 @@ class Config:
     handoff: HandoffConfig = field(default_factory=HandoffConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     fastagi: FastAgiConfig = field(default_factory=FastAgiConfig)
 
 
@@ -156,7 +181,7 @@ _SECTION_CLASSES = {
     "general": GeneralConfig, "storage": StorageConfig, "ari": AriConfig, "ami": AmiConfig,
     "prompts": PromptsConfig, "protocol_reading": ProtocolReadingConfig,
     "recording": RecordingConfig, "handoff": HandoffConfig, "sms": SmsConfig,
-    "logging": LoggingConfig, "fastagi": FastAgiConfig,
+    "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
 }
 
 
@@ -200,6 +225,11 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
         if ann == "Mapping[str,str]":
             table = _require(value, dict)
             return {str(k): _require(v, str) for k, v in table.items()}
+        if ann == "Mapping[str,int]":
+            table = _require(value, dict)
+            if any(isinstance(v, bool) for v in table.values()):
+                raise TypeError
+            return {str(k): _require(v, int) for k, v in table.items()}
     except (TypeError, ValueError):
         raise ConfigError(key, f"expected {annotation}, got {value!r}") from None
     raise ConfigError(key, f"unsupported type {annotation}")  # pragma: no cover
@@ -221,7 +251,7 @@ def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str]) 
     for fname, f in known.items():
         key = f"{name}.{fname}"
         env_name = f"{ENV_PREFIX}{name}_{fname}".upper()
-        if env_name in env and f.type != "Mapping[str, str]":
+        if env_name in env and not str(f.type).startswith("Mapping"):
             values[fname] = _coerce(key, env[env_name], str(f.type))
         elif fname in table:
             values[fname] = _coerce(key, table[fname], str(f.type))
@@ -335,7 +365,35 @@ def validate(config: Config) -> None:
             template.format(company="X", protocol="2026" + "0" * 13, date="01/01/2026", time="00:00")
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(f"sms.templates.{lang}", f"cannot render: {exc!r}") from None
+    _validate_retention(config.retention)
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", "one of DEBUG, INFO, WARNING, ERROR")
     if config.logging.format not in ("json", "text"):
         raise ConfigError("logging.format", "json or text")
+
+
+def _validate_retention(rt: RetentionConfig) -> None:
+    if not rt.classes:
+        raise ConfigError("retention.classes", "define at least one retention class")
+    for name, days in rt.classes.items():
+        _check_identifier(f"retention.classes.{name}", name)
+        if isinstance(days, bool) or not 1 <= days <= 36500:
+            raise ConfigError(f"retention.classes.{name}", "days must be between 1 and 36500")
+    if rt.default_class not in rt.classes:
+        raise ConfigError("retention.default_class", f"{rt.default_class!r} is not in retention.classes")
+    for section, table in (("did_classes", rt.did_classes), ("context_classes", rt.context_classes)):
+        for match, cls in table.items():
+            if cls not in rt.classes:
+                raise ConfigError(f"retention.{section}.{match}", f"{cls!r} is not in retention.classes")
+    if not 1 <= rt.call_record_days <= 36500:
+        raise ConfigError("retention.call_record_days", "must be between 1 and 36500")
+    if not 0 <= rt.request_grace_days <= 3650:
+        raise ConfigError("retention.request_grace_days", "must be between 0 and 3650")
+    if not 1 <= rt.batch_size <= 100000:
+        raise ConfigError("retention.batch_size", "must be between 1 and 100000")
+    for key in ("quarantine_dir", "lock_file"):
+        value = getattr(rt, key)
+        if value is not None and not value.is_absolute():
+            raise ConfigError(f"retention.{key}", "must be an absolute path")
+    if rt.sweep_interval_seconds < 60:
+        raise ConfigError("retention.sweep_interval_seconds", "must be at least 60")

@@ -63,13 +63,41 @@ def append_sync(
         "details": None if details is None else canonical_json(details),
     }
     with immediate(conn):
-        head = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
-        entry["id"], prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
-        conn.execute(
-            "INSERT INTO audit_log (id, at, actor, action, protocol, subject, details,"
-            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*(entry[k] for k in _FIELDS), prev_hash, entry_hash(prev_hash, entry)),
-        )
+        return _insert(conn, entry)
+
+
+def append_in_transaction_sync(
+    conn: sqlite3.Connection,
+    action: str,
+    actor: str,
+    at: str | datetime,
+    protocol: str | None = None,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Like :func:`append_sync` for a caller that already holds a write
+    transaction (BEGIN IMMEDIATE), so the entry commits or rolls back with
+    the change it records (e.g. retention: state 'deleted' + its entry)."""
+    if not conn.in_transaction:
+        raise RuntimeError("append_in_transaction_sync needs an open write transaction")
+    if not action or not actor:
+        raise ValueError("audit entries need a non-empty action and actor")
+    if details is not None and not isinstance(details, dict):
+        raise TypeError(f"details must be a dict or None, not {type(details).__name__}")
+    return _insert(conn, {
+        "at": to_db_time(at), "actor": actor, "action": action, "protocol": protocol,
+        "subject": subject, "details": None if details is None else canonical_json(details),
+    })
+
+
+def _insert(conn: sqlite3.Connection, entry: dict[str, Any]) -> int:
+    head = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    entry["id"], prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    conn.execute(
+        "INSERT INTO audit_log (id, at, actor, action, protocol, subject, details,"
+        " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*(entry[k] for k in _FIELDS), prev_hash, entry_hash(prev_hash, entry)),
+    )
     return entry["id"]
 
 

@@ -2,7 +2,7 @@
 
 Lifecycle: ``create`` (state 'recording') -> ``finalise`` (size, duration,
 sha256) or ``fail`` ('failed', or 'missing' when the file never appeared).
-'deleted' is set by retention (a later issue).
+'deleted' is set by the retention sweeper (storage/retention.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ._sqlutil import fetch_all, fetch_one
 from .errors import AlreadyExistsError, InvalidStateError, NotFoundError
-from .timefmt import to_db_time
+from .timefmt import to_db_time, to_db_time_or_none
 
 if TYPE_CHECKING:
     from .db import Database
@@ -28,12 +28,15 @@ def create_sync(
     path: str,
     caller_number: str | None,
     started_at: str | datetime,
+    retention_until: str | datetime | None = None,
+    retention_class: str | None = None,
 ) -> int:
     try:
         cur = conn.execute(
-            "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state)"
-            " VALUES (?, ?, ?, ?, ?, 'recording')",
-            (call_id, protocol, path, caller_number, to_db_time(started_at)),
+            "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
+            " retention_until, retention_class) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?)",
+            (call_id, protocol, path, caller_number, to_db_time(started_at),
+             to_db_time_or_none(retention_until), retention_class),
         )
     except sqlite3.IntegrityError as e:
         existing = get_by_path_sync(conn, path)
@@ -120,9 +123,12 @@ class Recordings:
         path: str,
         caller_number: str | None,
         started_at: str | datetime,
+        retention_until: str | datetime | None = None,
+        retention_class: str | None = None,
     ) -> int:
         return await self._db.run_in_connection(
-            create_sync, call_id, protocol, path, caller_number, started_at
+            create_sync, call_id, protocol, path, caller_number, started_at,
+            retention_until, retention_class,
         )
 
     async def finalise(
