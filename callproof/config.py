@@ -109,12 +109,51 @@ class HandoffConfig:
 
 
 @dataclass(frozen=True)
+class SmppConfig:
+    """[sms.smpp]: an SMPP 3.4 SMSC (aggregator)."""
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    system_type: str = ""
+    bind_mode: str = "transceiver"
+    source_addr: str = ""
+    source_ton: int = 5
+    source_npi: int = 0
+    enquire_link_seconds: float = 30.0
+    submit_timeout_seconds: float = 10.0
+    request_dlr: bool = True
+
+
+@dataclass(frozen=True)
+class SmsHttpConfig:
+    """[sms.http]: an HTTP SMS gateway described without code."""
+    url: str = ""
+    method: str = "POST"
+    auth_header: str = ""  # e.g. "Bearer xyz"; sent as Authorization
+    body_format: str = "json"  # json or form
+    body_template: Mapping[str, str] = field(default_factory=lambda: {
+        "to": "{destination}", "text": "{body}", "reference": "{idempotency_key}"})
+    idempotency_header: str = "Idempotency-Key"
+    success_statuses: tuple[int, ...] = (200, 201, 202)
+    message_id_field: str = "id"  # dotted path in the JSON answer
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class SmsConfig:
     backend: str = "log"
     poll_interval_seconds: float = 1.0
     batch_size: int = 50
     lease_seconds: int = 60
     max_attempts: int = 10
+    max_age_seconds: float = 86400.0
+    window: int = 10
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 3600.0
+    throttle_seconds: float = 1.0
+    smpp: SmppConfig = field(default_factory=SmppConfig)
+    http: SmsHttpConfig = field(default_factory=SmsHttpConfig)
     templates: Mapping[str, str] = field(
         default_factory=lambda: {
             "pt_BR": "{company}: protocolo de atendimento {protocol} em {date} {time}.",
@@ -241,8 +280,65 @@ def _require(value: Any, kind: type) -> Any:
     return value
 
 
-def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str]) -> Any:
-    cls = _SECTION_CLASSES[name]
+_SUBSECTION_CLASSES = {"SmppConfig": SmppConfig, "SmsHttpConfig": SmsHttpConfig}
+
+
+SMS_BACKENDS = ("log", "smpp", "http")
+
+
+def _validate_sms(s: SmsConfig) -> None:
+    for key in ("poll_interval_seconds", "max_age_seconds", "backoff_base_seconds",
+                "backoff_max_seconds", "throttle_seconds"):
+        if getattr(s, key) <= 0:
+            raise ConfigError(f"sms.{key}", "must be > 0")
+    for key in ("batch_size", "lease_seconds", "max_attempts", "window"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"sms.{key}", "must be >= 1")
+    if s.window > s.batch_size:
+        raise ConfigError("sms.window", "must not exceed sms.batch_size")
+    m = s.smpp
+    if s.backend == "smpp":
+        if not m.system_id:
+            raise ConfigError("sms.smpp.system_id", "required when sms.backend = 'smpp'")
+        if not m.password:
+            raise ConfigError("sms.smpp.password", "required when sms.backend = 'smpp' (no default password)")
+    if len(m.system_id) > 15:
+        raise ConfigError("sms.smpp.system_id", "at most 15 characters (SMPP 3.4)")
+    if len(m.password) > 8:
+        raise ConfigError("sms.smpp.password", "at most 8 characters (SMPP 3.4)")
+    if not 1 <= m.port <= 65535:
+        raise ConfigError("sms.smpp.port", "must be 1..65535")
+    if m.bind_mode not in ("transceiver", "transmitter"):
+        raise ConfigError("sms.smpp.bind_mode", "transceiver or transmitter")
+    if not 0 <= m.source_ton <= 6 or m.source_npi not in (0, 1, 3, 4, 6, 8, 9, 10, 14, 18):
+        raise ConfigError("sms.smpp.source_ton", "TON 0..6 and a valid NPI")
+    if len(m.source_addr) > 20:
+        raise ConfigError("sms.smpp.source_addr", "at most 20 characters")
+    if m.enquire_link_seconds <= 0:
+        raise ConfigError("sms.smpp.enquire_link_seconds", "must be > 0")
+    if not 0 < m.submit_timeout_seconds < s.lease_seconds / 2:
+        raise ConfigError("sms.smpp.submit_timeout_seconds", "must be > 0 and under half of sms.lease_seconds")
+    h = s.http
+    if s.backend == "http" and not h.url.startswith(("http://", "https://")):
+        raise ConfigError("sms.http.url", "an http:// or https:// URL is required when sms.backend = 'http'")
+    if h.method.upper() not in ("POST", "PUT", "GET"):
+        raise ConfigError("sms.http.method", "POST, PUT or GET")
+    if h.body_format not in ("json", "form"):
+        raise ConfigError("sms.http.body_format", "json or form")
+    for k, v in h.body_template.items():
+        try:
+            v.format(destination="+1", body="x", protocol="p", idempotency_key="k", outbox_id=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"sms.http.body_template.{k}", f"cannot render: {exc!r}") from None
+    if not h.success_statuses or any(not 100 <= c <= 599 for c in h.success_statuses):
+        raise ConfigError("sms.http.success_statuses", "HTTP status codes 100..599")
+    if not 0 < h.timeout_seconds < s.lease_seconds / 2:
+        raise ConfigError("sms.http.timeout_seconds", "must be > 0 and under half of sms.lease_seconds")
+
+
+def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str],
+                   cls: type | None = None) -> Any:
+    cls = cls or _SECTION_CLASSES[name]
     known = {f.name: f for f in fields(cls)}
     for key in table:
         if key not in known:
@@ -250,8 +346,13 @@ def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str]) 
     values: dict[str, Any] = {}
     for fname, f in known.items():
         key = f"{name}.{fname}"
-        env_name = f"{ENV_PREFIX}{name}_{fname}".upper()
-        if env_name in env and not str(f.type).startswith("Mapping"):
+        env_name = f"{ENV_PREFIX}{name}_{fname}".upper().replace(".", "_")
+        if str(f.type) in _SUBSECTION_CLASSES:  # a sub-table such as [sms.smpp]
+            sub = table.get(fname, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(key, "must be a table")
+            values[fname] = _build_section(key, sub, env, _SUBSECTION_CLASSES[str(f.type)])
+        elif env_name in env and not str(f.type).startswith("Mapping"):
             values[fname] = _coerce(key, env[env_name], str(f.type))
         elif fname in table:
             values[fname] = _coerce(key, table[fname], str(f.type))
@@ -355,8 +456,9 @@ def validate(config: Config) -> None:
         raise ConfigError("handoff.priority", "must be >= 1")
 
     s = config.sms
-    if s.backend not in ("log",):
-        raise ConfigError("sms.backend", f"unknown backend {s.backend!r} (available: log)")
+    if s.backend not in SMS_BACKENDS:
+        raise ConfigError("sms.backend", f"unknown backend {s.backend!r} (available: {', '.join(SMS_BACKENDS)})")
+    _validate_sms(s)
     for lang in g.languages:
         if lang not in s.templates:
             raise ConfigError(f"sms.templates.{lang}", "missing template for a configured language")
