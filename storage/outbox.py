@@ -233,6 +233,14 @@ def finish_attempt_sync(
             _finish(conn, oid, owner, ("sending",),
                     "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
                     " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
+            if gateway_message_id:  # a receipt may have raced ahead of the acceptance
+                conn.execute("UPDATE sms_dlrs SET outbox_id = ? WHERE outbox_id IS NULL"
+                             " AND gateway_message_id = ?", (oid, gateway_message_id))
+                last = conn.execute("SELECT status, received_at FROM sms_dlrs WHERE outbox_id = ?"
+                                    " ORDER BY id DESC LIMIT 1", (oid,)).fetchone()
+                if last is not None:
+                    conn.execute("UPDATE sms_outbox SET dlr_state = ?, dlr_at = ? WHERE id = ?",
+                                 (last[0], last[1], oid))
         elif row_state == "pending" and outcome == "throttled":
             _finish(conn, oid, owner, ("sending",),
                     "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
@@ -289,7 +297,7 @@ def dlrs_sync(conn: sqlite3.Connection, outbox_id: int) -> list[dict]:
 
 def record_dlr_sync(
     conn: sqlite3.Connection, gateway_message_id: str, status: str, now: str | datetime,
-    detail: str | None = None,
+    detail: str | None = None, idempotency_key: str | None = None,
 ) -> int | None:
     """Store a delivery receipt; returns the outbox row it belongs to (None
     when no row carries that gateway id: the receipt is kept anyway)."""
@@ -308,6 +316,9 @@ def record_dlr_sync(
                 " ORDER BY id DESC LIMIT 1",
                 (gateway_message_id, gateway_message_id),
             ).fetchone()
+        if hit is None and idempotency_key:
+            hit = conn.execute("SELECT id FROM sms_outbox WHERE idempotency_key = ?",
+                               (idempotency_key,)).fetchone()
         oid = hit[0] if hit else None
         conn.execute(
             "INSERT INTO sms_dlrs (outbox_id, gateway_message_id, status, received_at, detail)"
@@ -388,9 +399,9 @@ class Outbox:
         return await self._db.run_in_connection(dlrs_sync, outbox_id)
 
     async def record_dlr(self, gateway_message_id: str, status: str, now: str | datetime,
-                         detail: str | None = None) -> int | None:
+                         detail: str | None = None, idempotency_key: str | None = None) -> int | None:
         return await self._db.run_in_connection(
-            record_dlr_sync, gateway_message_id, status, now, detail)
+            record_dlr_sync, gateway_message_id, status, now, detail, idempotency_key)
 
     async def counters(self) -> dict[str, dict[str, int]]:
         return await self._db.run_in_connection(counters_sync)

@@ -97,9 +97,11 @@ class OutboxSender:
                     pass
                 self._wake.clear()
 
-    async def record_receipt(self, gateway_message_id: str, status: str, detail: str | None = None) -> None:
+    async def record_receipt(self, gateway_message_id: str, status: str, detail: str | None = None,
+                             idempotency_key: str | None = None) -> None:
         """Called by backends for each delivery receipt (SMPP deliver_sm)."""
-        oid = await self.db.outbox.record_dlr(gateway_message_id, status, _iso(self.clock()), detail)
+        oid = await self.db.outbox.record_dlr(gateway_message_id, status, _iso(self.clock()), detail,
+                                              idempotency_key)
         event(log, "sms.dlr", gateway_message_id=gateway_message_id, status=status, outbox_id=oid)
 
     def paused_for(self) -> float:

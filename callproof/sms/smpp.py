@@ -37,7 +37,7 @@ TRANSIENT = {0x04, 0x08, 0x45, 0x64, 0xFF, *THROTTLED}  # not bound, system erro
                                                        # temporary app error, unknown
 UDHI = 0x40
 
-ReceiptHandler = Callable[[str, str, "str | None"], Awaitable[None]]
+ReceiptHandler = Callable[[str, str, "str | None", "str | None"], Awaitable[None]]
 
 
 @dataclass
@@ -183,7 +183,8 @@ class SmppBackend:
             event(log, "sms.dlr_ignored", logging.WARNING, gateway_message_id=gw_id, status=status)
             return
         try:
-            await self._receipt_handler(gw_id, status, dsm.short_message[:200])
+            key = (dsm.log_id or "").rsplit("#", 1)[0] or None  # set when the library correlated it
+            await self._receipt_handler(gw_id, status, dsm.short_message[:200], key)
         except Exception:
             log.exception("could not record delivery receipt %s", gw_id)
 
