@@ -573,7 +573,7 @@ def run_sweep(config: Any, *, dry_run: bool = False, scan: bool = True,
                 batch_size=config.retention.batch_size,
                 quarantine_dir=config.retention.quarantine_dir, now=now, report=report)
             if progress_total is not None:
-                sweeper.progress = progress_total(sweeper.count_expired())
+                sweeper.progress = progress_total(sweeper.count_expired()) or sweeper.progress
             return sweeper.sweep(dry_run=dry_run, scan=scan)
         finally:
             conn.close()
