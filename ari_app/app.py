@@ -65,6 +65,9 @@ class Application:
         await self.ami.connect(timeout=15)
         self.sender = make_sender(self.db, cfg.sms, clock=self.clock)
         self._spawn(self.sender.run())
+        if cfg.retention.sweep_in_run:  # "running alongside": cron/timer not needed
+            from callproof.retention import periodic_sweep
+            self._spawn(periodic_sweep(cfg))
 
     async def stop(self) -> None:
         for task in list(self.tasks.values()):

@@ -30,6 +30,7 @@ import socket
 import sqlite3
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -208,7 +209,9 @@ class Sweeper:
         now: Clock = _utc_now,
         report: Report | None = None,
         progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
+        self.stop = stop or threading.Event()
         self.conn = conn
         self.root = Path(root)
         self.tz = tz
@@ -268,7 +271,7 @@ class Sweeper:
                 " JOIN calls c ON c.id = r.call_id WHERE r.sweep_mark IS NOT NULL"
                 " AND r.state <> 'deleted' AND r.id > :last ORDER BY r.id LIMIT :n",
                 {**self._params(self.clock()), "last": last, "n": self.batch_size}).fetchall()
-            if not rows:
+            if not rows or self.stop.is_set():
                 return
             last = rows[-1][0]
             self._unlink_and_record(tree, s, [self._row(r) for r in rows], recovering=True)
@@ -289,7 +292,7 @@ class Sweeper:
                 " WHERE r.retention_until IS NOT NULL AND r.retention_until <= :now"
                 " AND r.state IN ('finalised', 'failed') AND r.sweep_mark IS NULL AND r.id > :last"
                 " ORDER BY r.id LIMIT :n", {**params, "last": last, "n": self.batch_size})]
-            if not rows:
+            if not rows or self.stop.is_set():
                 return
             last = rows[-1]["id"]
             s.expired += len(rows)
@@ -406,7 +409,7 @@ class Sweeper:
                 "SELECT id, protocol, path, sha256, retention_class, retention_until FROM recordings"
                 " WHERE state = 'finalised' AND sweep_mark IS NULL AND id > ? ORDER BY id LIMIT ?",
                 (last, self.batch_size)).fetchall()
-            if not rows:
+            if not rows or self.stop.is_set():
                 return
             last = rows[-1][0]
             gone = []
@@ -445,6 +448,8 @@ class Sweeper:
         quarantine = os.path.realpath(self.quarantine_dir) if self.quarantine_dir else None
         lookup = self.conn.cursor()
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            if self.stop.is_set():
+                return
             if quarantine and (dirpath == quarantine or dirpath.startswith(quarantine + "/")):
                 dirnames[:] = []
                 continue
@@ -501,7 +506,7 @@ class Sweeper:
                 " AND c.ended_at IS NOT NULL AND c.started_at <= :cutoff AND c.id > :last"
                 " ORDER BY c.id LIMIT :n",
                 {**params, "cutoff": cutoff, "last": last, "n": self.batch_size}).fetchall()
-            if not rows:
+            if not rows or self.stop.is_set():
                 return
             last = rows[-1][0]
             todo = []
@@ -558,7 +563,7 @@ def lock_path(config: Any) -> Path:
 
 def run_sweep(config: Any, *, dry_run: bool = False, scan: bool = True,
               report: Report | None = None, progress_total: Callable[[int], Any] | None = None,
-              now: Clock = _utc_now) -> SweepSummary:
+              now: Clock = _utc_now, stop: threading.Event | None = None) -> SweepSummary:
     """Take the lock, open the database, sweep.  Raises SweepLocked."""
     from storage import connect_sync
 
@@ -571,7 +576,7 @@ def run_sweep(config: Any, *, dry_run: bool = False, scan: bool = True,
                 call_record_days=config.retention.call_record_days,
                 request_grace_days=config.retention.request_grace_days,
                 batch_size=config.retention.batch_size,
-                quarantine_dir=config.retention.quarantine_dir, now=now, report=report)
+                quarantine_dir=config.retention.quarantine_dir, now=now, report=report, stop=stop)
             if progress_total is not None:
                 sweeper.progress = progress_total(sweeper.count_expired()) or sweeper.progress
             return sweeper.sweep(dry_run=dry_run, scan=scan)
@@ -593,3 +598,34 @@ def print_summary(s: SweepSummary, out=sys.stdout) -> None:
 
 def json_line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+async def periodic_sweep(config: Any, *, first_delay: float = 60.0) -> None:
+    """``[retention] sweep_in_run``: sweep every ``sweep_interval_seconds`` inside
+    ``callproof run``, in a worker thread (own connection; the event loop never
+    blocks).  Another sweeper (cron) holding the lock just means skip this turn.
+    Cancelling stops the sweep at the next batch boundary (crash-safe anyway)."""
+    import asyncio
+    import logging
+
+    from .logs import event
+
+    log = logging.getLogger("callproof.retention")
+    stop = threading.Event()
+    delay = first_delay
+    try:
+        while True:
+            await asyncio.sleep(delay)
+            delay = config.retention.sweep_interval_seconds
+            try:
+                summary = await asyncio.to_thread(run_sweep, config, stop=stop)
+            except SweepLocked as exc:
+                event(log, "retention.sweep_skipped", reason=str(exc))
+                continue
+            except Exception as exc:  # keep the app running; the next turn retries
+                event(log, "retention.sweep_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+                continue
+            event(log, "retention.swept", **{k: v for k, v in summary.as_dict().items()
+                                             if k != "error_samples"})
+    finally:
+        stop.set()

@@ -271,3 +271,34 @@ def test_verify_detects_tampered_recording_and_audit_row(env):
     conn.execute("DROP TRIGGER audit_log_no_update")
     conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 2")
     assert verify_chain_sync(conn) == 2
+
+
+async def test_periodic_sweep_runs_in_a_thread_and_skips_when_locked(tmp_path):
+    import asyncio
+    from types import SimpleNamespace
+
+    from callproof.retention import lock_path, periodic_sweep
+
+    root = tmp_path / "rec"
+    root.mkdir()
+    conn = connect_sync(tmp_path / "cp.db")
+    r = Builder(conn, root).add(datetime.now(UTC) - timedelta(days=100))
+    conn.close()
+    from callproof.config import RetentionConfig
+    config = SimpleNamespace(
+        storage=SimpleNamespace(database=tmp_path / "cp.db", busy_timeout_ms=5000),
+        recording=SimpleNamespace(root=root), general=SimpleNamespace(tz=SP),
+        retention=RetentionConfig(sweep_interval_seconds=60, sweep_in_run=True))
+    with sweep_lock(lock_path(config)):
+        task = asyncio.ensure_future(periodic_sweep(config, first_delay=0))
+        await asyncio.sleep(0.3)
+        assert os.path.exists(r["path"])  # locked: skipped
+        task.cancel()
+    task = asyncio.ensure_future(periodic_sweep(config, first_delay=0))
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if not os.path.exists(r["path"]):
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert not os.path.exists(r["path"])
