@@ -276,9 +276,10 @@ class CallFlow:
             event(log, "retention.unknown_class", logging.WARNING, channel=self.channel_id, asked=asked[:40])
         dialplan = self.channel.get("dialplan") or {}
         did = self.args[0] if self.args else str(dialplan.get("exten", ""))
+        # CALLPROOF_ENTRY_CONTEXT (fifth argument), else the context Stasis ran in.
+        context = (self.args[4] if len(self.args) > 4 else "") or str(dialplan.get("context", ""))
         return choose_class(rt.classes, rt.default_class, did_classes=rt.did_classes,
-                            context_classes=rt.context_classes, variable=asked, did=did,
-                            context=str(dialplan.get("context", "")))
+                            context_classes=rt.context_classes, variable=asked, did=did, context=context)
 
     async def hand_off(self) -> None:
         h = self.s.config.handoff
