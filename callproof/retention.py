@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from storage._sqlutil import immediate
-from storage.audit import append_in_transaction_sync
+from storage.audit import append_in_transaction_sync, append_many_in_transaction_sync
 from storage.holds import held_sql
 from storage.retention import add_calendar_days
 from storage.timefmt import to_db_time
@@ -357,8 +357,36 @@ class Sweeper:
             return
         at = self.clock()
         with immediate(self.conn):
+            deleted = [(row, info) for row, outcome, info in outcomes if outcome == "deleted"]
+            if deleted:
+                self._record_deleted(s, deleted, at, recovering)
             for row, outcome, info in outcomes:
-                self._record(s, row, outcome, info, at, recovering)
+                if outcome != "deleted":
+                    self._record(s, row, outcome, info, at, recovering)
+
+    def _record_deleted(self, s: SweepSummary, deleted: list[tuple[dict, Any]], at: datetime,
+                        recovering: bool) -> None:
+        """State 'deleted' + one audit entry per row, batched.  Inside the write
+        transaction the rows not yet 'deleted' cannot change under us, so each
+        deletion is audited exactly once."""
+        names = {f"i{n}": row["id"] for n, (row, _) in enumerate(deleted)}
+        todo = {r[0] for r in self.conn.execute(
+            f"SELECT id FROM recordings WHERE state <> 'deleted' AND id IN ({','.join(':' + k for k in names)})",
+            names)}
+        deleted = [(row, size) for row, size in deleted if row["id"] in todo]
+        self.conn.executemany("UPDATE recordings SET state = 'deleted' WHERE id = ?",
+                              [(row["id"],) for row, _ in deleted])
+        append_many_in_transaction_sync(self.conn, ACTOR, at, [
+            ("recording.deleted", row["protocol"], f"recording:{row['id']}",
+             {"path": row["path"], "sha256": row["sha256"], "policy": row["retention_class"],
+              "retention_until": row["retention_until"], "run": s.run_id, "reason": _why(row),
+              "size_bytes": size, "recovered": recovering})
+            for row, size in deleted])
+        for row, size in deleted:
+            s.deleted += 1
+            s.recovered += recovering
+            s.bytes_freed += size or 0
+            self.report({"action": "deleted", "why": _why(row), **_public(row)})
 
     def _record(self, s: SweepSummary, row: dict, outcome: str, info: Any, at: datetime,
                 recovering: bool) -> None:

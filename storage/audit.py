@@ -90,6 +90,32 @@ def append_in_transaction_sync(
     })
 
 
+def append_many_in_transaction_sync(
+    conn: sqlite3.Connection, actor: str, at: str | datetime,
+    items: list[tuple[str, str | None, str | None, dict[str, Any] | None]],
+) -> None:
+    """Append ``(action, protocol, subject, details)`` entries in order, inside the
+    caller's write transaction: one head lookup and one executemany for a batch
+    (the retention sweeper writes one entry per deleted recording)."""
+    if not conn.in_transaction:
+        raise RuntimeError("append_many_in_transaction_sync needs an open write transaction")
+    if not actor or any(not action for action, *_ in items):
+        raise ValueError("audit entries need a non-empty action and actor")
+    at = to_db_time(at)
+    head = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    next_id, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    rows = []
+    for action, protocol, subject, details in items:
+        entry = {"id": next_id, "at": at, "actor": actor, "action": action, "protocol": protocol,
+                 "subject": subject, "details": None if details is None else canonical_json(details)}
+        h = entry_hash(prev_hash, entry)
+        rows.append((*(entry[k] for k in _FIELDS), prev_hash, h))
+        next_id, prev_hash = next_id + 1, h
+    conn.executemany(
+        "INSERT INTO audit_log (id, at, actor, action, protocol, subject, details,"
+        " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
 def _insert(conn: sqlite3.Connection, entry: dict[str, Any]) -> int:
     head = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     entry["id"], prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
