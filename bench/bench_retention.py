@@ -1,0 +1,153 @@
+"""Retention sweep vs ``find ROOT -type f -mtime +90 -delete``, same run.
+
+    python bench/bench_retention.py [--n 100000] [--big 1000000] [--batch 500]
+
+1. Two identical trees of N small expired files (16 bytes, mtime 100 days
+   ago, 100 files per folder in YYYY/MM/DD-like folders).  Tree A has a full
+   database (call + protocol + recording row each, retention ended); tree B
+   has nothing.  ``find B -type f -mtime +90 -delete`` is the baseline;
+   ``callproof retention sweep`` (its own process, as cron runs it) sweeps
+   A doing everything find does not: mark/unlink/record in batches, one
+   hash-chained audit entry per deletion, the orphan/missing scan, the
+   call-record pass.  The figure is the ratio of wall times (target <= 1.5).
+2. Peak memory (max RSS of the sweep process, from wait4) at N rows and at
+   BIG rows.  To keep the BIG run practical its rows have **no files**: each
+   goes through the same mark -> unlink attempt -> record path, ending as
+   'missing' with an audit entry instead of 'deleted'.  Flat memory means the
+   two peaks are close (ratio ~1), not 10x apart.
+
+Nothing is asserted; the last line is the figures as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from storage import connect_sync  # noqa: E402
+from storage.timefmt import to_db_time  # noqa: E402
+
+NOW = datetime.now(UTC)
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "CALLPROOF_ARI_PASSWORD": "bench-ari-secret-1",
+       "CALLPROOF_AMI_PASSWORD": "bench-ami-secret-1"}
+ENV.pop("CALLPROOF_CONFIG", None)
+
+
+def rel_path(i: int) -> str:
+    return f"2026/{i // 10000:02d}/{(i // 100) % 100:02d}/2026{i + 1:013d}_5511900000000_x.wav"
+
+
+def make_files(root: Path, n: int) -> None:
+    old = time.time() - 100 * 86400
+    last_dir = None
+    for i in range(n):
+        p = root / rel_path(i)
+        if p.parent != last_dir:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            last_dir = p.parent
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o640)
+        os.write(fd, b"RIFF-small-audio")
+        os.close(fd)
+        os.utime(p, (old, old))
+
+
+def make_rows(db: Path, root: Path, n: int) -> None:
+    conn = connect_sync(db)
+    started = to_db_time(NOW - timedelta(days=100))
+    until = to_db_time(NOW - timedelta(days=10))
+    rootp = os.path.realpath(root)
+    conn.execute("BEGIN")
+    conn.execute(
+        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
+        " INSERT INTO calls (id, channel_id, caller_number_raw, caller_number, started_at, status,"
+        " ended_at, updated_at) SELECT i + 1, 'c' || i, '+5511900000000', '+5511900000000', ?,"
+        " 'completed', ?, ? FROM s", (n, started, started, started))
+    conn.execute(
+        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
+        " INSERT INTO protocols (protocol, year, sequence, allocated_at, call_id)"
+        " SELECT printf('2026%013d', i + 1), 2026, i + 1, ?, i + 1 FROM s", (n, started))
+    conn.execute(
+        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
+        " INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state, size_bytes,"
+        " duration_ms, sha256, finalised_at, retention_until, retention_class)"
+        " SELECT i + 1, printf('2026%013d', i + 1), ? || '/2026/' || printf('%02d', i / 10000) || '/'"
+        " || printf('%02d', (i / 100) % 100) || '/' || printf('2026%013d', i + 1) || '_5511900000000_x.wav',"
+        " '5511900000000', ?, 'finalised', 16, 1000, ?, ?, ?, 'consumer_service' FROM s",
+        (n, rootp, started, "0" * 64, started, until))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def sweep(tmp: Path, db: Path, root: Path, batch: int) -> tuple[float, int, str]:
+    cfg = tmp / "bench.toml"
+    cfg.write_text(f'[storage]\ndatabase = "{db}"\n[recording]\nroot = "{root}"\n'
+                   f'[retention]\nbatch_size = {batch}\n')
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "callproof.cli", "--config", str(cfg), "retention",
+                          "sweep"], cwd=REPO, env=ENV, stdout=subprocess.PIPE)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss, out.decode().strip()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--big", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--dir", help="scratch folder (default: a temp folder)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-retention-", dir=args.dir))
+    try:
+        a, b = tmp / "a", tmp / "b"
+        a.mkdir(), b.mkdir()
+        print(f"building 2 x {args.n} files and {args.n} rows ...", flush=True)
+        make_files(a, args.n)
+        make_files(b, args.n)
+        make_rows(tmp / "a.db", a, args.n)
+        subprocess.run(["sync"], check=False)
+        t0 = time.perf_counter()
+        subprocess.run(["find", str(b), "-type", "f", "-mtime", "+90", "-delete"], check=True)
+        find_wall = time.perf_counter() - t0
+        cp_wall, rss_n, summary = sweep(tmp, tmp / "a.db", a, args.batch)
+        left = sum(len(f) for _, _, f in os.walk(a))
+        print(f"find -delete        {find_wall:8.2f} s")
+        print(f"callproof sweep     {cp_wall:8.2f} s   ratio callproof/find = {cp_wall / find_wall:.2f}"
+              f"  (files left: {left})")
+        print(f"  {summary}")
+        print(f"peak RSS at {args.n:>9} rows: {rss_n / 1024:8.1f} MiB")
+        big = {}
+        if args.big:
+            empty = tmp / "c"
+            empty.mkdir()
+            print(f"building {args.big} rows without files ...", flush=True)
+            make_rows(tmp / "c.db", empty, args.big)
+            big_wall, rss_big, big_summary = sweep(tmp, tmp / "c.db", empty, args.batch)
+            print(f"peak RSS at {args.big:>9} rows: {rss_big / 1024:8.1f} MiB   "
+                  f"(ratio {rss_big / rss_n:.2f}; sweep took {big_wall:.1f} s)")
+            print(f"  {big_summary}")
+            big = {"big_rows": args.big, "big_peak_rss_kib": rss_big, "big_wall_s": round(big_wall, 2),
+                   "rss_ratio_big_vs_n": round(rss_big / rss_n, 3)}
+        print(json.dumps({"n": args.n, "find_s": round(find_wall, 3), "callproof_s": round(cp_wall, 3),
+                          "ratio": round(cp_wall / find_wall, 3), "peak_rss_kib": rss_n,
+                          "batch": args.batch, **big}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
