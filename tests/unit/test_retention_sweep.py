@@ -302,3 +302,33 @@ async def test_periodic_sweep_runs_in_a_thread_and_skips_when_locked(tmp_path):
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert not os.path.exists(r["path"])
+
+
+def test_cli_date_range_hold_is_whole_local_days(tmp_path, capsys):
+    from callproof.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[storage]\ndatabase = "{tmp_path / "cp.db"}"\n[recording]\nroot = "{tmp_path}"\n')
+    env = {"CALLPROOF_ARI_PASSWORD": "a-long-ari-secret-1", "CALLPROOF_AMI_PASSWORD": "a-long-ami-secret-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        assert main(["--config", str(cfg), "hold", "place", "--from", "2026-01-15", "--to", "2026-01-16",
+                     "--reason", "inspection", "--by", "dpo"]) == 0
+        assert main(["--config", str(cfg), "hold", "place", "--from", "2026-01-16", "--to", "2026-01-15",
+                     "--reason", "x"]) == 2
+        assert "empty" in capsys.readouterr().err
+        assert main(["--config", str(cfg), "hold", "release", "1", "--reason", "done", "--by", "dpo"]) == 0
+        assert main(["--config", str(cfg), "hold", "release", "1", "--reason", "again"]) == 1
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    conn = connect_sync(tmp_path / "cp.db")
+    (h,) = list_holds_sync(conn, include_released=True)
+    conn.close()
+    # Sao Paulo is UTC-3: the two local days are [03:00Z on the 15th, 03:00Z on the 17th)
+    assert (h["from_at"], h["to_at"]) == ("2026-01-15T03:00:00.000000Z", "2026-01-17T03:00:00.000000Z")
+    assert h["placed_by"] == "dpo" and h["released_by"] == "dpo"
