@@ -371,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--force", action="store_true", help="regenerate existing files")
     gen.set_defaults(func=cmd_prompts_generate)
     _add_retention_commands(sub)
+    from .sms.cli import add_sms_commands
+    add_sms_commands(sub, _load)
     return parser
 
 

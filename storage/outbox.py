@@ -278,10 +278,13 @@ def retry_sync(conn: sqlite3.Connection, outbox_ids: list[int], now: str | datet
             )
 
 
-def list_sync(conn: sqlite3.Connection, state: str | None = None, limit: int = 100) -> list[dict]:
+def list_sync(conn: sqlite3.Connection, state: str | tuple[str, ...] | None = None,
+              limit: int = 100) -> list[dict]:
     if state is not None:
+        states = (state,) if isinstance(state, str) else tuple(state)
+        marks = ", ".join("?" for _ in states)
         return fetch_all(conn.execute(
-            "SELECT * FROM sms_outbox WHERE state = ? ORDER BY id LIMIT ?", (state, limit)))
+            f"SELECT * FROM sms_outbox WHERE state IN ({marks}) ORDER BY id LIMIT ?", (*states, limit)))
     return fetch_all(conn.execute("SELECT * FROM sms_outbox ORDER BY id LIMIT ?", (limit,)))
 
 
@@ -389,7 +392,7 @@ class Outbox:
     async def retry(self, outbox_ids: list[int], now: str | datetime) -> None:
         await self._db.run_in_connection(retry_sync, list(outbox_ids), now)
 
-    async def list(self, state: str | None = None, limit: int = 100) -> list[dict]:
+    async def list(self, state: str | tuple[str, ...] | None = None, limit: int = 100) -> list[dict]:
         return await self._db.run_in_connection(list_sync, state, limit)
 
     async def attempts(self, outbox_id: int) -> list[dict]:

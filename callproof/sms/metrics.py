@@ -1,0 +1,48 @@
+"""Prometheus text exposition of the SMS counters.
+
+The figures are read from the database (``db.outbox.counters()``), not kept
+in process memory, so every sender process and every restart adds to the
+same monotonic counters, and the CLI can print them without the sender.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+_HELP = {
+    "callproof_sms_sent_total": ("counter", "Messages the gateway accepted."),
+    "callproof_sms_failed_total": ("counter", "Attempts that failed, by outcome (transient, unknown, rejected)."),
+    "callproof_sms_retried_total": ("counter", "Attempts after the first one for the same message."),
+    "callproof_sms_throttled_total": ("counter", "Throttling answers (SMPP ESME_RTHROTTLED, HTTP 429)."),
+    "callproof_sms_dlr_total": ("counter", "Delivery receipts received, by status."),
+    "callproof_sms_dlr_delivered_total": ("counter", "Delivery receipts saying DELIVRD."),
+    "callproof_sms_outbox": ("gauge", "Outbox rows by state."),
+}
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def exposition(counters: Mapping[str, Mapping[str, int]]) -> str:
+    """Prometheus text format (version 0.0.4) for ``db.outbox.counters()``."""
+    attempts = counters.get("attempts", {})
+    samples: dict[str, list[tuple[str, int]]] = {name: [] for name in _HELP}
+    samples["callproof_sms_sent_total"].append(("", attempts.get("accepted", 0)))
+    for outcome in ("transient", "unknown", "rejected"):
+        samples["callproof_sms_failed_total"].append((f'{{outcome="{outcome}"}}', attempts.get(outcome, 0)))
+    samples["callproof_sms_retried_total"].append(("", counters.get("retried", {}).get("", 0)))
+    samples["callproof_sms_throttled_total"].append(("", counters.get("throttled", {}).get("", 0)))
+    dlrs = counters.get("dlrs", {})
+    for status, n in sorted(dlrs.items()):
+        samples["callproof_sms_dlr_total"].append((f'{{status="{_label(status)}"}}', n))
+    samples["callproof_sms_dlr_delivered_total"].append(("", dlrs.get("DELIVRD", 0)))
+    states = counters.get("states", {})
+    for state in ("pending", "sending", "sent", "failed", "dead", "not_sendable"):
+        samples["callproof_sms_outbox"].append((f'{{state="{state}"}}', states.get(state, 0)))
+    lines = []
+    for name, (kind, help_text) in _HELP.items():
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{labels} {value}" for labels, value in samples[name])
+    return "\n".join(lines) + "\n"
