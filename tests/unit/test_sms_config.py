@@ -1,0 +1,51 @@
+"""[sms], [sms.smpp], [sms.http]: values load (file and env) and bad ones name their key."""
+
+from __future__ import annotations
+
+import pytest
+
+from callproof.config import ConfigError, load_config
+
+ENV = {"CALLPROOF_ARI_PASSWORD": "a-long-ari-secret", "CALLPROOF_AMI_PASSWORD": "a-long-ami-secret"}
+
+
+def load(tmp_path, text, **env):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return load_config(p, env={**ENV, **env})
+
+
+def test_smpp_subtable_and_env_override(tmp_path):
+    c = load(tmp_path, '[sms]\nbackend = "smpp"\nwindow = 4\n[sms.smpp]\nsystem_id = "acme"\n'
+                       'password = "s3cr3t"\nport = 2776\n', CALLPROOF_SMS_SMPP_PORT="2999")
+    assert c.sms.backend == "smpp" and c.sms.window == 4
+    assert (c.sms.smpp.system_id, c.sms.smpp.port, c.sms.smpp.host) == ("acme", 2999, "127.0.0.1")
+
+
+def test_http_subtable(tmp_path):
+    c = load(tmp_path, '[sms]\nbackend = "http"\n[sms.http]\nurl = "https://gw.example/sms"\n'
+                       'body_format = "form"\nsuccess_statuses = [200]\n'
+                       '[sms.http.body_template]\nphone = "{destination}"\nmsg = "{body}"\n')
+    assert c.sms.http.body_template == {"phone": "{destination}", "msg": "{body}"}
+    assert c.sms.http.success_statuses == (200,)
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[sms]\nbackend = "smpp"\n', "sms.smpp.system_id"),
+    ('[sms]\nbackend = "smpp"\n[sms.smpp]\nsystem_id = "a"\n', "sms.smpp.password"),
+    ('[sms.smpp]\nsystme_id = "a"\n', "sms.smpp.systme_id"),
+    ('[sms.smpp]\npassword = "longer-than-8"\n', "sms.smpp.password"),
+    ('[sms.smpp]\nbind_mode = "receiver"\n', "sms.smpp.bind_mode"),
+    ('[sms.smpp]\nport = "x"\n', "sms.smpp.port"),
+    ('[sms]\nbackend = "http"\n', "sms.http.url"),
+    ('[sms.http]\nbody_format = "xml"\n', "sms.http.body_format"),
+    ('[sms.http.body_template]\nto = "{nope}"\n', "sms.http.body_template.to"),
+    ('[sms]\nwindow = 0\n', "sms.window"),
+    ('[sms]\nwindow = 100\nbatch_size = 50\n', "sms.window"),
+    ('[sms]\nbackend = "carrier-pigeon"\n', "sms.backend"),
+    ('[sms]\nsmpp = 3\n', "sms.smpp"),
+])
+def test_bad_values_name_the_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as exc:
+        load(tmp_path, text)
+    assert f"'{key}'" in str(exc.value)
