@@ -63,7 +63,7 @@ class Application:
                                  now_iso=lambda: iso(self.clock()), on_finalised=self._recording_finalised)
         self.ami.on_event("Hangup", self._on_ami_hangup)
         await self.ami.connect(timeout=15)
-        self.sender = make_sender(self.db, cfg.sms, clock=self.clock)
+        self.sender = make_sender(self.db, cfg.sms, clock=self.clock, ari=cfg.ari)
         self._spawn(self.sender.run())
         if cfg.retention.sweep_in_run:  # "running alongside": cron/timer not needed
             from callproof.retention import periodic_sweep

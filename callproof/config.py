@@ -141,6 +141,14 @@ class SmsHttpConfig:
 
 
 @dataclass(frozen=True)
+class SmsSipConfig:
+    """[sms.sip]: SIP MESSAGE through ARI endpoints/sendMessage (uses [ari] credentials)."""
+    to_template: str = "pjsip:sms-trunk/sip:{number}@sms.invalid"  # {number}: E.164 without '+'
+    from_uri: str = ""
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class SmsConfig:
     backend: str = "log"
     poll_interval_seconds: float = 1.0
@@ -154,6 +162,7 @@ class SmsConfig:
     throttle_seconds: float = 1.0
     smpp: SmppConfig = field(default_factory=SmppConfig)
     http: SmsHttpConfig = field(default_factory=SmsHttpConfig)
+    sip: SmsSipConfig = field(default_factory=SmsSipConfig)
     templates: Mapping[str, str] = field(
         default_factory=lambda: {
             "pt_BR": "{company}: protocolo de atendimento {protocol} em {date} {time}.",
@@ -280,10 +289,11 @@ def _require(value: Any, kind: type) -> Any:
     return value
 
 
-_SUBSECTION_CLASSES = {"SmppConfig": SmppConfig, "SmsHttpConfig": SmsHttpConfig}
+_SUBSECTION_CLASSES = {"SmppConfig": SmppConfig, "SmsHttpConfig": SmsHttpConfig,
+                       "SmsSipConfig": SmsSipConfig}
 
 
-SMS_BACKENDS = ("log", "smpp", "http")
+SMS_BACKENDS = ("log", "smpp", "http", "sip")
 
 
 def _validate_sms(s: SmsConfig) -> None:
@@ -334,6 +344,15 @@ def _validate_sms(s: SmsConfig) -> None:
         raise ConfigError("sms.http.success_statuses", "HTTP status codes 100..599")
     if not 0 < h.timeout_seconds < s.lease_seconds / 2:
         raise ConfigError("sms.http.timeout_seconds", "must be > 0 and under half of sms.lease_seconds")
+    sip = s.sip
+    try:
+        uri = sip.to_template.format(destination="+1", number="1")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError("sms.sip.to_template", f"cannot render: {exc!r}") from None
+    if ":" not in uri or uri == sip.to_template:
+        raise ConfigError("sms.sip.to_template", "a tech:URI with {number} or {destination}")
+    if not 0 < sip.timeout_seconds < s.lease_seconds / 2:
+        raise ConfigError("sms.sip.timeout_seconds", "must be > 0 and under half of sms.lease_seconds")
 
 
 def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str],

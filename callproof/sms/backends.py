@@ -48,7 +48,7 @@ class LogBackend:
         return None
 
 
-def make_backend(name: str, sms: Any = None) -> SmsBackend:
+def make_backend(name: str, sms: Any = None, ari: Any = None) -> SmsBackend:
     """The backend called ``name``; ``sms`` is the [sms] config section
     (its sub-table for that backend holds the settings)."""
     if name == "log":
@@ -61,15 +61,19 @@ def make_backend(name: str, sms: Any = None) -> SmsBackend:
     if name == "http":
         from .http import HttpBackend
         return HttpBackend(sms.http)
+    if name == "sip":
+        from .sip import SipMessageBackend
+        return SipMessageBackend(sms.sip, ari.url, ari.username, ari.password)
     raise ValueError(f"unknown SMS backend {name!r}")
 
 
-def make_sender(db: Any, sms: Any, *, clock: Any = None, backend: SmsBackend | None = None) -> Any:
+def make_sender(db: Any, sms: Any, *, clock: Any = None, backend: SmsBackend | None = None,
+                ari: Any = None) -> Any:
     """An OutboxSender configured from the [sms] section."""
     from .sender import OutboxSender
     kwargs = {"clock": clock} if clock is not None else {}
     return OutboxSender(
-        db, backend or make_backend(sms.backend, sms), batch_size=sms.batch_size,
+        db, backend or make_backend(sms.backend, sms, ari), batch_size=sms.batch_size,
         lease_seconds=sms.lease_seconds, poll_interval=sms.poll_interval_seconds,
         max_attempts=sms.max_attempts, max_age_seconds=sms.max_age_seconds, window=sms.window,
         backoff_base=sms.backoff_base_seconds, backoff_max=sms.backoff_max_seconds,
