@@ -25,13 +25,13 @@ class SipMessageBackend:
     def __init__(self, settings: Any, ari_url: str, ari_username: str, ari_password: str) -> None:
         self.s = settings
         self.url = urljoin(ari_url if ari_url.endswith("/") else ari_url + "/", "ari/endpoints/sendMessage")
-        self.auth = aiohttp.BasicAuth(ari_username, ari_password)
+        self.auth_header = aiohttp.BasicAuth(ari_username, ari_password).encode()
         self._session: aiohttp.ClientSession | None = None
 
     async def send(self, message: Mapping[str, Any]) -> SendResult:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                auth=self.auth, timeout=aiohttp.ClientTimeout(total=self.s.timeout_seconds))
+                headers={"Authorization": self.auth_header}, timeout=aiohttp.ClientTimeout(total=self.s.timeout_seconds))
         number = message["destination"]
         params = {"to": self.s.to_template.format(destination=number, number=number.lstrip("+")),
                   "body": message["body"]}
