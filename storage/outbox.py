@@ -195,6 +195,71 @@ def begin_attempt_sync(
                 "previous_unknown": prior_unknown}
 
 
+def claim_for_send_sync(
+    conn: sqlite3.Connection, owner: str, limit: int, lease_seconds: float, now: str | datetime,
+    backend: str, max_age_seconds: float | None = None,
+) -> list[dict]:
+    """Claim due rows and persist an attempt for each, in one transaction
+    (what ``claim`` + ``begin_attempt`` do, without a commit per row).
+
+    Rows older than ``max_age_seconds`` are not returned: they go to 'dead'
+    ('expired') in the same transaction, with no attempt.  Each returned row
+    carries ``attempt_id``, ``attempt_no``, ``idempotency_key`` and
+    ``previous_unknown`` (see :func:`begin_attempt_sync`).
+    """
+    if not owner:
+        raise ValueError("owner must be a non-empty string")
+    if limit < 1 or lease_seconds <= 0:
+        raise ValueError("limit must be >= 1 and lease_seconds > 0")
+    now = to_db_time(now)
+    lease_until = to_db_time(parse_db_time(now) + timedelta(seconds=lease_seconds))
+    with immediate(conn):
+        ids = [r[0] for r in conn.execute(_SQL_DUE, {"now": now, "limit": limit})]
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        if max_age_seconds is not None:
+            oldest = to_db_time(parse_db_time(now) - timedelta(seconds=max_age_seconds))
+            expired = [r[0] for r in conn.execute(
+                f"SELECT id FROM sms_outbox WHERE id IN ({marks}) AND created_at < ?", (*ids, oldest))]
+            if expired:
+                emarks = ", ".join("?" for _ in expired)
+                conn.execute(
+                    "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
+                    " next_attempt_at = NULL, updated_at = ?,"
+                    f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
+                    f" WHERE id IN ({emarks})", (now, *expired))
+                ids = [i for i in ids if i not in set(expired)]
+                if not ids:
+                    return []
+                marks = ", ".join("?" for _ in ids)
+        conn.execute(
+            "UPDATE sms_outbox SET state = 'sending', lease_owner = ?, lease_until = ?,"
+            " attempts = attempts + 1, updated_at = ?,"
+            " idempotency_key = coalesce(idempotency_key, 'cp-' || protocol || '-' || id)"
+            f" WHERE id IN ({marks})",
+            (owner, lease_until, now, *ids),
+        )
+        unknown = {r[0] for r in conn.execute(
+            f"SELECT DISTINCT outbox_id FROM sms_attempts WHERE outbox_id IN ({marks})"
+            " AND outcome IN ('in_flight', 'unknown')", ids)}
+        conn.execute(
+            "UPDATE sms_attempts SET outcome = 'unknown', finished_at = ?, reason = ?"
+            f" WHERE outbox_id IN ({marks}) AND outcome = 'in_flight'", (now, UNKNOWN_REASON, *ids))
+        counts = dict(conn.execute(
+            f"SELECT outbox_id, count(*) FROM sms_attempts WHERE outbox_id IN ({marks})"
+            " GROUP BY outbox_id", ids).fetchall())
+        rows = fetch_all(conn.execute(f"SELECT * FROM sms_outbox WHERE id IN ({marks}) ORDER BY id", ids))
+        for row in rows:
+            no = counts.get(row["id"], 0) + 1
+            cur = conn.execute(
+                "INSERT INTO sms_attempts (outbox_id, attempt_no, idempotency_key, backend, owner,"
+                " started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (row["id"], no, row["idempotency_key"], backend, owner, now))
+            row.update(attempt_id=cur.lastrowid, attempt_no=no, previous_unknown=row["id"] in unknown)
+        return rows
+
+
 def finish_attempt_sync(
     conn: sqlite3.Connection,
     attempt_id: int,
@@ -385,6 +450,11 @@ class Outbox:
     async def begin_attempt(self, outbox_id: int, owner: str, backend: str,
                             now: str | datetime) -> dict:
         return await self._db.run_in_connection(begin_attempt_sync, outbox_id, owner, backend, now)
+
+    async def claim_for_send(self, owner: str, limit: int, lease_seconds: float, now: str | datetime,
+                             backend: str, max_age_seconds: float | None = None) -> list[dict]:
+        return await self._db.run_in_connection(
+            claim_for_send_sync, owner, limit, lease_seconds, now, backend, max_age_seconds)
 
     async def finish_attempt(self, attempt_id: int, **kwargs) -> None:
         await self._db.run_in_connection(finish_attempt_sync, attempt_id, **kwargs)

@@ -29,7 +29,7 @@ import socket
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from storage.errors import InvalidStateError, NotFoundError
+from storage.errors import InvalidStateError
 from storage.timefmt import parse_db_time
 
 from ..logs import event
@@ -125,9 +125,11 @@ class OutboxSender:
                 free = self.window - len(inflight)
                 if self.paused_for() > 0:
                     exhausted = True  # throttled: finish what is in flight, claim nothing new
-                if free > 0 and not exhausted and tried < self.batch_size:
-                    rows = await self.db.outbox.claim(self.owner, min(free, self.batch_size - tried),
-                                                      self.lease_seconds, _iso(self.clock()))
+                # claim in chunks (half a window at least), not one commit per freed slot
+                if free >= max(1, self.window // 2) and not exhausted and tried < self.batch_size:
+                    rows = await self.db.outbox.claim_for_send(
+                        self.owner, min(free, self.batch_size - tried), self.lease_seconds,
+                        _iso(self.clock()), self.backend.name, self.max_age.total_seconds())
                     exhausted = not rows
                     tried += len(rows)
                     inflight.update(asyncio.create_task(self._deliver(r)) for r in rows)
@@ -146,22 +148,12 @@ class OutboxSender:
         return delay * self.rng.uniform(0.5, 1.5)
 
     async def _deliver(self, row: dict) -> None:
-        oid, now = row["id"], self.clock()
-        created = parse_db_time(row["created_at"])
-        if now - created > self.max_age:
-            await self._safe(self.db.outbox.mark_dead(oid, f"expired: not sent within {self.max_age}",
-                                                      _iso(now), owner=self.owner))
-            event(log, "sms.dead", logging.WARNING, protocol=row["protocol"], outbox_id=oid, reason="expired")
-            return
-        try:
-            att = await self.db.outbox.begin_attempt(oid, self.owner, self.backend.name, _iso(now))
-        except (InvalidStateError, NotFoundError) as exc:  # our lease was taken over
-            event(log, "sms.lease_lost", logging.WARNING, outbox_id=oid, error=str(exc))
-            return
+        """Send one claimed row; its attempt was persisted by the claim."""
+        oid, att = row["id"], row
         if att["previous_unknown"]:
             event(log, "sms.resend_after_unknown", logging.WARNING, protocol=row["protocol"],
                   outbox_id=oid, idempotency_key=att["idempotency_key"])
-        message = {**row, **att}
+        message = dict(row)
         try:
             result = await asyncio.wait_for(self.backend.send(message), self.send_timeout)
         except TimeoutError:

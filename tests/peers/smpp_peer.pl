@@ -18,6 +18,7 @@ use JSON::PP;
 use IO::Handle;
 use Net::SMPP;
 use Time::HiRes qw(sleep time);
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
 
 my ($port, $log, $system_id, $password) = (0, '/dev/null', '', '');
 my ($throttle, $reject_prefix, $drop, $delay, $dlr) = (0, '', 0, 0, 0);
@@ -38,6 +39,7 @@ print "LISTENING ", $listener->sockport, "\n";
 my $next_id = 1;
 while (1) {
     my $conn = $listener->accept or next;
+    setsockopt($conn, IPPROTO_TCP, TCP_NODELAY, 1);  # answer each PDU at once (no Nagle delay)
     my $bound = 0;
     PDU: while (my $pdu = $conn->read_pdu()) {
         my $cmd = $pdu->{cmd};

@@ -1,0 +1,150 @@
+"""Outbox drain rate to a real SMPP peer vs that peer's own maximum accept rate.
+
+    python bench/bench_sms.py [--n 400] [--window 10] [--rounds 3]
+
+The peer is tests/peers/smpp_peer.pl (Net::SMPP, one connection, loopback;
+Debian libnet-smpp-perl).  In the same run:
+
+  peer max     a minimal raw SMPP client binds, writes N pre-built submit_sm
+               PDUs back to back (unbounded window) and reads the N
+               submit_sm_resp: the fastest this peer accepts messages
+               (the baseline);
+  window 1     N outbox rows drained by OutboxSender + SmppBackend with one
+               submit_sm outstanding at a time (every attempt persisted
+               before sending, answer persisted after);
+  window W     the same with W outstanding (--window, default = [sms] window).
+
+Rounds alternate the order; the median is reported.  The figure is the ratio
+drain rate / peer max (target >= 0.8 for the configured window).  The last
+line is the same figures as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from callproof.sms import OutboxSender  # noqa: E402
+from callproof.sms.smpp import SmppBackend, SmppSettings  # noqa: E402
+from storage import Database, NewCall, SmsDraft  # noqa: E402
+
+SYSTEM_ID, PASSWORD = "bench", "b3nchpw"
+
+
+def start_peer(log: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(["perl", str(ROOT / "tests" / "peers" / "smpp_peer.pl"), "--port", "0",
+                             "--log", str(log), "--system-id", SYSTEM_ID, "--password", PASSWORD],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("LISTENING"):
+        raise SystemExit(f"SMPP peer did not start ({line!r}); is libnet-smpp-perl installed?")
+    return proc, int(line.split()[1])
+
+
+def pdu(command_id: int, seq: int, body: bytes) -> bytes:
+    return struct.pack(">IIII", 16 + len(body), command_id, 0, seq) + body
+
+
+def cstr(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+async def read_pdu(reader: asyncio.StreamReader) -> tuple[int, int, int]:
+    head = await reader.readexactly(16)
+    length, cmd, status, seq = struct.unpack(">IIII", head)
+    await reader.readexactly(length - 16)
+    return cmd, status, seq
+
+
+async def peer_max_rate(port: int, n: int) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(pdu(0x09, 1, cstr(SYSTEM_ID) + cstr(PASSWORD) + cstr("") + bytes([0x34, 0, 0]) + cstr("")))
+    cmd, status, _ = await read_pdu(reader)
+    assert cmd == 0x80000009 and status == 0, "bind refused"
+    text = "ACME: protocolo de atendimento 20260000000000001 em 10/03/2026 14:00.".encode()
+    pdus = b"".join(pdu(0x04, 2 + i, cstr("") + bytes([5, 0]) + cstr("ACME") + bytes([1, 1])
+                        + cstr("5511912345678") + bytes([0, 0, 0]) + cstr("") + cstr("")
+                        + bytes([1, 0, 0, 0, len(text)]) + text) for i in range(n))
+    t0 = time.perf_counter()
+    writer.write(pdus)
+    for _ in range(n):
+        cmd, status, _ = await read_pdu(reader)
+        assert cmd == 0x80000004 and status == 0
+    elapsed = time.perf_counter() - t0
+    writer.write(pdu(0x06, 10**6, b""))
+    await read_pdu(reader)
+    writer.close()
+    return n / elapsed
+
+
+async def drain_rate(port: int, n: int, window: int, workdir: Path) -> float:
+    db_path = workdir / f"bench-{window}-{time.monotonic_ns()}.db"
+    now = datetime.now(timezone.utc).isoformat()
+    async with Database.open(db_path) as db:
+        for i in range(n):
+            call_id = await db.calls.create(NewCall(f"b{i}", None, None, "+5511912345678", "+5511912345678",
+                                                    None, None, "pt_BR", now))
+            await db.protocols.allocate_for_call(
+                call_id, year=datetime.now(timezone.utc).year, allocated_at=now,
+                sms=SmsDraft("+5511912345678", "pt_BR",
+                             lambda p: f"ACME: protocolo de atendimento {p} em 10/03/2026 14:00."))
+        backend = SmppBackend(SmppSettings(port=port, system_id=SYSTEM_ID, password=PASSWORD,
+                                           source_addr="ACME", request_dlr=False))
+        sender = OutboxSender(db, backend, window=window, batch_size=max(50, window), lease_seconds=60)
+        await backend.send({"id": 0, "destination": "+5511900000000", "body": "warm-up bind"})
+        t0 = time.perf_counter()
+        done = 0
+        while done < n:
+            done += await sender.drain_once()
+        elapsed = time.perf_counter() - t0
+        states = await db.outbox.counters()
+        await backend.close()
+        assert states["states"].get("sent") == n, states
+    return n / elapsed
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--window", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        proc, port = start_peer(work / "peer.jsonl")
+        try:
+            results: dict[str, list[float]] = {"peer_max": [], "window_1": [], f"window_{args.window}": []}
+            for r in range(args.rounds):
+                order = list(results) if r % 2 == 0 else list(reversed(results))
+                for name in order:
+                    if name == "peer_max":
+                        results[name].append(await peer_max_rate(port, args.n))
+                    else:
+                        w = int(name.split("_")[1])
+                        results[name].append(await drain_rate(port, args.n, w, work))
+        finally:
+            proc.kill()
+            proc.wait()
+    med = {k: statistics.median(v) for k, v in results.items()}
+    base = med["peer_max"]
+    print(f"messages per round: {args.n}, rounds: {args.rounds} (median shown)")
+    for name, rate in med.items():
+        print(f"  {name:>10}: {rate:8.0f} msg/s   ratio vs peer max {rate / base:5.2f}")
+    print(json.dumps({"n": args.n, "rounds": args.rounds, **{f"{k}_per_s": round(v, 1) for k, v in med.items()},
+                      **{f"{k}_ratio": round(v / base, 3) for k, v in med.items() if k != "peer_max"}}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
