@@ -5,11 +5,13 @@
 1. Two identical trees of N small expired files (16 bytes, mtime 100 days
    ago, 100 files per folder in YYYY/MM/DD-like folders).  Tree A has a full
    database (call + protocol + recording row each, retention ended); tree B
-   has nothing.  ``find B -type f -mtime +90 -delete`` is the baseline;
+   has nothing (files created interleaved, so neither tree is warmer in the
+   cache).  ``find B -type f -mtime +90 -delete`` is the baseline;
    ``callproof retention sweep`` (its own process, as cron runs it) sweeps
    A doing everything find does not: mark/unlink/record in batches, one
    hash-chained audit entry per deletion, the orphan/missing scan, the
-   call-record pass.  The figure is the ratio of wall times (target <= 1.5).
+   call-record pass.  The figure is the ratio of wall times (target <= 1.5),
+   averaged over ``--rounds`` rounds that alternate which of the two runs first.
 2. Peak memory (max RSS of the sweep process, from wait4) at N rows and at
    BIG rows.  To keep the BIG run practical its rows have **no files**: each
    goes through the same mark -> unlink attempt -> record path, ending as
@@ -49,18 +51,22 @@ def rel_path(i: int) -> str:
     return f"2026/{i // 10000:02d}/{(i // 100) % 100:02d}/2026{i + 1:013d}_5511900000000_x.wav"
 
 
-def make_files(root: Path, n: int) -> None:
+def make_files(roots: list[Path], n: int) -> None:
+    """The same N files in each root, created interleaved (file i in every root,
+    then file i+1) so no tree is warmer in the page/dentry cache than another."""
     old = time.time() - 100 * 86400
     last_dir = None
     for i in range(n):
-        p = root / rel_path(i)
-        if p.parent != last_dir:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            last_dir = p.parent
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o640)
-        os.write(fd, b"RIFF-small-audio")
-        os.close(fd)
-        os.utime(p, (old, old))
+        rel = rel_path(i)
+        for root in roots:
+            p = root / rel
+            if p.parent != last_dir or len(roots) > 1:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o640)
+            os.write(fd, b"RIFF-small-audio")
+            os.close(fd)
+            os.utime(p, (old, old))
+        last_dir = (roots[0] / rel).parent
 
 
 def make_rows(db: Path, root: Path, n: int) -> None:
@@ -109,26 +115,46 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--big", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds alternate which tool runs first")
     ap.add_argument("--dir", help="scratch folder (default: a temp folder)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-retention-", dir=args.dir))
     try:
-        a, b = tmp / "a", tmp / "b"
-        a.mkdir(), b.mkdir()
-        print(f"building 2 x {args.n} files and {args.n} rows ...", flush=True)
-        make_files(a, args.n)
-        make_files(b, args.n)
-        make_rows(tmp / "a.db", a, args.n)
-        subprocess.run(["sync"], check=False)
-        t0 = time.perf_counter()
-        subprocess.run(["find", str(b), "-type", "f", "-mtime", "+90", "-delete"], check=True)
-        find_wall = time.perf_counter() - t0
-        cp_wall, rss_n, summary = sweep(tmp, tmp / "a.db", a, args.batch)
-        left = sum(len(f) for _, _, f in os.walk(a))
-        print(f"find -delete        {find_wall:8.2f} s")
-        print(f"callproof sweep     {cp_wall:8.2f} s   ratio callproof/find = {cp_wall / find_wall:.2f}"
-              f"  (files left: {left})")
-        print(f"  {summary}")
+        rounds = []
+        for rnd in range(args.rounds):
+            a, b = tmp / f"a{rnd}", tmp / f"b{rnd}"
+            a.mkdir(), b.mkdir()
+            print(f"round {rnd + 1}: building 2 x {args.n} files and {args.n} rows ...", flush=True)
+            make_files([a, b], args.n)
+            make_rows(tmp / f"a{rnd}.db", a, args.n)
+            subprocess.run(["sync"], check=False)
+
+            def run_find() -> float:
+                t0 = time.perf_counter()
+                subprocess.run(["find", str(b), "-type", "f", "-mtime", "+90", "-delete"], check=True)
+                return time.perf_counter() - t0
+
+            # alternate which one goes first: the second may find a colder or warmer cache
+            if rnd % 2 == 0:
+                find_wall = run_find()
+                cp_wall, rss_n, summary = sweep(tmp, tmp / f"a{rnd}.db", a, args.batch)
+            else:
+                cp_wall, rss_n, summary = sweep(tmp, tmp / f"a{rnd}.db", a, args.batch)
+                find_wall = run_find()
+            left = sum(len(f) for _, _, f in os.walk(a))
+            order = "find first" if rnd % 2 == 0 else "callproof first"
+            print(f"  find -delete    {find_wall:8.2f} s")
+            print(f"  callproof sweep {cp_wall:8.2f} s   ratio callproof/find = {cp_wall / find_wall:.2f}"
+                  f"  ({order}; files left: {left})")
+            print(f"  {summary}")
+            rounds.append((find_wall, cp_wall, rss_n))
+            shutil.rmtree(a, ignore_errors=True)
+            shutil.rmtree(b, ignore_errors=True)
+        find_wall = sum(r[0] for r in rounds) / len(rounds)
+        cp_wall = sum(r[1] for r in rounds) / len(rounds)
+        rss_n = max(r[2] for r in rounds)
+        print(f"mean over {len(rounds)} round(s): find {find_wall:.2f} s, callproof {cp_wall:.2f} s,"
+              f" ratio {cp_wall / find_wall:.2f}")
         print(f"peak RSS at {args.n:>9} rows: {rss_n / 1024:8.1f} MiB")
         big = {}
         if args.big:
@@ -142,7 +168,8 @@ def main() -> None:
             print(f"  {big_summary}")
             big = {"big_rows": args.big, "big_peak_rss_kib": rss_big, "big_wall_s": round(big_wall, 2),
                    "rss_ratio_big_vs_n": round(rss_big / rss_n, 3)}
-        print(json.dumps({"n": args.n, "find_s": round(find_wall, 3), "callproof_s": round(cp_wall, 3),
+        print(json.dumps({"n": args.n, "rounds": [[round(f, 3), round(c, 3)] for f, c, _ in rounds],
+                          "find_s": round(find_wall, 3), "callproof_s": round(cp_wall, 3),
                           "ratio": round(cp_wall / find_wall, 3), "peak_rss_kib": rss_n,
                           "batch": args.batch, **big}))
     finally:
