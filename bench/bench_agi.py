@@ -20,10 +20,12 @@ timed on arrival (same link, same latency).
 
 Figures:
 
-  overhead per call = (hand-off event - start event) - prompt time, where prompt time is
-      the duration of the audio the caller is played (the consent file + 2 readings of
-      "protocol is", 17 digits and 3 pauses, from the WAV headers: identical for the
-      three paths, which play the same files).  Median over the rounds.
+  overhead per call = (hand-off event - start event) minus the same span of a fourth call
+      placed in the same round, ``dialplan``: plain dialplan playing the same consent file and
+      two readings of a fixed protocol, then the same hand-off.  That baseline carries the
+      prompt time as Asterisk really plays it and whatever load the machine is under at that
+      moment; the difference in audio length between the call's protocol and the fixed one
+      (digits differ) is corrected from the WAV headers.  Median over the rounds.
   CPU per call = callproof's CPU (utime+stime from /proc) over the run divided by the calls
       of that path: for fastagi and ari, the server process; for agi, the children
       Asterisk has reaped (cutime+cstime of the Asterisk process: only AGI scripts run
@@ -58,6 +60,13 @@ from callproof.prompts import PromptCatalogue, generate_prompts  # noqa: E402
 from callproof.sandbox import Sandbox, _free_port, originate_call, provision  # noqa: E402
 
 BENCH_DIALPLAN = SANDBOX_AGENTS_DIALPLAN + """
+[callproof-bench-agi-dialplan]
+; the baseline: the same audio played by plain dialplan (fixed protocol), then the same hand-off
+exten => s,1,Playback(${BENCH_CONSENT})
+ same => n,Playback(${BENCH_READING})
+ same => n,Playback(${BENCH_READING})
+ same => n,Goto(callproof-handoff,s,1)
+
 [callproof-bench-agi-start]
 ; answered before the clock starts: the sandbox's customer leg is silent, and answering a
 ; silent channel makes Asterisk wait 500 ms for a first media frame (ast_answer), which would
@@ -66,7 +75,9 @@ exten => s,1,Answer()
  same => n,UserEvent(CallproofBenchStart,Path: ${BENCH_PATH})
  same => n,Goto(${BENCH_ENTRY},s,1)
 """
-ENTRY = {"agi": "callproof-agi-entry", "fastagi": "callproof-fastagi-entry", "ari": "callproof-entry"}
+ENTRY = {"agi": "callproof-agi-entry", "fastagi": "callproof-fastagi-entry", "ari": "callproof-entry",
+         "dialplan": "callproof-bench-agi-dialplan"}
+FIXED_PROTOCOL = "20260000000000001"
 PATHS = ("agi", "fastagi", "ari")
 
 
@@ -138,13 +149,19 @@ async def run(rounds: int) -> dict:
             spans: dict[str, list[float]] = {p: [] for p in PATHS}
             catalogue = PromptCatalogue(prompts_dir)
             prompt_all: list[float] = []
+            lang = config.general.default_language
+            media = catalogue.protocol_reading_media(lang, FIXED_PROTOCOL, config.protocol_reading.groups)
+            baseline_vars = {"BENCH_CONSENT": str(catalogue.prompt("consent", lang).path.with_suffix("")),
+                             "BENCH_READING": "&".join(m.removeprefix("sound:") for m in media)}
+            fixed_prompt_s = prompt_seconds(catalogue, lang, FIXED_PROTOCOL, config.protocol_reading.repeat)
+            baseline: list[float] = []
             n = 0
             for r in range(rounds):
                 placed = {}
-                for path in PATHS:
+                for path in (*PATHS, "dialplan"):
                     n += 1
                     variables = {"BENCH_PATH": path, "BENCH_ENTRY": ENTRY[path],
-                                 "CALLPROOF_FASTAGI": f"agi://127.0.0.1:{port}/callproof"}
+                                 "CALLPROOF_FASTAGI": f"agi://127.0.0.1:{port}/callproof", **baseline_vars}
                     placed[path] = await asyncio.to_thread(
                         originate_call, sandbox, f"119876{r:02d}{n:03d}", entry_context="callproof-bench-agi-start",
                         variables=variables, max_seconds=90)
@@ -158,6 +175,7 @@ async def run(rounds: int) -> dict:
                         end = [t for t, e in mine if e.get("UserEvent") == "CallproofHandoff"]
                         if start and end:
                             protocol = next(e for _, e in mine if e.get("UserEvent") == "CallproofHandoff")["Protocol"]
+                            protocol = protocol or FIXED_PROTOCOL
                             done[path] = (end[0] - start[0], prompt_seconds(
                                 catalogue, config.general.default_language, protocol, config.protocol_reading.repeat))
                     if len(done) == len(placed):
@@ -165,9 +183,13 @@ async def run(rounds: int) -> dict:
                     await asyncio.sleep(0.1)
                 else:
                     raise SystemExit(f"round {r}: calls did not reach the hand-off: {sorted(set(placed) - set(done))}")
+                # Overhead: what this call took beyond the plain-dialplan call of the same round
+                # (same load, same moment), corrected for the audio length of its protocol.
+                base_span, _ = done.pop("dialplan")
+                baseline.append(base_span)
                 for path, (span, prompt_s) in done.items():
                     spans[path].append(span)
-                    overhead[path].append(span - prompt_s)
+                    overhead[path].append(span - (base_span + prompt_s - fixed_prompt_s))
                     prompt_all.append(prompt_s)
                 await asyncio.sleep(4)  # agents hang up, recordings finalised (hangup handlers)
             await asyncio.sleep(3)
@@ -183,7 +205,8 @@ async def run(rounds: int) -> dict:
                 p.kill()
         shutil.rmtree(work, ignore_errors=True)
 
-    result = {"rounds": rounds, "prompt_seconds": round(statistics.median(prompt_all), 3), "paths": {}}
+    result = {"rounds": rounds, "prompt_seconds": round(statistics.median(prompt_all), 3),
+              "dialplan_baseline_s": [round(b, 3) for b in baseline], "paths": {}}
     base_overhead = statistics.median(overhead["agi"])
     base_cpu = (cpu1["agi"] - cpu0["agi"]) / rounds
     for path in PATHS:
