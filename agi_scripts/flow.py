@@ -10,7 +10,8 @@ uniqueid, carries the state between them); ``finalise`` runs from the hangup
 handler and measures the recording (size, duration, sha256) and closes the call.
 
 Arguments after the step, as with ``Stasis()``: the dialled number (digits),
-the linkedid, the language (empty: ``[general] default_language``).
+the linkedid, the language (empty: ``[general] default_language``), the retention
+class (CALLPROOF_RETENTION_CLASS) and the entry context (CALLPROOF_ENTRY_CONTEXT).
 
 Dialplan-friendly errors: every step ends by setting ``CALLPROOF_STATUS``
 (``ok``, ``recording_failed``, ``failed``) and, when not ok,
@@ -38,6 +39,7 @@ from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue, PromptNotFoundError
 from storage import NewCall, StorageError
+from storage.retention import choose_class, retention_until
 
 from .channel import AgiChannel, AgiCommandError, AgiHangup, quote
 
@@ -75,7 +77,7 @@ class AgiFlow:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         env = channel.env
         self.channel_id = env.get("agi_uniqueid", "")
-        self.args = [env.get(f"agi_arg_{i}", "") for i in range(1, 5)]
+        self.args = [env.get(f"agi_arg_{i}", "") for i in range(1, 7)]
         self.step = self.args[0] or "all"
         self.call: dict[str, Any] | None = None
         self.call_id: int | None = None
@@ -222,8 +224,14 @@ class AgiFlow:
             raise StepFailed("no_call", f"call is {self.status!r}; record after the protocol was read")
         target = callsteps.recording_target(self.config, self.protocol, self.caller_raw, self.clock())
         started = iso(self.clock())
+        rt = self.config.retention  # same rules as the ARI app: variable > DID > entry context
+        choice = choose_class(rt.classes, rt.default_class, did_classes=rt.did_classes,
+                              context_classes=rt.context_classes, variable=self.args[4].strip(),
+                              did=self.args[1] or (self.call or {}).get("dialled_number") or "",
+                              context=self.args[5] or self.ch.env.get("agi_context", ""))
+        until = retention_until(datetime.fromisoformat(started), choice.days, self.config.general.tz)
         rec_id = await self.db.recordings.create(self.call_id, self.protocol, str(target.path),
-                                                 target.caller_part, started)
+                                                 target.caller_part, started, until, choice.retention_class)
         target.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         args = str(target.path)
         if self.config.recording.mixmonitor_options:

@@ -252,3 +252,11 @@ def test_reply_parsing():
     with pytest.raises(ValueError):
         quote('x" ; EXEC System "reboot')
     assert strip_sound("sound:/a/b") == "/a/b" and strip_sound("digits/1") == "digits/1"
+
+
+@pytest.mark.parametrize("asked, expected", [("mobile_telecom", "mobile_telecom"), ("", "consumer_service")])
+async def test_recording_gets_the_same_retention_class_as_with_ari(config, db, asked, expected):
+    fake = FakeAsterisk(args=("all", "551130000000", "1700000000.0", "", asked, ""))
+    _, outcome, row = await run(config, db, fake)
+    rec = (await db.recordings.for_call(row["id"]))[0]
+    assert rec["retention_class"] == expected and rec["retention_until"] > rec["started_at"]
