@@ -10,6 +10,7 @@ connection errors transient, a timeout unknown.
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any, Mapping
 from urllib.parse import urljoin
 
@@ -25,7 +26,8 @@ class SipMessageBackend:
     def __init__(self, settings: Any, ari_url: str, ari_username: str, ari_password: str) -> None:
         self.s = settings
         self.url = urljoin(ari_url if ari_url.endswith("/") else ari_url + "/", "ari/endpoints/sendMessage")
-        self.auth_header = aiohttp.BasicAuth(ari_username, ari_password).encode()
+        token = base64.b64encode(f"{ari_username}:{ari_password}".encode()).decode()
+        self.auth_header = f"Basic {token}"
         self._session: aiohttp.ClientSession | None = None
 
     async def send(self, message: Mapping[str, Any]) -> SendResult:
