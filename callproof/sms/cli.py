@@ -94,20 +94,9 @@ def cmd_metrics(args: argparse.Namespace, config: Any) -> int:
         return asyncio.run(_with_db(config, once))
 
     async def serve(db) -> int:
-        from aiohttp import web
-
-        async def handler(_request: web.Request) -> web.Response:
-            text = exposition(await db.outbox.counters())
-            return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                                headers={"X-Content-Type-Options": "nosniff"})
-
-        app = web.Application()
-        app.router.add_get("/metrics", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, args.host, args.serve)
-        await site.start()
-        print(f"serving SMS metrics on http://{args.host}:{args.serve}/metrics", flush=True)
+        runner = await serve_metrics(db, args.host, args.serve)
+        host, port = runner.addresses[0][:2]
+        print(f"serving SMS metrics on http://{host}:{port}/metrics", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -118,6 +107,24 @@ def cmd_metrics(args: argparse.Namespace, config: Any) -> int:
         return asyncio.run(_with_db(config, serve))
     except KeyboardInterrupt:
         return 0
+
+
+async def serve_metrics(db: Any, host: str = "127.0.0.1", port: int = 0) -> Any:
+    """Start GET /metrics (Prometheus text) on host:port; returns the aiohttp AppRunner."""
+    from aiohttp import web
+
+    from .metrics import exposition
+
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(text=exposition(await db.outbox.counters()), content_type="text/plain",
+                            charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
 
 
 def add_sms_commands(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:

@@ -92,3 +92,19 @@ def test_metrics_exposition(setup, capsys):
 def test_exposition_escapes_labels():
     text = exposition({"dlrs": {'we"ird\n': 2}})
     assert 'callproof_sms_dlr_total{status="we\\"ird\\n"} 2' in text
+
+
+async def test_metrics_endpoint_on_loopback(tmp_path):
+    import aiohttp
+
+    from callproof.sms.cli import serve_metrics
+    async with Database.open(tmp_path / "m.db") as db:
+        runner = await serve_metrics(db, "127.0.0.1", 0)
+        try:
+            host, port = runner.addresses[0][:2]
+            assert host == "127.0.0.1"
+            async with aiohttp.ClientSession() as s, s.get(f"http://{host}:{port}/metrics") as r:
+                assert r.status == 200 and r.content_type == "text/plain"
+                assert "callproof_sms_sent_total 0" in await r.text()
+        finally:
+            await runner.cleanup()
