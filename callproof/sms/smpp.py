@@ -86,6 +86,14 @@ class _Hook(AbstractHook):
             p.future.set_exception(error)
 
 
+class _ToOurLog(logging.Handler):
+    """aiosmpplib's structured log lines go through callproof's logging (JSON, levels)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if log.isEnabledFor(record.levelno):
+            log.log(record.levelno, "aiosmpplib: %s", record.getMessage())
+
+
 @dataclass(frozen=True)
 class SmppSettings:
     host: str = "127.0.0.1"
@@ -126,7 +134,7 @@ class SmppBackend:
                 bind_mode=BindMode.TRANSMITTER if s.bind_mode == "transmitter" else BindMode.TRANSCEIVER,
                 enquire_link_interval=float(s.enquire_link_seconds), hook=_Hook(self),
                 broker=_Broker(), socket_timeout=float(s.submit_timeout_seconds),
-                log_level=logging.WARNING,
+                log_level=logging.WARNING, log_handler=_ToOurLog(),
             )
             self._task = asyncio.create_task(self._esme.start(), name="callproof-smpp-esme")
         return self._esme
