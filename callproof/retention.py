@@ -32,6 +32,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -283,37 +284,52 @@ class Sweeper:
         return dict(zip(keys, r))
 
     def _expire(self, tree: SafeTree, s: SweepSummary, dry_run: bool) -> None:
+        """Batches go mark -> unlink -> record; the unlinks of batch k run in a worker
+        thread while this thread records batch k-1 and marks batch k+1 (SQLite and
+        unlink both release the GIL).  So at most two marked batches are in flight;
+        each is recorded only after its own unlinks finished: crash safety is unchanged."""
         params = self._params(self.clock())
         last = 0
-        while True:
-            rows = [self._row(r) for r in self.conn.execute(
-                f"SELECT {_REC_COLUMNS}, {self._held_expr()} AS held FROM recordings r"
-                " JOIN calls c ON c.id = r.call_id"
-                " WHERE r.retention_until IS NOT NULL AND r.retention_until <= :now"
-                " AND r.state IN ('finalised', 'failed') AND r.sweep_mark IS NULL AND r.id > :last"
-                " ORDER BY r.id LIMIT :n", {**params, "last": last, "n": self.batch_size})]
-            if not rows or self.stop.is_set():
-                return
-            last = rows[-1]["id"]
-            s.expired += len(rows)
-            todo = []
-            for row in rows:
-                if row["held"]:
-                    s.held += 1
-                    self.report({"action": "keep", "why": "held", **_public(row)})
-                elif dry_run:
-                    self.report({"action": "would_delete", "why": _why(row), **_public(row)})
-                else:
-                    todo.append(row)
-            if dry_run:
-                self.progress(len(rows))
-                continue
-            marked = self._mark(s, [r["id"] for r in todo], params)
-            todo = [r for r in todo if r["id"] in marked]
-            # rows a hold caught between the SELECT and the mark
-            s.held += len(rows) - len(todo) - sum(1 for r in rows if r["held"])
-            self._unlink_and_record(tree, s, todo, recovering=False)
-            self.progress(len(rows))
+        pending: tuple[Future, int] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retention-unlink") as pool:
+            try:
+                while True:
+                    rows = [self._row(r) for r in self.conn.execute(
+                        f"SELECT {_REC_COLUMNS}, {self._held_expr()} AS held FROM recordings r"
+                        " JOIN calls c ON c.id = r.call_id"
+                        " WHERE r.retention_until IS NOT NULL AND r.retention_until <= :now"
+                        " AND r.state IN ('finalised', 'failed') AND r.sweep_mark IS NULL"
+                        " AND r.id > :last ORDER BY r.id LIMIT :n",
+                        {**params, "last": last, "n": self.batch_size})]
+                    if not rows or self.stop.is_set():
+                        return
+                    last = rows[-1]["id"]
+                    s.expired += len(rows)
+                    todo = []
+                    for row in rows:
+                        if row["held"]:
+                            s.held += 1
+                            self.report({"action": "keep", "why": "held", **_public(row)})
+                        elif dry_run:
+                            self.report({"action": "would_delete", "why": _why(row), **_public(row)})
+                        else:
+                            todo.append(row)
+                    if dry_run:
+                        self.progress(len(rows))
+                        continue
+                    marked = self._mark(s, [r["id"] for r in todo], params)
+                    todo = [r for r in todo if r["id"] in marked]
+                    # rows a hold caught between the SELECT and the mark
+                    s.held += len(rows) - len(todo) - sum(1 for r in rows if r["held"])
+                    job = pool.submit(self._unlink_all, tree, todo, False)
+                    if pending is not None:
+                        self._record_outcomes(s, pending[0].result(), False)
+                        self.progress(pending[1])
+                    pending = (job, len(rows))
+            finally:
+                if pending is not None and not sys.exc_info()[0]:
+                    self._record_outcomes(s, pending[0].result(), False)
+                    self.progress(pending[1])
 
     def _mark(self, s: SweepSummary, ids: list[int], params: dict[str, str]) -> set[int]:
         if not ids:
@@ -335,6 +351,10 @@ class Sweeper:
 
     def _unlink_and_record(self, tree: SafeTree, s: SweepSummary, rows: list[dict],
                            recovering: bool) -> None:
+        self._record_outcomes(s, self._unlink_all(tree, rows, recovering), recovering)
+
+    def _unlink_all(self, tree: SafeTree, rows: list[dict], recovering: bool) -> list[tuple]:
+        """Filesystem half of a batch (no database access: may run in the worker thread)."""
         outcomes: list[tuple[dict, str, Any]] = []
         for row in rows:
             if recovering and row["held"]:
@@ -353,6 +373,9 @@ class Sweeper:
                 outcomes.append((row, "refused", str(e)))
             except OSError as e:
                 outcomes.append((row, "error", f"{type(e).__name__}: {e.strerror or e}"))
+        return outcomes
+
+    def _record_outcomes(self, s: SweepSummary, outcomes: list[tuple], recovering: bool) -> None:
         if not outcomes:
             return
         at = self.clock()

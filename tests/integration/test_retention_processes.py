@@ -108,7 +108,7 @@ def test_sigkill_at_random_points_then_clean_run(tmp_path):
         marked = conn.execute("SELECT count(*) FROM recordings WHERE sweep_mark IS NOT NULL"
                               " AND state <> 'deleted'").fetchone()[0]
         conn.close()
-        assert marked <= 7  # at most one batch in flight: the next run owns it
+        assert marked <= 14  # at most two batches in flight: the next run owns them
         add_recordings(db, tmp_path / "rec", 60, groups)  # every run has work to be killed in
     assert kills >= 5, "the sweeps finished too fast for the kills to land; add recordings"
     p = cli(cfg, "retention", "sweep", "--json")
