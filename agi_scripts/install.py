@@ -8,7 +8,8 @@ writes ``<agi-bin>/callproof-agi`` (mode 0750), a two-line wrapper that runs
 configuration file.  For an Asterisk that runs chrooted (or on a Python without
 callproof installed) ``--bundle DIR`` also copies callproof's packages and its
 pure-Python dependencies into DIR and points the wrapper's PYTHONPATH at it;
-``--python`` names the interpreter as seen by Asterisk.
+``--python`` names the interpreter as seen by Asterisk, and ``--chroot ROOT`` the chroot in
+which it is found (the bundle is byte-compiled with it once, at install time).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import importlib.util
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,6 +59,20 @@ def bundle(dest: Path) -> Path:
     return dest
 
 
+def compile_bundle(dest: Path, python: str, chroot: Path | None = None) -> None:
+    """Byte-compile the bundle with the Python that will run it, once: otherwise every AGI
+    process compiles what it imports (phonenumbers is large) and the first calls are slow.
+    With ``chroot``, that Python is the chroot's: DEST is bind-mounted at the same path."""
+    command = [python, "-m", "compileall", "-q", "-j", "0", str(dest)]
+    if chroot is None:
+        subprocess.run(command, check=True)
+        return
+    script = ('set -e; root=$1; dir=$2; shift 2; mkdir -p "$root$dir"; '
+              'mount --bind "$dir" "$root$dir"; chroot "$root" "$@"')
+    subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+                    str(chroot), str(dest), *command], check=True)
+
+
 def install(agi_bin: Path, config: Path, python: str = sys.executable, pythonpath: Path | None = None) -> Path:
     agi_bin.mkdir(parents=True, exist_ok=True)
     env = f"PYTHONPATH={shlex.quote(str(pythonpath))} " if pythonpath else ""
@@ -76,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, required=True, help="callproof.toml as seen by Asterisk")
     p.add_argument("--python", default=sys.executable, help="interpreter as seen by Asterisk")
     p.add_argument("--bundle", type=Path, help="copy callproof and its dependencies here (chrooted Asterisk)")
+    p.add_argument("--chroot", type=Path, help="Asterisk's chroot: compile the bundle with its --python")
     args = p.parse_args(argv)
     pythonpath = bundle(args.bundle) if args.bundle else None
+    if pythonpath is not None:
+        compile_bundle(pythonpath, args.python, args.chroot)
     print(install(args.agi_bin, args.config, args.python, pythonpath))
     return 0
 

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from panoramisk import Manager  # noqa: E402
 
-from agi_scripts.install import bundle, install  # noqa: E402
+from agi_scripts.install import bundle, compile_bundle, install  # noqa: E402
 from callproof.demo import DIALPLAN_DIR, SANDBOX_AGENTS_DIALPLAN, load_sandbox_config, write_config  # noqa: E402
 from callproof.prompts import PromptCatalogue, generate_prompts  # noqa: E402
 from callproof.sandbox import Sandbox, _free_port, originate_call, provision  # noqa: E402
@@ -121,7 +121,9 @@ async def run(rounds: int) -> dict:
             cfg_path = write_config(sandbox, work, prompts_dir, fastagi={"port": port},
                                     logging={"level": "WARNING"})
             config = load_sandbox_config(cfg_path)
-            install(work / "agi-bin", cfg_path, python="/usr/bin/python3", pythonpath=bundle(work / "agi-lib"))
+            lib = bundle(work / "agi-lib")
+            compile_bundle(lib, "/usr/bin/python3", chroot=rootfs)
+            install(work / "agi-bin", cfg_path, python="/usr/bin/python3", pythonpath=lib)
             cli = [sys.executable, "-m", "callproof.cli", "--config", str(cfg_path)]
             logs = {name: open(work / f"{name}.log", "wb") for name in ("fastagi", "ari")}
             servers = {"fastagi": subprocess.Popen([*cli, "fastagi"], stderr=logs["fastagi"]),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agi_scripts.fastagi import FastAgiServer
-from agi_scripts.install import bundle, install
+from agi_scripts.install import bundle, compile_bundle, install
 from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import ari_request, originate_call
 from storage._sqlutil import fetch_one
@@ -38,6 +38,7 @@ def classic_agi(sandbox, app_config):
     Asterisk runs it inside the chroot with the rootfs's python3, so callproof and its
     pure-Python dependencies are bundled under run_dir (visible inside at the same path)."""
     lib = bundle(sandbox.run_dir / "agi-lib")
+    compile_bundle(lib, "/usr/bin/python3", chroot=sandbox.rootfs)
     wrapper = install(sandbox.run_dir / "agi-bin", sandbox.run_dir / "callproof.toml",
                       python="/usr/bin/python3", pythonpath=lib)
     return wrapper
@@ -265,8 +266,8 @@ async def test_hostile_caller_ids_on_both_agi_paths(harness, sandbox, classic_ag
     callers = HOSTILE_CALLER_IDS[:6] + ["", "\"Mallory\" <1199>; x=y"]
     cases = [(p, c) for c in callers for p in ("agi", "fastagi")]
     channels = await asyncio.gather(*(
-        place(sandbox, p, c, fastagi_vars(fastagi) if p == "fastagi" else {}) for p, c in cases))
-    rows = await asyncio.gather(*(wait_row(db, ch["id"], {"completed"}, timeout=180) for ch in channels))
+        place(sandbox, p, c, fastagi_vars(fastagi) if p == "fastagi" else {}, max_seconds=180) for p, c in cases))
+    rows = await asyncio.gather(*(wait_row(db, ch["id"], {"completed"}, timeout=240) for ch in channels))
     for (p, caller), row in zip(cases, rows):
         assert row["caller_number_raw"] == caller[: len(row["caller_number_raw"])], (p, caller)
         rec = await wait_final_recording(db, row["id"])
