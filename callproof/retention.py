@@ -10,6 +10,8 @@ Crash safety, per batch of at most ``batch_size`` rows (memory stays flat):
    entry of each deletion (the UPDATE is guarded, so an entry is written
    exactly once).
 
+The unlinks of one batch overlap (worker thread) with recording the previous
+batch, so at most two batches are marked and unrecorded at any moment.
 A run killed anywhere leaves marked rows that are not 'deleted'; the next run
 finishes them first (file still there: unlink; gone: record).  A hold placed
 between mark and recovery wins if the file is still there.
