@@ -277,6 +277,52 @@ def finish_attempt_sync(
     ``row_state``: 'sent' (accepted), 'pending' (retry at ``next_attempt_at``;
     a 'throttled' outcome does not count as an attempt) or 'dead'.
     """
+    with immediate(conn):
+        _finish_attempt_in_tx(conn, attempt_id, outcome=outcome, row_state=row_state, now=now,
+                              owner=owner, gateway_message_id=gateway_message_id, reason=reason,
+                              next_attempt_at=next_attempt_at)
+
+
+def finish_attempts_sync(
+    conn: sqlite3.Connection, items: list[tuple[int, dict]]
+) -> list[Exception | None]:
+    """Group commit: several :func:`finish_attempt_sync` calls in one transaction.
+
+    ``items`` are ``(attempt_id, keyword arguments of finish_attempt_sync)``.
+    Each item runs in its own SAVEPOINT, so one that is refused (lease lost to
+    another sender, bad arguments) is rolled back alone and the others commit;
+    each item is still all-or-nothing (answer and row state together), and a
+    crash before the COMMIT leaves every attempt of the group 'in_flight'
+    (it becomes 'unknown' when its row is claimed again).  Returns, per item,
+    None or the exception that refused it.
+    """
+    results: list[Exception | None] = []
+    with immediate(conn):
+        for attempt_id, kwargs in items:
+            conn.execute("SAVEPOINT finish_attempt")
+            try:
+                _finish_attempt_in_tx(conn, attempt_id, **kwargs)
+            except (ValueError, InvalidStateError, NotFoundError) as exc:
+                conn.execute("ROLLBACK TO finish_attempt")
+                results.append(exc)
+            else:
+                results.append(None)
+            conn.execute("RELEASE finish_attempt")
+    return results
+
+
+def _finish_attempt_in_tx(
+    conn: sqlite3.Connection,
+    attempt_id: int,
+    *,
+    outcome: str,
+    row_state: str,
+    now: str | datetime,
+    owner: str,
+    gateway_message_id: str | None = None,
+    reason: str | None = None,
+    next_attempt_at: str | datetime | None = None,
+) -> None:
     if outcome not in ATTEMPT_OUTCOMES:
         raise ValueError(f"outcome must be one of {ATTEMPT_OUTCOMES}, got {outcome!r}")
     if row_state not in ("sent", "pending", "dead"):
@@ -284,42 +330,41 @@ def finish_attempt_sync(
     if row_state == "pending" and next_attempt_at is None:
         raise ValueError("a pending row needs next_attempt_at")
     now = to_db_time(now)
-    with immediate(conn):
-        att = fetch_one(conn.execute("SELECT * FROM sms_attempts WHERE id = ?", (attempt_id,)))
-        if att is None:
-            raise NotFoundError(f"sms_attempts row {attempt_id} does not exist")
-        conn.execute(
-            "UPDATE sms_attempts SET outcome = ?, finished_at = ?, gateway_message_id = ?,"
-            " reason = ? WHERE id = ?",
-            (outcome, now, gateway_message_id, reason, attempt_id),
-        )
-        oid = att["outbox_id"]
-        if row_state == "sent":
-            _finish(conn, oid, owner, ("sending",),
-                    "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
-                    " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
-            if gateway_message_id:  # a receipt may have raced ahead of the acceptance
-                conn.execute("UPDATE sms_dlrs SET outbox_id = ? WHERE outbox_id IS NULL"
-                             " AND gateway_message_id = ?", (oid, gateway_message_id))
-                last = conn.execute("SELECT status, received_at FROM sms_dlrs WHERE outbox_id = ?"
-                                    " ORDER BY id DESC LIMIT 1", (oid,)).fetchone()
-                if last is not None:
-                    conn.execute("UPDATE sms_outbox SET dlr_state = ?, dlr_at = ? WHERE id = ?",
-                                 (last[0], last[1], oid))
-        elif row_state == "pending" and outcome == "throttled":
-            _finish(conn, oid, owner, ("sending",),
-                    "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
-                    " attempts = max(attempts - 1, 0), throttled = throttled + 1",
-                    (reason or "throttled", to_db_time(next_attempt_at), now),
-                    "put it back after throttling")
-        elif row_state == "pending":
-            _finish(conn, oid, owner, ("sending",),
-                    "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?",
-                    (reason or outcome, to_db_time(next_attempt_at), now), "schedule a retry")
-        else:
-            _finish(conn, oid, owner, ("sending",),
-                    "state = 'dead', reason = ?, next_attempt_at = NULL, updated_at = ?",
-                    (reason or outcome, now), "mark it dead")
+    att = fetch_one(conn.execute("SELECT * FROM sms_attempts WHERE id = ?", (attempt_id,)))
+    if att is None:
+        raise NotFoundError(f"sms_attempts row {attempt_id} does not exist")
+    conn.execute(
+        "UPDATE sms_attempts SET outcome = ?, finished_at = ?, gateway_message_id = ?,"
+        " reason = ? WHERE id = ?",
+        (outcome, now, gateway_message_id, reason, attempt_id),
+    )
+    oid = att["outbox_id"]
+    if row_state == "sent":
+        _finish(conn, oid, owner, ("sending",),
+                "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
+                " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
+        if gateway_message_id:  # a receipt may have raced ahead of the acceptance
+            conn.execute("UPDATE sms_dlrs SET outbox_id = ? WHERE outbox_id IS NULL"
+                         " AND gateway_message_id = ?", (oid, gateway_message_id))
+            last = conn.execute("SELECT status, received_at FROM sms_dlrs WHERE outbox_id = ?"
+                                " ORDER BY id DESC LIMIT 1", (oid,)).fetchone()
+            if last is not None:
+                conn.execute("UPDATE sms_outbox SET dlr_state = ?, dlr_at = ? WHERE id = ?",
+                             (last[0], last[1], oid))
+    elif row_state == "pending" and outcome == "throttled":
+        _finish(conn, oid, owner, ("sending",),
+                "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
+                " attempts = max(attempts - 1, 0), throttled = throttled + 1",
+                (reason or "throttled", to_db_time(next_attempt_at), now),
+                "put it back after throttling")
+    elif row_state == "pending":
+        _finish(conn, oid, owner, ("sending",),
+                "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?",
+                (reason or outcome, to_db_time(next_attempt_at), now), "schedule a retry")
+    else:
+        _finish(conn, oid, owner, ("sending",),
+                "state = 'dead', reason = ?, next_attempt_at = NULL, updated_at = ?",
+                (reason or outcome, now), "mark it dead")
 
 
 def retry_sync(conn: sqlite3.Connection, outbox_ids: list[int], now: str | datetime) -> None:
@@ -458,6 +503,9 @@ class Outbox:
 
     async def finish_attempt(self, attempt_id: int, **kwargs) -> None:
         await self._db.run_in_connection(finish_attempt_sync, attempt_id, **kwargs)
+
+    async def finish_attempts(self, items: list[tuple[int, dict]]) -> list[Exception | None]:
+        return await self._db.run_in_connection(finish_attempts_sync, list(items))
 
     async def retry(self, outbox_ids: list[int], now: str | datetime) -> None:
         await self._db.run_in_connection(retry_sync, list(outbox_ids), now)

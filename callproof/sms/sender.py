@@ -8,6 +8,10 @@ Rules (README, "SMS delivery"):
 * Every attempt is persisted (``sms_attempts``, outcome 'in_flight') before the
   message goes to the backend, with the row's stable idempotency key; the
   gateway's answer and the row's new state are written in one transaction.
+  Answers that come back while a previous answer is being written are written
+  together in the next transaction (group commit, one SAVEPOINT each, so one
+  refused write-back does not undo the others).  A delivery task ends (and
+  frees its window slot) only once its answer is committed.
   An attempt left 'in_flight' by a dead sender becomes 'unknown' when the row
   is claimed again: that one message may be sent twice (at-least-once), and
   the backend is told (``previous_unknown``) so an idempotent gateway drops it.
@@ -71,6 +75,8 @@ class OutboxSender:
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._pause_until: datetime | None = None
+        self._results: list[tuple[int, dict, asyncio.Future]] = []  # answers waiting for a commit
+        self._writer: asyncio.Task | None = None
         set_handler = getattr(backend, "set_receipt_handler", None)
         if set_handler is not None:
             set_handler(self.record_receipt)
@@ -170,9 +176,9 @@ class OutboxSender:
         oid, now = row["id"], self.clock()
         common = {"now": _iso(now), "owner": self.owner, "reason": result.reason}
         if result.accepted:
-            await self._safe(self.db.outbox.finish_attempt(
+            await self._finish(
                 att["attempt_id"], outcome="accepted", row_state="sent",
-                gateway_message_id=result.gateway_message_id, **common))
+                gateway_message_id=result.gateway_message_id, **common)
             event(log, "sms.sent", protocol=row["protocol"], outbox_id=oid, backend=self.backend.name,
                   gateway_message_id=result.gateway_message_id)
             return
@@ -181,29 +187,48 @@ class OutboxSender:
             until = now + timedelta(seconds=delay)
             if self._pause_until is None or until > self._pause_until:
                 self._pause_until = until
-            await self._safe(self.db.outbox.finish_attempt(
+            await self._finish(
                 att["attempt_id"], outcome="throttled", row_state="pending",
-                next_attempt_at=_iso(until), **common))
+                next_attempt_at=_iso(until), **common)
             event(log, "sms.throttled", protocol=row["protocol"], outbox_id=oid, delay_s=delay)
             return
         outcome = "rejected" if result.permanent else ("unknown" if result.unknown else "transient")
         attempts = int(row["attempts"] or 0)
         too_old = now - parse_db_time(row["created_at"]) > self.max_age
         if result.permanent or attempts >= self.max_attempts or too_old:
-            await self._safe(self.db.outbox.finish_attempt(
-                att["attempt_id"], outcome=outcome, row_state="dead", **common))
+            await self._finish(
+                att["attempt_id"], outcome=outcome, row_state="dead", **common)
             event(log, "sms.dead", logging.WARNING, protocol=row["protocol"], outbox_id=oid,
                   reason=result.reason, attempts=attempts)
             return
         delay = self._backoff(attempts)
-        await self._safe(self.db.outbox.finish_attempt(
+        await self._finish(
             att["attempt_id"], outcome=outcome, row_state="pending",
-            next_attempt_at=_iso(now + timedelta(seconds=delay)), **common))
+            next_attempt_at=_iso(now + timedelta(seconds=delay)), **common)
         event(log, "sms.retry", protocol=row["protocol"], outbox_id=oid, reason=result.reason,
               delay_s=round(delay, 1), outcome=outcome)
 
-    async def _safe(self, coro: Any) -> None:
-        try:
-            await coro
-        except InvalidStateError as exc:  # lease expired and another sender owns the row now
-            event(log, "sms.lease_lost", logging.WARNING, error=str(exc))
+    async def _finish(self, attempt_id: int, **kwargs: Any) -> None:
+        """Write one answer and its row state (in the next group commit); returns
+        once it is committed."""
+        fut = asyncio.get_running_loop().create_future()
+        self._results.append((attempt_id, kwargs, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_results())
+        error = await fut
+        if isinstance(error, InvalidStateError):  # lease expired and another sender owns the row now
+            event(log, "sms.lease_lost", logging.WARNING, error=str(error))
+        elif error is not None:
+            raise error
+
+    async def _write_results(self) -> None:
+        """Commit the queued answers, a group per transaction, until none is left."""
+        while self._results:
+            batch, self._results = self._results, []
+            try:
+                errors = await self.db.outbox.finish_attempts([(a, kw) for a, kw, _ in batch])
+            except Exception as exc:  # the whole group was rolled back: every attempt stays in_flight
+                errors = [exc] * len(batch)
+            for (_, _, fut), error in zip(batch, errors):
+                if not fut.done():
+                    fut.set_result(error)
