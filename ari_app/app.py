@@ -30,6 +30,12 @@ from .recorder import AmiLink, Recorder, finalise_recording
 
 log = logging.getLogger("callproof.app")
 
+# The ARI events a call flow reacts to. Everything else (PlaybackContinuing for
+# every digit, ChannelVarset for every variable, ...) is filtered out by Asterisk:
+# about half of a call's events, and their JSON, never reach us.
+FLOW_EVENTS = ["StasisStart", "StasisEnd", "PlaybackStarted", "PlaybackFinished",
+               "ChannelDtmfReceived", "ChannelHangupRequest", "ChannelDestroyed"]
+
 
 class Application:
     def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None,
@@ -99,6 +105,7 @@ class Application:
                 await asyncio.sleep(0.2)  # let the WebSocket register the application first
                 if runner.done():
                     runner.result()
+                await self.ari.allow_only_events(FLOW_EVENTS)
                 self.connected.set()
                 event(log, "ari.connected", url=cfg.url, app=cfg.app)
                 delay = 0.5

@@ -8,11 +8,13 @@ longer ours" answers (404 Not Found, 409 not in Stasis) into one exception,
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Awaitable, Callable
 
 import aioari
 from aiohttp import web_exceptions
+from urllib.parse import quote, urljoin
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,34 @@ async def _call(op: Awaitable[Any]) -> Any:
 class AriSession:
     """One connection to Asterisk's ARI (REST + events WebSocket)."""
 
-    def __init__(self, client: Any, app: str):
+    def __init__(self, client: Any, app: str, base_url: str = ""):
         self._client = client
         self.app = app
+        self._base_url = base_url
 
     @classmethod
     async def connect(cls, url: str, username: str, password: str, app: str) -> "AriSession":
         client = await aioari.connect(url, username, password)
-        return cls(client, app)
+        return cls(client, app, url)
+
+    async def allow_only_events(self, event_types: list[str]) -> bool:
+        """Ask Asterisk to send this application only these event types.
+
+        Asterisk 22's ``PUT /applications/{app}/eventFilter`` takes the filter as
+        the whole JSON body, which the swagger client cannot express, so this
+        one request goes through its HTTP client directly.  A PBX without the
+        feature keeps sending everything: that costs CPU, not correctness.
+        """
+        url = urljoin(self._base_url, f"ari/applications/{quote(self.app, safe='')}/eventFilter")
+        body = json.dumps({"allowed": [{"type": t} for t in event_types]})
+        try:
+            response = await self._client.swagger.http_client.request(
+                "PUT", url, data=body, headers={"Content-Type": "application/json"})
+            response.release()
+            return True
+        except web_exceptions.HTTPError as exc:
+            log.warning("ARI event filter not accepted (%s); receiving every event", exc)
+            return False
 
     def on_any_event(self, handler: EventHandler) -> None:
         self._client.on_event("*", handler)
