@@ -19,13 +19,19 @@ from .timefmt import parse_db_time, to_db_time
 if TYPE_CHECKING:
     from .db import Database
 
+# The first :limit due rows of each kind, then of both.  Each branch is cut to
+# :limit before the union (and the pending one walks the partial index
+# sms_outbox_due in order), so a claim reads ~2 x limit rows instead of sorting
+# the whole backlog (0.5 ms per claim with 2,000 rows pending, growing with it).
 _SQL_DUE = """
 SELECT id FROM (
-    SELECT id, next_attempt_at AS due FROM sms_outbox
-     WHERE state = 'pending' AND next_attempt_at <= :now
+    SELECT * FROM (SELECT id, next_attempt_at AS due FROM sms_outbox INDEXED BY sms_outbox_due
+                    WHERE state = 'pending' AND next_attempt_at <= :now
+                    ORDER BY next_attempt_at, id LIMIT :limit)
     UNION ALL
-    SELECT id, lease_until AS due FROM sms_outbox
-     WHERE state = 'sending' AND lease_until <= :now
+    SELECT * FROM (SELECT id, lease_until AS due FROM sms_outbox
+                    WHERE state = 'sending' AND lease_until <= :now
+                    ORDER BY lease_until, id LIMIT :limit)
 ) ORDER BY due, id LIMIT :limit
 """
 

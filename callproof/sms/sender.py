@@ -161,7 +161,8 @@ class OutboxSender:
                   outbox_id=oid, idempotency_key=att["idempotency_key"])
         message = dict(row)
         try:
-            result = await asyncio.wait_for(self.backend.send(message), self.send_timeout)
+            async with asyncio.timeout(self.send_timeout):  # no extra task per send, unlike wait_for
+                result = await self.backend.send(message)
         except TimeoutError:
             result = SendResult(accepted=False, unknown=True,
                                 reason=f"no answer within {self.send_timeout:g} s")

@@ -197,7 +197,8 @@ class SmppBackend:
         try:
             await esme.broker.enqueue(submit)
             try:
-                resp = await asyncio.wait_for(asyncio.shield(pending.future), s.submit_timeout_seconds)
+                async with asyncio.timeout(s.submit_timeout_seconds):
+                    resp = await asyncio.shield(pending.future)
             except TimeoutError:
                 if pending.state == "queued":
                     pending.state = "abandoned"
