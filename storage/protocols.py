@@ -8,6 +8,7 @@ processes (serialised by BEGIN IMMEDIATE) never get the same number.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -171,11 +172,83 @@ def get_sync(conn: sqlite3.Connection, protocol: str) -> dict | None:
     return fetch_one(conn.execute("SELECT * FROM protocols WHERE protocol = ?", (protocol,)))
 
 
+def allocate_many_sync(conn: sqlite3.Connection, requests: list[dict]) -> list:
+    """Run several allocations, each in its own transaction, in one call.
+
+    Returns, per request, its AllocatedProtocol or the exception it raised, so one
+    failure (e.g. a call in the wrong state) does not affect the others.
+    """
+    results: list = []
+    for kwargs in requests:
+        try:
+            results.append(allocate_sync(conn, **kwargs))
+        except Exception as exc:  # handed back to that request's caller
+            results.append(exc)
+    return results
+
+
+class _AllocationQueue:
+    """Shares one thread hop among allocations that arrive while one is in flight.
+
+    A hop to aiosqlite's thread costs far more than the transaction itself on a
+    busy machine.  The first caller goes straight through; callers arriving
+    while it is in flight wait, and the whole group then goes in a single hop,
+    each allocation still in its own transaction (same guarantees as alone).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._busy = False
+        self._waiting: list[tuple[dict, asyncio.Future]] = []
+
+    async def allocate(self, **kwargs) -> AllocatedProtocol:
+        if self._busy:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting.append((kwargs, future))
+            return await future
+        self._busy = True
+        try:
+            return await self._db.run_in_connection(allocate_sync, **kwargs)
+        finally:
+            if self._waiting:
+                asyncio.ensure_future(self._drain())
+            else:
+                self._busy = False
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    results = await self._db.run_in_connection(allocate_many_sync, [k for k, _ in group])
+                except BaseException as exc:
+                    results = [exc] * len(group)
+                    if isinstance(exc, asyncio.CancelledError):
+                        for _, future in group:
+                            if not future.done():
+                                future.cancel()
+                        raise
+                for (_, future), result in zip(group, results):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            for _, future in self._waiting:
+                if not future.done():
+                    future.cancel()
+            self._waiting = []
+            self._busy = False
+
+
 class Protocols:
     """Async repository (``db.protocols``)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._queue = _AllocationQueue(db)
 
     async def allocate_for_call(
         self,
@@ -185,9 +258,9 @@ class Protocols:
         allocated_at: str | datetime,
         sms: SmsDraft | None,
     ) -> AllocatedProtocol:
-        """Protocol + call update + outbox row in one transaction (one thread hop)."""
-        return await self._db.run_in_connection(
-            allocate_sync,
+        """Protocol + call update + outbox row in one transaction (one thread hop,
+        shared with allocations that arrive meanwhile)."""
+        return await self._queue.allocate(
             year=year,
             allocated_at=allocated_at,
             kind="call",

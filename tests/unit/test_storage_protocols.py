@@ -225,6 +225,32 @@ async def test_concurrent_coroutines_and_sync_callers_share_one_sequence(db, tmp
     assert got == [format_protocol(2026, n) for n in range(1, 51)]
 
 
+async def test_concurrent_allocations_share_hops_and_fail_alone(db, monkeypatch):
+    """60 calls allocating at once: fewer hops than allocations, consecutive numbers,
+    and the one request that must fail (its call already left consent) fails alone."""
+    call_ids = [await db.calls.create(new_call(n)) for n in range(60)]
+    await db.calls.update(call_ids[30], status="abandoned_in_consent")
+    hops = []
+    real = db._conn._execute
+
+    async def counting(fn, *args, **kwargs):
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(db._conn, "_execute", counting)
+    results = await asyncio.gather(
+        *(db.protocols.allocate_for_call(c, year=2026, allocated_at=AT, sms=sms()) for c in call_ids),
+        return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], InvalidStateError)
+    assert isinstance(results[30], InvalidStateError)
+    got = sorted(r.protocol for r in results if not isinstance(r, BaseException))
+    assert got == [format_protocol(2026, n) for n in range(1, 60)], "no gap, no duplicate"
+    assert len(hops) < len(call_ids) / 2
+    outbox = await rows(db, "SELECT count(*) FROM sms_outbox")
+    assert outbox == [(59,)]
+
+
 def test_allocate_sync_directly(tmp_path):
     conn = connect_sync(tmp_path / "cp.db")
     try:
