@@ -39,7 +39,7 @@ async def _run(agi, config_path: str | None) -> str:
 
     channel = PystChannel(agi)
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, require_asterisk_apis=False)
     except (ConfigError, OSError) as exc:
         await _fail_without_config(channel, str(exc))
         return "failed"

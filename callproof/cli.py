@@ -14,23 +14,25 @@ from .config import ConfigError, load_config
 from .logs import setup_logging
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
+    """The configuration; ARI/AMI passwords are required only where they are used
+    (``run``, ``check-config``): AGI-only installs and ops commands need none."""
     try:
-        return load_config(args.config)
+        return load_config(args.config, require_asterisk_apis=talks_to_asterisk)
     except ConfigError as exc:
         print(f"callproof: invalid configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = _load(args, talks_to_asterisk=True)
     print(f"configuration OK: ARI {config.ari.url} app={config.ari.app}, AMI {config.ami.host}:{config.ami.port}, "
           f"database {config.storage.database}, recordings under {config.recording.root}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _load(args)
+    config = _load(args, talks_to_asterisk=True)
     setup_logging(config.logging.level, config.logging.format)
     from ari_app.app import Application
 

@@ -378,8 +378,14 @@ def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str],
     return cls(**values)
 
 
-def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Load, override from the environment and validate.  Raises ConfigError."""
+def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None, *,
+                require_asterisk_apis: bool = True) -> Config:
+    """Load, override from the environment and validate.  Raises ConfigError.
+
+    ``require_asterisk_apis=False`` is for programs that never talk to ARI/AMI
+    (AGI scripts, the FastAGI server, ops commands on the database): an empty
+    ARI/AMI password is then accepted, but a set one must still be strong.
+    """
     env = os.environ if env is None else env
     path = path or env.get(CONFIG_ENV)
     data: dict[str, Any] = {}
@@ -399,7 +405,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(section, "must be a table")
     sections = {name: _build_section(name, data.get(name, {}), env) for name in _SECTION_CLASSES}
     config = Config(**sections)
-    validate(config)
+    validate(config, require_asterisk_apis=require_asterisk_apis)
     return config
 
 
@@ -416,7 +422,7 @@ def _check_identifier(key: str, value: str) -> None:
         raise ConfigError(key, f"{value!r} must be non-empty letters, digits, _ - + .")
 
 
-def validate(config: Config) -> None:
+def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     """Cross-field and semantic checks; raise ConfigError naming the key."""
     g = config.general
     try:
@@ -433,12 +439,14 @@ def validate(config: Config) -> None:
         raise ConfigError("ari.url", f"{config.ari.url!r} is not an http(s) URL")
     _check_identifier("ari.username", config.ari.username)
     _check_identifier("ari.app", config.ari.app)
-    _check_password("ari.password", config.ari.password)
+    if require_asterisk_apis or config.ari.password:
+        _check_password("ari.password", config.ari.password)
     if config.ari.reconnect_max_seconds <= 0:
         raise ConfigError("ari.reconnect_max_seconds", "must be positive")
 
     _check_identifier("ami.username", config.ami.username)
-    _check_password("ami.password", config.ami.password)
+    if require_asterisk_apis or config.ami.password:
+        _check_password("ami.password", config.ami.password)
     if not 0 < config.ami.port < 65536:
         raise ConfigError("ami.port", "must be a TCP port number")
 

@@ -101,3 +101,12 @@ def test_missing_file_and_bad_toml(tmp_path):
         load_config(tmp_path / "nope.toml", env={})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "[ari\n"), env={})
+
+
+def test_agi_only_install_needs_no_ari_ami_password(tmp_path):
+    """Dialplan-driven installs (AGI/FastAGI) and ops commands never talk to ARI/AMI."""
+    cfg = load_config(write(tmp_path, ""), env={}, require_asterisk_apis=False)
+    assert cfg.ari.password == "" and cfg.ami.password == ""
+    with pytest.raises(ConfigError) as err:  # a password that is set must still be strong
+        load_config(write(tmp_path, '[ami]\npassword = "secret"\n'), env={}, require_asterisk_apis=False)
+    assert err.value.key == "ami.password"
