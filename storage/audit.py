@@ -30,9 +30,14 @@ GENESIS = "0" * 64
 _FIELDS = ("id", "at", "actor", "action", "protocol", "subject", "details")
 
 
+# One encoder, built once: json.dumps() with these options builds a new
+# JSONEncoder per call (the sweeper encodes two documents per deletion).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
