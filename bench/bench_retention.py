@@ -10,8 +10,10 @@
    ``callproof retention sweep`` (its own process, as cron runs it) sweeps
    A doing everything find does not: mark/unlink/record in batches, one
    hash-chained audit entry per deletion, the orphan/missing scan, the
-   call-record pass.  The figure is the ratio of wall times (target <= 1.5),
-   averaged over ``--rounds`` rounds that alternate which of the two runs first.
+   call-record pass.  The figure is the ratio of wall times (target <= 1.5):
+   the median of the per-round ratios over ``--rounds`` rounds (fresh trees
+   each round) that alternate which of the two runs first.  Each round prints
+   the 1-minute load average, since a loaded machine moves both times.
 2. Peak memory (max RSS of the sweep process, from wait4) at N rows and at
    BIG rows.  To keep the BIG run practical its rows have **no files**: each
    goes through the same mark -> unlink attempt -> record path, ending as
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sqlite3
 import subprocess
 import sys
@@ -115,7 +118,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--big", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=2, help="rounds alternate which tool runs first")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds alternate which tool runs first")
     ap.add_argument("--dir", help="scratch folder (default: a temp folder)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-retention-", dir=args.dir))
@@ -141,20 +144,24 @@ def main() -> None:
             else:
                 cp_wall, rss_n, summary = sweep(tmp, tmp / f"a{rnd}.db", a, args.batch)
                 find_wall = run_find()
+            load = os.getloadavg()[0]
             left = sum(len(f) for _, _, f in os.walk(a))
             order = "find first" if rnd % 2 == 0 else "callproof first"
             print(f"  find -delete    {find_wall:8.2f} s")
             print(f"  callproof sweep {cp_wall:8.2f} s   ratio callproof/find = {cp_wall / find_wall:.2f}"
-                  f"  ({order}; files left: {left})")
+                  f"  ({order}; load {load:.1f}; files left: {left})")
             print(f"  {summary}")
-            rounds.append((find_wall, cp_wall, rss_n))
+            rounds.append((find_wall, cp_wall, rss_n, load))
             shutil.rmtree(a, ignore_errors=True)
             shutil.rmtree(b, ignore_errors=True)
-        find_wall = sum(r[0] for r in rounds) / len(rounds)
-        cp_wall = sum(r[1] for r in rounds) / len(rounds)
+        find_wall = statistics.median(r[0] for r in rounds)
+        cp_wall = statistics.median(r[1] for r in rounds)
+        ratio = statistics.median(r[1] / r[0] for r in rounds)
         rss_n = max(r[2] for r in rounds)
-        print(f"mean over {len(rounds)} round(s): find {find_wall:.2f} s, callproof {cp_wall:.2f} s,"
-              f" ratio {cp_wall / find_wall:.2f}")
+        loads = [r[3] for r in rounds]
+        print(f"median over {len(rounds)} round(s): find {find_wall:.2f} s, callproof {cp_wall:.2f} s,"
+              f" ratio {ratio:.2f} (per round: {', '.join(f'{r[1] / r[0]:.2f}' for r in rounds)};"
+              f" load {min(loads):.0f}-{max(loads):.0f})")
         print(f"peak RSS at {args.n:>9} rows: {rss_n / 1024:8.1f} MiB")
         big = {}
         if args.big:
@@ -168,9 +175,10 @@ def main() -> None:
             print(f"  {big_summary}")
             big = {"big_rows": args.big, "big_peak_rss_kib": rss_big, "big_wall_s": round(big_wall, 2),
                    "rss_ratio_big_vs_n": round(rss_big / rss_n, 3)}
-        print(json.dumps({"n": args.n, "rounds": [[round(f, 3), round(c, 3)] for f, c, _ in rounds],
-                          "find_s": round(find_wall, 3), "callproof_s": round(cp_wall, 3),
-                          "ratio": round(cp_wall / find_wall, 3), "peak_rss_kib": rss_n,
+        print(json.dumps({"n": args.n,
+                          "rounds": [[round(f, 3), round(c, 3), round(ld, 1)] for f, c, _, ld in rounds],
+                          "median_find_s": round(find_wall, 3), "median_callproof_s": round(cp_wall, 3),
+                          "median_ratio": round(ratio, 3), "peak_rss_kib": rss_n,
                           "batch": args.batch, **big}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
