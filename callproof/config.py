@@ -173,13 +173,6 @@ class SmsConfig:
 
 
 @dataclass(frozen=True)
-class FastAgiConfig:
-    """The FastAGI server (``callproof fastagi``): loopback unless you say otherwise."""
-    host: str = "127.0.0.1"
-    port: int = 4573
-
-
-@dataclass(frozen=True)
 class RetentionConfig:
     """Retention of recordings and call records (see README, Retention)."""
     classes: Mapping[str, int] = field(
@@ -221,8 +214,8 @@ class Config:
     handoff: HandoffConfig = field(default_factory=HandoffConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
     fastagi: FastAgiConfig = field(default_factory=FastAgiConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 _SECTION_CLASSES = {
