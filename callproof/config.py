@@ -511,8 +511,9 @@ def _validate_retention(rt: RetentionConfig) -> None:
         raise ConfigError("retention.call_record_days", "must be between 1 and 36500")
     if not 0 <= rt.request_grace_days <= 3650:
         raise ConfigError("retention.request_grace_days", "must be between 0 and 3650")
-    if not 1 <= rt.batch_size <= 100000:
-        raise ConfigError("retention.batch_size", "must be between 1 and 100000")
+    # One batch's ids are bound as SQL parameters: SQLite allows at most 32,766.
+    if not 1 <= rt.batch_size <= 30000:
+        raise ConfigError("retention.batch_size", "must be between 1 and 30000")
     for key in ("quarantine_dir", "lock_file"):
         value = getattr(rt, key)
         if value is not None and not value.is_absolute():
