@@ -36,6 +36,16 @@ SELECT id FROM (
 """
 
 
+def _lease_times(owner: str, limit: int, lease_seconds: float, now: str | datetime) -> tuple[str, str]:
+    """Check a claim's arguments; return (now, lease_until) as database times."""
+    if not owner:
+        raise ValueError("owner must be a non-empty string")
+    if limit < 1 or lease_seconds <= 0:
+        raise ValueError("limit must be >= 1 and lease_seconds > 0")
+    now = to_db_time(now)
+    return now, to_db_time(parse_db_time(now) + timedelta(seconds=lease_seconds))
+
+
 def claim_sync(
     conn: sqlite3.Connection, owner: str, limit: int, lease_seconds: float, now: str | datetime
 ) -> list[dict]:
@@ -43,12 +53,7 @@ def claim_sync(
     next_attempt_at has come, and 'sending' rows whose lease has expired.
     One BEGIN IMMEDIATE transaction, so two owners never get the same row.
     """
-    if not owner:
-        raise ValueError("owner must be a non-empty string")
-    if limit < 1 or lease_seconds <= 0:
-        raise ValueError("limit must be >= 1 and lease_seconds > 0")
-    now = to_db_time(now)
-    lease_until = to_db_time(parse_db_time(now) + timedelta(seconds=lease_seconds))
+    now, lease_until = _lease_times(owner, limit, lease_seconds, now)
     with immediate(conn):
         ids = [r[0] for r in conn.execute(_SQL_DUE, {"now": now, "limit": limit})]
         if not ids:
@@ -213,12 +218,7 @@ def claim_for_send_sync(
     carries ``attempt_id``, ``attempt_no``, ``idempotency_key`` and
     ``previous_unknown`` (see :func:`begin_attempt_sync`).
     """
-    if not owner:
-        raise ValueError("owner must be a non-empty string")
-    if limit < 1 or lease_seconds <= 0:
-        raise ValueError("limit must be >= 1 and lease_seconds > 0")
-    now = to_db_time(now)
-    lease_until = to_db_time(parse_db_time(now) + timedelta(seconds=lease_seconds))
+    now, lease_until = _lease_times(owner, limit, lease_seconds, now)
     with immediate(conn):
         ids = [r[0] for r in conn.execute(_SQL_DUE, {"now": now, "limit": limit})]
         if not ids:
