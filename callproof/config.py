@@ -190,6 +190,69 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class SmtpConfig:
+    """[rights.smtp]: the mail server that delivers recording links by e-mail."""
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    tls: bool = False  # implicit TLS (port 465)
+    username: str = ""
+    password: str = ""
+    sender: str = ""
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class RightsConfig:
+    """[rights]: customer requests, lookups, exports and download links (docs/customer-rights.md)."""
+    identity_key: str = ""  # HMAC key for CPF / customer-code hashes; secret, >= 32 chars
+    request_due_days: int = 10
+    history_due_days: int = 5
+    due_soon_days: int = 2
+    export_dir: Path = Path("/var/lib/callproof/exports")
+    export_format: str = "mp3"
+    history_dir: Path = Path("/var/lib/callproof/history")
+    link_secret: str = ""  # HMAC key for download tokens; secret, >= 32 chars
+    link_lifetime_hours: int = 72
+    link_max_downloads: int = 5
+    public_base_url: str = "http://127.0.0.1:8089/"
+    sms_link_templates: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "pt_BR": "{company}: gravacao do protocolo {protocol}: {url} (valido ate {expires}).",
+            "es": "{company}: grabacion del protocolo {protocol}: {url} (valido hasta {expires}).",
+            "en": "{company}: recording of protocol {protocol}: {url} (valid until {expires}).",
+        }
+    )
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """[web]: the ops web page (``callproof web``); loopback by default, TLS at a reverse proxy."""
+    host: str = "127.0.0.1"
+    port: int = 8089
+    session_minutes: int = 480
+    secure_cookies: bool = False  # set true behind the TLS reverse proxy
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+    api_token: str = ""  # bearer token for the HTTP request-intake API; empty = API off
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    """[callback]: calling back customers whose call dropped after the protocol was given."""
+    enabled: bool = False
+    endpoint_template: str = "PJSIP/{number}@trunk"  # {number}: E.164 without '+', {e164}: with
+    caller_id: str = ""
+    first_delay_seconds: int = 30
+    retry_delay_seconds: int = 300
+    max_attempts: int = 3
+    ring_timeout_seconds: int = 30
+    # Hang-up causes (Q.850) that mean the network dropped the call, not the caller.
+    drop_causes: tuple[int, ...] = (27, 34, 38, 41, 42, 44, 47, 102)
+
+
+@dataclass(frozen=True)
 class FastAgiConfig:
     """The FastAGI server (``callproof fastagi``): loopback unless you say otherwise."""
     host: str = "127.0.0.1"
@@ -216,6 +279,9 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     fastagi: FastAgiConfig = field(default_factory=FastAgiConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    rights: RightsConfig = field(default_factory=RightsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    callback: CallbackConfig = field(default_factory=CallbackConfig)
 
 
 _SECTION_CLASSES = {
@@ -223,6 +289,7 @@ _SECTION_CLASSES = {
     "prompts": PromptsConfig, "protocol_reading": ProtocolReadingConfig,
     "recording": RecordingConfig, "handoff": HandoffConfig, "sms": SmsConfig,
     "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
+    "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
 }
 
 
@@ -283,7 +350,7 @@ def _require(value: Any, kind: type) -> Any:
 
 
 _SUBSECTION_CLASSES = {"SmppConfig": SmppConfig, "SmsHttpConfig": SmsHttpConfig,
-                       "SmsSipConfig": SmsSipConfig}
+                       "SmsSipConfig": SmsSipConfig, "SmtpConfig": SmtpConfig}
 
 
 SMS_BACKENDS = ("log", "smpp", "http", "sip")
@@ -488,6 +555,9 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(f"sms.templates.{lang}", f"cannot render: {exc!r}") from None
     _validate_retention(config.retention)
+    _validate_rights(config.rights, g.languages)
+    _validate_web(config.web)
+    _validate_callback(config.callback)
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", "one of DEBUG, INFO, WARNING, ERROR")
     if config.logging.format not in ("json", "text"):
@@ -520,3 +590,101 @@ def _validate_retention(rt: RetentionConfig) -> None:
             raise ConfigError(f"retention.{key}", "must be an absolute path")
     if rt.sweep_interval_seconds < 60:
         raise ConfigError("retention.sweep_interval_seconds", "must be at least 60")
+
+
+MIN_SECRET_LENGTH = 32
+EXPORT_FORMATS = ("mp3", "ogg", "wav")
+
+
+def _check_secret(key: str, value: str) -> None:
+    """A set secret must be long and not a well-known word; empty means 'feature off'."""
+    if value and (value.strip().lower() in WELL_KNOWN_PASSWORDS or len(value) < MIN_SECRET_LENGTH):
+        raise ConfigError(key, f"must be a random secret of at least {MIN_SECRET_LENGTH} characters")
+
+
+def require_secret(config: Config, key: str) -> str:
+    """The secret at dotted ``key`` (e.g. ``rights.identity_key``); ConfigError if unset.
+
+    Commands that need a secret call this at start-up, so a missing one is named
+    before any work is done."""
+    section, _, name = key.partition(".")
+    value = getattr(getattr(config, section), name)
+    if not value:
+        env = f"{ENV_PREFIX}{key}".upper().replace(".", "_")
+        raise ConfigError(key, f"required for this command (set it in the config file or {env})")
+    return value
+
+
+def _validate_rights(r: RightsConfig, languages: tuple[str, ...]) -> None:
+    _check_secret("rights.identity_key", r.identity_key)
+    _check_secret("rights.link_secret", r.link_secret)
+    if r.identity_key and r.identity_key == r.link_secret:
+        raise ConfigError("rights.link_secret", "must differ from rights.identity_key")
+    for key in ("request_due_days", "history_due_days"):
+        if not 1 <= getattr(r, key) <= 365:
+            raise ConfigError(f"rights.{key}", "must be between 1 and 365")
+    if not 0 <= r.due_soon_days <= 30:
+        raise ConfigError("rights.due_soon_days", "must be between 0 and 30")
+    for key in ("export_dir", "history_dir"):
+        if not getattr(r, key).is_absolute():
+            raise ConfigError(f"rights.{key}", "must be an absolute path")
+    if r.export_format not in EXPORT_FORMATS:
+        raise ConfigError("rights.export_format", f"one of {', '.join(EXPORT_FORMATS)}")
+    if not 1 <= r.link_lifetime_hours <= 24 * 30:
+        raise ConfigError("rights.link_lifetime_hours", "must be between 1 and 720")
+    if not 1 <= r.link_max_downloads <= 100:
+        raise ConfigError("rights.link_max_downloads", "must be between 1 and 100")
+    url = urlparse(r.public_base_url)
+    if url.scheme not in ("http", "https") or not url.hostname or not r.public_base_url.endswith("/"):
+        raise ConfigError("rights.public_base_url", "an http(s) URL ending in '/'")
+    for lang in languages:
+        if lang not in r.sms_link_templates:
+            raise ConfigError(f"rights.sms_link_templates.{lang}", "missing template for a configured language")
+    for lang, template in r.sms_link_templates.items():
+        try:
+            template.format(company="X", protocol="2026" + "0" * 13, url="https://x/d/t", expires="01/01/2026 00:00")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"rights.sms_link_templates.{lang}", f"cannot render: {exc!r}") from None
+    m = r.smtp
+    if not 1 <= m.port <= 65535:
+        raise ConfigError("rights.smtp.port", "must be 1..65535")
+    if m.starttls and m.tls:
+        raise ConfigError("rights.smtp.tls", "choose either tls (implicit) or starttls")
+    if m.password:
+        _check_password("rights.smtp.password", m.password)
+    if m.sender and "@" not in m.sender:
+        raise ConfigError("rights.smtp.sender", "an e-mail address")
+    if m.timeout_seconds <= 0:
+        raise ConfigError("rights.smtp.timeout_seconds", "must be > 0")
+
+
+def _validate_web(w: WebConfig) -> None:
+    if not w.host.strip():
+        raise ConfigError("web.host", "an address to listen on (127.0.0.1 by default)")
+    if not 0 < w.port < 65536:
+        raise ConfigError("web.port", "must be a TCP port number")
+    if not 5 <= w.session_minutes <= 24 * 60:
+        raise ConfigError("web.session_minutes", "must be between 5 and 1440")
+    if not 1 <= w.login_max_failures <= 100:
+        raise ConfigError("web.login_max_failures", "must be between 1 and 100")
+    if not 10 <= w.login_window_seconds <= 86400:
+        raise ConfigError("web.login_window_seconds", "must be between 10 and 86400")
+    _check_secret("web.api_token", w.api_token)
+
+
+def _validate_callback(c: CallbackConfig) -> None:
+    try:
+        endpoint = c.endpoint_template.format(number="5511999999999", e164="+5511999999999")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError("callback.endpoint_template", f"cannot render: {exc!r}") from None
+    if "/" not in endpoint or endpoint == c.endpoint_template:
+        raise ConfigError("callback.endpoint_template", "a Tech/resource with {number} or {e164}")
+    for key in ("first_delay_seconds", "retry_delay_seconds"):
+        if not 0 <= getattr(c, key) <= 86400:
+            raise ConfigError(f"callback.{key}", "must be between 0 and 86400")
+    if not 1 <= c.max_attempts <= 10:
+        raise ConfigError("callback.max_attempts", "must be between 1 and 10")
+    if not 5 <= c.ring_timeout_seconds <= 120:
+        raise ConfigError("callback.ring_timeout_seconds", "must be between 5 and 120")
+    if any(not 1 <= cause <= 127 for cause in c.drop_causes):
+        raise ConfigError("callback.drop_causes", "Q.850 cause codes 1..127")

@@ -1,0 +1,1 @@
+"""The ops web page served by ``callproof web`` (docs/customer-rights.md)."""
