@@ -117,16 +117,22 @@ def list_holds_sync(conn: sqlite3.Connection, *, include_released: bool = False)
 def open_request_sync(
     conn: sqlite3.Connection, protocol: str, *, at: str | datetime, reference: str | None = None
 ) -> int:
-    """Hook for customer requests: the recording of ``protocol`` is held while open."""
+    """Hook for customer requests: the recording of ``protocol`` is held while open.
+
+    A bare row (state 'received', no request protocol nor due time); customer
+    requests proper are filed by callproof.rights.requests.file_request_sync."""
+    at = to_db_time(at)
     cur = conn.execute(
-        "INSERT INTO recording_requests (protocol, reference, opened_at) VALUES (?, ?, ?)",
-        (protocol, reference, to_db_time(at)))
+        "INSERT INTO recording_requests (protocol, reference, opened_at, updated_at)"
+        " VALUES (?, ?, ?, ?)", (protocol, reference, at, at))
     return cur.lastrowid
 
 
 def close_request_sync(conn: sqlite3.Connection, request_id: int, *, at: str | datetime) -> None:
+    """Close a hook request ('delivered'): its hold ends after the grace period."""
+    at = to_db_time(at)
     cur = conn.execute(
-        "UPDATE recording_requests SET closed_at = ? WHERE id = ? AND closed_at IS NULL",
-        (to_db_time(at), request_id))
+        "UPDATE recording_requests SET closed_at = ?, state = 'delivered', updated_at = ?"
+        " WHERE id = ? AND closed_at IS NULL", (at, at, request_id))
     if cur.rowcount == 0:
         raise NotFoundError(f"no open recording request {request_id}")
