@@ -109,6 +109,15 @@ class AriSession:
         except ChannelGone:
             pass
 
+    async def originate(self, *, endpoint: str, channel_id: str, app_args: str, caller_id: str = "",
+                        timeout: int = 30) -> None:
+        """Dial ``endpoint`` into this Stasis application (StasisStart when answered)."""
+        kwargs: dict[str, Any] = {"endpoint": endpoint, "channelId": channel_id, "app": self.app,
+                                  "appArgs": app_args, "timeout": timeout}
+        if caller_id:
+            kwargs["callerId"] = caller_id
+        await _call(self._client.channels.originate(**kwargs))
+
     async def channel_exists(self, channel_id: str) -> bool:
         try:
             await _call(self._client.channels.get(channelId=channel_id))

@@ -1,0 +1,314 @@
+"""Dropped-call call-backs: telling a drop from a hang-up, and calling back.
+
+**Drop or hang-up.**  Asterisk reports why a channel ends with a Q.850 cause.
+A caller who hangs up is cleared with 16 (normal clearing); a network that
+loses the call reports e.g. 27, 34, 38, 41, 42, 44, 47, 102 (``[callback]
+drop_causes``).  Only a hang-up the far end asked for counts: a non-*soft*
+``ChannelHangupRequest`` (the channel driver queued it with the far end's
+cause) or ``ChannelDestroyed``.  A *soft* ``ChannelHangupRequest`` was asked
+for inside Asterisk (ARI, AMI, dialplan) and its ``cause`` field is a
+soft-hang-up flag, not a Q.850 cause.  An end with no known cause is never a
+drop.
+
+**When.**  A call is called back when it ended by a drop cause after its
+protocol was allocated (reading it, read, recording) and before the hand-off
+to an agent.  :func:`record_call_end` writes the call's end and the
+call-back in one transaction; :class:`CallbackScheduler` sweeps for any
+dropped call without one at start and every few minutes.
+
+**Calling back.**  :class:`CallbackScheduler` claims due call-backs with a
+lease, and runs one task per call-back: originate through ``[callback]
+endpoint_template`` into our ARI application (``appArgs`` ``callback,<id>``),
+and once answered play the recording announcement and the same protocol, then
+hang up.  Every attempt is recorded; no answer / busy / failure retries after
+``retry_delay_seconds`` up to ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from callproof.config import Config
+from callproof.logs import event
+from callproof.prompts import PromptCatalogue
+from storage.callbacks import (
+    ANSWERED_PLAYED, BUSY, CUSTOMER_HUNG_UP, DROPPED, ELIGIBLE_END_STATUSES, FAILED, NO_ANSWER, Callbacks,
+    Plan, cause_text)
+
+from .ari import AriError, AriSession, ChannelGone
+from .call_events import CallerHungUp, CallInbox
+
+log = logging.getLogger("callproof.callback")
+
+CALLBACK_ARG = "callback"          # first Stasis argument of a call-back channel
+CHANNEL_PREFIX = "callproof-cb-"   # channel ids we give call-back channels
+POLL_SECONDS = 2.0                 # longest wait before looking for due call-backs again
+SWEEP_EVERY_SECONDS = 300.0
+SWEEP_LOOKBACK = timedelta(hours=24)  # the sweep never calls back older drops
+MAX_CONCURRENT = 10
+PLAY_BUDGET_SECONDS = 240          # announcement + protocol, with room to spare
+ANSWER_GRACE_SECONDS = 15          # past ring_timeout before we stop waiting for Asterisk
+
+
+# ------------------------------------------------------------- drop or not
+def far_end_cause(ev: dict[str, Any] | None) -> int | None:
+    """The Q.850 cause of a hang-up the far end asked for, else None (see module doc)."""
+    if not ev:
+        return None
+    kind = ev.get("type")
+    if kind == "ChannelHangupRequest" and ev.get("soft"):
+        return None
+    if kind not in ("ChannelHangupRequest", "ChannelDestroyed"):
+        return None
+    cause = ev.get("cause")
+    return cause if isinstance(cause, int) and not isinstance(cause, bool) else None
+
+
+def is_drop(cause: int | None, config: Config) -> bool:
+    return cause is not None and cause in config.callback.drop_causes
+
+
+async def wait_for_ending(inbox: CallInbox, seconds: float = 1.0) -> dict[str, Any] | None:
+    """The event that ended the call.  When the flow learnt of the end from an
+    ARI answer (404) before the event arrived, wait briefly for the event."""
+    if inbox.ended is None:
+        try:
+            await inbox.wait_for(lambda _e: False, timeout=seconds)
+        except (CallerHungUp, TimeoutError):
+            pass
+    return inbox.ended
+
+
+async def record_call_end(db: Any, config: Config, call_id: int, *, status: str, ended_at: str,
+                          description: str, inbox: CallInbox) -> int | None:
+    """Record the end of a call the caller's side ended, with its Q.850 cause,
+    and schedule its call-back in the same transaction when it was a drop in
+    an eligible phase.  Returns the call-back id, if one was scheduled."""
+    cause = far_end_cause(await wait_for_ending(inbox))
+    changes = {"status": status, "ended_at": ended_at, "hangup_cause": cause_text(description, cause)}
+    cb = config.callback
+    reason = None
+    if cb.enabled and is_drop(cause, config) and status in ELIGIBLE_END_STATUSES:
+        reason = f"dropped q850={cause} in {status}"
+    callback_id = await Callbacks(db).end_call(
+        call_id, changes, schedule_reason=reason,
+        plan=Plan(cb.first_delay_seconds, cb.max_attempts) if reason else None)
+    if callback_id is not None:
+        event(log, "callback.scheduled", call_id=call_id, callback_id=callback_id, cause=cause)
+    elif reason is not None:
+        event(log, "callback.not_scheduled", logging.WARNING, call_id=call_id, cause=cause,
+              why="already scheduled, no protocol, or no callable caller number")
+    return callback_id
+
+
+def is_callback_start(ev: dict[str, Any]) -> bool:
+    args = ev.get("args") or []
+    return ev.get("type") == "StasisStart" and bool(args) and args[0] == CALLBACK_ARG
+
+
+# ----------------------------------------------------------------- dialling
+class PlaybackFailed(Exception):
+    """Asterisk could not play a prompt on the call-back channel."""
+
+
+class _AttemptInbox(CallInbox):
+    """A call-back channel's events; also keeps the far end's hang-up cause."""
+
+    def __init__(self, channel_id: str):
+        super().__init__(channel_id)
+        self.cause: int | None = None
+        self.destroyed = asyncio.Event()
+
+    def push(self, ev: dict[str, Any]) -> None:
+        cause = far_end_cause(ev)
+        if cause is not None and (self.cause is None or ev.get("type") == "ChannelHangupRequest"):
+            self.cause = cause
+        if ev.get("type") == "ChannelDestroyed":
+            self.destroyed.set()
+        super().push(ev)
+
+
+class CallbackScheduler:
+    """Claims due call-backs and calls the customers back, one task per call-back.
+
+    ``ari()`` returns the connected ARI session or None while disconnected; the
+    application routes a call-back channel's events here (:meth:`route`).
+    """
+
+    def __init__(self, config: Config, db: Any, prompts: PromptCatalogue,
+                 ari: Callable[[], AriSession | None], *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), owner: str | None = None):
+        self.config = config
+        self.store = Callbacks(db)
+        self.prompts = prompts
+        self._ari = ari
+        self.clock = clock
+        self.owner = owner or f"callback-{uuid.uuid4().hex[:12]}"
+        self.lease_seconds = config.callback.ring_timeout_seconds + ANSWER_GRACE_SECONDS + PLAY_BUDGET_SECONDS
+        self.inboxes: dict[str, _AttemptInbox] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ----------------------------------------------------------- routing
+    def route(self, ev: dict[str, Any], channel_id: str) -> bool:
+        """True when the event belongs to a call-back channel (and was taken)."""
+        inbox = self.inboxes.get(channel_id)
+        if inbox is not None:
+            inbox.push(ev)
+            return True
+        if is_callback_start(ev) or channel_id.startswith(CHANNEL_PREFIX):
+            if ev.get("type") == "StasisStart":  # a call-back channel no task waits for (restart)
+                self._spawn_hangup(channel_id)
+            return True
+        return False
+
+    def owns(self, channel_id: str) -> bool:
+        return channel_id.startswith(CHANNEL_PREFIX)
+
+    def _spawn_hangup(self, channel_id: str) -> None:
+        ari = self._ari()
+        if ari is not None:
+            task = asyncio.ensure_future(ari.hangup(channel_id))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # -------------------------------------------------------------- loop
+    async def run(self) -> None:
+        cb = self.config.callback
+        plan = Plan(cb.first_delay_seconds, cb.max_attempts)
+        last_sweep = -SWEEP_EVERY_SECONDS
+        try:
+            while True:
+                if time.monotonic() - last_sweep >= SWEEP_EVERY_SECONDS:
+                    last_sweep = time.monotonic()
+                    since = self.clock() - SWEEP_LOOKBACK
+                    swept = await self.store.sweep(drop_causes=cb.drop_causes, since=since, plan=plan)
+                    if swept:
+                        event(log, "callback.swept", scheduled=swept)
+                free = MAX_CONCURRENT - len(self.tasks)
+                if free > 0 and self._ari() is not None:
+                    for row in await self.store.claim(self.owner, free, self.lease_seconds):
+                        task = asyncio.ensure_future(self._attempt(row))
+                        self.tasks[row["id"]] = task
+                        task.add_done_callback(lambda _t, cid=row["id"]: self.tasks.pop(cid, None))
+                await self._sleep_until_due()
+        finally:
+            tasks = list(self.tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _sleep_until_due(self) -> None:
+        delay = POLL_SECONDS
+        due = await self.store.next_due()
+        if due is not None:
+            delay = min(delay, max(0.0, (datetime.fromisoformat(due) - self.clock()).total_seconds()))
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.05))
+        except TimeoutError:
+            pass
+
+    # ----------------------------------------------------------- attempt
+    async def _attempt(self, row: dict[str, Any]) -> None:
+        """One dialling attempt of one call-back, recorded whatever happens."""
+        cb = self.config.callback
+        channel_id = f"{CHANNEL_PREFIX}{row['id']}-{row['attempt']}-{uuid.uuid4().hex[:12]}"
+        inbox = _AttemptInbox(channel_id)
+        self.inboxes[channel_id] = inbox
+        outcome, cause = FAILED, None
+        event(log, "callback.dialling", callback_id=row["id"], attempt=row["attempt"], protocol=row["protocol"])
+        try:
+            async with asyncio.timeout(self.lease_seconds - 10):
+                outcome = await self._call(row, channel_id, inbox)
+        except asyncio.CancelledError:
+            raise  # the lease runs out and the next claim records the attempt as interrupted
+        except (AriError, PlaybackFailed, TimeoutError, OSError) as exc:
+            event(log, "callback.attempt_failed", logging.WARNING, callback_id=row["id"],
+                  error=f"{type(exc).__name__}: {exc}")
+            await self._hang_up(channel_id)
+        except Exception:
+            log.exception("call-back attempt failed", extra={"fields": {"callback_id": row["id"]}})
+            await self._hang_up(channel_id)
+        finally:
+            self.inboxes.pop(channel_id, None)
+        cause = inbox.cause
+        final = await self.store.finish_attempt(row["attempt_id"], owner=self.owner, outcome=outcome, cause=cause,
+                                                retry_delay_seconds=cb.retry_delay_seconds)
+        event(log, "callback.attempt", callback_id=row["id"], attempt=row["attempt"], outcome=outcome,
+              cause=cause, state=final["state"])
+        self.wake()
+
+    async def _call(self, row: dict[str, Any], channel_id: str, inbox: _AttemptInbox) -> str:
+        cb = self.config.callback
+        ari = self._ari()
+        if ari is None:
+            raise AriError("ARI is not connected")
+        destination = row["destination"]
+        endpoint = cb.endpoint_template.format(number=destination.lstrip("+"), e164=destination)
+        await self.store.dialled(row["attempt_id"], channel_id)
+        await ari.originate(endpoint=endpoint, channel_id=channel_id, app_args=f"{CALLBACK_ARG},{row['id']}",
+                            caller_id=cb.caller_id, timeout=cb.ring_timeout_seconds)
+        try:
+            await inbox.wait_for(lambda e: e.get("type") == "StasisStart",
+                                 timeout=cb.ring_timeout_seconds + ANSWER_GRACE_SECONDS)
+        except CallerHungUp:
+            await self._settle(inbox)
+            return self._unanswered(inbox.cause)
+        except TimeoutError:
+            await self._hang_up(channel_id)
+            return NO_ANSWER
+        await self.store.answered(row["attempt_id"])
+        language = self.prompts.resolve_language(row["language"] or None)
+        groups = self.config.protocol_reading.groups
+        try:
+            await self._play(ari, inbox, channel_id, [self.prompts.prompt("consent", language).media], "consent")
+            media = self.prompts.protocol_reading_media(language, row["protocol"], groups)
+            for _ in range(1 + self.config.protocol_reading.repeat):
+                await self._play(ari, inbox, channel_id, media, "protocol")
+        except (CallerHungUp, ChannelGone):
+            await self._settle(inbox)
+            return DROPPED if is_drop(inbox.cause, self.config) else CUSTOMER_HUNG_UP
+        await ari.hangup(channel_id)
+        return ANSWERED_PLAYED
+
+    @staticmethod
+    def _unanswered(cause: int | None) -> str:
+        if cause == 17:
+            return BUSY
+        if cause in (None, 0, 16, 18, 19, 20, 21):  # not answered / timed out / rejected
+            return NO_ANSWER
+        return FAILED
+
+    async def _settle(self, inbox: _AttemptInbox) -> None:
+        """Wait briefly for ChannelDestroyed, which carries the final cause."""
+        try:
+            await asyncio.wait_for(inbox.destroyed.wait(), timeout=2)
+        except TimeoutError:
+            pass
+
+    async def _play(self, ari: AriSession, inbox: CallInbox, channel_id: str, media: list[str], what: str) -> None:
+        playback_id = f"cp-callback-{what}-{uuid.uuid4().hex}"
+        await ari.play(channel_id, media, playback_id)
+        finished = await inbox.wait_for(lambda e: e.get("type") == "PlaybackFinished"
+                                        and (e.get("playback") or {}).get("id") == playback_id)
+        state = (finished.get("playback") or {}).get("state")
+        if state != "done":
+            if inbox.ended is not None:
+                raise CallerHungUp(f"playback {state} at hangup")
+            raise PlaybackFailed(f"{what} playback ended in state {state!r} (media {media[0]!r})")
+
+    async def _hang_up(self, channel_id: str) -> None:
+        ari = self._ari()
+        if ari is not None:
+            try:
+                await ari.hangup(channel_id)
+            except AriError:
+                log.debug("hang-up of %s refused", channel_id, exc_info=True)
