@@ -31,6 +31,7 @@ from storage.retention import RetentionChoice, choose_class, retention_until
 
 from .ari import AriSession, ChannelGone
 from .call_events import CallerHungUp, CallInbox
+from .callback import record_call_end
 from .recorder import Recorder, RecordingError
 
 log = logging.getLogger("callproof.flow")
@@ -305,7 +306,9 @@ class CallFlow:
             return
         status = ABANDONED_IN.get(self.status or "", self.status)
         self.status, self.outcome = status, status
-        await self.s.db.calls.update(self.call_id, status=status, ended_at=iso(self.s.clock()), hangup_cause=cause)
+        # The end, with its Q.850 cause, and a call-back if it was a network drop (ari_app/callback.py).
+        await record_call_end(self.s.db, self.s.config, self.call_id, status=status,
+                              ended_at=iso(self.s.clock()), description=cause, inbox=self.inbox)
         event(log, "call.caller_left", channel=self.channel_id, protocol=self.protocol, status=status, cause=cause)
 
     async def fail(self, exc: Exception) -> None:
