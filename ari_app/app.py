@@ -26,6 +26,7 @@ from storage import Database
 from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
 from .flow import CallFlow, Services, iso
+from .callback import CallbackScheduler
 from .recorder import AmiLink, Recorder, finalise_recording
 
 log = logging.getLogger("callproof.app")
@@ -58,6 +59,7 @@ class Application:
         self._hangup_causes: dict[str, str | None] = {}
         self.connected = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        self.callbacks: CallbackScheduler | None = None  # [callback] enabled: calls back dropped calls
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -74,6 +76,10 @@ class Application:
         if cfg.retention.sweep_in_run:  # "running alongside": cron/timer not needed
             from callproof.retention import periodic_sweep
             self._spawn(periodic_sweep(cfg))
+        if cfg.callback.enabled:
+            self.callbacks = CallbackScheduler(cfg, self.db, self.prompts, clock=self.clock,
+                                               ari=lambda: self.ari if self.connected.is_set() else None)
+            self._spawn(self.callbacks.run())
 
     async def stop(self) -> None:
         for task in list(self.tasks.values()):
@@ -132,6 +138,8 @@ class Application:
         channel_id = channel_id_of(ev)
         if channel_id is None:
             return
+        if self.callbacks is not None and self.callbacks.route(ev, channel_id):
+            return  # a call-back channel (ari_app/callback.py)
         if kind == "StasisStart":
             self._start_flow(ev)
             return
@@ -214,7 +222,7 @@ class Application:
         assert self.ari is not None
         kept = set(await self.ari.application_channel_ids())
         for channel_id in kept:
-            if channel_id in self.tasks:
+            if channel_id in self.tasks or (self.callbacks is not None and self.callbacks.owns(channel_id)):
                 continue
             channel = await self.ari.get_channel(channel_id)
             if channel is not None:
