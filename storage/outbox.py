@@ -217,6 +217,10 @@ def claim_for_send_sync(
     ('expired') in the same transaction, with no attempt.  Each returned row
     carries ``attempt_id``, ``attempt_no``, ``idempotency_key`` and
     ``previous_unknown`` (see :func:`begin_attempt_sync`).
+
+    A fixed number of statements per claim, whatever its size (the lease is
+    an ``UPDATE ... RETURNING``, the attempts one multi-row ``INSERT ...
+    RETURNING``): the sender's cost per message is what bounds its rate.
     """
     now, lease_until = _lease_times(owner, limit, lease_seconds, now)
     with immediate(conn):
@@ -227,43 +231,53 @@ def claim_for_send_sync(
         if max_age_seconds is not None:
             oldest = to_db_time(parse_db_time(now) - timedelta(seconds=max_age_seconds))
             expired = [r[0] for r in conn.execute(
-                f"SELECT id FROM sms_outbox WHERE id IN ({marks}) AND created_at < ?", (*ids, oldest))]
+                "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
+                " next_attempt_at = NULL, updated_at = ?,"
+                f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
+                f" WHERE id IN ({marks}) AND created_at < ? RETURNING id", (now, *ids, oldest))]
             if expired:
-                emarks = ", ".join("?" for _ in expired)
-                conn.execute(
-                    "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
-                    " next_attempt_at = NULL, updated_at = ?,"
-                    f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
-                    f" WHERE id IN ({emarks})", (now, *expired))
-                ids = [i for i in ids if i not in set(expired)]
+                gone = set(expired)
+                ids = [i for i in ids if i not in gone]
                 if not ids:
                     return []
                 marks = ", ".join("?" for _ in ids)
-        conn.execute(
+        rows = fetch_all(conn.execute(
             "UPDATE sms_outbox SET state = 'sending', lease_owner = ?, lease_until = ?,"
             " attempts = attempts + 1, updated_at = ?,"
             " idempotency_key = coalesce(idempotency_key, 'cp-' || protocol || '-' || id)"
-            f" WHERE id IN ({marks})",
+            f" WHERE id IN ({marks}) RETURNING *",
             (owner, lease_until, now, *ids),
-        )
-        unknown = {r[0] for r in conn.execute(
-            f"SELECT DISTINCT outbox_id FROM sms_attempts WHERE outbox_id IN ({marks})"
-            " AND outcome IN ('in_flight', 'unknown')", ids)}
-        conn.execute(
-            "UPDATE sms_attempts SET outcome = 'unknown', finished_at = ?, reason = ?"
-            f" WHERE outbox_id IN ({marks}) AND outcome = 'in_flight'", (now, UNKNOWN_REASON, *ids))
-        counts = dict(conn.execute(
-            f"SELECT outbox_id, count(*) FROM sms_attempts WHERE outbox_id IN ({marks})"
-            " GROUP BY outbox_id", ids).fetchall())
-        rows = fetch_all(conn.execute(f"SELECT * FROM sms_outbox WHERE id IN ({marks}) ORDER BY id", ids))
+        ))
+        rows.sort(key=lambda r: r["id"])
+        # earlier attempts of these rows: how many, and whether one is (or was left) unresolved
+        earlier = {oid: (count, unresolved, in_flight) for oid, count, unresolved, in_flight in conn.execute(
+            "SELECT outbox_id, count(*), sum(outcome IN ('in_flight', 'unknown')),"
+            f" sum(outcome = 'in_flight') FROM sms_attempts WHERE outbox_id IN ({marks})"
+            " GROUP BY outbox_id", ids)}
+        if any(v[2] for v in earlier.values()):
+            conn.execute(
+                "UPDATE sms_attempts SET outcome = 'unknown', finished_at = ?, reason = ?"
+                f" WHERE outbox_id IN ({marks}) AND outcome = 'in_flight'", (now, UNKNOWN_REASON, *ids))
+        params: list = []
         for row in rows:
-            no = counts.get(row["id"], 0) + 1
-            cur = conn.execute(
+            count, unresolved, _ = earlier.get(row["id"], (0, 0, 0))
+            row["attempt_no"] = count + 1
+            row["previous_unknown"] = bool(unresolved)
+            params += (row["id"], count + 1, row["idempotency_key"], backend, owner, now)
+        # at most _ATTEMPT_CHUNK rows per INSERT (SQLite allows 32,766 parameters)
+        attempt_ids: dict[int, int] = {}
+        for i in range(0, len(rows), _ATTEMPT_CHUNK):
+            part = params[i * 6:(i + _ATTEMPT_CHUNK) * 6]
+            values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in range(len(part) // 6))
+            attempt_ids.update(conn.execute(
                 "INSERT INTO sms_attempts (outbox_id, attempt_no, idempotency_key, backend, owner,"
-                " started_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (row["id"], no, row["idempotency_key"], backend, owner, now))
-            row.update(attempt_id=cur.lastrowid, attempt_no=no, previous_unknown=row["id"] in unknown)
+                f" started_at) VALUES {values} RETURNING outbox_id, id", part))
+        for row in rows:
+            row["attempt_id"] = attempt_ids[row["id"]]
         return rows
+
+
+_ATTEMPT_CHUNK = 5000
 
 
 def finish_attempt_sync(
@@ -295,15 +309,25 @@ def finish_attempts_sync(
     """Group commit: several :func:`finish_attempt_sync` calls in one transaction.
 
     ``items`` are ``(attempt_id, keyword arguments of finish_attempt_sync)``.
-    Each item runs in its own SAVEPOINT, so one that is refused (lease lost to
-    another sender, bad arguments) is rolled back alone and the others commit;
-    each item is still all-or-nothing (answer and row state together), and a
-    crash before the COMMIT leaves every attempt of the group 'in_flight'
-    (it becomes 'unknown' when its row is claimed again).  Returns, per item,
-    None or the exception that refused it.
+    Each item is all-or-nothing (answer and row state together), one that is
+    refused (lease lost to another sender, bad arguments) is rolled back
+    alone and the others commit, and a crash before the COMMIT leaves every
+    attempt of the group 'in_flight' (it becomes 'unknown' when its row is
+    claimed again).  Returns, per item, None or the exception that refused it.
+
+    The usual group (every write-back allowed) costs one ``executemany`` per
+    kind of answer; only when one of them is refused is the group replayed
+    item by item, each in its own SAVEPOINT, to find and report it.
     """
     results: list[Exception | None] = []
     with immediate(conn):
+        if len(items) > 1:
+            conn.execute("SAVEPOINT finish_group")
+            if _finish_group(conn, items):
+                conn.execute("RELEASE finish_group")
+                return [None] * len(items)
+            conn.execute("ROLLBACK TO finish_group")
+            conn.execute("RELEASE finish_group")
         for attempt_id, kwargs in items:
             conn.execute("SAVEPOINT finish_attempt")
             try:
@@ -315,6 +339,84 @@ def finish_attempts_sync(
                 results.append(None)
             conn.execute("RELEASE finish_attempt")
     return results
+
+
+# The row updates of _finish_attempt_in_tx, one statement per kind of answer, the
+# row found through its attempt; each also checks the row is still 'sending' and ours.
+_OWNED = (" WHERE id = (SELECT outbox_id FROM sms_attempts WHERE id = ?) AND state = 'sending'"
+          " AND (lease_owner IS NULL OR lease_owner = ?)")
+_GROUP_SQL = {
+    "sent": "UPDATE sms_outbox SET state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
+            " reason = NULL, updated_at = ?, lease_owner = NULL, lease_until = NULL" + _OWNED,
+    "throttled": "UPDATE sms_outbox SET state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
+                 " attempts = max(attempts - 1, 0), throttled = throttled + 1,"
+                 " lease_owner = NULL, lease_until = NULL" + _OWNED,
+    "pending": "UPDATE sms_outbox SET state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
+               " lease_owner = NULL, lease_until = NULL" + _OWNED,
+    "dead": "UPDATE sms_outbox SET state = 'dead', reason = ?, next_attempt_at = NULL, updated_at = ?,"
+            " lease_owner = NULL, lease_until = NULL" + _OWNED,
+}
+
+
+def _finish_group(conn: sqlite3.Connection, items: list[tuple[int, dict]]) -> bool:
+    """The whole group with one statement per kind; False (caller rolls back)
+    as soon as any item would be refused, so the slow path can say which."""
+    times: dict = {}
+
+    def db_time(value: str | datetime) -> str:
+        t = times.get(value)
+        if t is None:
+            t = times[value] = to_db_time(value)
+        return t
+
+    attempts: list[tuple] = []
+    rows: dict[str, list[tuple]] = {k: [] for k in _GROUP_SQL}
+    accepted: list[tuple[int, str]] = []
+    for attempt_id, kw in items:
+        outcome, state = kw.get("outcome"), kw.get("row_state")
+        if (outcome not in ATTEMPT_OUTCOMES or state not in ("sent", "pending", "dead")
+                or (state == "pending" and kw.get("next_attempt_at") is None)
+                or not set(kw) <= _FINISH_KEYS):
+            return False
+        now, owner, gw, reason = db_time(kw["now"]), kw["owner"], kw.get("gateway_message_id"), kw.get("reason")
+        attempts.append((outcome, now, gw, reason, attempt_id))
+        if state == "sent":
+            rows["sent"].append((gw, now, attempt_id, owner))
+            if gw:
+                accepted.append((attempt_id, gw))
+        elif state == "pending":
+            kind = "throttled" if outcome == "throttled" else "pending"
+            rows[kind].append((reason or ("throttled" if kind == "throttled" else outcome),
+                               db_time(kw["next_attempt_at"]), now, attempt_id, owner))
+        else:
+            rows["dead"].append((reason or outcome, now, attempt_id, owner))
+    for kind, params in rows.items():
+        if params and conn.executemany(_GROUP_SQL[kind], params).rowcount != len(params):
+            return False  # a row not ours or no longer 'sending' (or a missing attempt)
+    if conn.executemany(
+            "UPDATE sms_attempts SET outcome = ?, finished_at = ?, gateway_message_id = ?,"
+            " reason = ? WHERE id = ?", attempts).rowcount != len(attempts):
+        return False
+    # receipts that raced ahead of their acceptance (rare: look only when one is waiting)
+    if accepted and conn.execute("SELECT 1 FROM sms_dlrs WHERE outbox_id IS NULL LIMIT 1").fetchone():
+        for attempt_id, gw in accepted:
+            (oid,) = conn.execute("SELECT outbox_id FROM sms_attempts WHERE id = ?", (attempt_id,)).fetchone()
+            _attach_early_receipts(conn, oid, gw)
+    return True
+
+
+_FINISH_KEYS = {"outcome", "row_state", "now", "owner", "gateway_message_id", "reason", "next_attempt_at"}
+
+
+def _attach_early_receipts(conn: sqlite3.Connection, oid: int, gateway_message_id: str) -> None:
+    """Receipts stored before the acceptance they belong to was written."""
+    conn.execute("UPDATE sms_dlrs SET outbox_id = ? WHERE outbox_id IS NULL"
+                 " AND gateway_message_id = ?", (oid, gateway_message_id))
+    last = conn.execute("SELECT status, received_at FROM sms_dlrs WHERE outbox_id = ?"
+                        " ORDER BY id DESC LIMIT 1", (oid,)).fetchone()
+    if last is not None:
+        conn.execute("UPDATE sms_outbox SET dlr_state = ?, dlr_at = ? WHERE id = ?",
+                     (last[0], last[1], oid))
 
 
 def _finish_attempt_in_tx(
@@ -350,13 +452,7 @@ def _finish_attempt_in_tx(
                 "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
                 " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
         if gateway_message_id:  # a receipt may have raced ahead of the acceptance
-            conn.execute("UPDATE sms_dlrs SET outbox_id = ? WHERE outbox_id IS NULL"
-                         " AND gateway_message_id = ?", (oid, gateway_message_id))
-            last = conn.execute("SELECT status, received_at FROM sms_dlrs WHERE outbox_id = ?"
-                                " ORDER BY id DESC LIMIT 1", (oid,)).fetchone()
-            if last is not None:
-                conn.execute("UPDATE sms_outbox SET dlr_state = ?, dlr_at = ? WHERE id = ?",
-                             (last[0], last[1], oid))
+            _attach_early_receipts(conn, oid, gateway_message_id)
     elif row_state == "pending" and outcome == "throttled":
         _finish(conn, oid, owner, ("sending",),
                 "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
