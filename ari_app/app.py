@@ -27,6 +27,7 @@ from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
 from .flow import CallFlow, Services, iso
 from .callback import CallbackScheduler
+from .ivr_request import RequestIvrFlow, is_request_ivr
 from .recorder import AmiLink, Recorder, finalise_recording
 
 log = logging.getLogger("callproof.app")
@@ -153,7 +154,9 @@ class Application:
             return
         inbox = CallInbox(channel_id)
         self.inboxes[channel_id] = inbox
-        flow = CallFlow(self._services(), inbox, start_event)
+        # The request IVR (Stasis argument 'request-ivr', ari_app/ivr_request.py) or an inbound call.
+        flow_class = RequestIvrFlow if is_request_ivr(start_event) else CallFlow
+        flow = flow_class(self._services(), inbox, start_event)
         self.flows[channel_id] = flow
         task = asyncio.ensure_future(self._run_flow(flow))
         self.tasks[channel_id] = task

@@ -96,6 +96,26 @@ class AriSession:
     async def set_variable(self, channel_id: str, name: str, value: str) -> None:
         await _call(self._client.channels.setChannelVar(channelId=channel_id, variable=name, value=value))
 
+    async def get_variable(self, channel_id: str, name: str) -> str | None:
+        """A channel variable's value; None when it is not set (ARI answers 404)."""
+        try:
+            reply = await self._client.channels.getChannelVar(channelId=channel_id, variable=name)
+        except web_exceptions.HTTPNotFound:
+            return None
+        except web_exceptions.HTTPConflict as exc:
+            raise ChannelGone(str(getattr(exc, "text", exc))) from None
+        except web_exceptions.HTTPError as exc:
+            raise AriError(f"{exc.status_code}: {getattr(exc, 'text', exc)}") from None
+        value = reply.get("value") if isinstance(reply, dict) else getattr(reply, "json", {}).get("value")
+        return None if value is None else str(value)
+
+    async def stop_playback(self, playback_id: str) -> None:
+        """Stop a playback (e.g. the caller started typing); already finished is fine."""
+        try:
+            await _call(self._client.playbacks.stop(playbackId=playback_id))
+        except ChannelGone:
+            pass
+
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int) -> None:
         await _call(
             self._client.channels.continueInDialplan(

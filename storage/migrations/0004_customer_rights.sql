@@ -175,3 +175,39 @@ CREATE TABLE web_login_failures (
     at          TEXT NOT NULL
 );
 CREATE INDEX web_login_failures_user ON web_login_failures (username, at);
+
+-- The phone entry for recording requests (ari_app/ivr_request.py, docs/ivr.md):
+-- one row per IVR call, written step by step so a hang-up at any point leaves a
+-- truthful record.  Only the accepted protocol (17 digits of an existing call) is
+-- kept of what the caller typed; request_id is set only once a request was filed.
+CREATE TABLE ivr_request_calls (
+    id                  INTEGER PRIMARY KEY,
+    channel_id          TEXT NOT NULL UNIQUE CHECK (channel_id <> ''),
+    caller_number       TEXT CHECK (caller_number IS NULL OR (
+                            caller_number GLOB '+[1-9]*'
+                            AND substr(caller_number, 2) NOT GLOB '*[^0-9]*')),
+    language            TEXT NOT NULL,
+    started_at          TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN (
+                            'consent_playing', 'abandoned_in_consent', 'collecting',
+                            'abandoned_in_entry', 'not_found', 'filed', 'completed', 'failed')),
+    consent_prompt      TEXT,
+    consent_sha256      TEXT CHECK (consent_sha256 IS NULL OR (
+                            length(consent_sha256) = 64 AND consent_sha256 NOT GLOB '*[^0-9a-f]*')),
+    consent_started_at  TEXT,
+    consent_finished_at TEXT,
+    consent_outcome     TEXT CHECK (consent_outcome IS NULL OR consent_outcome IN ('finished', 'caller_left')),
+    attempts            INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    last_problem        TEXT CHECK (last_problem IS NULL OR last_problem IN (
+                            'no_digits', 'wrong_length', 'unknown_protocol')),
+    call_protocol       TEXT CHECK (call_protocol IS NULL OR (
+                            length(call_protocol) = 17 AND call_protocol NOT GLOB '*[^0-9]*')),
+    request_id          INTEGER REFERENCES recording_requests (id),
+    request_read_count  INTEGER NOT NULL DEFAULT 0 CHECK (request_read_count >= 0),
+    ended_at            TEXT,
+    hangup_cause        TEXT,
+    error               TEXT,
+    updated_at          TEXT NOT NULL,
+    CHECK (request_id IS NULL OR call_protocol IS NOT NULL)
+);
+CREATE INDEX ivr_request_calls_unfinished ON ivr_request_calls (started_at) WHERE ended_at IS NULL;

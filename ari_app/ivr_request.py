@@ -1,0 +1,409 @@
+"""The phone entry for recording requests: the caller types a protocol with DTMF.
+
+    announcement → "type the protocol, then #" → digits → request filed (channel 'ivr')
+    → "registered" / "an agent will check your identity" → the request's own protocol read aloud
+    → back to the dialplan ([callproof-request-done])
+
+The dialplan enters it with ``Stasis(<app>,request-ivr,<language>)`` (context
+``[callproof-request-entry]`` in dialplan/callproof.conf); :func:`is_request_ivr`
+tells the application to run this flow instead of the inbound call flow.
+
+Rules the code keeps (docs/ivr.md):
+
+* The caller hears ``request-consent`` before anything else, in full (keys do not
+  skip it).  This contact is not audio-recorded -- there is no conversation; its
+  evidence is the ``ivr_request_calls`` row, the request row and the audit log --
+  so the announcement says what is kept rather than "this call is recorded".
+* Digits: only ``0``-``9`` count, ``#`` ends the entry, ``*`` starts it again,
+  anything else is ignored; keys typed before the prompt started are ignored,
+  keys typed while it plays stop it.  Exactly 17 digits, at most
+  :attr:`RequestIvrFlow.max_attempts` tries; a wrong length or a protocol that is
+  not a call's gets "not found" and another try.
+* Nothing the caller typed reaches storage except an accepted protocol (17 ASCII
+  digits of an existing call).  No request is filed unless the protocol was
+  fully entered and accepted; every step is persisted before the next one, so a
+  hang-up at any point leaves a truthful ``ivr_request_calls`` row.
+* ``received`` when the calling number (E.164) is the call's caller number,
+  else ``needs_identity_check`` (callproof/rights/requests.py decides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from callproof import callsteps
+from callproof.callsteps import iso
+from callproof.logs import event
+from callproof.numbers import normalise_caller
+from callproof.rights.requests import FiledRequest, file_request_sync
+from storage.errors import NotFoundError
+from storage.ivr_requests import IvrRequestCalls
+
+from .ari import ChannelGone
+from .call_events import CallerHungUp, CallInbox
+from .flow import CallTimings, PlaybackFailed, Services
+
+log = logging.getLogger("callproof.ivr_request")
+
+#: First Stasis argument that selects this flow (dialplan/callproof.conf).
+REQUEST_IVR_ARG = "request-ivr"
+#: Where the caller goes when the IVR is done (CALLPROOF_STATUS says how it went).
+DONE_CONTEXT = "callproof-request-done"
+PROTOCOL_DIGITS = 17
+DIGITS = frozenset("0123456789")
+
+# Status a row is left in when the caller hangs up during a step ('filed' stays
+# 'filed': the request exists whether or not they heard its whole protocol).
+ABANDONED_IN = {"consent_playing": "abandoned_in_consent", "collecting": "abandoned_in_entry"}
+FINAL_STATUSES = frozenset({"completed", "not_found", "failed", "abandoned_in_consent", "abandoned_in_entry"})
+
+
+def is_request_ivr(start_event: dict[str, Any]) -> bool:
+    """True for a channel the dialplan sent to the request IVR.
+
+    A fresh StasisStart carries the Stasis arguments; a channel resumed after an
+    ARI reconnect does not, so its dialplan location (``app_data`` of the
+    running Stasis application) is read instead."""
+    args = start_event.get("args") or []
+    if args:
+        return str(args[0]) == REQUEST_IVR_ARG
+    dialplan = (start_event.get("channel") or {}).get("dialplan") or {}
+    if str(dialplan.get("app_name", "")).lower() != "stasis":
+        return False
+    parts = str(dialplan.get("app_data") or "").split(",")
+    return len(parts) > 1 and parts[1].strip() == REQUEST_IVR_ARG
+
+
+class DigitEntry:
+    """The keys of one protocol entry.  Pure: no I/O, unit-tested on its own.
+
+    Only ASCII ``0``-``9`` are kept (at most one more than a protocol has, so a
+    long entry is known to be too long without storing it); ``#`` finishes,
+    ``*`` asks to start again, every other key is ignored."""
+
+    def __init__(self) -> None:
+        self._digits: list[str] = []
+        self.count = 0  # digits pressed, including those beyond what is kept
+
+    def press(self, key: Any) -> str:
+        """``'digit'``, ``'finish'``, ``'restart'`` or ``'ignored'``."""
+        if not isinstance(key, str) or len(key) != 1:
+            return "ignored"
+        if key in DIGITS:
+            self.count += 1
+            if len(self._digits) <= PROTOCOL_DIGITS:
+                self._digits.append(key)
+            return "digit"
+        if key == "#":
+            return "finish"
+        if key == "*":
+            return "restart"
+        return "ignored"
+
+    def problem(self) -> str | None:
+        """None for a protocol-shaped entry, else ``no_digits`` / ``wrong_length``."""
+        if self.count == 0:
+            return "no_digits"
+        if self.count != PROTOCOL_DIGITS:
+            return "wrong_length"
+        return None
+
+    @property
+    def protocol(self) -> str:
+        """The 17 digits; ValueError unless :meth:`problem` is None."""
+        if self.problem() is not None:
+            raise ValueError(f"not a protocol entry ({self.problem()})")
+        return "".join(self._digits)
+
+
+class RequestIvrFlow:
+    """One call into the request IVR; same shape as :class:`ari_app.flow.CallFlow`
+    (``run``, ``channel``, ``channel_id``, ``outcome``, ``timings``) so the
+    application runs and observes both alike."""
+
+    max_attempts = 3
+    first_digit_timeout = 10.0   # seconds after the prompt ended, before any digit
+    inter_digit_timeout = 5.0    # seconds between digits; expiry ends the entry
+    max_restarts = 5             # '*' presses honoured per try
+    prompt_timeout = 180.0       # a playback that never reports its end is a failure
+
+    def __init__(self, services: Services, inbox: CallInbox, start_event: dict[str, Any]):
+        self.s = services
+        self.inbox = inbox
+        self.repo = IvrRequestCalls(services.db)
+        self.channel: dict[str, Any] = start_event["channel"]
+        self.args: list[str] = list(start_event.get("args") or [])
+        self.channel_id: str = self.channel["id"]
+        self.ivr_id: int | None = None
+        self.call_id: int | None = None  # no inbound-call row: this is not a call through the main flow
+        self.status: str | None = None
+        self.language: str = services.config.general.default_language
+        self.caller_number: str | None = None
+        self.started_at: datetime = services.clock()
+        self.attempts = 0
+        self.request: FiledRequest | None = None
+        self.protocol: str | None = None        # the request's own protocol, once filed
+        self.request_state: str | None = None
+        self.played: list[str] = []             # what the caller was played, by prompt name, in order
+        self.outcome: str | None = None
+        self.timings = CallTimings()
+        self.timings.mark("stasis_start")
+
+    # ------------------------------------------------------------------ run
+    async def run(self) -> None:
+        try:
+            await self.enter()
+            if self.status in FINAL_STATUSES:
+                self.outcome = self.status
+                return
+            await self.play_consent()
+            if self.status == "collecting":
+                await self.collect_and_file()
+            if self.status == "filed":
+                await self.announce()
+                await self.finish("ok")
+            elif self.status == "not_found":
+                await self.give_up()
+        except (CallerHungUp, ChannelGone) as exc:
+            await self.caller_left(getattr(exc, "cause", None) or str(exc))
+        except asyncio.CancelledError:
+            event(log, "ivr.interrupted", channel=self.channel_id, status=self.status)
+            raise
+        except Exception as exc:
+            log.exception("request IVR failed", extra={"fields": {"channel": self.channel_id}})
+            await self.fail(exc)
+        finally:
+            event(log, "ivr.timings", channel=self.channel_id, outcome=self.outcome,
+                  request_protocol=self.protocol, **self.timings.relative_ms())
+
+    # ---------------------------------------------------------------- steps
+    async def enter(self) -> None:
+        """Create (or, after an ARI reconnect, load) the row; answer."""
+        existing = await self.repo.get_by_channel(self.channel_id)
+        if existing is not None:
+            self.ivr_id, self.status = existing["id"], existing["status"]
+            self.language, self.caller_number = existing["language"], existing["caller_number"]
+            self.attempts = existing["attempts"]
+            if existing["request_id"] is not None:
+                summary = await self.repo.request_summary(existing["request_id"])
+                if summary is not None:
+                    self.protocol, self.request_state = summary["request_protocol"], summary["state"]
+            event(log, "ivr.resumed", channel=self.channel_id, status=self.status)
+            return
+        asked = self.args[1] if len(self.args) > 1 else ""
+        self.language = callsteps.choose_language(self.s.config, self.s.prompts, asked,
+                                                  self.channel.get("language"))
+        raw = str((self.channel.get("caller") or {}).get("number") or "")
+        self.caller_number = normalise_caller(raw, self.s.config.general.phone_region).e164
+        answer = self._answer_if_needed()
+        self.ivr_id, _ = await asyncio.gather(
+            self.repo.create(channel_id=self.channel_id, caller_number=self.caller_number,
+                             language=self.language, started_at=iso(self.started_at)),
+            answer)
+        self.status = "consent_playing"
+        event(log, "ivr.entered", channel=self.channel_id, ivr_id=self.ivr_id, language=self.language)
+
+    async def _answer_if_needed(self) -> None:
+        if self.channel.get("state") != "Up":
+            await self.s.ari.answer(self.channel_id)
+
+    async def play_consent(self) -> None:
+        """What this contact keeps, in full, before anything else."""
+        if self.status != "consent_playing":
+            return
+        prompt = self.s.prompts.prompt("request-consent", self.language)
+        await self.repo.update(self.ivr_id, consent_prompt=prompt.name, consent_sha256=prompt.sha256,
+                               consent_started_at=iso(self.s.clock()))
+        try:
+            await self._play([prompt.media], "request-consent")
+        except (CallerHungUp, ChannelGone):
+            await self.repo.update(self.ivr_id, consent_outcome="caller_left",
+                                   consent_finished_at=iso(self.s.clock()))
+            raise
+        self.status = "collecting"
+        await self.repo.update(self.ivr_id, consent_outcome="finished", consent_finished_at=iso(self.s.clock()),
+                               status="collecting")
+
+    async def collect_and_file(self) -> None:
+        """Up to ``max_attempts`` entries; the first accepted one files the request."""
+        media = ["request-enter"]
+        while self.attempts < self.max_attempts:
+            entry = await self._collect_entry(media)
+            self.attempts += 1
+            problem = entry.problem()
+            if problem is None:
+                filed = await self._file(entry.protocol)
+                if filed is not None:
+                    return
+                problem = "unknown_protocol"
+            await self.repo.update(self.ivr_id, attempts=self.attempts, last_problem=problem)
+            event(log, "ivr.entry_rejected", channel=self.channel_id, problem=problem, digits=entry.count,
+                  attempt=self.attempts)
+            media = ["request-enter"] if problem == "no_digits" else ["request-not-found", "request-enter"]
+        self.status = "not_found"
+        await self.repo.update(self.ivr_id, status="not_found")
+
+    async def _file(self, protocol: str) -> FiledRequest | None:
+        """File the request for an accepted protocol; None when no call has it."""
+        try:
+            filed = await self.s.db.run_in_connection(
+                file_request_sync, self.s.config, call_protocol=protocol, channel="ivr", actor="ivr",
+                now=self.s.clock(), requester_number=self.caller_number)
+        except NotFoundError:
+            return None
+        self.request, self.protocol, self.request_state = filed, filed.request_protocol, filed.state
+        self.status = "filed"
+        await self.repo.update(self.ivr_id, attempts=self.attempts, last_problem=None, call_protocol=protocol,
+                               request_id=filed.id, status="filed")
+        self.timings.mark("request_filed")
+        event(log, "ivr.request_filed", channel=self.channel_id, call_protocol=protocol,
+              request_protocol=filed.request_protocol, state=filed.state, created=filed.created)
+        return filed
+
+    async def announce(self) -> None:
+        """Which outcome, then the request's own protocol (read like a call's)."""
+        if self.protocol is None:
+            raise RuntimeError("request filed but its protocol is unknown")
+        cfg = self.s.config.protocol_reading
+        outcome = "request-identity-check" if self.request_state == "needs_identity_check" else "request-received"
+        reading = self.s.prompts.protocol_reading_media(self.language, self.protocol, cfg.groups)
+        first = [self.s.prompts.prompt(outcome, self.language).media, *reading]
+        for readings, media in enumerate([first] + [reading] * cfg.repeat, start=1):
+            await self._play(media, outcome if readings == 1 else "request-protocol")
+            await self.repo.update(self.ivr_id, request_read_count=readings)
+        self.timings.mark("request_protocol_read")
+
+    async def give_up(self) -> None:
+        await self._play([self.s.prompts.prompt("request-give-up", self.language).media], "request-give-up")
+        await self.finish("not_found")
+
+    async def finish(self, status: str) -> None:
+        """Hand the channel back to the dialplan with the outcome in channel variables."""
+        state = self.request_state if status == "ok" and self.request_state else "not_filed"
+        await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_PROTOCOL", self.protocol or "")
+        await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_STATE", state)
+        await self.s.ari.set_variable(self.channel_id, "CALLPROOF_STATUS", status)
+        await self.s.ari.continue_in_dialplan(self.channel_id, DONE_CONTEXT, "s", 1)
+        final = "completed" if status == "ok" else "not_found"
+        self.status, self.outcome = final, final
+        await self.repo.update(self.ivr_id, status=final, ended_at=iso(self.s.clock()))
+        event(log, "ivr.done", channel=self.channel_id, status=final, request_protocol=self.protocol,
+              request_state=state)
+
+    # ------------------------------------------------------------ endings
+    async def caller_left(self, cause: str) -> None:
+        status = ABANDONED_IN.get(self.status or "", self.status)
+        self.status, self.outcome = status, status
+        if self.ivr_id is None:
+            return
+        await self.repo.update(self.ivr_id, status=status, attempts=self.attempts, ended_at=iso(self.s.clock()),
+                               hangup_cause=cause[:200])
+        event(log, "ivr.caller_left", channel=self.channel_id, status=status, request_protocol=self.protocol)
+
+    async def fail(self, exc: Exception) -> None:
+        """Record the failure; the dialplan routes a failed caller to a human."""
+        self.outcome = "failed"
+        if self.ivr_id is not None:
+            try:
+                await self.repo.update(self.ivr_id, status="failed", ended_at=iso(self.s.clock()),
+                                       error=f"{type(exc).__name__}: {exc}"[:500])
+            except Exception:
+                log.exception("could not record the IVR failure")
+        try:
+            await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_PROTOCOL", self.protocol or "")
+            await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_STATE",
+                                          self.request_state or "not_filed")
+            await self.s.ari.set_variable(self.channel_id, "CALLPROOF_STATUS", "failed")
+            await self.s.ari.continue_in_dialplan(self.channel_id, DONE_CONTEXT, "s", 1)
+        except Exception:
+            log.warning("could not hand a failed IVR call to the dialplan", exc_info=True)
+
+    # ------------------------------------------------------------ helpers
+    def _media(self, names: list[str]) -> list[str]:
+        return [self.s.prompts.prompt(name, self.language).media for name in names]
+
+    async def _start(self, media: list[str], what: str) -> str:
+        playback_id = f"cp-{what}-{uuid.uuid4().hex}"
+        self.played.append(what)
+        await self.s.ari.play(self.channel_id, media, playback_id)
+        return playback_id
+
+    def _mine(self, ev: dict[str, Any], playback_id: str) -> bool:
+        return ev.get("type") in ("PlaybackStarted", "PlaybackFinished") and \
+            (ev.get("playback") or {}).get("id") == playback_id
+
+    def _check_finished(self, ev: dict[str, Any], what: str) -> None:
+        state = (ev.get("playback") or {}).get("state")
+        if state not in ("done", "cancelled", "canceled"):  # a stopped playback ends 'done'
+            if self.inbox.ended is not None:
+                raise CallerHungUp(f"playback {state} at hangup")
+            raise PlaybackFailed(f"{what} playback ended in state {state!r}")
+
+    async def _play(self, media: list[str], what: str) -> None:
+        """Play in full and wait for the end; keys pressed meanwhile are ignored."""
+        playback_id = await self._start(media, what)
+        self.timings.mark(f"{what}_playback_started")
+        try:
+            finished = await self.inbox.wait_for(
+                lambda e: e.get("type") == "PlaybackFinished" and self._mine(e, playback_id),
+                timeout=self.prompt_timeout)
+        except TimeoutError:
+            raise PlaybackFailed(f"{what} playback never finished") from None
+        self._check_finished(finished, what)
+
+    async def _collect_entry(self, names: list[str]) -> DigitEntry:
+        """One try: the prompt (keys stop it), then digits until '#', a timeout or
+        too many '*' restarts (each '*' clears the digits and plays the prompt again)."""
+        restarts = 0
+        while True:
+            entry = DigitEntry()
+            ended = await self._prompt_and_collect(self._media(names), entry, names[0])
+            if ended != "restart":
+                return entry
+            if restarts >= self.max_restarts:
+                return DigitEntry()  # counts as a try without digits
+            restarts += 1
+            names = ["request-enter"]
+
+    async def _prompt_and_collect(self, media: list[str], entry: DigitEntry, what: str) -> str:
+        playback_id = await self._start(media, what)
+        playing, started = True, False
+
+        def wanted(e: dict[str, Any]) -> bool:
+            return e.get("type") == "ChannelDtmfReceived" or self._mine(e, playback_id)
+
+        while True:
+            if playing:
+                timeout = self.prompt_timeout
+            else:
+                timeout = self.inter_digit_timeout if entry.count else self.first_digit_timeout
+            try:
+                ev = await self.inbox.wait_for(wanted, timeout=timeout)
+            except TimeoutError:
+                if playing:
+                    raise PlaybackFailed(f"{what} playback never finished") from None
+                return "timeout"
+            finally:
+                self.inbox.take_dtmf()  # the events carry the keys; keep the side list empty
+            kind = ev.get("type")
+            if kind == "PlaybackStarted":
+                started = True
+                self.timings.mark(f"{what}_playback_started")
+                continue
+            if kind == "PlaybackFinished":
+                started, playing = True, False
+                self._check_finished(ev, what)
+                continue
+            if not started:
+                continue  # typed before this prompt began (e.g. during the announcement)
+            action = entry.press(ev.get("digit"))
+            if action == "ignored":
+                continue
+            if playing:  # barge-in: the caller knows what to do
+                await self.s.ari.stop_playback(playback_id)
+            if action in ("finish", "restart"):
+                return action
