@@ -1,0 +1,414 @@
+"""A customer's call history as a document they can be sent (HTML or PDF).
+
+The customer may ask for the history of their contacts (protocols, dates,
+states, requests), to be provided within ``[rights] history_due_days``
+(5 calendar days).  Each document is a ``history_requests`` row: received and
+due times, then produced time, file and sha256, so producing it on time can be
+proved.  The subject is stored as E.164 for a phone number and as the keyed
+hash for a CPF / customer code (never the CPF itself).
+
+The file name is built from the row id and the time only: nothing the customer
+typed reaches a path.  Files are mode 0640.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from callproof.numbers import normalise_caller
+from storage._sqlutil import fetch_all, fetch_one, immediate
+from storage.audit import append_in_transaction_sync
+from storage.timefmt import parse_db_time, to_db_time
+
+from .deadlines import due_at
+from .identity import identity_hash_for, mask_cpf, normalise_cpf, normalise_customer_code
+
+__all__ = ["FORMATS", "HistorySubject", "FontMissing", "collect_history_sync", "find_fonts",
+           "produce_history_sync", "render_html", "render_pdf", "resolve_subject"]
+
+FORMATS = ("pdf", "html")
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+FONT_ROOTS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+
+
+class FontMissing(RuntimeError):
+    """The PDF needs a Unicode TrueType font (DejaVu, Debian package fonts-dejavu-core)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySubject:
+    kind: str       # phone | cpf | customer_code
+    key: str        # E.164, or the keyed hash
+    display: str    # what the document shows: the number, a masked CPF, the code
+
+
+def resolve_subject(config: Any, text: str | None = None, *, phone: str | None = None,
+                    cpf: str | None = None, customer_code: str | None = None) -> HistorySubject:
+    """The subject from exactly one of: ``text`` (a phone number or a CPF, told
+    apart by their shape), ``phone``, ``cpf``, ``customer_code``.
+
+    An 11-digit string can be both a Brazilian mobile number and a valid CPF:
+    then ValueError asks to say which (``--phone`` / ``--cpf``)."""
+    given = [v for v in (text, phone, cpf, customer_code) if v not in (None, "")]
+    if len(given) != 1:
+        raise ValueError("give exactly one subject: a phone number, a CPF or a customer code")
+    region = config.general.phone_region
+    if text:
+        stripped = text.strip()
+        as_cpf = as_phone = None
+        try:
+            as_cpf = normalise_cpf(stripped)
+        except ValueError:
+            pass
+        number = normalise_caller(stripped, region)
+        if number.e164 is not None:
+            as_phone = number.e164
+        if as_cpf and as_phone and not _looks_like_cpf(stripped):
+            raise ValueError(f"{stripped!r} is both a valid CPF and a valid phone number: "
+                             "say which with --cpf or --phone")
+        if as_cpf:
+            cpf = stripped
+        elif as_phone:
+            phone = stripped
+        else:
+            raise ValueError(f"{stripped!r} is neither a valid phone number nor a valid CPF")
+    if phone:
+        number = normalise_caller(phone, region)
+        if number.e164 is None:
+            raise ValueError(f"phone {phone!r} is not a valid phone number ({number.reason})")
+        return HistorySubject("phone", number.e164, number.e164)
+    if cpf:
+        value = normalise_cpf(cpf)
+        return HistorySubject("cpf", identity_hash_for(config, "cpf", value), mask_cpf(value))
+    code = normalise_customer_code(customer_code)
+    return HistorySubject("customer_code", identity_hash_for(config, "customer_code", code), code)
+
+
+def _looks_like_cpf(text: str) -> bool:
+    """``123.456.789-09``: the punctuation only a CPF has."""
+    return len(text) == 14 and text[3] == "." and text[7] == "." and text[11] == "-"
+
+
+# -- data --------------------------------------------------------------------
+
+def collect_history_sync(conn: sqlite3.Connection, subject: HistorySubject) -> dict:
+    """The subject's calls (oldest first) with their recording state and requests,
+    and requests the subject filed on other calls."""
+    column = {"phone": "caller_number", "cpf": "cpf_hash", "customer_code": "customer_code_hash"}[subject.kind]
+    calls = fetch_all(conn.execute(
+        f"SELECT id, protocol, started_at, ended_at, status FROM calls WHERE {column} = ?"
+        " ORDER BY started_at, id", (subject.key,)))
+    protocols = [c["protocol"] for c in calls if c["protocol"]]
+    for call in calls:
+        rec = fetch_one(conn.execute(
+            "SELECT state FROM recordings WHERE call_id = ? ORDER BY started_at DESC, id DESC LIMIT 1",
+            (call["id"],)))
+        call["recording"] = rec["state"] if rec else None
+    req_column = "requester_number" if subject.kind == "phone" else "requester_identity_hash"
+    marks = ", ".join("?" for _ in protocols)
+    by_protocol = f" OR protocol IN ({marks})" if protocols else ""
+    requests = fetch_all(conn.execute(
+        "SELECT id, protocol, request_protocol, state, opened_at, due_at, closed_at, refused_reason"
+        f" FROM recording_requests WHERE request_protocol IS NOT NULL AND ({req_column} = ?{by_protocol})"
+        " ORDER BY opened_at, id", (subject.key, *protocols)))
+    return {"calls": calls, "requests": requests}
+
+
+# -- rendering ---------------------------------------------------------------
+
+_LABELS = {
+    "pt_BR": {
+        "title": "Histórico de atendimentos", "customer": "Cliente", "generated": "Emitido em",
+        "document": "Documento", "due": "Prazo de entrega", "calls": "Atendimentos",
+        "protocol": "Protocolo", "date": "Data", "situation": "Situação", "recording": "Gravação",
+        "requests": "Solicitações de gravação", "request_protocol": "Protocolo da solicitação",
+        "call_protocol": "Protocolo do atendimento", "received": "Recebida", "request_due": "Prazo",
+        "state": "Situação", "none": "Nenhum registro.", "closed": "Concluída em",
+        "footer": "Datas no fuso horário {tz}. Documento gerado automaticamente; SHA-256 registrado.",
+    },
+    "es": {
+        "title": "Historial de atenciones", "customer": "Cliente", "generated": "Emitido el",
+        "document": "Documento", "due": "Plazo de entrega", "calls": "Atenciones",
+        "protocol": "Protocolo", "date": "Fecha", "situation": "Situación", "recording": "Grabación",
+        "requests": "Solicitudes de grabación", "request_protocol": "Protocolo de la solicitud",
+        "call_protocol": "Protocolo de la atención", "received": "Recibida", "request_due": "Plazo",
+        "state": "Estado", "none": "Sin registros.", "closed": "Cerrada el",
+        "footer": "Fechas en la zona horaria {tz}. Documento generado automáticamente; SHA-256 registrado.",
+    },
+    "en": {
+        "title": "Contact history", "customer": "Customer", "generated": "Issued",
+        "document": "Document", "due": "Due by", "calls": "Calls",
+        "protocol": "Protocol", "date": "Date", "situation": "Status", "recording": "Recording",
+        "requests": "Recording requests", "request_protocol": "Request protocol",
+        "call_protocol": "Call protocol", "received": "Received", "request_due": "Due",
+        "state": "State", "none": "No records.", "closed": "Closed",
+        "footer": "Times in time zone {tz}. Generated automatically; SHA-256 recorded.",
+    },
+}
+
+_WORDS = {
+    "pt_BR": {
+        "completed": "concluído", "handed_off": "transferido ao atendente", "recording": "em andamento",
+        "protocol_given": "protocolo informado", "protocol_reading": "protocolo informado",
+        "abandoned_in_consent": "encerrado pelo cliente", "abandoned_in_protocol": "encerrado pelo cliente",
+        "consent_playing": "em andamento", "failed": "falha técnica",
+        "finalised": "disponível", "deleted": "excluída (prazo de guarda)", "missing": "indisponível",
+        "needs_identity_check": "aguardando confirmação de identidade", "received": "recebida",
+        "exported": "preparada", "delivered": "entregue", "refused": "recusada", None: "—",
+    },
+    "es": {
+        "completed": "finalizada", "handed_off": "transferida al agente", "recording": "en curso",
+        "protocol_given": "protocolo informado", "protocol_reading": "protocolo informado",
+        "abandoned_in_consent": "finalizada por el cliente", "abandoned_in_protocol": "finalizada por el cliente",
+        "consent_playing": "en curso", "failed": "fallo técnico",
+        "finalised": "disponible", "deleted": "eliminada (plazo de conservación)", "missing": "no disponible",
+        "needs_identity_check": "pendiente de verificar identidad", "received": "recibida",
+        "exported": "preparada", "delivered": "entregada", "refused": "rechazada", None: "—",
+    },
+    "en": {
+        "completed": "completed", "handed_off": "handed to an agent", "recording": "in progress",
+        "protocol_given": "protocol given", "protocol_reading": "protocol given",
+        "abandoned_in_consent": "ended by the caller", "abandoned_in_protocol": "ended by the caller",
+        "consent_playing": "in progress", "failed": "technical failure",
+        "finalised": "available", "deleted": "deleted (retention period)", "missing": "unavailable",
+        "needs_identity_check": "awaiting identity check", "received": "received",
+        "exported": "prepared", "delivered": "delivered", "refused": "refused", None: "—",
+    },
+}
+
+
+def _language(config: Any, language: str | None) -> str:
+    for lang in (language, config.general.default_language):
+        if lang in _LABELS:
+            return lang
+    return "en"
+
+
+def _view(config: Any, subject: HistorySubject, data: dict, meta: dict, language: str | None) -> dict:
+    """Everything the templates print, already formatted as local text."""
+    lang = _language(config, language)
+    tz = config.general.tz
+    words = _WORDS[lang]
+
+    def when(value: str | None) -> str:
+        return parse_db_time(value).astimezone(tz).strftime("%d/%m/%Y %H:%M") if value else "—"
+
+    def word(value: str | None) -> str:
+        return words.get(value, value or "—")
+
+    return {
+        "lang": lang.replace("_", "-"),
+        "l": _LABELS[lang],
+        "company": config.general.company_name,
+        "subject": subject.display,
+        "document": f"#{meta['id']}",
+        "generated": when(meta["received_at"]),
+        "due": when(meta["due_at"]),
+        "footer": _LABELS[lang]["footer"].format(tz=config.general.timezone),
+        "calls": [{"protocol": c["protocol"] or "—", "date": when(c["started_at"]), "status": word(c["status"]),
+                   "recording": word(c["recording"])} for c in data["calls"]],
+        "requests": [{"request_protocol": r["request_protocol"], "call_protocol": r["protocol"],
+                      "received": when(r["opened_at"]), "due": when(r["due_at"]),
+                      "state": word(r["state"]) + (f" ({r['refused_reason']})" if r["refused_reason"] else ""),
+                      "closed": when(r["closed_at"]) if r["closed_at"] else ""}
+                     for r in data["requests"]],
+    }
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="{{ v.lang }}">
+<head>
+<meta charset="utf-8">
+<title>{{ v.l.title }} — {{ v.company }}</title>
+<style>
+body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; width: 100%; margin-bottom: 1.5em; }
+th, td { border: 1px solid #999; padding: 4px 8px; text-align: left; font-size: 0.9em; }
+th { background: #eee; }
+.meta td { border: none; padding: 2px 8px 2px 0; }
+footer { font-size: 0.8em; color: #555; }
+</style>
+</head>
+<body>
+<h1>{{ v.company }} — {{ v.l.title }}</h1>
+<table class="meta">
+<tr><td>{{ v.l.customer }}:</td><td>{{ v.subject }}</td></tr>
+<tr><td>{{ v.l.document }}:</td><td>{{ v.document }}</td></tr>
+<tr><td>{{ v.l.generated }}:</td><td>{{ v.generated }}</td></tr>
+<tr><td>{{ v.l.due }}:</td><td>{{ v.due }}</td></tr>
+</table>
+<h2>{{ v.l.calls }}</h2>
+{% if v.calls %}
+<table>
+<tr><th>{{ v.l.protocol }}</th><th>{{ v.l.date }}</th><th>{{ v.l.situation }}</th><th>{{ v.l.recording }}</th></tr>
+{% for c in v.calls %}<tr><td>{{ c.protocol }}</td><td>{{ c.date }}</td><td>{{ c.status }}</td><td>{{ c.recording }}</td></tr>
+{% endfor %}</table>
+{% else %}<p>{{ v.l.none }}</p>{% endif %}
+<h2>{{ v.l.requests }}</h2>
+{% if v.requests %}
+<table>
+<tr><th>{{ v.l.request_protocol }}</th><th>{{ v.l.call_protocol }}</th><th>{{ v.l.received }}</th><th>{{ v.l.request_due }}</th><th>{{ v.l.state }}</th></tr>
+{% for r in v.requests %}<tr><td>{{ r.request_protocol }}</td><td>{{ r.call_protocol }}</td><td>{{ r.received }}</td><td>{{ r.due }}</td><td>{{ r.state }}{% if r.closed %} — {{ v.l.closed }} {{ r.closed }}{% endif %}</td></tr>
+{% endfor %}</table>
+{% else %}<p>{{ v.l.none }}</p>{% endif %}
+<footer>{{ v.footer }}</footer>
+</body>
+</html>
+"""
+
+
+def render_html(view: dict) -> bytes:
+    """The history as a standalone UTF-8 HTML page (every value escaped)."""
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True, keep_trailing_newline=True)
+    return env.from_string(_HTML).render(v=view).encode("utf-8")
+
+
+@lru_cache(maxsize=1)
+def find_fonts() -> tuple[Path, Path]:
+    """(regular, bold) DejaVu Sans TTF files; FontMissing says how to get them."""
+    for root in FONT_ROOTS:
+        if not root.is_dir():
+            continue
+        regular = next(iter(sorted(root.rglob("DejaVuSans.ttf"))), None)
+        bold = next(iter(sorted(root.rglob("DejaVuSans-Bold.ttf"))), None)
+        if regular and bold:
+            return regular, bold
+    raise FontMissing("PDF history needs the DejaVu Sans fonts (DejaVuSans.ttf, DejaVuSans-Bold.ttf) under "
+                      f"{' or '.join(str(r) for r in FONT_ROOTS)}: install the Debian package fonts-dejavu-core, "
+                      "or use --format html")
+
+
+def render_pdf(view: dict) -> bytes:
+    """The history as a PDF (fpdf2, DejaVu Sans so accented text is drawn right)."""
+    from fpdf import FPDF
+
+    regular, bold = find_fonts()
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.set_title(f"{view['l']['title']} — {view['company']}")
+    pdf.set_creator("callproof")
+    pdf.add_font("DejaVu", "", str(regular))
+    pdf.add_font("DejaVu", "B", str(bold))
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+    l = view["l"]
+    pdf.set_font("DejaVu", "B", 16)
+    pdf.multi_cell(0, 9, f"{view['company']} — {l['title']}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    pdf.set_font("DejaVu", "", 10)
+    for label, value in ((l["customer"], view["subject"]), (l["document"], view["document"]),
+                         (l["generated"], view["generated"]), (l["due"], view["due"])):
+        pdf.cell(45, 6, f"{label}:")
+        pdf.cell(0, 6, value, new_x="LMARGIN", new_y="NEXT")
+    for title, headings, rows in (
+        (l["calls"], (l["protocol"], l["date"], l["situation"], l["recording"]),
+         [(c["protocol"], c["date"], c["status"], c["recording"]) for c in view["calls"]]),
+        (l["requests"], (l["request_protocol"], l["call_protocol"], l["received"], l["request_due"], l["state"]),
+         [(r["request_protocol"], r["call_protocol"], r["received"], r["due"],
+           r["state"] + (f" — {l['closed']} {r['closed']}" if r["closed"] else "")) for r in view["requests"]]),
+    ):
+        pdf.ln(4)
+        pdf.set_font("DejaVu", "B", 12)
+        pdf.cell(0, 8, title, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("DejaVu", "", 9)
+        if not rows:
+            pdf.cell(0, 6, l["none"], new_x="LMARGIN", new_y="NEXT")
+            continue
+        widths = (34, 34, 24, 24, 54) if len(headings) == 5 else (40, 35, 55, 40)
+        with pdf.table(headings_style=_heading_style(), line_height=5.5, padding=1.2, text_align="LEFT",
+                       col_widths=widths) as table:
+            table.row(headings)
+            for row in rows:
+                table.row(row)
+    pdf.ln(6)
+    pdf.set_font("DejaVu", "", 8)
+    pdf.multi_cell(0, 4.5, view["footer"], new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def _heading_style():
+    from fpdf.fonts import FontFace
+
+    return FontFace(family="DejaVu", emphasis="BOLD", fill_color=(230, 230, 230))
+
+
+# -- producing ---------------------------------------------------------------
+
+def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
+    """Write ``data`` to ``path`` with mode 0640, never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= os.O_EXCL if exclusive else os.O_TRUNC
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def produce_history_sync(
+    conn: sqlite3.Connection,
+    config: Any,
+    subject: HistorySubject,
+    *,
+    fmt: str = "pdf",
+    actor: str,
+    now: str | datetime,
+    out: str | os.PathLike[str] | None = None,
+    language: str | None = None,
+) -> dict:
+    """Record a history request (due in ``[rights] history_due_days`` local days),
+    produce the document, write it (``out`` or a new file under
+    ``[rights] history_dir``) and record when, where and its sha256.  Returns the
+    ``history_requests`` row.  Audited: ``history.requested`` and ``history.produced``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"history format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not actor or not actor.strip():
+        raise ValueError("a history needs who asked for it (actor)")
+    if fmt == "pdf":
+        find_fonts()  # fail before anything is recorded
+    received = to_db_time(now)
+    due = to_db_time(due_at(received, config.rights.history_due_days, config.general.tz))
+    if out is None:
+        directory = Path(config.rights.history_dir)
+        directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    with immediate(conn):
+        history_id = conn.execute(
+            "INSERT INTO history_requests (subject_kind, subject_hash, received_at, due_at, created_by)"
+            " VALUES (?, ?, ?, ?, ?)", (subject.kind, subject.key, received, due, actor)).lastrowid
+        append_in_transaction_sync(conn, "history.requested", actor, received, subject=f"history:{history_id}",
+                                   details={"by": subject.kind, "due_at": due, "format": fmt})
+    data = collect_history_sync(conn, subject)
+    view = _view(config, subject, data, {"id": history_id, "received_at": received, "due_at": due}, language)
+    document = render_pdf(view) if fmt == "pdf" else render_html(view)
+    if out is None:
+        stamp = parse_db_time(received).strftime("%Y%m%dT%H%M%SZ")
+        path = Path(config.rights.history_dir) / f"history-{history_id:08d}-{stamp}.{fmt}"
+        _write_private(path, document, exclusive=True)
+    else:
+        path = Path(out)
+        _write_private(path, document, exclusive=False)
+    digest = hashlib.sha256(document).hexdigest()
+    produced = max(to_db_time(datetime.now(UTC)), received)  # text compare: fixed-width UTC
+    protocols = [c["protocol"] for c in data["calls"] if c["protocol"]]
+    with immediate(conn):
+        conn.execute("UPDATE history_requests SET produced_at = ?, format = ?, path = ?, sha256 = ? WHERE id = ?",
+                     (produced, fmt, str(path.resolve()), digest, history_id))
+        append_in_transaction_sync(
+            conn, "history.produced", actor, produced, subject=f"history:{history_id}",
+            details={"format": fmt, "sha256": digest, "size_bytes": len(document),
+                     "calls": len(data["calls"]), "requests": len(data["requests"]),
+                     "protocols": protocols[:50]})
+    return fetch_one(conn.execute("SELECT * FROM history_requests WHERE id = ?", (history_id,)))
