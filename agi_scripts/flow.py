@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from callproof import callsteps
+from callproof.call_identity import CPF_VARIABLE, CUSTOMER_CODE_VARIABLE, capture_wanted, hash_call_identity
 from callproof.callsteps import iso
 from callproof.config import Config
 from callproof.logs import event
@@ -156,9 +157,22 @@ class AgiFlow:
             caller_number_raw=self.caller_raw, caller_number=number.e164, caller_name=caller_name,
             dialled_number=dialled, language=self.language, started_at=iso(self.started_at)))
         self.status = "consent_playing"
+        await self.store_captured_identity()
         if (await self.ch.command("ANSWER")).failed:
             await self._check_alive()
         event(log, "agi.call.entered", channel=self.channel_id, call_id=self.call_id, language=self.language)
+
+    async def store_captured_identity(self) -> None:
+        """CALLPROOF_CPF / CALLPROOF_CUSTOMER_CODE set by the dialplan, stored as keyed
+        hashes (callproof/call_identity.py); nothing is read without [rights] identity_key."""
+        if not capture_wanted(self.config):
+            return
+        identity = hash_call_identity(self.config, cpf=await self.get_var(CPF_VARIABLE),
+                                      customer_code=await self.get_var(CUSTOMER_CODE_VARIABLE),
+                                      channel=self.channel_id)
+        if identity:
+            await self.db.calls.set_identity_hashes(self.call_id, cpf_hash=identity.cpf_hash,
+                                                    customer_code_hash=identity.customer_code_hash)
 
     async def play_consent(self) -> None:
         """The recording announcement, in full (Playback: keys do not skip it)."""

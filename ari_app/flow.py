@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from callproof import callsteps
+from callproof.call_identity import (CPF_VARIABLE, CUSTOMER_CODE_VARIABLE, CallIdentity, capture_wanted,
+                                    hash_call_identity)
 from callproof.callsteps import iso
 from callproof.config import Config
 from callproof.logs import event
@@ -29,7 +31,7 @@ from callproof.prompts import PromptCatalogue
 from storage import NewCall
 from storage.retention import RetentionChoice, choose_class, retention_until
 
-from .ari import AriSession, ChannelGone
+from .ari import AriError, AriSession, ChannelGone
 from .call_events import CallerHungUp, CallInbox
 from .callback import record_call_end
 from .recorder import Recorder, RecordingError
@@ -144,17 +146,34 @@ class CallFlow:
         linkedid = self.args[1] if len(self.args) > 1 else self.channel_id
         number = normalise_caller(raw_number, self.s.config.general.phone_region)
         answer = self._answer_if_needed()
-        # The row and the answer go in parallel: consent playback must start fast.
-        self.call_id, _ = await asyncio.gather(
+        # The row, the answer and the identity variables go in parallel: consent playback must start fast.
+        self.call_id, _, identity = await asyncio.gather(
             self.s.db.calls.create(NewCall(
                 channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=linkedid,
                 caller_number_raw=raw_number, caller_number=number.e164,
                 caller_name=str(caller.get("name") or ""), dialled_number=dialled,
                 language=self.language, started_at=iso(self.started_at))),
             answer,
+            self._captured_identity(),
         )
+        if identity:
+            await self.s.db.calls.set_identity_hashes(self.call_id, cpf_hash=identity.cpf_hash,
+                                                      customer_code_hash=identity.customer_code_hash)
         self.status = "consent_playing"
         event(log, "call.entered", channel=self.channel_id, call_id=self.call_id, language=self.language)
+
+    async def _captured_identity(self) -> CallIdentity:
+        """CALLPROOF_CPF / CALLPROOF_CUSTOMER_CODE set by the dialplan, as keyed hashes
+        (callproof/call_identity.py); nothing is read without [rights] identity_key."""
+        if not capture_wanted(self.s.config):
+            return CallIdentity()
+        try:
+            cpf, code = await asyncio.gather(self.s.ari.get_variable(self.channel_id, CPF_VARIABLE),
+                                             self.s.ari.get_variable(self.channel_id, CUSTOMER_CODE_VARIABLE))
+        except AriError as exc:  # best effort: the call goes on without them
+            event(log, "call.identity_unreadable", logging.WARNING, channel=self.channel_id, error=str(exc))
+            return CallIdentity()
+        return hash_call_identity(self.s.config, cpf=cpf, customer_code=code, channel=self.channel_id)
 
     def choose_language(self) -> str:
         """The dialplan's CALLPROOF_LANGUAGE (third Stasis argument) if set, else the

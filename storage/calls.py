@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
@@ -93,6 +94,32 @@ def update_sync(
         raise NotFoundError(f"call {call_id} does not exist")
 
 
+_IDENTITY_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def set_identity_hashes_sync(
+    conn: sqlite3.Connection, call_id: int, *, cpf_hash: str | None = None,
+    customer_code_hash: str | None = None, updated_at: str | datetime,
+) -> None:
+    """Store the keyed hashes (callproof/rights/identity.py) of the CPF / customer
+    code the dialplan captured for the call.  Only 64-hex-digit hashes are
+    accepted, so a raw CPF can never be stored here by mistake; None leaves a
+    column as it is."""
+    changes = {name: value for name, value in (("cpf_hash", cpf_hash), ("customer_code_hash", customer_code_hash))
+               if value is not None}
+    for name, value in changes.items():
+        if not (isinstance(value, str) and _IDENTITY_HASH.fullmatch(value)):
+            raise ValueError(f"calls.{name} must be a keyed hash (64 lowercase hex digits)")
+    if not changes:
+        return
+    names = sorted(changes)  # fixed column names only
+    cur = conn.execute(
+        f"UPDATE calls SET {', '.join(f'{n} = ?' for n in names)}, updated_at = ? WHERE id = ?",
+        (*(changes[n] for n in names), to_db_time(updated_at), call_id))
+    if cur.rowcount == 0:
+        raise NotFoundError(f"call {call_id} does not exist")
+
+
 def get_sync(conn: sqlite3.Connection, call_id: int) -> dict | None:
     return fetch_one(conn.execute("SELECT * FROM calls WHERE id = ?", (call_id,)))
 
@@ -124,6 +151,12 @@ class Calls:
     async def update(self, call_id: int, **changes: Any) -> None:
         """Set whitelisted columns (ValueError names any other) and updated_at."""
         await self._db.run_in_connection(update_sync, call_id, changes, self._db.now())
+
+    async def set_identity_hashes(self, call_id: int, *, cpf_hash: str | None = None,
+                                  customer_code_hash: str | None = None) -> None:
+        """Keyed hashes of a captured CPF / customer code (see set_identity_hashes_sync)."""
+        await self._db.run_in_connection(set_identity_hashes_sync, call_id, cpf_hash=cpf_hash,
+                                         customer_code_hash=customer_code_hash, updated_at=self._db.now())
 
     async def get(self, call_id: int) -> dict | None:
         return await self._db.run_in_connection(get_sync, call_id)
