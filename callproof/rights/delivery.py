@@ -88,7 +88,8 @@ def deliver_request_sync(conn: sqlite3.Connection, config: Config, request_id: i
 
     ``via``: ``sms`` or ``email``.  ``to``: the recipient (``sms:<number>``,
     ``email:<address>``, or a bare number / address for ``via``); default: the
-    request's ``deliver_to`` (for SMS, else the number the request came from).  A row with state ``failed`` and ``error`` set is
+    request's ``deliver_to`` when it is for ``via``, else (SMS) the number the
+    request came from.  A row with state ``failed`` and ``error`` set is
     returned (not raised) when the mail server refused or could not be
     reached: the attempt is recorded and the request stays ``exported``.
     Raises DeliveryError when nothing was attempted, NotFoundError for an
@@ -129,12 +130,16 @@ def get_delivery_sync(conn: sqlite3.Connection, delivery_id: int) -> dict[str, A
 # --------------------------------------------------------------------------
 
 def _recipient(config: Config, request: dict, via: str, to: str | None) -> str:
-    target = to if to is not None and to.strip() else request["deliver_to"]
-    if not target and via == "sms" and request["requester_number"]:
+    target = to if to is not None and to.strip() else None
+    wanted = request["deliver_to"]
+    if target is None and wanted and wanted.startswith(f"{via}:"):
+        target = wanted
+    if target is None and via == "sms" and request["requester_number"]:
         target = f"sms:{request['requester_number']}"  # the number the request came from
-    if not target:
-        raise DeliveryError("recipient", f"request {request['id']} has no deliver-to; say where to"
-                            f" send it (e.g. {via}:...)")
+    if target is None:
+        asked = f" (it asks for {wanted})" if wanted else ""
+        raise DeliveryError("recipient", f"request {request['id']} has no {via} deliver-to{asked};"
+                            f" say where to send it (e.g. {via}:...)")
     target = target.strip()
     if not target.lower().startswith(("sms:", "email:")):
         target = f"{via}:{target}"

@@ -156,7 +156,7 @@ def test_refusals_name_what_is_wrong(tmp_path):
                            ("fax", None, "'sms' or 'email'")):
         with pytest.raises(DeliveryError, match=words):
             deliver_request_sync(conn, config, request_id, via=via, actor="ops", now=NOW, to=to)
-    with pytest.raises(DeliveryError, match="no deliver-to"):
+    with pytest.raises(DeliveryError, match="no email deliver-to"):
         deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW)
     no_sender = make_config(tmp_path)
     with pytest.raises(DeliveryError, match="rights.smtp.sender"):
@@ -176,3 +176,11 @@ def test_delivered_request_can_be_delivered_again(tmp_path, fake_smtp):
     again = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW, to="a@b.example")
     assert again["state"] == "sent" and again["link_id"] != first["link_id"]
     assert get_request_sync(conn, request_id)["closed_at"] == closed, "a new link does not reopen it"
+
+
+def test_sms_uses_the_requester_number_when_deliver_to_is_an_email(tmp_path, fake_smtp):
+    config, conn, _rec, request_id = world_for(tmp_path, deliver_to="email:cliente@example.com")
+    row = deliver_request_sync(conn, config, request_id, via="sms", actor="ops", now=NOW)
+    assert row["recipient"] == "sms:+5511987654321"
+    mail = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW)
+    assert mail["recipient"] == "email:cliente@example.com" and mail["state"] == "sent"
