@@ -1,7 +1,175 @@
-"""CLI: ``callproof web`` (serve the ops page) and ``callproof web-user ...``."""
+"""CLI: ``callproof web`` (serve the ops page) and ``callproof web-user ...``.
+
+Passwords are read from the terminal (asked twice) or, when stdin is not a
+terminal, from its first line -- never from the command line, where ``ps``
+and the shell history would show them.  There is no default account.
+"""
 
 from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+
+from ..config import ConfigError, require_secret
+
+
+def _connect(config):
+    from storage import connect_sync
+    return connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('SUDO_USER') or getpass.getuser()}"
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """From the terminal (twice, must match) or the first line of stdin."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Repeat: ") != first:
+            raise ValueError("the two passwords differ")
+        return first
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+def _new_password_hash() -> str:
+    from .passwords import check_password_strength, hash_password
+    password = read_password()
+    check_password_strength(password)
+    return hash_password(password)
+
+
+def cmd_web(args: argparse.Namespace, load) -> int:
+    config = load(args)
+    from ..logs import setup_logging
+    from .app import serve
+
+    try:
+        # The web page issues download links; without this secret /d/ links cannot be checked.
+        require_secret(config, "rights.link_secret")
+    except ConfigError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level, config.logging.format)
+    host = args.host or config.web.host
+    port = config.web.port if args.port is None else args.port
+    asyncio.run(serve(config, host, port,
+                      ready=lambda where: print(f"callproof web listening on {where}", flush=True)))
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace, load) -> int:
+    config = load(args)
+    from storage import AlreadyExistsError, utc_now
+    from storage.webauth import check_role, check_username, create_user_sync
+
+    from .passwords import WeakPassword
+    try:
+        check_username(args.name)
+        check_role(args.role)
+        encoded = _new_password_hash()
+    except (ValueError, WeakPassword) as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 2
+    conn = _connect(config)
+    try:
+        create_user_sync(conn, args.name, encoded, args.role, actor=_actor(), at=utc_now())
+    except AlreadyExistsError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"web user {args.name} added with role {args.role}")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace, load) -> int:
+    config = load(args)
+    from storage import NotFoundError, utc_now
+    from storage.webauth import get_user_sync, set_password_sync
+
+    from .passwords import WeakPassword
+    conn = _connect(config)
+    try:
+        if get_user_sync(conn, args.name) is None:
+            print(f"callproof: no web user {args.name!r}", file=sys.stderr)
+            return 1
+        try:
+            encoded = _new_password_hash()
+        except (ValueError, WeakPassword) as exc:
+            print(f"callproof: {exc}", file=sys.stderr)
+            return 2
+        set_password_sync(conn, args.name, encoded, actor=_actor(), at=utc_now())
+    except NotFoundError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"password of web user {args.name} changed; their sessions were ended")
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace, load) -> int:
+    config = load(args)
+    from storage import NotFoundError, utc_now
+    from storage.webauth import disable_user_sync
+
+    conn = _connect(config)
+    try:
+        disable_user_sync(conn, args.name, actor=_actor(), at=utc_now())
+    except NotFoundError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"web user {args.name} disabled; their sessions were ended")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace, load) -> int:
+    config = load(args)
+    from storage.webauth import list_users_sync
+
+    conn = _connect(config)
+    try:
+        users = list_users_sync(conn)
+    finally:
+        conn.close()
+    if args.json:
+        import json
+        print(json.dumps(users, indent=2))
+        return 0
+    for u in users:
+        state = f"disabled {u['disabled_at']}" if u["disabled_at"] else "active"
+        print(f"{u['username']:<24} {u['role']:<9} created {u['created_at']}  {state}")
+    if not users:
+        print("no web users (add one with: callproof web-user add NAME --role admin)")
+    return 0
 
 
 def add_web_commands(sub, load) -> None:
     """Register the web commands; ``load(args)`` returns the Config."""
+    web = sub.add_parser("web", help="serve the ops web page (docs/web.md)")
+    web.add_argument("--host", help="listen address (default: [web] host, 127.0.0.1)")
+    web.add_argument("--port", type=int, help="TCP port (default: [web] port, 8089)")
+    web.set_defaults(func=lambda args: cmd_web(args, load))
+
+    users = sub.add_parser("web-user", help="accounts of the ops web page").add_subparsers(
+        dest="sub", required=True)
+    add = users.add_parser("add", help="add an account (password from the terminal or stdin)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    add.set_defaults(func=lambda args: cmd_user_add(args, load))
+    lst = users.add_parser("list", help="list accounts")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=lambda args: cmd_user_list(args, load))
+    dis = users.add_parser("disable", help="disable an account and end its sessions")
+    dis.add_argument("name")
+    dis.set_defaults(func=lambda args: cmd_user_disable(args, load))
+    pw = users.add_parser("passwd", help="set a new password (ends the account's sessions)")
+    pw.add_argument("name")
+    pw.set_defaults(func=lambda args: cmd_user_passwd(args, load))

@@ -1,0 +1,115 @@
+"""``POST /api/requests``: file a recording request over HTTP (another system's intake).
+
+Authorization: ``Bearer <[web] api_token>``; with no token configured the
+route answers 404 (the API is off).  The body is JSON
+``{"protocol": "...", "phone": "...", "cpf": "...", "customer_code": "...",
+"deliver_to": "sms:+55..." | "email:..."}``; only ``protocol`` is required.
+201 with the request's own protocol and due time; 200 when the same
+requester already had that request open; 400 naming the bad field.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from aiohttp import web
+
+from . import rights_api
+from .auth import client_remote
+from .context import ctx_of
+from .recfiles import is_protocol
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+FIELDS = ("protocol", "phone", "cpf", "customer_code", "deliver_to")
+MAX_BODY = 16 * 1024
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    body = {"error": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+def _authorised(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _validate(config, body: dict) -> tuple[str, str] | None:
+    """(field, problem) for the first bad field, or None."""
+    from ..numbers import normalise_caller
+    from ..rights.identity import normalise_cpf, normalise_customer_code
+    from ..rights.requests import normalise_deliver_to
+
+    for key in body:
+        if key not in FIELDS:
+            return key, f"unknown field {key!r} (known: {', '.join(FIELDS)})"
+    for key, value in body.items():
+        if value is not None and not isinstance(value, str):
+            return key, f"{key} must be a string"
+    if not is_protocol(body.get("protocol") or ""):
+        return "protocol", "protocol must be 17 digits (4-digit year + 13-digit sequence)"
+    checks = {
+        "phone": lambda v: normalise_caller(v, config.general.phone_region).e164 or _bad("not a valid phone number"),
+        "cpf": normalise_cpf,
+        "customer_code": normalise_customer_code,
+        "deliver_to": lambda v: normalise_deliver_to(v, config.general.phone_region),
+    }
+    for key, check in checks.items():
+        if body.get(key):
+            try:
+                check(body[key])
+            except ValueError as exc:
+                return key, f"{key}: {exc}"
+    return None
+
+
+def _bad(problem: str):
+    raise ValueError(problem)
+
+
+@routes.post("/api/requests")
+async def create_request(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    token = ctx.config.web.api_token
+    if not token:
+        raise web.HTTPNotFound(text="The request API is off ([web] api_token is not set).")
+    if not _authorised(request, token):
+        log.warning("API request refused: bad or missing bearer token from %s", client_remote(request))
+        return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="callproof"'})
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _error(413, f"body larger than {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        return _error(413, f"body larger than {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body must be a JSON object", "body")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object", "body")
+    problem = _validate(ctx.config, body)
+    if problem:
+        return _error(400, problem[1], problem[0])
+    try:
+        filed = await ctx.db.run(
+            rights_api.file_request, ctx.config, call_protocol=body["protocol"], channel="http",
+            actor="api", now=ctx.now(), requester_number=body.get("phone") or None,
+            cpf=body.get("cpf") or None, customer_code=body.get("customer_code") or None,
+            deliver_to=body.get("deliver_to") or None)
+    except rights_api.InputError as exc:
+        if exc.not_found:
+            return _error(404, str(exc), "protocol")
+        return _error(400, str(exc))
+    return web.json_response({
+        "request_protocol": filed.request_protocol, "call_protocol": filed.call_protocol,
+        "state": filed.state, "received_at": filed.received_at, "due_at": filed.due_at,
+        "created": filed.created,
+    }, status=201 if filed.created else 200)

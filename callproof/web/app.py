@@ -1,0 +1,79 @@
+"""The aiohttp application behind ``callproof web`` and how it is served."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from ..config import Config
+from . import api, public, views_admin, views_auth, views_calls, views_requests
+from .context import CTX_KEY, WebContext, system_clock
+from .dbpool import DbPool
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+CONTENT_SECURITY_POLICY = ("default-src 'self'; base-uri 'none'; object-src 'none'; "
+                           "frame-ancestors 'none'; form-action 'self'")
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer, errors included: no framing, no sniffing, no referrer
+    (a /d/ link must not leak onwards), and no caching of anything but the
+    stylesheet -- pages and audio carry personal data."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    if not request.path.startswith("/static/"):
+        headers["Cache-Control"] = "no-store"
+    if request.app[CTX_KEY].config.web.secure_cookies:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
+def build_app(config: Config, *, db: DbPool | None = None,
+              clock: Callable[[], datetime] = system_clock) -> web.Application:
+    """The application; ``db`` defaults to a pool on ``[storage] database`` (closed on cleanup)."""
+    pool = db or DbPool(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[CTX_KEY] = WebContext(config=config, db=pool, clock=clock)
+    for module in (views_auth, views_calls, views_requests, views_admin, public, api):
+        app.router.add_routes(module.routes)
+    app.router.add_static("/static", STATIC_DIR, follow_symlinks=False, show_index=False)
+    app.on_response_prepare.append(_security_headers)
+    if db is None:
+        async def close_pool(_app: web.Application) -> None:
+            pool.close()
+        app.on_cleanup.append(close_pool)
+    return app
+
+
+async def serve(config: Config, host: str, port: int, *, ready: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then finish in-flight requests and close."""
+    app = build_app(config)
+    runner = web.AppRunner(app, access_log=logging.getLogger("callproof.web.access"))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        where = site.name
+        log.info("callproof web listening on %s", where)
+        if ready is not None:
+            ready(where)
+        await stop.wait()
+        log.info("callproof web stopping")
+    finally:
+        await runner.cleanup()

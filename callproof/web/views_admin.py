@@ -1,0 +1,102 @@
+"""Admin pages: web users, legal holds, the audit log (role ``admin``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from storage import AlreadyExistsError, NotFoundError, webauth
+from storage.holds import list_holds_sync
+
+from .auth import actor, redirect, requires, session_of
+from .context import ctx_of
+from .passwords import WeakPassword, check_password_strength, hash_password
+from .queries import audit_page_sync
+from .render import render
+
+routes = web.RouteTableDef()
+
+
+async def _users_page(request: web.Request, *, status: int = 200, error: str | None = None,
+                      notice: str | None = None) -> web.Response:
+    ctx = ctx_of(request)
+    users = await ctx.db.run(webauth.list_users_sync)
+    return await render(request, "users.html", status=status, users=users, roles=webauth.ROLES,
+                        error=error, notice=notice or request.query.get("notice", "")[:200])
+
+
+@routes.get("/admin/users")
+@requires("admin")
+async def users(request: web.Request) -> web.StreamResponse:
+    return await _users_page(request)
+
+
+@routes.post("/admin/users")
+@requires("admin")
+async def add_user(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    form = await request.post()
+    username, role = str(form.get("username", "")).strip(), str(form.get("role", ""))
+    password = str(form.get("password", ""))
+    try:
+        webauth.check_username(username)
+        webauth.check_role(role)
+        check_password_strength(password)
+    except (ValueError, WeakPassword) as exc:
+        return await _users_page(request, status=400, error=str(exc))
+    encoded = await asyncio.to_thread(hash_password, password)
+    try:
+        await ctx.db.run(webauth.create_user_sync, username, encoded, role, actor=actor(request), at=ctx.now())
+    except AlreadyExistsError as exc:
+        return await _users_page(request, status=409, error=str(exc))
+    return redirect(f"/admin/users?notice=user+{username}+added+as+{role}")
+
+
+@routes.post(r"/admin/users/{username}/disable")
+@requires("admin")
+async def disable_user(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    username = request.match_info["username"]
+    if username == session_of(request)["username"]:
+        return await _users_page(request, status=400, error="You cannot disable your own account.")
+    try:
+        await ctx.db.run(webauth.disable_user_sync, webauth.check_username(username), actor=actor(request),
+                         at=ctx.now())
+    except (ValueError, NotFoundError) as exc:
+        return await _users_page(request, status=404, error=str(exc))
+    return redirect(f"/admin/users?notice=user+{username}+disabled")
+
+
+@routes.get("/admin/holds")
+@requires("admin")
+async def holds(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    show_all = request.query.get("all") == "1"
+    rows = await ctx.db.run(list_holds_sync, include_released=show_all)
+    return await render(request, "holds.html", holds=rows, show_all=show_all)
+
+
+@routes.get("/admin/audit")
+@requires("admin")
+async def audit(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    before = request.query.get("before", "")
+    action = request.query.get("action", "").strip()[:64]
+    before_id = int(before) if before.isascii() and before.isdigit() and len(before) < 15 else None
+    rows = await ctx.db.run(audit_page_sync, before_id=before_id, action=action or None)
+    for row in rows:
+        row["details_text"] = _details(row["details"])
+    return await render(request, "audit.html", entries=rows, action=action,
+                        older=rows[-1]["id"] if rows else None)
+
+
+def _details(text: str | None) -> str:
+    if not text:
+        return ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    return ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else text

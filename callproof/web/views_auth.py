@@ -1,0 +1,91 @@
+"""Login and logout, with brute-force throttling.
+
+A login is refused with 429 (without even checking the password) once the
+username -- or the remote address -- has ``[web] login_max_failures``
+failures within ``login_window_seconds``; every failure and every throttled
+attempt is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from aiohttp import web
+
+from storage import webauth
+
+from .auth import (PRELOGIN_COOKIE, clear_cookie, client_remote, cookie_name, csrf_ok, load_session,
+                   new_token, redirect, requires, safe_next, session_of, set_cookie, start_session,
+                   token_hash)
+from .context import ctx_of
+from .passwords import MAX_PASSWORD_LENGTH, verify_or_waste_time
+from .render import render
+
+routes = web.RouteTableDef()
+
+
+async def _login_page(request: web.Request, *, status: int = 200, error: str | None = None,
+                      username: str = "", headers: dict[str, str] | None = None) -> web.Response:
+    token = new_token()
+    response = await render(request, "login.html", status=status, error=error, username=username,
+                            login_token=token, next=safe_next(request.query.get("next")), headers=headers)
+    set_cookie(response, ctx_of(request), PRELOGIN_COOKIE, token, max_age=3600)
+    return response
+
+
+@routes.get("/login")
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if await load_session(request) is not None:
+        raise web.HTTPSeeOther(safe_next(request.query.get("next")))
+    return await _login_page(request)
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    form = await request.post()
+    if not csrf_ok(request.cookies.get(PRELOGIN_COOKIE), form.get("login_token")):
+        return await _login_page(request, status=403,
+                                 error="The login form expired or cookies are off; please try again.")
+    username = str(form.get("username", "")).strip()[:64]
+    password = str(form.get("password", ""))[:MAX_PASSWORD_LENGTH + 1]
+    remote = client_remote(request)
+    now = ctx.now()
+    window = ctx.config.web.login_window_seconds
+    by_user, by_remote = await ctx.db.run(webauth.recent_failures_sync, username, remote,
+                                          now - timedelta(seconds=window))
+    limit = ctx.config.web.login_max_failures
+    if by_user >= limit or by_remote >= limit:
+        await ctx.db.run(webauth.record_failure_sync, username, remote, at=now, throttled=True)
+        return await _login_page(
+            request, status=429, username=username, headers={"Retry-After": str(window)},
+            error=f"Too many failed logins. Wait {max(1, window // 60)} minutes and try again.")
+
+    user = await ctx.db.run(webauth.get_user_sync, username) if username else None
+    usable = user is not None and user["disabled_at"] is None
+    ok = await asyncio.to_thread(verify_or_waste_time, password, user["password_hash"] if usable else None)
+    if not ok:
+        await ctx.db.run(webauth.record_failure_sync, username, remote, at=now, throttled=False)
+        await ctx.db.run(webauth.prune_failures_sync, now - timedelta(seconds=window))
+        return await _login_page(request, status=401, username=username,
+                                 error="Wrong username or password.")
+
+    value, _csrf = await start_session(request, user)
+    response = redirect(safe_next(str(form.get("next", ""))))
+    set_cookie(response, ctx, cookie_name(ctx.config.web.secure_cookies), value,
+               max_age=ctx.config.web.session_minutes * 60)
+    clear_cookie(response, ctx, PRELOGIN_COOKIE)
+    return response
+
+
+@routes.post("/logout")
+@requires("viewer")
+async def logout(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    name = cookie_name(ctx.config.web.secure_cookies)
+    await ctx.db.run(webauth.end_session_sync, token_hash(request.cookies[name]),
+                     username=session_of(request)["username"], at=ctx.now())
+    response = redirect("/login")
+    clear_cookie(response, ctx, name)
+    return response

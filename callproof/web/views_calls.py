@@ -1,0 +1,115 @@
+"""Search, the call page and the recording's audio stream (viewer and up)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from storage.audit import append_sync
+
+from . import rights_api
+from .auth import actor, requires
+from .context import ctx_of
+from .queries import call_page_sync
+from .recfiles import UnsafeFile, file_inside, is_protocol, latest_recording_sync
+from .render import not_found, render
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+SEARCH_FIELDS = ("protocol", "phone", "cpf", "customer_code", "from", "to")
+AUDIO_CHUNK = 256 * 1024
+
+
+@routes.get("/")
+@requires("viewer")
+async def home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/search")
+
+
+@routes.get("/search")
+@requires("viewer")
+async def search(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    form = {k: request.query.get(k, "").strip()[:64] for k in SEARCH_FIELDS}
+    results, error = None, None
+    if any(form[k] for k in ("protocol", "phone", "cpf", "customer_code")):
+        try:
+            results = await ctx.db.run(rights_api.lookup, ctx.config, actor=actor(request), form=form,
+                                        now=ctx.now())
+        except rights_api.InputError as exc:
+            error = str(exc)
+    elif form["from"] or form["to"]:
+        error = "Give a protocol, a phone number or a CPF (the dates narrow a phone or CPF search)."
+    return await render(request, "search.html", form=form, results=results, error=error,
+                        status=400 if error else 200)
+
+
+@routes.get(r"/calls/{protocol:[0-9]{17}}")
+@requires("viewer")
+async def call_page(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    protocol = request.match_info["protocol"]
+    page = await ctx.db.run(call_page_sync, protocol, actor=actor(request), now=ctx.now())
+    if page is None:
+        return await not_found(request, f"No call has protocol {protocol}.")
+    now = ctx.now()
+    for req in page["requests"]:
+        req.update(rights_api.deadline_of(req, ctx.config, now))
+    for entry in page["audit"]:
+        entry["details_text"] = _details_text(entry["details"])
+    return await render(request, "call.html", protocol=protocol, **page)
+
+
+def _details_text(details: str | None) -> str:
+    if not details:
+        return ""
+    try:
+        data = json.loads(details)
+    except ValueError:
+        return details
+    return ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else details
+
+
+async def _serve_recording(request: web.Request, *, download: bool) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    protocol = request.match_info["protocol"]
+    if not is_protocol(protocol):  # the route already says so; belt and braces
+        raise web.HTTPNotFound()
+    row = await ctx.db.run(latest_recording_sync, protocol)
+    if row is None or row["state"] != "finalised":
+        state = row["state"] if row else "none"
+        raise web.HTTPNotFound(text=f"No playable recording for protocol {protocol} (state: {state}).")
+    try:
+        path = file_inside(ctx.config.recording.root, row["path"])
+    except FileNotFoundError:
+        raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
+    except UnsafeFile as exc:
+        log.error("refusing to serve recording %s of %s: %s", row["id"], protocol, exc)
+        await ctx.db.run(append_sync, "recording.refused", actor(request), ctx.now(), protocol=protocol,
+                         subject=f"recording:{row['id']}", details={"why": "path outside the recordings root"})
+        raise web.HTTPNotFound(text=f"The recording of protocol {protocol} cannot be served.") from None
+    await ctx.db.run(append_sync, "recording.downloaded" if download else "recording.streamed",
+                     actor(request), ctx.now(), protocol=protocol, subject=f"recording:{row['id']}",
+                     details={"via": "web", "range": request.headers.get("Range")})
+    disposition = "attachment" if download else "inline"
+    return web.FileResponse(path, chunk_size=AUDIO_CHUNK, headers={
+        "Content-Disposition": f'{disposition}; filename="{protocol}.wav"',
+        "Cache-Control": "no-store",
+    })
+
+
+@routes.get(r"/calls/{protocol:[0-9]{17}}/audio")
+@requires("viewer")
+async def call_audio(request: web.Request) -> web.StreamResponse:
+    """The recording for the page's <audio> player; Range requests get 206 / 416 (FileResponse)."""
+    return await _serve_recording(request, download=False)
+
+
+@routes.get(r"/calls/{protocol:[0-9]{17}}/download")
+@requires("operator")
+async def call_download(request: web.Request) -> web.StreamResponse:
+    """The original recording as a file (operators; the customer gets an export link)."""
+    return await _serve_recording(request, download=True)

@@ -1,0 +1,179 @@
+"""SQL for the ops web page's accounts: ``web_users``, ``web_sessions`` and
+``web_login_failures`` (schema 0004).
+
+Only hashes are stored: the password as an encoded KDF string
+(callproof/web/passwords.py) and the session cookie as its sha256, so a
+database dump gives neither a password nor a usable session.  Changes to
+accounts write an audit entry in the same transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import datetime
+
+from ._sqlutil import fetch_all, fetch_one, immediate
+from .audit import append_in_transaction_sync
+from .errors import AlreadyExistsError, NotFoundError
+from .timefmt import to_db_time
+
+ROLES = ("viewer", "operator", "admin")
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def check_username(username: str) -> str:
+    """The username unchanged, or ValueError saying what is allowed."""
+    if not isinstance(username, str) or not USERNAME.fullmatch(username) or not username.isascii():
+        raise ValueError(f"username {username!r}: 1-64 characters, ASCII letters, digits and . _ @ - "
+                         "(starting with a letter or digit)")
+    return username
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: one of {', '.join(ROLES)}")
+    return role
+
+
+# -- users --------------------------------------------------------------------
+
+def create_user_sync(conn: sqlite3.Connection, username: str, password_hash: str, role: str, *,
+                     actor: str, at: str | datetime) -> int:
+    """Insert an account; AlreadyExistsError when the name is taken."""
+    check_username(username)
+    check_role(role)
+    with immediate(conn):
+        if conn.execute("SELECT 1 FROM web_users WHERE username = ?", (username,)).fetchone():
+            raise AlreadyExistsError(f"web user {username!r} already exists")
+        cur = conn.execute(
+            "INSERT INTO web_users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)",
+            (username, password_hash, role, to_db_time(at)))
+        append_in_transaction_sync(conn, "web.user.created", actor, at, subject=f"web_user:{username}",
+                                   details={"role": role})
+        return cur.lastrowid
+
+
+def get_user_sync(conn: sqlite3.Connection, username: str) -> dict | None:
+    return fetch_one(conn.execute("SELECT * FROM web_users WHERE username = ?", (username,)))
+
+
+def list_users_sync(conn: sqlite3.Connection) -> list[dict]:
+    """Every account without its password hash, by name."""
+    return fetch_all(conn.execute(
+        "SELECT id, username, role, created_at, disabled_at FROM web_users ORDER BY username"))
+
+
+def _end_user_sessions(conn: sqlite3.Connection, user_id: int, at: str) -> int:
+    return conn.execute("UPDATE web_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
+                        (at, user_id)).rowcount
+
+
+def disable_user_sync(conn: sqlite3.Connection, username: str, *, actor: str, at: str | datetime) -> None:
+    """Disable the account and end its sessions at once.  NotFoundError if unknown;
+    disabling a disabled account changes nothing."""
+    at = to_db_time(at)
+    with immediate(conn):
+        user = get_user_sync(conn, username)
+        if user is None:
+            raise NotFoundError(f"no web user {username!r}")
+        if user["disabled_at"] is not None:
+            return
+        conn.execute("UPDATE web_users SET disabled_at = ? WHERE id = ?", (at, user["id"]))
+        ended = _end_user_sessions(conn, user["id"], at)
+        append_in_transaction_sync(conn, "web.user.disabled", actor, at, subject=f"web_user:{username}",
+                                   details={"sessions_ended": ended})
+
+
+def set_password_sync(conn: sqlite3.Connection, username: str, password_hash: str, *,
+                      actor: str, at: str | datetime) -> None:
+    """Replace the password hash and end the account's sessions (a changed
+    password must log out whoever held the old one)."""
+    at = to_db_time(at)
+    with immediate(conn):
+        user = get_user_sync(conn, username)
+        if user is None:
+            raise NotFoundError(f"no web user {username!r}")
+        conn.execute("UPDATE web_users SET password_hash = ? WHERE id = ?", (password_hash, user["id"]))
+        ended = _end_user_sessions(conn, user["id"], at)
+        append_in_transaction_sync(conn, "web.user.password_changed", actor, at,
+                                   subject=f"web_user:{username}", details={"sessions_ended": ended})
+
+
+# -- sessions -------------------------------------------------------------------
+
+def create_session_sync(conn: sqlite3.Connection, *, id_hash: str, user_id: int, username: str,
+                        csrf_token: str, at: str | datetime, expires_at: str | datetime,
+                        remote: str | None) -> None:
+    """Store a new session (by the sha256 of its cookie) and audit the login."""
+    with immediate(conn):
+        conn.execute(
+            "INSERT INTO web_sessions (id_hash, user_id, csrf_token, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (id_hash, user_id, csrf_token, to_db_time(at), to_db_time(expires_at)))
+        append_in_transaction_sync(conn, "web.login", f"web:{username}", at,
+                                   details={"remote": remote})
+
+
+def get_session_sync(conn: sqlite3.Connection, id_hash: str, now: str | datetime) -> dict | None:
+    """The live session with its user (id, username, role), or None when it is
+    unknown, ended, expired, or its account is disabled."""
+    return fetch_one(conn.execute(
+        "SELECT s.id_hash, s.csrf_token, s.created_at, s.expires_at,"
+        " u.id AS user_id, u.username, u.role"
+        " FROM web_sessions s JOIN web_users u ON u.id = s.user_id"
+        " WHERE s.id_hash = ? AND s.ended_at IS NULL AND s.expires_at > ? AND u.disabled_at IS NULL",
+        (id_hash, to_db_time(now))))
+
+
+def end_session_sync(conn: sqlite3.Connection, id_hash: str, *, username: str,
+                     at: str | datetime) -> bool:
+    """Log out: end the session and audit it.  False if it was not live."""
+    with immediate(conn):
+        ended = conn.execute("UPDATE web_sessions SET ended_at = ? WHERE id_hash = ? AND ended_at IS NULL",
+                             (to_db_time(at), id_hash)).rowcount
+        if ended:
+            append_in_transaction_sync(conn, "web.logout", f"web:{username}", at)
+        return bool(ended)
+
+
+# -- failed logins --------------------------------------------------------------
+
+def recent_failures_sync(conn: sqlite3.Connection, username: str, remote: str | None,
+                         since: str | datetime) -> tuple[int, int]:
+    """(failures for ``username``, failures from ``remote``) at or after ``since``.
+
+    Failures for a username made before that user's last successful login do
+    not count, so a user who eventually typed the right password starts afresh."""
+    since = to_db_time(since)
+    last_login = conn.execute(
+        "SELECT max(s.created_at) FROM web_sessions s JOIN web_users u ON u.id = s.user_id"
+        " WHERE u.username = ?", (username,)).fetchone()[0]
+    user_since = max(since, last_login) if last_login else since
+    by_user = conn.execute("SELECT count(*) FROM web_login_failures WHERE username = ? AND at >= ?",
+                           (username, user_since)).fetchone()[0]
+    by_remote = 0
+    if remote:
+        by_remote = conn.execute("SELECT count(*) FROM web_login_failures WHERE remote = ? AND at >= ?",
+                                 (remote, since)).fetchone()[0]
+    return by_user, by_remote
+
+
+def record_failure_sync(conn: sqlite3.Connection, username: str, remote: str | None, *,
+                        at: str | datetime, throttled: bool) -> None:
+    """A refused login: one row for the counters and one audit entry
+    (``web.login.failed``, or ``web.login.throttled`` when it was refused
+    without checking the password)."""
+    action = "web.login.throttled" if throttled else "web.login.failed"
+    with immediate(conn):
+        if not throttled:
+            conn.execute("INSERT INTO web_login_failures (username, remote, at) VALUES (?, ?, ?)",
+                         (username[:64], remote, to_db_time(at)))
+        append_in_transaction_sync(conn, action, "web:anonymous", at,
+                                   subject=f"web_user:{username[:64]}", details={"remote": remote})
+
+
+def prune_failures_sync(conn: sqlite3.Connection, before: str | datetime) -> int:
+    """Forget failures older than the throttling window (the audit log keeps them)."""
+    with immediate(conn):
+        return conn.execute("DELETE FROM web_login_failures WHERE at < ?", (to_db_time(before),)).rowcount
