@@ -1,7 +1,427 @@
-"""CLI: ``callproof lookup``, ``callproof request ...``, ``callproof history``."""
+"""CLI: ``callproof lookup``, ``callproof request ...``, ``callproof history``.
+
+Human-readable output by default, ``--json`` for machines.  A problem with what
+was typed (bad protocol, unknown request, refused transition, missing secret)
+goes to stderr naming what was wrong, with exit code 2.  ``--by`` says who acts
+(written to the audit log); the default is the login name.
+"""
 
 from __future__ import annotations
 
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+EXIT_USAGE = 2
+REQUEST_STATES = ("needs_identity_check", "received", "exported", "delivered", "refused")
+
+
+class _Fail(Exception):
+    """An error to print on stderr (exit 2)."""
+
+
+def _actor(args: argparse.Namespace) -> str:
+    return (getattr(args, "by", None) or os.environ.get("SUDO_USER") or getpass.getuser()).strip()
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """What a command reports as "you asked for something that cannot be done"."""
+    from callproof.config import ConfigError
+    from storage import StorageError
+
+    from .history import FontMissing
+
+    kinds: list[type[BaseException]] = [ValueError, StorageError, ConfigError, FontMissing, _Fail]
+    for module, name in (("callproof.rights.export", "ExportError"),
+                         ("callproof.rights.delivery", "DeliveryError"),
+                         ("callproof.rights.links", "LinkError")):
+        try:
+            kinds.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(kinds)
+
+
+def _run(fn: Callable[[argparse.Namespace, Any, Any], int], args: argparse.Namespace, config: Any) -> int:
+    """Open the database, run ``fn(args, config, conn)``, turn expected errors into exit 2."""
+    from storage import connect_sync
+
+    try:
+        conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    except Exception as exc:  # unreadable path, permissions, newer schema...
+        print(f"callproof: cannot open the database {config.storage.database}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return fn(args, config, conn)
+    except _expected_errors() as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        conn.close()
+
+
+def _now() -> str:
+    from storage import utc_now
+
+    return utc_now()
+
+
+def _local(config: Any, value: str | None) -> str:
+    if not value:
+        return "-"
+    from storage.timefmt import parse_db_time
+
+    return parse_db_time(value).astimezone(config.general.tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _dump(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# -- lookup ------------------------------------------------------------------
+
+def cmd_lookup(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from .lookup import lookup_sync
+
+    if (args.date_from or args.date_to) and not (args.phone or args.cpf or args.customer_code):
+        raise _Fail("--from/--to go with --phone, --cpf or --customer-code")
+    results = lookup_sync(conn, config, actor=_actor(args), protocol=args.protocol, phone=args.phone,
+                          cpf=args.cpf, customer_code=args.customer_code, date_from=args.date_from,
+                          date_to=args.date_to, now=_now(), limit=args.limit)
+    if args.json:
+        _dump(results)
+        return 0
+    if not results:
+        print("no calls found")
+        return 1
+    for r in results:
+        _print_call(config, r)
+    print(f"{len(results)} call(s)")
+    return 0
+
+
+def _print_call(config: Any, r: dict) -> None:
+    c, consent = r["call"], r["consent"]
+    print(f"protocol {c['protocol'] or '(none)'}   {_local(config, c['started_at'])}"
+          f" -> {_local(config, c['ended_at'])}   caller {c['caller_number'] or '(withheld/anonymised)'}")
+    print(f"  status {c['status']}, hang-up cause {c['hangup_cause'] or '-'}"
+          + (f", anonymised {_local(config, c['anonymised_at'])}" if c.get("anonymised_at") else ""))
+    if consent["prompt"]:
+        print(f"  consent: {consent['prompt']} ({consent['language']}) {consent['outcome'] or 'unfinished'},"
+              f" {_local(config, consent['started_at'])}..{_local(config, consent['finished_at'])},"
+              f" sha256 {consent['sha256']}")
+    else:
+        print("  consent: not played")
+    for rec in r["recordings"] or [None]:
+        if rec is None:
+            print("  recording: none")
+            continue
+        line = f"  recording {rec['id']}: {rec['state']}"
+        if rec["state"] == "finalised":
+            line += f", {(rec['duration_ms'] or 0) / 1000:.1f} s, sha256 {rec['sha256']}"
+            line += f", kept until {_local(config, rec['retention_until'])}" if rec["retention_until"] else ""
+        receipt = rec.get("deletion_receipt")
+        if receipt:
+            line += (f", deleted {_local(config, receipt['at'])} (audit entry {receipt['audit_id']},"
+                     f" hash {receipt['hash']})")
+        print(line)
+    hold = r["hold"]
+    if hold["held"]:
+        parts = [f"legal hold {h['id']} ({h['reason']})" for h in hold["legal_holds"]]
+        parts += [f"request {rid}" for rid in hold["requests"]]
+        print(f"  held by: {', '.join(parts)}")
+    for sms in r["sms"]:
+        print(f"  sms {sms['id']}: {sms['state']} to {sms['destination'] or '-'}, {sms['attempts']} attempt(s)"
+              + (f" ({sms['reason']})" if sms["reason"] else ""))
+    for q in r["requests"]:
+        print(f"  request {q['id']} ({q['request_protocol'] or 'hold hook'}): {q['state']},"
+              f" due {_local(config, q['due_at'])} [{_deadline_text(q)}]")
+
+
+def _deadline_text(row: dict) -> str:
+    if row["deadline"] in ("closed", "none"):
+        return row["deadline"]
+    days = row["days_remaining"]
+    if row["deadline"] == "overdue":
+        return f"OVERDUE by {-days} day(s)" if days < 0 else "OVERDUE"
+    return f"{days} day(s) left" + (", due soon" if row["deadline"] == "due_soon" else "")
+
+
+# -- requests ----------------------------------------------------------------
+
+def _filed_text(config: Any, filed) -> str:
+    verb = "filed" if filed.created else "already open (same requester)"
+    why = {"caller_number": "calling number matches the call",
+           "cpf": "CPF matches the call", "customer_code": "customer code matches the call",
+           "agent": "identity verified by an agent"}.get(filed.identity_basis or "", "")
+    return (f"request {filed.id} {verb}: protocol {filed.request_protocol} for call {filed.call_protocol},"
+            f" state {filed.state}{f' ({why})' if why else ''}, due {_local(config, filed.due_at)}")
+
+
+def cmd_request_file(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from .requests import file_request_sync
+
+    filed = file_request_sync(conn, config, call_protocol=args.protocol.strip(), channel="cli",
+                              actor=_actor(args), now=_now(), requester_number=args.phone, cpf=args.cpf,
+                              customer_code=args.customer_code, deliver_to=args.deliver_to,
+                              identity_verified_by=args.verified_by)
+    if args.json:
+        from dataclasses import asdict
+        _dump(asdict(filed))
+    else:
+        print(_filed_text(config, filed))
+        if filed.state == "needs_identity_check":
+            print("  an agent must confirm identity: callproof request verify-identity "
+                  f"{filed.id} --by AGENT (or refuse it)")
+    return 0
+
+
+def _public(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "requester_identity_hash"}
+
+
+def cmd_request_list(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from storage.requests import list_requests_sync
+
+    from .requests import due_soon_until, with_deadline
+
+    now = _now()
+    due_before = due_soon_until(config, now) if args.due_soon else now if args.overdue else None
+    rows = list_requests_sync(conn, states=[args.state] if args.state else None,
+                              open_only=args.due_soon or args.overdue or args.open, due_before=due_before,
+                              limit=args.limit)
+    rows = [with_deadline(r, config, now) for r in rows]
+    if args.due_soon:
+        rows = [r for r in rows if r["deadline"] == "due_soon"]
+    if args.json:
+        _dump([_public(r) for r in rows])
+        return 0
+    if not rows:
+        print("no requests")
+        return 0
+    print(f"{'ID':>6}  {'REQUEST':17}  {'CALL':17}  {'STATE':20}  {'CH':4}  {'DUE':16}  DEADLINE")
+    for r in rows:
+        print(f"{r['id']:>6}  {r['request_protocol'] or '-':17}  {r['protocol']:17}  {r['state']:20}"
+              f"  {r['channel']:4}  {_local(config, r['due_at']):16}  {_deadline_text(r)}")
+    return 0
+
+
+def cmd_request_show(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from storage._sqlutil import fetch_all
+    from storage.audit import append_sync
+
+    from .requests import resolve_request_sync, with_deadline
+
+    now = _now()
+    row = with_deadline(resolve_request_sync(conn, args.request), config, now)
+    exports = fetch_all(conn.execute(
+        "SELECT id, format, sha256, size_bytes, created_at, created_by, deleted_at FROM request_exports"
+        " WHERE request_id = ? ORDER BY id", (row["id"],)))
+    deliveries = fetch_all(conn.execute(
+        "SELECT id, channel, recipient, state, error, created_at, created_by, sent_at, link_id"
+        " FROM request_deliveries WHERE request_id = ? ORDER BY id", (row["id"],)))
+    history = fetch_all(conn.execute(
+        "SELECT id, at, actor, action, details FROM audit_log WHERE subject = ? ORDER BY id",
+        (f"request:{row['id']}",)))
+    append_sync(conn, "request.viewed", _actor(args), now, protocol=row["protocol"],
+                subject=f"request:{row['id']}", details={"via": "cli"})
+    if args.json:
+        _dump({"request": _public(row), "exports": exports, "deliveries": deliveries, "audit": history})
+        return 0
+    print(f"request {row['id']}  protocol {row['request_protocol'] or '(hold hook)'}  for call {row['protocol']}")
+    print(f"  state {row['state']}" + (f" (reason: {row['refused_reason']})" if row["refused_reason"] else ""))
+    print(f"  received {_local(config, row['opened_at'])} via {row['channel']} by {row['created_by']}")
+    print(f"  due {_local(config, row['due_at'])} [{_deadline_text(row)}]"
+          + (f", closed {_local(config, row['closed_at'])}" if row["closed_at"] else ""))
+    print(f"  requester {row['requester_number'] or '-'}"
+          f"{' (+ CPF/customer code given)' if row['requester_identity_hash'] else ''},"
+          f" deliver to {row['deliver_to'] or '-'}")
+    for e in exports:
+        print(f"  export {e['id']}: {e['format']} {e['size_bytes']} bytes sha256 {e['sha256']}"
+              f" {_local(config, e['created_at'])} by {e['created_by']}")
+    for d in deliveries:
+        print(f"  delivery {d['id']}: {d['channel']} to {d['recipient']} {d['state']}"
+              f" {_local(config, d['created_at'])}" + (f" ({d['error']})" if d["error"] else ""))
+    for h in history:
+        print(f"  {_local(config, h['at'])}  {h['action']:28} by {h['actor']}")
+    return 0
+
+
+def cmd_request_verify(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from .requests import resolve_request_sync, verify_identity_sync
+
+    row = resolve_request_sync(conn, args.request)
+    row = verify_identity_sync(conn, config, row["id"], actor=_actor(args), now=_now(), note=args.note)
+    print(f"request {row['id']} ({row['request_protocol']}): identity verified by {row['updated_by']};"
+          f" state {row['state']}, due {_local(config, row['due_at'])}")
+    return 0
+
+
+def cmd_request_refuse(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from .requests import refuse_request_sync, resolve_request_sync
+
+    row = resolve_request_sync(conn, args.request)
+    row = refuse_request_sync(conn, config, row["id"], reason=args.reason, actor=_actor(args), now=_now())
+    print(f"request {row['id']} ({row['request_protocol']}) refused by {row['updated_by']}: {row['refused_reason']}")
+    return 0
+
+
+def cmd_request_export(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from .export import export_request_sync
+    from .requests import resolve_request_sync
+
+    row = resolve_request_sync(conn, args.request)
+    export = export_request_sync(conn, config, row["id"], actor=_actor(args), now=_now(), fmt=args.format)
+    if args.json:
+        _dump(export)
+    else:
+        print(f"request {row['id']} exported: {export['format']}, {export['size_bytes']} bytes,"
+              f" sha256 {export['sha256']}\n  {export['path']}")
+    return 0
+
+
+def cmd_request_deliver(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from .delivery import deliver_request_sync
+    from .requests import resolve_request_sync
+
+    row = resolve_request_sync(conn, args.request)
+    delivery = deliver_request_sync(conn, config, row["id"], via=args.via, actor=_actor(args), now=_now(),
+                                    to=args.to)
+    if args.json:
+        _dump(delivery)
+    else:
+        kind, _, target = str(delivery["recipient"]).partition(":")
+        to = target if kind == delivery["channel"] else delivery["recipient"]
+        print(f"request {row['id']}: delivery {delivery['id']} by {delivery['channel']} to {to}:"
+              f" {delivery['state']}" + (f" ({delivery['error']})" if delivery.get("error") else ""))
+    return 0 if delivery.get("state") != "failed" else 1
+
+
+def cmd_request_metrics(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from .requests import request_metrics_sync
+
+    m = request_metrics_sync(conn, config, now=_now())
+    if args.json:
+        _dump(m)
+        return 0
+    print(f"open requests: {m['open']}  due within {config.rights.due_soon_days} day(s): {m['due_soon']}"
+          f"  overdue: {m['overdue']}")
+    print("by state: " + ", ".join(f"{k} {v}" for k, v in m["by_state"].items()))
+    return 0
+
+
+# -- history -----------------------------------------------------------------
+
+def cmd_history(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    from .history import produce_history_sync, resolve_subject
+
+    subject = resolve_subject(config, args.subject, phone=args.phone, cpf=args.cpf,
+                              customer_code=args.customer_code)
+    row = produce_history_sync(conn, config, subject, fmt=args.format, actor=_actor(args), now=_now(),
+                               out=args.out, language=args.language)
+    if args.json:
+        _dump(row)
+    else:
+        print(f"history {row['id']} ({subject.kind} {subject.display}): {row['path']}")
+        print(f"  {row['format']}, sha256 {row['sha256']}; received {_local(config, row['received_at'])},"
+              f" due {_local(config, row['due_at'])}, produced {_local(config, row['produced_at'])}")
+    return 0
+
+
+# -- registration ------------------------------------------------------------
 
 def add_rights_commands(sub, load) -> None:
     """Register the customer-rights commands; ``load(args)`` returns the Config."""
+    def bind(fn: Callable) -> Callable:
+        return lambda args: _run(fn, args, load(args))
+
+    def by(p: argparse.ArgumentParser, what: str = "who acts") -> None:
+        p.add_argument("--by", help=f"{what} (audit log; default: the login name)")
+
+    lk = sub.add_parser("lookup", help="find a customer's calls: protocol, phone, CPF or customer code")
+    sel = lk.add_mutually_exclusive_group(required=True)
+    sel.add_argument("--protocol", help="17-digit call protocol")
+    sel.add_argument("--phone", help="caller number, any spelling (+55 11 91234-5678, (11) 91234-5678...)")
+    sel.add_argument("--cpf", help="CPF, with or without punctuation (needs [rights] identity_key)")
+    sel.add_argument("--customer-code", help="the deployment's customer code (needs [rights] identity_key)")
+    lk.add_argument("--from", dest="date_from", help="first local day YYYY-MM-DD (or ISO-8601 with offset)")
+    lk.add_argument("--to", dest="date_to", help="last local day YYYY-MM-DD, inclusive")
+    lk.add_argument("--limit", type=int, default=200, help="at most this many calls, newest first (200)")
+    lk.add_argument("--json", action="store_true")
+    by(lk, "who is looking")
+    lk.set_defaults(func=bind(cmd_lookup))
+
+    req = sub.add_parser("request", help="customer recording requests").add_subparsers(dest="sub", required=True)
+    f = req.add_parser("file", help="file a request for the recording of a call")
+    f.add_argument("protocol", help="the call's 17-digit protocol")
+    f.add_argument("--phone", help="the number the customer calls from / gave (matched against the caller)")
+    f.add_argument("--cpf", help="the customer's CPF (matched against the call's)")
+    f.add_argument("--customer-code", help="the customer's code (matched against the call's)")
+    f.add_argument("--deliver-to", help="sms:+5511... or email:name@example.com")
+    f.add_argument("--verified-by", metavar="AGENT", help="the agent who verified identity another way")
+    f.add_argument("--json", action="store_true")
+    by(f, "who files it")
+    f.set_defaults(func=bind(cmd_request_file))
+
+    ls = req.add_parser("list", help="requests by due time (soonest first)")
+    ls.add_argument("--state", choices=REQUEST_STATES)
+    ls.add_argument("--open", action="store_true", help="only requests not yet delivered or refused")
+    grp = ls.add_mutually_exclusive_group()
+    grp.add_argument("--due-soon", action="store_true", help="open, due within [rights] due_soon_days")
+    grp.add_argument("--overdue", action="store_true", help="open and past their due time")
+    ls.add_argument("--limit", type=int, default=500)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=bind(cmd_request_list))
+
+    sh = req.add_parser("show", help="one request: state, deadline, exports, deliveries, audit trail")
+    sh.add_argument("request", metavar="ID|REQUEST_PROTOCOL")
+    sh.add_argument("--json", action="store_true")
+    by(sh, "who is looking")
+    sh.set_defaults(func=bind(cmd_request_show))
+
+    vi = req.add_parser("verify-identity", help="an agent confirmed the requester is the caller")
+    vi.add_argument("request", metavar="ID|REQUEST_PROTOCOL")
+    vi.add_argument("--by", required=True, help="the agent who verified (audit log)")
+    vi.add_argument("--note", help="how identity was checked")
+    vi.set_defaults(func=bind(cmd_request_verify))
+
+    rf = req.add_parser("refuse", help="close a request without delivery")
+    rf.add_argument("request", metavar="ID|REQUEST_PROTOCOL")
+    rf.add_argument("--reason", required=True)
+    rf.add_argument("--by", required=True, help="who refuses (audit log)")
+    rf.set_defaults(func=bind(cmd_request_refuse))
+
+    ex = req.add_parser("export", help="make the audio file for a request (mp3 by default)")
+    ex.add_argument("request", metavar="ID|REQUEST_PROTOCOL")
+    ex.add_argument("--format", choices=("mp3", "ogg", "wav"), help="default: [rights] export_format")
+    ex.add_argument("--json", action="store_true")
+    by(ex)
+    ex.set_defaults(func=bind(cmd_request_export))
+
+    dv = req.add_parser("deliver", help="send the customer a download link by SMS or e-mail")
+    dv.add_argument("request", metavar="ID|REQUEST_PROTOCOL")
+    dv.add_argument("--via", required=True, choices=("sms", "email"))
+    dv.add_argument("--to", help="recipient (default: the request's deliver-to / number)")
+    dv.add_argument("--json", action="store_true")
+    by(dv)
+    dv.set_defaults(func=bind(cmd_request_deliver))
+
+    mt = req.add_parser("metrics", help="open / due soon / overdue counts")
+    mt.add_argument("--json", action="store_true")
+    mt.set_defaults(func=bind(cmd_request_metrics))
+
+    hi = sub.add_parser("history", help="the customer's call history as a PDF or HTML document")
+    hi.add_argument("subject", nargs="?", metavar="PHONE|CPF", help="phone number or CPF (told apart by shape)")
+    hi.add_argument("--phone", help="say it is a phone number")
+    hi.add_argument("--cpf", help="say it is a CPF")
+    hi.add_argument("--customer-code", help="the deployment's customer code")
+    hi.add_argument("--format", choices=("pdf", "html"), default="pdf")
+    hi.add_argument("--out", metavar="FILE", help="write here (default: a new file under [rights] history_dir)")
+    hi.add_argument("--language", help="document language (default: [general] default_language)")
+    hi.add_argument("--json", action="store_true")
+    by(hi, "who asked for it")
+    hi.set_defaults(func=bind(cmd_history))
