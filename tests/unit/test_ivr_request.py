@@ -1,0 +1,375 @@
+"""The recording-request IVR (ari_app/ivr_request.py) against a scripted fake ARI.
+
+Each entry prompt the flow plays is answered with the keys the script says (as
+ChannelDtmfReceived events), silence (the digit timeout runs out) or a hang-up.
+Storage is the real SQLite layer with every migration, and requests are filed
+by the real callproof/rights/requests.py.  The same flow is driven with real
+DTMF on the sandbox Asterisk in tests/integration/test_ivr_request.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from ari_app.ari import ChannelGone
+from ari_app.call_events import CallInbox
+from ari_app.flow import Services
+from ari_app.ivr_request import (DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow,
+                                 is_request_ivr)
+from callproof.config import load_config
+from callproof.prompts import Prompt
+from storage import Database, NewCall
+
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
+CALLER = "11987654321"
+CALLER_E164 = "+5511987654321"
+ENTRY_PROMPTS = ("request-enter", "request-not-found")
+
+
+# --------------------------------------------------------------------------
+# the pure parts
+# --------------------------------------------------------------------------
+
+def test_digit_entry_keeps_digits_only():
+    entry = DigitEntry()
+    keys = list("2026") + ["A", "D", "", "12", None, 7] + list("0000000000042")
+    actions = [entry.press(k) for k in keys]
+    assert actions[:4] == ["digit"] * 4
+    assert actions[4:10] == ["ignored"] * 6
+    assert entry.problem() is None and entry.protocol == "20260000000000042"
+    assert entry.press("#") == "finish" and entry.press("*") == "restart"
+
+
+@pytest.mark.parametrize("keys,problem", [("", "no_digits"), ("2026", "wrong_length"),
+                                          ("2" * 16, "wrong_length"), ("2" * 18, "wrong_length"),
+                                          ("2" * 400, "wrong_length")])
+def test_digit_entry_problems(keys, problem):
+    entry = DigitEntry()
+    for k in keys:
+        entry.press(k)
+    assert entry.problem() == problem and entry.count == len(keys)
+    with pytest.raises(ValueError):
+        entry.protocol
+    assert len(entry._digits) <= 18, "a long entry is counted, not kept"
+
+
+def test_is_request_ivr():
+    def ev(args, app_data=None):
+        channel = {"id": "1", "dialplan": {"context": "x", "exten": "s"}}
+        if app_data is not None:
+            channel["dialplan"].update(app_name="Stasis", app_data=app_data)
+        return {"type": "StasisStart", "args": args, "channel": channel}
+
+    assert is_request_ivr(ev([REQUEST_IVR_ARG, "pt_BR"]))
+    assert not is_request_ivr(ev(["551130000000", "1700000000.0", "", "", ""]))
+    assert not is_request_ivr(ev([]))
+    # resumed after an ARI reconnect: no args, the dialplan location says it
+    assert is_request_ivr(ev([], app_data="callproof,request-ivr,pt_BR"))
+    assert not is_request_ivr(ev([], app_data="callproof,551130000000,1700000000.0,,,"))
+
+
+# --------------------------------------------------------------------------
+# the flow against a scripted ARI
+# --------------------------------------------------------------------------
+
+class ScriptedAri:
+    """Plays prompts as Asterisk would report them.
+
+    ``entries``: per entry prompt played, the keys the caller types once it has
+    started (``"HANGUP"`` ends the call instead, ``""`` is silence).  Keys in
+    ``consent_keys`` are typed during the announcement.  ``hangup_in`` names a
+    non-entry prompt during which the caller hangs up."""
+
+    def __init__(self, inbox: CallInbox, entries: list[str], *, consent_keys: str = "",
+                 hangup_in: str | None = None):
+        self.inbox = inbox
+        self.entries = list(entries)
+        self.consent_keys = consent_keys
+        self.hangup_in = hangup_in
+        self.ops: list[tuple] = []
+        self.stopped: list[str] = []
+        self.gone = False
+
+    def _emit(self, *events: dict) -> None:
+        loop = asyncio.get_running_loop()
+        for ev in events:
+            loop.call_soon(self.inbox.push, ev)
+
+    def _key(self, channel_id: str, key: str) -> dict:
+        return {"type": "ChannelDtmfReceived", "digit": key, "channel": {"id": channel_id}}
+
+    def _hangup(self, channel_id: str, pb: dict) -> list[dict]:
+        self.gone = True
+        return [{"type": "ChannelHangupRequest", "cause": 16, "channel": {"id": channel_id}},
+                {"type": "PlaybackFinished", "playback": {**pb, "state": "failed"}},
+                {"type": "StasisEnd", "channel": {"id": channel_id}}]
+
+    async def answer(self, channel_id):
+        self.ops.append(("answer",))
+
+    async def play(self, channel_id, media, playback_id, language=None):
+        if self.gone:
+            raise ChannelGone("404")
+        what = playback_id.split("-", 1)[1].rsplit("-", 1)[0]
+        self.ops.append(("play", what, tuple(media)))
+        pb = {"id": playback_id, "target_uri": f"channel:{channel_id}"}
+        events = [{"type": "PlaybackStarted", "playback": {**pb, "state": "playing"}}]
+        if what == "request-consent":
+            events += [self._key(channel_id, k) for k in self.consent_keys]
+        if what in ENTRY_PROMPTS:
+            keys = self.entries.pop(0) if self.entries else "HANGUP"
+            if keys == "HANGUP":
+                self._emit(*events, *self._hangup(channel_id, pb))
+                return
+            events += [self._key(channel_id, k) for k in keys]
+        elif self.hangup_in == what:
+            self._emit(*events, *self._hangup(channel_id, pb))
+            return
+        events.append({"type": "PlaybackFinished", "playback": {**pb, "state": "done"}})
+        self._emit(*events)
+
+    async def stop_playback(self, playback_id):
+        self.stopped.append(playback_id)
+
+    async def set_variable(self, channel_id, name, value):
+        if self.gone:
+            raise ChannelGone("404")
+        self.ops.append(("set", name, value))
+
+    async def continue_in_dialplan(self, channel_id, context, extension, priority):
+        if self.gone:
+            raise ChannelGone("404")
+        self.ops.append(("continue", context, extension, priority))
+
+    def played(self) -> list[str]:
+        return [op[1] for op in self.ops if op[0] == "play"]
+
+    def variables(self) -> dict[str, str]:
+        return {op[1]: op[2] for op in self.ops if op[0] == "set"}
+
+
+class FakePrompts:
+    def resolve_language(self, lang):
+        return "pt_BR"
+
+    def prompt(self, name, language):
+        return Prompt(name, language, Path(f"/prompts/{language}/{name}.wav"), "ab" * 32,
+                      f"sound:/prompts/{language}/{name}")
+
+    def protocol_reading_media(self, language, protocol, groups):
+        return ["sound:/prompts/pt_BR/protocol-is"] + [f"sound:/prompts/pt_BR/digits/{d}" for d in protocol]
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "callproof.toml"
+    path.write_text(f"""
+[storage]
+database = "{tmp_path / 'cp.db'}"
+[ari]
+password = "unit-test-ari-password"
+[ami]
+password = "unit-test-ami-password"
+[recording]
+root = "{tmp_path / 'rec'}"
+[protocol_reading]
+replay_window_ms = 0
+""")
+    return load_config(path, env={})
+
+
+@pytest.fixture
+async def db(config):
+    database = await Database.open(config.storage.database)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def call_protocol(db):
+    """A finished inbound call from CALLER, with its protocol."""
+    call_id = await db.calls.create(NewCall(
+        channel_id="1699999999.1", uniqueid="1699999999.1", linkedid="1699999999.1",
+        caller_number_raw=CALLER, caller_number=CALLER_E164, caller_name="", dialled_number="551130000000",
+        language="pt_BR", started_at=NOW))
+    result = await db.protocols.allocate_for_call(call_id, year=2026, allocated_at=NOW, sms=None)
+    return result.protocol
+
+
+_channel_ids = iter(range(1, 10_000))
+
+
+async def run_ivr(config, db, entries, *, caller=CALLER, consent_keys="", hangup_in=None,
+                  channel_id=None, **timeouts):
+    channel_id = channel_id or f"1700000000.{next(_channel_ids)}"
+    ev = {"type": "StasisStart", "args": [REQUEST_IVR_ARG, ""],
+          "channel": {"id": channel_id, "name": "Local/s@callproof-request-entry-0001;2", "state": "Ring",
+                      "caller": {"number": caller, "name": ""}, "language": "en",
+                      "dialplan": {"context": "callproof-request-entry", "exten": "s"}}}
+    inbox = CallInbox(channel_id)
+    ari = ScriptedAri(inbox, entries, consent_keys=consent_keys, hangup_in=hangup_in)
+    services = Services(config=config, db=db, ari=ari, recorder=None, prompts=FakePrompts(),
+                        wake_sms=lambda: None, clock=lambda: NOW)
+    flow = RequestIvrFlow(services, inbox, ev)
+    flow.first_digit_timeout = timeouts.get("first", 0.05)
+    flow.inter_digit_timeout = timeouts.get("inter", 0.05)
+    await asyncio.wait_for(flow.run(), 5)
+    row = await flow.repo.get_by_channel(channel_id)
+    return flow, ari, row
+
+
+async def requests(db) -> list[dict]:
+    def q(conn):
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute("SELECT * FROM recording_requests ORDER BY id")]
+        finally:
+            conn.row_factory = None
+    return await db.run_in_connection(q)
+
+
+async def test_same_caller_gets_a_received_request_and_hears_its_protocol(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"])
+    assert flow.outcome == "completed"
+    [req] = await requests(db)
+    assert req["state"] == "received" and req["channel"] == "ivr" and req["created_by"] == "ivr"
+    assert req["protocol"] == call_protocol and req["requester_number"] == CALLER_E164
+    assert len(req["request_protocol"]) == 17 and req["request_protocol"] != call_protocol
+    # what the caller heard, in order: the announcement first, the outcome, then the new protocol
+    assert ari.played() == ["request-consent", "request-enter", "request-received", "request-protocol"]
+    assert ari.ops[0] == ("answer",)
+    outcome_media = next(op[2] for op in ari.ops if op[0] == "play" and op[1] == "request-received")
+    assert outcome_media[1] == "sound:/prompts/pt_BR/protocol-is"
+    assert "".join(m.rsplit("/", 1)[1] for m in outcome_media[2:]) == req["request_protocol"]
+    assert ari.variables() == {"CALLPROOF_REQUEST_PROTOCOL": req["request_protocol"],
+                               "CALLPROOF_REQUEST_STATE": "received", "CALLPROOF_STATUS": "ok"}
+    assert ari.ops[-1] == ("continue", DONE_CONTEXT, "s", 1)
+    assert row["status"] == "completed" and row["call_protocol"] == call_protocol
+    assert row["request_id"] == req["id"] and row["attempts"] == 1 and row["request_read_count"] == 2
+    assert row["consent_prompt"] == "request-consent" and row["consent_outcome"] == "finished"
+    assert row["caller_number"] == CALLER_E164 and row["ended_at"]
+
+
+async def test_another_number_needs_an_identity_check(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], caller="21912345678")
+    [req] = await requests(db)
+    assert req["state"] == "needs_identity_check" and req["requester_number"] == "+5521912345678"
+    assert "request-identity-check" in ari.played() and "request-received" not in ari.played()
+    assert ari.variables()["CALLPROOF_REQUEST_STATE"] == "needs_identity_check"
+    assert row["status"] == "completed"
+
+
+async def test_withheld_number_needs_an_identity_check(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], caller="anonymous")
+    [req] = await requests(db)
+    assert req["state"] == "needs_identity_check" and req["requester_number"] is None
+    assert row["caller_number"] is None
+
+
+async def test_wrong_entries_get_not_found_then_a_retry(config, db, call_protocol):
+    unknown = "2026" + "9" * 13
+    flow, ari, row = await run_ivr(config, db, ["2026#", unknown + "#", call_protocol + "#"])
+    assert flow.outcome == "completed"
+    assert ari.played()[:4] == ["request-consent", "request-enter", "request-not-found", "request-not-found"]
+    retry = [op[2] for op in ari.ops if op[0] == "play" and op[1] == "request-not-found"][0]
+    assert [m.rsplit("/", 1)[1] for m in retry] == ["request-not-found", "request-enter"]
+    assert row["attempts"] == 3 and row["call_protocol"] == call_protocol
+    assert len(await requests(db)) == 1
+
+
+async def test_three_failures_file_nothing(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, ["1#", "2026" + "9" * 13 + "#", "2" * 18 + "#"])
+    assert flow.outcome == "not_found"
+    assert await requests(db) == []
+    assert ari.played()[-1] == "request-give-up"
+    assert ari.variables() == {"CALLPROOF_REQUEST_PROTOCOL": "", "CALLPROOF_REQUEST_STATE": "not_filed",
+                               "CALLPROOF_STATUS": "not_found"}
+    assert ari.ops[-1] == ("continue", DONE_CONTEXT, "s", 1)
+    assert row["status"] == "not_found" and row["attempts"] == 3 and row["last_problem"] == "wrong_length"
+    assert row["call_protocol"] is None and row["request_id"] is None
+
+
+async def test_silence_is_a_try_without_the_not_found_prompt(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, ["", call_protocol + "#"])
+    assert ari.played()[:3] == ["request-consent", "request-enter", "request-enter"]
+    assert row["attempts"] == 2 and flow.outcome == "completed"
+
+
+async def test_the_digit_timeout_ends_an_entry_without_hash(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [call_protocol])
+    assert flow.outcome == "completed" and row["attempts"] == 1
+
+
+async def test_star_starts_again_and_other_keys_are_ignored(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, ["99*", "A" + call_protocol[:5] + "B" + call_protocol[5:] + "C#"])
+    assert flow.outcome == "completed"
+    assert ari.played()[:3] == ["request-consent", "request-enter", "request-enter"]
+    assert row["attempts"] == 1, "a restart is not a failed try"
+    assert ari.stopped, "typing stops the prompt (barge-in)"
+
+
+async def test_keys_during_the_announcement_are_ignored(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], consent_keys="123#")
+    assert flow.outcome == "completed" and row["attempts"] == 1 and row["call_protocol"] == call_protocol
+
+
+async def test_hang_up_mid_entry_files_nothing_and_stores_no_digits(config, db, call_protocol):
+    typed = "20269876543"
+    flow, ari, row = await run_ivr(config, db, [typed[:5] + "#", "HANGUP"])
+    assert flow.outcome == "abandoned_in_entry"
+    assert await requests(db) == []
+    assert row["status"] == "abandoned_in_entry" and row["attempts"] == 1 and row["ended_at"]
+    assert row["call_protocol"] is None and row["hangup_cause"]
+
+    def dump(conn):
+        return "\n".join(conn.iterdump())
+    assert typed[:5] not in (await db.run_in_connection(dump)).replace(call_protocol, "")
+
+
+async def test_hang_up_during_the_announcement(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [], hangup_in="request-consent")
+    assert row["status"] == "abandoned_in_consent" and row["consent_outcome"] == "caller_left"
+    assert ari.played() == ["request-consent"] and await requests(db) == []
+
+
+async def test_hang_up_while_hearing_the_new_protocol_keeps_the_request(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-received")
+    [req] = await requests(db)
+    assert row["status"] == "filed" and row["request_id"] == req["id"] and row["ended_at"]
+    assert row["request_read_count"] == 0
+
+
+async def test_a_resumed_call_does_not_file_twice(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-received",
+                                   channel_id="1700000001.1")
+    # ARI came back and the channel is still ours: the same row, told its protocol again
+    await db.run_in_connection(lambda c: c.execute(
+        "UPDATE ivr_request_calls SET ended_at = NULL WHERE id = ?", (row["id"],)))
+    flow2, ari2, row2 = await run_ivr(config, db, [], channel_id="1700000001.1")
+    [req] = await requests(db)
+    assert flow2.outcome == "completed" and row2["id"] == row["id"]
+    assert ari2.played() == ["request-received", "request-protocol"]
+    assert ari2.variables()["CALLPROOF_REQUEST_PROTOCOL"] == req["request_protocol"]
+
+
+async def test_a_second_call_for_the_same_protocol_hears_the_open_request(config, db, call_protocol):
+    _, _, first = await run_ivr(config, db, [call_protocol + "#"])
+    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"])
+    reqs = await requests(db)
+    assert len(reqs) == 1, "the open request by the same number is reused, not duplicated"
+    assert ari.variables()["CALLPROOF_REQUEST_PROTOCOL"] == reqs[0]["request_protocol"]
+    assert row["request_id"] == first["request_id"]
+
+
+async def test_storage_refuses_anything_but_an_accepted_protocol(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"])
+    for bad in ("2026", "2026abc0000000042", "../../etc/passwd", "2026000000000004٢"):
+        with pytest.raises(ValueError):
+            await flow.repo.update(row["id"], call_protocol=bad)
+    with pytest.raises(ValueError):
+        await flow.repo.update(row["id"], status="whatever")
