@@ -36,7 +36,8 @@ log = logging.getLogger("callproof.app")
 # every digit, ChannelVarset for every variable, ...) is filtered out by Asterisk:
 # about half of a call's events, and their JSON, never reach us.
 FLOW_EVENTS = ["StasisStart", "StasisEnd", "PlaybackStarted", "PlaybackFinished",
-               "ChannelDtmfReceived", "ChannelHangupRequest", "ChannelDestroyed"]
+               "ChannelDtmfReceived", "ChannelHangupRequest", "ChannelDestroyed",
+               "Dial"]  # Dial: only call-back channels dial (its dialstatus says BUSY / NOANSWER)
 
 
 class Application:
@@ -137,10 +138,10 @@ class Application:
         """Called by aioari for every event: route only, never block."""
         kind = ev.get("type")
         channel_id = channel_id_of(ev)
-        if channel_id is None:
-            return
         if self.callbacks is not None and self.callbacks.route(ev, channel_id):
             return  # a call-back channel (ari_app/callback.py)
+        if channel_id is None:
+            return
         if kind == "StasisStart":
             self._start_flow(ev)
             return

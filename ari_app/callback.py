@@ -53,6 +53,8 @@ SWEEP_LOOKBACK = timedelta(hours=24)  # the sweep never calls back older drops
 MAX_CONCURRENT = 10
 PLAY_BUDGET_SECONDS = 240          # announcement + protocol, with room to spare
 ANSWER_GRACE_SECONDS = 15          # past ring_timeout before we stop waiting for Asterisk
+# The Q.850 equivalent recorded when the channel ended with cause 0 (a Local leg, for one).
+DIALSTATUS_CAUSES = {"BUSY": 17, "NOANSWER": 19, "CONGESTION": 34, "CHANUNAVAIL": 44}
 
 
 # ------------------------------------------------------------- drop or not
@@ -122,9 +124,13 @@ class _AttemptInbox(CallInbox):
     def __init__(self, channel_id: str):
         super().__init__(channel_id)
         self.cause: int | None = None
+        self.dialstatus = ""
         self.destroyed = asyncio.Event()
 
     def push(self, ev: dict[str, Any]) -> None:
+        if ev.get("type") == "Dial":  # not for the flow: the dial's result
+            self.dialstatus = str(ev.get("dialstatus") or self.dialstatus)
+            return
         cause = far_end_cause(ev)
         if cause is not None and (self.cause is None or ev.get("type") == "ChannelHangupRequest"):
             self.cause = cause
@@ -158,8 +164,13 @@ class CallbackScheduler:
         self._wake.set()
 
     # ----------------------------------------------------------- routing
-    def route(self, ev: dict[str, Any], channel_id: str) -> bool:
-        """True when the event belongs to a call-back channel (and was taken)."""
+    def route(self, ev: dict[str, Any], channel_id: str | None) -> bool:
+        """True when the event belongs to a call-back channel (and was taken).
+        ``Dial`` events name the dialled channel as ``peer``."""
+        if ev.get("type") == "Dial":
+            channel_id = (ev.get("peer") or {}).get("id")
+        if channel_id is None:
+            return False
         inbox = self.inboxes.get(channel_id)
         if inbox is not None:
             inbox.push(ev)
@@ -239,7 +250,7 @@ class CallbackScheduler:
             await self._hang_up(channel_id)
         finally:
             self.inboxes.pop(channel_id, None)
-        cause = inbox.cause
+        cause = inbox.cause or DIALSTATUS_CAUSES.get(inbox.dialstatus)
         final = await self.store.finish_attempt(row["attempt_id"], owner=self.owner, outcome=outcome, cause=cause,
                                                 retry_delay_seconds=cb.retry_delay_seconds)
         event(log, "callback.attempt", callback_id=row["id"], attempt=row["attempt"], outcome=outcome,
@@ -261,7 +272,7 @@ class CallbackScheduler:
                                  timeout=cb.ring_timeout_seconds + ANSWER_GRACE_SECONDS)
         except CallerHungUp:
             await self._settle(inbox)
-            return self._unanswered(inbox.cause)
+            return self._unanswered(inbox.dialstatus, inbox.cause)
         except TimeoutError:
             await self._hang_up(channel_id)
             return NO_ANSWER
@@ -280,12 +291,14 @@ class CallbackScheduler:
         return ANSWERED_PLAYED
 
     @staticmethod
-    def _unanswered(cause: int | None) -> str:
-        if cause == 17:
+    def _unanswered(dialstatus: str, cause: int | None) -> str:
+        """Outcome of a call that was never answered: the Dial event's status
+        first (a Local or SIP leg may end with cause 0), then the Q.850 cause."""
+        if dialstatus == "BUSY" or cause == 17:
             return BUSY
-        if cause in (None, 0, 16, 18, 19, 20, 21):  # not answered / timed out / rejected
-            return NO_ANSWER
-        return FAILED
+        if dialstatus in ("NOANSWER", "CANCEL") or cause in (None, 0, 16, 18, 19, 20, 21):
+            return NO_ANSWER  # not answered / ring timeout / rejected
+        return FAILED  # CONGESTION, CHANUNAVAIL, network causes
 
     async def _settle(self, inbox: _AttemptInbox) -> None:
         """Wait briefly for ChannelDestroyed, which carries the final cause."""

@@ -304,14 +304,17 @@ class DiallingAri:
     def _emit(self, channel_id, *events):
         loop = asyncio.get_running_loop()
         for ev in events:
-            ev.setdefault("channel", {"id": channel_id})
+            if ev["type"] != "Dial":
+                ev.setdefault("channel", {"id": channel_id})
             loop.call_soon(self.ref[0].route, ev, channel_id)
 
     async def originate(self, *, endpoint, channel_id, app_args, caller_id="", timeout=30):
         self.ops.append(("originate", endpoint, app_args, caller_id, timeout))
         script = self.scripts.pop(0)
         if script == "busy":
-            self._emit(channel_id, {"type": "ChannelDestroyed", "cause": 17, "cause_txt": "User busy"})
+            # What a Local leg gives: the Dial status says BUSY, the channel ends with cause 0.
+            self._emit(channel_id, {"type": "Dial", "dialstatus": "BUSY", "peer": {"id": channel_id}},
+                       {"type": "ChannelDestroyed", "cause": 0, "cause_txt": "Unknown"})
         else:
             self._emit(channel_id, {"type": "StasisStart", "args": app_args.split(","),
                                     "channel": {"id": channel_id, "name": "PJSIP/trunk-1", "state": "Up"}})
