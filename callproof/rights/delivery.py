@@ -207,8 +207,11 @@ def _deliver_email(conn, config, request, link, recipient, language, texts, acto
             conn.execute("UPDATE request_deliveries SET state = 'sent', sent_at = ? WHERE id = ?",
                          (at, delivery_id))
             _audit(conn, request, delivery_id, link, "email", recipient, "sent", actor, at)
-            set_state_in_transaction_sync(conn, request["id"], "delivered", actor=actor, at=at,
-                                          details={"delivery_id": delivery_id, "via": "email"})
+            # The mail is out whatever happened meanwhile: record it even if the
+            # request was refused while we talked to the server (it stays refused).
+            if get_request_sync(conn, request["id"])["state"] in DELIVERABLE_STATES:
+                set_state_in_transaction_sync(conn, request["id"], "delivered", actor=actor, at=at,
+                                              details={"delivery_id": delivery_id, "via": "email"})
         else:
             conn.execute("UPDATE request_deliveries SET state = 'failed', error = ? WHERE id = ?",
                          (error, delivery_id))

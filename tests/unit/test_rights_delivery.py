@@ -17,7 +17,7 @@ from callproof.rights.links import resolve_token_sync
 from storage import connect_sync
 from storage.audit import verify_chain_sync
 from storage.outbox import get_sync as get_outbox_sync
-from storage.requests import get_request_sync
+from storage.requests import get_request_sync, set_state_sync
 
 from .test_rights_export import NOW, audit_rows, file_request, make_config, make_recording, needs_ffmpeg
 
@@ -29,6 +29,7 @@ class FakeSmtp:
 
     sent: list[EmailMessage] = []
     calls: list[tuple] = []
+    on_send = None  # called while "sending" (to change the world meanwhile)
 
     def __init__(self, host, port, timeout=None):
         FakeSmtp.calls.append(("connect", host, port, timeout))
@@ -46,13 +47,15 @@ class FakeSmtp:
         FakeSmtp.calls.append(("login", user))
 
     def send_message(self, msg):
+        if FakeSmtp.on_send is not None:
+            FakeSmtp.on_send()
         FakeSmtp.sent.append(msg)
         return {}
 
 
 @pytest.fixture
 def fake_smtp(monkeypatch):
-    FakeSmtp.sent, FakeSmtp.calls = [], []
+    FakeSmtp.sent, FakeSmtp.calls, FakeSmtp.on_send = [], [], None
     monkeypatch.setattr(smtplib, "SMTP", FakeSmtp)
     return FakeSmtp
 
@@ -184,3 +187,12 @@ def test_sms_uses_the_requester_number_when_deliver_to_is_an_email(tmp_path, fak
     assert row["recipient"] == "sms:+5511987654321"
     mail = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW)
     assert mail["recipient"] == "email:cliente@example.com" and mail["state"] == "sent"
+
+
+def test_mail_sent_while_the_request_was_refused_is_still_recorded(tmp_path, fake_smtp):
+    config, conn, _rec, request_id = world_for(tmp_path)
+    fake_smtp.on_send = lambda: set_state_sync(conn, request_id, "refused", actor="supervisor", at=NOW,
+                                               reason="requester withdrew")
+    row = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW, to="a@b.example")
+    assert row["state"] == "sent" and len(fake_smtp.sent) == 1
+    assert get_request_sync(conn, request_id)["state"] == "refused"
