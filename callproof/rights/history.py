@@ -63,6 +63,8 @@ def resolve_subject(config: Any, text: str | None = None, *, phone: str | None =
     region = config.general.phone_region
     if text:
         stripped = text.strip()
+        if _looks_like_cpf(stripped):
+            normalise_cpf(stripped)  # a punctuated CPF with a typo: say what is wrong with it
         as_cpf = as_phone = None
         try:
             as_cpf = normalise_cpf(stripped)

@@ -64,6 +64,8 @@ def test_subject_from_phone_or_cpf_text_and_ambiguity(env):
     assert resolve_subject(config, customer_code=" C-1 ").display == "C-1"
     with pytest.raises(ValueError, match="neither"):
         resolve_subject(config, "hello")
+    with pytest.raises(ValueError, match="check digits"):
+        resolve_subject(config, "529.982.247-24")
     with pytest.raises(ValueError, match="exactly one"):
         resolve_subject(config, CALLER, cpf=CPF)
 
