@@ -152,4 +152,5 @@ def deliver_request(conn: sqlite3.Connection, config: Any, request_id: int, *, a
         row = deliver_request_sync(conn, config, request_id, via=via, actor=actor, now=now, to=to)
     except _refusals() as exc:
         raise _refused(exc) from None
-    return f"link sent by {row['channel']} to {row['recipient']} ({row['state']})"
+    recipient = row["recipient"].removeprefix(f"{row['channel']}:")
+    return f"link sent by {row['channel']} to {recipient} ({row['state']})"
