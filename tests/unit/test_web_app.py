@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -516,3 +516,96 @@ async def test_public_download_refuses_bad_tokens_plainly(site):
         assert resp.status == 403 and text == "This download link is not valid.\n"
         assert resp.headers["Content-Type"].startswith("text/plain")
     assert len(site.audit("download.refused")) >= 2
+
+
+# -- request actions through the pages -------------------------------------------
+
+def _request_row(site: Site) -> dict:
+    cur = site.conn.execute("SELECT * FROM recording_requests ORDER BY id DESC LIMIT 1")
+    return dict(zip([d[0] for d in cur.description], cur.fetchone()))
+
+
+async def _post_action(site: Site, token: str, request_id: int, action: str, **form) -> tuple[int, str]:
+    resp = await site.client.post(f"/requests/{request_id}/{action}", data={"csrf_token": token, **form})
+    return resp.status, await resp.text()
+
+
+async def test_operator_verifies_exports_delivers_and_the_customer_downloads(site):
+    await login(site.client, "otto")
+    token = await csrf(site.client)
+    # Someone else's number: the request waits for an identity check.
+    filed = await site.client.post("/requests", data={"protocol": site.call["protocol"], "phone": "11912345678",
+                                                      "deliver_to": "sms:11912345678", "csrf_token": token})
+    assert filed.status == 201 and "needs_identity_check" in await filed.text()
+    req = _request_row(site)
+    status, html = await _post_action(site, token, req["id"], "export")
+    assert status == 409 and "identity" in html  # the export module refuses, the page says why
+    status, html = await _post_action(site, token, req["id"], "verify", note="address and birth date")
+    assert status == 200 and "identity verified" in html and _request_row(site)["state"] == "received"
+    status, html = await _post_action(site, token, req["id"], "deliver", via="sms")
+    assert status == 409 and "export it first" in html
+    status, html = await _post_action(site, token, req["id"], "export", format="wav")
+    assert status == 200 and "exported as wav" in html and _request_row(site)["state"] == "exported"
+    status, html = await _post_action(site, token, req["id"], "deliver", via="fax")
+    assert status == 409 and "via" in html
+    status, html = await _post_action(site, token, req["id"], "deliver", via="sms")
+    assert status == 200 and "link sent by sms to +5511912345678" in html
+    assert _request_row(site)["state"] == "delivered"
+    actors = {a for (a,) in site.conn.execute(
+        "SELECT actor FROM audit_log WHERE subject = ? OR action = 'recording.exported'", (f"request:{req['id']}",))}
+    assert actors == {"web:otto"}
+
+    [(body,)] = site.conn.execute("SELECT body FROM sms_outbox WHERE protocol = ?", (req["request_protocol"],))
+    path = re.search(r"/d/\S+", body).group(0)
+    download = await site.client.get(path)
+    assert download.status == 200 and (await download.read())[:4] == b"RIFF"
+    assert download.headers["Content-Type"] == "audio/wav"
+    assert download.headers["Content-Disposition"] == f'attachment; filename="{site.call["protocol"]}.wav"'
+    assert download.headers["Referrer-Policy"] == "no-referrer"
+    for _ in range(site.config.rights.link_max_downloads - 1):
+        assert (await site.client.get(path)).status == 200
+    used_up = await site.client.get(path)
+    assert used_up.status == 410 and await used_up.text() == "This download link is no longer valid. Ask for a new one.\n"
+
+
+async def test_refusing_needs_a_reason_and_closes_the_request(site):
+    await login(site.client, "otto")
+    token = await csrf(site.client)
+    await site.client.post("/requests", data={"protocol": site.call["protocol"], "phone": "11987654321",
+                                              "csrf_token": token})
+    req = _request_row(site)
+    status, html = await _post_action(site, token, req["id"], "refuse", reason="  ")
+    assert status == 409 and "reason" in html
+    status, html = await _post_action(site, token, req["id"], "refuse", reason="customer withdrew")
+    assert status == 200 and "refused" in html
+    row = _request_row(site)
+    assert row["state"] == "refused" and row["refused_reason"] == "customer withdrew" and row["closed_at"]
+    assert (await _post_action(site, token, 999999, "refuse", reason="x"))[0] == 404
+
+
+async def test_filing_errors_name_the_problem(site):
+    await login(site.client, "otto")
+    token = await csrf(site.client)
+    for data, words in (({"protocol": "12"}, "17 digits"), ({"protocol": "20260000000099999"}, "no call"),
+                        ({"protocol": site.call["protocol"], "deliver_to": "pigeon:1"}, "deliver-to")):
+        resp = await site.client.post("/requests", data={**data, "csrf_token": token})
+        assert resp.status == 400 and words in await resp.text(), data
+    assert site.conn.execute("SELECT count(*) FROM recording_requests").fetchone()[0] == 0
+
+
+async def test_queue_highlights_overdue_and_due_soon(site):
+    from storage.requests import NewRequest, create_request_sync
+
+    def add(days: int) -> None:
+        create_request_sync(site.conn, NewRequest(site.call["protocol"], "received", "cli", NOW,
+                                                  datetime.now(UTC) + timedelta(days=days), "test",
+                                                  requester_number=f"+551198765{days + 10:04d}"),
+                            year=NOW.year, audit_action="request.filed")
+
+    for days in (-2, 1, 8):
+        add(days)
+    await login(site.client, "vera")
+    html = await (await site.client.get("/requests")).text()
+    rows = re.findall(r'<tr class="deadline-(\w+)" id="request-\d+">', html)
+    assert rows == ["overdue", "due_soon", "on_time"]  # soonest due first
+    assert "1 overdue" in html and "1 due soon" in html and "1 on time" in html
