@@ -1,0 +1,117 @@
+"""A second callproof application with call-backs enabled, on the session sandbox.
+
+It has its own ARI application name (``callproof_cb``; calls reach it with the
+dialplan's ``CALLPROOF_APP``) and its own database, so it never competes with
+the session ``harness`` for calls.  The "customer" the call-backs dial is a
+Local channel into ``callproof-test-cb-customer``, added to the running
+Asterisk with ``dialplan add extension``:
+
+* ``+55 11 98765-002x`` is busy, ``+55 11 98765-003x`` rings and never answers;
+* any other number answers and records what it hears to
+  ``<customer_recordings>/<uniqueid>.wav`` (uniqueid = call-back channel id + ``;2``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callproof.config import Config
+from callproof.demo import load_sandbox_config, write_config
+from callproof.sandbox import ari_request
+from storage.callbacks import Callbacks
+
+from .harness import CallHarness, ObservedApplication, PlacedCall
+
+APP_NAME = "callproof_cb"
+CUSTOMER_CONTEXT = "callproof-test-cb-customer"
+CALLBACK_SETTINGS = {
+    "enabled": True,
+    "endpoint_template": f"Local/{{number}}@{CUSTOMER_CONTEXT}",
+    "caller_id": "4000",
+    "first_delay_seconds": 0,
+    "retry_delay_seconds": 2,
+    "max_attempts": 2,
+    "ring_timeout_seconds": 5,
+}
+
+
+def customer_dialplan(recordings: Path) -> list[str]:
+    return [
+        "_551198765002X,1,Busy(10)",
+        "_551198765003X,1,Ringing()",
+        "_551198765003X,2,Wait(60)",
+        "_X.,1,Answer()",
+        # k: keep the file when the call-back hangs up, q: no beep, x: DTMF does not stop it
+        f"_X.,2,Record({recordings}/${{UNIQUEID}}.wav,0,120,kqx)",
+        "_X.,3,Hangup()",
+    ]
+
+
+@dataclass
+class CallbackRig:
+    harness: CallHarness
+    config: Config
+    customer_recordings: Path
+
+    @property
+    def app(self) -> ObservedApplication:
+        return self.harness.app
+
+    @property
+    def store(self) -> Callbacks:
+        return Callbacks(self.app.db)
+
+    async def place(self, caller: str) -> PlacedCall:
+        return await self.harness.place(caller, record=False, variables={"CALLPROOF_APP": APP_NAME})
+
+    async def drop(self, call: PlacedCall, cause: int) -> None:
+        """The caller's network drops the call: the customer's leg is cleared with a Q.850 cause,
+        which Asterisk passes to callproof's channel as a (non-soft) ChannelHangupRequest."""
+        await asyncio.to_thread(ari_request, self.harness.sandbox, "DELETE",
+                                f"channels/{call.customer_channel_id}", params={"reason_code": str(cause)})
+
+    async def wait_callback(self, callback_id: int, states: set[str], timeout: float = 120,
+                            seen: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+        """Poll the call-back row until it reaches ``states`` (and its attempt task is done);
+        ``seen`` collects each (state, attempts) it passed through."""
+        deadline = time.monotonic() + timeout
+        row = None
+        while time.monotonic() < deadline:
+            row = await self.store.get(callback_id)
+            if seen is not None and (not seen or seen[-1] != (row["state"], row["attempts"])):
+                seen.append((row["state"], row["attempts"]))
+            scheduler = self.app.callbacks
+            if row["state"] in states and (scheduler is None or callback_id not in scheduler.tasks):
+                return row
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"call-back {callback_id} stayed {row and row['state']}, wanted {states}")
+
+
+@pytest.fixture(scope="session")
+async def callback_rig(sandbox, app_config):
+    """``app_config`` first: it generates the prompts this application shares."""
+    run_dir = sandbox.run_dir / "callback"
+    recordings = run_dir / "customer"
+    recordings.mkdir(parents=True, exist_ok=True)
+    for line in customer_dialplan(recordings):
+        out = await asyncio.to_thread(sandbox.cli, f"dialplan add extension {line} into {CUSTOMER_CONTEXT}")
+        assert "added" in out, out
+    prompts_dir = sandbox.run_dir / "prompts"
+    config = load_sandbox_config(write_config(sandbox, run_dir, prompts_dir, ari={"app": APP_NAME},
+                                              callback=CALLBACK_SETTINGS))
+    app = ObservedApplication(config)
+    await app.start()
+    runner = asyncio.ensure_future(app.run())
+    try:
+        await asyncio.wait_for(app.connected.wait(), 20)
+        yield CallbackRig(CallHarness(app, sandbox, run_dir), config, recordings)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await app.stop()
