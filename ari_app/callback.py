@@ -197,19 +197,25 @@ class CallbackScheduler:
         last_sweep = -SWEEP_EVERY_SECONDS
         try:
             while True:
-                if time.monotonic() - last_sweep >= SWEEP_EVERY_SECONDS:
-                    last_sweep = time.monotonic()
-                    since = self.clock() - SWEEP_LOOKBACK
-                    swept = await self.store.sweep(drop_causes=cb.drop_causes, since=since, plan=plan)
-                    if swept:
-                        event(log, "callback.swept", scheduled=swept)
-                free = MAX_CONCURRENT - len(self.tasks)
-                if free > 0 and self._ari() is not None:
-                    for row in await self.store.claim(self.owner, free, self.lease_seconds):
-                        task = asyncio.ensure_future(self._attempt(row))
-                        self.tasks[row["id"]] = task
-                        task.add_done_callback(lambda _t, cid=row["id"]: self.tasks.pop(cid, None))
-                await self._sleep_until_due()
+                try:
+                    if time.monotonic() - last_sweep >= SWEEP_EVERY_SECONDS:
+                        last_sweep = time.monotonic()
+                        since = self.clock() - SWEEP_LOOKBACK
+                        swept = await self.store.sweep(drop_causes=cb.drop_causes, since=since, plan=plan)
+                        if swept:
+                            event(log, "callback.swept", scheduled=swept)
+                    free = MAX_CONCURRENT - len(self.tasks)
+                    if free > 0 and self._ari() is not None:
+                        for row in await self.store.claim(self.owner, free, self.lease_seconds):
+                            task = asyncio.ensure_future(self._attempt(row))
+                            self.tasks[row["id"]] = task
+                            task.add_done_callback(lambda _t, cid=row["id"]: self.tasks.pop(cid, None))
+                    await self._sleep_until_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a locked or unreadable database: keep the scheduler alive
+                    log.exception("call-back scheduler: will try again")
+                    await asyncio.sleep(POLL_SECONDS * 5)
         finally:
             tasks = list(self.tasks.values())
             for task in tasks:
@@ -251,8 +257,12 @@ class CallbackScheduler:
         finally:
             self.inboxes.pop(channel_id, None)
         cause = inbox.cause or DIALSTATUS_CAUSES.get(inbox.dialstatus)
-        final = await self.store.finish_attempt(row["attempt_id"], owner=self.owner, outcome=outcome, cause=cause,
-                                                retry_delay_seconds=cb.retry_delay_seconds)
+        try:
+            final = await self.store.finish_attempt(row["attempt_id"], owner=self.owner, outcome=outcome,
+                                                    cause=cause, retry_delay_seconds=cb.retry_delay_seconds)
+        except Exception:  # the lease runs out and the next claim records it as interrupted
+            log.exception("could not record call-back attempt", extra={"fields": {"callback_id": row["id"]}})
+            return
         event(log, "callback.attempt", callback_id=row["id"], attempt=row["attempt"], outcome=outcome,
               cause=cause, state=final["state"])
         self.wake()
