@@ -8,6 +8,7 @@ valid": the audit log has the detail, the public does not.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -44,7 +45,7 @@ async def download(request: web.Request) -> web.StreamResponse:
             return _plain(410, "This download link is no longer valid. Ask for a new one.")
         return _plain(403, "This download link is not valid.")
     try:
-        path = file_inside(ctx.config.rights.export_dir, export["path"])
+        path = await asyncio.to_thread(file_inside, ctx.config.rights.export_dir, export["path"])
     except (UnsafeFile, FileNotFoundError) as exc:
         log.error("download link %s: export %s cannot be served: %s", link["id"], export["id"], exc)
         return _plain(410, "This recording is no longer available. Ask for a new link.")

@@ -71,6 +71,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         return await _login_page(request, status=401, username=username,
                                  error="Wrong username or password.")
 
+    previous = await load_session(request)
+    if previous is not None:  # logging in again replaces the session this browser had
+        await ctx.db.run(webauth.end_session_sync, previous["id_hash"], username=previous["username"], at=now)
     value, _csrf = await start_session(request, user)
     response = redirect(safe_next(str(form.get("next", ""))))
     set_cookie(response, ctx, cookie_name(ctx.config.web.secure_cookies), value,

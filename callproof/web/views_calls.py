@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -83,7 +84,7 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
         state = row["state"] if row else "none"
         raise web.HTTPNotFound(text=f"No playable recording for protocol {protocol} (state: {state}).")
     try:
-        path = file_inside(ctx.config.recording.root, row["path"])
+        path = await asyncio.to_thread(file_inside, ctx.config.recording.root, row["path"])
     except FileNotFoundError:
         raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
     except UnsafeFile as exc:

@@ -143,7 +143,10 @@ async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
         async with page.expect_navigation():
             await page.locator(f"#request-{request_id} button.deliver").click()
         assert "link sent by sms to +55" + CALLER in await page.inner_text("#notice")
-        await screenshot(page, "05-request-delivered")
+        await page.goto(f"{base}/calls/{protocol}")  # the call page now tells the request's story
+        story = await page.inner_text("#call-requests")
+        assert "delivered" in story and "mp3" in story and "sms → sms:+55" + CALLER in story
+        await screenshot(page, "05-call-page-delivered")
         [(state,)] = await _db(harness, "SELECT state FROM recording_requests WHERE id = ?", request_id)
         assert state == "delivered"
         [(body,)] = await _db(harness, "SELECT body FROM sms_outbox WHERE protocol = ?", request_protocol)

@@ -609,3 +609,21 @@ async def test_queue_highlights_overdue_and_due_soon(site):
     rows = re.findall(r'<tr class="deadline-(\w+)" id="request-\d+">', html)
     assert rows == ["overdue", "due_soon", "on_time"]  # soonest due first
     assert "1 overdue" in html and "1 due soon" in html and "1 on time" in html
+
+
+async def test_logging_in_again_ends_the_browsers_previous_session(site):
+    first = (await login(site.client, "vera")).cookies["callproof_session"].value
+    page = await site.client.get("/login")  # a logged-in user is sent on; post the form anyway
+    assert page.status == 200  # followed the redirect to /search
+    login_page = await site.client.get("/login?next=/x", allow_redirects=False)
+    assert login_page.status == 303
+    site.client.session.cookie_jar.clear()
+    site.client.session.cookie_jar.update_cookies({"callproof_session": first})
+    form = await site.client.post("/login", data={"username": "otto", "password": PASSWORD,
+                                                  "login_token": "t"}, cookies={"callproof_login": "t"},
+                                  allow_redirects=False)
+    assert form.status == 303
+    live = site.conn.execute("SELECT u.username FROM web_sessions s JOIN web_users u ON u.id = s.user_id"
+                             " WHERE s.ended_at IS NULL").fetchall()
+    assert live == [("otto",)]
+    assert site.audit("web.logout")[-1]["actor"] == "web:vera"
