@@ -145,7 +145,7 @@ async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
         assert "link sent by sms to +55" + CALLER in await page.inner_text("#notice")
         await page.goto(f"{base}/calls/{protocol}")  # the call page now tells the request's story
         story = await page.inner_text("#call-requests")
-        assert "delivered" in story and "mp3" in story and "sms → sms:+55" + CALLER in story
+        assert "delivered" in story and "mp3" in story and "sms → +55" + CALLER in story
         await screenshot(page, "05-call-page-delivered")
         [(state,)] = await _db(harness, "SELECT state FROM recording_requests WHERE id = ?", request_id)
         assert state == "delivered"
