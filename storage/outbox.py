@@ -222,59 +222,66 @@ def claim_for_send_sync(
     an ``UPDATE ... RETURNING``, the attempts one multi-row ``INSERT ...
     RETURNING``): the sender's cost per message is what bounds its rate.
     """
-    now, lease_until = _lease_times(owner, limit, lease_seconds, now)
     with immediate(conn):
-        ids = [r[0] for r in conn.execute(_SQL_DUE, {"now": now, "limit": limit})]
-        if not ids:
-            return []
-        marks = ", ".join("?" for _ in ids)
-        if max_age_seconds is not None:
-            oldest = to_db_time(parse_db_time(now) - timedelta(seconds=max_age_seconds))
-            expired = [r[0] for r in conn.execute(
-                "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
-                " next_attempt_at = NULL, updated_at = ?,"
-                f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
-                f" WHERE id IN ({marks}) AND created_at < ? RETURNING id", (now, *ids, oldest))]
-            if expired:
-                gone = set(expired)
-                ids = [i for i in ids if i not in gone]
-                if not ids:
-                    return []
-                marks = ", ".join("?" for _ in ids)
-        rows = fetch_all(conn.execute(
-            "UPDATE sms_outbox SET state = 'sending', lease_owner = ?, lease_until = ?,"
-            " attempts = attempts + 1, updated_at = ?,"
-            " idempotency_key = coalesce(idempotency_key, 'cp-' || protocol || '-' || id)"
-            f" WHERE id IN ({marks}) RETURNING *",
-            (owner, lease_until, now, *ids),
-        ))
-        rows.sort(key=lambda r: r["id"])
-        # earlier attempts of these rows: how many, and whether one is (or was left) unresolved
-        earlier = {oid: (count, unresolved, in_flight) for oid, count, unresolved, in_flight in conn.execute(
-            "SELECT outbox_id, count(*), sum(outcome IN ('in_flight', 'unknown')),"
-            f" sum(outcome = 'in_flight') FROM sms_attempts WHERE outbox_id IN ({marks})"
-            " GROUP BY outbox_id", ids)}
-        if any(v[2] for v in earlier.values()):
-            conn.execute(
-                "UPDATE sms_attempts SET outcome = 'unknown', finished_at = ?, reason = ?"
-                f" WHERE outbox_id IN ({marks}) AND outcome = 'in_flight'", (now, UNKNOWN_REASON, *ids))
-        params: list = []
-        for row in rows:
-            count, unresolved, _ = earlier.get(row["id"], (0, 0, 0))
-            row["attempt_no"] = count + 1
-            row["previous_unknown"] = bool(unresolved)
-            params += (row["id"], count + 1, row["idempotency_key"], backend, owner, now)
-        # at most _ATTEMPT_CHUNK rows per INSERT (SQLite allows 32,766 parameters)
-        attempt_ids: dict[int, int] = {}
-        for i in range(0, len(rows), _ATTEMPT_CHUNK):
-            part = params[i * 6:(i + _ATTEMPT_CHUNK) * 6]
-            values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in range(len(part) // 6))
-            attempt_ids.update(conn.execute(
-                "INSERT INTO sms_attempts (outbox_id, attempt_no, idempotency_key, backend, owner,"
-                f" started_at) VALUES {values} RETURNING outbox_id, id", part))
-        for row in rows:
-            row["attempt_id"] = attempt_ids[row["id"]]
-        return rows
+        return _claim_for_send_in_tx(conn, owner, limit, lease_seconds, now, backend, max_age_seconds)
+
+
+def _claim_for_send_in_tx(
+    conn: sqlite3.Connection, owner: str, limit: int, lease_seconds: float, now: str | datetime,
+    backend: str, max_age_seconds: float | None = None,
+) -> list[dict]:
+    now, lease_until = _lease_times(owner, limit, lease_seconds, now)
+    ids = [r[0] for r in conn.execute(_SQL_DUE, {"now": now, "limit": limit})]
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    if max_age_seconds is not None:
+        oldest = to_db_time(parse_db_time(now) - timedelta(seconds=max_age_seconds))
+        expired = [r[0] for r in conn.execute(
+            "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
+            " next_attempt_at = NULL, updated_at = ?,"
+            f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
+            f" WHERE id IN ({marks}) AND created_at < ? RETURNING id", (now, *ids, oldest))]
+        if expired:
+            gone = set(expired)
+            ids = [i for i in ids if i not in gone]
+            if not ids:
+                return []
+            marks = ", ".join("?" for _ in ids)
+    rows = fetch_all(conn.execute(
+        "UPDATE sms_outbox SET state = 'sending', lease_owner = ?, lease_until = ?,"
+        " attempts = attempts + 1, updated_at = ?,"
+        " idempotency_key = coalesce(idempotency_key, 'cp-' || protocol || '-' || id)"
+        f" WHERE id IN ({marks}) RETURNING *",
+        (owner, lease_until, now, *ids),
+    ))
+    rows.sort(key=lambda r: r["id"])
+    # earlier attempts of these rows: how many, and whether one is (or was left) unresolved
+    earlier = {oid: (count, unresolved, in_flight) for oid, count, unresolved, in_flight in conn.execute(
+        "SELECT outbox_id, count(*), sum(outcome IN ('in_flight', 'unknown')),"
+        f" sum(outcome = 'in_flight') FROM sms_attempts WHERE outbox_id IN ({marks})"
+        " GROUP BY outbox_id", ids)}
+    if any(v[2] for v in earlier.values()):
+        conn.execute(
+            "UPDATE sms_attempts SET outcome = 'unknown', finished_at = ?, reason = ?"
+            f" WHERE outbox_id IN ({marks}) AND outcome = 'in_flight'", (now, UNKNOWN_REASON, *ids))
+    params: list = []
+    for row in rows:
+        count, unresolved, _ = earlier.get(row["id"], (0, 0, 0))
+        row["attempt_no"] = count + 1
+        row["previous_unknown"] = bool(unresolved)
+        params += (row["id"], count + 1, row["idempotency_key"], backend, owner, now)
+    # at most _ATTEMPT_CHUNK rows per INSERT (SQLite allows 32,766 parameters)
+    attempt_ids: dict[int, int] = {}
+    for i in range(0, len(rows), _ATTEMPT_CHUNK):
+        part = params[i * 6:(i + _ATTEMPT_CHUNK) * 6]
+        values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in range(len(part) // 6))
+        attempt_ids.update(conn.execute(
+            "INSERT INTO sms_attempts (outbox_id, attempt_no, idempotency_key, backend, owner,"
+            f" started_at) VALUES {values} RETURNING outbox_id, id", part))
+    for row in rows:
+        row["attempt_id"] = attempt_ids[row["id"]]
+    return rows
 
 
 _ATTEMPT_CHUNK = 5000
@@ -319,26 +326,76 @@ def finish_attempts_sync(
     kind of answer; only when one of them is refused is the group replayed
     item by item, each in its own SAVEPOINT, to find and report it.
     """
-    results: list[Exception | None] = []
     with immediate(conn):
-        if len(items) > 1:
-            conn.execute("SAVEPOINT finish_group")
-            if _finish_group(conn, items):
-                conn.execute("RELEASE finish_group")
-                return [None] * len(items)
-            conn.execute("ROLLBACK TO finish_group")
+        return _finish_attempts_in_tx(conn, items)
+
+
+def _finish_attempts_in_tx(conn: sqlite3.Connection, items: list[tuple[int, dict]]) -> list[Exception | None]:
+    if len(items) > 1:
+        conn.execute("SAVEPOINT finish_group")
+        if _finish_group(conn, items):
             conn.execute("RELEASE finish_group")
-        for attempt_id, kwargs in items:
-            conn.execute("SAVEPOINT finish_attempt")
-            try:
-                _finish_attempt_in_tx(conn, attempt_id, **kwargs)
-            except (ValueError, InvalidStateError, NotFoundError) as exc:
-                conn.execute("ROLLBACK TO finish_attempt")
-                results.append(exc)
-            else:
-                results.append(None)
-            conn.execute("RELEASE finish_attempt")
+            return [None] * len(items)
+        conn.execute("ROLLBACK TO finish_group")
+        conn.execute("RELEASE finish_group")
+    results: list[Exception | None] = []
+    for attempt_id, kwargs in items:
+        conn.execute("SAVEPOINT finish_attempt")
+        try:
+            _finish_attempt_in_tx(conn, attempt_id, **kwargs)
+        except (ValueError, InvalidStateError, NotFoundError) as exc:
+            conn.execute("ROLLBACK TO finish_attempt")
+            results.append(exc)
+        else:
+            results.append(None)
+        conn.execute("RELEASE finish_attempt")
     return results
+
+
+def release_unsent_in_tx(conn: sqlite3.Connection, attempt_ids: list[int], owner: str,
+                         next_attempt_at: str | datetime, now: str | datetime) -> int:
+    """Give back claimed rows whose message was never handed to the gateway
+    (the sender paused for throttling with them still queued): their
+    'in_flight' attempt is deleted, because it never happened, and the row
+    is 'pending' again at ``next_attempt_at`` with its attempt count as it
+    was.  Only rows still leased by ``owner``; returns how many."""
+    if not attempt_ids:
+        return 0
+    now, at = to_db_time(now), to_db_time(next_attempt_at)
+    released = 0
+    for i in range(0, len(attempt_ids), _ATTEMPT_CHUNK):
+        part = attempt_ids[i:i + _ATTEMPT_CHUNK]
+        marks = ", ".join("?" for _ in part)
+        oids = [r[0] for r in conn.execute(
+            f"DELETE FROM sms_attempts WHERE id IN ({marks}) AND outcome = 'in_flight' AND owner = ?"
+            " RETURNING outbox_id", (*part, owner))]
+        if oids:
+            omarks = ", ".join("?" for _ in oids)
+            released += conn.execute(
+                "UPDATE sms_outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?,"
+                " attempts = max(attempts - 1, 0), lease_owner = NULL, lease_until = NULL"
+                f" WHERE id IN ({omarks}) AND state = 'sending' AND lease_owner = ?", (at, now, *oids, owner)).rowcount
+    return released
+
+
+def sender_step_sync(
+    conn: sqlite3.Connection, *, finish: list[tuple[int, dict]] = (), release: dict | None = None,
+    claim: dict | None = None,
+) -> tuple[list[Exception | None], list[dict]]:
+    """One transaction of a sender's cycle: write the answers that came back
+    (:func:`finish_attempts_sync`), give back unsent rows
+    (:func:`release_unsent_in_tx`, keyword arguments in ``release``), and
+    claim the next rows (:func:`claim_for_send_sync`, keyword arguments in
+    ``claim``).  One commit instead of three: a transaction's fixed cost
+    (locking, the WAL append) is most of the cost of a small one.
+    Returns (per answer None or the error that refused it, the claimed rows).
+    """
+    with immediate(conn):
+        errors = _finish_attempts_in_tx(conn, list(finish)) if finish else []
+        if release:
+            release_unsent_in_tx(conn, **release)
+        rows = _claim_for_send_in_tx(conn, **claim) if claim else []
+    return errors, rows
 
 
 # The row updates of _finish_attempt_in_tx, one statement per kind of answer, the
@@ -409,9 +466,11 @@ _FINISH_KEYS = {"outcome", "row_state", "now", "owner", "gateway_message_id", "r
 
 
 def _attach_early_receipts(conn: sqlite3.Connection, oid: int, gateway_message_id: str) -> None:
-    """Receipts stored before the acceptance they belong to was written."""
+    """Receipts stored before the acceptance they belong to was written (a
+    message sent in parts has one gateway id per part, joined by commas)."""
+    ids = gateway_message_id.split(",")
     conn.execute("UPDATE sms_dlrs SET outbox_id = ? WHERE outbox_id IS NULL"
-                 " AND gateway_message_id = ?", (oid, gateway_message_id))
+                 f" AND gateway_message_id IN ({', '.join('?' for _ in ids)})", (oid, *ids))
     last = conn.execute("SELECT status, received_at FROM sms_dlrs WHERE outbox_id = ?"
                         " ORDER BY id DESC LIMIT 1", (oid,)).fetchone()
     if last is not None:
@@ -608,6 +667,10 @@ class Outbox:
 
     async def finish_attempts(self, items: list[tuple[int, dict]]) -> list[Exception | None]:
         return await self._db.run_in_connection(finish_attempts_sync, list(items))
+
+    async def sender_step(self, *, finish: list[tuple[int, dict]] = (), release: dict | None = None,
+                          claim: dict | None = None) -> tuple[list[Exception | None], list[dict]]:
+        return await self._db.run_in_connection(sender_step_sync, finish=finish, release=release, claim=claim)
 
     async def retry(self, outbox_ids: list[int], now: str | datetime) -> None:
         await self._db.run_in_connection(retry_sync, list(outbox_ids), now)

@@ -6,15 +6,18 @@ Rules (README, "SMS delivery"):
   processes never send the same row; every write-back names the owner, so a
   sender whose lease ran out cannot overwrite the new owner's result.
 * Every attempt is persisted (``sms_attempts``, outcome 'in_flight') before the
-  message goes to the backend, with the row's stable idempotency key; the
-  gateway's answer and the row's new state are written in one transaction.
-  Answers that come back while a previous answer is being written are written
-  together in the next transaction (group commit, one SAVEPOINT each, so one
-  refused write-back does not undo the others).  A delivery task ends (and
-  frees its window slot) only once its answer is committed.
+  message goes to the backend, with the row's stable idempotency key: rows are
+  claimed and their attempts written in one transaction, ahead of the sends
+  (up to ``batch_size`` at a time).  The gateway's answer and the row's new
+  state are written in one transaction; the answers that came back meanwhile
+  are written together (group commit), in the same transaction as the next
+  claim.  A send holds its window slot until its answer is committed.
   An attempt left 'in_flight' by a dead sender becomes 'unknown' when the row
-  is claimed again: that one message may be sent twice (at-least-once), and
-  the backend is told (``previous_unknown``) so an idempotent gateway drops it.
+  is claimed again: a message that was on the wire may be sent twice
+  (at-least-once; at most ``window`` of them), and the backend is told
+  (``previous_unknown``) so an idempotent gateway drops it.  Rows claimed but
+  not yet sent at the crash are flagged the same way, though they were never
+  on the wire.
 * Up to ``window`` sends are in flight at once (SMPP window, HTTP concurrency).
 * Transient failures are retried with exponential back-off and jitter until
   ``max_attempts`` or ``max_age_seconds``, then the row is 'dead' (ops list and
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 import os
 import random
 import socket
@@ -75,8 +79,6 @@ class OutboxSender:
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._pause_until: datetime | None = None
-        self._results: list[tuple[int, dict, asyncio.Future]] = []  # answers waiting for a commit
-        self._writer: asyncio.Task | None = None
         set_handler = getattr(backend, "set_receipt_handler", None)
         if set_handler is not None:
             set_handler(self.record_receipt)
@@ -121,115 +123,151 @@ class OutboxSender:
         return left
 
     async def drain_once(self) -> int:
-        """Deliver what is due, keeping up to ``window`` sends in flight, until
-        nothing is due or ``batch_size`` rows were tried; returns rows tried."""
-        tried = 0
-        inflight: set[asyncio.Task] = set()
+        """Deliver what is due until nothing is (or a throttling answer asks
+        for a pause); returns the rows tried.
+
+        One pipeline per call: a single database step at a time writes the
+        answers that came back and claims the next rows in the same
+        transaction (``db.outbox.sender_step``), while messages go out into
+        the free window slots.  A slot is held from the send until its answer
+        is committed, so at most ``window`` sent messages are ever without a
+        recorded outcome (what a crash can turn into duplicates).  The next
+        rows are claimed while the window is still busy with the previous
+        ones (up to ``batch_size`` at a time), so the gateway never waits for
+        the database.
+        """
+        loop = asyncio.get_running_loop()
+        signal = asyncio.Event()  # an answer came back, or the database step ended
+        ready: deque[dict] = deque()  # claimed, attempt persisted, not sent yet
+        waiting: dict[int, tuple[float, asyncio.Future, dict]] = {}  # attempt id -> sent, no answer yet
+        answered: list[tuple[int, dict]] = []  # answers not yet in a step
+        busy = 0  # window slots held: waiting + answered + being committed
+        step: asyncio.Task | None = None
+        in_step = 0  # answers the running step writes
+        wanted = 0  # rows the running step claims
         exhausted = False
+        tried = 0
+        submit = getattr(self.backend, "submit", None)
+
+        def answer(fut: asyncio.Future, row: dict) -> None:
+            if waiting.pop(row["attempt_id"], None) is None:
+                return  # already answered as timed out
+            answered.append(self._answer(row, _result_of(fut)))
+            signal.set()
+
         try:
             while True:
-                free = self.window - len(inflight)
-                if self.paused_for() > 0:
-                    exhausted = True  # throttled: finish what is in flight, claim nothing new
-                # claim in chunks (half a window at least), not one commit per freed slot
-                if free >= max(1, self.window // 2) and not exhausted and tried < self.batch_size:
-                    rows = await self.db.outbox.claim_for_send(
-                        self.owner, min(free, self.batch_size - tried), self.lease_seconds,
-                        _iso(self.clock()), self.backend.name, self.max_age.total_seconds())
-                    exhausted = not rows
-                    tried += len(rows)
-                    inflight.update(asyncio.create_task(self._deliver(r)) for r in rows)
-                if not inflight:
+                if waiting:  # no answer within send_timeout: unknown (in send order = deadline order)
+                    now_m = loop.time()
+                    expired = []
+                    for aid, (deadline, _, _) in waiting.items():
+                        if deadline > now_m:
+                            break
+                        expired.append(aid)
+                    for aid in expired:
+                        _, fut, row = waiting.pop(aid)
+                        fut.cancel()
+                        answered.append(self._answer(row, SendResult(
+                            accepted=False, unknown=True, reason=f"no answer within {self.send_timeout:g} s")))
+                paused = self.paused_for() > 0
+                while ready and busy < self.window and not paused:
+                    row = ready.popleft()
+                    busy += 1
+                    if row["previous_unknown"]:
+                        event(log, "sms.resend_after_unknown", logging.WARNING, protocol=row["protocol"],
+                              outbox_id=row["id"], idempotency_key=row["idempotency_key"])
+                    fut = submit(row) if submit is not None else loop.create_task(self.backend.send(row))
+                    waiting[row["attempt_id"]] = (loop.time() + self.send_timeout, fut, row)
+                    fut.add_done_callback(lambda f, r=row: answer(f, r))
+                if step is None:
+                    release = None
+                    if paused and ready:  # never sent: give the rows back, no attempt used
+                        release = dict(attempt_ids=[r["attempt_id"] for r in ready], owner=self.owner,
+                                       next_attempt_at=_iso(self._pause_until), now=_iso(self.clock()))
+                        ready.clear()
+                    wanted = 0 if exhausted or paused or len(ready) >= self.window else self.batch_size
+                    if answered or release or wanted:
+                        items, answered = answered, []
+                        in_step = len(items)
+                        claim = None if not wanted else dict(
+                            owner=self.owner, limit=wanted, lease_seconds=self.lease_seconds,
+                            now=_iso(self.clock()), backend=self.backend.name,
+                            max_age_seconds=self.max_age.total_seconds())
+                        step = loop.create_task(self.db.outbox.sender_step(finish=items, release=release,
+                                                                           claim=claim))
+                        step.add_done_callback(lambda _: signal.set())
+                if step is None and not waiting and not ready:
                     return tried
-                done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task.exception() is not None:
-                        log.error("sms delivery task failed", exc_info=task.exception())
+                if not signal.is_set():
+                    timeout = next(iter(waiting.values()))[0] - loop.time() + 0.001 if waiting else None
+                    try:
+                        async with asyncio.timeout(timeout):
+                            await signal.wait()
+                    except TimeoutError:
+                        pass
+                signal.clear()
+                if step is not None and step.done():
+                    errors, rows = step.result()  # a database error ends the pass (run() logs it)
+                    step = None
+                    busy -= in_step
+                    for error in errors:
+                        if isinstance(error, InvalidStateError):  # lease expired, another sender owns the row
+                            event(log, "sms.lease_lost", logging.WARNING, error=str(error))
+                        elif error is not None:
+                            log.error("sms answer not recorded: %s", error)
+                    if wanted:
+                        tried += len(rows)
+                        ready.extend(rows)
+                        exhausted = len(rows) < wanted
         finally:
-            for task in inflight:
-                task.cancel()
+            for _, fut, _ in waiting.values():
+                fut.cancel()
+            if step is not None:
+                step.cancel()
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0))
         return delay * self.rng.uniform(0.5, 1.5)
 
-    async def _deliver(self, row: dict) -> None:
-        """Send one claimed row; its attempt was persisted by the claim."""
-        oid, att = row["id"], row
-        if att["previous_unknown"]:
-            event(log, "sms.resend_after_unknown", logging.WARNING, protocol=row["protocol"],
-                  outbox_id=oid, idempotency_key=att["idempotency_key"])
-        message = dict(row)
-        try:
-            async with asyncio.timeout(self.send_timeout):  # no extra task per send, unlike wait_for
-                result = await self.backend.send(message)
-        except TimeoutError:
-            result = SendResult(accepted=False, unknown=True,
-                                reason=f"no answer within {self.send_timeout:g} s")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a backend bug: it may have reached the wire, so unknown
-            log.warning("sms backend raised", exc_info=True)
-            result = SendResult(accepted=False, unknown=True, reason=f"{type(exc).__name__}: {exc}")
-        await self._record(row, att, result)
-
-    async def _record(self, row: dict, att: dict, result: SendResult) -> None:
+    def _answer(self, row: dict, result: SendResult) -> tuple[int, dict]:
+        """What to write for one gateway answer: (attempt id, keyword arguments
+        of ``finish_attempt``).  A throttling answer pauses the sender now."""
         oid, now = row["id"], self.clock()
         common = {"now": _iso(now), "owner": self.owner, "reason": result.reason}
         if result.accepted:
-            await self._finish(
-                att["attempt_id"], outcome="accepted", row_state="sent",
-                gateway_message_id=result.gateway_message_id, **common)
             event(log, "sms.sent", protocol=row["protocol"], outbox_id=oid, backend=self.backend.name,
                   gateway_message_id=result.gateway_message_id)
-            return
+            return row["attempt_id"], dict(outcome="accepted", row_state="sent",
+                                           gateway_message_id=result.gateway_message_id, **common)
         if result.throttled:
             delay = result.retry_after if result.retry_after is not None else self.throttle_seconds
             until = now + timedelta(seconds=delay)
             if self._pause_until is None or until > self._pause_until:
                 self._pause_until = until
-            await self._finish(
-                att["attempt_id"], outcome="throttled", row_state="pending",
-                next_attempt_at=_iso(until), **common)
             event(log, "sms.throttled", protocol=row["protocol"], outbox_id=oid, delay_s=delay)
-            return
+            return row["attempt_id"], dict(outcome="throttled", row_state="pending",
+                                           next_attempt_at=_iso(until), **common)
         outcome = "rejected" if result.permanent else ("unknown" if result.unknown else "transient")
         attempts = int(row["attempts"] or 0)
         too_old = now - parse_db_time(row["created_at"]) > self.max_age
         if result.permanent or attempts >= self.max_attempts or too_old:
-            await self._finish(
-                att["attempt_id"], outcome=outcome, row_state="dead", **common)
             event(log, "sms.dead", logging.WARNING, protocol=row["protocol"], outbox_id=oid,
                   reason=result.reason, attempts=attempts)
-            return
+            return row["attempt_id"], dict(outcome=outcome, row_state="dead", **common)
         delay = self._backoff(attempts)
-        await self._finish(
-            att["attempt_id"], outcome=outcome, row_state="pending",
-            next_attempt_at=_iso(now + timedelta(seconds=delay)), **common)
         event(log, "sms.retry", protocol=row["protocol"], outbox_id=oid, reason=result.reason,
               delay_s=round(delay, 1), outcome=outcome)
+        return row["attempt_id"], dict(outcome=outcome, row_state="pending",
+                                       next_attempt_at=_iso(now + timedelta(seconds=delay)), **common)
 
-    async def _finish(self, attempt_id: int, **kwargs: Any) -> None:
-        """Write one answer and its row state (in the next group commit); returns
-        once it is committed."""
-        fut = asyncio.get_running_loop().create_future()
-        self._results.append((attempt_id, kwargs, fut))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_results())
-        error = await fut
-        if isinstance(error, InvalidStateError):  # lease expired and another sender owns the row now
-            event(log, "sms.lease_lost", logging.WARNING, error=str(error))
-        elif error is not None:
-            raise error
 
-    async def _write_results(self) -> None:
-        """Commit the queued answers, a group per transaction, until none is left."""
-        while self._results:
-            batch, self._results = self._results, []
-            try:
-                errors = await self.db.outbox.finish_attempts([(a, kw) for a, kw, _ in batch])
-            except Exception as exc:  # the whole group was rolled back: every attempt stays in_flight
-                errors = [exc] * len(batch)
-            for (_, _, fut), error in zip(batch, errors):
-                if not fut.done():
-                    fut.set_result(error)
+def _result_of(fut: asyncio.Future) -> SendResult:
+    """A finished send as a SendResult (a backend bug or a cancelled send:
+    the message may have reached the wire, so the outcome is unknown)."""
+    if fut.cancelled():
+        return SendResult(accepted=False, unknown=True, reason="send cancelled before an answer")
+    exc = fut.exception()
+    if exc is not None:
+        log.warning("sms backend raised", exc_info=exc)
+        return SendResult(accepted=False, unknown=True, reason=f"{type(exc).__name__}: {exc}")
+    return fut.result()

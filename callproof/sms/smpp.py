@@ -1,16 +1,25 @@
-"""SMPP 3.4 backend on aiosmpplib (asyncio; binding, enquire_link, re-bind,
-GSM-7/UCS-2 choice and UDH splitting are the library's).
+"""SMPP 3.4 backend: one bind (transceiver or transmitter) on asyncio, kept
+alive with enquire_link, re-bound after a loss; submit_sm with the PDUs of
+``smpp_pdu``; delivery receipts (deliver_sm) to the sender's receipt handler.
 
-What this module adds is the bookkeeping that keeps a protocol SMS from being
-sent twice or lost:
+What this module guarantees, beyond speaking SMPP, is the bookkeeping that
+keeps a protocol SMS from being sent twice or lost:
 
-* a message is handed to the library through our own broker, and the hook
-  that runs right before its PDU is written refuses one whose send() already
-  gave up.  So "never written" (safe to retry) and "written, no answer"
-  (outcome unknown) are told apart;
+* a message waits in a queue while there is no bind, and is written only
+  once bound; one whose time ran out in that queue is answered "never
+  submitted" (safe to retry) and removed, so it can never be written later.
+  Once written, a missing answer (timeout, connection lost) is "unknown";
 * submit_sm_resp statuses map to accepted / throttled / permanent / transient;
-* delivery receipts (deliver_sm) go to the sender's receipt handler, matched
-  by the gateway's message id (and our idempotency key as a fallback).
+  a message split into parts is accepted when every part is, its gateway id
+  being the parts' ids joined by commas;
+* a receipt is answered (deliver_sm_resp) only after the handler stored it;
+  when storing fails the answer is a temporary error, so the SMSC sends the
+  receipt again instead of it being lost.
+
+Cost per message matters (the sender's rate is bounded by it; docs/sms.md,
+"Throughput"): one future per message, PDUs written in one system call per
+event-loop pass, answers parsed in place, timeouts checked by one periodic
+sweep instead of a timer per message.
 """
 
 from __future__ import annotations
@@ -18,118 +27,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
-from aiosmpplib import (
-    ESME, NPI, TON, AbstractBroker, AbstractHook, BindMode, DeliverSm, GenericNack,
-    PhoneNumber, SmppMessage, SubmitSm, SubmitSmResp,
-)
-from aiosmpplib.correlator import SimpleCorrelator
-
 from ..logs import event
+from . import smpp_pdu as P
 from .backends import SendResult
 
 log = logging.getLogger("callproof.sms.smpp")
 
-ESME_ROK = 0x00
 THROTTLED = {0x58, 0x14}  # ESME_RTHROTTLED, ESME_RMSGQFUL
 # statuses that a later try may not get again; everything else is permanent
 TRANSIENT = {0x04, 0x08, 0x45, 0x64, 0xFF, *THROTTLED}  # not bound, system error, submit failed,
                                                        # temporary app error, unknown
-UDHI = 0x40
+STATUS_NAMES = {0x00: "ESME_ROK", 0x01: "ESME_RINVMSGLEN", 0x02: "ESME_RINVCMDLEN", 0x03: "ESME_RINVCMDID",
+                0x04: "ESME_RINVBNDSTS", 0x05: "ESME_RALYBND", 0x08: "ESME_RSYSERR",
+                0x0A: "ESME_RINVSRCADR", 0x0B: "ESME_RINVDSTADR", 0x0D: "ESME_RBINDFAIL",
+                0x0E: "ESME_RINVPASWD", 0x0F: "ESME_RINVSYSID", 0x14: "ESME_RMSGQFUL",
+                0x45: "ESME_RSUBMITFAIL", 0x58: "ESME_RTHROTTLED", 0x61: "ESME_RINVSCHED",
+                0x62: "ESME_RINVEXPIRY", 0x64: "ESME_RX_T_APPN", 0x65: "ESME_RX_P_APPN",
+                0x66: "ESME_RX_R_APPN", 0xFF: "ESME_RUNKNOWNERR"}
+ESME_RX_T_APPN = 0x64
+RECONNECT_MIN, RECONNECT_MAX = 0.25, 5.0
 
 ReceiptHandler = Callable[[str, str, "str | None", "str | None"], Awaitable[None]]
 
 
-@dataclass
-class _Pending:
-    message: SubmitSm
-    future: asyncio.Future
-    state: str = "queued"  # queued -> written; or abandoned (send() gave up before writing)
-    parts_written: int = 0
-
-
-class _Broker(AbstractBroker):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[SmppMessage] = asyncio.Queue()
-
-    async def enqueue(self, message: SmppMessage) -> None:
-        self.queue.put_nowait(message)
-
-    async def dequeue(self) -> SmppMessage:
-        return await self.queue.get()
-
-
-class _Hook(AbstractHook):
-    def __init__(self, backend: "SmppBackend") -> None:
-        self.backend = backend
-
-    async def sending(self, smpp_message: SmppMessage, pdu: bytes, client_id: str) -> None:
-        if isinstance(smpp_message, SubmitSm):
-            p = self.backend._pending.get(smpp_message.log_id)
-            if p is None or p.state == "abandoned":
-                # ValueError: the library drops this message and keeps the session
-                raise ValueError(f"submit {smpp_message.log_id} was abandoned before it was written")
-            p.state = "written"
-            p.parts_written += 1
-
-    async def received(self, smpp_message: SmppMessage | None, pdu: bytes, client_id: str) -> None:
-        if isinstance(smpp_message, (SubmitSmResp, GenericNack)) and smpp_message.log_id:
-            p = self.backend._pending.get(smpp_message.log_id)
-            if p is not None and not p.future.done():
-                p.future.set_result(smpp_message)
-        elif isinstance(smpp_message, DeliverSm) and smpp_message.is_receipt():
-            await self.backend._receipt(smpp_message)
-
-    async def send_error(self, smpp_message: SmppMessage, error: Exception, client_id: str) -> None:
-        p = self.backend._pending.get(getattr(smpp_message, "log_id", ""))
-        if p is not None and not p.future.done():
-            p.future.set_exception(error)
-
-
-class _Correlator(SimpleCorrelator):
-    """The library's correlator, with a cheaper expiry sweep.
-
-    SimpleCorrelator walks *every* store on each put/get: its delivery store
-    keeps one entry per accepted message for ``max_ttl_delivery`` (3 days), so
-    each submit walked every message of the last 3 days (quadratic in the
-    traffic; a third of the sender's CPU after a few hundred messages).  Here
-    the in-flight response store (at most a window's worth) is still swept
-    every time, so a submit_sm with no answer expires on time; the delivery
-    stores at most once per ``DELIVERY_SWEEP_SECONDS`` (a receipt correlation
-    lives 3 days, a second more does not matter).
-    """
-
-    DELIVERY_SWEEP_SECONDS = 1.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._last_delivery_sweep = time.monotonic()
-
-    async def _remove_expired(self) -> None:
-        now = time.monotonic()
-        store = self._store
-        for key in tuple(store.keys()):
-            stored_at, message = store[key]
-            if now - stored_at > self.max_ttl_response:
-                del store[key]
-                await self.expired(message)
-        if now - self._last_delivery_sweep < self.DELIVERY_SWEEP_SECONDS:
-            return
-        self._last_delivery_sweep = now
-        for dstore in (self._delivery_store, self._delivery_segment_store):
-            for key, value in list(dstore.items()):
-                if now - value[0] > self.max_ttl_delivery:
-                    del dstore[key]
-
-
-class _ToOurLog(logging.Handler):
-    """aiosmpplib's structured log lines go through callproof's logging (JSON, levels)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if log.isEnabledFor(record.levelno):
-            log.log(record.levelno, "aiosmpplib: %s", record.getMessage())
+def status_name(status: int) -> str:
+    return STATUS_NAMES.get(status, f"status 0x{status:02X}")
 
 
 @dataclass(frozen=True)
@@ -149,102 +75,335 @@ class SmppSettings:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+class _Submit:
+    """One message: its parts' PDU bodies, and what the gateway said so far."""
+
+    __slots__ = ("bodies", "future", "deadline", "written", "ids", "left", "status")
+
+    def __init__(self, bodies: list[bytes], future: asyncio.Future, deadline: float) -> None:
+        self.bodies = bodies
+        self.future = future
+        self.deadline = deadline
+        self.written = False
+        self.ids: list[str] = [""] * len(bodies)
+        self.left = len(bodies)
+        self.status = P.ESME_ROK  # the first refusal among the parts
+
+    def finish(self, result: SendResult) -> None:
+        if not self.future.done():
+            self.future.set_result(result)
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection to the SMSC: framing, writes, answers."""
+
+    def __init__(self, backend: "SmppBackend") -> None:
+        self.backend = backend
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.out: list[bytes] = []
+        self.flush_scheduled = False
+        self.inflight: dict[int, tuple[_Submit, int]] = {}  # seq -> (message, part index)
+        self.control: dict[int, asyncio.Future] = {}  # seq -> bind / enquire_link / unbind answer
+        self.closed: asyncio.Future = self.loop.create_future()
+        self.receipt_tasks: set[asyncio.Task] = set()
+
+    # --- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        reason = f"connection lost before submit_sm_resp ({exc or 'closed by the peer'})"
+        for sub, _ in self.inflight.values():
+            sub.finish(SendResult(accepted=False, unknown=True, reason=reason))
+        self.inflight.clear()
+        for fut in self.control.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError(reason))
+        self.control.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        pos, end = 0, len(buf)
+        try:
+            while end - pos >= 16:
+                length, cmd, status, seq = P.HEADER.unpack_from(buf, pos)
+                if length < 16 or length > P.MAX_PDU:
+                    raise P.PduError(f"PDU length {length}")
+                if end - pos < length:
+                    break
+                body = bytes(buf[pos + 16:pos + length])
+                pos += length
+                self._dispatch(cmd, status, seq, body)
+        except P.PduError as exc:
+            event(log, "sms.smpp_protocol_error", logging.ERROR, error=str(exc))
+            self.abort()
+        finally:
+            del buf[:pos]
+
+    # --- writing -------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the socket; everything queued in one event-loop
+        pass goes out in one write."""
+        self.out.append(data)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        if self.out and self.transport is not None:
+            self.transport.write(b"".join(self.out))
+        self.out.clear()
+
+    def submit(self, sub: _Submit) -> None:
+        backend = self.backend
+        for i, body in enumerate(sub.bodies):
+            seq = backend.next_seq()
+            self.inflight[seq] = (sub, i)
+            self.write(P.pdu(P.SUBMIT_SM, seq, body))
+        sub.written = True
+
+    async def request(self, command_id: int, body: bytes, timeout: float) -> tuple[int, bytes]:
+        """Send a session PDU and wait for its answer: (status, body)."""
+        seq = self.backend.next_seq()
+        fut = self.loop.create_future()
+        self.control[seq] = fut
+        self.write(P.pdu(command_id, seq, body))
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            self.control.pop(seq, None)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- reading -------------------------------------------------------------
+    def _dispatch(self, cmd: int, status: int, seq: int, body: bytes) -> None:
+        if cmd == P.SUBMIT_SM_RESP or (cmd == P.GENERIC_NACK and seq in self.inflight):
+            entry = self.inflight.pop(seq, None)
+            if entry is not None:
+                self.backend.answer(entry[0], entry[1], status, body if cmd == P.SUBMIT_SM_RESP else b"")
+            return
+        if cmd & 0x80000000:  # bind / enquire_link / unbind answers, or a nack of one
+            fut = self.control.get(seq)
+            if fut is not None and not fut.done():
+                fut.set_result((status if cmd != P.GENERIC_NACK else status or P.ESME_RINVCMDID, body))
+            return
+        if cmd == P.DELIVER_SM:
+            task = self.loop.create_task(self._receipt(seq, body))
+            self.receipt_tasks.add(task)
+            task.add_done_callback(self.receipt_tasks.discard)
+        elif cmd == P.ENQUIRE_LINK:
+            self.write(P.pdu(P.ENQUIRE_LINK_RESP, seq))
+        elif cmd == P.UNBIND:
+            self.write(P.pdu(P.UNBIND_RESP, seq))
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+        else:
+            self.write(P.pdu(P.GENERIC_NACK, seq, status=P.ESME_RINVCMDID))
+
+    async def _receipt(self, seq: int, body: bytes) -> None:
+        status = P.ESME_ROK
+        try:
+            dsm = P.parse_deliver_sm(body)
+            if dsm.is_receipt:
+                status = await self.backend.receipt(dsm)
+            else:
+                event(log, "sms.smpp_mo_ignored", logging.INFO, esm_class=dsm.esm_class)
+        except P.PduError as exc:
+            event(log, "sms.smpp_bad_deliver_sm", logging.WARNING, error=str(exc))
+        self.write(P.pdu(P.DELIVER_SM_RESP, seq, b"\0", status=status))
+
+
 class SmppBackend:
     name = "smpp"
     idempotent = False  # SMPP 3.4 has no idempotency key: an unknown outcome may mean a duplicate
 
     def __init__(self, settings: SmppSettings) -> None:
         self.settings = settings
-        self._pending: dict[str, _Pending] = {}
+        self._template = P.SubmitTemplate(settings.source_addr, settings.source_ton, settings.source_npi,
+                                          1 if settings.request_dlr else 0)
+        self._bind_body = P.bind_body(settings.system_id, settings.password, settings.system_type)
         self._receipt_handler: ReceiptHandler | None = None
-        self._esme: ESME | None = None
+        self._conn: _Connection | None = None  # set while bound
+        self._waiting: deque[_Submit] = deque()  # no bind yet: never written
         self._task: asyncio.Task | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._seq = 0
+        self._ref = 0
+        self._closing = False
 
     def set_receipt_handler(self, handler: ReceiptHandler) -> None:
         self._receipt_handler = handler
 
-    def _start(self) -> ESME:
-        if self._esme is None:
-            s = self.settings
-            self._esme = ESME(
-                smsc_host=s.host, smsc_port=s.port, system_id=s.system_id, password=s.password,
-                system_type=s.system_type,
-                bind_mode=BindMode.TRANSMITTER if s.bind_mode == "transmitter" else BindMode.TRANSCEIVER,
-                enquire_link_interval=float(s.enquire_link_seconds), hook=_Hook(self),
-                broker=_Broker(), correlator=_Correlator(s.system_id), socket_timeout=float(s.submit_timeout_seconds),
-                log_level=logging.WARNING, log_handler=_ToOurLog(),
-            )
-            self._task = asyncio.create_task(self._esme.start(), name="callproof-smpp-esme")
-        return self._esme
+    def next_seq(self) -> int:
+        self._seq = self._seq % 0x7FFFFFFF + 1
+        return self._seq
 
+    # --- sending -------------------------------------------------------------
     async def send(self, message: Mapping[str, Any]) -> SendResult:
-        esme = self._start()
-        s = self.settings
-        log_id = f"{message.get('idempotency_key') or message['id']}#{message.get('attempt_no', 0)}"
-        dest = message["destination"]
-        submit = SubmitSm(
-            short_message=message["body"],
-            source=PhoneNumber(s.source_addr, TON(s.source_ton), NPI(s.source_npi)),
-            destination=PhoneNumber(dest.lstrip("+"), TON.INTERNATIONAL, NPI.ISDN),
-            registered_delivery=1 if s.request_dlr else 0,
-            esm_class=UDHI,  # the library splits with a UDH only when the text needs 2+ parts
-            auto_message_payload=False,
-            log_id=log_id,
-            extra_data=str(message["id"]),
-        )
-        pending = _Pending(submit, asyncio.get_running_loop().create_future())
-        self._pending[log_id] = pending
-        try:
-            await esme.broker.enqueue(submit)
-            try:
-                async with asyncio.timeout(s.submit_timeout_seconds):
-                    resp = await asyncio.shield(pending.future)
-            except TimeoutError:
-                if pending.state == "queued":
-                    pending.state = "abandoned"
-                    return SendResult(accepted=False, reason="SMPP peer not bound: never submitted")
-                return SendResult(accepted=False, unknown=True,
-                                  reason=f"no submit_sm_resp within {s.submit_timeout_seconds:g} s")
-            except ValueError as exc:  # the PDU could not be built from this text/number
-                return SendResult(accepted=False, permanent=True, reason=f"invalid submit_sm: {exc}")
-            except Exception as exc:  # transport error while writing
-                return SendResult(accepted=False, unknown=pending.state == "written",
-                                  reason=f"{type(exc).__name__}: {exc}")
-        finally:
-            if pending.state == "queued":
-                pending.state = "abandoned"
-            self._pending.pop(log_id, None)
-        status = int(resp.command_status.value)
-        name = resp.command_status.name
-        if isinstance(resp, SubmitSmResp) and status == ESME_ROK:
-            return SendResult(accepted=True, gateway_message_id=resp.message_id)
-        if status in THROTTLED:
-            return SendResult(accepted=False, throttled=True, reason=f"SMPP {name}")
-        return SendResult(accepted=False, permanent=status not in TRANSIENT, reason=f"SMPP {name} (0x{status:02X})")
+        return await self.submit(message)
 
-    async def _receipt(self, dsm: DeliverSm) -> None:
-        receipt = dsm.parse_receipt()
-        gw_id = str(receipt.get("id") or "")
-        status = str(receipt.get("stat") or "UNKNOWN")
+    def submit(self, message: Mapping[str, Any]) -> asyncio.Future:
+        """Hand one message to the session without a task per message: the
+        returned future gets its SendResult (cancelling it before the message
+        was written means it is never written)."""
+        if self._task is None:
+            self._start()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._ref = (self._ref + 1) & 0xFF
+        try:
+            bodies = self._template.parts(message["destination"], message["body"], self._ref)
+        except P.PduError as exc:  # this text/number can never make a valid submit_sm
+            future.set_result(SendResult(accepted=False, permanent=True, reason=f"invalid submit_sm: {exc}"))
+            return future
+        sub = _Submit(bodies, future, time.monotonic() + self.settings.submit_timeout_seconds)
+        if self._conn is not None:
+            self._conn.submit(sub)
+        else:
+            self._waiting.append(sub)
+        return future
+
+    def answer(self, sub: _Submit, part: int, status: int, body: bytes) -> None:
+        """A part's submit_sm_resp (or generic_nack) arrived."""
+        if status == P.ESME_ROK:
+            sub.ids[part] = P.submit_sm_resp_message_id(body)
+        elif sub.status == P.ESME_ROK:
+            sub.status = status
+        sub.left -= 1
+        if sub.left:
+            return
+        status = sub.status
+        if status == P.ESME_ROK:
+            sub.finish(SendResult(accepted=True, gateway_message_id=",".join(sub.ids)))
+        elif status in THROTTLED:
+            sub.finish(SendResult(accepted=False, throttled=True, reason=f"SMPP {status_name(status)}"))
+        else:
+            sub.finish(SendResult(accepted=False, permanent=status not in TRANSIENT,
+                                  reason=f"SMPP {status_name(status)} (0x{status:02X})"))
+
+    def _sweep(self) -> None:
+        """Answer the messages whose time ran out (one pass for all, every
+        fraction of the submit timeout, instead of a timer per message)."""
+        now = time.monotonic()
+        timeout = self.settings.submit_timeout_seconds
+        waiting = self._waiting
+        while waiting and (waiting[0].deadline <= now or waiting[0].future.done()):
+            sub = waiting.popleft()  # out of the queue: it can never be written now
+            sub.finish(SendResult(accepted=False, reason="SMPP peer not bound: never submitted"))
+        conn = self._conn
+        if conn is not None:
+            expired = []
+            for seq, (sub, _) in conn.inflight.items():  # in sending order, so in deadline order
+                if sub.deadline > now:
+                    break
+                expired.append(seq)
+            for seq in expired:
+                sub, _ = conn.inflight.pop(seq)
+                sub.finish(SendResult(accepted=False, unknown=True,
+                                      reason=f"no submit_sm_resp within {timeout:g} s"))
+        self._sweeper = asyncio.get_running_loop().call_later(min(max(timeout / 5, 0.05), 1.0), self._sweep)
+
+    # --- receipts ------------------------------------------------------------
+    async def receipt(self, dsm: P.DeliverSm) -> int:
+        """Store one delivery receipt; the deliver_sm_resp status to answer."""
+        gw_id, status = dsm.receipt()
         if self._receipt_handler is None or not gw_id:
             event(log, "sms.dlr_ignored", logging.WARNING, gateway_message_id=gw_id, status=status)
-            return
+            return P.ESME_ROK
         try:
-            key = (dsm.log_id or "").rsplit("#", 1)[0] or None  # set when the library correlated it
-            await self._receipt_handler(gw_id, status, dsm.short_message[:200], key)
+            await self._receipt_handler(gw_id, status, dsm.short_message[:200].decode("latin-1"), None)
         except Exception:
-            log.exception("could not record delivery receipt %s", gw_id)
+            log.exception("could not record delivery receipt %s; the SMSC will send it again", gw_id)
+            return ESME_RX_T_APPN
+        return P.ESME_ROK
+
+    # --- the session -----------------------------------------------------------
+    def _start(self) -> None:
+        self._closing = False
+        self._task = asyncio.create_task(self._run(), name="callproof-smpp-session")
+        self._sweep()
+
+    async def _run(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        delay = RECONNECT_MIN
+        bind_cmd = P.BIND_TRANSMITTER if s.bind_mode == "transmitter" else P.BIND_TRANSCEIVER
+        while not self._closing:
+            conn: _Connection | None = None
+            try:
+                async with asyncio.timeout(s.submit_timeout_seconds):
+                    _, conn = await loop.create_connection(lambda: _Connection(self), s.host, s.port)
+                status, _ = await conn.request(bind_cmd, self._bind_body, s.submit_timeout_seconds)
+                if status != P.ESME_ROK:
+                    event(log, "sms.smpp_bind_refused", logging.ERROR, host=s.host, port=s.port,
+                          status=status_name(status))
+                    raise ConnectionError(f"bind refused: {status_name(status)}")
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                if conn is not None:
+                    conn.abort()
+                event(log, "sms.smpp_connect_failed", logging.WARNING, host=s.host, port=s.port,
+                      error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+                continue
+            delay = RECONNECT_MIN
+            event(log, "sms.smpp_bound", host=s.host, port=s.port, bind_mode=s.bind_mode)
+            self._conn = conn
+            while self._waiting:  # written now, in the order they came
+                sub = self._waiting.popleft()
+                if not sub.future.done():
+                    conn.submit(sub)
+            try:
+                await self._keep_alive(conn)
+            finally:
+                if self._conn is conn:
+                    self._conn = None
+            if not self._closing:
+                event(log, "sms.smpp_connection_lost", logging.WARNING, host=s.host, port=s.port)
+
+    async def _keep_alive(self, conn: _Connection) -> None:
+        """enquire_link every ``enquire_link_seconds``; no answer: drop the
+        connection (the loop in _run binds again)."""
+        s = self.settings
+        while not conn.closed.done():
+            done, _ = await asyncio.wait([conn.closed], timeout=s.enquire_link_seconds)
+            if done:
+                return
+            try:
+                await conn.request(P.ENQUIRE_LINK, b"", s.submit_timeout_seconds)
+            except (TimeoutError, ConnectionError):
+                event(log, "sms.smpp_enquire_link_unanswered", logging.WARNING, host=s.host)
+                conn.abort()
+                await conn.closed
+                return
 
     async def close(self) -> None:
-        if self._esme is not None:
+        self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        conn = self._conn
+        if conn is not None and conn.transport is not None:
             try:
-                await asyncio.wait_for(self._esme.stop(), 5)
-            except Exception:
+                await conn.request(P.UNBIND, b"", 2.0)
+            except (TimeoutError, ConnectionError):
                 pass
+            if conn.transport is not None:
+                conn.transport.close()
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except BaseException:
-                pass
-        self._esme = self._task = None
+            await asyncio.gather(self._task, return_exceptions=True)
+        while self._waiting:
+            self._waiting.popleft().finish(SendResult(accepted=False, reason="SMPP backend closed: never submitted"))
+        self._conn = self._task = None

@@ -233,3 +233,32 @@ async def test_receipt_recorded_against_row(db):
     assert [d["status"] for d in await db.outbox.dlrs(oid)] == ["DELIVRD"]
     c = await db.outbox.counters()
     assert c["attempts"]["accepted"] == 1 and c["dlrs"]["DELIVRD"] == 2
+
+
+async def test_rows_claimed_but_not_sent_when_throttled_are_given_back(db):
+    ids = await queue(db, 3)
+    backend = Scripted(SendResult(accepted=False, throttled=True, retry_after=5, reason="429"),
+                       SendResult(accepted=True, gateway_message_id="g"))
+    clock = Clock()
+    s = sender(db, backend, clock, window=1)
+    assert await s.drain_once() == 3  # all three claimed in one step, only the first sent
+    assert [c["id"] for c in backend.calls] == ids[:1]
+    for oid in ids[1:]:
+        row = await db.outbox.get(oid)
+        assert (row["state"], row["attempts"], row["throttled"], row["lease_owner"]) == ("pending", 0, 0, None)
+        assert row["next_attempt_at"] == "2026-03-10T14:00:05.000000Z"
+        assert await db.outbox.attempts(oid) == []  # never sent: no attempt on record
+    clock.advance(5)
+    assert await s.drain_once() == 3
+    assert [(await db.outbox.get(i))["state"] for i in ids] == ["sent"] * 3
+    assert [a["outcome"] for a in await db.outbox.attempts(ids[0])] == ["throttled", "accepted"]
+
+
+async def test_pipeline_keeps_the_window_full_across_claims(db):
+    ids = await queue(db, 30)
+    backend = Scripted(delay=0.005)
+    s = sender(db, backend, Clock(), window=4, batch_size=8)  # several claims while sends are in flight
+    assert await s.drain_once() == 30
+    assert backend.max_concurrent == 4
+    assert sorted(c["id"] for c in backend.calls) == ids
+    assert {(await db.outbox.get(i))["state"] for i in ids} == {"sent"}
