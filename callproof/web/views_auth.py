@@ -24,6 +24,10 @@ from .render import render
 
 routes = web.RouteTableDef()
 
+# How long a throttled attempt waits before its 429: a script hammering the form
+# gets one answer a second per connection instead of as fast as it can send.
+THROTTLED_DELAY_SECONDS = 1.0
+
 
 async def _login_page(request: web.Request, *, status: int = 200, error: str | None = None,
                       username: str = "", headers: dict[str, str] | None = None) -> web.Response:
@@ -58,6 +62,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     limit = ctx.config.web.login_max_failures
     if by_user >= limit or by_remote >= limit:
         await ctx.db.run(webauth.record_failure_sync, username, remote, at=now, throttled=True)
+        await asyncio.sleep(THROTTLED_DELAY_SECONDS)  # a client retrying in a loop is slowed too
         return await _login_page(
             request, status=429, username=username, headers={"Retry-After": str(window)},
             error=f"Too many failed logins. Wait {max(1, window // 60)} minutes and try again.")
