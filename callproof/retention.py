@@ -79,6 +79,7 @@ class SweepSummary:
     symlinks: int = 0
     calls_anonymised: int = 0
     calls_held: int = 0
+    exports_deleted: int = 0
     error_samples: list[str] = field(default_factory=list)
 
     def error(self, text: str) -> None:
@@ -245,8 +246,10 @@ class Sweeper:
         report: Report | None = None,
         progress: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
+        export_dir: Path | None = None,
     ) -> None:
         self.stop = stop or threading.Event()
+        self.export_dir = Path(export_dir) if export_dir is not None else None
         self.conn = conn
         self.root = Path(root)
         self.tz = tz
@@ -289,6 +292,7 @@ class Sweeper:
                 self._scan_missing(tree, s, dry_run)
                 self._scan_orphans(tree, s, dry_run)
             self._anonymise_calls(s, dry_run)
+            self._expire_exports(s, dry_run)
         finally:
             tree.close()
         return s
@@ -661,6 +665,72 @@ class Sweeper:
                         s.calls_anonymised += 1
 
 
+    # -- exports made for customer requests -------------------------------------
+
+    def _expire_exports(self, s: SweepSummary, dry_run: bool) -> None:
+        """An export is a copy of a recording made for one request: it goes once
+        that request has been closed for the grace period and no download link
+        to it is still usable, or as soon as its recording was deleted.  Unlink
+        first (never following a symlink, never outside ``export_dir``), then
+        record ``deleted_at`` + audit in one transaction; a run killed between
+        the two finds the file gone next time and records it then."""
+        if self.export_dir is None or not self.export_dir.is_dir():
+            return
+        now = self.clock()
+        params = {**self._params(now), "n": self.batch_size, "last": 0}
+        tree = SafeTree(self.export_dir)
+        try:
+            while not self.stop.is_set():
+                rows = self.conn.execute(
+                    "SELECT e.id, e.path, q.protocol, e.request_id FROM request_exports e"
+                    " JOIN recording_requests q ON q.id = e.request_id"
+                    " LEFT JOIN recordings r ON r.protocol = q.protocol"
+                    " WHERE e.deleted_at IS NULL AND e.id > :last AND ("
+                    "  r.state = 'deleted' OR (q.closed_at IS NOT NULL AND q.closed_at <= :grace_cutoff"
+                    "  AND NOT EXISTS (SELECT 1 FROM download_links l WHERE l.export_id = e.id"
+                    "   AND l.revoked_at IS NULL AND l.expires_at > :now"
+                    "   AND (l.max_downloads IS NULL OR l.download_count < l.max_downloads))))"
+                    " ORDER BY e.id LIMIT :n", params).fetchall()
+                if not rows:
+                    return
+                params["last"] = rows[-1][0]
+                done = []
+                for export_id, path, protocol, request_id in rows:
+                    self.report({"action": "would_delete_export" if dry_run else "export_deleted",
+                                 "export_id": export_id, "protocol": protocol})
+                    if dry_run:
+                        s.exports_deleted += 1
+                        continue
+                    try:
+                        # exports are flat files in export_dir (callproof/rights/export.py)
+                        folder, name = os.path.split(path)
+                        if os.path.realpath(folder) != tree.root:
+                            raise UnsafePath(f"not in rights.export_dir {self.export_dir}")
+                        size = tree.unlink(f"{tree.root}/{name}")
+                    except FileNotFoundError:
+                        size = 0
+                    except (UnsafePath, OSError) as exc:
+                        s.error(f"export {export_id}: {exc}")
+                        continue
+                    done.append((export_id, protocol, request_id, size))
+                if done:
+                    at = self.clock()
+                    with immediate(self.conn):
+                        for export_id, protocol, request_id, size in done:
+                            cur = self.conn.execute(
+                                "UPDATE request_exports SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                                (to_db_time(at), export_id))
+                            if cur.rowcount:
+                                append_in_transaction_sync(
+                                    self.conn, "export.deleted", ACTOR, at, protocol=protocol,
+                                    subject=f"export:{export_id}",
+                                    details={"request_id": request_id, "bytes": size, "run": s.run_id})
+                                s.exports_deleted += 1
+                                s.bytes_freed += size
+        finally:
+            tree.close()
+
+
 def _why(row: dict) -> str:
     return f"retention {row['retention_class'] or 'unknown'} ended {row['retention_until']}"
 
@@ -697,7 +767,8 @@ def run_sweep(config: Any, *, dry_run: bool = False, scan: bool = True,
                 call_record_days=config.retention.call_record_days,
                 request_grace_days=config.retention.request_grace_days,
                 batch_size=config.retention.batch_size,
-                quarantine_dir=config.retention.quarantine_dir, now=now, report=report, stop=stop)
+                quarantine_dir=config.retention.quarantine_dir, now=now, report=report, stop=stop,
+                export_dir=config.rights.export_dir)
             if progress_total is not None:
                 sweeper.progress = progress_total(sweeper.count_expired()) or sweeper.progress
             return sweeper.sweep(dry_run=dry_run, scan=scan)
@@ -712,7 +783,7 @@ def print_summary(s: SweepSummary, out=sys.stdout) -> None:
           f" errors {s.errors} (refused {s.refused}); orphans {s.orphans}"
           f" (quarantined {s.quarantined}); symlinks {s.symlinks};"
           f" recovered {s.recovered}; call records anonymised {s.calls_anonymised}"
-          f" (held {s.calls_held})", file=out)
+          f" (held {s.calls_held}); request exports deleted {s.exports_deleted}", file=out)
     for line in s.error_samples:
         print(f"  error: {line}", file=out)
 

@@ -288,6 +288,7 @@ async def test_periodic_sweep_runs_in_a_thread_and_skips_when_locked(tmp_path):
     config = SimpleNamespace(
         storage=SimpleNamespace(database=tmp_path / "cp.db", busy_timeout_ms=5000),
         recording=SimpleNamespace(root=root), general=SimpleNamespace(tz=SP),
+        rights=SimpleNamespace(export_dir=tmp_path / "exports"),
         retention=RetentionConfig(sweep_interval_seconds=60, sweep_in_run=True))
     with sweep_lock(lock_path(config)):
         task = asyncio.ensure_future(periodic_sweep(config, first_delay=0))
