@@ -1,0 +1,129 @@
+"""The recording-request IVR on a real Asterisk 22, driven by real DTMF.
+
+First an ordinary call through callproof gives a protocol and a recording; then
+the customer calls the request entry ([callproof-request-entry]) and types that
+protocol and '#' on the keypad.  What they would notice: the request is filed
+(or not), and Asterisk's own log shows the new request's protocol read to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from callproof.rights.identity import identity_hash
+
+from .ivr_fixtures import IDENTITY_KEY, digits_after, files_played, ivr  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.integration
+
+CALLER = "11987654321"
+CPF = "529.982.247-25"
+CPF_DIGITS = "52998224725"
+
+
+async def finished_call(ivr, caller: str, variables: dict[str, str] | None = None) -> dict:
+    """An ordinary call through callproof, completed, with its recording finalised."""
+    call = await ivr.place_call(caller, variables=variables)
+    flow = await ivr.app.wait_flow(call.prefix, timeout=90)
+    assert flow.outcome == "handed_off"
+    row = await ivr.wait_call_row(flow, {"completed"}, timeout=30)
+    rec = await ivr.wait_recording_final(row["id"])
+    assert rec["state"] == "finalised"
+    return row
+
+
+async def request_rows(ivr, protocol: str) -> list[dict]:
+    return await ivr.sql("SELECT * FROM recording_requests WHERE protocol = ? ORDER BY id", protocol)
+
+
+async def ivr_row(ivr, flow) -> dict:
+    [row] = await ivr.sql("SELECT * FROM ivr_request_calls WHERE channel_id = ?", flow.channel_id)
+    return row
+
+
+async def enter_protocol(ivr, caller: str, protocol: str):
+    call = await ivr.call_ivr(caller)
+    await ivr.wait_prompt(call, "request-enter")
+    await ivr.type_keys(call, protocol + "#")
+    flow = await ivr.app.wait_flow(call.prefix, timeout=120)
+    return call, flow
+
+
+async def test_same_caller_gets_a_received_request_and_hears_its_protocol(ivr, sandbox):
+    call_row = await finished_call(ivr, CALLER)
+    protocol = call_row["protocol"]
+
+    call, flow = await enter_protocol(ivr, CALLER, protocol)
+    assert flow.outcome == "completed"
+    [req] = await request_rows(ivr, protocol)
+    assert req["state"] == "received" and req["channel"] == "ivr" and req["created_by"] == "ivr"
+    assert re.fullmatch(r"\d{17}", req["request_protocol"]) and req["request_protocol"] != protocol
+    assert req["requester_number"] == "+5511987654321" and req["due_at"] > req["opened_at"]
+    row = await ivr_row(ivr, flow)
+    assert row["status"] == "completed" and row["call_protocol"] == protocol and row["request_id"] == req["id"]
+    assert row["consent_outcome"] == "finished" and row["attempts"] == 1
+
+    # Asterisk's log: the announcement first, then the outcome and the request's own protocol, digit by digit.
+    played = files_played(sandbox, flow.channel["name"])
+    assert played and played[0].endswith("/request-consent"), played[:3]
+    assert any(f.endswith("/request-received") for f in played)
+    assert digits_after(played, "request-received") == req["request_protocol"] * 2  # read, then repeated
+    # ... and the keys arrived as DTMF on the IVR's channel (ARI events).
+    keys = [ev["digit"] for ev in ivr.app.events[flow.channel_id] if ev.get("type") == "ChannelDtmfReceived"]
+    assert "".join(keys) == protocol + "#"
+
+
+async def test_another_number_needs_an_identity_check(ivr, sandbox):
+    protocol = (await finished_call(ivr, "11987650101"))["protocol"]
+    call, flow = await enter_protocol(ivr, "21912345678", protocol)
+    assert flow.outcome == "completed"
+    [req] = await request_rows(ivr, protocol)
+    assert req["state"] == "needs_identity_check" and req["requester_number"] == "+5521912345678"
+    played = files_played(sandbox, flow.channel["name"])
+    assert any(f.endswith("/request-identity-check") for f in played)
+    assert not any(f.endswith("/request-received") for f in played)
+    assert digits_after(played, "request-identity-check").startswith(req["request_protocol"])
+
+
+async def test_wrong_protocol_files_nothing_and_says_not_found(ivr, sandbox):
+    known = (await finished_call(ivr, "11987650102"))["protocol"]
+    unknown = known[:4] + "9" * 13
+    call = await ivr.call_ivr("11987650102")
+    await ivr.wait_prompt(call, "request-enter")
+    await ivr.type_keys(call, unknown + "#")
+    flow = await ivr.wait_prompt(call, "request-not-found")
+    await ivr.hang_up(call)
+    flow = await ivr.app.wait_flow(call.prefix, timeout=60)
+    assert flow.outcome == "abandoned_in_entry"
+    row = await ivr_row(ivr, flow)
+    assert row["attempts"] == 1 and row["last_problem"] == "unknown_protocol"
+    assert row["request_id"] is None and row["call_protocol"] is None
+    assert await request_rows(ivr, unknown) == [] and await request_rows(ivr, known) == []
+    assert any(f.endswith("/request-not-found") for f in files_played(sandbox, flow.channel["name"]))
+
+
+async def test_hang_up_mid_entry_files_nothing(ivr):
+    protocol = (await finished_call(ivr, "11987650103"))["protocol"]
+    call = await ivr.call_ivr("11987650103")
+    await ivr.wait_prompt(call, "request-enter")
+    await ivr.type_keys(call, protocol[:9])
+    await asyncio.sleep(0.3)
+    await ivr.hang_up(call)
+    flow = await ivr.app.wait_flow(call.prefix, timeout=60)
+    assert flow.outcome == "abandoned_in_entry"
+    row = await ivr_row(ivr, flow)
+    assert row["status"] == "abandoned_in_entry" and row["ended_at"] and row["request_id"] is None
+    assert await request_rows(ivr, protocol) == []
+
+
+async def test_cpf_from_the_dialplan_is_stored_only_as_its_keyed_hash(ivr):
+    row = await finished_call(ivr, "11987650104", variables={"CALLPROOF_CPF": CPF})
+    assert row["cpf_hash"] == identity_hash(IDENTITY_KEY, "cpf", CPF_DIGITS)
+    await ivr.app.db.run_in_connection(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+    path = ivr.app.db.path
+    stored = b"".join(open(p, "rb").read() for p in (path, path + "-wal") if __import__("os").path.exists(p))
+    for spelling in (CPF_DIGITS, CPF, "529982247", "982.247"):
+        assert spelling.encode() not in stored, f"{spelling!r} found in the database file"
