@@ -36,12 +36,15 @@ SELECT id FROM (
 """
 
 
+MAX_CLAIM = 30000  # SQLite allows 32,766 parameters per statement
+
+
 def _lease_times(owner: str, limit: int, lease_seconds: float, now: str | datetime) -> tuple[str, str]:
     """Check a claim's arguments; return (now, lease_until) as database times."""
     if not owner:
         raise ValueError("owner must be a non-empty string")
-    if limit < 1 or lease_seconds <= 0:
-        raise ValueError("limit must be >= 1 and lease_seconds > 0")
+    if not 1 <= limit <= MAX_CLAIM or lease_seconds <= 0:
+        raise ValueError(f"limit must be 1..{MAX_CLAIM} (ids are SQL parameters) and lease_seconds > 0")
     now = to_db_time(now)
     return now, to_db_time(parse_db_time(now) + timedelta(seconds=lease_seconds))
 

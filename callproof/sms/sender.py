@@ -38,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from storage.errors import InvalidStateError
+from storage.outbox import MAX_CLAIM
 from storage.timefmt import parse_db_time
 
 from ..logs import event
@@ -61,7 +62,7 @@ class OutboxSender:
             raise ValueError("window must be >= 1")
         self.db = db
         self.backend = backend
-        self.batch_size = max(batch_size, window)
+        self.batch_size = min(max(batch_size, window), MAX_CLAIM)
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
