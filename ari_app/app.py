@@ -27,7 +27,7 @@ from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
 from .flow import CallFlow, Services, iso
 from .callback import CallbackScheduler
-from .ivr_request import RequestIvrFlow, is_request_ivr
+from .ivr_request import RequestIvrFlow, is_request_ivr, settle_unfinished_ivr
 from .recorder import AmiLink, Recorder, finalise_recording
 
 log = logging.getLogger("callproof.app")
@@ -233,6 +233,7 @@ class Application:
                 event(log, "call.resuming", channel=channel_id)
                 self._start_flow({"type": "StasisStart", "channel": channel, "args": [], "resumed": True})
         await self.settle_unfinished(kept)
+        await settle_unfinished_ivr(self.db, self.ari, kept | set(self.tasks), self.clock)
 
     async def settle_unfinished(self, kept: set[str]) -> None:
         """Calls our storage thinks are live but Asterisk no longer has: record their end truthfully."""

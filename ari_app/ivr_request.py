@@ -78,6 +78,25 @@ def is_request_ivr(start_event: dict[str, Any]) -> bool:
     return len(parts) > 1 and parts[1].strip() == REQUEST_IVR_ARG
 
 
+async def settle_unfinished_ivr(db: Any, ari: Any, active: set[str], clock: Any) -> int:
+    """After (re)connecting: IVR rows still open whose channel Asterisk no longer
+    has ended while callproof was away; record that truthfully.  ``active``:
+    channels being handled (kept by Asterisk or with a running flow).  Returns
+    how many rows were settled."""
+    repo = IvrRequestCalls(db)
+    settled = 0
+    for row in await repo.unfinished():
+        channel_id = row["channel_id"]
+        if channel_id in active or await ari.channel_exists(channel_id):
+            continue
+        status = ABANDONED_IN.get(row["status"], row["status"])
+        await repo.update(row["id"], status=status, ended_at=iso(clock()),
+                          hangup_cause="ended while callproof was disconnected")
+        event(log, "ivr.settled", channel=channel_id, status=status)
+        settled += 1
+    return settled
+
+
 class DigitEntry:
     """The keys of one protocol entry.  Pure: no I/O, unit-tested on its own.
 

@@ -127,3 +127,24 @@ async def test_cpf_from_the_dialplan_is_stored_only_as_its_keyed_hash(ivr):
     stored = b"".join(open(p, "rb").read() for p in (path, path + "-wal") if __import__("os").path.exists(p))
     for spelling in (CPF_DIGITS, CPF, "529982247", "982.247"):
         assert spelling.encode() not in stored, f"{spelling!r} found in the database file"
+
+
+async def test_ari_link_lost_mid_entry_resumes_the_ivr(ivr):
+    """Asterisk keeps the channel in Stasis while callproof is away; on reconnect the IVR
+    (not the inbound call flow) picks it up again, from the entry prompt."""
+    protocol = (await finished_call(ivr, "11987650105"))["protocol"]
+    call = await ivr.call_ivr("11987650105")
+    first = await ivr.wait_prompt(call, "request-enter")
+    await ivr.app.ari.close()  # the WebSocket drops
+    resumed = await ivr.wait_prompt(call, "request-enter", count=2, timeout=90)
+    assert resumed is not first and type(resumed) is type(first)
+    await ivr.type_keys(call, protocol + "#")
+    flow = await ivr.app.wait_flow(call.prefix, timeout=120)
+    assert flow.outcome == "completed"
+    [req] = await request_rows(ivr, protocol)
+    assert req["state"] == "received"
+    row = await ivr_row(ivr, flow)
+    assert row["status"] == "completed" and row["request_id"] == req["id"]
+    assert row["consent_outcome"] == "finished", "the announcement is not replayed after a resume"
+    assert await ivr.sql("SELECT id FROM calls WHERE channel_id = ?", flow.channel_id) == [], \
+        "a resumed IVR call must not become an inbound call"

@@ -373,3 +373,28 @@ async def test_storage_refuses_anything_but_an_accepted_protocol(config, db, cal
             await flow.repo.update(row["id"], call_protocol=bad)
     with pytest.raises(ValueError):
         await flow.repo.update(row["id"], status="whatever")
+
+
+async def test_rows_of_calls_that_ended_while_away_are_settled(config, db):
+    from ari_app.ivr_request import settle_unfinished_ivr
+    from storage.ivr_requests import IvrRequestCalls
+
+    repo = IvrRequestCalls(db)
+    ids = {}
+    for channel, status in (("s.1", "consent_playing"), ("s.2", "collecting"), ("s.3", "collecting"),
+                            ("s.4", "collecting")):
+        ids[channel] = await repo.create(channel_id=channel, caller_number=None, language="pt_BR", started_at=NOW)
+        if status != "consent_playing":
+            await repo.update(ids[channel], status=status)
+
+    class Asterisk:
+        async def channel_exists(self, channel_id):
+            return channel_id == "s.3"  # still up, not (yet) ours again
+
+    settled = await settle_unfinished_ivr(db, Asterisk(), {"s.4"}, lambda: NOW)
+    assert settled == 2
+    rows = {c: await repo.get(i) for c, i in ids.items()}
+    assert rows["s.1"]["status"] == "abandoned_in_consent" and rows["s.1"]["ended_at"]
+    assert rows["s.2"]["status"] == "abandoned_in_entry"
+    assert "disconnected" in rows["s.2"]["hangup_cause"]
+    assert rows["s.3"]["ended_at"] is None and rows["s.4"]["ended_at"] is None
