@@ -1,7 +1,7 @@
 """Real SMS gateway peers started by the tests on loopback.
 
 ``SmppPeer`` runs tests/peers/smpp_peer.pl (Debian's Net::SMPP: an SMPP
-implementation independent of the aiosmpplib client we ship).  Under CI a
+implementation independent of callproof's own SMPP client).  Under CI a
 missing peer fails the test; elsewhere it skips.
 """
 
@@ -91,5 +91,5 @@ def decode_text(rec: dict) -> str:
         raw = raw[raw[0] + 1:]
     if rec["data_coding"] == 8:
         return raw.decode("utf-16-be")
-    from aiosmpplib import GSM7BitCodec  # unpacked GSM 03.38, as the library sends it
+    from aiosmpplib import GSM7BitCodec  # unpacked GSM 03.38; an independent decoder, not ours
     return GSM7BitCodec().decode(raw)[0]
