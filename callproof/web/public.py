@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MAX_TOKEN_CHARS = 256
-GONE_REASONS = frozenset({"expired", "revoked", "exhausted"})
+GONE_REASONS = frozenset({"expired", "revoked", "exhausted", "gone"})  # 410: ask for a new link
 CONTENT_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
 
 
