@@ -153,8 +153,25 @@ class OutboxSender:
         def answer(fut: asyncio.Future, row: dict) -> None:
             if waiting.pop(row["attempt_id"], None) is None:
                 return  # already answered as timed out
-            answered.append(self._answer(row, _result_of(fut)))
+            try:
+                answered.append(self._answer(row, _result_of(fut)))
+            except Exception as exc:  # a bug here must not leave the slot held forever
+                log.exception("sms answer for outbox row %s could not be processed", row["id"])
+                answered.append((row["attempt_id"], dict(
+                    outcome="unknown", row_state="pending", now=_iso(self.clock()), owner=self.owner,
+                    reason=f"internal error: {type(exc).__name__}: {exc}",
+                    next_attempt_at=_iso(self.clock() + timedelta(seconds=self.backoff_base)))))
             signal.set()
+
+        def send(row: dict) -> asyncio.Future:
+            if submit is None:
+                return loop.create_task(self.backend.send(row))
+            try:
+                return submit(row)
+            except Exception as exc:  # a backend bug: it may have reached the wire, so unknown
+                failed = loop.create_future()
+                failed.set_exception(exc)
+                return failed
 
         try:
             while True:
@@ -177,7 +194,7 @@ class OutboxSender:
                     if row["previous_unknown"]:
                         event(log, "sms.resend_after_unknown", logging.WARNING, protocol=row["protocol"],
                               outbox_id=row["id"], idempotency_key=row["idempotency_key"])
-                    fut = submit(row) if submit is not None else loop.create_task(self.backend.send(row))
+                    fut = send(row)
                     waiting[row["attempt_id"]] = (loop.time() + self.send_timeout, fut, row)
                     fut.add_done_callback(lambda f, r=row: answer(f, r))
                 if step is None:

@@ -262,3 +262,22 @@ async def test_pipeline_keeps_the_window_full_across_claims(db):
     assert backend.max_concurrent == 4
     assert sorted(c["id"] for c in backend.calls) == ids
     assert {(await db.outbox.get(i))["state"] for i in ids} == {"sent"}
+
+
+async def test_a_backend_that_raises_at_submit_leaves_the_attempt_unknown(db):
+    [oid] = await queue(db, 1)
+
+    class Broken:
+        name = "broken"
+
+        def submit(self, message):
+            raise RuntimeError("encoder bug")
+
+        async def close(self):
+            pass
+
+    s = sender(db, Broken(), Clock(), backoff_base=1)
+    assert await s.drain_once() == 1
+    row = await db.outbox.get(oid)
+    assert row["state"] == "pending" and "encoder bug" in row["reason"]
+    assert [a["outcome"] for a in await db.outbox.attempts(oid)] == ["unknown"]
