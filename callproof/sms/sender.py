@@ -140,6 +140,10 @@ class OutboxSender:
         loop = asyncio.get_running_loop()
         signal = asyncio.Event()  # an answer came back, or the database step ended
         ready: deque[dict] = deque()  # claimed, attempt persisted, not sent yet
+        stale: list[dict] = []  # claimed too long ago to be sent inside the lease: to give back
+        # a row may still be sent while its answer is sure to come (or time out) inside the lease
+        fresh_for = self.lease_seconds - self.send_timeout
+        claimed_at = 0.0  # loop time the running step's claim started
         waiting: dict[int, tuple[float, asyncio.Future, dict]] = {}  # attempt id -> sent, no answer yet
         answered: list[tuple[int, dict]] = []  # answers not yet in a step
         busy = 0  # window slots held: waiting + answered + being committed
@@ -190,6 +194,9 @@ class OutboxSender:
                 paused = self.paused_for() > 0
                 while ready and busy < self.window and not paused:
                     row = ready.popleft()
+                    if loop.time() - row["_claimed_at"] > fresh_for:
+                        stale.append(row)  # another sender may take it soon: never send it now
+                        continue
                     busy += 1
                     if row["previous_unknown"]:
                         event(log, "sms.resend_after_unknown", logging.WARNING, protocol=row["protocol"],
@@ -199,10 +206,15 @@ class OutboxSender:
                     fut.add_done_callback(lambda f, r=row: answer(f, r))
                 if step is None:
                     release = None
-                    if paused and ready:  # never sent: give the rows back, no attempt used
-                        release = dict(attempt_ids=[r["attempt_id"] for r in ready], owner=self.owner,
-                                       next_attempt_at=_iso(self._pause_until), now=_iso(self.clock()))
+                    if paused:  # never sent: give the rows back, no attempt used
+                        stale.extend(ready)
                         ready.clear()
+                    if stale:
+                        now = self.clock()
+                        back_at = self._pause_until if paused and self._pause_until else now
+                        release = dict(attempt_ids=[r["attempt_id"] for r in stale], owner=self.owner,
+                                       next_attempt_at=_iso(back_at), now=_iso(now))
+                        stale.clear()
                     wanted = 0 if exhausted or paused or len(ready) >= self.window else self.batch_size
                     if answered or release or wanted:
                         items, answered = answered, []
@@ -211,10 +223,11 @@ class OutboxSender:
                             owner=self.owner, limit=wanted, lease_seconds=self.lease_seconds,
                             now=_iso(self.clock()), backend=self.backend.name,
                             max_age_seconds=self.max_age.total_seconds())
+                        claimed_at = loop.time()
                         step = loop.create_task(self.db.outbox.sender_step(finish=items, release=release,
                                                                            claim=claim))
                         step.add_done_callback(lambda _: signal.set())
-                if step is None and not waiting and not ready:
+                if step is None and not waiting and not ready and not stale:
                     return tried
                 if not signal.is_set():
                     timeout = next(iter(waiting.values()))[0] - loop.time() + 0.001 if waiting else None
@@ -235,6 +248,8 @@ class OutboxSender:
                             log.error("sms answer not recorded: %s", error)
                     if wanted:
                         tried += len(rows)
+                        for r in rows:
+                            r["_claimed_at"] = claimed_at
                         ready.extend(rows)
                         exhausted = len(rows) < wanted
         finally:

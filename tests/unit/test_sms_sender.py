@@ -281,3 +281,21 @@ async def test_a_backend_that_raises_at_submit_leaves_the_attempt_unknown(db):
     row = await db.outbox.get(oid)
     assert row["state"] == "pending" and "encoder bug" in row["reason"]
     assert [a["outcome"] for a in await db.outbox.attempts(oid)] == ["unknown"]
+
+
+async def test_rows_claimed_too_long_ago_are_given_back_not_sent_outside_their_lease(db):
+    ids = await queue(db, 8)
+    backend = Scripted(delay=0.1)
+    # a row may be sent only while its answer still fits in the lease: 1 s - 0.7 s = 0.3 s after the claim
+    s = sender(db, backend, Clock(), window=1, batch_size=8, lease_seconds=1, send_timeout=0.7)
+    tried = 0
+    for _ in range(20):
+        if [(await db.outbox.get(i))["state"] for i in ids] == ["sent"] * len(ids):
+            break
+        tried += await s.drain_once()
+    assert sorted(c["id"] for c in backend.calls) == ids  # each sent exactly once
+    assert tried > len(ids)  # some were claimed, given back and claimed again
+    for oid in ids:
+        # a row given back has no attempt left behind: only the one that was sent
+        assert [a["outcome"] for a in await db.outbox.attempts(oid)] == ["accepted"]
+        assert (await db.outbox.get(oid))["attempts"] == 1
