@@ -78,13 +78,12 @@ class SmppSettings:
 class _Submit:
     """One message: its parts' PDU bodies, and what the gateway said so far."""
 
-    __slots__ = ("bodies", "future", "deadline", "written", "ids", "left", "status")
+    __slots__ = ("bodies", "future", "deadline", "ids", "left", "status")
 
     def __init__(self, bodies: list[bytes], future: asyncio.Future, deadline: float) -> None:
         self.bodies = bodies
         self.future = future
         self.deadline = deadline
-        self.written = False
         self.ids: list[str] = [""] * len(bodies)
         self.left = len(bodies)
         self.status = P.ESME_ROK  # the first refusal among the parts
@@ -115,6 +114,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.backend._conn is self:  # from now on messages wait for the next bind
+            self.backend._conn = None
         reason = f"connection lost before submit_sm_resp ({exc or 'closed by the peer'})"
         for sub, _ in self.inflight.values():
             sub.finish(SendResult(accepted=False, unknown=True, reason=reason))
@@ -167,7 +168,6 @@ class _Connection(asyncio.Protocol):
             seq = backend.next_seq()
             self.inflight[seq] = (sub, i)
             self.write(P.pdu(P.SUBMIT_SM, seq, body))
-        sub.written = True
 
     async def request(self, command_id: int, body: bytes, timeout: float) -> tuple[int, bytes]:
         """Send a session PDU and wait for its answer: (status, body)."""
@@ -268,8 +268,9 @@ class SmppBackend:
             future.set_result(SendResult(accepted=False, permanent=True, reason=f"invalid submit_sm: {exc}"))
             return future
         sub = _Submit(bodies, future, time.monotonic() + self.settings.submit_timeout_seconds)
-        if self._conn is not None:
-            self._conn.submit(sub)
+        conn = self._conn
+        if conn is not None and conn.transport is not None:
+            conn.submit(sub)
         else:
             self._waiting.append(sub)
         return future
