@@ -10,8 +10,8 @@ Rules (README, "SMS delivery"):
   claimed and their attempts written in one transaction, ahead of the sends
   (up to ``batch_size`` at a time).  The gateway's answer and the row's new
   state are written in one transaction; the answers that came back meanwhile
-  are written together (group commit), in the same transaction as the next
-  claim.  A send holds its window slot until its answer is committed.
+  are written together (group commit).  A send holds its window slot until
+  its answer is committed.
   An attempt left 'in_flight' by a dead sender becomes 'unknown' when the row
   is claimed again: a message that was on the wire may be sent twice
   (at-least-once; at most ``window`` of them), and the backend is told
@@ -127,15 +127,16 @@ class OutboxSender:
         """Deliver what is due until nothing is (or a throttling answer asks
         for a pause); returns the rows tried.
 
-        One pipeline per call: a single database step at a time writes the
-        answers that came back and claims the next rows in the same
-        transaction (``db.outbox.sender_step``), while messages go out into
-        the free window slots.  A slot is held from the send until its answer
-        is committed, so at most ``window`` sent messages are ever without a
-        recorded outcome (what a crash can turn into duplicates).  The next
-        rows are claimed while the window is still busy with the previous
-        ones (up to ``batch_size`` at a time), so the gateway never waits for
-        the database.
+        One pipeline per call, while messages go out into the free window
+        slots: one transaction at a time writes the answers that came back
+        (and gives back unsent rows), and one claims the next rows, up to
+        ``batch_size``, before ``ready`` runs dry (``db.outbox.sender_step``;
+        both queue on the same database thread, the claim on its own so the
+        slots freed by the answers' commit are refilled while it runs).  A
+        slot is held from the send until its answer is committed, so at most
+        ``window`` sent messages are ever without a recorded outcome (what a
+        crash can turn into duplicates).  A claimed row is sent only while its
+        answer still fits inside the lease; older ones are given back.
         """
         loop = asyncio.get_running_loop()
         signal = asyncio.Event()  # an answer came back, or the database step ended
@@ -147,9 +148,10 @@ class OutboxSender:
         waiting: dict[int, tuple[float, asyncio.Future, dict]] = {}  # attempt id -> sent, no answer yet
         answered: list[tuple[int, dict]] = []  # answers not yet in a step
         busy = 0  # window slots held: waiting + answered + being committed
-        step: asyncio.Task | None = None
+        step: asyncio.Task | None = None  # writing answers (and giving back unsent rows)
         in_step = 0  # answers the running step writes
-        wanted = 0  # rows the running step claims
+        claiming: asyncio.Task | None = None  # claiming the next rows, queued after any step
+        wanted = 0  # rows the running claim asks for
         exhausted = False
         tried = 0
         submit = getattr(self.backend, "submit", None)
@@ -215,19 +217,22 @@ class OutboxSender:
                         release = dict(attempt_ids=[r["attempt_id"] for r in stale], owner=self.owner,
                                        next_attempt_at=_iso(back_at), now=_iso(now))
                         stale.clear()
-                    wanted = 0 if exhausted or paused or len(ready) >= self.window else self.batch_size
-                    if answered or release or wanted:
+                    if answered or release:
                         items, answered = answered, []
                         in_step = len(items)
-                        claim = None if not wanted else dict(
-                            owner=self.owner, limit=wanted, lease_seconds=self.lease_seconds,
-                            now=_iso(self.clock()), backend=self.backend.name,
-                            max_age_seconds=self.max_age.total_seconds())
-                        claimed_at = loop.time()
-                        step = loop.create_task(self.db.outbox.sender_step(finish=items, release=release,
-                                                                           claim=claim))
+                        step = loop.create_task(self.db.outbox.sender_step(finish=items, release=release))
                         step.add_done_callback(lambda _: signal.set())
-                if step is None and not waiting and not ready and not stale:
+                # the claim is its own transaction, queued after the answers' one: the slots those
+                # free are refilled from `ready` while the (longer) claim runs
+                if claiming is None and not (exhausted or paused or len(ready) >= self.window):
+                    wanted = self.batch_size
+                    claimed_at = loop.time()
+                    claiming = loop.create_task(self.db.outbox.sender_step(claim=dict(
+                        owner=self.owner, limit=wanted, lease_seconds=self.lease_seconds,
+                        now=_iso(self.clock()), backend=self.backend.name,
+                        max_age_seconds=self.max_age.total_seconds())))
+                    claiming.add_done_callback(lambda _: signal.set())
+                if step is None and claiming is None and not waiting and not ready and not stale:
                     return tried
                 if not signal.is_set():
                     timeout = next(iter(waiting.values()))[0] - loop.time() + 0.001 if waiting else None
@@ -238,7 +243,7 @@ class OutboxSender:
                         pass
                 signal.clear()
                 if step is not None and step.done():
-                    errors, rows = step.result()  # a database error ends the pass (run() logs it)
+                    errors, _ = step.result()  # a database error ends the pass (run() logs it)
                     step = None
                     busy -= in_step
                     for error in errors:
@@ -246,17 +251,20 @@ class OutboxSender:
                             event(log, "sms.lease_lost", logging.WARNING, error=str(error))
                         elif error is not None:
                             log.error("sms answer not recorded: %s", error)
-                    if wanted:
-                        tried += len(rows)
-                        for r in rows:
-                            r["_claimed_at"] = claimed_at
-                        ready.extend(rows)
-                        exhausted = len(rows) < wanted
+                if claiming is not None and claiming.done():
+                    _, rows = claiming.result()
+                    claiming = None
+                    tried += len(rows)
+                    for r in rows:
+                        r["_claimed_at"] = claimed_at
+                    ready.extend(rows)
+                    exhausted = len(rows) < wanted
         finally:
             for _, fut, _ in waiting.values():
                 fut.cancel()
-            if step is not None:
-                step.cancel()
+            for task in (step, claiming):
+                if task is not None:
+                    task.cancel()
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0))
