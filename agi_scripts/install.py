@@ -26,7 +26,8 @@ from pathlib import Path
 WRAPPER_NAME = "callproof-agi"
 # Our packages and the pure-Python modules the AGI path imports.
 OUR_PACKAGES = ("agi_scripts", "callproof", "storage", "ari_app")
-DEPENDENCIES = ("asterisk", "six", "aiosqlite", "typing_extensions", "phonenumbers", "panoramisk")
+# stdnum: CPF validation when the dialplan sets CALLPROOF_CPF (callproof/call_identity.py).
+DEPENDENCIES = ("asterisk", "six", "aiosqlite", "typing_extensions", "phonenumbers", "panoramisk", "stdnum")
 
 
 def _module_path(name: str) -> Path:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from callproof.logs import event
-from callproof.rights.identity import identity_hash
 
 __all__ = ["CPF_VARIABLE", "CUSTOMER_CODE_VARIABLE", "CallIdentity", "capture_wanted", "hash_call_identity"]
 
@@ -56,6 +55,10 @@ def hash_call_identity(config: Any, *, cpf: str | None, customer_code: str | Non
     key = config.rights.identity_key
     if not key:
         return CallIdentity()
+    # Imported here: python-stdnum (CPF check digits) is only needed when capture is on,
+    # and the classic AGI script imports this module on every call.
+    from callproof.rights.identity import identity_hash
+
     hashes: dict[str, str | None] = {}
     for (kind, variable), text in zip(_KINDS, (cpf, customer_code)):
         hashes[kind] = None
