@@ -176,8 +176,9 @@ class RequestIvrFlow:
     async def run(self) -> None:
         try:
             await self.enter()
-            if self.status in FINAL_STATUSES:
+            if self.status in FINAL_STATUSES:  # resumed after it was over: only the hand-back was missing
                 self.outcome = self.status
+                await self.s.ari.continue_in_dialplan(self.channel_id, DONE_CONTEXT, "s", 1)
                 return
             await self.play_consent()
             if self.status == "collecting":
@@ -315,6 +316,9 @@ class RequestIvrFlow:
 
     # ------------------------------------------------------------ endings
     async def caller_left(self, cause: str) -> None:
+        if self.status in FINAL_STATUSES:  # it was over already: nothing left to record
+            self.outcome = self.status
+            return
         status = ABANDONED_IN.get(self.status or "", self.status)
         self.status, self.outcome = status, status
         if self.ivr_id is None:

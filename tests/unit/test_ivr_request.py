@@ -398,3 +398,10 @@ async def test_rows_of_calls_that_ended_while_away_are_settled(config, db):
     assert rows["s.2"]["status"] == "abandoned_in_entry"
     assert "disconnected" in rows["s.2"]["hangup_cause"]
     assert rows["s.3"]["ended_at"] is None and rows["s.4"]["ended_at"] is None
+
+
+async def test_a_call_resumed_after_it_was_over_is_only_handed_back(config, db, call_protocol):
+    _, _, row = await run_ivr(config, db, [call_protocol + "#"], channel_id="1700000002.1")
+    flow, ari, again = await run_ivr(config, db, [], channel_id="1700000002.1")
+    assert ari.ops == [("continue", DONE_CONTEXT, "s", 1)]
+    assert again == row and len(await requests(db)) == 1
