@@ -20,6 +20,7 @@ from storage import callbacks as cb
 from storage.callbacks import Plan
 
 from .test_flow import FakeAri, FakePrompts, FakeRecorder, start_event
+from tests.unit.flow_config import write_flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 T0 = "2026-11-22T15:30:00.000000Z"
@@ -32,26 +33,14 @@ def at(seconds: float) -> str:
 
 @pytest.fixture
 def config_path(tmp_path):
-    path = tmp_path / "callproof.toml"
-    path.write_text(f"""
-[storage]
-database = "{tmp_path / 'cp.db'}"
-[ari]
-password = "unit-test-ari-password"
-[ami]
-password = "unit-test-ami-password"
-[recording]
-root = "{tmp_path / 'rec'}"
-[protocol_reading]
-replay_window_ms = 0
+    return write_flow_config(tmp_path, """
 [callback]
 enabled = true
-endpoint_template = "PJSIP/{{number}}@trunk"
+endpoint_template = "PJSIP/{number}@trunk"
 first_delay_seconds = 30
 retry_delay_seconds = 300
 max_attempts = 2
 """)
-    return path
 
 
 @pytest.fixture

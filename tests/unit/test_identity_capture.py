@@ -12,7 +12,6 @@ import pytest
 from ari_app.call_events import CallInbox
 from ari_app.flow import CallFlow, Services
 from callproof.call_identity import CallIdentity, capture_wanted, hash_call_identity
-from callproof.config import load_config
 from callproof.rights.identity import identity_hash
 from storage import Database, NewCall
 from storage.calls import set_identity_hashes_sync
@@ -21,6 +20,7 @@ from storage.errors import NotFoundError
 from .test_agi_flow import FakeAsterisk
 from .test_agi_flow import run as run_agi
 from .test_flow import NOW, FakeAri, FakePrompts, FakeRecorder, start_event
+from tests.unit.flow_config import flow_config
 
 KEY = "k" * 16 + "unit-test-identity-key-0123456789"
 CPF = "529.982.247-25"        # valid check digits
@@ -29,21 +29,7 @@ BAD_CPF = "529.982.247-26"     # check digit wrong
 
 
 def make_config(tmp_path, key: str = KEY):
-    path = tmp_path / "callproof.toml"
-    rights = f'[rights]\nidentity_key = "{key}"\n' if key else ""
-    path.write_text(f"""
-[storage]
-database = "{tmp_path / 'cp.db'}"
-[ari]
-password = "unit-test-ari-password"
-[ami]
-password = "unit-test-ami-password"
-[recording]
-root = "{tmp_path / 'rec'}"
-[protocol_reading]
-replay_window_ms = 0
-{rights}""")
-    return load_config(path, env={})
+    return flow_config(tmp_path, f'[rights]\nidentity_key = "{key}"\n' if key else "")
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from ari_app.call_events import CallInbox
 from ari_app.flow import Services
 from ari_app.ivr_request import (DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow,
                                  is_request_ivr)
-from callproof.config import load_config
 from callproof.prompts import Prompt
 from storage import Database, NewCall
+from tests.unit.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 CALLER = "11987654321"
@@ -167,20 +167,7 @@ class FakePrompts:
 
 @pytest.fixture
 def config(tmp_path):
-    path = tmp_path / "callproof.toml"
-    path.write_text(f"""
-[storage]
-database = "{tmp_path / 'cp.db'}"
-[ari]
-password = "unit-test-ari-password"
-[ami]
-password = "unit-test-ami-password"
-[recording]
-root = "{tmp_path / 'rec'}"
-[protocol_reading]
-replay_window_ms = 0
-""")
-    return load_config(path, env={})
+    return flow_config(tmp_path)
 
 
 @pytest.fixture
