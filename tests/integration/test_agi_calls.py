@@ -2,8 +2,15 @@
 sandbox's chroot) and the FastAGI server (in this process, on loopback), next to the ARI app.
 
 Calls enter the shipped contexts ``callproof-agi-entry`` / ``callproof-fastagi-entry``; they
-share the session's database with the ARI harness, whose SMS sender sends their outbox rows.
-A call's row is found by its linkedid (the customer channel's uniqueid).
+share this module's database with its own ARI application (``callproof_agi``), whose SMS sender
+sends their outbox rows.  A call's row is found by its linkedid (the customer channel's uniqueid).
+
+Why a database of its own: the classic script runs with the chroot's Python and SQLite (Debian
+sid, 3.53), everything else with the host's (3.40 on bookworm).  Writers of both versions on one
+WAL database made later connections of the host's version see a torn image ("database disk image
+is malformed", "disk I/O error", rows missing) until every connection closed.  The session database
+is read by other processes (the CLI, ``callproof web``) in later tests, so it must never see a
+second SQLite version.  (Production: run AGI scripts with the same SQLite as callproof; README.)
 """
 
 from __future__ import annotations
@@ -23,23 +30,53 @@ from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import ari_request, originate_call
 from storage._sqlutil import fetch_one
 
-from .harness import sha256_of
+from .harness import CallHarness, ObservedApplication, sha256_of
 from .test_call_flow import HOSTILE_CALLER_IDS, RECORDING_NAME
 
 pytestmark = pytest.mark.integration
 
 ENTRY = {"agi": "callproof-agi-entry", "fastagi": "callproof-fastagi-entry", "ari": "callproof-entry"}
+AGI_APP = "callproof_agi"
 
 
 @pytest.fixture(scope="module")
-def classic_agi(sandbox, app_config):
+def app_config(sandbox, app_config):
+    """This module's callproof.toml: the session's prompts, its own database, recordings
+    and ARI application name (see the module docstring)."""
+    run_dir = sandbox.run_dir / "agi-paths"
+    run_dir.mkdir(exist_ok=True)
+    return load_sandbox_config(write_config(sandbox, run_dir, app_config.prompts.directory,
+                                            ari={"app": AGI_APP}))
+
+
+@pytest.fixture(scope="module")
+def config_path(app_config) -> Path:
+    return Path(app_config.storage.database).parent / "callproof.toml"
+
+
+@pytest.fixture(scope="module")
+async def harness(sandbox, app_config):
+    app = ObservedApplication(app_config)
+    await app.start()
+    runner = asyncio.ensure_future(app.run())
+    try:
+        await asyncio.wait_for(app.connected.wait(), 20)
+        yield CallHarness(app, sandbox, Path(app_config.storage.database).parent)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await app.stop()
+
+
+@pytest.fixture(scope="module")
+def classic_agi(sandbox, config_path):
     """Install the classic script the way an admin would, into the sandbox's agi-bin.
 
     Asterisk runs it inside the chroot with the rootfs's python3, so callproof and its
     pure-Python dependencies are bundled under run_dir (visible inside at the same path)."""
     lib = bundle(sandbox.run_dir / "agi-lib")
     compile_bundle(lib, "/usr/bin/python3", chroot=sandbox.rootfs)
-    wrapper = install(sandbox.run_dir / "agi-bin", sandbox.run_dir / "callproof.toml",
+    wrapper = install(sandbox.run_dir / "agi-bin", config_path,
                       python="/usr/bin/python3", pythonpath=lib)
     return wrapper
 
@@ -70,7 +107,8 @@ def fastagi_vars(server) -> dict[str, str]:
 async def place(sandbox, path: str, caller: str, variables=None, record: Path | None = None,
                 max_seconds: int = 60) -> dict:
     return await asyncio.to_thread(
-        originate_call, sandbox, caller, entry_context=ENTRY[path], variables=variables or {},
+        originate_call, sandbox, caller, entry_context=ENTRY[path],
+        variables={"CALLPROOF_APP": AGI_APP, **(variables or {})},
         record_path=str(record) if record else None, max_seconds=max_seconds)
 
 
@@ -228,7 +266,8 @@ conn.execute("ROLLBACK")
 """
 
 
-async def test_storage_locked_by_another_process(harness, sandbox, classic_agi, app_config, ami_events, tmp_path):
+async def test_storage_locked_by_another_process(harness, sandbox, classic_agi, app_config, config_path, ami_events,
+                                                 tmp_path):
     """Another process holds the database: both paths set CALLPROOF_STATUS/REASON and route the caller."""
     run = sandbox.run_dir / "locked"
     run.mkdir(exist_ok=True)
@@ -237,7 +276,7 @@ async def test_storage_locked_by_another_process(harness, sandbox, classic_agi, 
     cfg = load_sandbox_config(cfg_path)
     server = await FastAgiServer(cfg).start(port=0)  # opens (creates) the database before the lock
     wrapper_text = classic_agi.read_text()
-    classic_agi.write_text(wrapper_text.replace(str(sandbox.run_dir / "callproof.toml"), str(cfg_path)))
+    classic_agi.write_text(wrapper_text.replace(str(config_path), str(cfg_path)))
     locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(run / "locked.db"), "25"],
                               stdout=subprocess.PIPE, text=True)
     try:
