@@ -79,9 +79,13 @@ class AmiEvents:
     manager: Manager
     user_events: list[Any] = field(default_factory=list)
 
-    def handoffs_for(self, protocol: str) -> list[Any]:
+    def handoffs_for(self, protocol: str, recording: Any = None) -> list[Any]:
+        """The hand-off reports of ``protocol``; with ``recording``, only those that carried
+        that recording path (several test applications have databases of their own, whose
+        protocol sequences can give the same number to different calls)."""
         return [e for e in self.user_events
-                if e.get("UserEvent") == "CallproofHandoff" and e.get("Protocol") == protocol]
+                if e.get("UserEvent") == "CallproofHandoff" and e.get("Protocol") == protocol
+                and (recording is None or e.get("Recording") == str(recording))]
 
 
 class CallHarness:

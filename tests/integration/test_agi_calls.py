@@ -189,8 +189,8 @@ async def test_parity_ari_agi_fastagi(harness, sandbox, classic_agi, fastagi, am
         assert rec["state"] == "finalised" and rec["sha256"] == sha256_of(path) and rec["duration_ms"] > 500
         assert path.is_relative_to(app_config.recording.root) and RECORDING_NAME.match(path.name)
         assert path.name.startswith(f"{row['protocol']}_{plan[p]}_")
-        handoff = ami_events.handoffs_for(row["protocol"])
-        assert handoff and handoff[0]["Status"] == "ok" and handoff[0]["Recording"] == str(path)
+        handoff = ami_events.handoffs_for(row["protocol"], recording=path)
+        assert handoff and handoff[0]["Status"] == "ok", (p, path)
         audit = await db.run_in_connection(lambda c, proto=row["protocol"]: c.execute(
             "SELECT action FROM audit_log WHERE protocol = ?", (proto,)).fetchall())
         assert ("recording.finalised",) in audit

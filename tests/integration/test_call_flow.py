@@ -71,9 +71,8 @@ async def test_one_call_end_to_end(harness, ami_events, app_config):
     assert not path.stat().st_mode & stat.S_IROTH, "recordings must not be world-readable"
 
     # 5. The agents' context got the call with both variables set.
-    handoffs = ami_events.handoffs_for(protocol)
-    assert handoffs, "the call never reached the hand-off context"
-    assert handoffs[0]["Recording"] == str(path)
+    handoffs = ami_events.handoffs_for(protocol, recording=path)
+    assert handoffs, f"the call never reached the hand-off context with its protocol and recording: {path}"
 
     # 6. The customer actually heard something: consent + protocol, several seconds of audio.
     assert call.heard is not None and call.heard.exists() and call.heard.stat().st_size > 8000 * 2 * 5
