@@ -63,9 +63,21 @@ def _prepare_file(path: str, file_mode: int) -> None:
     main file, so creating that one right is enough (and avoids changing the
     process-wide umask, which would race with other threads).  An existing
     file that is accessible to "others" is tightened.
+
+    An existing file is never opened here: closing any descriptor of the
+    database file drops every POSIX lock this process holds on it, including
+    those of SQLite connections already open in other threads (the web
+    server's pool, an app with a CLI helper in the same process).  Another
+    process then believes it is the last one, checkpoints and resets the WAL
+    under those connections, and they read a torn image ("database disk image
+    is malformed").  See sqlite.org/howtocorrupt.html, 2.2.1.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), file_mode)
-    os.close(fd)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), file_mode)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)  # a brand-new file: nobody can hold a lock on it yet
     _tighten(path)
 
 

@@ -5,12 +5,10 @@ Calls enter the shipped contexts ``callproof-agi-entry`` / ``callproof-fastagi-e
 share this module's database with its own ARI application (``callproof_agi``), whose SMS sender
 sends their outbox rows.  A call's row is found by its linkedid (the customer channel's uniqueid).
 
-Why a database of its own: the classic script runs with the chroot's Python and SQLite (Debian
-sid, 3.53), everything else with the host's (3.40 on bookworm).  Writers of both versions on one
-WAL database made later connections of the host's version see a torn image ("database disk image
-is malformed", "disk I/O error", rows missing) until every connection closed.  The session database
-is read by other processes (the CLI, ``callproof web``) in later tests, so it must never see a
-second SQLite version.  (Production: run AGI scripts with the same SQLite as callproof; README.)
+Why a database of its own: the calls of this module (three paths, hang-ups, a locked
+database, hostile caller IDs) stay out of the session database that later tests read from
+other processes (the CLI, ``callproof web``), and its ARI application's name keeps the ARI
+path's calls away from the session harness.
 """
 
 from __future__ import annotations

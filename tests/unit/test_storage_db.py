@@ -244,3 +244,30 @@ def test_time_format():
         to_db_time("yesterday")
     with pytest.raises(TypeError):
         to_db_time(1700000000)
+
+
+def test_opening_an_existing_database_never_opens_and_closes_its_file(tmp_path, monkeypatch):
+    """Closing any descriptor of the database file drops every POSIX lock this
+    process holds on it, including those of connections open in other threads;
+    another process may then reset the WAL under them (a torn, "malformed" image).
+    So a second connection must leave the file's descriptors to SQLite."""
+    import os as os_module
+
+    path = str(tmp_path / "cp.db")
+    first = connect_sync(path)
+    opened = []
+    real_open = os_module.open
+
+    def spy(name, *args, **kwargs):
+        fd = real_open(name, *args, **kwargs)
+        opened.append(os_module.fspath(name))  # only descriptors that were really opened
+        return fd
+
+    monkeypatch.setattr(os_module, "open", spy)
+    second = connect_sync(path)
+    try:
+        assert path not in opened
+        assert second.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 4
+    finally:
+        second.close()
+        first.close()
