@@ -8,13 +8,13 @@ one.  Scheduling and cancelling are audited with who did it.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
 from typing import Any, Callable
 
 from storage.callbacks import STATES
+
+from .actors import cli_actor
 
 
 def _masked(number: str | None) -> str:
@@ -22,7 +22,7 @@ def _masked(number: str | None) -> str:
 
 
 def _actor(args: argparse.Namespace) -> str:
-    return args.by or os.environ.get("SUDO_USER") or getpass.getuser()
+    return cli_actor(args.by)
 
 
 def _with_conn(config: Any, fn: Callable[[Any], int]) -> int:

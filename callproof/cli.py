@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -175,9 +174,9 @@ def _parse_when(text: str, tz, *, end: bool) -> str:
 
 
 def _actor(args: argparse.Namespace) -> str:
-    import getpass
+    from .actors import cli_actor
 
-    return args.by or os.environ.get("SUDO_USER") or getpass.getuser()
+    return cli_actor(args.by)
 
 
 def cmd_hold_place(args: argparse.Namespace) -> int:

@@ -9,12 +9,12 @@ goes to stderr naming what was wrong, with exit code 2.  ``--by`` says who acts
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from ..actors import cli_actor
 
 EXIT_USAGE = 2
 REQUEST_STATES = ("needs_identity_check", "received", "exported", "delivered", "refused")
@@ -25,7 +25,7 @@ class _Fail(Exception):
 
 
 def _actor(args: argparse.Namespace) -> str:
-    return (getattr(args, "by", None) or os.environ.get("SUDO_USER") or getpass.getuser()).strip()
+    return cli_actor(getattr(args, "by", None)).strip()
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

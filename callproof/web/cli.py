@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import os
 import sys
 
+from ..actors import login_name
 from ..config import ConfigError, require_secret
 
 
@@ -22,7 +22,7 @@ def _connect(config):
 
 
 def _actor() -> str:
-    return f"cli:{os.environ.get('SUDO_USER') or getpass.getuser()}"
+    return f"cli:{login_name()}"
 
 
 def read_password(prompt: str = "Password: ") -> str:
