@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Classic AGI script (pyst2): the callproof flow on the current channel.
 
-Install it into Asterisk's agi-bin with ``python -m agi_scripts.install`` (a small
+Install it into Asterisk's agi-bin with ``python -m callproof.agi_scripts.install`` (a small
 wrapper naming this Python and the configuration), then in the dialplan::
 
     same => n,AGI(callproof-agi,all,${CALLPROOF_DID},${CHANNEL(linkedid)},${CALLPROOF_LANGUAGE})
@@ -32,7 +32,7 @@ def _quiet_agi():
 async def _run(agi, config_path: str | None) -> str:
     from callproof.config import ConfigError, load_config
     from callproof.prompts import PromptCatalogue
-    from storage import Database
+    from callproof.storage import Database
 
     from .channel import PystChannel
     from .flow import AgiFlow

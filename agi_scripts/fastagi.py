@@ -17,7 +17,7 @@ from typing import Any
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
-from storage import Database
+from callproof.storage import Database
 
 from .channel import AgiCommandError, AgiHangup, StreamChannel
 from .flow import AgiFlow

@@ -39,8 +39,8 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue, PromptNotFoundError
-from storage import NewCall, StorageError
-from storage.retention import choose_class, retention_until
+from callproof.storage import NewCall, StorageError
+from callproof.storage.retention import choose_class, retention_until
 
 from .channel import AgiChannel, AgiCommandError, AgiHangup, quote
 
@@ -286,7 +286,7 @@ class AgiFlow:
 
     async def finalise(self) -> None:
         """From the hangup handler: measure the recording, audit it, close the call row."""
-        from ari_app.recorder import finalise_recording  # one finalise path for both apps
+        from callproof.ari_app.recorder import finalise_recording  # one finalise path for both apps
 
         row = await self.db.calls.get_by_channel(self.channel_id)
         if row is None:

@@ -1,10 +1,10 @@
 """Install the classic AGI script into Asterisk's agi-bin.
 
-    python -m agi_scripts.install --agi-bin /usr/share/asterisk/agi-bin \\
+    python -m callproof.agi_scripts.install --agi-bin /usr/share/asterisk/agi-bin \\
         --config /etc/callproof/callproof.toml
 
 writes ``<agi-bin>/callproof-agi`` (mode 0750), a two-line wrapper that runs
-``agi_scripts.callproof_agi`` with this Python (your callproof virtualenv) and the
+``callproof.agi_scripts.callproof_agi`` with this Python (your callproof virtualenv) and the
 configuration file.  For an Asterisk that runs chrooted (or on a Python without
 callproof installed) ``--bundle DIR`` also copies callproof's packages and its
 pure-Python dependencies into DIR and points the wrapper's PYTHONPATH at it;
@@ -24,8 +24,11 @@ import sys
 from pathlib import Path
 
 WRAPPER_NAME = "callproof-agi"
-# Our packages and the pure-Python modules the AGI path imports.
-OUR_PACKAGES = ("agi_scripts", "callproof", "storage", "ari_app")
+# Our package (its sub-packages mapped from their own folders in a source checkout are
+# copied into it) and the pure-Python modules the AGI path imports. The sandbox is not needed.
+OUR_PACKAGE = "callproof"
+OUR_SUBPACKAGES = ("storage", "ari_app", "agi_scripts", "dialplan")
+LEFT_OUT = ("sandbox",)
 # stdnum: CPF validation when the dialplan sets CALLPROOF_CPF (callproof/call_identity.py).
 DEPENDENCIES = ("asterisk", "six", "aiosqlite", "typing_extensions", "phonenumbers", "panoramisk", "stdnum")
 
@@ -54,10 +57,23 @@ def _copy(src: Path, dest: Path) -> None:
 
 def bundle(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True, mode=0o750)
-    for name in (*OUR_PACKAGES, *DEPENDENCIES):
+    ours = _module_path(OUR_PACKAGE)
+    _copy(ours, dest / OUR_PACKAGE)
+    for name in LEFT_OUT:
+        _remove(dest / OUR_PACKAGE / name)
+    for name in OUR_SUBPACKAGES:  # from an editable install these live outside callproof/
+        src = _module_path(f"{OUR_PACKAGE}.{name}")
+        if src.parent != ours:
+            _copy(src, dest / OUR_PACKAGE / name)
+    for name in DEPENDENCIES:
         src = _module_path(name)
         _copy(src, dest / src.name)
     return dest
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
 
 
 def compile_bundle(dest: Path, python: str, chroot: Path | None = None) -> None:
@@ -77,8 +93,8 @@ def compile_bundle(dest: Path, python: str, chroot: Path | None = None) -> None:
 def install(agi_bin: Path, config: Path, python: str = sys.executable, pythonpath: Path | None = None) -> Path:
     agi_bin.mkdir(parents=True, exist_ok=True)
     env = f"PYTHONPATH={shlex.quote(str(pythonpath))} " if pythonpath else ""
-    text = ("#!/bin/sh\n# callproof classic AGI; written by python -m agi_scripts.install\n"
-            f"{env}exec {shlex.quote(python)} -m agi_scripts.callproof_agi --config {shlex.quote(str(config))} \"$@\"\n")
+    text = ("#!/bin/sh\n# callproof classic AGI; written by python -m callproof.agi_scripts.install\n"
+            f"{env}exec {shlex.quote(python)} -m callproof.agi_scripts.callproof_agi --config {shlex.quote(str(config))} \"$@\"\n")
     target = agi_bin / WRAPPER_NAME
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text)

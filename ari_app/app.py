@@ -21,7 +21,7 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
-from storage import Database
+from callproof.storage import Database
 
 from .ari import AriSession
 from .call_events import CallInbox, channel_id_of

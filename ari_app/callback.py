@@ -36,7 +36,7 @@ from typing import Any, Callable
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
-from storage.callbacks import (
+from callproof.storage.callbacks import (
     ANSWERED_PLAYED, BUSY, CUSTOMER_HUNG_UP, DROPPED, ELIGIBLE_END_STATUSES, FAILED, NO_ANSWER, Callbacks,
     Plan, cause_text)
 

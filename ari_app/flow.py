@@ -28,8 +28,8 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue
-from storage import NewCall
-from storage.retention import RetentionChoice, choose_class, retention_until
+from callproof.storage import NewCall
+from callproof.storage.retention import RetentionChoice, choose_class, retention_until
 
 from .ari import AriError, AriSession, ChannelGone
 from .call_events import CallerHungUp, CallInbox

@@ -40,8 +40,8 @@ from callproof.callsteps import iso
 from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.rights.requests import FiledRequest, file_request_sync
-from storage.errors import NotFoundError
-from storage.ivr_requests import IvrRequestCalls
+from callproof.storage.errors import NotFoundError
+from callproof.storage.ivr_requests import IvrRequestCalls
 
 from .ari import ChannelGone
 from .call_events import CallerHungUp, CallInbox

@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python bench/bench_agi.py [--rounds 3]
 
-Needs root (the sandbox Asterisk 22, see callproof/sandbox.py).  One sandbox runs the
+Needs root (the sandbox Asterisk 22, see sandbox/ (callproof.sandbox)).  One sandbox runs the
 whole benchmark.  Each round places one call per path at the same moment, each with
 its own caller number:
 
@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from panoramisk import Manager  # noqa: E402
 
-from agi_scripts.install import bundle, compile_bundle, install  # noqa: E402
+from callproof.agi_scripts.install import bundle, compile_bundle, install  # noqa: E402
 from callproof.demo import DIALPLAN_DIR, SANDBOX_AGENTS_DIALPLAN, load_sandbox_config, write_config  # noqa: E402
 from callproof.prompts import PromptCatalogue, generate_prompts  # noqa: E402
 from callproof.sandbox import Sandbox, _free_port, originate_call, provision  # noqa: E402

@@ -41,11 +41,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storage import (  # noqa: E402
+from callproof.storage import (  # noqa: E402
     Database, NewCall, SmsDraft, allocate_sync, connect_sync, to_db_time,
 )
-from storage import protocols as P  # noqa: E402
-from storage.calls import create_sync  # noqa: E402
+from callproof.storage import protocols as P  # noqa: E402
+from callproof.storage.calls import create_sync  # noqa: E402
 
 YEAR = 2026
 AT = to_db_time("2026-06-01T12:00:00Z")

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_allocator import AT, SMS, YEAR, fresh_sync_db, run_async, run_bare  # noqa: E402
-from storage import Database  # noqa: E402
+from callproof.storage import Database  # noqa: E402
 
 TARGET_RATIO = 0.70
 

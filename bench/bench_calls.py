@@ -4,7 +4,7 @@
     sudo .venv/bin/python bench/bench_calls.py --levels 1,5            # quick check
     sudo .venv/bin/python bench/bench_calls.py --levels 50 --profile py-spy --out DIR
 
-Needs root (the sandbox: see callproof/sandbox.py).  One sandbox Asterisk
+Needs root (the sandbox: see sandbox/ (callproof.sandbox)).  One sandbox Asterisk
 runs the whole benchmark.  At each level L, L calls are originated (by
 --originate-workers threads) evenly over --ramp-seconds (default 10 s;
 0 = all at once); a call lasts ~30 s, so all L calls are up together (the

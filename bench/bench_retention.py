@@ -41,8 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from storage import connect_sync  # noqa: E402
-from storage.timefmt import to_db_time  # noqa: E402
+from callproof.storage import connect_sync  # noqa: E402
+from callproof.storage.timefmt import to_db_time  # noqa: E402
 
 NOW = datetime.now(UTC)
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "CALLPROOF_ARI_PASSWORD": "bench-ari-secret-1",

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from callproof.sms import OutboxSender  # noqa: E402
 from callproof.sms.smpp import SmppBackend, SmppSettings  # noqa: E402
-from storage import Database, NewCall, SmsDraft  # noqa: E402
+from callproof.storage import Database, NewCall, SmsDraft  # noqa: E402
 
 SYSTEM_ID, PASSWORD = "bench", "b3nchpw"
 

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Callable
 
-from storage.callbacks import STATES
+from callproof.storage.callbacks import STATES
 
 from .actors import cli_actor
 
@@ -26,7 +26,7 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _with_conn(config: Any, fn: Callable[[Any], int]) -> int:
-    from storage import StorageError, connect_sync
+    from callproof.storage import StorageError, connect_sync
 
     conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
     try:
@@ -39,7 +39,7 @@ def _with_conn(config: Any, fn: Callable[[Any], int]) -> int:
 
 
 def cmd_list(args: argparse.Namespace, config: Any) -> int:
-    from storage.callbacks import list_sync
+    from callproof.storage.callbacks import list_sync
 
     def run(conn: Any) -> int:
         rows = list_sync(conn, args.state, limit=args.limit)
@@ -58,7 +58,7 @@ def cmd_list(args: argparse.Namespace, config: Any) -> int:
 
 
 def cmd_show(args: argparse.Namespace, config: Any) -> int:
-    from storage.callbacks import attempts_sync, get_sync
+    from callproof.storage.callbacks import attempts_sync, get_sync
 
     def run(conn: Any) -> int:
         row = get_sync(conn, args.callback_id)
@@ -82,8 +82,8 @@ def cmd_show(args: argparse.Namespace, config: Any) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace, config: Any) -> int:
-    from storage import utc_now
-    from storage.callbacks import Plan, schedule_manual_sync
+    from callproof.storage import utc_now
+    from callproof.storage.callbacks import Plan, schedule_manual_sync
 
     if not (len(args.protocol) == 17 and args.protocol.isdigit()):
         print("callproof: PROTOCOL must be 17 digits", file=sys.stderr)
@@ -102,8 +102,8 @@ def cmd_schedule(args: argparse.Namespace, config: Any) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, config: Any) -> int:
-    from storage import utc_now
-    from storage.callbacks import cancel_sync
+    from callproof.storage import utc_now
+    from callproof.storage.callbacks import cancel_sync
 
     if not args.reason.strip():
         print("callproof: --reason must say why", file=sys.stderr)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from storage import SmsDraft
+from callproof.storage import SmsDraft
 
 from .config import Config
 from .naming import recording_path, recording_relpath

@@ -33,7 +33,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args, talks_to_asterisk=True)
     setup_logging(config.logging.level, config.logging.format)
-    from ari_app.app import Application
+    from callproof.ari_app.app import Application
 
     async def main() -> None:
         app = Application(config)
@@ -56,7 +56,7 @@ def cmd_fastagi(args: argparse.Namespace) -> int:
     """The FastAGI server (agi_scripts/fastagi.py) until SIGTERM/SIGINT."""
     config = _load(args)
     setup_logging(config.logging.level, config.logging.format)
-    from agi_scripts.fastagi import FastAgiServer
+    from callproof.agi_scripts.fastagi import FastAgiServer
 
     async def main() -> None:
         server = await FastAgiServer(config).start(host=args.host, port=args.port)
@@ -73,7 +73,7 @@ def cmd_fastagi(args: argparse.Namespace) -> int:
 
 def cmd_protocol_show(args: argparse.Namespace) -> int:
     config = _load(args)
-    from storage import Database
+    from callproof.storage import Database
 
     async def main() -> int:
         db = await Database.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
@@ -104,6 +104,21 @@ def cmd_prompts_generate(args: argparse.Namespace) -> int:
     dest = Path(args.dest) if args.dest else _load(args).prompts.directory
     result = generate_prompts(dest, force=args.force)
     print(f"prompts ready in {dest} ({len(result)} entries)")
+    return 0
+
+
+def cmd_dialplan_install(args: argparse.Namespace) -> int:
+    from .dialplan import directory, install
+
+    try:
+        written = install(Path(args.dest), overwrite=args.overwrite)
+    except FileExistsError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    print(f"add '#include {Path(args.dest).name}/callproof.conf' (or the AGI/FastAGI file) to extensions.conf, "
+          f"then: asterisk -rx 'dialplan reload'   (shipped copies: {directory()})", file=sys.stderr)
     return 0
 
 
@@ -162,7 +177,7 @@ def _parse_when(text: str, tz, *, end: bool) -> str:
     --to) or an ISO-8601 time with an offset."""
     from datetime import date, datetime, time, timedelta
 
-    from storage.timefmt import to_db_time
+    from callproof.storage.timefmt import to_db_time
     try:
         day = date.fromisoformat(text)
     except ValueError:
@@ -181,8 +196,8 @@ def _actor(args: argparse.Namespace) -> str:
 
 def cmd_hold_place(args: argparse.Namespace) -> int:
     config = _load(args)
-    from storage import connect_sync, utc_now
-    from storage.holds import place_hold_sync
+    from callproof.storage import connect_sync, utc_now
+    from callproof.storage.holds import place_hold_sync
     from .numbers import normalise_caller
 
     kw: dict = {}
@@ -216,8 +231,8 @@ def cmd_hold_place(args: argparse.Namespace) -> int:
 
 def cmd_hold_release(args: argparse.Namespace) -> int:
     config = _load(args)
-    from storage import StorageError, connect_sync, utc_now
-    from storage.holds import release_hold_sync
+    from callproof.storage import StorageError, connect_sync, utc_now
+    from callproof.storage.holds import release_hold_sync
 
     conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
     try:
@@ -234,8 +249,8 @@ def cmd_hold_release(args: argparse.Namespace) -> int:
 
 def cmd_hold_list(args: argparse.Namespace) -> int:
     config = _load(args)
-    from storage import connect_sync
-    from storage.holds import list_holds_sync
+    from callproof.storage import connect_sync
+    from callproof.storage.holds import list_holds_sync
 
     conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
     try:
@@ -257,8 +272,8 @@ def cmd_hold_list(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     config = _load(args)
-    from storage import connect_sync
-    from storage.audit import head_sync, verify_chain_sync
+    from callproof.storage import connect_sync
+    from callproof.storage.audit import head_sync, verify_chain_sync
 
     conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
     try:
@@ -276,8 +291,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_recording_verify(args: argparse.Namespace) -> int:
     config = _load(args)
-    from storage import connect_sync, utc_now
-    from storage.audit import append_sync
+    from callproof.storage import connect_sync, utc_now
+    from callproof.storage.audit import append_sync
     from .integrity import verify_recordings
 
     if args.protocol and not (len(args.protocol) == 17 and args.protocol.isdigit()):
@@ -371,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dest", help="directory (default: [prompts] directory)")
     gen.add_argument("--force", action="store_true", help="regenerate existing files")
     gen.set_defaults(func=cmd_prompts_generate)
+    dialplan = sub.add_parser("dialplan", help="the shipped dialplan contexts").add_subparsers(dest="sub",
+                                                                                                required=True)
+    dpi = dialplan.add_parser("install", help="copy the shipped contexts into DEST (e.g. /etc/asterisk/callproof)")
+    dpi.add_argument("dest")
+    dpi.add_argument("--overwrite", action="store_true", help="replace files that exist")
+    dpi.set_defaults(func=cmd_dialplan_install)
     _add_retention_commands(sub)
     from .sms.cli import add_sms_commands
     add_sms_commands(sub, _load)

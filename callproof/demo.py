@@ -20,8 +20,9 @@ from typing import Any
 
 from .config import Config, load_config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DIALPLAN_DIR = REPO_ROOT / "dialplan"
+from .dialplan import directory as dialplan_directory
+
+DIALPLAN_DIR = dialplan_directory()
 
 # The sandbox's stand-in for the admin's agents: callproof-handoff goes to
 # [callproof-agents], which a real PBX defines as its queue.
@@ -77,7 +78,7 @@ class DemoResult:
 
 async def place_demo_call(config: Config, sandbox: Any, caller: str, heard_path: Path,
                           timeout: float = 90.0) -> DemoResult:
-    from ari_app.app import Application
+    from callproof.ari_app.app import Application
 
     from .sandbox import originate_call
 

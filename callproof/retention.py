@@ -42,11 +42,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from storage._sqlutil import immediate
-from storage.audit import append_in_transaction_sync, append_many_in_transaction_sync
-from storage.holds import held_sql
-from storage.retention import add_calendar_days
-from storage.timefmt import to_db_time
+from callproof.storage._sqlutil import immediate
+from callproof.storage.audit import append_in_transaction_sync, append_many_in_transaction_sync
+from callproof.storage.holds import held_sql
+from callproof.storage.retention import add_calendar_days
+from callproof.storage.timefmt import to_db_time
 
 ACTOR = "retention"
 EXIT_LOCKED = 75  # EX_TEMPFAIL: cron/systemd may simply try again later
@@ -756,7 +756,7 @@ def run_sweep(config: Any, *, dry_run: bool = False, scan: bool = True,
               report: Report | None = None, progress_total: Callable[[int], Any] | None = None,
               now: Clock = _utc_now, stop: threading.Event | None = None) -> SweepSummary:
     """Take the lock, open the database, sweep.  Raises SweepLocked."""
-    from storage import connect_sync
+    from callproof.storage import connect_sync
 
     with sweep_lock(lock_path(config)):
         conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)

@@ -9,7 +9,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage.timefmt import to_db_time
+from callproof.storage.timefmt import to_db_time
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -31,7 +31,7 @@ def _actor(args: argparse.Namespace) -> str:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """What a command reports as "you asked for something that cannot be done"."""
     from callproof.config import ConfigError
-    from storage import StorageError
+    from callproof.storage import StorageError
 
     from .history import FontMissing
 
@@ -48,7 +48,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def _run(fn: Callable[[argparse.Namespace, Any, Any], int], args: argparse.Namespace, config: Any) -> int:
     """Open the database, run ``fn(args, config, conn)``, turn expected errors into exit 2."""
-    from storage import connect_sync
+    from callproof.storage import connect_sync
 
     try:
         conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
@@ -65,7 +65,7 @@ def _run(fn: Callable[[argparse.Namespace, Any, Any], int], args: argparse.Names
 
 
 def _now() -> str:
-    from storage import utc_now
+    from callproof.storage import utc_now
 
     return utc_now()
 
@@ -73,7 +73,7 @@ def _now() -> str:
 def _local(config: Any, value: str | None) -> str:
     if not value:
         return "-"
-    from storage.timefmt import parse_db_time
+    from callproof.storage.timefmt import parse_db_time
 
     return parse_db_time(value).astimezone(config.general.tz).strftime("%Y-%m-%d %H:%M")
 
@@ -185,7 +185,7 @@ def _public(row: dict) -> dict:
 
 
 def cmd_request_list(args: argparse.Namespace, config: Any, conn: Any) -> int:
-    from storage.requests import list_requests_sync
+    from callproof.storage.requests import list_requests_sync
 
     from .requests import due_soon_until, with_deadline
 
@@ -211,8 +211,8 @@ def cmd_request_list(args: argparse.Namespace, config: Any, conn: Any) -> int:
 
 
 def cmd_request_show(args: argparse.Namespace, config: Any, conn: Any) -> int:
-    from storage._sqlutil import fetch_all
-    from storage.audit import append_sync
+    from callproof.storage._sqlutil import fetch_all
+    from callproof.storage.audit import append_sync
 
     from .requests import resolve_request_sync, with_deadline
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from storage.timefmt import parse_db_time
+from callproof.storage.timefmt import parse_db_time
 
 __all__ = ["DEADLINE_STATUSES", "END_OF_DAY", "deadline_status", "days_remaining", "due_at",
            "local_day_end"]

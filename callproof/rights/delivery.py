@@ -30,13 +30,13 @@ from typing import Any
 
 from callproof.config import Config, ConfigError
 from callproof.sms.text import DATE_FORMATS
-from storage._sqlutil import fetch_one, immediate
-from storage.audit import append_in_transaction_sync
-from storage.calls import get_by_protocol_sync as get_call_by_protocol_sync
-from storage.errors import NotFoundError
-from storage.protocols import _SQL_SMS
-from storage.requests import get_request_sync, set_state_in_transaction_sync
-from storage.timefmt import parse_db_time, to_db_time
+from callproof.storage._sqlutil import fetch_one, immediate
+from callproof.storage.audit import append_in_transaction_sync
+from callproof.storage.calls import get_by_protocol_sync as get_call_by_protocol_sync
+from callproof.storage.errors import NotFoundError
+from callproof.storage.protocols import _SQL_SMS
+from callproof.storage.requests import get_request_sync, set_state_in_transaction_sync
+from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .export import latest_export_sync
 from .links import IssuedLink, issue_link_sync, revoke_link_sync

@@ -28,12 +28,12 @@ from typing import Any
 from pydub import AudioSegment
 
 from callproof.config import EXPORT_FORMATS, Config
-from storage import calls as calls_store
-from storage import recordings as recordings_store
-from storage import requests as requests_store
-from storage._sqlutil import fetch_all, fetch_one, immediate
-from storage.audit import append_in_transaction_sync, append_sync
-from storage.timefmt import parse_db_time, to_db_time
+from callproof.storage import calls as calls_store
+from callproof.storage import recordings as recordings_store
+from callproof.storage import requests as requests_store
+from callproof.storage._sqlutil import fetch_all, fetch_one, immediate
+from callproof.storage.audit import append_in_transaction_sync, append_sync
+from callproof.storage.timefmt import parse_db_time, to_db_time
 
 EXPORT_FILE_MODE = 0o640
 EXPORT_DIR_MODE = 0o750

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from callproof.numbers import normalise_caller
-from storage._sqlutil import fetch_all, fetch_one, immediate
-from storage.audit import append_in_transaction_sync
-from storage.timefmt import parse_db_time, to_db_time
+from callproof.storage._sqlutil import fetch_all, fetch_one, immediate
+from callproof.storage.audit import append_in_transaction_sync
+from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .deadlines import due_at
 from .identity import identity_hash_for, mask_cpf, normalise_cpf, normalise_customer_code

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from callproof.config import Config, require_secret
-from storage._sqlutil import fetch_one, immediate
-from storage.audit import append_in_transaction_sync
-from storage.errors import InvalidStateError, NotFoundError
-from storage.timefmt import parse_db_time, to_db_time
+from callproof.storage._sqlutil import fetch_one, immediate
+from callproof.storage.audit import append_in_transaction_sync
+from callproof.storage.errors import InvalidStateError, NotFoundError
+from callproof.storage.timefmt import parse_db_time, to_db_time
 
 REASONS = ("malformed", "bad_signature", "expired", "revoked", "exhausted", "gone")
 TOKEN_VERSION = 1

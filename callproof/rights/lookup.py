@@ -15,10 +15,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from callproof.numbers import normalise_caller
-from storage._sqlutil import fetch_all, fetch_one
-from storage.audit import append_sync
-from storage.requests import requests_for_call_sync
-from storage.timefmt import parse_db_time, to_db_time
+from callproof.storage._sqlutil import fetch_all, fetch_one
+from callproof.storage.audit import append_sync
+from callproof.storage.requests import requests_for_call_sync
+from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .identity import identity_hash_for
 from .requests import check_protocol, with_deadline

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callproof.numbers import normalise_caller
-from storage.calls import get_by_protocol_sync as get_call_by_protocol_sync
-from storage.errors import NotFoundError
-from storage.requests import (CHANNELS, NewRequest, count_open_sync, create_request_sync,
+from callproof.storage.calls import get_by_protocol_sync as get_call_by_protocol_sync
+from callproof.storage.errors import NotFoundError
+from callproof.storage.requests import (CHANNELS, NewRequest, count_open_sync, create_request_sync,
                               get_request_by_protocol_sync, get_request_sync, list_requests_sync,
                               set_state_sync)
-from storage.timefmt import parse_db_time, to_db_time
+from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .deadlines import deadline_status, days_remaining, due_at, local_day_end
 from .identity import identity_hash_for

@@ -18,7 +18,7 @@ def _masked(number: str | None) -> str:
 
 
 async def _with_db(config: Any, fn: Callable) -> int:
-    from storage import Database
+    from callproof.storage import Database
     db = await Database.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
     try:
         return await fn(db)
@@ -66,7 +66,7 @@ def cmd_list(args: argparse.Namespace, config: Any) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, config: Any) -> int:
-    from storage import InvalidStateError, NotFoundError
+    from callproof.storage import InvalidStateError, NotFoundError
 
     async def run(db) -> int:
         try:

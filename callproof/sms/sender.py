@@ -37,9 +37,9 @@ import socket
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from storage.errors import InvalidStateError
-from storage.outbox import MAX_CLAIM
-from storage.timefmt import parse_db_time
+from callproof.storage.errors import InvalidStateError
+from callproof.storage.outbox import MAX_CLAIM
+from callproof.storage.timefmt import parse_db_time
 
 from ..logs import event
 from .backends import SendResult, SmsBackend

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from storage import webauth
+from callproof.storage import webauth
 
 from .context import WebContext, ctx_of
 

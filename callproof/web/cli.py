@@ -17,7 +17,7 @@ from ..config import ConfigError, require_secret
 
 
 def _connect(config):
-    from storage import connect_sync
+    from callproof.storage import connect_sync
     return connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
 
 
@@ -64,8 +64,8 @@ def cmd_web(args: argparse.Namespace, load) -> int:
 
 def cmd_user_add(args: argparse.Namespace, load) -> int:
     config = load(args)
-    from storage import AlreadyExistsError, utc_now
-    from storage.webauth import check_role, check_username, create_user_sync
+    from callproof.storage import AlreadyExistsError, utc_now
+    from callproof.storage.webauth import check_role, check_username, create_user_sync
 
     from .passwords import WeakPassword
     try:
@@ -89,8 +89,8 @@ def cmd_user_add(args: argparse.Namespace, load) -> int:
 
 def cmd_user_passwd(args: argparse.Namespace, load) -> int:
     config = load(args)
-    from storage import NotFoundError, utc_now
-    from storage.webauth import get_user_sync, set_password_sync
+    from callproof.storage import NotFoundError, utc_now
+    from callproof.storage.webauth import get_user_sync, set_password_sync
 
     from .passwords import WeakPassword
     conn = _connect(config)
@@ -115,8 +115,8 @@ def cmd_user_passwd(args: argparse.Namespace, load) -> int:
 
 def cmd_user_disable(args: argparse.Namespace, load) -> int:
     config = load(args)
-    from storage import NotFoundError, utc_now
-    from storage.webauth import disable_user_sync
+    from callproof.storage import NotFoundError, utc_now
+    from callproof.storage.webauth import disable_user_sync
 
     conn = _connect(config)
     try:
@@ -132,7 +132,7 @@ def cmd_user_disable(args: argparse.Namespace, load) -> int:
 
 def cmd_user_list(args: argparse.Namespace, load) -> int:
     config = load(args)
-    from storage.webauth import list_users_sync
+    from callproof.storage.webauth import list_users_sync
 
     conn = _connect(config)
     try:

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage import connect_sync
-from storage.db import configure
+from callproof.storage import connect_sync
+from callproof.storage.db import configure
 
 T = TypeVar("T")
 

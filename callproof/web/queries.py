@@ -11,8 +11,8 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from storage._sqlutil import fetch_all, fetch_one
-from storage.audit import append_sync
+from callproof.storage._sqlutil import fetch_all, fetch_one
+from callproof.storage.audit import append_sync
 
 AUDIT_PAGE = 200
 

@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from storage.audit import append_sync
+from callproof.storage.audit import append_sync
 
 from .auth import session_of
 from .context import ctx_of

@@ -10,8 +10,8 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from storage import NotFoundError, StorageError
-from storage.requests import list_requests_sync
+from callproof.storage import NotFoundError, StorageError
+from callproof.storage.requests import list_requests_sync
 
 from ..config import EXPORT_FORMATS, ConfigError
 from ..rights.deadlines import days_remaining, deadline_status

@@ -7,8 +7,8 @@ import json
 
 from aiohttp import web
 
-from storage import AlreadyExistsError, NotFoundError, webauth
-from storage.holds import list_holds_sync
+from callproof.storage import AlreadyExistsError, NotFoundError, webauth
+from callproof.storage.holds import list_holds_sync
 
 from .auth import actor, redirect, requires, session_of
 from .context import ctx_of

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from storage import webauth
+from callproof.storage import webauth
 
 from .auth import (PRELOGIN_COOKIE, clear_cookie, client_remote, cookie_name, csrf_ok, load_session,
                    new_token, redirect, requires, safe_next, session_of, set_cookie, start_session,

@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from storage.audit import append_sync
+from callproof.storage.audit import append_sync
 
 from . import rights_api
 from .auth import actor, requires

@@ -24,7 +24,7 @@ import pytest
 from callproof.config import Config
 from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import ari_request
-from storage.callbacks import Callbacks
+from callproof.storage.callbacks import Callbacks
 
 from .harness import CallHarness, ObservedApplication, PlacedCall
 

@@ -1,4 +1,4 @@
-"""Fixtures for tests that run against the real Asterisk 22 sandbox (callproof/sandbox.py).
+"""Fixtures for tests that run against the real Asterisk 22 sandbox (sandbox/ (callproof.sandbox)).
 
 Rule: under CI (``CI=true``) a sandbox that cannot be provisioned or started
 FAILS the tests that need it -- a silently skipped integration suite would look
@@ -16,10 +16,11 @@ from typing import Any, NoReturn
 import pytest
 
 from callproof.demo import SANDBOX_AGENTS_DIALPLAN
+from callproof.dialplan import directory as dialplan_directory
 from callproof.sandbox import Sandbox, SandboxError, provision
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DIALPLAN_DIR = REPO_ROOT / "dialplan"
+DIALPLAN_DIR = dialplan_directory()
 
 
 def in_ci() -> bool:

@@ -17,9 +17,9 @@ from typing import Any
 
 from panoramisk import Manager
 
-from ari_app.app import Application
-from ari_app.call_events import channel_id_of
-from ari_app.flow import CallFlow
+from callproof.ari_app.app import Application
+from callproof.ari_app.call_events import channel_id_of
+from callproof.ari_app.flow import CallFlow
 from callproof.sandbox import ari_request, originate_call
 
 

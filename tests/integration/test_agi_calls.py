@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from agi_scripts.fastagi import FastAgiServer
-from agi_scripts.install import bundle, compile_bundle, install
+from callproof.agi_scripts.fastagi import FastAgiServer
+from callproof.agi_scripts.install import bundle, compile_bundle, install
 from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import ari_request, originate_call
-from storage._sqlutil import fetch_one
+from callproof.storage._sqlutil import fetch_one
 
 from .harness import CallHarness, ObservedApplication, sha256_of
 from .test_call_flow import HOSTILE_CALLER_IDS, RECORDING_NAME

@@ -42,14 +42,14 @@ def _wait_for_gate(gate: Path, name: str) -> None:
 
 
 def _new_call(name: str, i: int):
-    from storage import NewCall
+    from callproof.storage import NewCall
 
     return NewCall(f"{name}-{i}", f"{name}.{i}", f"{name}.{i}", MOBILE, MOBILE, None,
                    "4000", "pt_BR", AT)
 
 
 def _sms():
-    from storage import SmsDraft
+    from callproof.storage import SmsDraft
 
     return SmsDraft(MOBILE, "pt_BR", lambda p: f"Protocolo {p}")
 
@@ -57,7 +57,7 @@ def _sms():
 def _async_worker(db_path: str, name: str, n: int, gate: Path) -> list[str]:
     import asyncio
 
-    from storage import Database
+    from callproof.storage import Database
 
     async def run() -> list[str]:
         got = []
@@ -75,9 +75,9 @@ def _async_worker(db_path: str, name: str, n: int, gate: Path) -> list[str]:
 
 
 def _sync_worker(db_path: str, name: str, n: int, gate: Path) -> list[str]:
-    from storage import allocate_sync, connect_sync
-    from storage.audit import append_sync
-    from storage.calls import create_sync
+    from callproof.storage import allocate_sync, connect_sync
+    from callproof.storage.audit import append_sync
+    from callproof.storage.calls import create_sync
 
     _wait_for_gate(gate, name)
     conn = connect_sync(db_path, busy_timeout_ms=BUSY_TIMEOUT_MS)
@@ -157,14 +157,14 @@ def test_processes_share_one_gapless_sequence(tmp_path):
         assert q("SELECT count(*) FROM calls WHERE status = 'protocol_reading'") == [(total,)]
         assert q("SELECT count(*), count(DISTINCT protocol) FROM sms_outbox"
                  " WHERE state = 'pending'") == [(total, total)]
-        from storage.db import load_migrations
+        from callproof.storage.db import load_migrations
         # Each migration applied exactly once although five processes raced to open a new file.
         assert q("SELECT count(*) FROM schema_migrations") == [(len(load_migrations()),)]
         assert q("SELECT count(*) FROM audit_log") == [(total,)]
     finally:
         conn.close()
 
-    from storage.audit import verify_chain_sync
+    from callproof.storage.audit import verify_chain_sync
 
     conn = sqlite3.connect(db_path)
     try:

@@ -20,7 +20,7 @@ import wave
 from datetime import datetime
 from pathlib import Path
 
-from storage.callbacks import Plan
+from callproof.storage.callbacks import Plan
 
 from .callback_fixtures import CALLBACK_SETTINGS, callback_rig  # noqa: F401  (fixture)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import connect_sync
-from storage.audit import verify_chain_sync
-from storage.holds import open_request_sync, place_hold_sync
+from callproof.storage import connect_sync
+from callproof.storage.audit import verify_chain_sync
+from callproof.storage.holds import open_request_sync, place_hold_sync
 from tests.retention_helpers import Builder
 
 REPO = Path(__file__).resolve().parents[2]

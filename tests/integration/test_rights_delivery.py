@@ -30,11 +30,11 @@ from callproof.rights.links import LinkError, resolve_token_sync
 from callproof.rights.requests import file_request_sync
 from callproof.sms import OutboxSender
 from callproof.sms.smpp import SmppBackend, SmppSettings
-from storage import Database, NewCall, allocate_sync, connect_sync
-from storage import calls as calls_store
-from storage import recordings as recordings_store
-from storage.audit import verify_chain_sync
-from storage.requests import get_request_sync
+from callproof.storage import Database, NewCall, allocate_sync, connect_sync
+from callproof.storage import calls as calls_store
+from callproof.storage import recordings as recordings_store
+from callproof.storage.audit import verify_chain_sync
+from callproof.storage.requests import get_request_sync
 
 from .harness import sha256_of
 from .sms_peers import PASSWORD, SYSTEM_ID, SmppPeer, decode_text, free_port, require_smpp_peer

@@ -17,8 +17,8 @@ from pypdf import PdfReader
 
 from callproof.demo import write_config
 from callproof.rights.deadlines import days_remaining, due_at
-from storage import connect_sync
-from storage.timefmt import parse_db_time, to_db_time
+from callproof.storage import connect_sync
+from callproof.storage.timefmt import parse_db_time, to_db_time
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from callproof.config import SmsHttpConfig
 from callproof.sms import OutboxSender
 from callproof.sms.http import HttpBackend
-from storage import Database, NewCall, SmsDraft
+from callproof.storage import Database, NewCall, SmsDraft
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,7 +17,7 @@ import pytest
 
 from callproof.sms import OutboxSender
 from callproof.sms.smpp import SmppBackend, SmppSettings
-from storage import Database, NewCall, SmsDraft
+from callproof.storage import Database, NewCall, SmsDraft
 
 from .sms_peers import PASSWORD, SYSTEM_ID, SmppPeer, decode_text, free_port, require_smpp_peer
 
@@ -186,7 +186,7 @@ SENDER_SCRIPT = """
 import asyncio, sys
 from callproof.sms import OutboxSender
 from callproof.sms.smpp import SmppBackend, SmppSettings
-from storage import Database
+from callproof.storage import Database
 
 async def main(db_path, port, system_id, password):
     async with Database.open(db_path) as db:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agi_scripts.fastagi import FastAgiServer
+from callproof.agi_scripts.fastagi import FastAgiServer
 
 from .test_agi_flow import FakeAsterisk, FakePrompts, config, db  # noqa: F401  (fixtures)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agi_scripts.channel import AgiCommandError, AgiHangup, parse_reply, quote
-from agi_scripts.flow import AgiFlow, strip_sound
+from callproof.agi_scripts.channel import AgiCommandError, AgiHangup, parse_reply, quote
+from callproof.agi_scripts.flow import AgiFlow, strip_sound
 from callproof.prompts import Prompt
-from storage import Database
+from callproof.storage import Database
 from tests.unit.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)

@@ -10,14 +10,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ari_app.call_events import CallInbox
-from ari_app.callback import CallbackScheduler, far_end_cause, record_call_end
-from ari_app.flow import CallFlow, Services
+from callproof.ari_app.call_events import CallInbox
+from callproof.ari_app.callback import CallbackScheduler, far_end_cause, record_call_end
+from callproof.ari_app.flow import CallFlow, Services
 from callproof.cli import main as cli_main
 from callproof.config import load_config
-from storage import Database, InvalidStateError, NewCall, NotFoundError, SmsDraft, connect_sync
-from storage import callbacks as cb
-from storage.callbacks import Plan
+from callproof.storage import Database, InvalidStateError, NewCall, NotFoundError, SmsDraft, connect_sync
+from callproof.storage import callbacks as cb
+from callproof.storage.callbacks import Plan
 
 from .test_flow import FakeAri, FakePrompts, FakeRecorder, start_event
 from tests.unit.flow_config import write_flow_config

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from ari_app.ari import ChannelGone
-from ari_app.call_events import CallInbox
-from ari_app.flow import CallFlow, Services
-from ari_app.recorder import RecordingError
+from callproof.ari_app.ari import ChannelGone
+from callproof.ari_app.call_events import CallInbox
+from callproof.ari_app.flow import CallFlow, Services
+from callproof.ari_app.recorder import RecordingError
 from callproof.prompts import Prompt
-from storage import Database
+from callproof.storage import Database
 from tests.unit.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)

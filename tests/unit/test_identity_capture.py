@@ -9,13 +9,13 @@ import logging
 
 import pytest
 
-from ari_app.call_events import CallInbox
-from ari_app.flow import CallFlow, Services
+from callproof.ari_app.call_events import CallInbox
+from callproof.ari_app.flow import CallFlow, Services
 from callproof.call_identity import CallIdentity, capture_wanted, hash_call_identity
 from callproof.rights.identity import identity_hash
-from storage import Database, NewCall
-from storage.calls import set_identity_hashes_sync
-from storage.errors import NotFoundError
+from callproof.storage import Database, NewCall
+from callproof.storage.calls import set_identity_hashes_sync
+from callproof.storage.errors import NotFoundError
 
 from .test_agi_flow import FakeAsterisk
 from .test_agi_flow import run as run_agi
@@ -88,10 +88,10 @@ def test_without_a_key_nothing_is_captured(tmp_path):
 
 
 def test_storage_accepts_only_hashes(tmp_path):
-    from storage.db import connect_sync
+    from callproof.storage.db import connect_sync
 
     conn = connect_sync(tmp_path / "s.db")
-    from storage.calls import create_sync
+    from callproof.storage.calls import create_sync
     call_id = create_sync(conn, NewCall(channel_id="c1", uniqueid="c1", linkedid="c1", caller_number_raw="",
                                         caller_number=None, caller_name="", dialled_number="", language="pt_BR",
                                         started_at=NOW), NOW)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from ari_app.ari import ChannelGone
-from ari_app.call_events import CallInbox
-from ari_app.flow import Services
-from ari_app.ivr_request import (DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow,
+from callproof.ari_app.ari import ChannelGone
+from callproof.ari_app.call_events import CallInbox
+from callproof.ari_app.flow import Services
+from callproof.ari_app.ivr_request import (DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow,
                                  is_request_ivr)
 from callproof.prompts import Prompt
-from storage import Database, NewCall
+from callproof.storage import Database, NewCall
 from tests.unit.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
@@ -363,8 +363,8 @@ async def test_storage_refuses_anything_but_an_accepted_protocol(config, db, cal
 
 
 async def test_rows_of_calls_that_ended_while_away_are_settled(config, db):
-    from ari_app.ivr_request import settle_unfinished_ivr
-    from storage.ivr_requests import IvrRequestCalls
+    from callproof.ari_app.ivr_request import settle_unfinished_ivr
+    from callproof.storage.ivr_requests import IvrRequestCalls
 
     repo = IvrRequestCalls(db)
     ids = {}

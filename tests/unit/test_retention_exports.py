@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callproof.retention import Sweeper
-from storage import connect_sync
-from storage.holds import close_request_sync, open_request_sync
-from storage.timefmt import to_db_time
+from callproof.storage import connect_sync
+from callproof.storage.holds import close_request_sync, open_request_sync
+from callproof.storage.timefmt import to_db_time
 from tests.retention_helpers import Builder, audit_actions
 
 SP = ZoneInfo("America/Sao_Paulo")

@@ -14,11 +14,11 @@ import pytest
 
 from callproof.integrity import verify_recordings
 from callproof.retention import SafeTree, Sweeper, UnsafePath, sweep_lock, SweepLocked
-from storage import connect_sync
-from storage.audit import verify_chain_sync
-from storage.holds import (close_request_sync, list_holds_sync, open_request_sync, place_hold_sync,
+from callproof.storage import connect_sync
+from callproof.storage.audit import verify_chain_sync
+from callproof.storage.holds import (close_request_sync, list_holds_sync, open_request_sync, place_hold_sync,
                            release_hold_sync)
-from storage.retention import retention_until
+from callproof.storage.retention import retention_until
 from tests.retention_helpers import Builder, audit_actions, states
 
 SP = ZoneInfo("America/Sao_Paulo")

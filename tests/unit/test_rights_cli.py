@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from callproof.cli import main
-from storage import connect_sync
+from callproof.storage import connect_sync
 from tests.unit.test_rights_requests import CALLER, KEY, Calls
 
 OTHER = "+5521998887777"

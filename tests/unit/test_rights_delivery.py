@@ -14,10 +14,10 @@ from callproof.config import SmtpConfig
 from callproof.rights.delivery import DeliveryError, deliver_request_sync
 from callproof.rights.export import export_request_sync
 from callproof.rights.links import resolve_token_sync
-from storage import connect_sync
-from storage.audit import verify_chain_sync
-from storage.outbox import get_sync as get_outbox_sync
-from storage.requests import get_request_sync, set_state_sync
+from callproof.storage import connect_sync
+from callproof.storage.audit import verify_chain_sync
+from callproof.storage.outbox import get_sync as get_outbox_sync
+from callproof.storage.requests import get_request_sync, set_state_sync
 
 from .test_rights_export import NOW, audit_rows, file_request, make_config, make_recording, needs_ffmpeg
 

@@ -19,11 +19,11 @@ from pydub.generators import Sine
 from callproof.config import Config, RecordingConfig, RightsConfig
 from callproof.rights.export import ExportError, export_request_sync
 from callproof.rights.requests import file_request_sync
-from storage import NewCall, allocate_sync, connect_sync
-from storage import calls as calls_store
-from storage import recordings as recordings_store
-from storage.audit import verify_chain_sync
-from storage.requests import get_request_sync, set_state_sync
+from callproof.storage import NewCall, allocate_sync, connect_sync
+from callproof.storage import calls as calls_store
+from callproof.storage import recordings as recordings_store
+from callproof.storage.audit import verify_chain_sync
+from callproof.storage.requests import get_request_sync, set_state_sync
 
 NOW = datetime(2026, 3, 10, 17, 0, tzinfo=UTC)  # 14:00 in São Paulo
 CALLER = "+5511987654321"

@@ -13,10 +13,10 @@ import pytest
 from callproof.config import ConfigError
 from callproof.rights.links import (LinkError, issue_link_sync, make_token, parse_token,
                                     resolve_token_sync, revoke_link_sync)
-from storage import connect_sync
-from storage.audit import verify_chain_sync
-from storage.errors import InvalidStateError, NotFoundError
-from storage.timefmt import parse_db_time
+from callproof.storage import connect_sync
+from callproof.storage.audit import verify_chain_sync
+from callproof.storage.errors import InvalidStateError, NotFoundError
+from callproof.storage.timefmt import parse_db_time
 
 from .test_rights_export import NOW, SECRET, audit_rows, file_request, make_config, make_recording
 

@@ -15,9 +15,9 @@ from callproof.retention import Sweeper
 from callproof.rights.identity import identity_hash
 from callproof.rights.lookup import lookup_sync, mask_number, parse_day_bound
 from callproof.rights.requests import file_request_sync
-from storage import connect_sync
-from storage.audit import verify_chain_sync
-from storage.holds import place_hold_sync
+from callproof.storage import connect_sync
+from callproof.storage.audit import verify_chain_sync
+from callproof.storage.holds import place_hold_sync
 from tests.unit.test_rights_requests import CALLER, CPF, KEY, Calls, make_config
 
 SP = ZoneInfo("America/Sao_Paulo")

@@ -9,7 +9,7 @@ import pytest
 
 from callproof.cli import main
 from callproof.sms.metrics import exposition
-from storage import Database, NewCall, SmsDraft
+from callproof.storage import Database, NewCall, SmsDraft
 
 MOBILE = "+5511912345678"
 

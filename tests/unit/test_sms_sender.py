@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from callproof.sms import OutboxSender, SendResult
-from storage import Database, InvalidStateError, NewCall, SmsDraft
+from callproof.storage import Database, InvalidStateError, NewCall, SmsDraft
 
 T0 = datetime(2026, 3, 10, 14, 0, tzinfo=timezone.utc)
 MOBILE = "+5511912345678"

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from storage import Database
-from storage.audit import GENESIS
+from callproof.storage import Database
+from callproof.storage.audit import GENESIS
 
 NOW = "2026-03-10T14:00:00.000000Z"
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from storage import AlreadyExistsError, Database, NewCall, NotFoundError, SmsDraft
+from callproof.storage import AlreadyExistsError, Database, NewCall, NotFoundError, SmsDraft
 
 NOW = "2026-03-10T14:00:00.000000Z"
 MOBILE = "+5511912345678"

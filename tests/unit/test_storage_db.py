@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from storage import Database, MigrationError, connect_sync, migrate, to_db_time
-from storage.db import Migration, load_migrations, split_statements
+from callproof.storage import Database, MigrationError, connect_sync, migrate, to_db_time
+from callproof.storage.db import Migration, load_migrations, split_statements
 
 
 def _mode(path) -> int:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from storage import Database, InvalidStateError, NewCall, NotFoundError, SmsDraft
+from callproof.storage import Database, InvalidStateError, NewCall, NotFoundError, SmsDraft
 
 T0 = "2026-03-10T14:00:00Z"
 T_PLUS = lambda s: f"2026-03-10T14:{s // 60:02d}:{s % 60:02d}Z"  # noqa: E731

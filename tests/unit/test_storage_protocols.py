@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from storage import (
+from callproof.storage import (
     Database,
     InvalidStateError,
     NewCall,
@@ -18,7 +18,7 @@ from storage import (
     format_protocol,
     parse_protocol,
 )
-from storage.protocols import MAX_SEQUENCE
+from callproof.storage.protocols import MAX_SEQUENCE
 
 AT = "2026-03-10T14:00:00Z"
 MOBILE = "+5511912345678"

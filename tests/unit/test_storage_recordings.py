@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from storage import AlreadyExistsError, Database, InvalidStateError, NewCall, NotFoundError
+from callproof.storage import AlreadyExistsError, Database, InvalidStateError, NewCall, NotFoundError
 
 NOW = "2026-03-10T14:00:00.000000Z"
 SHA = "0123456789abcdef" * 4

@@ -21,9 +21,9 @@ from callproof.config import load_config
 from callproof.web.app import build_app
 from callproof.web.dbpool import DbPool
 from callproof.web.passwords import hash_password
-from storage import NewCall, allocate_sync, connect_sync, webauth
-from storage import calls as calls_store
-from storage import recordings as recordings_store
+from callproof.storage import NewCall, allocate_sync, connect_sync, webauth
+from callproof.storage import calls as calls_store
+from callproof.storage import recordings as recordings_store
 
 PASSWORD = "a long enough passphrase 42"
 API_TOKEN = "unit-test-api-token-0123456789abcdefghij"
@@ -594,7 +594,7 @@ async def test_filing_errors_name_the_problem(site):
 
 
 async def test_queue_highlights_overdue_and_due_soon(site):
-    from storage.requests import NewRequest, create_request_sync
+    from callproof.storage.requests import NewRequest, create_request_sync
 
     def add(days: int) -> None:
         create_request_sync(site.conn, NewRequest(site.call["protocol"], "received", "cli", NOW,

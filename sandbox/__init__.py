@@ -109,6 +109,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from callproof.dialplan import directory as dialplan_directory
+
 __all__ = [
     "PACKAGES",
     "Sandbox",
@@ -1101,7 +1103,7 @@ def _connection_info(sandbox: Sandbox) -> dict[str, str]:
 def _cmd_start(args: argparse.Namespace) -> int:
     rootfs = provision(args.cache_dir)
     run_dir = _cli_run_dir(args)
-    dialplan_dir = args.dialplan_dir or Path(__file__).resolve().parent.parent / "dialplan"
+    dialplan_dir = args.dialplan_dir or dialplan_directory()
     sandbox = Sandbox(rootfs, run_dir, dialplan_dir=dialplan_dir, bind_paths=args.bind)
     # Stop cleanly on Ctrl-C and on SIGTERM, even where SIGINT was inherited as ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
