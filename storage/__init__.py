@@ -6,6 +6,7 @@ Each table module exposes plain sync functions taking a ``sqlite3.Connection``
 async repository that runs exactly those functions on aiosqlite's thread.
 """
 
+from .call_status import CallStatus, IllegalTransitionError
 from .calls import NewCall
 from .db import Database, connect_sync, migrate
 from .errors import (
@@ -22,6 +23,8 @@ from .timefmt import to_db_time, utc_now
 __all__ = [
     "AllocatedProtocol",
     "AlreadyExistsError",
+    "CallStatus",
+    "IllegalTransitionError",
     "Database",
     "InvalidStateError",
     "MigrationError",

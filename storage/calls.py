@@ -9,16 +9,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._sqlutil import fetch_all, fetch_one
+from .call_status import INITIAL, STATUS_VALUES, IllegalTransitionError, parse, predecessors
 from .errors import AlreadyExistsError, NotFoundError
 from .timefmt import to_db_time, to_db_time_or_none
 
 if TYPE_CHECKING:
     from .db import Database
 
-STATUSES = frozenset({
-    "consent_playing", "abandoned_in_consent", "protocol_reading", "abandoned_in_protocol",
-    "protocol_given", "recording", "handed_off", "completed", "failed",
-})
 
 # Columns calls.update() may change.  Deliberately absent: id, channel_id,
 # caller_number_raw and started_at (facts fixed at creation), protocol (only
@@ -51,7 +48,7 @@ class NewCall:
 _INSERT_COLUMNS = [f.name for f in fields(NewCall)]
 _SQL_INSERT = (
     f"INSERT INTO calls ({', '.join(_INSERT_COLUMNS)}, status, updated_at)"
-    f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)}, 'consent_playing', ?)"
+    f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)}, '{INITIAL.value}', ?)"
 )
 
 
@@ -86,12 +83,21 @@ def update_sync(
     }
     names = sorted(values)  # from the whitelist only: safe to interpolate
     assignments = ", ".join(f"{name} = ?" for name in names)
+    guard, guard_values = "", tuple[str, ...]()
+    if values.get("status") in STATUS_VALUES:  # an unknown one meets the table's CHECK
+        # The state machine's check is part of the write: no other writer can slip in between.
+        sources = sorted(predecessors(parse(values["status"])))
+        guard = f" AND status IN ({', '.join('?' for _ in sources)})"
+        guard_values = tuple(s.value for s in sources)
     cur = conn.execute(
-        f"UPDATE calls SET {assignments}, updated_at = ? WHERE id = ?",
-        (*(values[n] for n in names), to_db_time(updated_at), call_id),
+        f"UPDATE calls SET {assignments}, updated_at = ? WHERE id = ?{guard}",
+        (*(values[n] for n in names), to_db_time(updated_at), call_id, *guard_values),
     )
     if cur.rowcount == 0:
-        raise NotFoundError(f"call {call_id} does not exist")
+        row = conn.execute("SELECT status FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"call {call_id} does not exist")
+        raise IllegalTransitionError(call_id, row[0], values["status"])
 
 
 _IDENTITY_HASH = re.compile(r"[0-9a-f]{64}")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._sqlutil import fetch_one, immediate
 from .errors import InvalidStateError, NotFoundError, ProtocolRangeError
+from .call_status import INITIAL
 from .timefmt import to_db_time
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ PROTOCOL_LENGTH = 17
 
 # A call may receive its protocol only while consent is being played/just
 # finished; any other status means the call moved on (or was abandoned).
-ALLOCATABLE_CALL_STATUSES = frozenset({"consent_playing"})
+ALLOCATABLE_CALL_STATUSES = frozenset({INITIAL.value})
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from callproof.config import load_config
 from callproof.storage import Database, InvalidStateError, NewCall, NotFoundError, SmsDraft, connect_sync
 from callproof.storage import callbacks as cb
 from callproof.storage.callbacks import Plan
+from tests.call_rows import advance
 
 from .test_flow import FakeAri, FakePrompts, FakeRecorder, start_event
 from tests.unit.flow_config import write_flow_config
@@ -61,7 +62,7 @@ async def call_with_protocol(db, n=1, number=MOBILE, status="protocol_reading") 
     draft = SmsDraft(destination=None, language="pt_BR", render_body=lambda p: p, not_sendable_reason="test")
     result = await db.protocols.allocate_for_call(call_id, year=2026, allocated_at=T0, sms=draft)
     if status != "protocol_reading":
-        await db.calls.update(call_id, status=status)
+        await advance(db, call_id, status)
     return call_id, result.protocol
 
 
@@ -117,7 +118,10 @@ async def test_no_callback_for_hangups_early_drops_or_when_disabled(db, config, 
                                                                      enabled):
     if not enabled:
         config = load_config(config_path, env={"CALLPROOF_CALLBACK_ENABLED": "false"})
-    call_id, _ = await call_with_protocol(db)
+    if status == "abandoned_in_consent":  # hung up before any protocol was given
+        call_id = await db.calls.create(NewCall("chan-1", "1.1", "1.1", MOBILE, MOBILE, "", "4000", "pt_BR", T0))
+    else:
+        call_id, _ = await call_with_protocol(db)
     assert await record_call_end(db, config, call_id, status=status, ended_at=T0, description="x",
                                  inbox=inbox) is None
     assert await rows(db, "SELECT count(*) FROM callbacks") == [(0,)]
@@ -159,9 +163,9 @@ async def test_sweep_schedules_what_was_missed(db, config):
     hung_up, _ = await call_with_protocol(db, 2)
     old, _ = await call_with_protocol(db, 3)
     in_consent = await db.calls.create(NewCall("chan-4", "4.1", "4.1", MOBILE, MOBILE, "", "4000", "pt_BR", T0))
-    await db.calls.update(dropped, status="protocol_given", ended_at=T0, hangup_cause="x q850=38")
-    await db.calls.update(hung_up, status="protocol_given", ended_at=T0, hangup_cause="x q850=16")
-    await db.calls.update(old, status="recording", ended_at="2026-11-20T00:00:00Z", hangup_cause="x q850=38")
+    await advance(db, dropped, "protocol_given", ended_at=T0, hangup_cause="x q850=38")
+    await advance(db, hung_up, "protocol_given", ended_at=T0, hangup_cause="x q850=16")
+    await advance(db, old, "recording", ended_at="2026-11-20T00:00:00Z", hangup_cause="x q850=38")
     await db.calls.update(in_consent, status="abandoned_in_consent", ended_at=T0, hangup_cause="x q850=38")
     store = cb.Callbacks(db)
     plan = Plan(0, 3)
@@ -356,7 +360,7 @@ async def test_scheduler_busy_then_answered_plays_announcement_and_protocol(conf
 # -------------------------------------------------------------------- CLI
 async def test_cli_list_schedule_cancel(db, config, config_path, capsys):
     call_id, protocol = await call_with_protocol(db)
-    await db.calls.update(call_id, status="protocol_given", ended_at=T0)
+    await advance(db, call_id, "protocol_given", ended_at=T0)
     base = ["--config", str(config_path)]
     assert cli_main([*base, "callback", "schedule", protocol, "--by", "ana"]) == 0
     assert f"scheduled for protocol {protocol}" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from callproof.storage import AlreadyExistsError, Database, NewCall, NotFoundError, SmsDraft
+from tests.call_rows import advance
 
 NOW = "2026-03-10T14:00:00.000000Z"
 MOBILE = "+5511912345678"
@@ -72,8 +73,7 @@ async def test_update_whitelisted_columns(db):
     assert row["consent_started_at"] == "2026-03-10T14:00:00.000000Z"
     assert row["consent_finished_at"] == "2026-03-10T14:00:07.000000Z"
     assert row["consent_outcome"] == "finished" and row["protocol_read_count"] == 2
-    await db.calls.update(call_id, status="completed", ended_at="2026-03-10T14:05:00Z",
-                          hangup_cause="16", error=None)
+    await advance(db, call_id, "completed", ended_at="2026-03-10T14:05:00Z", hangup_cause="16", error=None)
     row = await db.calls.get(call_id)
     assert row["status"] == "completed" and row["ended_at"] == "2026-03-10T14:05:00.000000Z"
 
@@ -106,7 +106,7 @@ async def test_unfinished_and_get_by_protocol(db):
     a = await db.calls.create(new_call("a", started="2026-03-10T10:00:00Z"))
     b = await db.calls.create(new_call("b", started="2026-03-10T09:00:00Z"))
     c = await db.calls.create(new_call("c", started="2026-03-10T08:00:00Z"))
-    await db.calls.update(a, status="completed", ended_at="2026-03-10T10:10:00Z")
+    await advance(db, a, "completed", ended_at="2026-03-10T10:10:00Z")
     assert [r["id"] for r in await db.calls.unfinished()] == [c, b]
     result = await db.protocols.allocate_for_call(
         b, year=2026, allocated_at=NOW,

@@ -23,6 +23,7 @@ from callproof.web.dbpool import DbPool
 from callproof.web.passwords import hash_password
 from callproof.storage import NewCall, allocate_sync, connect_sync, webauth
 from callproof.storage import calls as calls_store
+from tests.call_rows import advance_sync
 from callproof.storage import recordings as recordings_store
 
 PASSWORD = "a long enough passphrase 42"
@@ -51,8 +52,7 @@ def seed_call(conn, root: Path, *, channel: str = "ch-1", caller: str = CALLER,
     call_id = calls_store.create_sync(conn, NewCall(channel, None, None, caller[3:], caller, None, None,
                                                     "pt_BR", NOW), NOW)
     protocol = allocate_sync(conn, year=NOW.year, allocated_at=NOW, call_id=call_id).protocol
-    calls_store.update_sync(conn, call_id, {"status": "completed", "consent_outcome": "finished",
-                                            "ended_at": NOW}, NOW)
+    advance_sync(conn, call_id, "completed", consent_outcome="finished", ended_at=NOW)
     folder = root / f"{NOW:%Y/%m/%d}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{protocol}_{caller[1:]}_{NOW:%Y%m%d-%H%M%S}.wav"
