@@ -24,13 +24,18 @@ def files() -> list[Path]:
 def install(dest: Path, *, overwrite: bool = False) -> list[Path]:
     """Copy the shipped contexts into ``dest`` (created 0755 if missing); an existing file is
     kept unless ``overwrite`` (an admin's edits are never lost silently). Returns what was written."""
+    sources = files()
+    if not overwrite:  # refuse before copying anything: never half an installation
+        existing = [str(dest / source.name) for source in sources if (dest / source.name).exists()]
+        if existing:
+            raise FileExistsError(f"{', '.join(existing)} exist(s) (use --overwrite to replace)")
     dest.mkdir(parents=True, exist_ok=True, mode=0o755)
     written = []
-    for source in files():
+    for source in sources:
         target = dest / source.name
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists (use --overwrite to replace it)")
-        shutil.copyfile(source, target)
-        target.chmod(0o644)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.chmod(0o644)
+        tmp.replace(target)
         written.append(target)
     return written

@@ -65,7 +65,9 @@ def test_dialplan_install_keeps_an_admins_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in dest.iterdir()) == ["callproof-agi.conf", "callproof-fastagi.conf",
                                                       "callproof.conf"]
     (dest / "callproof.conf").write_text("; edited by the admin\n")
+    (dest / "callproof-agi.conf").unlink()
     assert main(["dialplan", "install", str(dest)]) == 1
     assert (dest / "callproof.conf").read_text() == "; edited by the admin\n"
+    assert not (dest / "callproof-agi.conf").exists()  # nothing copied when one file is refused
     assert main(["dialplan", "install", str(dest), "--overwrite"]) == 0
     assert "callproof-entry" in (dest / "callproof.conf").read_text()
