@@ -30,6 +30,7 @@ def _quiet_agi():
 
 
 async def _run(agi, config_path: str | None) -> str:
+    from callproof.callflow.reasons import Reason
     from callproof.config import ConfigError, load_config
     from callproof.prompts import PromptCatalogue
     from callproof.storage import Database
@@ -50,7 +51,7 @@ async def _run(agi, config_path: str | None) -> str:
     try:
         db = await Database.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
     except Exception as exc:
-        await flow.fail("storage_unavailable", f"{type(exc).__name__}: {exc}")
+        await flow.fail(Reason.STORAGE_UNAVAILABLE, f"{type(exc).__name__}: {exc}")
         return "failed"
     flow.db = db
     try:
@@ -60,12 +61,14 @@ async def _run(agi, config_path: str | None) -> str:
 
 
 async def _fail_without_config(channel, message: str) -> None:
-    from .channel import AgiCommandError, AgiHangup
+    from callproof.callflow.reasons import REASON_VARIABLE, STATUS_VARIABLE, DialplanStatus, Reason
+
+    from .channel import AgiCommandError, AgiHangup, quote
 
     logging.getLogger("callproof.agi").error("configuration error: %s", message)
     try:
-        await channel.command('SET VARIABLE CALLPROOF_STATUS "failed"')
-        await channel.command('SET VARIABLE CALLPROOF_REASON "config_error"')
+        await channel.command(f"SET VARIABLE {STATUS_VARIABLE} {quote(DialplanStatus.FAILED)}")
+        await channel.command(f"SET VARIABLE {REASON_VARIABLE} {quote(Reason.CONFIG_ERROR)}")
     except (AgiHangup, AgiCommandError):
         pass
 

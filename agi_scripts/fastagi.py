@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
+from callproof.callflow.reasons import Reason
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
@@ -31,7 +32,7 @@ class FastAgiServer:
     def __init__(self, config: Config, *, on_flow_done: Any = None):
         self.config = config
         self.on_flow_done = on_flow_done
-        self.db: Any = None
+        self.db: Database | None = None
         self.server: asyncio.Server | None = None
         self.prompts = PromptCatalogue(
             config.prompts.directory, default_language=config.general.default_language,
@@ -75,7 +76,7 @@ class FastAgiServer:
             script = channel.env.get("agi_network_script", "").strip("/")
             flow = AgiFlow(self.config, self.db, self.prompts, channel)
             if script != SCRIPT:
-                await flow.fail("bad_step", f"unknown FastAGI script {script!r}; use agi://host:port/{SCRIPT}")
+                await flow.fail(Reason.BAD_STEP, f"unknown FastAGI script {script!r}; use agi://host:port/{SCRIPT}")
             else:
                 await flow.run()
             if self.on_flow_done is not None:

@@ -17,15 +17,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from callproof.callflow.decisions import iso
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
 from callproof.storage import Database
+from callproof.storage.call_status import CallStatus, when_ended
 
 from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
-from .flow import CallFlow, Services, iso
+from .flow import CallFlow, Services
 from .callback import CallbackScheduler
 from .ivr_request import RequestIvrFlow, is_request_ivr, settle_unfinished_ivr
 from .recorder import AmiLink, Recorder, finalise_recording
@@ -205,9 +207,9 @@ class Application:
         if flow_task is not None:  # let the flow write its own last step first
             await asyncio.wait([flow_task])
         row = await self.db.calls.get(call_id)
-        if row is None or row["status"] != "handed_off":
+        if row is None or row["status"] != CallStatus.HANDED_OFF:
             return
-        await self.db.calls.update(call_id, status="completed", ended_at=iso(self.clock()),
+        await self.db.calls.update(call_id, status=CallStatus.COMPLETED, ended_at=iso(self.clock()),
                                    hangup_cause=f"Hangup:{cause}" if cause else "Hangup")
         event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=row["protocol"])
 
@@ -243,7 +245,7 @@ class Application:
             if channel_id in kept or channel_id in self.tasks:
                 continue
             if await self.ari.channel_exists(channel_id):
-                if row["status"] in ("handed_off", "recording"):
+                if row["status"] in (CallStatus.HANDED_OFF, CallStatus.RECORDING):
                     self.handed_off[channel_id] = row["id"]
                     for rec in await self.db.recordings.for_call(row["id"]):
                         if rec["state"] == "recording":
@@ -252,8 +254,7 @@ class Application:
             for rec in await self.db.recordings.for_call(row["id"]):
                 if rec["state"] == "recording":
                     await self._finalise_orphan(rec)
-            status = {"consent_playing": "abandoned_in_consent", "protocol_reading": "abandoned_in_protocol",
-                      "handed_off": "completed"}.get(row["status"], row["status"])
+            status = when_ended(row["status"])
             await self.db.calls.update(row["id"], status=status, ended_at=iso(self.clock()),
                                        hangup_cause="ended while callproof was disconnected")
             event(log, "call.settled", channel=channel_id, protocol=row["protocol"], status=status)

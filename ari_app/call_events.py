@@ -12,18 +12,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
+from callproof.callflow.port import CallerHungUp
+
+__all__ = ["CallInbox", "CallerHungUp", "channel_id_of", "hangup_cause"]
+
 Event = dict[str, Any]
 
 # Events after which the flow can no longer act on the channel.
 ENDING_EVENTS = frozenset({"ChannelHangupRequest", "StasisEnd", "ChannelDestroyed"})
-
-
-class CallerHungUp(Exception):
-    """The caller left (or the channel left Stasis) while the flow was waiting."""
-
-    def __init__(self, cause: str | None = None):
-        super().__init__(cause or "hangup")
-        self.cause = cause
 
 
 def channel_id_of(event: Event) -> str | None:

@@ -33,12 +33,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from callproof.callflow.endings import end_call, is_drop
+from callproof.callflow.port import PlaybackFailed
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
+from callproof.storage import Database
 from callproof.storage.callbacks import (
-    ANSWERED_PLAYED, BUSY, CUSTOMER_HUNG_UP, DROPPED, ELIGIBLE_END_STATUSES, FAILED, NO_ANSWER, Callbacks,
-    Plan, cause_text)
+    ANSWERED_PLAYED, BUSY, CUSTOMER_HUNG_UP, DROPPED, FAILED, NO_ANSWER, Callbacks, Plan)
 
 from .ari import AriError, AriSession, ChannelGone
 from .call_events import CallerHungUp, CallInbox
@@ -71,10 +73,6 @@ def far_end_cause(ev: dict[str, Any] | None) -> int | None:
     return cause if isinstance(cause, int) and not isinstance(cause, bool) else None
 
 
-def is_drop(cause: int | None, config: Config) -> bool:
-    return cause is not None and cause in config.callback.drop_causes
-
-
 async def wait_for_ending(inbox: CallInbox, seconds: float = 1.0) -> dict[str, Any] | None:
     """The event that ended the call.  When the flow learnt of the end from an
     ARI answer (404) before the event arrived, wait briefly for the event."""
@@ -86,26 +84,13 @@ async def wait_for_ending(inbox: CallInbox, seconds: float = 1.0) -> dict[str, A
     return inbox.ended
 
 
-async def record_call_end(db: Any, config: Config, call_id: int, *, status: str, ended_at: str,
+async def record_call_end(db: Database, config: Config, call_id: int, *, status: str, ended_at: str,
                           description: str, inbox: CallInbox) -> int | None:
-    """Record the end of a call the caller's side ended, with its Q.850 cause,
-    and schedule its call-back in the same transaction when it was a drop in
-    an eligible phase.  Returns the call-back id, if one was scheduled."""
-    cause = far_end_cause(await wait_for_ending(inbox))
-    changes = {"status": status, "ended_at": ended_at, "hangup_cause": cause_text(description, cause)}
-    cb = config.callback
-    reason = None
-    if cb.enabled and is_drop(cause, config) and status in ELIGIBLE_END_STATUSES:
-        reason = f"dropped q850={cause} in {status}"
-    callback_id = await Callbacks(db).end_call(
-        call_id, changes, schedule_reason=reason,
-        plan=Plan(cb.first_delay_seconds, cb.max_attempts) if reason else None)
-    if callback_id is not None:
-        event(log, "callback.scheduled", call_id=call_id, callback_id=callback_id, cause=cause)
-    elif reason is not None:
-        event(log, "callback.not_scheduled", logging.WARNING, call_id=call_id, cause=cause,
-              why="already scheduled, no protocol, or no callable caller number")
-    return callback_id
+    """Record the end of a call the caller's side ended, with the Q.850 cause of its
+    ending event, and its call-back when it was a drop in an eligible phase
+    (:func:`callproof.callflow.endings.end_call`).  Returns the call-back id, if any."""
+    return await end_call(db, config, call_id, status=status, ended_at=ended_at, description=description,
+                          cause=far_end_cause(await wait_for_ending(inbox)))
 
 
 def is_callback_start(ev: dict[str, Any]) -> bool:
@@ -114,10 +99,6 @@ def is_callback_start(ev: dict[str, Any]) -> bool:
 
 
 # ----------------------------------------------------------------- dialling
-class PlaybackFailed(Exception):
-    """Asterisk could not play a prompt on the call-back channel."""
-
-
 class _AttemptInbox(CallInbox):
     """A call-back channel's events; also keeps the far end's hang-up cause."""
 

@@ -35,8 +35,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from callproof import callsteps
-from callproof.callsteps import iso
+from callproof.callflow import decisions
+from callproof.callflow.decisions import iso
 from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.rights.requests import FiledRequest, file_request_sync
@@ -215,7 +215,7 @@ class RequestIvrFlow:
             event(log, "ivr.resumed", channel=self.channel_id, status=self.status)
             return
         asked = self.args[1] if len(self.args) > 1 else ""
-        self.language = callsteps.choose_language(self.s.config, self.s.prompts, asked,
+        self.language = decisions.choose_language(self.s.config, self.s.prompts, asked,
                                                   self.channel.get("language"))
         raw = str((self.channel.get("caller") or {}).get("number") or "")
         self.caller_number = normalise_caller(raw, self.s.config.general.phone_region).e164

@@ -5,23 +5,21 @@ application we send the AMI ``MixMonitor`` action on it (panoramisk).  The
 file name is built only from the protocol, the sanitised caller digits and
 the time (see :mod:`callproof.naming`), so nothing the caller controls reaches
 a path.  When Asterisk reports ``MixMonitorStop`` or the channel's ``Hangup``,
-the file is measured (size, duration, sha256) off the event loop and the
-recording row is finalised.
+the file is measured and its row finalised (``callproof/callflow/recording_files.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
-import wave
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from panoramisk import Manager
 
+from callproof.callflow.port import RecordingError
+from callproof.callflow.recording_files import (NotReady, RecordingFacts, finalise_recording,  # noqa: F401
+                                                measure_recording, wait_and_measure)
 from callproof.logs import event
 
 log = logging.getLogger("callproof.recording")
@@ -29,82 +27,6 @@ log = logging.getLogger("callproof.recording")
 # Events we need from AMI; everything else is filtered out by Asterisk so a
 # busy PBX does not make us parse thousands of Newexten/VarSet events.
 AMI_EVENTS = ("MixMonitorStart", "MixMonitorStop", "Hangup")
-
-
-class RecordingError(Exception):
-    """MixMonitor could not be started."""
-
-
-@dataclass(frozen=True)
-class RecordingFacts:
-    size_bytes: int
-    duration_ms: int
-    sha256: str
-
-
-class NotReady(Exception):
-    """The file is still being written (size changing or WAV header not final)."""
-
-
-def measure_recording(path: Path) -> RecordingFacts:
-    """Size, duration and sha256 of a finished WAV file (blocking: run in a thread)."""
-    st = os.stat(path, follow_symlinks=False)
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    try:
-        with wave.open(str(path), "rb") as w:
-            frames, rate = w.getnframes(), w.getframerate()
-            expected = 44 + frames * w.getsampwidth() * w.getnchannels()
-    except (wave.Error, EOFError) as exc:
-        raise NotReady(f"WAV header not readable yet: {exc}") from None
-    if st.st_size > 0 and frames == 0 and st.st_size > 44:
-        raise NotReady("WAV header not finalised yet")
-    if abs(expected - st.st_size) > 4096:
-        raise NotReady(f"WAV header says {expected} bytes, file has {st.st_size}")
-    if os.stat(path, follow_symlinks=False).st_size != st.st_size:
-        raise NotReady("file still growing")
-    try:  # recordings are evidence and personal data: never world-readable
-        if st.st_mode & 0o007:
-            os.chmod(path, st.st_mode & 0o770)
-    except PermissionError:
-        log.warning("cannot tighten permissions of %s (owned by another user)", path)
-    return RecordingFacts(size_bytes=st.st_size, duration_ms=int(frames * 1000 / rate) if rate else 0,
-                          sha256=digest.hexdigest())
-
-
-async def wait_and_measure(path: Path, attempts: int = 40, delay: float = 0.25) -> RecordingFacts:
-    last: Exception | None = None
-    for _ in range(attempts):
-        try:
-            return await asyncio.to_thread(measure_recording, path)
-        except (NotReady, FileNotFoundError) as exc:
-            last = exc
-            await asyncio.sleep(delay)
-    raise RecordingError(f"{path}: {last}")
-
-
-async def finalise_recording(db: Any, recording_id: int, path: Path, now_iso: str, attempts: int = 40) -> bool:
-    """Measure the finished file and finalise its row (or mark it failed); audit either way."""
-    row = await db.recordings.get(recording_id)
-    protocol = row["protocol"] if row else None
-    try:
-        facts = await wait_and_measure(path, attempts=attempts)
-    except RecordingError as exc:
-        await db.recordings.fail(recording_id, str(exc))
-        await db.audit.append("recording.failed", actor="callproof", protocol=protocol, subject=str(path),
-                              details={"error": str(exc)})
-        event(log, "recording.failed", logging.ERROR, recording_id=recording_id, path=str(path), error=str(exc))
-        return False
-    await db.recordings.finalise(recording_id, size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
-                                 sha256=facts.sha256, finalised_at=now_iso)
-    await db.audit.append("recording.finalised", actor="callproof", protocol=protocol, subject=str(path),
-                          details={"sha256": facts.sha256, "size_bytes": facts.size_bytes,
-                                   "duration_ms": facts.duration_ms})
-    event(log, "recording.finalised", recording_id=recording_id, protocol=protocol, path=str(path),
-          bytes=facts.size_bytes, duration_ms=facts.duration_ms, sha256=facts.sha256)
-    return True
 
 
 class AmiLink:

@@ -2,8 +2,8 @@
 earlier IVR), turned into the keyed hashes stored on the call row.
 
 The dialplan sets ``CALLPROOF_CPF`` and/or ``CALLPROOF_CUSTOMER_CODE`` before
-entering callproof; both call flows (ARI: ``ari_app/flow.py``, AGI:
-``agi_scripts/flow.py``) read them at call start when ``[rights] identity_key``
+entering callproof; the call flow (``callproof/callflow/flow.py``, on ARI and AGI)
+reads them at call start when ``[rights] identity_key``
 is set, and store only :func:`callproof.rights.identity.identity_hash` of each
 -- matchable by ``callproof lookup --cpf``, not readable in a database dump.
 An invalid value is logged as a warning naming the problem (never the value)

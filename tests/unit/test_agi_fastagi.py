@@ -8,7 +8,9 @@ import pytest
 
 from callproof.agi_scripts.fastagi import FastAgiServer
 
-from .test_agi_flow import FakeAsterisk, FakePrompts, config, db  # noqa: F401  (fixtures)
+from tests.fakes import FakeAsterisk, FakePrompts
+
+from .test_agi_flow import config, db  # noqa: F401  (fixtures)
 
 
 async def asterisk_client(port: int, fake: FakeAsterisk, script: str = "callproof",

@@ -20,7 +20,7 @@ from callproof.storage import callbacks as cb
 from callproof.storage.callbacks import Plan
 from tests.call_rows import advance
 
-from .test_flow import FakeAri, FakePrompts, FakeRecorder, start_event
+from tests.fakes import FakePrompts, FakeRecorder, ScriptedAri, start_event
 from tests.unit.flow_config import write_flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
@@ -140,16 +140,7 @@ async def test_flow_drop_during_protocol_schedules_a_callback(db, config):
     ev = start_event()
     inbox = CallInbox(ev["channel"]["id"])
 
-    class DroppingAri(FakeAri):
-        async def play(self, channel_id, media, playback_id, language=None):
-            if "protocol" in playback_id:
-                self.gone = True
-                self._emit({"type": "ChannelHangupRequest", "cause": 38, "channel": {"id": channel_id}},
-                           {"type": "StasisEnd", "channel": {"id": channel_id}})
-                return
-            await super().play(channel_id, media, playback_id, language)
-
-    services = Services(config=config, db=db, ari=DroppingAri(inbox), recorder=FakeRecorder(),
+    services = Services(config=config, db=db, ari=ScriptedAri(inbox, hangup_in="protocol", hangup_cause=38), recorder=FakeRecorder(),
                         prompts=FakePrompts(), wake_sms=lambda: None, clock=lambda: NOW)
     flow = CallFlow(services, inbox, ev)
     await asyncio.wait_for(flow.run(), 5)

@@ -1,6 +1,6 @@
 """The call flow's step order and persisted outcomes, against a scripted fake ARI.
 
-The fake answers each playback with PlaybackStarted/PlaybackFinished events
+The fake (tests/fakes/ari.py) answers each playback with PlaybackStarted/PlaybackFinished events
 (or a hang-up, when the script says so); storage is the real SQLite layer in
 a temporary directory.  The same behaviours are checked against a real
 Asterisk in tests/integration.
@@ -10,90 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
-from callproof.ari_app.ari import ChannelGone
 from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import CallFlow, Services
-from callproof.ari_app.recorder import RecordingError
-from callproof.prompts import Prompt
 from callproof.storage import Database
+from tests.fakes import FakeAri, FakePrompts, FakeRecorder, start_event
 from tests.unit.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
-
-
-class FakeAri:
-    def __init__(self, inbox: CallInbox, hangup_in: str | None = None, dtmf_in: dict[str, str] | None = None):
-        self.inbox = inbox
-        self.hangup_in = hangup_in
-        self.dtmf_in = dtmf_in or {}
-        self.ops: list[tuple] = []
-        self.gone = False
-
-    def _emit(self, *events: dict) -> None:
-        loop = asyncio.get_running_loop()
-        for ev in events:
-            loop.call_soon(self.inbox.push, ev)
-
-    async def answer(self, channel_id):
-        self.ops.append(("answer",))
-
-    async def play(self, channel_id, media, playback_id, language=None):
-        if self.gone:
-            raise ChannelGone("404")
-        what = playback_id.split("-")[1]
-        self.ops.append(("play", what, tuple(media)))
-        pb = {"id": playback_id, "target_uri": f"channel:{channel_id}"}
-        events = [{"type": "PlaybackStarted", "playback": {**pb, "state": "playing"}}]
-        if what in self.dtmf_in:
-            events.append({"type": "ChannelDtmfReceived", "digit": self.dtmf_in.pop(what), "channel": {"id": channel_id}})
-        if self.hangup_in == what:
-            self.gone = True
-            events += [{"type": "ChannelHangupRequest", "cause": 16, "channel": {"id": channel_id}},
-                       {"type": "PlaybackFinished", "playback": {**pb, "state": "failed"}},
-                       {"type": "StasisEnd", "channel": {"id": channel_id}}]
-        else:
-            events.append({"type": "PlaybackFinished", "playback": {**pb, "state": "done"}})
-        self._emit(*events)
-
-    async def set_variable(self, channel_id, name, value):
-        if self.gone:
-            raise ChannelGone("404")
-        self.ops.append(("set", name, value))
-
-    async def continue_in_dialplan(self, channel_id, context, extension, priority):
-        if self.gone:
-            raise ChannelGone("404")
-        self.ops.append(("continue", context, extension, priority))
-
-
-class FakeRecorder:
-    def __init__(self, fail: bool = False):
-        self.fail = fail
-        self.started: list[tuple] = []
-        self.tracked: dict[str, int] = {}
-
-    def track(self, uniqueid, recording_id, path):
-        self.tracked[uniqueid] = recording_id
-
-    async def start(self, channel_name, uniqueid, path):
-        if self.fail:
-            raise RecordingError("MixMonitor refused: test")
-        self.started.append((channel_name, uniqueid, str(path)))
-
-
-class FakePrompts:
-    def resolve_language(self, lang):
-        return "pt_BR"
-
-    def prompt(self, name, language):
-        return Prompt(name, language, Path(f"/prompts/{language}/{name}.wav"), "ab" * 32, f"sound:/prompts/{language}/{name}")
-
-    def protocol_reading_media(self, language, protocol, groups):
-        return ["sound:/prompts/pt_BR/protocol-is"] + [f"sound:digits/{d}" for d in protocol]
 
 
 @pytest.fixture
@@ -106,13 +32,6 @@ async def db(config):
     database = await Database.open(config.storage.database)
     yield database
     await database.close()
-
-
-def start_event(number="11987654321", channel_id="1700000000.1"):
-    return {"type": "StasisStart", "args": ["551130000000", "1700000000.0"],
-            "channel": {"id": channel_id, "name": f"Local/s@callproof-entry-0001;2", "state": "Up",
-                        "caller": {"number": number, "name": "Cliente"}, "language": "pt_BR",
-                        "dialplan": {"context": "callproof-entry-run", "exten": "s"}}}
 
 
 async def run_call(config, db, *, number="11987654321", hangup_in=None, dtmf_in=None, recorder_fails=False):

@@ -17,9 +17,10 @@ from callproof.storage import Database, NewCall
 from callproof.storage.calls import set_identity_hashes_sync
 from callproof.storage.errors import NotFoundError
 
-from .test_agi_flow import FakeAsterisk
+from tests.fakes import FakeAsterisk, FakePrompts, FakeRecorder, ScriptedAri, start_event
+
 from .test_agi_flow import run as run_agi
-from .test_flow import NOW, FakeAri, FakePrompts, FakeRecorder, start_event
+from .test_flow import NOW
 from tests.unit.flow_config import flow_config
 
 KEY = "k" * 16 + "unit-test-identity-key-0123456789"
@@ -111,21 +112,10 @@ def test_storage_accepts_only_hashes(tmp_path):
 # the ARI flow
 # --------------------------------------------------------------------------
 
-class AriWithVariables(FakeAri):
-    def __init__(self, inbox, variables):
-        super().__init__(inbox)
-        self.variables = variables
-        self.asked: list[str] = []
-
-    async def get_variable(self, channel_id, name):
-        self.asked.append(name)
-        return self.variables.get(name)
-
-
 async def run_ari_call(config, db, variables, channel_id):
     ev = start_event(channel_id=channel_id)
     inbox = CallInbox(channel_id)
-    ari = AriWithVariables(inbox, variables)
+    ari = ScriptedAri(inbox, variables=variables)
     services = Services(config=config, db=db, ari=ari, recorder=FakeRecorder(), prompts=FakePrompts(),
                         wake_sms=lambda: None, clock=lambda: NOW)
     flow = CallFlow(services, inbox, ev)

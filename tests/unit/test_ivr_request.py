@@ -12,23 +12,21 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
-from callproof.ari_app.ari import ChannelGone
 from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import Services
 from callproof.ari_app.ivr_request import (DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow,
                                  is_request_ivr)
-from callproof.prompts import Prompt
 from callproof.storage import Database, NewCall
+from tests.fakes import FakePrompts, ScriptedAri
 from tests.unit.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 CALLER = "11987654321"
 CALLER_E164 = "+5511987654321"
-ENTRY_PROMPTS = ("request-enter", "request-not-found")
+PROMPTS = FakePrompts(digits="sound:/prompts/pt_BR/digits/")
 
 
 # --------------------------------------------------------------------------
@@ -77,94 +75,6 @@ def test_is_request_ivr():
 # the flow against a scripted ARI
 # --------------------------------------------------------------------------
 
-class ScriptedAri:
-    """Plays prompts as Asterisk would report them.
-
-    ``entries``: per entry prompt played, the keys the caller types once it has
-    started (``"HANGUP"`` ends the call instead, ``""`` is silence).  Keys in
-    ``consent_keys`` are typed during the announcement.  ``hangup_in`` names a
-    non-entry prompt during which the caller hangs up."""
-
-    def __init__(self, inbox: CallInbox, entries: list[str], *, consent_keys: str = "",
-                 hangup_in: str | None = None):
-        self.inbox = inbox
-        self.entries = list(entries)
-        self.consent_keys = consent_keys
-        self.hangup_in = hangup_in
-        self.ops: list[tuple] = []
-        self.stopped: list[str] = []
-        self.gone = False
-
-    def _emit(self, *events: dict) -> None:
-        loop = asyncio.get_running_loop()
-        for ev in events:
-            loop.call_soon(self.inbox.push, ev)
-
-    def _key(self, channel_id: str, key: str) -> dict:
-        return {"type": "ChannelDtmfReceived", "digit": key, "channel": {"id": channel_id}}
-
-    def _hangup(self, channel_id: str, pb: dict) -> list[dict]:
-        self.gone = True
-        return [{"type": "ChannelHangupRequest", "cause": 16, "channel": {"id": channel_id}},
-                {"type": "PlaybackFinished", "playback": {**pb, "state": "failed"}},
-                {"type": "StasisEnd", "channel": {"id": channel_id}}]
-
-    async def answer(self, channel_id):
-        self.ops.append(("answer",))
-
-    async def play(self, channel_id, media, playback_id, language=None):
-        if self.gone:
-            raise ChannelGone("404")
-        what = playback_id.split("-", 1)[1].rsplit("-", 1)[0]
-        self.ops.append(("play", what, tuple(media)))
-        pb = {"id": playback_id, "target_uri": f"channel:{channel_id}"}
-        events = [{"type": "PlaybackStarted", "playback": {**pb, "state": "playing"}}]
-        if what == "request-consent":
-            events += [self._key(channel_id, k) for k in self.consent_keys]
-        if what in ENTRY_PROMPTS:
-            keys = self.entries.pop(0) if self.entries else "HANGUP"
-            if keys == "HANGUP":
-                self._emit(*events, *self._hangup(channel_id, pb))
-                return
-            events += [self._key(channel_id, k) for k in keys]
-        elif self.hangup_in == what:
-            self._emit(*events, *self._hangup(channel_id, pb))
-            return
-        events.append({"type": "PlaybackFinished", "playback": {**pb, "state": "done"}})
-        self._emit(*events)
-
-    async def stop_playback(self, playback_id):
-        self.stopped.append(playback_id)
-
-    async def set_variable(self, channel_id, name, value):
-        if self.gone:
-            raise ChannelGone("404")
-        self.ops.append(("set", name, value))
-
-    async def continue_in_dialplan(self, channel_id, context, extension, priority):
-        if self.gone:
-            raise ChannelGone("404")
-        self.ops.append(("continue", context, extension, priority))
-
-    def played(self) -> list[str]:
-        return [op[1] for op in self.ops if op[0] == "play"]
-
-    def variables(self) -> dict[str, str]:
-        return {op[1]: op[2] for op in self.ops if op[0] == "set"}
-
-
-class FakePrompts:
-    def resolve_language(self, lang):
-        return "pt_BR"
-
-    def prompt(self, name, language):
-        return Prompt(name, language, Path(f"/prompts/{language}/{name}.wav"), "ab" * 32,
-                      f"sound:/prompts/{language}/{name}")
-
-    def protocol_reading_media(self, language, protocol, groups):
-        return ["sound:/prompts/pt_BR/protocol-is"] + [f"sound:/prompts/pt_BR/digits/{d}" for d in protocol]
-
-
 @pytest.fixture
 def config(tmp_path):
     return flow_config(tmp_path)
@@ -199,8 +109,8 @@ async def run_ivr(config, db, entries, *, caller=CALLER, consent_keys="", hangup
                       "caller": {"number": caller, "name": ""}, "language": "en",
                       "dialplan": {"context": "callproof-request-entry", "exten": "s"}}}
     inbox = CallInbox(channel_id)
-    ari = ScriptedAri(inbox, entries, consent_keys=consent_keys, hangup_in=hangup_in)
-    services = Services(config=config, db=db, ari=ari, recorder=None, prompts=FakePrompts(),
+    ari = ScriptedAri(inbox, hangup_in, {"request-consent": consent_keys}, entries=entries)
+    services = Services(config=config, db=db, ari=ari, recorder=None, prompts=PROMPTS,
                         wake_sms=lambda: None, clock=lambda: NOW)
     flow = RequestIvrFlow(services, inbox, ev)
     flow.first_digit_timeout = timeouts.get("first", 0.05)

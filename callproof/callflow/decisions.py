@@ -1,22 +1,25 @@
-"""Step decisions shared by the ARI flow (``ari_app/flow.py``) and the AGI flow
-(``agi_scripts/flow.py``): which language, which SMS goes with the protocol,
-where the recording goes.  Pure functions of the configuration and the call's
-facts, so both paths store the same things for the same call.
+"""The flow's decisions: which language, which SMS goes with the protocol, where
+the recording goes and how long it is kept.  Pure functions of the configuration
+and the call's facts (no I/O), also used by the request IVR.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from callproof.config import Config
+from callproof.logs import event
+from callproof.naming import recording_path, recording_relpath
+from callproof.numbers import normalise_caller
+from callproof.prompts import PromptCatalogue
+from callproof.sms.text import render_sms
 from callproof.storage import SmsDraft
+from callproof.storage.retention import RetentionChoice, choose_class
 
-from .config import Config
-from .naming import recording_path, recording_relpath
-from .numbers import normalise_caller
-from .prompts import PromptCatalogue
-from .sms.text import render_sms
+log = logging.getLogger("callproof.flow")
 
 
 def iso(dt: datetime) -> str:
@@ -64,3 +67,14 @@ def recording_target(config: Config, protocol: str, caller_raw: str | None, now:
     """``<root>/YYYY/MM/DD/<protocol>_<caller digits>_<YYYYmmdd-HHMMSS>.wav``."""
     rel = recording_relpath(protocol, caller_raw, now, tz=config.general.tz)
     return RecordingTarget(path=recording_path(config.recording.root, rel), caller_part=rel.name.split("_")[1])
+
+
+def retention_choice(config: Config, *, asked: str, did: str, context: str, channel: str) -> RetentionChoice:
+    """The recording's retention class: the dialplan's CALLPROOF_RETENTION_CLASS, else
+    the [retention] rules on the DID, then on the entry context."""
+    rt = config.retention
+    asked = asked.strip()
+    if asked and asked not in rt.classes:
+        event(log, "retention.unknown_class", logging.WARNING, channel=channel, asked=asked[:40])
+    return choose_class(rt.classes, rt.default_class, did_classes=rt.did_classes,
+                        context_classes=rt.context_classes, variable=asked, did=did, context=context)

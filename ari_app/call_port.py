@@ -1,0 +1,136 @@
+"""The call port over ARI: REST requests on the channel and the call's event inbox.
+
+A playback is a ``playWithId`` followed by its PlaybackStarted/PlaybackFinished
+events; keys are ChannelDtmfReceived events (heard during playbacks too); the
+recording is AMI MixMonitor through :class:`~.recorder.Recorder`; the hand-off is
+``continueInDialplan``.  Every "the channel is no longer ours" answer
+(:class:`~.ari.ChannelGone`) or ending event becomes
+:class:`~callproof.callflow.port.CallerHungUp`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from callproof.callflow.port import CallerHungUp, CallerId, CallFacts, PlaybackFailed, RecordingError
+from callproof.callflow.timings import CallTimings
+
+from .ari import ChannelGone
+from .call_events import CallInbox
+from .callback import far_end_cause, wait_for_ending
+
+if TYPE_CHECKING:
+    from .flow import Services
+
+
+@contextmanager
+def _gone_is_hangup() -> Iterator[None]:
+    try:
+        yield
+    except ChannelGone as exc:
+        raise CallerHungUp(str(exc) or "channel gone") from None
+
+
+def facts_of(start_event: dict[str, Any]) -> CallFacts:
+    """The Stasis arguments (dialplan/callproof.conf): DID, linkedid, language, retention
+    class, entry context; a channel resumed after a reconnect has none, so its dialplan
+    location stands in."""
+    channel = start_event["channel"]
+    args = [str(a) for a in start_event.get("args") or []]
+    dialplan = channel.get("dialplan") or {}
+
+    def arg(i: int) -> str:
+        return args[i] if len(args) > i else ""
+
+    return CallFacts(
+        channel_id=channel["id"],
+        dialled=args[0] if args else str(dialplan.get("exten", "")),
+        linkedid=args[1] if len(args) > 1 else channel["id"],
+        language=arg(2), channel_language=channel.get("language"), retention_class=arg(3),
+        entry_context=arg(4) or str(dialplan.get("context", "")))
+
+
+class AriCallPort:
+    def __init__(self, services: Services, inbox: CallInbox, start_event: dict[str, Any], timings: CallTimings):
+        self.s, self.inbox, self.timings = services, inbox, timings
+        self.channel: dict[str, Any] = start_event["channel"]
+        self.facts = facts_of(start_event)
+        self.channel_id = self.facts.channel_id
+
+    async def caller_id(self) -> CallerId:
+        caller = self.channel.get("caller") or {}
+        return CallerId(number=str(caller.get("number") or ""), name=str(caller.get("name") or ""))
+
+    async def answer(self) -> None:
+        if self.channel.get("state") != "Up":
+            with _gone_is_hangup():
+                await self.s.ari.answer(self.channel_id)
+
+    async def play(self, media: list[str], what: str) -> None:
+        playback_id = f"cp-{what}-{uuid.uuid4().hex}"
+        with _gone_is_hangup():
+            await self.s.ari.play(self.channel_id, media, playback_id)
+
+        def about_it(e: dict[str, Any]) -> bool:
+            return (e.get("playback") or {}).get("id") == playback_id
+
+        started = await self.inbox.wait_for(
+            lambda e: e.get("type") in ("PlaybackStarted", "PlaybackFinished") and about_it(e))
+        self.timings.mark(f"{what}_playback_started")
+        if "timestamp" in started:
+            self.timings.asterisk.setdefault(f"{what}_playback_started", started["timestamp"])
+        finished = started
+        if started.get("type") != "PlaybackFinished":
+            finished = await self.inbox.wait_for(lambda e: e.get("type") == "PlaybackFinished" and about_it(e))
+        state = (finished.get("playback") or {}).get("state")
+        if state != "done":
+            if self.inbox.ended is not None:
+                raise CallerHungUp(f"playback {state} at hangup")
+            raise PlaybackFailed(f"{what} playback ended in state {state!r} (media {media[0]!r})")
+        self.timings.mark_again(f"{what}_playback_finished")
+        if "timestamp" in finished:
+            self.timings.asterisk[f"{what}_playback_finished"] = finished["timestamp"]
+
+    def take_digits(self) -> list[str]:
+        return self.inbox.take_dtmf()
+
+    async def wait_for_digit(self, key: str, seconds: float) -> bool:
+        try:
+            await self.inbox.wait_for(
+                lambda e: e.get("type") == "ChannelDtmfReceived" and e.get("digit") == key, timeout=seconds)
+        except TimeoutError:
+            return False
+        self.inbox.take_dtmf()
+        return True
+
+    async def get_variable(self, name: str) -> str | None:
+        with _gone_is_hangup():
+            return await self.s.ari.get_variable(self.channel_id, name)
+
+    async def set_variable(self, name: str, value: str) -> None:
+        with _gone_is_hangup():
+            await self.s.ari.set_variable(self.channel_id, name, value)
+
+    async def start_recording(self, path: Path, recording_id: int) -> None:
+        self.s.recorder.track(self.channel_id, recording_id, path)
+        try:
+            await self.s.recorder.start(self.channel["name"], self.channel_id, path)
+        except RecordingError as exc:
+            raise RecordingError(str(exc), caller_gone=self.inbox.ended is not None) from None
+
+    async def hand_off(self, call_id: int | None) -> None:
+        h = self.s.config.handoff
+        if call_id is not None:
+            self.s.expect_handoff(self.channel_id, call_id)
+        with _gone_is_hangup():
+            await self.s.ari.continue_in_dialplan(self.channel_id, h.context, h.extension, h.priority)
+
+    async def hangup_cause(self) -> int | None:
+        return far_end_cause(await wait_for_ending(self.inbox))
+
+
+

@@ -1,0 +1,318 @@
+"""One call's compliance flow, step by step, each outcome persisted -- for both transports.
+
+    consent → protocol → read aloud → SMS (outbox, same transaction) → record → hand off
+
+Read :meth:`CallFlow.run` top to bottom: that is the order a caller lives through.
+Every step writes its outcome to the call row before the next one starts, so a
+hang-up at any point leaves a truthful record (the ``status`` column says how far
+the call got), and a flow run again on the same channel (ARI reconnect, AGI split
+steps) skips what is already done.  The channel is a :class:`~.port.CallPort`:
+the ARI application and the AGI script only translate it.
+
+``step`` runs one step alone (the AGI split-step mode, ``dialplan/callproof-agi.conf``):
+the call row carries the state between the steps, and a step that is not the
+hand-off ends with ``CALLPROOF_STATUS=ok``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Callable
+
+from callproof.call_identity import (CPF_VARIABLE, CUSTOMER_CODE_VARIABLE, CallIdentity, capture_wanted,
+                                    hash_call_identity)
+from callproof.config import Config
+from callproof.logs import event
+from callproof.numbers import normalise_caller
+from callproof.prompts import PromptCatalogue
+from callproof.storage import Database, NewCall
+from callproof.storage.call_status import CallStatus, step_done
+from callproof.storage.retention import retention_until
+
+from . import decisions, endings
+from .decisions import iso
+from .port import CallerHungUp, CallPort, RecordingError
+from .reasons import (PROTOCOL_VARIABLE, REASON_VARIABLE, RECORDING_VARIABLE, STATUS_VARIABLE, DialplanStatus,
+                      Reason, StepFailed, reason_for)
+from .timings import CallTimings
+
+S = CallStatus
+
+
+class Step(StrEnum):
+    ALL = "all"
+    CONSENT = "consent"
+    PROTOCOL = "protocol"
+    READ = "read"
+    RECORD = "record"
+    HANDOFF = "handoff"
+    FINALISE = "finalise"  # the AGI hangup handler (endings.finalise), not a step of run()
+
+
+@dataclass
+class FlowDeps:
+    """What a call flow needs besides its channel."""
+
+    config: Config
+    db: Database
+    prompts: PromptCatalogue
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    wake_sms: Callable[[], None] = lambda: None  # an SMS was queued (the ARI app's sender)
+
+
+class CallFlow:
+    def __init__(self, deps: FlowDeps, port: CallPort, *, step: Step = Step.ALL,
+                 timings: CallTimings | None = None, log: logging.Logger | None = None, event_prefix: str = ""):
+        self.d, self.port, self.step = deps, port, step
+        self.log = log or logging.getLogger("callproof.flow")
+        self.ev = event_prefix  # 'agi.' on the AGI paths: their log lines keep their names
+        self.channel_id = port.facts.channel_id
+        self.call_id: int | None = None
+        self.status: CallStatus | None = None
+        self.protocol: str | None = None
+        self.language = deps.config.general.default_language
+        self.caller_raw = ""
+        self.dialled = ""
+        self.started_at = deps.clock()
+        self.recording: Path | None = None
+        self.sms_state: str | None = None
+        self.outcome: str | None = None
+        self.timings = timings or CallTimings()
+
+    def _event(self, name: str, level: int = logging.INFO, **fields: object) -> None:
+        event(self.log, self.ev + name, level, channel=self.channel_id, **fields)
+
+    def _runs(self, step: Step) -> bool:
+        return self.step in (Step.ALL, step)
+
+    # ------------------------------------------------------------------ run
+    async def run(self) -> str:
+        """Run the step(s); returns the outcome (never raises, except cancellation)."""
+        try:
+            await self.enter()
+            if self._runs(Step.CONSENT):
+                await self.play_consent()
+            if self._runs(Step.PROTOCOL):
+                await self.allocate_protocol()
+            if self._runs(Step.READ):
+                await self.read_protocol()
+            if self._runs(Step.RECORD):
+                await self.start_recording()
+            if self._runs(Step.HANDOFF):
+                await self.hand_off()
+            else:
+                await self.port.set_variable(STATUS_VARIABLE, DialplanStatus.OK)
+                self.outcome = "ok"
+        except CallerHungUp as exc:
+            await self.caller_left(str(exc))
+        except asyncio.CancelledError:
+            # The application is stopping or lost ARI: leave the persisted step as it is,
+            # so the next connection resumes this call from there.
+            self._event("call.interrupted", protocol=self.protocol, status=self.status)
+            raise
+        except Exception as exc:
+            await self.fail(exc)
+        return self.outcome or "ok"
+
+    # ---------------------------------------------------------------- steps
+    async def enter(self) -> None:
+        """Load the call row (a resumed call, a later split step) or create it."""
+        existing = await self.d.db.calls.get_by_channel(self.channel_id)
+        if existing is not None:
+            self.call_id, self.status = existing["id"], CallStatus(existing["status"])
+            self.protocol, self.language = existing["protocol"], existing["language"]
+            self.caller_raw = existing["caller_number_raw"] or ""
+            self.dialled = existing["dialled_number"] or ""
+            self.started_at = datetime.fromisoformat(existing["started_at"])
+            self._event("call.resumed", protocol=self.protocol, status=self.status)
+            return
+        if self.step not in (Step.ALL, Step.CONSENT):
+            raise StepFailed(Reason.CONSENT_REQUIRED, f"step {self.step!r} before the consent step on this call")
+        if not self.channel_id:
+            raise StepFailed(Reason.INTERNAL_ERROR, "the channel has no unique id")
+        facts, cfg = self.port.facts, self.d.config
+        caller = await self.port.caller_id()
+        self.caller_raw, self.dialled = caller.number, facts.dialled
+        self.language = decisions.choose_language(cfg, self.d.prompts, facts.language, facts.channel_language)
+        number = normalise_caller(caller.number, cfg.general.phone_region)
+        # The row, the answer and the identity variables together: consent playback must start fast.
+        created, answered, identity = await asyncio.gather(
+            self.d.db.calls.create(NewCall(
+                channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=facts.linkedid,
+                caller_number_raw=caller.number, caller_number=number.e164, caller_name=caller.name,
+                dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at))),
+            self.port.answer(), self._captured_identity(), return_exceptions=True)
+        if isinstance(created, BaseException):
+            raise created
+        self.call_id, self.status = created, S.CONSENT_PLAYING
+        for outcome in (answered, identity):  # a hang-up while answering ends the call just created
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if identity:
+            await self.d.db.calls.set_identity_hashes(self.call_id, cpf_hash=identity.cpf_hash,
+                                                      customer_code_hash=identity.customer_code_hash)
+        self._event("call.entered", call_id=self.call_id, language=self.language)
+
+    async def _captured_identity(self) -> CallIdentity:
+        """CALLPROOF_CPF / CALLPROOF_CUSTOMER_CODE set by the dialplan, as keyed hashes
+        (callproof/call_identity.py); nothing is read without [rights] identity_key."""
+        if not capture_wanted(self.d.config):
+            return CallIdentity()
+        try:
+            cpf, code = await asyncio.gather(self.port.get_variable(CPF_VARIABLE),
+                                             self.port.get_variable(CUSTOMER_CODE_VARIABLE))
+        except CallerHungUp:
+            raise
+        except Exception as exc:  # best effort: the call goes on without them
+            self._event("call.identity_unreadable", logging.WARNING, error=str(exc))
+            return CallIdentity()
+        return hash_call_identity(self.d.config, cpf=cpf, customer_code=code, channel=self.channel_id)
+
+    async def play_consent(self) -> None:
+        """The recording announcement, in full, before anything else. Keys do not skip it."""
+        if step_done(self.status, S.CONSENT_PLAYING):
+            return
+        db, clock = self.d.db, self.d.clock
+        prompt = self.d.prompts.prompt("consent", self.language)
+        await db.calls.update(self.call_id, consent_prompt=prompt.name, consent_language=prompt.language,
+                              consent_sha256=prompt.sha256, consent_started_at=iso(clock()))
+        self.timings.mark("consent_requested")
+        try:
+            await self.port.play([prompt.media], "consent")
+        except CallerHungUp:
+            await db.calls.update(self.call_id, consent_outcome="caller_left", consent_finished_at=iso(clock()))
+            raise
+        await db.calls.update(self.call_id, consent_outcome="finished", consent_finished_at=iso(clock()))
+        self._event("consent.finished", prompt=prompt.name, sha256=prompt.sha256)
+
+    async def allocate_protocol(self) -> None:
+        """Protocol number and its SMS outbox row, in one transaction."""
+        if self.protocol is None:
+            if self.status is not S.CONSENT_PLAYING:
+                raise StepFailed(Reason.CONSENT_REQUIRED, f"call is {self.status!r}; no protocol without consent")
+            cfg = self.d.config
+            draft = decisions.sms_draft(cfg, self.language, self.caller_raw, self.started_at)
+            result = await self.d.db.protocols.allocate_for_call(
+                self.call_id, year=decisions.protocol_year(cfg, self.started_at),
+                allocated_at=iso(self.d.clock()), sms=draft)
+            self.protocol, self.sms_state, self.status = result.protocol, result.sms_state, S.PROTOCOL_READING
+            self.timings.mark("protocol_allocated")
+            if result.sms_state == "pending":
+                self.d.wake_sms()
+            self._event("protocol.allocated", protocol=self.protocol, sms=result.sms_state)
+        if self.step is Step.PROTOCOL:  # run alone: the dialplan wants the number now
+            await self.port.set_variable(PROTOCOL_VARIABLE, self.protocol)
+
+    async def read_protocol(self) -> None:
+        """'Your protocol number is' + grouped digits, 1 + repeat times; the replay key
+        earns one more reading (at most max_replays): pressed during a reading where the
+        transport hears it, or within the replay window after the last one."""
+        if self.protocol is None:
+            raise StepFailed(Reason.NO_CALL, "no protocol allocated on this call yet")
+        if step_done(self.status, S.PROTOCOL_READING):
+            return
+        cfg = self.d.config.protocol_reading
+        media = self.d.prompts.protocol_reading_media(self.language, self.protocol, cfg.groups)
+        readings, replays, wanted, key = 0, 0, 1 + cfg.repeat, cfg.replay_key
+        self.port.take_digits()  # keys pressed during the announcement do not count
+        while readings < wanted:
+            await self.port.play(media, "protocol")
+            readings += 1
+            await self.d.db.calls.update(self.call_id, protocol_read_count=readings)
+            asked = bool(key) and key in self.port.take_digits()
+            if not asked and readings == wanted and key and cfg.replay_window_ms and replays < cfg.max_replays:
+                asked = await self.port.wait_for_digit(key, cfg.replay_window_ms / 1000)
+            if asked and replays < cfg.max_replays:
+                replays += 1
+                wanted += 1
+        self.timings.mark("protocol_read")
+        self.status = S.PROTOCOL_GIVEN
+        await self.d.db.calls.update(self.call_id, status=S.PROTOCOL_GIVEN,
+                                     protocol_read_finished_at=iso(self.d.clock()))
+        self._event("protocol.read", protocol=self.protocol, readings=readings)
+
+    async def start_recording(self) -> None:
+        """MixMonitor into the tagged, sanitised file name; a failure is written down and
+        the caller still reaches an agent (CALLPROOF_STATUS=recording_failed)."""
+        if self.status in (S.RECORDING, S.HANDED_OFF):
+            self.recording = await self._started_recording()
+            return
+        if self.status is not S.PROTOCOL_GIVEN:
+            raise StepFailed(Reason.NO_CALL, f"call is {self.status!r}; record after the protocol was read")
+        cfg, db, facts = self.d.config, self.d.db, self.port.facts
+        target = decisions.recording_target(cfg, self.protocol, self.caller_raw, self.d.clock())
+        started = iso(self.d.clock())
+        choice = decisions.retention_choice(cfg, asked=facts.retention_class, did=self.dialled,
+                                            context=facts.entry_context, channel=self.channel_id)
+        until = retention_until(datetime.fromisoformat(started), choice.days, cfg.general.tz)
+        rec_id = await db.recordings.create(self.call_id, self.protocol, str(target.path), target.caller_part,
+                                            started, until, choice.retention_class)
+        try:
+            await self.port.start_recording(target.path, rec_id)
+        except RecordingError as exc:
+            await db.recordings.fail(rec_id, str(exc))
+            await db.calls.update(self.call_id, error=f"recording: {exc}")
+            self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc))
+            if exc.caller_gone:
+                raise CallerHungUp("hangup before recording started") from None
+            return
+        self.recording = target.path
+        self.timings.mark("recording_started")
+        self.status = S.RECORDING
+        await db.calls.update(self.call_id, status=S.RECORDING, recording_started_at=started)
+        self._event("recording.started", protocol=self.protocol, path=str(target.path))
+
+    async def _started_recording(self) -> Path | None:
+        rows = await self.d.db.recordings.for_call(self.call_id)
+        return Path(rows[-1]["path"]) if rows and rows[-1]["state"] != "failed" else None
+
+    async def hand_off(self) -> None:
+        """The channel variables the agents' context reads, then on to it."""
+        if self.protocol is None or self.status not in (S.PROTOCOL_GIVEN, S.RECORDING, S.HANDED_OFF):
+            raise StepFailed(Reason.NO_CALL, f"hand-off of a call that is {self.status!r}")
+        if self.recording is None and self.status in (S.RECORDING, S.HANDED_OFF):
+            self.recording = await self._started_recording()
+        await self.port.set_variable(PROTOCOL_VARIABLE, self.protocol)
+        await self.port.set_variable(RECORDING_VARIABLE, str(self.recording or ""))
+        if self.recording:
+            await self.port.set_variable(STATUS_VARIABLE, DialplanStatus.OK)
+        else:
+            await self.port.set_variable(STATUS_VARIABLE, DialplanStatus.RECORDING_FAILED)
+            await self.port.set_variable(REASON_VARIABLE, Reason.RECORDING_NOT_STARTED)
+        await self.port.hand_off(self.call_id)
+        self.status = S.HANDED_OFF
+        self.timings.mark("handed_off")
+        await self.d.db.calls.update(self.call_id, status=S.HANDED_OFF, handed_off_at=iso(self.d.clock()))
+        self.outcome = "handed_off"
+        h = self.d.config.handoff
+        self._event("call.handed_off", protocol=self.protocol, context=h.context, recording=str(self.recording or ""))
+
+    # ------------------------------------------------------------ endings
+    async def caller_left(self, description: str) -> None:
+        self.outcome = "caller_left"
+        if self.call_id is None or self.status is None:
+            return
+        try:
+            cause = await self.port.hangup_cause()
+            status = await endings.caller_left(self.d.db, self.d.config, self.call_id, self.status,
+                                               description=description, cause=cause, now=self.d.clock())
+        except Exception:
+            self.log.exception("could not record the hang-up")
+            return
+        self.status, self.outcome = status, status
+        self._event("call.caller_left", protocol=self.protocol, status=status, cause=description)
+
+    async def fail(self, exc: Exception) -> None:
+        """Record the failure and still get the caller to a human (never leave them in silence)."""
+        reason = reason_for(exc)
+        self.outcome = "failed"
+        if reason is Reason.INTERNAL_ERROR:
+            self.log.exception("call flow failed", extra={"fields": {"channel": self.channel_id}})
+        self._event("call.failed", logging.ERROR, step=self.step, reason=reason, error=str(exc)[:500])
+        await endings.record_failure(self.d.db, self.call_id, reason, exc)
+        await endings.tell_dialplan_failed(self.port, reason, self.protocol)

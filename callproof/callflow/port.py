@@ -1,0 +1,118 @@
+"""What the compliance flow needs from a call, whatever carries it (ARI or AGI).
+
+:class:`CallPort` is the whole conversation with the channel; the two adapters
+(``ari_app/call_port.py``, ``agi_scripts/call_port.py``) only translate it to
+their transport.  Every way a transport says "the caller is gone" (an ARI 404/409
+or ending event, an AGI ``HANGUP`` / ``511`` / closed pipe) reaches the flow as
+:class:`CallerHungUp`; the other failures the flow tells apart are
+:class:`PlaybackFailed` and :class:`RecordingError`.
+
+Where the transports differ, the difference is a capability of the port, not a
+second flow:
+
+* keys pressed while a prompt plays: ARI hears them (:meth:`CallPort.take_digits`
+  returns them, so ``*`` during a reading earns a replay); AGI ``Playback`` does not
+  (always ``[]``), so on AGI the replay key counts only within the replay window;
+* the hang-up cause: ARI knows it from the ending event, at once; AGI learns it in
+  the hangup handler (the ``finalise`` step, ``HANGUPCAUSE``), so
+  :meth:`CallPort.hangup_cause` returns None there;
+* the hand-off: ARI sends the channel on to the dialplan; on AGI the script returns
+  and the dialplan goes on by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .reasons import Reason
+
+
+class CallerHungUp(Exception):
+    """The caller left (or the channel left our control) while the flow was using it."""
+
+    def __init__(self, cause: str | None = None):
+        super().__init__(cause or "hangup")
+        self.cause = cause
+
+
+class PlaybackFailed(Exception):
+    """Asterisk could not play a prompt (missing or unreadable file)."""
+
+    def __init__(self, message: str, reason: Reason = Reason.PLAYBACK_FAILED):
+        super().__init__(message)
+        self.reason = reason
+
+
+class RecordingError(Exception):
+    """MixMonitor could not be started; ``caller_gone`` when the channel had hung up too."""
+
+    def __init__(self, message: str, *, caller_gone: bool = False):
+        super().__init__(message)
+        self.caller_gone = caller_gone
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the dialplan told us about the call when it handed it over (no round trip)."""
+
+    channel_id: str             # Asterisk's uniqueid: the key of the call row
+    dialled: str                # the DID (digits), as the dialplan passed it
+    linkedid: str
+    language: str               # CALLPROOF_LANGUAGE ('' = decide from the channel / default)
+    channel_language: str | None
+    retention_class: str        # CALLPROOF_RETENTION_CLASS ('' = by the rules)
+    entry_context: str          # CALLPROOF_ENTRY_CONTEXT, else the context the call runs in
+
+
+@dataclass(frozen=True)
+class CallerId:
+    number: str                 # exactly as received; may be empty or hostile
+    name: str
+
+
+class CallPort(Protocol):
+    """One call's channel, as the flow sees it."""
+
+    facts: CallFacts
+
+    async def caller_id(self) -> CallerId:
+        """The caller's number and name (read once, when the call row is created)."""
+        ...
+
+    async def answer(self) -> None:
+        """Answer the channel if it is not up yet."""
+        ...
+
+    async def play(self, media: list[str], what: str) -> None:
+        """Play ``media`` (``sound:`` URIs) in full; ``what`` names it for timings and ids.
+        Keys do not interrupt it.  CallerHungUp / PlaybackFailed."""
+        ...
+
+    def take_digits(self) -> list[str]:
+        """Keys pressed since the last call (only what the transport could hear)."""
+        ...
+
+    async def wait_for_digit(self, key: str, seconds: float) -> bool:
+        """True when ``key`` is pressed within ``seconds``."""
+        ...
+
+    async def get_variable(self, name: str) -> str | None:
+        """A channel variable; None when it is not set."""
+        ...
+
+    async def set_variable(self, name: str, value: str) -> None:
+        ...
+
+    async def start_recording(self, path: Path, recording_id: int) -> None:
+        """MixMonitor into ``path`` (its row is ``recording_id``); RecordingError if it did not start."""
+        ...
+
+    async def hand_off(self, call_id: int | None) -> None:
+        """Send the call on to the hand-off context (``call_id``: watch it until it ends)."""
+        ...
+
+    async def hangup_cause(self) -> int | None:
+        """The Q.850 cause of the far end's hang-up, when the transport knows it now."""
+        ...
