@@ -12,6 +12,7 @@ this module needs no ffmpeg.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -123,7 +124,9 @@ def _synthesise(espeak: str, voice: str, text: str, out_wav: Path) -> None:
     try:
         proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, timeout=60, check=False)
     except FileNotFoundError as exc:  # vanished between which() and here
-        raise EspeakNotFoundError(f"espeak-ng could not be run ({exc}); install the Debian package 'espeak-ng'") from exc
+        raise EspeakNotFoundError(
+            f"espeak-ng could not be run ({exc}); install the Debian package 'espeak-ng'"
+        ) from exc
     if proc.returncode != 0 or not out_wav.exists() or out_wav.stat().st_size <= 44:
         err = proc.stderr.decode("utf-8", "replace").strip()
         raise RuntimeError(f"espeak-ng failed for voice {voice!r} (exit {proc.returncode}): {err or 'no output'}")
@@ -181,7 +184,7 @@ def _render(todo: Sequence[_Spec], dest: Path, espeak: str | None) -> list[str]:
                 pad = _DIGIT_PAD_MS if spec.kind == "digit" else _SENTENCE_PAD_MS
                 seg = _trim(seg, detect_leading_silence, pad)
             seg = _to_asterisk(seg, low_pass_filter)
-            write_atomic(dest / spec.relpath, lambda fh, seg=seg: seg.export(fh, format="wav"))
+            write_atomic(dest / spec.relpath, functools.partial(seg.export, format="wav"))
             created.append(spec.relpath)
             log.info("generated prompt %s", spec.relpath)
     return created

@@ -74,7 +74,9 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
         ),
         "request-not-found": "We could not find that protocol.",
         "request-give-up": "We could not find the protocol. No request has been registered.",
-        "request-received": "Your request has been registered. We will send you the recording within the legal deadline.",
+        "request-received": (
+            "Your request has been registered. We will send you the recording within the legal deadline."
+        ),
         "request-identity-check": (
             "Your request has been registered. Because you are calling from a different number, "
             "an agent will confirm your identity before the recording is sent."
