@@ -60,7 +60,7 @@ def hash_call_identity(config: Any, *, cpf: str | None, customer_code: str | Non
     from callproof.rights.identity import identity_hash
 
     hashes: dict[str, str | None] = {}
-    for (kind, variable), text in zip(_KINDS, (cpf, customer_code)):
+    for (kind, variable), text in zip(_KINDS, (cpf, customer_code), strict=True):
         hashes[kind] = None
         if text is None or not text.strip():
             continue

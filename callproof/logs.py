@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import IO, Any
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "at": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -36,9 +37,10 @@ class TextFormatter(logging.Formatter):
         return base
 
 
-def setup_logging(level: str = "INFO", fmt: str = "json", stream=None) -> None:
+def setup_logging(level: str = "INFO", fmt: str = "json", stream: IO[str] | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -47,6 +49,6 @@ def setup_logging(level: str = "INFO", fmt: str = "json", stream=None) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields) -> None:
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log a named event with structured fields."""
     logger.log(level, name, extra={"fields": fields})

@@ -1,0 +1,86 @@
+"""One TOML configuration file, environment overrides, validated at start-up.
+
+Every key has a type and (where sensible) a default.  Anything missing or
+invalid raises :class:`ConfigError` naming the key, e.g. ``ari.password``, so an
+administrator knows exactly what to fix before a single call is taken.
+
+Environment overrides: ``CALLPROOF_<SECTION>_<KEY>`` (upper case, dots as
+underscores), e.g. ``CALLPROOF_ARI_PASSWORD`` overrides ``[ari] password``.
+The config file path comes from ``--config`` or ``CALLPROOF_CONFIG``.
+
+The package is split by job: :mod:`.sections` (the dataclasses and their defaults),
+:mod:`.loading` (file, environment, type conversion), :mod:`.validation` (the rules)
+and :mod:`.errors`.  Import from ``callproof.config``; the sub-modules are its inside.
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+from .loading import CONFIG_ENV, ENV_PREFIX, load_config, require_secret
+from .sections import (
+    AmiConfig,
+    AriConfig,
+    CallbackConfig,
+    Config,
+    FastAgiConfig,
+    GeneralConfig,
+    HandoffConfig,
+    LoggingConfig,
+    PromptsConfig,
+    ProtocolReadingConfig,
+    RecordingConfig,
+    RetentionConfig,
+    RightsConfig,
+    SmppConfig,
+    SmsConfig,
+    SmsHttpConfig,
+    SmsSipConfig,
+    SmtpConfig,
+    StorageConfig,
+    WebConfig,
+)
+from .validation import (
+    EXPORT_FORMATS,
+    MIN_PASSWORD_LENGTH,
+    MIN_SECRET_LENGTH,
+    SMS_BACKENDS,
+    WELL_KNOWN_PASSWORDS,
+    _check_password,
+    validate,
+)
+
+__all__ = [
+    "CONFIG_ENV",
+    "ENV_PREFIX",
+    "EXPORT_FORMATS",
+    "MIN_PASSWORD_LENGTH",
+    "MIN_SECRET_LENGTH",
+    "SMS_BACKENDS",
+    "WELL_KNOWN_PASSWORDS",
+    "AmiConfig",
+    "AriConfig",
+    "CallbackConfig",
+    "Config",
+    "ConfigError",
+    "FastAgiConfig",
+    "GeneralConfig",
+    "HandoffConfig",
+    "LoggingConfig",
+    "PromptsConfig",
+    "ProtocolReadingConfig",
+    "RecordingConfig",
+    "RetentionConfig",
+    "RightsConfig",
+    "SmppConfig",
+    "SmsConfig",
+    "SmsHttpConfig",
+    "SmsSipConfig",
+    "SmtpConfig",
+    "StorageConfig",
+    "WebConfig",
+    # The web account passwords follow the same rule as the ARI/AMI ones (web/passwords.py).
+    "_check_password",
+    "load_config",
+    "require_secret",
+    "validate",
+]

@@ -1,0 +1,272 @@
+"""The configuration's sections: one frozen dataclass per TOML table, with its defaults.
+
+Field annotations stay strings (``from __future__ import annotations``): the loader reads
+them to convert a TOML or environment value to the declared type (:mod:`.loading`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    timezone: str = "America/Sao_Paulo"
+    default_language: str = "pt_BR"
+    languages: tuple[str, ...] = ("pt_BR", "es", "en")
+    company_name: str = "Atendimento"
+    phone_region: str = "BR"
+    use_channel_language: bool = False
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    database: Path = Path("/var/lib/callproof/callproof.db")
+    busy_timeout_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class AriConfig:
+    url: str = "http://127.0.0.1:8088/"
+    username: str = "callproof"
+    password: str = ""
+    app: str = "callproof"
+    reconnect_max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class AmiConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "callproof"
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    directory: Path = Path("/var/lib/callproof/prompts")
+    custom_directory: Path | None = None
+    pause_ms: int = 400
+
+
+@dataclass(frozen=True)
+class ProtocolReadingConfig:
+    repeat: int = 1
+    groups: tuple[int, ...] = (4, 4, 4, 5)
+    replay_key: str = "*"
+    replay_window_ms: int = 1500
+    max_replays: int = 3
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    root: Path = Path("/var/spool/asterisk/callproof")
+    mixmonitor_options: str = ""
+    finalise_grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class HandoffConfig:
+    context: str = "callproof-handoff"
+    extension: str = "s"
+    priority: int = 1
+
+
+@dataclass(frozen=True)
+class SmppConfig:
+    """[sms.smpp]: an SMPP 3.4 SMSC (aggregator)."""
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    system_type: str = ""
+    bind_mode: str = "transceiver"
+    source_addr: str = ""
+    source_ton: int = 5
+    source_npi: int = 0
+    enquire_link_seconds: float = 30.0
+    submit_timeout_seconds: float = 10.0
+    request_dlr: bool = True
+
+
+@dataclass(frozen=True)
+class SmsHttpConfig:
+    """[sms.http]: an HTTP SMS gateway described without code."""
+    url: str = ""
+    method: str = "POST"
+    auth_header: str = ""  # e.g. "Bearer xyz"; sent as Authorization
+    body_format: str = "json"  # json or form
+    body_template: Mapping[str, str] = field(default_factory=lambda: {
+        "to": "{destination}", "text": "{body}", "reference": "{idempotency_key}"})
+    idempotency_header: str = "Idempotency-Key"
+    success_statuses: tuple[int, ...] = (200, 201, 202)
+    message_id_field: str = "id"  # dotted path in the JSON answer
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class SmsSipConfig:
+    """[sms.sip]: SIP MESSAGE through ARI endpoints/sendMessage (uses [ari] credentials)."""
+    to_template: str = "pjsip:sms-trunk/sip:{number}@sms.invalid"  # {number}: E.164 without '+'
+    from_uri: str = ""
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class SmsConfig:
+    backend: str = "log"
+    poll_interval_seconds: float = 1.0
+    batch_size: int = 50
+    lease_seconds: int = 60
+    max_attempts: int = 10
+    max_age_seconds: float = 86400.0
+    window: int = 10
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 3600.0
+    throttle_seconds: float = 1.0
+    smpp: SmppConfig = field(default_factory=SmppConfig)
+    http: SmsHttpConfig = field(default_factory=SmsHttpConfig)
+    sip: SmsSipConfig = field(default_factory=SmsSipConfig)
+    templates: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "pt_BR": "{company}: protocolo de atendimento {protocol} em {date} {time}.",
+            "es": "{company}: protocolo de atencion {protocol} el {date} {time}.",
+            "en": "{company}: service protocol {protocol} on {date} {time}.",
+        }
+    )
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """Retention of recordings and call records (see README, Retention)."""
+    classes: Mapping[str, int] = field(
+        default_factory=lambda: {"consumer_service": 90, "mobile_telecom": 180})
+    default_class: str = "consumer_service"
+    did_classes: Mapping[str, str] = field(default_factory=dict)
+    context_classes: Mapping[str, str] = field(default_factory=dict)
+    call_record_days: int = 730
+    request_grace_days: int = 30
+    batch_size: int = 500
+    quarantine_dir: Path | None = None
+    lock_file: Path | None = None
+    sweep_in_run: bool = False
+    sweep_interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """[rights.smtp]: the mail server that delivers recording links by e-mail."""
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    tls: bool = False  # implicit TLS (port 465)
+    username: str = ""
+    password: str = ""
+    sender: str = ""
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class RightsConfig:
+    """[rights]: customer requests, lookups, exports and download links (docs/customer-rights.md)."""
+    identity_key: str = ""  # HMAC key for CPF / customer-code hashes; secret, >= 32 chars
+    request_due_days: int = 10
+    history_due_days: int = 5
+    due_soon_days: int = 2
+    export_dir: Path = Path("/var/lib/callproof/exports")
+    export_format: str = "mp3"
+    history_dir: Path = Path("/var/lib/callproof/history")
+    link_secret: str = ""  # HMAC key for download tokens; secret, >= 32 chars
+    link_lifetime_hours: int = 72
+    link_max_downloads: int = 5
+    public_base_url: str = "http://127.0.0.1:8089/"
+    sms_link_templates: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "pt_BR": "{company}: gravacao do protocolo {protocol}: {url} (valido ate {expires}).",
+            "es": "{company}: grabacion del protocolo {protocol}: {url} (valido hasta {expires}).",
+            "en": "{company}: recording of protocol {protocol}: {url} (valid until {expires}).",
+        }
+    )
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """[web]: the ops web page (``callproof web``); loopback by default, TLS at a reverse proxy."""
+    host: str = "127.0.0.1"
+    port: int = 8089
+    session_minutes: int = 480
+    secure_cookies: bool = False  # set true behind the TLS reverse proxy
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+    api_token: str = ""  # bearer token for the HTTP request-intake API; empty = API off
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    """[callback]: calling back customers whose call dropped after the protocol was given."""
+    enabled: bool = False
+    endpoint_template: str = "PJSIP/{number}@trunk"  # {number}: E.164 without '+', {e164}: with
+    caller_id: str = ""
+    first_delay_seconds: int = 30
+    retry_delay_seconds: int = 300
+    max_attempts: int = 3
+    ring_timeout_seconds: int = 30
+    # Hang-up causes (Q.850) that mean the network dropped the call, not the caller.
+    drop_causes: tuple[int, ...] = (27, 34, 38, 41, 42, 44, 47, 102)
+
+
+@dataclass(frozen=True)
+class FastAgiConfig:
+    """The FastAGI server (``callproof fastagi``): loopback unless you say otherwise."""
+    host: str = "127.0.0.1"
+    port: int = 4573
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    ari: AriConfig = field(default_factory=AriConfig)
+    ami: AmiConfig = field(default_factory=AmiConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    protocol_reading: ProtocolReadingConfig = field(default_factory=ProtocolReadingConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    fastagi: FastAgiConfig = field(default_factory=FastAgiConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    rights: RightsConfig = field(default_factory=RightsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    callback: CallbackConfig = field(default_factory=CallbackConfig)
+
+
+#: TOML table name -> its section class, in the order of :class:`Config`'s fields.
+SECTION_CLASSES: dict[str, type[Any]] = {
+    "general": GeneralConfig, "storage": StorageConfig, "ari": AriConfig, "ami": AmiConfig,
+    "prompts": PromptsConfig, "protocol_reading": ProtocolReadingConfig,
+    "recording": RecordingConfig, "handoff": HandoffConfig, "sms": SmsConfig,
+    "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
+    "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
+}
+
+#: Annotation -> class of the sub-tables (``[sms.smpp]``, ``[rights.smtp]``, ...).
+SUBSECTION_CLASSES: dict[str, type[Any]] = {
+    "SmppConfig": SmppConfig, "SmsHttpConfig": SmsHttpConfig,
+    "SmsSipConfig": SmsSipConfig, "SmtpConfig": SmtpConfig,
+}

@@ -1,0 +1,289 @@
+"""Checking a loaded configuration: ranges, formats, cross-field rules and secrets.
+
+Every failure raises :class:`ConfigError` naming the key (``ari.password``,
+``sms.templates.es``, ...), so an administrator knows what to fix before a call is taken.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+from .sections import CallbackConfig, Config, RetentionConfig, RightsConfig, SmsConfig, WebConfig
+
+# Passwords that appear in Asterisk samples, tutorials and our own docs.
+WELL_KNOWN_PASSWORDS = frozenset(
+    {
+        "", "asterisk", "password", "secret", "admin", "changeme", "change-me",
+        "callproof", "1234", "12345", "123456", "mysecret", "amp111", "passw0rd",
+        "ari", "ami", "test", "default", "letmein",
+    }
+)
+MIN_PASSWORD_LENGTH = 12
+MIN_SECRET_LENGTH = 32
+EXPORT_FORMATS = ("mp3", "ogg", "wav")
+SMS_BACKENDS = ("log", "smpp", "http", "sip")
+
+
+def _check_password(key: str, password: str) -> None:
+    if password.strip().lower() in WELL_KNOWN_PASSWORDS:
+        raise ConfigError(key, "empty or well-known password refused; set a strong secret")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(key, f"password shorter than {MIN_PASSWORD_LENGTH} characters refused")
+
+
+def _check_identifier(key: str, value: str) -> None:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+.")
+    if not value or any(c not in allowed for c in value):
+        raise ConfigError(key, f"{value!r} must be non-empty letters, digits, _ - + .")
+
+
+def _check_secret(key: str, value: str) -> None:
+    """A set secret must be long and not a well-known word; empty means 'feature off'."""
+    if value and (value.strip().lower() in WELL_KNOWN_PASSWORDS or len(value) < MIN_SECRET_LENGTH):
+        raise ConfigError(key, f"must be a random secret of at least {MIN_SECRET_LENGTH} characters")
+
+
+def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
+    """Cross-field and semantic checks; raise ConfigError naming the key."""
+    g = config.general
+    try:
+        ZoneInfo(g.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("general.timezone", f"unknown time zone {g.timezone!r}") from None
+    if g.default_language not in g.languages:
+        raise ConfigError("general.default_language", f"{g.default_language!r} not in general.languages")
+    if len(g.phone_region) != 2 or not g.phone_region.isalpha():
+        raise ConfigError("general.phone_region", "must be a two-letter region code like BR or ES")
+
+    url = urlparse(config.ari.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError("ari.url", f"{config.ari.url!r} is not an http(s) URL")
+    _check_identifier("ari.username", config.ari.username)
+    _check_identifier("ari.app", config.ari.app)
+    if require_asterisk_apis or config.ari.password:
+        _check_password("ari.password", config.ari.password)
+    if config.ari.reconnect_max_seconds <= 0:
+        raise ConfigError("ari.reconnect_max_seconds", "must be positive")
+
+    _check_identifier("ami.username", config.ami.username)
+    if require_asterisk_apis or config.ami.password:
+        _check_password("ami.password", config.ami.password)
+    if not 0 < config.ami.port < 65536:
+        raise ConfigError("ami.port", "must be a TCP port number")
+
+    r = config.protocol_reading
+    if sum(r.groups) != 17 or any(n <= 0 for n in r.groups):
+        raise ConfigError("protocol_reading.groups", "positive group sizes must add up to 17 digits")
+    if not 0 <= r.repeat <= 5:
+        raise ConfigError("protocol_reading.repeat", "must be between 0 and 5")
+    if r.replay_key and (len(r.replay_key) != 1 or r.replay_key not in "0123456789*#"):
+        raise ConfigError("protocol_reading.replay_key", "must be one DTMF key (0-9 * #) or empty")
+    if not 0 <= r.replay_window_ms <= 10000:
+        raise ConfigError("protocol_reading.replay_window_ms", "must be between 0 and 10000")
+    if not 0 <= r.max_replays <= 10:
+        raise ConfigError("protocol_reading.max_replays", "must be between 0 and 10")
+
+    if not config.fastagi.host.strip():
+        raise ConfigError("fastagi.host", "must be an address to listen on (127.0.0.1 by default)")
+    if not 0 < config.fastagi.port < 65536:
+        raise ConfigError("fastagi.port", "must be a TCP port number")
+
+    if not config.recording.root.is_absolute():
+        raise ConfigError("recording.root", "must be an absolute path")
+    if any(c in config.recording.mixmonitor_options for c in ",()|\n"):
+        raise ConfigError("recording.mixmonitor_options", "option letters only (no , ( ) |)")
+    if not config.prompts.directory.is_absolute():
+        raise ConfigError("prompts.directory", "must be an absolute path")
+    if not 0 <= config.prompts.pause_ms <= 3000:
+        raise ConfigError("prompts.pause_ms", "must be between 0 and 3000")
+
+    h = config.handoff
+    _check_identifier("handoff.context", h.context)
+    _check_identifier("handoff.extension", h.extension)
+    if h.priority < 1:
+        raise ConfigError("handoff.priority", "must be >= 1")
+
+    s = config.sms
+    if s.backend not in SMS_BACKENDS:
+        raise ConfigError("sms.backend", f"unknown backend {s.backend!r} (available: {', '.join(SMS_BACKENDS)})")
+    _validate_sms(s)
+    for lang in g.languages:
+        if lang not in s.templates:
+            raise ConfigError(f"sms.templates.{lang}", "missing template for a configured language")
+    for lang, template in s.templates.items():
+        try:
+            template.format(company="X", protocol="2026" + "0" * 13, date="01/01/2026", time="00:00")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"sms.templates.{lang}", f"cannot render: {exc!r}") from None
+    _validate_retention(config.retention)
+    _validate_rights(config.rights, g.languages)
+    _validate_web(config.web)
+    _validate_callback(config.callback)
+    if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("logging.level", "one of DEBUG, INFO, WARNING, ERROR")
+    if config.logging.format not in ("json", "text"):
+        raise ConfigError("logging.format", "json or text")
+
+
+def _validate_retention(rt: RetentionConfig) -> None:
+    if not rt.classes:
+        raise ConfigError("retention.classes", "define at least one retention class")
+    for name, days in rt.classes.items():
+        _check_identifier(f"retention.classes.{name}", name)
+        if isinstance(days, bool) or not 1 <= days <= 36500:
+            raise ConfigError(f"retention.classes.{name}", "days must be between 1 and 36500")
+    if rt.default_class not in rt.classes:
+        raise ConfigError("retention.default_class", f"{rt.default_class!r} is not in retention.classes")
+    for section, table in (("did_classes", rt.did_classes), ("context_classes", rt.context_classes)):
+        for match, cls in table.items():
+            if cls not in rt.classes:
+                raise ConfigError(f"retention.{section}.{match}", f"{cls!r} is not in retention.classes")
+    if not 1 <= rt.call_record_days <= 36500:
+        raise ConfigError("retention.call_record_days", "must be between 1 and 36500")
+    if not 0 <= rt.request_grace_days <= 3650:
+        raise ConfigError("retention.request_grace_days", "must be between 0 and 3650")
+    # One batch's ids are bound as SQL parameters: SQLite allows at most 32,766.
+    if not 1 <= rt.batch_size <= 30000:
+        raise ConfigError("retention.batch_size", "must be between 1 and 30000")
+    for key in ("quarantine_dir", "lock_file"):
+        value = getattr(rt, key)
+        if value is not None and not value.is_absolute():
+            raise ConfigError(f"retention.{key}", "must be an absolute path")
+    if rt.sweep_interval_seconds < 60:
+        raise ConfigError("retention.sweep_interval_seconds", "must be at least 60")
+
+
+def _validate_sms(s: SmsConfig) -> None:
+    for key in ("poll_interval_seconds", "max_age_seconds", "backoff_base_seconds",
+                "backoff_max_seconds", "throttle_seconds"):
+        if getattr(s, key) <= 0:
+            raise ConfigError(f"sms.{key}", "must be > 0")
+    for key in ("batch_size", "lease_seconds", "max_attempts", "window"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"sms.{key}", "must be >= 1")
+    if s.window > s.batch_size:
+        raise ConfigError("sms.window", "must not exceed sms.batch_size")
+    m = s.smpp
+    if s.backend == "smpp":
+        if not m.system_id:
+            raise ConfigError("sms.smpp.system_id", "required when sms.backend = 'smpp'")
+        if not m.password:
+            raise ConfigError("sms.smpp.password", "required when sms.backend = 'smpp' (no default password)")
+    if len(m.system_id) > 15:
+        raise ConfigError("sms.smpp.system_id", "at most 15 characters (SMPP 3.4)")
+    if len(m.password) > 8:
+        raise ConfigError("sms.smpp.password", "at most 8 characters (SMPP 3.4)")
+    if not 1 <= m.port <= 65535:
+        raise ConfigError("sms.smpp.port", "must be 1..65535")
+    if m.bind_mode not in ("transceiver", "transmitter"):
+        raise ConfigError("sms.smpp.bind_mode", "transceiver or transmitter")
+    if not 0 <= m.source_ton <= 6 or m.source_npi not in (0, 1, 3, 4, 6, 8, 9, 10, 14, 18):
+        raise ConfigError("sms.smpp.source_ton", "TON 0..6 and a valid NPI")
+    if len(m.source_addr) > 20:
+        raise ConfigError("sms.smpp.source_addr", "at most 20 characters")
+    if m.enquire_link_seconds <= 0:
+        raise ConfigError("sms.smpp.enquire_link_seconds", "must be > 0")
+    if not 0 < m.submit_timeout_seconds < s.lease_seconds / 2:
+        raise ConfigError("sms.smpp.submit_timeout_seconds", "must be > 0 and under half of sms.lease_seconds")
+    h = s.http
+    if s.backend == "http" and not h.url.startswith(("http://", "https://")):
+        raise ConfigError("sms.http.url", "an http:// or https:// URL is required when sms.backend = 'http'")
+    if h.method.upper() not in ("POST", "PUT", "GET"):
+        raise ConfigError("sms.http.method", "POST, PUT or GET")
+    if h.body_format not in ("json", "form"):
+        raise ConfigError("sms.http.body_format", "json or form")
+    for k, v in h.body_template.items():
+        try:
+            v.format(destination="+1", body="x", protocol="p", idempotency_key="k", outbox_id=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"sms.http.body_template.{k}", f"cannot render: {exc!r}") from None
+    if not h.success_statuses or any(not 100 <= c <= 599 for c in h.success_statuses):
+        raise ConfigError("sms.http.success_statuses", "HTTP status codes 100..599")
+    if not 0 < h.timeout_seconds < s.lease_seconds / 2:
+        raise ConfigError("sms.http.timeout_seconds", "must be > 0 and under half of sms.lease_seconds")
+    sip = s.sip
+    try:
+        uri = sip.to_template.format(destination="+1", number="1")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError("sms.sip.to_template", f"cannot render: {exc!r}") from None
+    if ":" not in uri or uri == sip.to_template:
+        raise ConfigError("sms.sip.to_template", "a tech:URI with {number} or {destination}")
+    if not 0 < sip.timeout_seconds < s.lease_seconds / 2:
+        raise ConfigError("sms.sip.timeout_seconds", "must be > 0 and under half of sms.lease_seconds")
+
+
+def _validate_rights(r: RightsConfig, languages: tuple[str, ...]) -> None:
+    _check_secret("rights.identity_key", r.identity_key)
+    _check_secret("rights.link_secret", r.link_secret)
+    if r.identity_key and r.identity_key == r.link_secret:
+        raise ConfigError("rights.link_secret", "must differ from rights.identity_key")
+    for key in ("request_due_days", "history_due_days"):
+        if not 1 <= getattr(r, key) <= 365:
+            raise ConfigError(f"rights.{key}", "must be between 1 and 365")
+    if not 0 <= r.due_soon_days <= 30:
+        raise ConfigError("rights.due_soon_days", "must be between 0 and 30")
+    for key in ("export_dir", "history_dir"):
+        if not getattr(r, key).is_absolute():
+            raise ConfigError(f"rights.{key}", "must be an absolute path")
+    if r.export_format not in EXPORT_FORMATS:
+        raise ConfigError("rights.export_format", f"one of {', '.join(EXPORT_FORMATS)}")
+    if not 1 <= r.link_lifetime_hours <= 24 * 30:
+        raise ConfigError("rights.link_lifetime_hours", "must be between 1 and 720")
+    if not 1 <= r.link_max_downloads <= 100:
+        raise ConfigError("rights.link_max_downloads", "must be between 1 and 100")
+    url = urlparse(r.public_base_url)
+    if url.scheme not in ("http", "https") or not url.hostname or not r.public_base_url.endswith("/"):
+        raise ConfigError("rights.public_base_url", "an http(s) URL ending in '/'")
+    for lang in languages:
+        if lang not in r.sms_link_templates:
+            raise ConfigError(f"rights.sms_link_templates.{lang}", "missing template for a configured language")
+    for lang, template in r.sms_link_templates.items():
+        try:
+            template.format(company="X", protocol="2026" + "0" * 13, url="https://x/d/t", expires="01/01/2026 00:00")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"rights.sms_link_templates.{lang}", f"cannot render: {exc!r}") from None
+    m = r.smtp
+    if not 1 <= m.port <= 65535:
+        raise ConfigError("rights.smtp.port", "must be 1..65535")
+    if m.starttls and m.tls:
+        raise ConfigError("rights.smtp.tls", "choose either tls (implicit) or starttls")
+    if m.password:
+        _check_password("rights.smtp.password", m.password)
+    if m.sender and "@" not in m.sender:
+        raise ConfigError("rights.smtp.sender", "an e-mail address")
+    if m.timeout_seconds <= 0:
+        raise ConfigError("rights.smtp.timeout_seconds", "must be > 0")
+
+
+def _validate_web(w: WebConfig) -> None:
+    if not w.host.strip():
+        raise ConfigError("web.host", "an address to listen on (127.0.0.1 by default)")
+    if not 0 < w.port < 65536:
+        raise ConfigError("web.port", "must be a TCP port number")
+    if not 5 <= w.session_minutes <= 24 * 60:
+        raise ConfigError("web.session_minutes", "must be between 5 and 1440")
+    if not 1 <= w.login_max_failures <= 100:
+        raise ConfigError("web.login_max_failures", "must be between 1 and 100")
+    if not 10 <= w.login_window_seconds <= 86400:
+        raise ConfigError("web.login_window_seconds", "must be between 10 and 86400")
+    _check_secret("web.api_token", w.api_token)
+
+
+def _validate_callback(c: CallbackConfig) -> None:
+    try:
+        endpoint = c.endpoint_template.format(number="5511999999999", e164="+5511999999999")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError("callback.endpoint_template", f"cannot render: {exc!r}") from None
+    if "/" not in endpoint or endpoint == c.endpoint_template:
+        raise ConfigError("callback.endpoint_template", "a Tech/resource with {number} or {e164}")
+    for key in ("first_delay_seconds", "retry_delay_seconds"):
+        if not 0 <= getattr(c, key) <= 86400:
+            raise ConfigError(f"callback.{key}", "must be between 0 and 86400")
+    if not 1 <= c.max_attempts <= 10:
+        raise ConfigError("callback.max_attempts", "must be between 1 and 10")
+    if not 5 <= c.ring_timeout_seconds <= 120:
+        raise ConfigError("callback.ring_timeout_seconds", "must be between 5 and 120")
+    if any(not 1 <= cause <= 127 for cause in c.drop_causes):
+        raise ConfigError("callback.drop_causes", "Q.850 cause codes 1..127")

@@ -1,0 +1,108 @@
+"""What the default prompts say, per language, and the names both halves agree on.
+
+Admins who want other wording record their own file in ``custom/<lang>/<name>.wav``
+instead of editing these texts.
+"""
+
+from __future__ import annotations
+
+LANGUAGES: tuple[str, ...] = ("pt_BR", "es", "en")
+
+#: callproof language -> espeak-ng voice name (``espeak-ng --voices``).
+ESPEAK_VOICES: dict[str, str] = {"pt_BR": "pt-br", "es": "es", "en": "en-us"}
+
+#: Sentence prompts per language.  Admins who want other wording record their
+#: own file in ``custom/<lang>/<name>.wav`` instead of editing these.
+PROMPT_TEXTS: dict[str, dict[str, str]] = {
+    "pt_BR": {
+        "consent": (
+            "Esta ligação está sendo gravada, conforme a lei de defesa do consumidor. "
+            "Você pode solicitar uma cópia da gravação."
+        ),
+        "protocol-is": "O número do seu protocolo é",
+        "request-consent": (
+            "Este atendimento automático fica registrado: guardamos o protocolo que você digitar "
+            "e o seu pedido, conforme a lei de defesa do consumidor."
+        ),
+        "request-enter": (
+            "Para pedir a gravação de uma ligação, digite o número de protocolo dessa ligação, "
+            "com dezessete dígitos, e depois a tecla cerquilha. Para recomeçar, tecle asterisco."
+        ),
+        "request-not-found": "Não encontramos esse protocolo.",
+        "request-give-up": "Não foi possível encontrar o protocolo. Nenhum pedido foi registrado.",
+        "request-received": "Seu pedido foi registrado. Enviaremos a gravação dentro do prazo legal.",
+        "request-identity-check": (
+            "Seu pedido foi registrado. Como você está ligando de outro número, um atendente "
+            "vai confirmar a sua identidade antes de enviar a gravação."
+        ),
+    },
+    "es": {
+        "consent": (
+            "Esta llamada está siendo grabada, conforme a la ley de protección al consumidor. "
+            "Usted puede solicitar una copia de la grabación."
+        ),
+        "protocol-is": "Su número de protocolo es",
+        "request-consent": (
+            "Esta atención automática queda registrada: guardamos el protocolo que usted marque "
+            "y su solicitud, conforme a la ley de protección al consumidor."
+        ),
+        "request-enter": (
+            "Para solicitar la grabación de una llamada, marque el número de protocolo de esa llamada, "
+            "de diecisiete dígitos, y luego la tecla numeral. Para empezar de nuevo, pulse asterisco."
+        ),
+        "request-not-found": "No encontramos ese protocolo.",
+        "request-give-up": "No fue posible encontrar el protocolo. No se registró ninguna solicitud.",
+        "request-received": "Su solicitud fue registrada. Le enviaremos la grabación dentro del plazo legal.",
+        "request-identity-check": (
+            "Su solicitud fue registrada. Como usted llama desde otro número, un agente "
+            "confirmará su identidad antes de enviar la grabación."
+        ),
+    },
+    "en": {
+        "consent": (
+            "This call is recorded, as consumer protection law requires. "
+            "You may request a copy of the recording."
+        ),
+        "protocol-is": "Your protocol number is",
+        "request-consent": (
+            "This automated service is logged: we keep the protocol number you type "
+            "and your request, as consumer protection law requires."
+        ),
+        "request-enter": (
+            "To request the recording of a call, type that call's seventeen-digit protocol number, "
+            "then the hash key. To start again, press star."
+        ),
+        "request-not-found": "We could not find that protocol.",
+        "request-give-up": "We could not find the protocol. No request has been registered.",
+        "request-received": (
+            "Your request has been registered. We will send you the recording within the legal deadline."
+        ),
+        "request-identity-check": (
+            "Your request has been registered. Because you are calling from a different number, "
+            "an agent will confirm your identity before the recording is sent."
+        ),
+    },
+}
+
+#: The prompts of the recording-request IVR (``ari_app/ivr_request.py``, docs/ivr.md),
+#: in the order a caller may hear them.  ``request-consent`` comes first: it says what
+#: this automated contact keeps, before anything else is played.
+REQUEST_PROMPTS: tuple[str, ...] = (
+    "request-consent", "request-enter", "request-not-found", "request-give-up",
+    "request-received", "request-identity-check",
+)
+
+#: Digit words for the languages whose digits we generate (Asterisk core sounds
+#: cover en and es).  "seis" rather than the colloquial "meia": unambiguous for
+#: a protocol number; an admin can record ``custom/pt_BR/digits/6.wav``.
+DIGIT_WORDS: dict[str, tuple[str, ...]] = {
+    "pt_BR": ("zero", "um", "dois", "três", "quatro", "cinco", "seis", "sete", "oito", "nove"),
+}
+
+#: Asterisk core-sound directories holding ``0``..``9`` per language, relative
+#: to Asterisk's sounds dir (Debian: asterisk-core-sounds-en / -es, the Spanish
+#: package installs the ``es_MX_f_Allison`` voice).
+DEFAULT_CORE_DIGITS: dict[str, str] = {"en": "digits", "es": "es_MX_f_Allison/digits"}
+
+#: The language-independent silence played between digit groups (``<dest>/pause.wav``).
+PAUSE_NAME = "pause"
