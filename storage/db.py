@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -30,6 +30,9 @@ from .outbox import Outbox
 from .protocols import Protocols
 from .recordings import Recordings
 from .timefmt import to_db_time, utc_now
+
+if TYPE_CHECKING:
+    from .sync import SyncDatabase
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +363,22 @@ class Database:
             return fn(aconn._conn, *args, **kwargs)
 
         return await aconn._execute(call)
+
+    async def run_sync(
+        self,
+        fn: Callable[Concatenate[SyncDatabase, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``fn(sync_handle, *args, **kwargs)`` on the worker thread: business code
+        written against :class:`storage.SyncDatabase` (e.g. filing a request)
+        runs on this connection as one hop, like :meth:`run_in_connection`."""
+        from .sync import SyncDatabase
+
+        def call(conn: sqlite3.Connection) -> T:
+            return fn(SyncDatabase(conn), *args, **kwargs)
+
+        return await self.run_in_connection(call)
 
     async def schema_version(self) -> int:
         return await self.run_in_connection(schema_version)
