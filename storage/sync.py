@@ -35,7 +35,13 @@ T = TypeVar("T")
 
 
 class _Bound(Generic[P, T]):
-    """A repository method: ``fn(connection, *args, **kwargs)`` with the repository's connection."""
+    """A repository method: ``fn(connection, *args, **kwargs)`` with the repository's connection.
+
+    Read from an instance (``db.webauth.get_user``) it is a bound method; read
+    from the class (``WebAuthRepo.get_user``) it takes the handle first, which
+    is what :meth:`SyncPool.run` and :meth:`Database.run_sync` pass:
+    ``await pool.run(WebAuthRepo.get_user, name)``.
+    """
 
     def __init__(self, fn: Callable[Concatenate[sqlite3.Connection, P], T]) -> None:
         self._fn = fn
@@ -58,6 +64,9 @@ class _Bound(Generic[P, T]):
         method.__doc__ = fn.__doc__
         method.__name__ = fn.__name__
         return method
+
+    def __call__(self, db: SyncDatabase, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._fn(db._conn, *args, **kwargs)
 
 
 class _Repository:
