@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..actors import cli_actor
@@ -192,7 +192,7 @@ def cmd_request_file(args: argparse.Namespace, config: Config, db: SyncDatabase)
     return 0
 
 
-def _public(row: dict) -> dict:
+def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "requester_identity_hash"}
 
 

@@ -147,7 +147,7 @@ def lookup_sync(
     date_to: str | date | datetime | None = None,
     now: str | datetime | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The calls matching one selector (newest first, at most ``limit``), each
     described as in the module docstring; audited as ``lookup``.
 

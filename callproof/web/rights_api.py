@@ -64,7 +64,7 @@ def open_requests(db: SyncDatabase) -> list[dict[str, Any]]:
 
 
 def lookup(db: SyncDatabase, config: Config, *, actor: str, form: dict[str, str],
-           now: datetime) -> list[dict]:
+           now: datetime) -> list[dict[str, Any]]:
     """``lookup_sync`` from the search form (one of protocol / phone / cpf /
     customer code, dates as YYYY-MM-DD local days), one summary row per call."""
     from ..rights.lookup import lookup_sync
