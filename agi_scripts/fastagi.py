@@ -18,7 +18,7 @@ from callproof.callflow.reasons import Reason
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
-from callproof.storage import Database
+from callproof.storage import open_database
 
 from .channel import AgiCommandError, AgiHangup, StreamChannel
 from .flow import AgiFlow
@@ -46,7 +46,7 @@ class FastAgiServer:
 
     async def start(self, host: str | None = None, port: int | None = None) -> FastAgiServer:
         cfg = self.config
-        self.db = await Database.open(cfg.storage.database, busy_timeout_ms=cfg.storage.busy_timeout_ms)
+        self.db = await open_database(cfg)
         self.server = await asyncio.start_server(
             self._serve, host or cfg.fastagi.host, cfg.fastagi.port if port is None else port)
         event(log, "fastagi.listening", host=host or cfg.fastagi.host, port=self.port)

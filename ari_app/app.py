@@ -22,7 +22,7 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
-from callproof.storage import Database
+from callproof.storage import Database, open_database
 from callproof.storage.call_status import CallStatus, when_ended
 
 from .ari import AriSession
@@ -69,7 +69,7 @@ class Application:
     async def start(self) -> None:
         """Open storage and AMI, start the SMS sender. ARI is connected by :meth:`run`."""
         cfg = self.config
-        self.db = await Database.open(cfg.storage.database, busy_timeout_ms=cfg.storage.busy_timeout_ms)
+        self.db = await open_database(cfg)
         self.ami = AmiLink(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password)
         self.recorder = Recorder(self.ami, self.db, cfg.recording.mixmonitor_options,
                                  now_iso=lambda: iso(self.clock()), on_finalised=self._recording_finalised)

@@ -270,7 +270,7 @@ class RequestIvrFlow:
     async def _file(self, protocol: str) -> FiledRequest | None:
         """File the request for an accepted protocol; None when no call has it."""
         try:
-            filed = await self.s.db.run_in_connection(
+            filed = await self.s.db.run_sync(
                 file_request_sync, self.s.config, call_protocol=protocol, channel="ivr", actor="ivr",
                 now=self.s.clock(), requester_number=self.caller_number)
         except NotFoundError:

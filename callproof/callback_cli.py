@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from callproof.storage.callbacks import STATES
 
 from .actors import cli_actor
+
+if TYPE_CHECKING:
+    from callproof.config import Config
+    from callproof.storage import SyncDatabase
 
 
 def _masked(number: str | None) -> str:
@@ -25,24 +30,20 @@ def _actor(args: argparse.Namespace) -> str:
     return cli_actor(args.by)
 
 
-def _with_conn(config: Any, fn: Callable[[Any], int]) -> int:
-    from callproof.storage import StorageError, connect_sync
+def _with_db(config: Config, fn: Callable[[SyncDatabase], int]) -> int:
+    from callproof.storage import StorageError, open_sync
 
-    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
-    try:
-        return fn(conn)
-    except (ValueError, StorageError) as exc:
-        print(f"callproof: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
+    with open_sync(config) as db:
+        try:
+            return fn(db)
+        except (ValueError, StorageError) as exc:
+            print(f"callproof: {exc}", file=sys.stderr)
+            return 1
 
 
-def cmd_list(args: argparse.Namespace, config: Any) -> int:
-    from callproof.storage.callbacks import list_sync
-
-    def run(conn: Any) -> int:
-        rows = list_sync(conn, args.state, limit=args.limit)
+def cmd_list(args: argparse.Namespace, config: Config) -> int:
+    def run(db: SyncDatabase) -> int:
+        rows = db.callbacks.list(args.state, limit=args.limit)
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
@@ -54,18 +55,16 @@ def cmd_list(args: argparse.Namespace, config: Any) -> int:
             print(f"no call-backs{' in state ' + args.state if args.state else ''}")
         return 0
 
-    return _with_conn(config, run)
+    return _with_db(config, run)
 
 
-def cmd_show(args: argparse.Namespace, config: Any) -> int:
-    from callproof.storage.callbacks import attempts_sync, get_sync
-
-    def run(conn: Any) -> int:
-        row = get_sync(conn, args.callback_id)
+def cmd_show(args: argparse.Namespace, config: Config) -> int:
+    def run(db: SyncDatabase) -> int:
+        row = db.callbacks.get(args.callback_id)
         if row is None:
             print(f"callproof: call-back {args.callback_id} does not exist", file=sys.stderr)
             return 1
-        attempts = attempts_sync(conn, args.callback_id)
+        attempts = db.callbacks.attempts(args.callback_id)
         if args.json:
             print(json.dumps({"callback": row, "attempts": attempts}, indent=2))
             return 0
@@ -78,48 +77,48 @@ def cmd_show(args: argparse.Namespace, config: Any) -> int:
                   f"  {a['outcome'] or 'in progress'}")
         return 0
 
-    return _with_conn(config, run)
+    return _with_db(config, run)
 
 
-def cmd_schedule(args: argparse.Namespace, config: Any) -> int:
+def cmd_schedule(args: argparse.Namespace, config: Config) -> int:
     from callproof.storage import utc_now
-    from callproof.storage.callbacks import Plan, schedule_manual_sync
+    from callproof.storage.callbacks import Plan
 
     if not (len(args.protocol) == 17 and args.protocol.isdigit()):
         print("callproof: PROTOCOL must be 17 digits", file=sys.stderr)
         return 2
 
-    def run(conn: Any) -> int:
-        cid = schedule_manual_sync(conn, args.protocol, actor=_actor(args),
-                                   plan=Plan(0, config.callback.max_attempts), now=utc_now())
+    def run(db: SyncDatabase) -> int:
+        cid = db.callbacks.schedule_manual(args.protocol, actor=_actor(args),
+                                           plan=Plan(0, config.callback.max_attempts), now=utc_now())
         print(f"call-back {cid} scheduled for protocol {args.protocol} (due now)")
         if not config.callback.enabled:
             print("note: [callback] enabled is false; 'callproof run' will not dial it until enabled",
                   file=sys.stderr)
         return 0
 
-    return _with_conn(config, run)
+    return _with_db(config, run)
 
 
-def cmd_cancel(args: argparse.Namespace, config: Any) -> int:
+def cmd_cancel(args: argparse.Namespace, config: Config) -> int:
     from callproof.storage import utc_now
-    from callproof.storage.callbacks import cancel_sync
 
     if not args.reason.strip():
         print("callproof: --reason must say why", file=sys.stderr)
         return 2
 
-    def run(conn: Any) -> int:
-        cancel_sync(conn, args.callback_id, reason=args.reason.strip(), actor=_actor(args), now=utc_now())
+    def run(db: SyncDatabase) -> int:
+        db.callbacks.cancel(args.callback_id, reason=args.reason.strip(), actor=_actor(args), now=utc_now())
         print(f"call-back {args.callback_id} cancelled")
         return 0
 
-    return _with_conn(config, run)
+    return _with_db(config, run)
 
 
-def add_callback_commands(sub, load) -> None:
+def add_callback_commands(sub: argparse._SubParsersAction,
+                          load: Callable[[argparse.Namespace], Config]) -> None:
     """Register the call-back commands; ``load(args)`` returns the Config."""
-    def bind(fn: Callable[[argparse.Namespace, Any], int]) -> Callable[[argparse.Namespace], int]:
+    def bind(fn: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
         return lambda args: fn(args, load(args))
 
     cb = sub.add_parser("callback", help="call-backs of dropped calls").add_subparsers(dest="sub", required=True)

@@ -73,10 +73,10 @@ def cmd_fastagi(args: argparse.Namespace) -> int:
 
 def cmd_protocol_show(args: argparse.Namespace) -> int:
     config = _load(args)
-    from callproof.storage import Database
+    from callproof.storage import open_database
 
     async def main() -> int:
-        db = await Database.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+        db = await open_database(config)
         try:
             call = await db.calls.get_by_protocol(args.protocol)
             if call is None:
@@ -196,8 +196,7 @@ def _actor(args: argparse.Namespace) -> str:
 
 def cmd_hold_place(args: argparse.Namespace) -> int:
     config = _load(args)
-    from callproof.storage import connect_sync, utc_now
-    from callproof.storage.holds import place_hold_sync
+    from callproof.storage import open_sync, utc_now
     from .numbers import normalise_caller
 
     kw: dict = {}
@@ -216,47 +215,36 @@ def cmd_hold_place(args: argparse.Namespace) -> int:
         kind = "date_range"
         kw["from_at"] = _parse_when(args.date_from, config.general.tz, end=False)
         kw["to_at"] = _parse_when(args.date_to, config.general.tz, end=True)
-    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
-    try:
-        hold_id = place_hold_sync(conn, kind, reason=args.reason, placed_by=_actor(args),
-                                  at=utc_now(), **kw)
-    except ValueError as exc:
-        print(f"callproof: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        conn.close()
+    with open_sync(config) as db:
+        try:
+            hold_id = db.holds.place(kind, reason=args.reason, placed_by=_actor(args), at=utc_now(), **kw)
+        except ValueError as exc:
+            print(f"callproof: {exc}", file=sys.stderr)
+            return 2
     print(f"hold {hold_id} placed ({kind}: {', '.join(f'{k}={v}' for k, v in kw.items())})")
     return 0
 
 
 def cmd_hold_release(args: argparse.Namespace) -> int:
     config = _load(args)
-    from callproof.storage import StorageError, connect_sync, utc_now
-    from callproof.storage.holds import release_hold_sync
+    from callproof.storage import StorageError, open_sync, utc_now
 
-    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
-    try:
-        release_hold_sync(conn, args.hold_id, released_by=_actor(args), reason=args.reason,
-                          at=utc_now())
-    except (ValueError, StorageError) as exc:
-        print(f"callproof: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
+    with open_sync(config) as db:
+        try:
+            db.holds.release(args.hold_id, released_by=_actor(args), reason=args.reason, at=utc_now())
+        except (ValueError, StorageError) as exc:
+            print(f"callproof: {exc}", file=sys.stderr)
+            return 1
     print(f"hold {args.hold_id} released")
     return 0
 
 
 def cmd_hold_list(args: argparse.Namespace) -> int:
     config = _load(args)
-    from callproof.storage import connect_sync
-    from callproof.storage.holds import list_holds_sync
+    from callproof.storage import open_sync
 
-    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
-    try:
-        holds = list_holds_sync(conn, include_released=args.all)
-    finally:
-        conn.close()
+    with open_sync(config) as db:
+        holds = db.holds.list(include_released=args.all)
     if args.json:
         print(json.dumps(holds, indent=2))
         return 0
@@ -272,15 +260,11 @@ def cmd_hold_list(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     config = _load(args)
-    from callproof.storage import connect_sync
-    from callproof.storage.audit import head_sync, verify_chain_sync
+    from callproof.storage import open_sync
 
-    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
-    try:
-        broken = verify_chain_sync(conn)
-        head = head_sync(conn)
-    finally:
-        conn.close()
+    with open_sync(config) as db:
+        broken = db.audit.verify_chain()
+        head = db.audit.head()
     if broken is not None:
         print(f"audit log BROKEN: first bad entry is id {broken} (its link or hash does not match)")
         return 1
@@ -291,24 +275,20 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_recording_verify(args: argparse.Namespace) -> int:
     config = _load(args)
-    from callproof.storage import connect_sync, utc_now
-    from callproof.storage.audit import append_sync
+    from callproof.storage import open_sync, utc_now
     from .integrity import verify_recordings
 
     if args.protocol and not (len(args.protocol) == 17 and args.protocol.isdigit()):
         print("callproof: PROTOCOL must be 17 digits", file=sys.stderr)
         return 2
-    conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
-    try:
+    with open_sync(config) as db:
         counts = {"ok": 0, "mismatch": 0, "missing": 0, "unreadable": 0}
-        for item in verify_recordings(conn, config.recording.root, args.protocol):
+        for item in verify_recordings(db, config.recording.root, args.protocol):
             counts[item["result"]] += 1
             if item["result"] != "ok" or args.verbose:
                 print(f"{item['result']:>10}  {item['protocol']}  {item['path']}  {item.get('detail', '')}")
-        append_sync(conn, "recording.verified", _actor(args), utc_now(), protocol=args.protocol,
-                    details={**counts, "via": "cli"})
-    finally:
-        conn.close()
+        db.audit.append("recording.verified", _actor(args), utc_now(), protocol=args.protocol,
+                        details={**counts, "via": "cli"})
     total = sum(counts.values())
     if args.protocol and total == 0:
         print(f"callproof: no finalised recording for protocol {args.protocol}", file=sys.stderr)

@@ -4,10 +4,11 @@ stored when they were finalised (``callproof recording verify``)."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from callproof.storage import SyncDatabase
 
 from .retention import SafeTree, UnsafePath
 
@@ -23,24 +24,19 @@ def sha256_file(fd: int) -> str:
     return h.hexdigest()
 
 
-def verify_recordings(conn: sqlite3.Connection, root: Path, protocol: str | None = None,
+def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
                       batch: int = 500) -> Iterator[dict[str, Any]]:
     """One result per finalised recording (``ok``/``mismatch``/``missing``/
     ``unreadable``), in id order, in bounded batches.  Files are opened
     without following symlinks, under the recordings root only."""
     import os
 
+    db = SyncDatabase.wrap(db)
     tree = SafeTree(root)
     try:
         last = 0
         while True:
-            where = "state = 'finalised' AND id > ?"
-            params: list[Any] = [last]
-            if protocol:
-                where += " AND protocol = ?"
-                params.append(protocol)
-            rows = conn.execute(f"SELECT id, protocol, path, sha256 FROM recordings WHERE {where}"
-                                " ORDER BY id LIMIT ?", (*params, batch)).fetchall()
+            rows = db.recordings.finalised_batch(after_id=last, protocol=protocol, limit=batch)
             if not rows:
                 return
             last = rows[-1][0]

@@ -1,14 +1,27 @@
 """callproof storage: SQLite (WAL) via aiosqlite, shared by the ARI app, AGI
 scripts, the CLI and several processes.  See :mod:`storage.db`.
 
-Each table module exposes plain sync functions taking a ``sqlite3.Connection``
-(``*_sync``, for AGI scripts and the CLI via :func:`connect_sync`) and an
-async repository that runs exactly those functions on aiosqlite's thread.
+Every SQL statement lives in this package.  Each table module holds plain sync
+functions taking a ``sqlite3.Connection`` (``*_sync``); callers reach them
+through a handle, never a connection:
+
+* :class:`Database` (async): repositories such as ``db.calls``, and
+  :meth:`Database.run_sync` to run business code written against the sync
+  handle on its thread;
+* :class:`SyncDatabase` (sync): the same functions as repository methods
+  (``db.requests.get(12)``) for the CLI and the web page's :class:`SyncPool`.
+
+Open them from the configuration with :func:`open_database`,
+:func:`open_sync` and :func:`open_pool` (storage/opening.py).
+:func:`connect_sync` stays for storage-level code and tests.
 """
 
 from .call_status import CallStatus, IllegalTransitionError
 from .calls import NewCall
 from .db import Database, connect_sync, migrate
+from .opening import open_database, open_pool, open_sync
+from .pool import SyncPool
+from .sync import SyncDatabase
 from .errors import (
     AlreadyExistsError,
     InvalidStateError,
@@ -16,11 +29,13 @@ from .errors import (
     NotFoundError,
     ProtocolRangeError,
     StorageError,
+    is_storage_error,
 )
 from .protocols import AllocatedProtocol, SmsDraft, allocate_sync, format_protocol, parse_protocol
 from .timefmt import to_db_time, utc_now
 
 __all__ = [
+    "is_storage_error",
     "AllocatedProtocol",
     "AlreadyExistsError",
     "CallStatus",
@@ -33,10 +48,15 @@ __all__ = [
     "ProtocolRangeError",
     "SmsDraft",
     "StorageError",
+    "SyncDatabase",
+    "SyncPool",
     "allocate_sync",
     "connect_sync",
     "format_protocol",
     "migrate",
+    "open_database",
+    "open_pool",
+    "open_sync",
     "parse_protocol",
     "to_db_time",
     "utc_now",

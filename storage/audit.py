@@ -20,7 +20,7 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._sqlutil import immediate
+from ._sqlutil import fetch_all, immediate
 from .timefmt import to_db_time
 
 if TYPE_CHECKING:
@@ -178,3 +178,27 @@ class AuditLog:
         """(id, hash) of the newest entry: publish it elsewhere to make
         truncation of the log detectable."""
         return await self._db.run_in_connection(head_sync)
+
+
+AUDIT_PAGE = 200
+
+
+def page_sync(conn: sqlite3.Connection, *, before_id: int | None = None, action: str | None = None,
+              protocol: str | None = None, limit: int = AUDIT_PAGE) -> list[dict[str, Any]]:
+    """Newest entries first, ``limit`` at a time (``before_id`` pages back)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for cond, value in (("id < ?", before_id), ("action = ?", action or None), ("protocol = ?", protocol)):
+        if value is not None:
+            where.append(cond)
+            params.append(value)
+    sql = "SELECT id, at, actor, action, protocol, subject, details FROM audit_log"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return fetch_all(conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)))
+
+
+def for_subject_sync(conn: sqlite3.Connection, subject: str) -> list[dict[str, Any]]:
+    """Every entry about ``subject`` (e.g. ``request:12``), oldest first."""
+    return fetch_all(conn.execute(
+        "SELECT id, at, actor, action, details FROM audit_log WHERE subject = ? ORDER BY id", (subject,)))

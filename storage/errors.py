@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 
 class StorageError(Exception):
     """Base class for storage errors."""
@@ -25,3 +27,10 @@ class InvalidStateError(StorageError):
 
 class ProtocolRangeError(StorageError, ValueError):
     """Year outside 2000..9999 or the year's 13-digit sequence is exhausted."""
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """True for any failure of the database itself: ours, or the driver's (locked,
+    unwritable, corrupt). Callers outside storage classify errors with this instead
+    of importing the driver."""
+    return isinstance(exc, StorageError | sqlite3.Error)

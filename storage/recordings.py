@@ -160,3 +160,21 @@ class Recordings:
     async def unfinalised(self) -> list[dict]:
         """Rows still 'recording' (e.g. after a crash), oldest first."""
         return await self._db.run_in_connection(unfinalised_sync)
+
+
+def latest_for_protocol_sync(conn: sqlite3.Connection, protocol: str) -> dict | None:
+    """The newest recording row of a call protocol (any state)."""
+    return fetch_one(conn.execute(
+        "SELECT * FROM recordings WHERE protocol = ? ORDER BY started_at DESC, id DESC LIMIT 1", (protocol,)))
+
+
+def finalised_batch_sync(conn: sqlite3.Connection, *, after_id: int, protocol: str | None = None,
+                         limit: int = 500) -> list[tuple[int, str, str, str]]:
+    """``(id, protocol, path, sha256)`` of finalised recordings with id > ``after_id``, in id order."""
+    where = "state = 'finalised' AND id > ?"
+    params: list[object] = [after_id]
+    if protocol:
+        where += " AND protocol = ?"
+        params.append(protocol)
+    return [tuple(r) for r in conn.execute(
+        f"SELECT id, protocol, path, sha256 FROM recordings WHERE {where} ORDER BY id LIMIT ?", (*params, limit))]

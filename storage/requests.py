@@ -269,3 +269,17 @@ def set_state_sync(
     with immediate(conn):
         return set_state_in_transaction_sync(conn, request_id, state, actor=actor, at=at,
                                              reason=reason, details=details)
+
+
+def count_by_state_sync(conn: sqlite3.Connection) -> dict[str, int]:
+    """Number of requests in each of :data:`STATES` (0 for a state without any)."""
+    found = dict(conn.execute("SELECT state, count(*) FROM recording_requests GROUP BY state").fetchall())
+    return {s: found.get(s, 0) for s in STATES}
+
+
+def request_with_call_sync(conn: sqlite3.Connection, request_id: int) -> dict | None:
+    """The request plus its call's ``call_caller_number`` and ``call_started_at``."""
+    return fetch_one(conn.execute(
+        "SELECT q.*, c.caller_number AS call_caller_number, c.started_at AS call_started_at"
+        " FROM recording_requests q LEFT JOIN calls c ON c.protocol = q.protocol WHERE q.id = ?",
+        (request_id,)))

@@ -8,11 +8,10 @@ sets ``app_unavailable`` (ARI application not connected) and ``failed`` with
 
 from __future__ import annotations
 
-import sqlite3
 from enum import StrEnum
 
 from callproof.prompts import PromptNotFoundError
-from callproof.storage import StorageError
+from callproof.storage import is_storage_error
 
 STATUS_VARIABLE = "CALLPROOF_STATUS"
 REASON_VARIABLE = "CALLPROOF_REASON"
@@ -52,7 +51,7 @@ def reason_for(exc: BaseException) -> Reason:
 
     if isinstance(exc, StepFailed | PlaybackFailed):
         return exc.reason
-    if isinstance(exc, StorageError | sqlite3.Error):
+    if is_storage_error(exc):
         return Reason.STORAGE_UNAVAILABLE
     if isinstance(exc, PromptNotFoundError):
         return Reason.PROMPT_MISSING

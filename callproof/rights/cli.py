@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..actors import cli_actor
+
+if TYPE_CHECKING:
+    from callproof.config import Config
+    from callproof.storage import SyncDatabase
 
 EXIT_USAGE = 2
 REQUEST_STATES = ("needs_identity_check", "received", "exported", "delivered", "refused")
@@ -46,22 +50,24 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
-def _run(fn: Callable[[argparse.Namespace, Any, Any], int], args: argparse.Namespace, config: Any) -> int:
-    """Open the database, run ``fn(args, config, conn)``, turn expected errors into exit 2."""
-    from callproof.storage import connect_sync
+Command = Callable[[argparse.Namespace, "Config", "SyncDatabase"], int]
+
+
+def _run(fn: Command, args: argparse.Namespace, config: Config) -> int:
+    """Open the database, run ``fn(args, config, db)``, turn expected errors into exit 2."""
+    from callproof.storage import open_sync
 
     try:
-        conn = connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+        db = open_sync(config)
     except Exception as exc:  # unreadable path, permissions, newer schema...
         print(f"callproof: cannot open the database {config.storage.database}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        return fn(args, config, conn)
-    except _expected_errors() as exc:
-        print(f"callproof: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        conn.close()
+    with db:
+        try:
+            return fn(args, config, db)
+        except _expected_errors() as exc:
+            print(f"callproof: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 def _now() -> str:
@@ -70,7 +76,7 @@ def _now() -> str:
     return utc_now()
 
 
-def _local(config: Any, value: str | None) -> str:
+def _local(config: Config, value: str | None) -> str:
     if not value:
         return "-"
     from callproof.storage.timefmt import parse_db_time
@@ -78,18 +84,24 @@ def _local(config: Any, value: str | None) -> str:
     return parse_db_time(value).astimezone(config.general.tz).strftime("%Y-%m-%d %H:%M")
 
 
+def _plain(value: Any) -> Any:
+    """Rows (storage dataclasses) as their columns; anything else as text."""
+    as_dict = getattr(value, "as_dict", None)
+    return as_dict() if callable(as_dict) else str(value)
+
+
 def _dump(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=_plain))
 
 
 # -- lookup ------------------------------------------------------------------
 
-def cmd_lookup(args: argparse.Namespace, config: Any, conn: Any) -> int:
+def cmd_lookup(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .lookup import lookup_sync
 
     if (args.date_from or args.date_to) and not (args.phone or args.cpf or args.customer_code):
         raise _Fail("--from/--to go with --phone, --cpf or --customer-code")
-    results = lookup_sync(conn, config, actor=_actor(args), protocol=args.protocol, phone=args.phone,
+    results = lookup_sync(db, config, actor=_actor(args), protocol=args.protocol, phone=args.phone,
                           cpf=args.cpf, customer_code=args.customer_code, date_from=args.date_from,
                           date_to=args.date_to, now=_now(), limit=args.limit)
     if args.json:
@@ -104,7 +116,7 @@ def cmd_lookup(args: argparse.Namespace, config: Any, conn: Any) -> int:
     return 0
 
 
-def _print_call(config: Any, r: dict) -> None:
+def _print_call(config: Config, r: dict) -> None:
     c, consent = r["call"], r["consent"]
     print(f"protocol {c['protocol'] or '(none)'}   {_local(config, c['started_at'])}"
           f" -> {_local(config, c['ended_at'])}   caller {c['caller_number'] or '(withheld/anonymised)'}")
@@ -153,7 +165,7 @@ def _deadline_text(row: dict) -> str:
 
 # -- requests ----------------------------------------------------------------
 
-def _filed_text(config: Any, filed) -> str:
+def _filed_text(config: Config, filed) -> str:
     verb = "filed" if filed.created else "already open (same requester)"
     why = {"caller_number": "calling number matches the call",
            "cpf": "CPF matches the call", "customer_code": "customer code matches the call",
@@ -162,10 +174,10 @@ def _filed_text(config: Any, filed) -> str:
             f" state {filed.state}{f' ({why})' if why else ''}, due {_local(config, filed.due_at)}")
 
 
-def cmd_request_file(args: argparse.Namespace, config: Any, conn: Any) -> int:
+def cmd_request_file(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .requests import file_request_sync
 
-    filed = file_request_sync(conn, config, call_protocol=args.protocol.strip(), channel="cli",
+    filed = file_request_sync(db, config, call_protocol=args.protocol.strip(), channel="cli",
                               actor=_actor(args), now=_now(), requester_number=args.phone, cpf=args.cpf,
                               customer_code=args.customer_code, deliver_to=args.deliver_to,
                               identity_verified_by=args.verified_by)
@@ -180,18 +192,16 @@ def cmd_request_file(args: argparse.Namespace, config: Any, conn: Any) -> int:
     return 0
 
 
-def _public(row: dict) -> dict:
+def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "requester_identity_hash"}
 
 
-def cmd_request_list(args: argparse.Namespace, config: Any, conn: Any) -> int:
-    from callproof.storage.requests import list_requests_sync
-
+def cmd_request_list(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .requests import due_soon_until, with_deadline
 
     now = _now()
     due_before = due_soon_until(config, now) if args.due_soon else now if args.overdue else None
-    rows = list_requests_sync(conn, states=[args.state] if args.state else None,
+    rows = db.requests.list(states=[args.state] if args.state else None,
                               open_only=args.due_soon or args.overdue or args.open, due_before=due_before,
                               limit=args.limit)
     rows = [with_deadline(r, config, now) for r in rows]
@@ -210,25 +220,20 @@ def cmd_request_list(args: argparse.Namespace, config: Any, conn: Any) -> int:
     return 0
 
 
-def cmd_request_show(args: argparse.Namespace, config: Any, conn: Any) -> int:
-    from callproof.storage._sqlutil import fetch_all
-    from callproof.storage.audit import append_sync
+_DELIVERY_FIELDS = ("id", "channel", "recipient", "state", "error", "created_at", "created_by", "sent_at",
+                    "link_id")
 
+
+def cmd_request_show(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .requests import resolve_request_sync, with_deadline
 
     now = _now()
-    row = with_deadline(resolve_request_sync(conn, args.request), config, now)
-    exports = fetch_all(conn.execute(
-        "SELECT id, format, sha256, size_bytes, created_at, created_by, deleted_at FROM request_exports"
-        " WHERE request_id = ? ORDER BY id", (row["id"],)))
-    deliveries = fetch_all(conn.execute(
-        "SELECT id, channel, recipient, state, error, created_at, created_by, sent_at, link_id"
-        " FROM request_deliveries WHERE request_id = ? ORDER BY id", (row["id"],)))
-    history = fetch_all(conn.execute(
-        "SELECT id, at, actor, action, details FROM audit_log WHERE subject = ? ORDER BY id",
-        (f"request:{row['id']}",)))
-    append_sync(conn, "request.viewed", _actor(args), now, protocol=row["protocol"],
-                subject=f"request:{row['id']}", details={"via": "cli"})
+    row = with_deadline(resolve_request_sync(db, args.request), config, now)
+    exports = db.exports.summaries(row["id"])
+    deliveries = [{k: d[k] for k in _DELIVERY_FIELDS} for d in db.deliveries.for_request(row["id"])]
+    history = db.audit.for_subject(f"request:{row['id']}")
+    db.audit.append("request.viewed", _actor(args), now, protocol=row["protocol"],
+                    subject=f"request:{row['id']}", details={"via": "cli"})
     if args.json:
         _dump({"request": _public(row), "exports": exports, "deliveries": deliveries, "audit": history})
         return 0
@@ -251,31 +256,31 @@ def cmd_request_show(args: argparse.Namespace, config: Any, conn: Any) -> int:
     return 0
 
 
-def cmd_request_verify(args: argparse.Namespace, config: Any, conn: Any) -> int:
+def cmd_request_verify(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .requests import resolve_request_sync, verify_identity_sync
 
-    row = resolve_request_sync(conn, args.request)
-    row = verify_identity_sync(conn, config, row["id"], actor=_actor(args), now=_now(), note=args.note)
+    row = resolve_request_sync(db, args.request)
+    row = verify_identity_sync(db, config, row["id"], actor=_actor(args), now=_now(), note=args.note)
     print(f"request {row['id']} ({row['request_protocol']}): identity verified by {row['updated_by']};"
           f" state {row['state']}, due {_local(config, row['due_at'])}")
     return 0
 
 
-def cmd_request_refuse(args: argparse.Namespace, config: Any, conn: Any) -> int:
+def cmd_request_refuse(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .requests import refuse_request_sync, resolve_request_sync
 
-    row = resolve_request_sync(conn, args.request)
-    row = refuse_request_sync(conn, config, row["id"], reason=args.reason, actor=_actor(args), now=_now())
+    row = resolve_request_sync(db, args.request)
+    row = refuse_request_sync(db, config, row["id"], reason=args.reason, actor=_actor(args), now=_now())
     print(f"request {row['id']} ({row['request_protocol']}) refused by {row['updated_by']}: {row['refused_reason']}")
     return 0
 
 
-def cmd_request_export(args: argparse.Namespace, config: Any, conn: Any) -> int:
+def cmd_request_export(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .export import export_request_sync
     from .requests import resolve_request_sync
 
-    row = resolve_request_sync(conn, args.request)
-    export = export_request_sync(conn, config, row["id"], actor=_actor(args), now=_now(), fmt=args.format)
+    row = resolve_request_sync(db, args.request)
+    export = export_request_sync(db, config, row["id"], actor=_actor(args), now=_now(), fmt=args.format)
     if args.json:
         _dump(export)
     else:
@@ -284,12 +289,12 @@ def cmd_request_export(args: argparse.Namespace, config: Any, conn: Any) -> int:
     return 0
 
 
-def cmd_request_deliver(args: argparse.Namespace, config: Any, conn: Any) -> int:
+def cmd_request_deliver(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .delivery import deliver_request_sync
     from .requests import resolve_request_sync
 
-    row = resolve_request_sync(conn, args.request)
-    delivery = deliver_request_sync(conn, config, row["id"], via=args.via, actor=_actor(args), now=_now(),
+    row = resolve_request_sync(db, args.request)
+    delivery = deliver_request_sync(db, config, row["id"], via=args.via, actor=_actor(args), now=_now(),
                                     to=args.to)
     if args.json:
         _dump(delivery)
@@ -301,10 +306,10 @@ def cmd_request_deliver(args: argparse.Namespace, config: Any, conn: Any) -> int
     return 0 if delivery.get("state") != "failed" else 1
 
 
-def cmd_request_metrics(args: argparse.Namespace, config: Any, conn: Any) -> int:
+def cmd_request_metrics(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .requests import request_metrics_sync
 
-    m = request_metrics_sync(conn, config, now=_now())
+    m = request_metrics_sync(db, config, now=_now())
     if args.json:
         _dump(m)
         return 0
@@ -316,12 +321,12 @@ def cmd_request_metrics(args: argparse.Namespace, config: Any, conn: Any) -> int
 
 # -- history -----------------------------------------------------------------
 
-def cmd_history(args: argparse.Namespace, config: Any, conn: Any) -> int:
+def cmd_history(args: argparse.Namespace, config: Config, db: SyncDatabase) -> int:
     from .history import produce_history_sync, resolve_subject
 
     subject = resolve_subject(config, args.subject, phone=args.phone, cpf=args.cpf,
                               customer_code=args.customer_code)
-    row = produce_history_sync(conn, config, subject, fmt=args.format, actor=_actor(args), now=_now(),
+    row = produce_history_sync(db, config, subject, fmt=args.format, actor=_actor(args), now=_now(),
                                out=args.out, language=args.language)
     if args.json:
         _dump(row)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import smtplib
 import socket
-import sqlite3
 import ssl
 from datetime import datetime
 from email.message import EmailMessage
@@ -30,12 +29,8 @@ from typing import Any
 
 from callproof.config import Config, ConfigError
 from callproof.sms.text import DATE_FORMATS
-from callproof.storage._sqlutil import fetch_one, immediate
-from callproof.storage.audit import append_in_transaction_sync
-from callproof.storage.calls import get_by_protocol_sync as get_call_by_protocol_sync
-from callproof.storage.errors import NotFoundError
-from callproof.storage.protocols import _SQL_SMS
-from callproof.storage.requests import get_request_sync, set_state_in_transaction_sync
+from callproof.storage import NotFoundError, SyncDatabase
+from callproof.storage.deliveries import Delivery, DeliveryAudit
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .export import latest_export_sync
@@ -81,8 +76,8 @@ class DeliveryError(Exception):
         self.reason = reason
 
 
-def deliver_request_sync(conn: sqlite3.Connection, config: Config, request_id: int, *, via: str,
-                         actor: str, now: str | datetime, to: str | None = None) -> dict[str, Any]:
+def deliver_request_sync(db: SyncDatabase, config: Config, request_id: int, *, via: str,
+                         actor: str, now: str | datetime, to: str | None = None) -> Delivery:
     """Send request ``request_id``'s latest export to the customer; returns the
     ``request_deliveries`` row.
 
@@ -95,36 +90,39 @@ def deliver_request_sync(conn: sqlite3.Connection, config: Config, request_id: i
     Raises DeliveryError when nothing was attempted, NotFoundError for an
     unknown request.
     """
+    db = SyncDatabase.wrap(db)
     if via not in VIA:
         raise DeliveryError("recipient", f"deliver via 'sms' or 'email', not {via!r}")
     if not actor or not actor.strip():
         raise ValueError("a delivery needs the actor (who sent it)")
     at = to_db_time(now)
-    request = get_request_sync(conn, request_id)
+    request = db.requests.get(request_id)
     if request is None:
         raise NotFoundError(f"recording request {request_id} does not exist")
     if request["state"] not in DELIVERABLE_STATES:
         hint = " (export it first)" if request["state"] == "received" else ""
         raise DeliveryError("state", f"request {request_id} is {request['state']!r}; only an exported"
                             f" or delivered request can be delivered{hint}")
-    export = latest_export_sync(conn, request_id)
+    export = latest_export_sync(db, request_id)
     if export is None:
         raise DeliveryError("no_export", f"request {request_id} has no export to deliver; export it first")
     recipient = _recipient(config, request, via, to)
     if via == "email" and not config.rights.smtp.sender:
         raise DeliveryError("config", str(ConfigError("rights.smtp.sender",
                                                       "required to deliver recordings by e-mail")))
-    call = get_call_by_protocol_sync(conn, request["protocol"])
+    call = db.calls.get_by_protocol(request["protocol"])
     language = _language(config, call)
-    link = issue_link_sync(conn, config, export["id"], recipient=recipient, actor=actor, now=at)
+    link = issue_link_sync(db, config, export.id, recipient=recipient, actor=actor, now=at)
     texts = _texts(config, request, call, link, language)
+    audit = DeliveryAudit(request_id=request["id"], protocol=request["protocol"], link_id=link.link_id,
+                          link_expires_at=link.expires_at, channel=via, recipient=recipient)
     if via == "sms":
-        return _deliver_sms(conn, config, request, link, recipient, language, texts, actor, at)
-    return _deliver_email(conn, config, request, link, recipient, language, texts, actor, at)
+        return _deliver_sms(db, config, request, audit, language, texts, actor, at)
+    return _deliver_email(db, config, audit, link, language, texts, actor, at)
 
 
-def get_delivery_sync(conn: sqlite3.Connection, delivery_id: int) -> dict[str, Any] | None:
-    return fetch_one(conn.execute("SELECT * FROM request_deliveries WHERE id = ?", (delivery_id,)))
+def get_delivery_sync(db: SyncDatabase, delivery_id: int) -> Delivery | None:
+    return SyncDatabase.wrap(db).deliveries.get(delivery_id)
 
 
 # --------------------------------------------------------------------------
@@ -177,69 +175,27 @@ def _texts(config: Config, request: dict, call: dict | None, link: IssuedLink,
     }
 
 
-def _deliver_sms(conn, config, request, link, recipient, language, texts, actor, at) -> dict:
+def _deliver_sms(db: SyncDatabase, config: Config, request: dict[str, Any], audit: DeliveryAudit,
+                 language: str, texts: dict[str, str], actor: str, at: str) -> Delivery:
     template = config.rights.sms_link_templates.get(language) \
         or config.rights.sms_link_templates[config.general.default_language]
     body = template.format(company=texts["company"], protocol=texts["protocol"], url=texts["url"],
                            expires=texts["expires"])
-    destination = recipient.partition(":")[2]
     # The request's own protocol (a service contact); a bare retention hook row has none.
     sms_protocol = request["request_protocol"] or request["protocol"]
-    with immediate(conn):
-        outbox_id = conn.execute(
-            _SQL_SMS, (sms_protocol, None, destination, language, body, "pending", None, at, at, at)).lastrowid
-        delivery_id = _insert_delivery(conn, request["id"], link, "sms", recipient, "queued", actor, at,
-                                       outbox_id=outbox_id)
-        _audit(conn, request, delivery_id, link, "sms", recipient, "queued", actor, at,
-               outbox_id=outbox_id)
-        set_state_in_transaction_sync(conn, request["id"], "delivered", actor=actor, at=at,
-                                      details={"delivery_id": delivery_id, "via": "sms"})
-    return get_delivery_sync(conn, delivery_id)
+    return db.deliveries.queue_sms(audit, sms_protocol=sms_protocol, destination=audit.recipient.partition(":")[2],
+                                   language=language, body=body, actor=actor, at=at)
 
 
-def _deliver_email(conn, config, request, link, recipient, language, texts, actor, at) -> dict:
-    with immediate(conn):
-        delivery_id = _insert_delivery(conn, request["id"], link, "email", recipient, "queued", actor, at)
-        _audit(conn, request, delivery_id, link, "email", recipient, "queued", actor, at)
-    error = send_email(config, build_email(config, recipient.partition(":")[2], language, texts))
-    with immediate(conn):
-        if error is None:
-            conn.execute("UPDATE request_deliveries SET state = 'sent', sent_at = ? WHERE id = ?",
-                         (at, delivery_id))
-            _audit(conn, request, delivery_id, link, "email", recipient, "sent", actor, at)
-            # The mail is out whatever happened meanwhile: record it even if the
-            # request was refused while we talked to the server (it stays refused).
-            if get_request_sync(conn, request["id"])["state"] in DELIVERABLE_STATES:
-                set_state_in_transaction_sync(conn, request["id"], "delivered", actor=actor, at=at,
-                                              details={"delivery_id": delivery_id, "via": "email"})
-        else:
-            conn.execute("UPDATE request_deliveries SET state = 'failed', error = ? WHERE id = ?",
-                         (error, delivery_id))
-            _audit(conn, request, delivery_id, link, "email", recipient, "failed", actor, at, error=error)
+def _deliver_email(db: SyncDatabase, config: Config, audit: DeliveryAudit, link: IssuedLink, language: str,
+                   texts: dict[str, str], actor: str, at: str) -> Delivery:
+    delivery_id = db.deliveries.queue_email(audit, actor=actor, at=at)
+    error = send_email(config, build_email(config, audit.recipient.partition(":")[2], language, texts))
+    row = db.deliveries.finish_email(audit, delivery_id, error=error, actor=actor, at=at,
+                                     deliverable=DELIVERABLE_STATES)
     if error is not None:  # never received: the link must not stay usable
-        revoke_link_sync(conn, link.link_id, actor=actor, now=at, reason="e-mail delivery failed")
-    return get_delivery_sync(conn, delivery_id)
-
-
-def _insert_delivery(conn, request_id, link, channel, recipient, state, actor, at, *,
-                     outbox_id=None) -> int:
-    return conn.execute(
-        "INSERT INTO request_deliveries (request_id, link_id, channel, recipient, state, outbox_id,"
-        " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (request_id, link.link_id, channel, recipient, state, outbox_id, at, actor)).lastrowid
-
-
-def _audit(conn, request, delivery_id, link, channel, recipient, outcome, actor, at, *,
-           outbox_id=None, error=None) -> None:
-    details: dict[str, Any] = {"delivery_id": delivery_id, "request_id": request["id"],
-                               "channel": channel, "recipient": recipient, "outcome": outcome,
-                               "link_id": link.link_id, "link_expires_at": link.expires_at}
-    if outbox_id is not None:
-        details["outbox_id"] = outbox_id
-    if error is not None:
-        details["error"] = error
-    append_in_transaction_sync(conn, "request.delivery", actor, at, protocol=request["protocol"],
-                               subject=f"request:{request['id']}", details=details)
+        revoke_link_sync(db, link.link_id, actor=actor, now=at, reason="e-mail delivery failed")
+    return row
 
 
 # --------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import hashlib
 import io
 import os
 import re
-import sqlite3
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -28,11 +27,8 @@ from typing import Any
 from pydub import AudioSegment
 
 from callproof.config import EXPORT_FORMATS, Config
-from callproof.storage import calls as calls_store
-from callproof.storage import recordings as recordings_store
-from callproof.storage import requests as requests_store
-from callproof.storage._sqlutil import fetch_all, fetch_one, immediate
-from callproof.storage.audit import append_in_transaction_sync, append_sync
+from callproof.storage import InvalidStateError, SyncDatabase
+from callproof.storage.exports import Export
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
 EXPORT_FILE_MODE = 0o640
@@ -59,8 +55,8 @@ class ExportError(Exception):
         self.reason = reason
 
 
-def export_request_sync(conn: sqlite3.Connection, config: Config, request_id: int, *,
-                        actor: str, now: str | datetime, fmt: str | None = None) -> dict[str, Any]:
+def export_request_sync(db: SyncDatabase, config: Config, request_id: int, *,
+                        actor: str, now: str | datetime, fmt: str | None = None) -> Export:
     """Export the recording of request ``request_id``; returns the ``request_exports`` row.
 
     Refuses (ExportError) a request that is not yet verified or was refused, a
@@ -68,15 +64,16 @@ def export_request_sync(conn: sqlite3.Connection, config: Config, request_id: in
     whose bytes no longer match the stored sha256 (that last one is audited as
     ``recording.integrity_failed``: someone changed evidence).
     """
+    db = SyncDatabase.wrap(db)
     if not actor:
         raise ValueError("an export needs the actor (who asked for it)")
     fmt = (fmt or config.rights.export_format).lower()
     if fmt not in EXPORT_FORMATS:
         raise ExportError("format", f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     at = to_db_time(now)
-    request = _exportable_request(conn, request_id)
-    call, recording = _recording_of(conn, request)
-    source = _checked_source(conn, config, request, recording, actor=actor, at=at)
+    request = _exportable_request(db, request_id)
+    call, recording = _recording_of(db, request)
+    source = _checked_source(db, config, request, recording, actor=actor, at=at)
 
     started = parse_db_time(call["started_at"]).astimezone(config.general.tz)
     tags = recording_tags(call["protocol"], started, config.general.timezone)
@@ -85,30 +82,18 @@ def export_request_sync(conn: sqlite3.Connection, config: Config, request_id: in
                           fmt, tags, export_dir, request_id, call["protocol"])
     try:
         digest, size = _sha256_and_size(final)
-        with immediate(conn):
-            current = requests_store.get_request_sync(conn, request_id)
-            if current is None or current["state"] not in EXPORTABLE_STATES:
-                raise ExportError("state", f"request {request_id} became "
-                                  f"{current and current['state']!r} during the export")
-            cur = conn.execute(
-                "INSERT INTO request_exports (request_id, format, path, sha256, size_bytes,"
-                " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (request_id, fmt, str(final), digest, size, at, actor))
-            export_id = cur.lastrowid
-            append_in_transaction_sync(
-                conn, "recording.exported", actor, at, protocol=call["protocol"],
-                subject=f"export:{export_id}",
-                details={"request_id": request_id, "recording_id": recording["id"], "format": fmt,
-                         "sha256": digest, "size_bytes": size, "file": final.name,
-                         "source_sha256": recording["sha256"]})
-            if current["state"] in ("received", "exported"):  # 'delivered' stays delivered
-                requests_store.set_state_in_transaction_sync(
-                    conn, request_id, "exported", actor=actor, at=at,
-                    details={"export_id": export_id, "format": fmt})
+        try:
+            return db.exports.record(
+                request_id, fmt=fmt, path=str(final), sha256=digest, size_bytes=size, actor=actor, at=at,
+                protocol=call["protocol"], exportable=EXPORTABLE_STATES,
+                audit_details={"request_id": request_id, "recording_id": recording["id"], "format": fmt,
+                               "sha256": digest, "size_bytes": size, "file": final.name,
+                               "source_sha256": recording["sha256"]})
+        except InvalidStateError as exc:
+            raise ExportError("state", str(exc)) from None
     except BaseException:
         final.unlink(missing_ok=True)
         raise
-    return get_export_sync(conn, export_id)
 
 
 def recording_tags(protocol: str, started_local: datetime, timezone: str) -> dict[str, str]:
@@ -122,26 +107,23 @@ def recording_tags(protocol: str, started_local: datetime, timezone: str) -> dic
     }
 
 
-def get_export_sync(conn: sqlite3.Connection, export_id: int) -> dict[str, Any] | None:
-    return fetch_one(conn.execute("SELECT * FROM request_exports WHERE id = ?", (export_id,)))
+def get_export_sync(db: SyncDatabase, export_id: int) -> Export | None:
+    return SyncDatabase.wrap(db).exports.get(export_id)
 
 
-def exports_for_request_sync(conn: sqlite3.Connection, request_id: int) -> list[dict[str, Any]]:
-    return fetch_all(conn.execute(
-        "SELECT * FROM request_exports WHERE request_id = ? ORDER BY id", (request_id,)))
+def exports_for_request_sync(db: SyncDatabase, request_id: int) -> list[Export]:
+    return SyncDatabase.wrap(db).exports.for_request(request_id)
 
 
-def latest_export_sync(conn: sqlite3.Connection, request_id: int) -> dict[str, Any] | None:
+def latest_export_sync(db: SyncDatabase, request_id: int) -> Export | None:
     """The newest export of the request whose file was not deleted."""
-    return fetch_one(conn.execute(
-        "SELECT * FROM request_exports WHERE request_id = ? AND deleted_at IS NULL"
-        " ORDER BY id DESC LIMIT 1", (request_id,)))
+    return SyncDatabase.wrap(db).exports.latest(request_id)
 
 
 # --------------------------------------------------------------------------
 
-def _exportable_request(conn: sqlite3.Connection, request_id: int) -> dict[str, Any]:
-    request = requests_store.get_request_sync(conn, request_id)
+def _exportable_request(db: SyncDatabase, request_id: int) -> dict[str, Any]:
+    request = db.requests.get(request_id)
     if request is None:
         raise ExportError("not_found", f"recording request {request_id} does not exist")
     state = request["state"]
@@ -156,12 +138,12 @@ def _exportable_request(conn: sqlite3.Connection, request_id: int) -> dict[str, 
     return request
 
 
-def _recording_of(conn: sqlite3.Connection, request: dict[str, Any]) -> tuple[dict, dict]:
+def _recording_of(db: SyncDatabase, request: dict[str, Any]) -> tuple[dict, dict]:
     protocol = request["protocol"]
-    call = calls_store.get_by_protocol_sync(conn, protocol)
+    call = db.calls.get_by_protocol(protocol)
     if call is None:
         raise ExportError("no_recording", f"no call has protocol {protocol}")
-    rows = recordings_store.for_call_sync(conn, call["id"])
+    rows = db.recordings.for_call(call["id"])
     if not rows:
         raise ExportError("no_recording", f"the call of protocol {protocol} was not recorded")
     finalised = [r for r in rows if r["state"] == "finalised"]
@@ -176,14 +158,14 @@ def _recording_of(conn: sqlite3.Connection, request: dict[str, Any]) -> tuple[di
                       " not finalised; nothing to export")
 
 
-def _checked_source(conn: sqlite3.Connection, config: Config, request: dict, recording: dict, *,
+def _checked_source(db: SyncDatabase, config: Config, request: dict, recording: dict, *,
                     actor: str, at: str) -> bytes:
     """The recording's bytes, read once, after checking them against the stored sha256."""
     protocol = request["protocol"]
     path = Path(recording["path"])
     root = config.recording.root.resolve()
     if not path.resolve().is_relative_to(root):
-        _audit_failure(conn, actor, at, protocol, recording, request["id"], "outside_root")
+        _audit_failure(db, actor, at, protocol, recording, request["id"], "outside_root")
         raise ExportError("recording_missing", f"recording {recording['id']} is not under"
                           f" recording.root {root}; refusing to read it")
     try:
@@ -192,12 +174,12 @@ def _checked_source(conn: sqlite3.Connection, config: Config, request: dict, rec
             data = fh.read()
     except OSError as exc:
         why = "symlink" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
-        _audit_failure(conn, actor, at, protocol, recording, request["id"], f"unreadable: {why}")
+        _audit_failure(db, actor, at, protocol, recording, request["id"], f"unreadable: {why}")
         raise ExportError("recording_missing", f"the recording file of protocol {protocol}"
                           f" cannot be read ({why}): {path}") from None
     actual = hashlib.sha256(data).hexdigest()
     if actual != recording["sha256"]:
-        append_sync(conn, "recording.integrity_failed", actor, at, protocol=protocol,
+        db.audit.append("recording.integrity_failed", actor, at, protocol=protocol,
                     subject=f"recording:{recording['id']}",
                     details={"request_id": request["id"], "expected_sha256": recording["sha256"],
                              "actual_sha256": actual, "size_bytes": len(data)})
@@ -206,8 +188,9 @@ def _checked_source(conn: sqlite3.Connection, config: Config, request: dict, rec
     return data
 
 
-def _audit_failure(conn, actor, at, protocol, recording, request_id, why) -> None:
-    append_sync(conn, "recording.export_failed", actor, at, protocol=protocol,
+def _audit_failure(db: SyncDatabase, actor: str, at: str, protocol: str, recording: dict[str, Any],
+                   request_id: int, why: str) -> None:
+    db.audit.append("recording.export_failed", actor, at, protocol=protocol,
                 subject=f"recording:{recording['id']}", details={"request_id": request_id, "why": why})
 
 

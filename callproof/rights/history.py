@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -23,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from callproof.numbers import normalise_caller
-from callproof.storage._sqlutil import fetch_all, fetch_one, immediate
-from callproof.storage.audit import append_in_transaction_sync
+from callproof.config import Config
+from callproof.storage import SyncDatabase
+from callproof.storage.history import HistoryCall, HistoryRequest, HistoryRequestLine
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .deadlines import due_at
@@ -50,7 +50,7 @@ class HistorySubject:
     display: str    # what the document shows: the number, a masked CPF, the code
 
 
-def resolve_subject(config: Any, text: str | None = None, *, phone: str | None = None,
+def resolve_subject(config: Config, text: str | None = None, *, phone: str | None = None,
                     cpf: str | None = None, customer_code: str | None = None) -> HistorySubject:
     """The subject from exactly one of: ``text`` (a phone number or a CPF, told
     apart by their shape), ``phone``, ``cpf``, ``customer_code``.
@@ -101,27 +101,20 @@ def _looks_like_cpf(text: str) -> bool:
 
 # -- data --------------------------------------------------------------------
 
-def collect_history_sync(conn: sqlite3.Connection, subject: HistorySubject) -> dict:
+@dataclass(frozen=True, slots=True)
+class HistoryData:
+    calls: list[HistoryCall]
+    requests: list[HistoryRequestLine]
+
+    def __getitem__(self, key: str) -> list[HistoryCall] | list[HistoryRequestLine]:
+        return {"calls": self.calls, "requests": self.requests}[key]
+
+
+def collect_history_sync(db: SyncDatabase, subject: HistorySubject) -> HistoryData:
     """The subject's calls (oldest first) with their recording state and requests,
     and requests the subject filed on other calls."""
-    column = {"phone": "caller_number", "cpf": "cpf_hash", "customer_code": "customer_code_hash"}[subject.kind]
-    calls = fetch_all(conn.execute(
-        f"SELECT id, protocol, started_at, ended_at, status FROM calls WHERE {column} = ?"
-        " ORDER BY started_at, id", (subject.key,)))
-    protocols = [c["protocol"] for c in calls if c["protocol"]]
-    for call in calls:
-        rec = fetch_one(conn.execute(
-            "SELECT state FROM recordings WHERE call_id = ? ORDER BY started_at DESC, id DESC LIMIT 1",
-            (call["id"],)))
-        call["recording"] = rec["state"] if rec else None
-    req_column = "requester_number" if subject.kind == "phone" else "requester_identity_hash"
-    marks = ", ".join("?" for _ in protocols)
-    by_protocol = f" OR protocol IN ({marks})" if protocols else ""
-    requests = fetch_all(conn.execute(
-        "SELECT id, protocol, request_protocol, state, opened_at, due_at, closed_at, refused_reason"
-        f" FROM recording_requests WHERE request_protocol IS NOT NULL AND ({req_column} = ?{by_protocol})"
-        " ORDER BY opened_at, id", (subject.key, *protocols)))
-    return {"calls": calls, "requests": requests}
+    calls, requests = SyncDatabase.wrap(db).history.collect(subject.kind, subject.key)
+    return HistoryData(calls, requests)
 
 
 # -- rendering ---------------------------------------------------------------
@@ -187,14 +180,15 @@ _WORDS = {
 }
 
 
-def _language(config: Any, language: str | None) -> str:
+def _language(config: Config, language: str | None) -> str:
     for lang in (language, config.general.default_language):
         if lang in _LABELS:
             return lang
     return "en"
 
 
-def _view(config: Any, subject: HistorySubject, data: dict, meta: dict, language: str | None) -> dict:
+def _view(config: Config, subject: HistorySubject, data: HistoryData, meta: dict[str, Any],
+          language: str | None) -> dict[str, Any]:
     """Everything the templates print, already formatted as local text."""
     lang = _language(config, language)
     tz = config.general.tz
@@ -216,12 +210,12 @@ def _view(config: Any, subject: HistorySubject, data: dict, meta: dict, language
         "due": when(meta["due_at"]),
         "footer": _LABELS[lang]["footer"].format(tz=config.general.timezone),
         "calls": [{"protocol": c["protocol"] or "—", "date": when(c["started_at"]), "status": word(c["status"]),
-                   "recording": word(c["recording"])} for c in data["calls"]],
+                   "recording": word(c.recording)} for c in data.calls],
         "requests": [{"request_protocol": r["request_protocol"], "call_protocol": r["protocol"],
                       "received": when(r["opened_at"]), "due": when(r["due_at"]),
                       "state": word(r["state"]) + (f" ({r['refused_reason']})" if r["refused_reason"] else ""),
                       "closed": when(r["closed_at"]) if r["closed_at"] else ""}
-                     for r in data["requests"]],
+                     for r in data.requests],
     }
 
 
@@ -361,8 +355,8 @@ def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
 
 
 def produce_history_sync(
-    conn: sqlite3.Connection,
-    config: Any,
+    db: SyncDatabase,
+    config: Config,
     subject: HistorySubject,
     *,
     fmt: str = "pdf",
@@ -370,11 +364,12 @@ def produce_history_sync(
     now: str | datetime,
     out: str | os.PathLike[str] | None = None,
     language: str | None = None,
-) -> dict:
+) -> HistoryRequest:
     """Record a history request (due in ``[rights] history_due_days`` local days),
     produce the document, write it (``out`` or a new file under
     ``[rights] history_dir``) and record when, where and its sha256.  Returns the
     ``history_requests`` row.  Audited: ``history.requested`` and ``history.produced``."""
+    db = SyncDatabase.wrap(db)
     if fmt not in FORMATS:
         raise ValueError(f"history format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not actor or not actor.strip():
@@ -386,13 +381,9 @@ def produce_history_sync(
     if out is None:
         directory = Path(config.rights.history_dir)
         directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    with immediate(conn):
-        history_id = conn.execute(
-            "INSERT INTO history_requests (subject_kind, subject_hash, received_at, due_at, created_by)"
-            " VALUES (?, ?, ?, ?, ?)", (subject.kind, subject.key, received, due, actor)).lastrowid
-        append_in_transaction_sync(conn, "history.requested", actor, received, subject=f"history:{history_id}",
-                                   details={"by": subject.kind, "due_at": due, "format": fmt})
-    data = collect_history_sync(conn, subject)
+    history_id = db.history.create(subject.kind, subject.key, received_at=received, due_at=due, actor=actor,
+                                   fmt=fmt)
+    data = collect_history_sync(db, subject)
     view = _view(config, subject, data, {"id": history_id, "received_at": received, "due_at": due}, language)
     document = render_pdf(view) if fmt == "pdf" else render_html(view)
     if out is None:
@@ -404,13 +395,8 @@ def produce_history_sync(
         _write_private(path, document, exclusive=False)
     digest = hashlib.sha256(document).hexdigest()
     produced = max(to_db_time(datetime.now(UTC)), received)  # text compare: fixed-width UTC
-    protocols = [c["protocol"] for c in data["calls"] if c["protocol"]]
-    with immediate(conn):
-        conn.execute("UPDATE history_requests SET produced_at = ?, format = ?, path = ?, sha256 = ? WHERE id = ?",
-                     (produced, fmt, str(path.resolve()), digest, history_id))
-        append_in_transaction_sync(
-            conn, "history.produced", actor, produced, subject=f"history:{history_id}",
-            details={"format": fmt, "sha256": digest, "size_bytes": len(document),
-                     "calls": len(data["calls"]), "requests": len(data["requests"]),
-                     "protocols": protocols[:50]})
-    return fetch_one(conn.execute("SELECT * FROM history_requests WHERE id = ?", (history_id,)))
+    protocols = [c.protocol for c in data.calls if c.protocol]
+    return db.history.mark_produced(
+        history_id, produced_at=produced, fmt=fmt, path=str(path.resolve()), sha256=digest, actor=actor,
+        audit_details={"format": fmt, "sha256": digest, "size_bytes": len(document),
+                       "calls": len(data.calls), "requests": len(data.requests), "protocols": protocols[:50]})

@@ -21,7 +21,6 @@ import binascii
 import hashlib
 import hmac
 import re
-import sqlite3
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from callproof.config import Config, require_secret
-from callproof.storage._sqlutil import fetch_one, immediate
-from callproof.storage.audit import append_in_transaction_sync
-from callproof.storage.errors import InvalidStateError, NotFoundError
+from callproof.storage import SyncDatabase
+from callproof.storage.exports import Export
+from callproof.storage.links import DownloadLink
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
 REASONS = ("malformed", "bad_signature", "expired", "revoked", "exhausted", "gone")
@@ -114,10 +113,11 @@ def _unb64(text: str) -> bytes:
 # --------------------------------------------------------------------------
 # issue / revoke / resolve
 
-def issue_link_sync(conn: sqlite3.Connection, config: Config, export_id: int, *, recipient: str,
+def issue_link_sync(db: SyncDatabase, config: Config, export_id: int, *, recipient: str,
                     actor: str, now: str | datetime) -> IssuedLink:
     """A new link to export ``export_id`` for ``recipient`` (e.g. ``email:a@b.c``,
     ``sms:+5511...``), valid ``[rights] link_lifetime_hours``; audited ``link.issued``."""
+    db = SyncDatabase.wrap(db)
     secret = require_secret(config, "rights.link_secret")
     if not recipient or not recipient.strip():
         raise ValueError("a download link needs its recipient")
@@ -127,123 +127,84 @@ def issue_link_sync(conn: sqlite3.Connection, config: Config, export_id: int, *,
     # Whole seconds: the token carries the expiry in seconds and must agree with the row.
     expires = (issued + timedelta(hours=config.rights.link_lifetime_hours)).replace(microsecond=0)
     at, expires_at = to_db_time(issued), to_db_time(expires)
-    with immediate(conn):
-        export = fetch_one(conn.execute(
-            "SELECT e.*, q.protocol AS call_protocol FROM request_exports e"
-            " JOIN recording_requests q ON q.id = e.request_id WHERE e.id = ?", (export_id,)))
-        if export is None:
-            raise NotFoundError(f"export {export_id} does not exist")
-        if export["deleted_at"] is not None:
-            raise InvalidStateError(f"export {export_id} was deleted at {export['deleted_at']}")
-        cur = conn.execute(
-            "INSERT INTO download_links (export_id, recipient, issued_at, issued_by, expires_at,"
-            " max_downloads) VALUES (?, ?, ?, ?, ?, ?)",
-            (export_id, recipient, at, actor, expires_at, config.rights.link_max_downloads))
-        link_id = cur.lastrowid
-        append_in_transaction_sync(
-            conn, "link.issued", actor, at, protocol=export["call_protocol"], subject=f"link:{link_id}",
-            details={"export_id": export_id, "request_id": export["request_id"], "recipient": recipient,
-                     "expires_at": expires_at, "max_downloads": config.rights.link_max_downloads})
+    link_id = db.links.insert(export_id, recipient=recipient, actor=actor, at=at, expires_at=expires_at,
+                              max_downloads=config.rights.link_max_downloads)
     token = make_token(secret, link_id, expires)
     return IssuedLink(link_id=link_id, url=link_url(config, token), token=token, expires_at=expires_at)
 
 
-def revoke_link_sync(conn: sqlite3.Connection, link_id: int, *, actor: str, now: str | datetime,
+def revoke_link_sync(db: SyncDatabase, link_id: int, *, actor: str, now: str | datetime,
                      reason: str | None = None) -> None:
     """Revoke a link (its token is refused from now on); audited ``link.revoked``."""
     if not actor:
         raise ValueError("revoking a link needs the actor")
-    at = to_db_time(now)
-    with immediate(conn):
-        link = _link_row(conn, link_id)
-        if link is None:
-            raise NotFoundError(f"download link {link_id} does not exist")
-        if link["revoked_at"] is not None:
-            raise InvalidStateError(f"download link {link_id} was already revoked at {link['revoked_at']}")
-        conn.execute("UPDATE download_links SET revoked_at = ? WHERE id = ?", (at, link_id))
-        append_in_transaction_sync(
-            conn, "link.revoked", actor, at, protocol=link["call_protocol"], subject=f"link:{link_id}",
-            details={"export_id": link["export_id"], "recipient": link["recipient"], "reason": reason})
+    SyncDatabase.wrap(db).links.revoke(link_id, actor=actor, at=to_db_time(now), reason=reason)
 
 
-def resolve_token_sync(conn: sqlite3.Connection, config: Config, token: str, *,
-                       now: str | datetime, remote: str | None = None) -> tuple[dict, dict]:
+def resolve_token_sync(db: SyncDatabase, config: Config, token: str, *,
+                       now: str | datetime, remote: str | None = None) -> tuple[DownloadLink, Export]:
     """``(link, export)`` for a valid token, counting one download; LinkError otherwise.
 
-    The caller then serves ``export["path"]`` (already checked: present, same
+    The caller then serves ``export.path`` (already checked: present, same
     sha256 as when exported).  Both outcomes are audited."""
+    db = SyncDatabase.wrap(db)
     secret = require_secret(config, "rights.link_secret")
     at = to_db_time(now)
     try:
         link_id, _token_expiry = parse_token(secret, token)
     except LinkError as exc:
-        _refused(conn, at, exc, remote, token=token)
+        _refused(db, at, exc, remote, token=token)
         raise
-    link = _link_row(conn, link_id)
-    export = _export_row(conn, link["export_id"]) if link else None
+    link = db.links.get(link_id)
+    export = db.exports.get(link.export_id) if link else None
     try:
         _check_row(link, at)
         _check_file(export)
     except LinkError as exc:
-        _refused(conn, at, exc, remote, link=link, link_id=link_id)
+        _refused(db, at, exc, remote, link=link, link_id=link_id)
         raise
-    with immediate(conn):
-        # Guarded: a revocation or a concurrent last download between the checks
-        # above and this transaction must still win.
-        counted = conn.execute(
-            "UPDATE download_links SET download_count = download_count + 1 WHERE id = ?"
-            " AND revoked_at IS NULL AND expires_at > ?"
-            " AND (max_downloads IS NULL OR download_count < max_downloads)", (link_id, at)).rowcount
-        link = _link_row(conn, link_id)
-        if not counted:
-            try:
-                _check_row(link, at)
-                refusal = LinkError("gone", "the link changed while it was being resolved")
-            except LinkError as exc:
-                refusal = exc
-            _refused_in_tx(conn, at, refusal, remote, link=link, link_id=link_id)
-        else:
-            refusal = None
-            append_in_transaction_sync(
-                conn, "recording.downloaded", DOWNLOAD_ACTOR, at, protocol=link["call_protocol"],
-                subject=f"link:{link_id}",
-                details={"link_id": link_id, "export_id": export["id"], "request_id": export["request_id"],
-                         "recipient": link["recipient"], "remote": remote,
-                         "download": link["download_count"], "max_downloads": link["max_downloads"],
-                         "sha256": export["sha256"]})
-    if refusal is not None:  # committed with its audit entry; now tell the caller
+    assert link is not None and export is not None
+    refusal: LinkError | None = None
+
+    def refused(changed: DownloadLink | None) -> dict[str, Any]:
+        # A revocation or a concurrent last download between the checks above
+        # and the count still wins; say which.
+        nonlocal refusal
+        try:
+            _check_row(changed, at)
+            refusal = LinkError("gone", "the link changed while it was being resolved")
+        except LinkError as exc:
+            refusal = exc
+        return _refusal_details(refusal, remote, link=changed, link_id=link_id)
+
+    counted, after = db.links.count_download(
+        link_id, at=at, actor=DOWNLOAD_ACTOR, refused=refused,
+        details={"link_id": link_id, "export_id": export.id, "request_id": export.request_id,
+                 "recipient": link.recipient, "remote": remote, "sha256": export.sha256})
+    if not counted:  # committed with its audit entry; now tell the caller
+        assert refusal is not None
         raise refusal
-    return link, export
+    assert after is not None
+    return after, export
 
 
-def _link_row(conn: sqlite3.Connection, link_id: int) -> dict[str, Any] | None:
-    return fetch_one(conn.execute(
-        "SELECT l.*, q.protocol AS call_protocol, e.request_id FROM download_links l"
-        " JOIN request_exports e ON e.id = l.export_id"
-        " JOIN recording_requests q ON q.id = e.request_id WHERE l.id = ?", (link_id,)))
-
-
-def _export_row(conn: sqlite3.Connection, export_id: int) -> dict[str, Any] | None:
-    return fetch_one(conn.execute("SELECT * FROM request_exports WHERE id = ?", (export_id,)))
-
-
-def _check_row(link: dict | None, at: str) -> None:
+def _check_row(link: DownloadLink | None, at: str) -> None:
     """LinkError when the row says no: the row decides, not the token."""
     if link is None:
         raise LinkError("gone", "the link does not exist")
-    if link["revoked_at"] is not None:
-        raise LinkError("revoked", f"the link was revoked at {link['revoked_at']}")
-    if at >= link["expires_at"]:
-        raise LinkError("expired", f"the link expired at {link['expires_at']}")
-    if link["max_downloads"] is not None and link["download_count"] >= link["max_downloads"]:
-        raise LinkError("exhausted", f"the link was used {link['download_count']} times (the maximum)")
+    if link.revoked_at is not None:
+        raise LinkError("revoked", f"the link was revoked at {link.revoked_at}")
+    if at >= link.expires_at:
+        raise LinkError("expired", f"the link expired at {link.expires_at}")
+    if link.max_downloads is not None and link.download_count >= link.max_downloads:
+        raise LinkError("exhausted", f"the link was used {link.download_count} times (the maximum)")
 
 
-def _check_file(export: dict | None) -> None:
+def _check_file(export: Export | None) -> None:
     """The export file is there and is what was exported (same sha256)."""
-    if export is None or export["deleted_at"] is not None:
+    if export is None or export.deleted_at is not None:
         raise LinkError("gone", "the export was deleted")
-    path = Path(export["path"])
+    path = Path(export.path)
     h = hashlib.sha256()
     try:
         with path.open("rb") as fh:
@@ -251,27 +212,26 @@ def _check_file(export: dict | None) -> None:
                 h.update(chunk)
     except OSError as exc:
         raise LinkError("gone", f"the export file cannot be read ({exc.strerror or exc})") from None
-    if h.hexdigest() != export["sha256"]:
+    if h.hexdigest() != export.sha256:
         raise LinkError("gone", "the export file no longer matches its sha256")
 
 
-def _refused(conn: sqlite3.Connection, at: str, exc: LinkError, remote: str | None, *,
-             token: str | None = None, link: dict | None = None, link_id: int | None = None) -> None:
-    with immediate(conn):
-        _refused_in_tx(conn, at, exc, remote, token=token, link=link, link_id=link_id)
-
-
-def _refused_in_tx(conn: sqlite3.Connection, at: str, exc: LinkError, remote: str | None, *,
-                   token: str | None = None, link: dict | None = None, link_id: int | None = None) -> None:
+def _refusal_details(exc: LinkError, remote: str | None, *, token: str | None = None,
+                     link: DownloadLink | None = None, link_id: int | None = None) -> dict[str, Any]:
     details: dict[str, Any] = {"reason": exc.reason, "remote": remote, "detail": str(exc)}
     if link_id is not None:
         details["link_id"] = link_id
     if link is not None:
-        details.update(recipient=link["recipient"], export_id=link["export_id"])
+        details.update(recipient=link.recipient, export_id=link.export_id)
     if isinstance(token, str):
         # Never the token itself (a bearer credential): its length and a short digest.
         details["token_chars"] = len(token)
         details["token_sha256_prefix"] = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
-    append_in_transaction_sync(conn, "download.refused", DOWNLOAD_ACTOR, at,
-                               protocol=link["call_protocol"] if link else None,
-                               subject=None if link_id is None else f"link:{link_id}", details=details)
+    return details
+
+
+def _refused(db: SyncDatabase, at: str, exc: LinkError, remote: str | None, *,
+             token: str | None = None, link: DownloadLink | None = None, link_id: int | None = None) -> None:
+    db.links.record_refusal(actor=DOWNLOAD_ACTOR, at=at, protocol=link.call_protocol if link else None,
+                            link_id=link_id,
+                            details=_refusal_details(exc, remote, token=token, link=link, link_id=link_id))

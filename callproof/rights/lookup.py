@@ -10,14 +10,12 @@ protocols it revealed.
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from callproof.config import Config
 from callproof.numbers import normalise_caller
-from callproof.storage._sqlutil import fetch_all, fetch_one
-from callproof.storage.audit import append_sync
-from callproof.storage.requests import requests_for_call_sync
+from callproof.storage import SyncDatabase
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .identity import identity_hash_for
@@ -47,7 +45,7 @@ def mask_number(number: str | None) -> str | None:
     return number[:-4] + "****" if len(number) > 6 else "****"
 
 
-def parse_day_bound(value: str | date | datetime | None, tz, *, end: bool) -> str | None:
+def parse_day_bound(value: str | date | datetime | None, tz: tzinfo, *, end: bool) -> str | None:
     """A range bound in the stored format.
 
     A ``date`` (or ``YYYY-MM-DD``) is a whole local day: its start for ``from``,
@@ -70,81 +68,75 @@ def parse_day_bound(value: str | date | datetime | None, tz, *, end: bool) -> st
     raise TypeError(f"a date bound must be a date, datetime or string, got {type(value).__name__}")
 
 
-def _selector(config: Any, protocol, phone, cpf, customer_code) -> tuple[str, str, Any]:
-    """(kind, SQL condition on calls ``c``, parameter) for exactly one selector."""
+def _selector(config: Config, protocol: str | None, phone: str | None, cpf: str | None,
+              customer_code: str | None) -> tuple[str, str]:
+    """(kind, value to compare) for exactly one selector."""
     given = [(k, v) for k, v in (("protocol", protocol), ("phone", phone), ("cpf", cpf),
                                  ("customer_code", customer_code)) if v not in (None, "")]
     if len(given) != 1:
         raise ValueError("give exactly one of protocol, phone, cpf or customer code"
                          + (f" (got {', '.join(k for k, _ in given)})" if given else ""))
     kind, value = given[0]
+    assert value is not None
     if kind == "protocol":
-        return kind, "c.protocol = ?", check_protocol(value.strip())
+        return kind, check_protocol(value.strip())
     if kind == "phone":
         number = normalise_caller(value, config.general.phone_region)
         if number.e164 is None:
             raise ValueError(f"phone {value!r} is not a valid phone number ({number.reason})")
-        return kind, "c.caller_number = ?", number.e164
-    column = "cpf_hash" if kind == "cpf" else "customer_code_hash"
-    return kind, f"c.{column} = ?", identity_hash_for(config, kind, value)
+        return kind, number.e164
+    return kind, identity_hash_for(config, kind, value)
 
 
-def _holds(conn: sqlite3.Connection, call: dict, grace_cutoff: str) -> dict:
+def _holds(db: SyncDatabase, call: dict[str, Any], grace_cutoff: str) -> dict[str, Any]:
     """What keeps this call's recording from the retention sweeper (storage/holds.py rule)."""
-    legal = fetch_all(conn.execute(
-        "SELECT id, kind, reason, placed_by, placed_at FROM legal_holds WHERE released_at IS NULL AND ("
-        " (kind = 'protocol' AND protocol = ?) OR (kind = 'caller' AND caller_number = ?)"
-        " OR (kind = 'date_range' AND ? >= from_at AND ? < to_at)) ORDER BY id",
-        (call["protocol"], call["caller_number"], call["started_at"], call["started_at"])))
-    requests = [r[0] for r in conn.execute(
-        "SELECT id FROM recording_requests WHERE protocol = ? AND (closed_at IS NULL OR closed_at > ?)"
-        " ORDER BY id", (call["protocol"], grace_cutoff))] if call["protocol"] else []
+    legal = [h.as_dict() for h in db.lookups.active_holds(call["protocol"], call["caller_number"],
+                                                          call["started_at"])]
+    requests = db.lookups.open_request_ids(call["protocol"], grace_cutoff) if call["protocol"] else []
     return {"held": bool(legal or requests), "legal_holds": legal, "requests": requests}
 
 
-def _deletion_receipt(conn: sqlite3.Connection, recording_id: int) -> dict | None:
-    row = fetch_one(conn.execute(
-        "SELECT id, hash, at, actor, details FROM audit_log WHERE action = 'recording.deleted'"
-        " AND subject = ? ORDER BY id DESC LIMIT 1", (f"recording:{recording_id}",)))
+def _deletion_receipt(db: SyncDatabase, recording_id: int) -> dict[str, Any] | None:
+    row = db.lookups.deletion_receipt(recording_id)
     if row is None:
         return None
-    return {"audit_id": row["id"], "hash": row["hash"], "at": row["at"], "actor": row["actor"],
-            "details": row["details"]}
+    return {"audit_id": row.id, "hash": row.hash, "at": row.at, "actor": row.actor, "details": row.details}
 
 
-def _describe(conn: sqlite3.Connection, config: Any, call: dict, now: str, grace_cutoff: str) -> dict:
+_SMS_FIELDS = ("id", "state", "destination", "attempts", "reason", "created_at", "updated_at")
+
+
+def _describe(db: SyncDatabase, config: Config, call: dict[str, Any], now: str,
+              grace_cutoff: str) -> dict[str, Any]:
     recordings = []
-    for rec in fetch_all(conn.execute(
-            "SELECT * FROM recordings WHERE call_id = ? ORDER BY started_at, id", (call["id"],))):
+    for rec in db.recordings.for_call(call["id"]):
         item = {k: rec.get(k) for k in _RECORDING_FIELDS}
-        item["deletion_receipt"] = _deletion_receipt(conn, rec["id"]) if rec["state"] == "deleted" else None
+        item["deletion_receipt"] = _deletion_receipt(db, rec["id"]) if rec["state"] == "deleted" else None
         recordings.append(item)
     sms = []
     if call["protocol"]:
-        for row in fetch_all(conn.execute(
-                "SELECT id, state, destination, attempts, reason, created_at, updated_at"
-                " FROM sms_outbox WHERE protocol = ? ORDER BY id", (call["protocol"],))):
-            sms.append({**row, "destination": mask_number(row["destination"])})
+        for row in db.lookups.sms_for_protocol(call["protocol"]):
+            sms.append({**{k: row[k] for k in _SMS_FIELDS}, "destination": mask_number(row.destination)})
     requests = []
     if call["protocol"]:
-        for row in requests_for_call_sync(conn, call["protocol"]):
-            decorated = with_deadline(row, config, now)
-            requests.append({**{k: row.get(k) for k in _REQUEST_FIELDS},
+        for req in db.requests.for_call(call["protocol"]):
+            decorated = with_deadline(req, config, now)
+            requests.append({**{k: req.get(k) for k in _REQUEST_FIELDS},
                              "days_remaining": decorated["days_remaining"],
                              "deadline": decorated["deadline"]})
     return {
         "call": {k: call.get(k) for k in _CALL_FIELDS},
         "consent": {name: call.get(col) for name, col in _CONSENT_FIELDS},
         "recordings": recordings,
-        "hold": _holds(conn, call, grace_cutoff),
+        "hold": _holds(db, call, grace_cutoff),
         "sms": sms,
         "requests": requests,
     }
 
 
 def lookup_sync(
-    conn: sqlite3.Connection,
-    config: Any,
+    db: SyncDatabase,
+    config: Config,
     *,
     actor: str,
     protocol: str | None = None,
@@ -155,7 +147,7 @@ def lookup_sync(
     date_to: str | date | datetime | None = None,
     now: str | datetime | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The calls matching one selector (newest first, at most ``limit``), each
     described as in the module docstring; audited as ``lookup``.
 
@@ -163,33 +155,25 @@ def lookup_sync(
     ``date_from`` / ``date_to``: local days (inclusive) or aware times.
     ValueError names a bad selector or date; ConfigError when a CPF / customer
     code is given but ``[rights] identity_key`` is not set."""
+    db = SyncDatabase.wrap(db)
     if not actor or not actor.strip():
         raise ValueError("a lookup needs who is looking (actor)")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10000:
         raise ValueError(f"limit must be between 1 and 10000, got {limit!r}")
-    kind, condition, param = _selector(config, protocol, phone, cpf, customer_code)
+    kind, param = _selector(config, protocol, phone, cpf, customer_code)
     tz = config.general.tz
     start = parse_day_bound(date_from, tz, end=False)
     stop = parse_day_bound(date_to, tz, end=True)
     if start and stop and not start < stop:
         raise ValueError(f"date range is empty: from {start} is not before to {stop}")
-    where, params = [condition], [param]
-    if start:
-        where.append("c.started_at >= ?")
-        params.append(start)
-    if stop:
-        where.append("c.started_at < ?")
-        params.append(stop)
-    calls = fetch_all(conn.execute(
-        f"SELECT c.* FROM calls c WHERE {' AND '.join(where)} ORDER BY c.started_at DESC, c.id DESC LIMIT ?",
-        (*params, limit)))
+    calls = db.lookups.find_calls(kind, param, start=start, stop=stop, limit=limit)
     now_db = to_db_time(now) if now is not None else to_db_time(datetime.now(tz))
     grace_cutoff = to_db_time(parse_db_time(now_db) - timedelta(days=config.retention.request_grace_days))
-    results = [_describe(conn, config, call, now_db, grace_cutoff) for call in calls]
+    results = [_describe(db, config, call, now_db, grace_cutoff) for call in calls]
     found = [r["call"]["protocol"] for r in results if r["call"]["protocol"]]
     details: dict[str, Any] = {"by": kind, "count": len(results), "protocols": found[:_AUDIT_MAX_PROTOCOLS]}
     if start or stop:
         details.update({"from": start, "to": stop})
-    append_sync(conn, "lookup", actor.strip(), now_db, protocol=param if kind == "protocol" else None,
+    db.audit.append("lookup", actor.strip(), now_db, protocol=param if kind == "protocol" else None,
                 subject=f"lookup:{kind}", details=details)
     return results

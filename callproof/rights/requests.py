@@ -11,17 +11,15 @@ audited in the transaction that stores the request.
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from collections.abc import Mapping
 from typing import Any
 
+from callproof.config import Config
 from callproof.numbers import normalise_caller
-from callproof.storage.calls import get_by_protocol_sync as get_call_by_protocol_sync
-from callproof.storage.errors import NotFoundError
-from callproof.storage.requests import (CHANNELS, NewRequest, count_open_sync, create_request_sync,
-                              get_request_by_protocol_sync, get_request_sync, list_requests_sync,
-                              set_state_sync)
+from callproof.storage import NotFoundError, SyncDatabase
+from callproof.storage.requests import CHANNELS, STATES, NewRequest
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .deadlines import deadline_status, days_remaining, due_at, local_day_end
@@ -87,8 +85,8 @@ def _requester_number(text: str | None, region: str) -> str | None:
 
 
 def file_request_sync(
-    conn: sqlite3.Connection,
-    config: Any,
+    db: SyncDatabase,
+    config: Config,
     *,
     call_protocol: str,
     channel: str,
@@ -109,6 +107,7 @@ def file_request_sync(
     Raises ValueError (bad input, named), NotFoundError (no call with that
     protocol), ConfigError (a CPF / code given but no [rights] identity_key).
     """
+    db = SyncDatabase.wrap(db)
     check_protocol(call_protocol, "call protocol")
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
@@ -121,7 +120,7 @@ def file_request_sync(
     code_hash = identity_hash_for(config, "customer_code", customer_code) if customer_code else None
     verified_by = identity_verified_by.strip() if identity_verified_by and identity_verified_by.strip() else None
 
-    call = get_call_by_protocol_sync(conn, call_protocol)
+    call = db.calls.get_by_protocol(call_protocol)
     if call is None:
         raise NotFoundError(f"no call with protocol {call_protocol}")
 
@@ -149,8 +148,7 @@ def file_request_sync(
     }
     if verified_by:
         details["identity_verified_by"] = verified_by
-    row, created = create_request_sync(
-        conn,
+    row, created = db.requests.create(
         NewRequest(call_protocol=call_protocol, state=state, channel=channel, opened_at=received,
                    due_at=due, created_by=actor.strip(), requester_number=number,
                    requester_identity_hash=cpf_hash or code_hash, deliver_to=deliver),
@@ -162,37 +160,39 @@ def file_request_sync(
         identity_basis=basis if created else None)
 
 
-def resolve_request_sync(conn: sqlite3.Connection, ref: str | int) -> dict:
+def resolve_request_sync(db: SyncDatabase, ref: str | int) -> dict[str, Any]:
     """A request by id (``'12'``) or by its own 17-digit protocol; NotFoundError otherwise."""
+    db = SyncDatabase.wrap(db)
     text = str(ref).strip()
     if len(text) == 17 and text.isascii() and text.isdigit():
-        row = get_request_by_protocol_sync(conn, text)
+        row = db.requests.get_by_protocol(text)
         if row is None:
             raise NotFoundError(f"no recording request with protocol {text}")
         return row
     if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise ValueError(f"a request is named by its id or its 17-digit protocol, got {text!r}")
-    row = get_request_sync(conn, int(text))
+    row = db.requests.get(int(text))
     if row is None:
         raise NotFoundError(f"no recording request with id {text}")
     return row
 
 
-def verify_identity_sync(conn: sqlite3.Connection, config: Any, request_id: int, *,
-                         actor: str, now: str | datetime, note: str | None = None) -> dict:
+def verify_identity_sync(db: SyncDatabase, config: Config, request_id: int, *,
+                         actor: str, now: str | datetime, note: str | None = None) -> dict[str, Any]:
     """An agent confirmed the requester is the caller: ``needs_identity_check`` ->
     ``received``.  The due time stays the one set at intake."""
     details = {"note": note.strip()} if note and note.strip() else None
-    return set_state_sync(conn, request_id, "received", actor=actor, at=now, details=details)
+    return SyncDatabase.wrap(db).requests.set_state(request_id, "received", actor=actor, at=now,
+                                                    details=details)
 
 
-def refuse_request_sync(conn: sqlite3.Connection, config: Any, request_id: int, *,
-                        reason: str, actor: str, now: str | datetime) -> dict:
+def refuse_request_sync(db: SyncDatabase, config: Config, request_id: int, *,
+                        reason: str, actor: str, now: str | datetime) -> dict[str, Any]:
     """Close a request without delivery; ``reason`` is stored and audited."""
-    return set_state_sync(conn, request_id, "refused", actor=actor, at=now, reason=reason)
+    return SyncDatabase.wrap(db).requests.set_state(request_id, "refused", actor=actor, at=now, reason=reason)
 
 
-def with_deadline(row: dict, config: Any, now: str | datetime) -> dict:
+def with_deadline(row: Mapping[str, Any], config: Config, now: str | datetime) -> dict[str, Any]:
     """``row`` plus ``days_remaining`` and ``deadline`` (overdue / due_soon / on_time;
     ``closed`` for delivered/refused, ``none`` without a due time)."""
     out = dict(row)
@@ -207,17 +207,24 @@ def with_deadline(row: dict, config: Any, now: str | datetime) -> dict:
     return out
 
 
-def due_soon_until(config: Any, now: str | datetime) -> datetime:
+def due_soon_until(config: Config, now: str | datetime) -> datetime:
     """The latest due time that still counts as "due soon" at ``now``."""
     tz = config.general.tz
     today = (parse_db_time(now) if isinstance(now, str) else now).astimezone(tz).date()
     return local_day_end(today + timedelta(days=config.rights.due_soon_days), tz)
 
 
-def request_metrics_sync(conn: sqlite3.Connection, config: Any, *, now: str | datetime) -> dict[str, int]:
+def request_metrics_sync(db: SyncDatabase, config: Config, *, now: str | datetime) -> dict[str, Any]:
     """Counts of open requests, those due within ``[rights] due_soon_days`` local
     days (not yet overdue) and overdue ones; plus counts per state."""
-    counts = count_open_sync(conn, now=now, soon_until=due_soon_until(config, now))
-    by_state = dict(conn.execute("SELECT state, count(*) FROM recording_requests GROUP BY state").fetchall())
-    return {**counts, "by_state": {s: by_state.get(s, 0) for s in
-                                   ("needs_identity_check", "received", "exported", "delivered", "refused")}}
+    db = SyncDatabase.wrap(db)
+    counts = db.requests.count_open(now=now, soon_until=due_soon_until(config, now))
+    return {**counts, "by_state": db.requests.count_by_state()}
+
+
+def list_requests_sync(db: SyncDatabase, **filters: Any) -> list[dict[str, Any]]:
+    """:meth:`RequestsRepo.list` (storage/requests.py ``list_requests_sync``)."""
+    return SyncDatabase.wrap(db).requests.list(**filters)
+
+
+__all__ += ["STATES"]

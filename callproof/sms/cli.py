@@ -8,7 +8,14 @@ import asyncio
 import getpass
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from callproof.config import Config
+    from callproof.storage import Database
 
 STATES = ("pending", "sending", "sent", "failed", "dead", "not_sendable")
 
@@ -17,21 +24,21 @@ def _masked(number: str | None) -> str:
     return "-" if not number else number[:-4] + "****" if len(number) > 6 else "****"
 
 
-async def _with_db(config: Any, fn: Callable) -> int:
-    from callproof.storage import Database
-    db = await Database.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+async def _with_db(config: Config, fn: Callable[[Database], Awaitable[int]]) -> int:
+    from callproof.storage import open_database
+    db = await open_database(config)
     try:
         return await fn(db)
     finally:
         await db.close()
 
 
-def cmd_status(args: argparse.Namespace, config: Any) -> int:
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
     if not (len(args.protocol) == 17 and args.protocol.isdigit()):
         print("callproof: PROTOCOL must be 17 digits (4-digit year + 13-digit sequence)", file=sys.stderr)
         return 2
 
-    async def run(db) -> int:
+    async def run(db: Database) -> int:
         rows = await db.outbox.get_for_protocol(args.protocol)
         if not rows:
             print(f"callproof: no SMS for protocol {args.protocol}", file=sys.stderr)
@@ -48,8 +55,8 @@ def cmd_status(args: argparse.Namespace, config: Any) -> int:
     return asyncio.run(_with_db(config, run))
 
 
-def cmd_list(args: argparse.Namespace, config: Any) -> int:
-    async def run(db) -> int:
+def cmd_list(args: argparse.Namespace, config: Config) -> int:
+    async def run(db: Database) -> int:
         states = ("dead", "failed") if args.state == "failed" else args.state
         rows = await db.outbox.list(states, args.limit)
         if args.json:
@@ -65,10 +72,10 @@ def cmd_list(args: argparse.Namespace, config: Any) -> int:
     return asyncio.run(_with_db(config, run))
 
 
-def cmd_retry(args: argparse.Namespace, config: Any) -> int:
+def cmd_retry(args: argparse.Namespace, config: Config) -> int:
     from callproof.storage import InvalidStateError, NotFoundError
 
-    async def run(db) -> int:
+    async def run(db: Database) -> int:
         try:
             await db.outbox.retry(args.ids, db.now())
         except (InvalidStateError, NotFoundError) as exc:
@@ -84,7 +91,7 @@ def cmd_retry(args: argparse.Namespace, config: Any) -> int:
     return asyncio.run(_with_db(config, run))
 
 
-def cmd_metrics(args: argparse.Namespace, config: Any) -> int:
+def cmd_metrics(args: argparse.Namespace, config: Config) -> int:
     from .metrics import exposition
 
     if args.serve is None:
@@ -93,7 +100,7 @@ def cmd_metrics(args: argparse.Namespace, config: Any) -> int:
             return 0
         return asyncio.run(_with_db(config, once))
 
-    async def serve(db) -> int:
+    async def serve(db: Database) -> int:
         runner = await serve_metrics(db, args.host, args.serve)
         host, port = runner.addresses[0][:2]
         print(f"serving SMS metrics on http://{host}:{port}/metrics", flush=True)
@@ -109,7 +116,7 @@ def cmd_metrics(args: argparse.Namespace, config: Any) -> int:
         return 0
 
 
-async def serve_metrics(db: Any, host: str = "127.0.0.1", port: int = 0) -> Any:
+async def serve_metrics(db: Database, host: str = "127.0.0.1", port: int = 0) -> web.AppRunner:
     """Start GET /metrics (Prometheus text) on host:port; returns the aiohttp AppRunner."""
     from aiohttp import web
 
@@ -127,7 +134,7 @@ async def serve_metrics(db: Any, host: str = "127.0.0.1", port: int = 0) -> Any:
     return runner
 
 
-def add_sms_commands(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:
+def add_sms_commands(sub: Any, load: Callable[[argparse.Namespace], Config]) -> None:
     def bind(fn: Callable) -> Callable:
         return lambda args: fn(args, load(args))
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from callproof.storage import open_pool
+
 from ..config import Config
 from . import api, public, views_admin, views_auth, views_calls, views_requests
 from .context import CTX_KEY, WebContext, system_clock
@@ -43,7 +45,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 def build_app(config: Config, *, db: DbPool | None = None,
               clock: Callable[[], datetime] = system_clock) -> web.Application:
     """The application; ``db`` defaults to a pool on ``[storage] database`` (closed on cleanup)."""
-    pool = db or DbPool(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    pool = db or open_pool(config)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[CTX_KEY] = WebContext(config=config, db=pool, clock=clock)
     for module in (views_auth, views_calls, views_requests, views_admin, public, api):

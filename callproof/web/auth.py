@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from callproof.storage import webauth
+from callproof.storage.sync import WebAuthRepo
 
 from .context import WebContext, ctx_of
 
@@ -86,7 +86,7 @@ async def load_session(request: web.Request) -> dict | None:
     value = request.cookies.get(cookie_name(ctx.config.web.secure_cookies))
     session = None
     if value and len(value) <= 128:
-        session = await ctx.db.run(webauth.get_session_sync, token_hash(value), ctx.now())
+        session = await ctx.db.run(WebAuthRepo.get_session, token_hash(value), ctx.now())
     request[SESSION_KEY] = session
     return session
 
@@ -96,7 +96,7 @@ async def start_session(request: web.Request, user: dict) -> tuple[str, str]:
     ctx = ctx_of(request)
     value, csrf = new_token(), new_token()
     now = ctx.now()
-    await ctx.db.run(webauth.create_session_sync, id_hash=token_hash(value), user_id=user["id"],
+    await ctx.db.run(WebAuthRepo.create_session, id_hash=token_hash(value), user_id=user["id"],
                      username=user["username"], csrf_token=csrf, at=now,
                      expires_at=now + timedelta(minutes=ctx.config.web.session_minutes),
                      remote=client_remote(request))

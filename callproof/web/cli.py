@@ -11,14 +11,12 @@ import argparse
 import asyncio
 import getpass
 import sys
+from collections.abc import Callable
 
 from ..actors import login_name
-from ..config import ConfigError, require_secret
+from ..config import Config, ConfigError, require_secret
 
-
-def _connect(config):
-    from callproof.storage import connect_sync
-    return connect_sync(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+Load = Callable[[argparse.Namespace], Config]
 
 
 def _actor() -> str:
@@ -43,7 +41,7 @@ def _new_password_hash() -> str:
     return hash_password(password)
 
 
-def cmd_web(args: argparse.Namespace, load) -> int:
+def cmd_web(args: argparse.Namespace, load: Load) -> int:
     config = load(args)
     from ..logs import setup_logging
     from .app import serve
@@ -62,10 +60,10 @@ def cmd_web(args: argparse.Namespace, load) -> int:
     return 0
 
 
-def cmd_user_add(args: argparse.Namespace, load) -> int:
+def cmd_user_add(args: argparse.Namespace, load: Load) -> int:
     config = load(args)
-    from callproof.storage import AlreadyExistsError, utc_now
-    from callproof.storage.webauth import check_role, check_username, create_user_sync
+    from callproof.storage import AlreadyExistsError, open_sync, utc_now
+    from callproof.storage.webauth import check_role, check_username
 
     from .passwords import WeakPassword
     try:
@@ -75,70 +73,59 @@ def cmd_user_add(args: argparse.Namespace, load) -> int:
     except (ValueError, WeakPassword) as exc:
         print(f"callproof: {exc}", file=sys.stderr)
         return 2
-    conn = _connect(config)
-    try:
-        create_user_sync(conn, args.name, encoded, args.role, actor=_actor(), at=utc_now())
-    except AlreadyExistsError as exc:
-        print(f"callproof: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
+    with open_sync(config) as db:
+        try:
+            db.webauth.create_user(args.name, encoded, args.role, actor=_actor(), at=utc_now())
+        except AlreadyExistsError as exc:
+            print(f"callproof: {exc}", file=sys.stderr)
+            return 1
     print(f"web user {args.name} added with role {args.role}")
     return 0
 
 
-def cmd_user_passwd(args: argparse.Namespace, load) -> int:
+def cmd_user_passwd(args: argparse.Namespace, load: Load) -> int:
     config = load(args)
-    from callproof.storage import NotFoundError, utc_now
-    from callproof.storage.webauth import get_user_sync, set_password_sync
+    from callproof.storage import NotFoundError, open_sync, utc_now
 
     from .passwords import WeakPassword
-    conn = _connect(config)
-    try:
-        if get_user_sync(conn, args.name) is None:
-            print(f"callproof: no web user {args.name!r}", file=sys.stderr)
-            return 1
+    with open_sync(config) as db:
         try:
-            encoded = _new_password_hash()
-        except (ValueError, WeakPassword) as exc:
+            if db.webauth.get_user(args.name) is None:
+                print(f"callproof: no web user {args.name!r}", file=sys.stderr)
+                return 1
+            try:
+                encoded = _new_password_hash()
+            except (ValueError, WeakPassword) as exc:
+                print(f"callproof: {exc}", file=sys.stderr)
+                return 2
+            db.webauth.set_password(args.name, encoded, actor=_actor(), at=utc_now())
+        except NotFoundError as exc:
             print(f"callproof: {exc}", file=sys.stderr)
-            return 2
-        set_password_sync(conn, args.name, encoded, actor=_actor(), at=utc_now())
-    except NotFoundError as exc:
-        print(f"callproof: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
+            return 1
     print(f"password of web user {args.name} changed; their sessions were ended")
     return 0
 
 
-def cmd_user_disable(args: argparse.Namespace, load) -> int:
+def cmd_user_disable(args: argparse.Namespace, load: Load) -> int:
     config = load(args)
-    from callproof.storage import NotFoundError, utc_now
-    from callproof.storage.webauth import disable_user_sync
+    from callproof.storage import NotFoundError, open_sync, utc_now
 
-    conn = _connect(config)
-    try:
-        disable_user_sync(conn, args.name, actor=_actor(), at=utc_now())
-    except NotFoundError as exc:
-        print(f"callproof: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
+    with open_sync(config) as db:
+        try:
+            db.webauth.disable_user(args.name, actor=_actor(), at=utc_now())
+        except NotFoundError as exc:
+            print(f"callproof: {exc}", file=sys.stderr)
+            return 1
     print(f"web user {args.name} disabled; their sessions were ended")
     return 0
 
 
-def cmd_user_list(args: argparse.Namespace, load) -> int:
+def cmd_user_list(args: argparse.Namespace, load: Load) -> int:
     config = load(args)
-    from callproof.storage.webauth import list_users_sync
+    from callproof.storage import open_sync
 
-    conn = _connect(config)
-    try:
-        users = list_users_sync(conn)
-    finally:
-        conn.close()
+    with open_sync(config) as db:
+        users = db.webauth.list_users()
     if args.json:
         import json
         print(json.dumps(users, indent=2))
@@ -151,7 +138,7 @@ def cmd_user_list(args: argparse.Namespace, load) -> int:
     return 0
 
 
-def add_web_commands(sub, load) -> None:
+def add_web_commands(sub: argparse._SubParsersAction, load: Load) -> None:
     """Register the web commands; ``load(args)`` returns the Config."""
     web = sub.add_parser("web", help="serve the ops web page (docs/web.md)")
     web.add_argument("--host", help="listen address (default: [web] host, 127.0.0.1)")

@@ -45,12 +45,12 @@ async def download(request: web.Request) -> web.StreamResponse:
             return _plain(410, "This download link is no longer valid. Ask for a new one.")
         return _plain(403, "This download link is not valid.")
     try:
-        path = await asyncio.to_thread(file_inside, ctx.config.rights.export_dir, export["path"])
+        path = await asyncio.to_thread(file_inside, ctx.config.rights.export_dir, export.path)
     except (UnsafeFile, FileNotFoundError) as exc:
-        log.error("download link %s: export %s cannot be served: %s", link["id"], export["id"], exc)
+        log.error("download link %s: export %s cannot be served: %s", link.id, export.id, exc)
         return _plain(410, "This recording is no longer available. Ask for a new link.")
-    fmt = export["format"]
-    name = f"{link.get('call_protocol') or 'recording'}.{fmt}"
+    fmt = export.format
+    name = f"{link.call_protocol or 'recording'}.{fmt}"
     return web.FileResponse(path, headers={
         "Content-Type": CONTENT_TYPES.get(fmt, "application/octet-stream"),
         "Content-Disposition": f'attachment; filename="{name}"',

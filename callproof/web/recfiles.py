@@ -41,11 +41,3 @@ def file_inside(root: str | os.PathLike[str], stored_path: str) -> str:
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFile(f"{real!r} is not a regular file")
     return real
-
-
-def latest_recording_sync(conn, protocol: str) -> dict | None:
-    """The newest recording row of a call protocol (any state)."""
-    cur = conn.execute("SELECT * FROM recordings WHERE protocol = ? ORDER BY started_at DESC, id DESC LIMIT 1",
-                       (protocol,))
-    row = cur.fetchone()
-    return None if row is None else dict(zip([d[0] for d in cur.description], row))

@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from callproof.storage.audit import append_sync
+from callproof.storage.sync import AuditRepo
 
 from .auth import session_of
 from .context import ctx_of
@@ -74,7 +74,7 @@ async def forbidden(request: web.Request, *, needed: str) -> web.Response:
     ctx = ctx_of(request)
     session = session_of(request)
     protocol = request.match_info.get("protocol")
-    await ctx.db.run(append_sync, "web.forbidden", f"web:{session['username']}", ctx.now(),
+    await ctx.db.run(AuditRepo.append, "web.forbidden", f"web:{session['username']}", ctx.now(),
                      protocol=protocol, details={"method": request.method, "path": request.path,
                                                  "role": session["role"], "needed": needed})
     return await render(request, "error.html", status=403, title="Not allowed",

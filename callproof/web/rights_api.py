@@ -6,14 +6,13 @@ on (bad input, wrong state, missing recording, unset secret) comes back as
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from callproof.storage import NotFoundError, StorageError
-from callproof.storage.requests import list_requests_sync
+from callproof.storage import NotFoundError, StorageError, SyncDatabase
 
-from ..config import EXPORT_FORMATS, ConfigError
+from ..config import EXPORT_FORMATS, Config, ConfigError
 from ..rights.deadlines import days_remaining, deadline_status
 
 __all__ = ["EXPORT_FORMATS", "InputError", "deadline_of", "deliver_request", "export_request",
@@ -48,7 +47,7 @@ def _refused(exc: BaseException) -> InputError:
     return InputError(str(exc) or type(exc).__name__, not_found=isinstance(exc, NotFoundError))
 
 
-def deadline_of(row: dict, config: Any, now: datetime) -> dict:
+def deadline_of(row: Mapping[str, Any], config: Config, now: datetime) -> dict[str, Any]:
     """``days_remaining`` and ``deadline`` (overdue / due_soon / on_time / closed / none)."""
     if row.get("closed_at") is not None:
         return {"days_remaining": None, "deadline": "closed"}
@@ -59,27 +58,27 @@ def deadline_of(row: dict, config: Any, now: datetime) -> dict:
             "deadline": deadline_status(row["due_at"], now, tz, config.rights.due_soon_days)}
 
 
-def open_requests(conn: sqlite3.Connection) -> list[dict]:
+def open_requests(db: SyncDatabase) -> list[dict[str, Any]]:
     """Open requests, soonest due first."""
-    return list_requests_sync(conn, open_only=True)
+    return db.requests.list(open_only=True)
 
 
-def lookup(conn: sqlite3.Connection, config: Any, *, actor: str, form: dict[str, str],
-           now: datetime) -> list[dict]:
+def lookup(db: SyncDatabase, config: Config, *, actor: str, form: dict[str, str],
+           now: datetime) -> list[dict[str, Any]]:
     """``lookup_sync`` from the search form (one of protocol / phone / cpf /
     customer code, dates as YYYY-MM-DD local days), one summary row per call."""
     from ..rights.lookup import lookup_sync
 
     kwargs: dict[str, Any] = {k: form[k] for k in ("protocol", "phone", "cpf", "customer_code") if form.get(k)}
     try:
-        results = lookup_sync(conn, config, actor=actor, date_from=form.get("from") or None,
+        results = lookup_sync(db, config, actor=actor, date_from=form.get("from") or None,
                               date_to=form.get("to") or None, now=now, **kwargs)
     except _refusals() as exc:
         raise _refused(exc) from None
     return [_summary(r) for r in results]
 
 
-def _summary(result: dict) -> dict:
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
     call, recordings, sms = result["call"], result["recordings"], result["sms"]
     rec = recordings[-1] if recordings else None
     state = rec["state"] if rec else "none"
@@ -97,60 +96,60 @@ def _summary(result: dict) -> dict:
     }
 
 
-def file_request(conn: sqlite3.Connection, config: Any, **kwargs: Any):
+def file_request(db: SyncDatabase, config: Config, **kwargs: Any):
     """``file_request_sync``; returns its FiledRequest."""
     from ..rights.requests import file_request_sync
 
     try:
-        return file_request_sync(conn, config, **kwargs)
+        return file_request_sync(db, config, **kwargs)
     except _refusals() as exc:
         raise _refused(exc) from None
 
 
-def verify_identity(conn: sqlite3.Connection, config: Any, request_id: int, *, actor: str, now: datetime,
+def verify_identity(db: SyncDatabase, config: Config, request_id: int, *, actor: str, now: datetime,
                     note: str | None = None) -> str:
     from ..rights.requests import verify_identity_sync
 
     try:
-        verify_identity_sync(conn, config, request_id, actor=actor, now=now, note=note)
+        verify_identity_sync(db, config, request_id, actor=actor, now=now, note=note)
     except _refusals() as exc:
         raise _refused(exc) from None
     return "identity verified; the request is received"
 
 
-def refuse_request(conn: sqlite3.Connection, config: Any, request_id: int, *, actor: str, now: datetime,
+def refuse_request(db: SyncDatabase, config: Config, request_id: int, *, actor: str, now: datetime,
                    reason: str) -> str:
     from ..rights.requests import refuse_request_sync
 
     if not reason.strip():
         raise InputError("reason: say why the request is refused")
     try:
-        refuse_request_sync(conn, config, request_id, reason=reason, actor=actor, now=now)
+        refuse_request_sync(db, config, request_id, reason=reason, actor=actor, now=now)
     except _refusals() as exc:
         raise _refused(exc) from None
     return "refused"
 
 
-def export_request(conn: sqlite3.Connection, config: Any, request_id: int, *, actor: str, now: datetime,
+def export_request(db: SyncDatabase, config: Config, request_id: int, *, actor: str, now: datetime,
                    fmt: str | None = None) -> str:
     from ..rights.export import export_request_sync
 
     try:
-        row = export_request_sync(conn, config, request_id, actor=actor, now=now, fmt=fmt)
+        row = export_request_sync(db, config, request_id, actor=actor, now=now, fmt=fmt)
     except _refusals() as exc:
         raise _refused(exc) from None
-    return f"exported as {row['format']} ({row['size_bytes']} bytes, sha256 {row['sha256'][:12]}…)"
+    return f"exported as {row.format} ({row.size_bytes} bytes, sha256 {row.sha256[:12]}…)"
 
 
-def deliver_request(conn: sqlite3.Connection, config: Any, request_id: int, *, actor: str, now: datetime,
+def deliver_request(db: SyncDatabase, config: Config, request_id: int, *, actor: str, now: datetime,
                     via: str, to: str | None = None) -> str:
     from ..rights.delivery import deliver_request_sync
 
     if via not in ("sms", "email"):
         raise InputError(f"via: deliver by sms or email, not {via!r}")
     try:
-        row = deliver_request_sync(conn, config, request_id, via=via, actor=actor, now=now, to=to)
+        row = deliver_request_sync(db, config, request_id, via=via, actor=actor, now=now, to=to)
     except _refusals() as exc:
         raise _refused(exc) from None
-    recipient = row["recipient"].removeprefix(f"{row['channel']}:")
-    return f"link sent by {row['channel']} to {recipient} ({row['state']})"
+    recipient = row.recipient.removeprefix(f"{row.channel}:")
+    return f"link sent by {row.channel} to {recipient} ({row.state})"

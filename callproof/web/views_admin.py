@@ -8,12 +8,11 @@ import json
 from aiohttp import web
 
 from callproof.storage import AlreadyExistsError, NotFoundError, webauth
-from callproof.storage.holds import list_holds_sync
+from callproof.storage.sync import AuditRepo, HoldsRepo, WebAuthRepo
 
 from .auth import actor, redirect, requires, session_of
 from .context import ctx_of
 from .passwords import WeakPassword, check_password_strength, hash_password
-from .queries import audit_page_sync
 from .render import render
 
 routes = web.RouteTableDef()
@@ -22,7 +21,7 @@ routes = web.RouteTableDef()
 async def _users_page(request: web.Request, *, status: int = 200, error: str | None = None,
                       notice: str | None = None) -> web.Response:
     ctx = ctx_of(request)
-    users = await ctx.db.run(webauth.list_users_sync)
+    users = await ctx.db.run(WebAuthRepo.list_users)
     return await render(request, "users.html", status=status, users=users, roles=webauth.ROLES,
                         error=error, notice=notice or request.query.get("notice", "")[:200])
 
@@ -48,7 +47,7 @@ async def add_user(request: web.Request) -> web.StreamResponse:
         return await _users_page(request, status=400, error=str(exc))
     encoded = await asyncio.to_thread(hash_password, password)
     try:
-        await ctx.db.run(webauth.create_user_sync, username, encoded, role, actor=actor(request), at=ctx.now())
+        await ctx.db.run(WebAuthRepo.create_user, username, encoded, role, actor=actor(request), at=ctx.now())
     except AlreadyExistsError as exc:
         return await _users_page(request, status=409, error=str(exc))
     return redirect(f"/admin/users?notice=user+{username}+added+as+{role}")
@@ -62,7 +61,7 @@ async def disable_user(request: web.Request) -> web.StreamResponse:
     if username == session_of(request)["username"]:
         return await _users_page(request, status=400, error="You cannot disable your own account.")
     try:
-        await ctx.db.run(webauth.disable_user_sync, webauth.check_username(username), actor=actor(request),
+        await ctx.db.run(WebAuthRepo.disable_user, webauth.check_username(username), actor=actor(request),
                          at=ctx.now())
     except (ValueError, NotFoundError) as exc:
         return await _users_page(request, status=404, error=str(exc))
@@ -74,7 +73,7 @@ async def disable_user(request: web.Request) -> web.StreamResponse:
 async def holds(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     show_all = request.query.get("all") == "1"
-    rows = await ctx.db.run(list_holds_sync, include_released=show_all)
+    rows = await ctx.db.run(HoldsRepo.list, include_released=show_all)
     return await render(request, "holds.html", holds=rows, show_all=show_all)
 
 
@@ -85,7 +84,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
     before = request.query.get("before", "")
     action = request.query.get("action", "").strip()[:64]
     before_id = int(before) if before.isascii() and before.isdigit() and len(before) < 15 else None
-    rows = await ctx.db.run(audit_page_sync, before_id=before_id, action=action or None)
+    rows = await ctx.db.run(AuditRepo.page, before_id=before_id, action=action or None)
     for row in rows:
         row["details_text"] = _details(row["details"])
     return await render(request, "audit.html", entries=rows, action=action,

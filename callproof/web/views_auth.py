@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from callproof.storage import webauth
+from callproof.storage.sync import WebAuthRepo
 
 from .auth import (PRELOGIN_COOKIE, clear_cookie, client_remote, cookie_name, csrf_ok, load_session,
                    new_token, redirect, requires, safe_next, session_of, set_cookie, start_session,
@@ -57,28 +57,28 @@ async def login(request: web.Request) -> web.StreamResponse:
     remote = client_remote(request)
     now = ctx.now()
     window = ctx.config.web.login_window_seconds
-    by_user, by_remote = await ctx.db.run(webauth.recent_failures_sync, username, remote,
+    by_user, by_remote = await ctx.db.run(WebAuthRepo.recent_failures, username, remote,
                                           now - timedelta(seconds=window))
     limit = ctx.config.web.login_max_failures
     if by_user >= limit or by_remote >= limit:
-        await ctx.db.run(webauth.record_failure_sync, username, remote, at=now, throttled=True)
+        await ctx.db.run(WebAuthRepo.record_failure, username, remote, at=now, throttled=True)
         await asyncio.sleep(THROTTLED_DELAY_SECONDS)  # a client retrying in a loop is slowed too
         return await _login_page(
             request, status=429, username=username, headers={"Retry-After": str(window)},
             error=f"Too many failed logins. Wait {max(1, window // 60)} minutes and try again.")
 
-    user = await ctx.db.run(webauth.get_user_sync, username) if username else None
+    user = await ctx.db.run(WebAuthRepo.get_user, username) if username else None
     usable = user is not None and user["disabled_at"] is None
     ok = await asyncio.to_thread(verify_or_waste_time, password, user["password_hash"] if usable else None)
     if not ok:
-        await ctx.db.run(webauth.record_failure_sync, username, remote, at=now, throttled=False)
-        await ctx.db.run(webauth.prune_failures_sync, now - timedelta(seconds=window))
+        await ctx.db.run(WebAuthRepo.record_failure, username, remote, at=now, throttled=False)
+        await ctx.db.run(WebAuthRepo.prune_failures, now - timedelta(seconds=window))
         return await _login_page(request, status=401, username=username,
                                  error="Wrong username or password.")
 
     previous = await load_session(request)
     if previous is not None:  # logging in again replaces the session this browser had
-        await ctx.db.run(webauth.end_session_sync, previous["id_hash"], username=previous["username"], at=now)
+        await ctx.db.run(WebAuthRepo.end_session, previous["id_hash"], username=previous["username"], at=now)
     value, _csrf = await start_session(request, user)
     response = redirect(safe_next(str(form.get("next", ""))))
     set_cookie(response, ctx, cookie_name(ctx.config.web.secure_cookies), value,
@@ -92,7 +92,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     name = cookie_name(ctx.config.web.secure_cookies)
-    await ctx.db.run(webauth.end_session_sync, token_hash(request.cookies[name]),
+    await ctx.db.run(WebAuthRepo.end_session, token_hash(request.cookies[name]),
                      username=session_of(request)["username"], at=ctx.now())
     response = redirect("/login")
     clear_cookie(response, ctx, name)

@@ -8,13 +8,12 @@ import logging
 
 from aiohttp import web
 
-from callproof.storage.audit import append_sync
+from callproof.storage.sync import AuditRepo, PagesRepo, RecordingsRepo
 
 from . import rights_api
 from .auth import actor, requires
 from .context import ctx_of
-from .queries import call_page_sync
-from .recfiles import UnsafeFile, file_inside, is_protocol, latest_recording_sync
+from .recfiles import UnsafeFile, file_inside, is_protocol
 from .render import not_found, render
 
 log = logging.getLogger(__name__)
@@ -53,15 +52,15 @@ async def search(request: web.Request) -> web.StreamResponse:
 async def call_page(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     protocol = request.match_info["protocol"]
-    page = await ctx.db.run(call_page_sync, protocol, actor=actor(request), now=ctx.now())
+    page = await ctx.db.run(PagesRepo.call_page, protocol, actor=actor(request), now=ctx.now())
     if page is None:
         return await not_found(request, f"No call has protocol {protocol}.")
     now = ctx.now()
-    for req in page["requests"]:
-        req.update(rights_api.deadline_of(req, ctx.config, now))
-    for entry in page["audit"]:
-        entry["details_text"] = _details_text(entry["details"])
-    return await render(request, "call.html", protocol=protocol, **page)
+    requests = [{**req.row, "exports": req.exports, "deliveries": req.deliveries,
+                 **rights_api.deadline_of(req.row, ctx.config, now)} for req in page.requests]
+    audit = [{**entry, "details_text": _details_text(entry["details"])} for entry in page.audit]
+    return await render(request, "call.html", protocol=protocol, call=page.call, recordings=page.recordings,
+                        sms=page.sms, requests=requests, holds=page.holds, audit=audit)
 
 
 def _details_text(details: str | None) -> str:
@@ -79,7 +78,7 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
     protocol = request.match_info["protocol"]
     if not is_protocol(protocol):  # the route already says so; belt and braces
         raise web.HTTPNotFound()
-    row = await ctx.db.run(latest_recording_sync, protocol)
+    row = await ctx.db.run(RecordingsRepo.latest_for_protocol, protocol)
     if row is None or row["state"] != "finalised":
         state = row["state"] if row else "none"
         raise web.HTTPNotFound(text=f"No playable recording for protocol {protocol} (state: {state}).")
@@ -89,10 +88,10 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
         raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
     except UnsafeFile as exc:
         log.error("refusing to serve recording %s of %s: %s", row["id"], protocol, exc)
-        await ctx.db.run(append_sync, "recording.refused", actor(request), ctx.now(), protocol=protocol,
+        await ctx.db.run(AuditRepo.append, "recording.refused", actor(request), ctx.now(), protocol=protocol,
                          subject=f"recording:{row['id']}", details={"why": "path outside the recordings root"})
         raise web.HTTPNotFound(text=f"The recording of protocol {protocol} cannot be served.") from None
-    await ctx.db.run(append_sync, "recording.downloaded" if download else "recording.streamed",
+    await ctx.db.run(AuditRepo.append, "recording.downloaded" if download else "recording.streamed",
                      actor(request), ctx.now(), protocol=protocol, subject=f"recording:{row['id']}",
                      details={"via": "web", "range": request.headers.get("Range")})
     disposition = "attachment" if download else "inline"

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from callproof.storage.sync import RequestsRepo
+
 from . import rights_api
 from .auth import actor, redirect, requires
 from .context import ctx_of
-from .queries import request_with_call_sync
 from .recfiles import is_protocol
 from .render import not_found, render
 
@@ -73,7 +74,7 @@ async def _act(request: web.Request, what: str, fn, **kwargs) -> web.StreamRespo
     """Run one request action; back to the queue with a notice (or the error)."""
     ctx = ctx_of(request)
     request_id = _request_id(request)
-    row = await ctx.db.run(request_with_call_sync, request_id)
+    row = await ctx.db.run(RequestsRepo.with_call, request_id)
     if row is None:
         return await not_found(request, f"No recording request {request_id}.")
     try:

@@ -1,0 +1,52 @@
+"""Opening the database named by the configuration: the one place that reads
+``[storage] database`` and ``busy_timeout_ms``.
+
+* :func:`open_database` -- the async :class:`Database` (``await`` it or use
+  ``async with``), for the ARI app, FastAGI, the SMS and call-back commands.
+* :func:`open_sync` -- a :class:`SyncDatabase` (use ``with``), for CLI
+  commands.
+* :func:`open_pool` -- the web page's pool of sync handles.
+
+All of them go through :func:`storage.db.connect_sync` / :meth:`Database.open`,
+which create a missing file with the right mode and never open an existing
+database file outside SQLite (see :func:`storage.db._prepare_file`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from .db import Database, _Opening
+from .pool import SyncPool
+from .sync import SyncDatabase
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class _StorageSection(Protocol):
+    @property
+    def database(self) -> Path: ...
+    @property
+    def busy_timeout_ms(self) -> int: ...
+
+
+class _HasStorage(Protocol):
+    """What is read of :class:`callproof.config.Config`."""
+
+    @property
+    def storage(self) -> _StorageSection: ...
+
+
+def open_database(config: _HasStorage) -> _Opening:
+    """``await open_database(config)`` or ``async with open_database(config) as db``."""
+    return Database.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+
+
+def open_sync(config: _HasStorage) -> SyncDatabase:
+    """A sync handle; ``with open_sync(config) as db:`` closes it."""
+    return SyncDatabase.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+
+
+def open_pool(config: _HasStorage, *, size: int = 4) -> SyncPool:
+    return SyncPool(config.storage.database, size=size, busy_timeout_ms=config.storage.busy_timeout_ms)

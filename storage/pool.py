@@ -1,0 +1,63 @@
+"""A small pool of sync handles for a threaded server (the ops web page).
+
+Why not :class:`storage.Database`: it has one connection on one thread, so an
+export (ffmpeg, seconds) or an SMTP delivery would stall every other page
+behind it.  Here a few threads each borrow a :class:`SyncDatabase` from the
+pool; SQLite in WAL mode lets the readers run side by side while writers
+queue on ``busy_timeout`` as in every other callproof process.
+
+The first connection is opened with :func:`connect_sync` (creates the file
+with the right mode, migrates); the others only get the pragmas.  Neither
+opens the database file outside SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import queue
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from .db import DEFAULT_BUSY_TIMEOUT_MS, configure, connect_sync
+from .sync import SyncDatabase
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class SyncPool:
+    def __init__(self, path: str | os.PathLike[str], *, size: int = 4,
+                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+        path = os.fspath(path)
+        connect_sync(path, busy_timeout_ms=busy_timeout_ms).close()
+        self._conns: list[sqlite3.Connection] = []
+        self._free: queue.SimpleQueue[SyncDatabase] = queue.SimpleQueue()
+        for _ in range(size):
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            configure(conn, busy_timeout_ms)
+            self._conns.append(conn)
+            self._free.put(SyncDatabase(conn))
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="callproof-web-db")
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        db = self._free.get()
+        try:
+            return fn(db, *args, **kwargs)
+        finally:
+            db.rollback()  # a function that raised half-way must not leak its transaction
+            self._free.put(db)
+
+    async def run(self, fn: Callable[Concatenate[SyncDatabase, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(db, *args, **kwargs)`` on a pool thread with a borrowed :class:`SyncDatabase`."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(self._call, fn, args, kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        for conn in self._conns:
+            conn.close()
+        self._conns.clear()
