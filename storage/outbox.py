@@ -10,7 +10,9 @@ should pass an idempotency key (the row id) to the gateway where possible.
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -189,7 +191,7 @@ def release_unsent_in_tx(conn: sqlite3.Connection, attempt_ids: list[int], owner
 
 
 def sender_step_sync(
-    conn: sqlite3.Connection, *, finish: list[tuple[int, dict]] = (), release: dict | None = None,
+    conn: sqlite3.Connection, *, finish: Sequence[tuple[int, dict]] = (), release: dict | None = None,
     claim: dict | None = None,
 ) -> tuple[list[Exception | None], list[dict]]:
     """One transaction of a sender's cycle: write the answers that came back
@@ -253,34 +255,34 @@ class Outbox:
     async def get(self, outbox_id: int) -> dict | None:
         return await self._db.run_in_connection(get_sync, outbox_id)
 
-    async def get_for_protocol(self, protocol: str) -> list[dict]:
+    async def get_for_protocol(self, protocol: str) -> builtins.list[dict]:
         return await self._db.run_in_connection(get_for_protocol_sync, protocol)
 
     async def claim_for_send(self, owner: str, limit: int, lease_seconds: float, now: str | datetime,
-                             backend: str, max_age_seconds: float | None = None) -> list[dict]:
+                             backend: str, max_age_seconds: float | None = None) -> builtins.list[dict]:
         return await self._db.run_in_connection(
             claim_for_send_sync, owner, limit, lease_seconds, now, backend, max_age_seconds)
 
     async def finish_attempt(self, attempt_id: int, **kwargs) -> None:
         await self._db.run_in_connection(finish_attempt_sync, attempt_id, **kwargs)
 
-    async def finish_attempts(self, items: list[tuple[int, dict]]) -> list[Exception | None]:
+    async def finish_attempts(self, items: builtins.list[tuple[int, dict]]) -> builtins.list[Exception | None]:
         return await self._db.run_in_connection(finish_attempts_sync, list(items))
 
-    async def sender_step(self, *, finish: list[tuple[int, dict]] = (), release: dict | None = None,
-                          claim: dict | None = None) -> tuple[list[Exception | None], list[dict]]:
+    async def sender_step(self, *, finish: Sequence[tuple[int, dict]] = (), release: dict | None = None,
+                          claim: dict | None = None) -> tuple[builtins.list[Exception | None], builtins.list[dict]]:
         return await self._db.run_in_connection(sender_step_sync, finish=finish, release=release, claim=claim)
 
-    async def retry(self, outbox_ids: list[int], now: str | datetime) -> None:
+    async def retry(self, outbox_ids: builtins.list[int], now: str | datetime) -> None:
         await self._db.run_in_connection(retry_sync, list(outbox_ids), now)
 
-    async def list(self, state: str | tuple[str, ...] | None = None, limit: int = 100) -> list[dict]:
+    async def list(self, state: str | tuple[str, ...] | None = None, limit: int = 100) -> builtins.list[dict]:
         return await self._db.run_in_connection(list_sync, state, limit)
 
-    async def attempts(self, outbox_id: int) -> list[dict]:
+    async def attempts(self, outbox_id: int) -> builtins.list[dict]:
         return await self._db.run_in_connection(attempts_sync, outbox_id)
 
-    async def dlrs(self, outbox_id: int) -> list[dict]:
+    async def dlrs(self, outbox_id: int) -> builtins.list[dict]:
         return await self._db.run_in_connection(dlrs_sync, outbox_id)
 
     async def record_dlr(self, gateway_message_id: str, status: str, now: str | datetime,
