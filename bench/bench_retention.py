@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import statistics
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from callproof.storage import connect_sync  # noqa: E402
-from callproof.storage.timefmt import to_db_time  # noqa: E402
+from tests.retention_helpers import expired_rows  # noqa: E402
 
 NOW = datetime.now(UTC)
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "CALLPROOF_ARI_PASSWORD": "bench-ari-secret-1",
@@ -74,28 +73,8 @@ def make_files(roots: list[Path], n: int) -> None:
 
 def make_rows(db: Path, root: Path, n: int) -> None:
     conn = connect_sync(db)
-    started = to_db_time(NOW - timedelta(days=100))
-    until = to_db_time(NOW - timedelta(days=10))
-    rootp = os.path.realpath(root)
-    conn.execute("BEGIN")
-    conn.execute(
-        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
-        " INSERT INTO calls (id, channel_id, caller_number_raw, caller_number, started_at, status,"
-        " ended_at, updated_at) SELECT i + 1, 'c' || i, '+5511900000000', '+5511900000000', ?,"
-        " 'completed', ?, ? FROM s", (n, started, started, started))
-    conn.execute(
-        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
-        " INSERT INTO protocols (protocol, year, sequence, allocated_at, call_id)"
-        " SELECT printf('2026%013d', i + 1), 2026, i + 1, ?, i + 1 FROM s", (n, started))
-    conn.execute(
-        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
-        " INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state, size_bytes,"
-        " duration_ms, sha256, finalised_at, retention_until, retention_class)"
-        " SELECT i + 1, printf('2026%013d', i + 1), ? || '/2026/' || printf('%02d', i / 10000) || '/'"
-        " || printf('%02d', (i / 100) % 100) || '/' || printf('2026%013d', i + 1) || '_5511900000000_x.wav',"
-        " '5511900000000', ?, 'finalised', 16, 1000, ?, ?, ?, 'consumer_service' FROM s",
-        (n, rootp, started, "0" * 64, started, until))
-    conn.execute("COMMIT")
+    expired_rows(conn, os.path.realpath(root), n, started=NOW - timedelta(days=100),
+                 until=NOW - timedelta(days=10))
     conn.close()
 
 

@@ -65,3 +65,30 @@ def states(conn: sqlite3.Connection) -> dict[int, str]:
 def audit_actions(conn: sqlite3.Connection, action: str) -> list[tuple]:
     return conn.execute("SELECT subject, protocol, details FROM audit_log WHERE action = ?"
                         " ORDER BY id", (action,)).fetchall()
+
+
+def expired_rows(conn: sqlite3.Connection, root: str, n: int, *, started: datetime,
+                 until: datetime) -> None:
+    """N calls + protocols + 'finalised' recordings whose retention ended at
+    ``until``, in one transaction, the paths those of bench_retention.rel_path
+    under ``root`` (the benchmark's 100k or 1M rows in seconds)."""
+    started_at, until_at = to_db_time(started), to_db_time(until)
+    conn.execute("BEGIN")
+    conn.execute(
+        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
+        " INSERT INTO calls (id, channel_id, caller_number_raw, caller_number, started_at, status,"
+        " ended_at, updated_at) SELECT i + 1, 'c' || i, '+5511900000000', '+5511900000000', ?,"
+        " 'completed', ?, ? FROM s", (n, started_at, started_at, started_at))
+    conn.execute(
+        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
+        " INSERT INTO protocols (protocol, year, sequence, allocated_at, call_id)"
+        " SELECT printf('2026%013d', i + 1), 2026, i + 1, ?, i + 1 FROM s", (n, started_at))
+    conn.execute(
+        "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?)"
+        " INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state, size_bytes,"
+        " duration_ms, sha256, finalised_at, retention_until, retention_class)"
+        " SELECT i + 1, printf('2026%013d', i + 1), ? || '/2026/' || printf('%02d', i / 10000) || '/'"
+        " || printf('%02d', (i / 100) % 100) || '/' || printf('2026%013d', i + 1) || '_5511900000000_x.wav',"
+        " '5511900000000', ?, 'finalised', 16, 1000, ?, ?, ?, 'consumer_service' FROM s",
+        (n, root, started_at, "0" * 64, started_at, until_at))
+    conn.execute("COMMIT")

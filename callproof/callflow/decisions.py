@@ -17,7 +17,7 @@ from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue
 from callproof.sms.text import render_sms
 from callproof.storage import SmsDraft
-from callproof.storage.retention import RetentionChoice, choose_class
+from callproof.retention.policy import RetentionChoice, choose_class
 
 log = logging.getLogger("callproof.flow")
 

@@ -32,7 +32,7 @@ from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database, NewCall
 from callproof.storage.call_status import CallStatus, step_done
-from callproof.storage.retention import retention_until
+from callproof.retention.policy import retention_until
 
 from . import decisions, endings
 from .decisions import iso

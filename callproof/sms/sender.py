@@ -2,7 +2,7 @@
 
 Rules (README, "SMS delivery"):
 
-* Rows are claimed with a lease (``db.outbox.claim``), so several sender
+* Rows are claimed with a lease (``db.outbox.sender_step``), so several sender
   processes never send the same row; every write-back names the owner, so a
   sender whose lease ran out cannot overwrite the new owner's result.
 * Every attempt is persisted (``sms_attempts``, outcome 'in_flight') before the

@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from callproof.storage.retention import retention_until
+from callproof.retention.policy import retention_until
 
 
 async def test_real_calls_get_their_retention(harness, app_config):

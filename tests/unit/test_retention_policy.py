@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callproof.config import ConfigError, load_config
-from callproof.storage.retention import choose_class, retention_until
+from callproof.retention.policy import choose_class, retention_until
 
 SP = ZoneInfo("America/Sao_Paulo")
 NY = ZoneInfo("America/New_York")

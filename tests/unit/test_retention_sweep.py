@@ -18,7 +18,7 @@ from callproof.storage import connect_sync
 from callproof.storage.audit import verify_chain_sync
 from callproof.storage.holds import (close_request_sync, list_holds_sync, open_request_sync, place_hold_sync,
                            release_hold_sync)
-from callproof.storage.retention import retention_until
+from callproof.retention.policy import retention_until
 from tests.retention_helpers import Builder, audit_actions, states
 
 SP = ZoneInfo("America/Sao_Paulo")

@@ -34,8 +34,8 @@ def setup(tmp_path, monkeypatch):
                 out.append(r)
             # row 1 dies after one rejected attempt, row 2 is sent and delivered
             for r, ok in zip(out, (False, True)):
-                await db.outbox.claim("w", 1, 30, "2026-03-10T14:00:01Z")
-                att = await db.outbox.begin_attempt(r.outbox_id, "w", "smpp", "2026-03-10T14:00:01Z")
+                [att] = await db.outbox.claim_for_send("w", 1, 30, "2026-03-10T14:00:01Z", "smpp")
+                assert att["id"] == r.outbox_id
                 await db.outbox.finish_attempt(
                     att["attempt_id"], outcome="accepted" if ok else "rejected",
                     row_state="sent" if ok else "dead", now="2026-03-10T14:00:02Z", owner="w",

@@ -195,8 +195,8 @@ async def test_crashed_sender_attempt_becomes_unknown(db):
     [oid] = await queue(db, 1)
     clock = Clock()
     # a sender claims and persists its attempt, then dies (never finishes)
-    await db.outbox.claim("dead-worker", 1, 30, clock.now.isoformat())
-    await db.outbox.begin_attempt(oid, "dead-worker", "scripted", clock.now.isoformat())
+    [claimed] = await db.outbox.claim_for_send("dead-worker", 1, 30, clock.now.isoformat(), "scripted")
+    assert claimed["id"] == oid
     backend = Scripted()
     s = sender(db, backend, clock)
     assert await s.drain_once() == 0  # leased: nobody else touches it

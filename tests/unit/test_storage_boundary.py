@@ -22,7 +22,6 @@ STORAGE = ("callproof.storage", "storage")
 
 # file -> what it still imports; remove an entry when the file is fixed.
 PENDING: dict[str, set[str]] = {
-    "callproof/retention.py": {"sqlite3", "callproof.storage._sqlutil"},
 }
 
 

@@ -1,4 +1,4 @@
-"""storage.outbox: leased claims, retries, terminal states."""
+"""storage.outbox: leased claims with their attempts, answers (sent, retry, dead), receipts."""
 
 from __future__ import annotations
 
@@ -31,35 +31,58 @@ async def queue(db, n, at=T0, destination=MOBILE):
     return ids
 
 
+async def claim(db, owner, limit, lease_seconds, now, **kw):
+    """A claim as the sender makes it (lease + one attempt per row)."""
+    return await db.outbox.claim_for_send(owner, limit, lease_seconds, now, "smpp", **kw)
+
+
+async def answer(db, row, now, owner="w", **kw):
+    """Write the gateway's answer to a claimed row's attempt."""
+    await db.outbox.finish_attempt(row["attempt_id"], now=now, owner=owner, **kw)
+
+
+def accepted(gateway_message_id):
+    return {"outcome": "accepted", "row_state": "sent", "gateway_message_id": gateway_message_id}
+
+
+def retry(reason, next_attempt_at):
+    return {"outcome": "transient", "row_state": "pending", "reason": reason,
+            "next_attempt_at": next_attempt_at}
+
+
+def dead(reason):
+    return {"outcome": "rejected", "row_state": "dead", "reason": reason}
+
+
 async def test_claim_leases_due_rows(db):
     ids = await queue(db, 3)
-    claimed = await db.outbox.claim("worker-a", 2, 30, T_PLUS(1))
+    claimed = await claim(db, "worker-a", 2, 30, T_PLUS(1))
     assert [r["id"] for r in claimed] == ids[:2]
     for row in claimed:
         assert row["state"] == "sending" and row["lease_owner"] == "worker-a"
         assert row["lease_until"] == "2026-03-10T14:00:31.000000Z"
         assert row["attempts"] == 1
     # the rest goes to the next claimer, leased rows are not handed out twice
-    assert [r["id"] for r in await db.outbox.claim("worker-b", 10, 30, T_PLUS(2))] == ids[2:]
-    assert await db.outbox.claim("worker-c", 10, 30, T_PLUS(3)) == []
+    assert [r["id"] for r in await claim(db, "worker-b", 10, 30, T_PLUS(2))] == ids[2:]
+    assert await claim(db, "worker-c", 10, 30, T_PLUS(3)) == []
 
 
 async def test_not_due_yet(db):
     await queue(db, 1, at="2026-03-10T14:10:00Z")
-    assert await db.outbox.claim("w", 10, 30, T_PLUS(599)) == []
-    assert len(await db.outbox.claim("w", 10, 30, T_PLUS(600))) == 1
+    assert await claim(db, "w", 10, 30, T_PLUS(599)) == []
+    assert len(await claim(db, "w", 10, 30, T_PLUS(600))) == 1
 
 
 async def test_expired_lease_is_reclaimable(db):
     [oid] = await queue(db, 1)
-    await db.outbox.claim("crashed", 1, 30, T_PLUS(0))
-    assert await db.outbox.claim("other", 1, 30, T_PLUS(29)) == []
-    [row] = await db.outbox.claim("other", 1, 30, T_PLUS(30))
+    [first] = await claim(db, "crashed", 1, 30, T_PLUS(0))
+    assert await claim(db, "other", 1, 30, T_PLUS(29)) == []
+    [row] = await claim(db, "other", 1, 30, T_PLUS(30))
     assert row["id"] == oid and row["lease_owner"] == "other" and row["attempts"] == 2
     # the crashed worker comes back: its result is refused when it names itself
     with pytest.raises(InvalidStateError, match="leased by 'other'"):
-        await db.outbox.mark_sent(oid, "gw-1", T_PLUS(31), owner="crashed")
-    await db.outbox.mark_sent(oid, "gw-2", T_PLUS(32), owner="other")
+        await answer(db, first, T_PLUS(31), owner="crashed", **accepted("gw-1"))
+    await answer(db, row, T_PLUS(32), owner="other", **accepted("gw-2"))
 
 
 async def test_two_owners_never_share_rows(db, tmp_path):
@@ -67,7 +90,7 @@ async def test_two_owners_never_share_rows(db, tmp_path):
     async with Database.open(db.path) as db2:
         async def drain(database, owner):
             got = []
-            while batch := await database.outbox.claim(owner, 3, 60, T_PLUS(1)):
+            while batch := await claim(database, owner, 3, 60, T_PLUS(1)):
                 got += [r["id"] for r in batch]
                 await asyncio.sleep(0)
             return got
@@ -79,38 +102,42 @@ async def test_two_owners_never_share_rows(db, tmp_path):
 
 async def test_sent_retry_dead(db):
     a, b, c = await queue(db, 3)
-    await db.outbox.claim("w", 3, 30, T_PLUS(1))
+    row_a, row_b, row_c = await claim(db, "w", 3, 30, T_PLUS(1))
 
-    await db.outbox.mark_sent(a, "gw-123", T_PLUS(2))
+    await answer(db, row_a, T_PLUS(2), **accepted("gw-123"))
     row = await db.outbox.get(a)
     assert (row["state"], row["gateway_message_id"], row["lease_owner"], row["lease_until"],
             row["updated_at"]) == ("sent", "gw-123", None, None, "2026-03-10T14:00:02.000000Z")
     with pytest.raises(InvalidStateError, match="'sent'"):
-        await db.outbox.mark_sent(a, "gw-again", T_PLUS(3))
+        await answer(db, row_a, T_PLUS(3), **accepted("gw-again"))
 
-    await db.outbox.mark_dead(c, "rejected: invalid number", T_PLUS(2))
+    await answer(db, row_c, T_PLUS(2), **dead("rejected: invalid number"))
     row = await db.outbox.get(c)
     assert (row["state"], row["reason"], row["next_attempt_at"], row["lease_owner"]) == (
         "dead", "rejected: invalid number", None, None)
 
-    await db.outbox.mark_retry(b, "gateway timeout", T_PLUS(120), T_PLUS(2))
+    await answer(db, row_b, T_PLUS(2), **retry("gateway timeout", T_PLUS(120)))
     row = await db.outbox.get(b)
     assert (row["state"], row["reason"], row["next_attempt_at"], row["lease_owner"]) == (
         "pending", "gateway timeout", "2026-03-10T14:02:00.000000Z", None)
-    assert await db.outbox.claim("w", 10, 30, T_PLUS(119)) == []
-    [again] = await db.outbox.claim("w", 10, 30, T_PLUS(120))
+    assert await claim(db, "w", 10, 30, T_PLUS(119)) == []
+    [again] = await claim(db, "w", 10, 30, T_PLUS(120))
     assert again["id"] == b and again["attempts"] == 2
     with pytest.raises(InvalidStateError):
-        await db.outbox.mark_retry(c, "x", T_PLUS(5), T_PLUS(3))
+        await answer(db, row_c, T_PLUS(3), **retry("x", T_PLUS(5)))
     with pytest.raises(NotFoundError):
-        await db.outbox.mark_dead(999, "x", T_PLUS(3))
+        await db.outbox.finish_attempt(999, now=T_PLUS(3), owner="w", **dead("x"))
 
 
 async def test_retry_needs_a_lease(db):
     [oid] = await queue(db, 1)
+    [row] = await claim(db, "w", 1, 30, T_PLUS(1))
+    await answer(db, row, T_PLUS(1), **retry("gateway timeout", T_PLUS(60)))  # pending again
     with pytest.raises(InvalidStateError, match="'pending'"):
-        await db.outbox.mark_retry(oid, "x", T_PLUS(5), T_PLUS(1))
-    await db.outbox.mark_dead(oid, "operator cancelled", T_PLUS(1))  # dead from pending is fine
+        await answer(db, row, T_PLUS(2), **retry("x", T_PLUS(5)))
+    # a row queued too long goes dead at the claim, from pending, with no attempt
+    assert await claim(db, "w", 1, 30, T_PLUS(60), max_age_seconds=30) == []
+    assert (await db.outbox.get(oid))["state"] == "dead"
 
 
 async def test_get_for_protocol(db):
@@ -122,13 +149,13 @@ async def test_get_for_protocol(db):
 
 async def test_claim_arguments(db):
     with pytest.raises(ValueError):
-        await db.outbox.claim("", 1, 30, T0)
+        await claim(db, "", 1, 30, T0)
     with pytest.raises(ValueError):
-        await db.outbox.claim("w", 0, 30, T0)
+        await claim(db, "w", 0, 30, T0)
     with pytest.raises(ValueError):
-        await db.outbox.claim("w", 1, 0, T0)
+        await claim(db, "w", 1, 0, T0)
     with pytest.raises(ValueError, match="naive"):
-        await db.outbox.claim("w", 1, 30, "2026-03-10T14:00:00")
+        await claim(db, "w", 1, 30, "2026-03-10T14:00:00")
 
 
 async def test_claim_for_send_persists_one_attempt_per_row(db):

@@ -108,7 +108,7 @@ async def test_not_sendable_without_destination(db):
     assert row["state"] == "not_sendable"
     assert row["reason"] == "caller number withheld"
     assert row["destination"] is None and row["next_attempt_at"] is None
-    assert await db.outbox.claim("w", 10, 30, "2030-01-01T00:00:00Z") == []
+    assert await db.outbox.claim_for_send("w", 10, 30, "2030-01-01T00:00:00Z", "smpp") == []
 
 
 async def test_not_sendable_with_reason_keeps_destination(db):

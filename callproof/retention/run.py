@@ -1,0 +1,80 @@
+"""Glue for ``callproof retention sweep`` and ``callproof run``: the lock file,
+opening the database for a sweep, and the periodic sweep inside the app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from callproof.storage.retention import open_retention_store
+
+from .files import SweepLocked, sweep_lock
+from .summary import SweepSummary
+from .sweeper import Clock, Report, Sweeper, utc_now
+
+if TYPE_CHECKING:
+    from callproof.config import Config
+
+
+def lock_path(config: Config) -> Path:
+    rt = config.retention
+    if rt.lock_file is not None:
+        return rt.lock_file
+    db = Path(config.storage.database)
+    return db.with_name(db.name + ".retention.lock")
+
+
+def run_sweep(config: Config, *, dry_run: bool = False, scan: bool = True,
+              report: Report | None = None,
+              progress_total: Callable[[int], Callable[[int], Any] | None] | None = None,
+              now: Clock = utc_now, stop: threading.Event | None = None) -> SweepSummary:
+    """Take the lock, open the database, sweep.  Raises SweepLocked."""
+    with sweep_lock(lock_path(config)):
+        store = open_retention_store(config.storage.database,
+                                     busy_timeout_ms=config.storage.busy_timeout_ms)
+        try:
+            sweeper = Sweeper(
+                store, root=config.recording.root, tz=config.general.tz,
+                classes=dict(config.retention.classes),
+                call_record_days=config.retention.call_record_days,
+                request_grace_days=config.retention.request_grace_days,
+                batch_size=config.retention.batch_size,
+                quarantine_dir=config.retention.quarantine_dir, now=now, report=report, stop=stop,
+                export_dir=config.rights.export_dir)
+            if progress_total is not None:
+                sweeper.progress = progress_total(sweeper.count_expired()) or sweeper.progress
+            return sweeper.sweep(dry_run=dry_run, scan=scan)
+        finally:
+            store.close()
+
+
+async def periodic_sweep(config: Config, *, first_delay: float = 60.0) -> None:
+    """``[retention] sweep_in_run``: sweep every ``sweep_interval_seconds`` inside
+    ``callproof run``, in a worker thread (own connection; the event loop never
+    blocks).  Another sweeper (cron) holding the lock just means skip this turn.
+    Cancelling stops the sweep at the next batch boundary (crash-safe anyway)."""
+    from callproof.logs import event
+
+    log = logging.getLogger("callproof.retention")
+    stop = threading.Event()
+    delay = first_delay
+    try:
+        while True:
+            await asyncio.sleep(delay)
+            delay = config.retention.sweep_interval_seconds
+            try:
+                summary = await asyncio.to_thread(run_sweep, config, stop=stop)
+            except SweepLocked as exc:
+                event(log, "retention.sweep_skipped", reason=str(exc))
+                continue
+            except Exception as exc:  # keep the app running; the next turn retries
+                event(log, "retention.sweep_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+                continue
+            event(log, "retention.swept", **{k: v for k, v in summary.as_dict().items()
+                                             if k != "error_samples"})
+    finally:
+        stop.set()
