@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from callproof.retention import policy
 from callproof.storage import connect_sync
 from callproof.storage.holds import place_hold_sync
 from callproof.storage.retention import ExpiredRecording, LiveRecording, retention_store
@@ -51,11 +50,10 @@ def test_expired_rows_are_typed_and_say_whether_held(env):
 def test_a_write_is_one_transaction_with_its_audit_entry(env):
     conn, b, store = env
     r = b.add(NOW - timedelta(days=100))
-    with pytest.raises(RuntimeError):
-        with store.write() as tx:
-            assert tx.set_deleted([r["id"]]) == {r["id"]}
-            tx.audit("recording.deleted", "retention", NOW, subject=f"recording:{r['id']}")
-            raise RuntimeError("crash before the commit")
+    with pytest.raises(RuntimeError), store.write() as tx:
+        assert tx.set_deleted([r["id"]]) == {r["id"]}
+        tx.audit("recording.deleted", "retention", NOW, subject=f"recording:{r['id']}")
+        raise RuntimeError("crash before the commit")
     assert states(conn)[r["id"]] == "finalised" and audit_actions(conn, "recording.deleted") == []
     with store.write() as tx:
         assert tx.set_not_found(r["id"]) is True
