@@ -18,7 +18,7 @@ from callproof.agi_scripts.channel import AgiCommandError, AgiHangup, parse_repl
 from callproof.agi_scripts.flow import AgiFlow, strip_sound
 from callproof.storage import Database
 from tests.fakes import FakeAsterisk, FakePrompts
-from tests.unit.flow_config import flow_config
+from tests.fakes.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 

@@ -14,7 +14,7 @@ import pytest
 
 from callproof.cli import main
 from callproof.storage import connect_sync
-from tests.unit.test_rights_requests import CALLER, KEY, Calls
+from tests.unit.rights.test_requests import CALLER, KEY, Calls
 
 OTHER = "+5521998887777"
 

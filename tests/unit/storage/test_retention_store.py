@@ -17,7 +17,7 @@ from callproof.storage.timefmt import to_db_time
 from tests.retention_helpers import Builder, audit_actions, states
 
 NOW = datetime(2026, 9, 1, 15, 0, tzinfo=UTC)
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from callproof.storage.audit import verify_chain_sync
 from callproof.storage.outbox import get_sync as get_outbox_sync
 from callproof.storage.requests import get_request_sync, set_state_sync
 
-from .test_rights_export import NOW, audit_rows, file_request, make_config, make_recording, needs_ffmpeg
+from .test_export import NOW, audit_rows, file_request, make_config, make_recording, needs_ffmpeg
 
 pytestmark = needs_ffmpeg
 

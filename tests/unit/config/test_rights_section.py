@@ -25,7 +25,7 @@ def test_defaults_keep_everything_on_loopback_and_secrets_unset(tmp_path):
 
 
 def test_shipped_example_config_is_valid():
-    example = Path(__file__).resolve().parents[2] / "deploy" / "callproof.toml.example"
+    example = Path(__file__).resolve().parents[3] / "deploy" / "callproof.toml.example"
     cfg = load_config(example, env={}, require_asterisk_apis=False)
     assert cfg.rights.export_format == "mp3"
 

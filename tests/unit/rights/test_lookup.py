@@ -18,7 +18,7 @@ from callproof.rights.requests import file_request_sync
 from callproof.storage import connect_sync
 from callproof.storage.audit import verify_chain_sync
 from callproof.storage.holds import place_hold_sync
-from tests.unit.test_rights_requests import CALLER, CPF, KEY, Calls, make_config
+from tests.unit.rights.test_requests import CALLER, CPF, KEY, Calls, make_config
 
 SP = ZoneInfo("America/Sao_Paulo")
 NOW = datetime(2026, 9, 1, 15, 0, tzinfo=UTC)

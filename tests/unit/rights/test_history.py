@@ -20,7 +20,7 @@ from callproof.rights.history import FontMissing, produce_history_sync, resolve_
 from callproof.rights.identity import identity_hash
 from callproof.rights.requests import file_request_sync, refuse_request_sync
 from callproof.storage import connect_sync
-from tests.unit.test_rights_requests import CALLER, CPF, KEY, Calls, make_config
+from tests.unit.rights.test_requests import CALLER, CPF, KEY, Calls, make_config
 
 NOW = datetime(2026, 9, 1, 15, 0, tzinfo=UTC)    # 12:00 in São Paulo
 OTHER = "+5521998887777"

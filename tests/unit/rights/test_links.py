@@ -18,7 +18,7 @@ from callproof.storage.audit import verify_chain_sync
 from callproof.storage.errors import InvalidStateError, NotFoundError
 from callproof.storage.timefmt import parse_db_time
 
-from .test_rights_export import NOW, SECRET, audit_rows, file_request, make_config, make_recording
+from .test_export import NOW, SECRET, audit_rows, file_request, make_config, make_recording
 
 RECIPIENT = "email:cliente@example.com"
 

@@ -19,9 +19,9 @@ from callproof.storage.errors import NotFoundError
 
 from tests.fakes import FakeAsterisk, FakePrompts, FakeRecorder, ScriptedAri, start_event
 
-from .test_agi_flow import run as run_agi
-from .test_flow import NOW
-from tests.unit.flow_config import flow_config
+from tests.unit.agi_scripts.test_flow import run as run_agi
+from tests.unit.ari_app.test_flow import NOW
+from tests.fakes.flow_config import flow_config
 
 KEY = "k" * 16 + "unit-test-identity-key-0123456789"
 CPF = "529.982.247-25"        # valid check digits

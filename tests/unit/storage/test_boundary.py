@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Repository folders that ship (pyproject.toml package-dir); storage/ is the allowed side.
 RUNTIME = ("callproof", "ari_app", "agi_scripts", "dialplan", "sandbox")
 DRIVERS = frozenset({"sqlite3", "aiosqlite"})

@@ -17,7 +17,7 @@ from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import CallFlow, Services
 from callproof.storage import Database
 from tests.fakes import FakeAri, FakePrompts, FakeRecorder, start_event
-from tests.unit.flow_config import flow_config
+from tests.fakes.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 

@@ -21,7 +21,7 @@ from callproof.storage.callbacks import Plan
 from tests.call_rows import advance
 
 from tests.fakes import FakePrompts, FakeRecorder, ScriptedAri, start_event
-from tests.unit.flow_config import write_flow_config
+from tests.fakes.flow_config import write_flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 T0 = "2026-11-22T15:30:00.000000Z"

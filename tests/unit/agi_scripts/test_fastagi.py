@@ -10,7 +10,7 @@ from callproof.agi_scripts.fastagi import FastAgiServer
 
 from tests.fakes import FakeAsterisk, FakePrompts
 
-from .test_agi_flow import config, db  # noqa: F401  (fixtures)
+from .test_flow import config, db  # noqa: F401  (fixtures)
 
 
 async def asterisk_client(port: int, fake: FakeAsterisk, script: str = "callproof",

@@ -23,7 +23,7 @@ from callproof.ari_app.flow import CallFlow, Services
 from callproof.storage import Database
 from callproof.storage.callbacks import cause_of
 from tests.fakes import FakeAsterisk, FakePrompts, FakeRecorder, ScriptedAri, start_event
-from tests.unit.flow_config import flow_config
+from tests.fakes.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 DB_NOW = "2026-11-22T15:30:00.000000Z"

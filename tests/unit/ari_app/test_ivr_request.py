@@ -21,7 +21,7 @@ from callproof.ari_app.ivr_request import (DONE_CONTEXT, REQUEST_IVR_ARG, DigitE
                                  is_request_ivr)
 from callproof.storage import Database, NewCall
 from tests.fakes import FakePrompts, ScriptedAri
-from tests.unit.flow_config import flow_config
+from tests.fakes.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
 CALLER = "11987654321"
