@@ -22,8 +22,8 @@ to the dialplan, which routes the caller.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from callproof.callflow import endings
 from callproof.callflow.flow import CallFlow, FlowDeps, Step
@@ -51,7 +51,7 @@ class AgiFlow:
     def __init__(self, config: Config, db: Database | None, prompts: PromptCatalogue, channel: AgiChannel,
                  clock: Callable[[], datetime] | None = None):
         self.config, self.db, self.prompts = config, db, prompts
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.port = AgiCallPort(channel, config)
         self.channel_id = self.port.facts.channel_id
         self.step_name = channel.env.get("agi_arg_1", "") or Step.ALL

@@ -10,7 +10,8 @@ or the channel leaving Stasis wakes whatever the flow is waiting for with
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from callproof.callflow.port import CallerHungUp
 

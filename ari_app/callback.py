@@ -30,8 +30,9 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from callproof.callflow.endings import end_call, is_drop
 from callproof.callflow.port import PlaybackFailed
@@ -40,7 +41,15 @@ from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database
 from callproof.storage.callbacks import (
-    ANSWERED_PLAYED, BUSY, CUSTOMER_HUNG_UP, DROPPED, FAILED, NO_ANSWER, Callbacks, Plan)
+    ANSWERED_PLAYED,
+    BUSY,
+    CUSTOMER_HUNG_UP,
+    DROPPED,
+    FAILED,
+    NO_ANSWER,
+    Callbacks,
+    Plan,
+)
 
 from .ari import AriError, AriSession, ChannelGone
 from .call_events import CallerHungUp, CallInbox
@@ -129,7 +138,7 @@ class CallbackScheduler:
 
     def __init__(self, config: Config, db: Any, prompts: PromptCatalogue,
                  ari: Callable[[], AriSession | None], *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), owner: str | None = None):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), owner: str | None = None):
         self.config = config
         self.store = Callbacks(db)
         self.prompts = prompts

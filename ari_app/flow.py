@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from callproof.callflow import flow as shared
 from callproof.callflow.decisions import iso
@@ -41,7 +42,7 @@ class Services:
     prompts: PromptCatalogue
     wake_sms: Callable[[], None]
     expect_handoff: Callable[[str, int], None] = lambda channel_id, call_id: None
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 class CallFlow(shared.CallFlow):

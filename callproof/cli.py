@@ -132,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_retention_sweep(args: argparse.Namespace) -> int:
     config = _load(args)
-    from .retention import SweepLocked, json_line, print_summary, run_sweep, EXIT_LOCKED
+    from .retention import EXIT_LOCKED, SweepLocked, json_line, print_summary, run_sweep
 
     report = None
     if args.json:
@@ -197,6 +197,7 @@ def _actor(args: argparse.Namespace) -> str:
 def cmd_hold_place(args: argparse.Namespace) -> int:
     config = _load(args)
     from callproof.storage import open_sync, utc_now
+
     from .numbers import normalise_caller
 
     kw: dict = {}
@@ -276,6 +277,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_recording_verify(args: argparse.Namespace) -> int:
     config = _load(args)
     from callproof.storage import open_sync, utc_now
+
     from .integrity import verify_recordings
 
     if args.protocol and not (len(args.protocol) == 17 and args.protocol.isdigit()):

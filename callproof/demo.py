@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-
 from .dialplan import directory as dialplan_directory
 
 DIALPLAN_DIR = dialplan_directory()

@@ -19,9 +19,6 @@ Open them from the configuration with :func:`open_database`,
 from .call_status import CallStatus, IllegalTransitionError
 from .calls import NewCall
 from .db import Database, connect_sync, migrate
-from .opening import open_database, open_pool, open_sync
-from .pool import SyncPool
-from .sync import SyncDatabase
 from .errors import (
     AlreadyExistsError,
     InvalidStateError,
@@ -31,16 +28,18 @@ from .errors import (
     StorageError,
     is_storage_error,
 )
+from .opening import open_database, open_pool, open_sync
+from .pool import SyncPool
 from .protocols import AllocatedProtocol, SmsDraft, allocate_sync, format_protocol, parse_protocol
+from .sync import SyncDatabase
 from .timefmt import to_db_time, utc_now
 
 __all__ = [
-    "is_storage_error",
     "AllocatedProtocol",
     "AlreadyExistsError",
     "CallStatus",
-    "IllegalTransitionError",
     "Database",
+    "IllegalTransitionError",
     "InvalidStateError",
     "MigrationError",
     "NewCall",
@@ -53,6 +52,7 @@ __all__ = [
     "allocate_sync",
     "connect_sync",
     "format_protocol",
+    "is_storage_error",
     "migrate",
     "open_database",
     "open_pool",

@@ -17,8 +17,16 @@ from ._sqlutil import fetch_all, fetch_one, immediate
 from .audit import append_in_transaction_sync
 from .timefmt import to_db_time
 
-__all__ = ["HistoryCall", "HistoryRequest", "HistoryRequestLine", "SUBJECT_KINDS", "collect_history_sync",
-           "create_history_request_sync", "get_history_request_sync", "mark_history_produced_sync"]
+__all__ = [
+    "SUBJECT_KINDS",
+    "HistoryCall",
+    "HistoryRequest",
+    "HistoryRequestLine",
+    "collect_history_sync",
+    "create_history_request_sync",
+    "get_history_request_sync",
+    "mark_history_produced_sync",
+]
 
 _CALL_COLUMN = {"phone": "caller_number", "cpf": "cpf_hash", "customer_code": "customer_code_hash"}
 SUBJECT_KINDS = tuple(_CALL_COLUMN)

@@ -21,8 +21,16 @@ from .timefmt import to_db_time, to_db_time_or_none
 if TYPE_CHECKING:
     from .db import Database
 
-__all__ = ["IvrRequestCalls", "STATUSES", "create_sync", "get_by_channel_sync", "get_sync",
-           "request_summary_sync", "unfinished_sync", "update_sync"]
+__all__ = [
+    "STATUSES",
+    "IvrRequestCalls",
+    "create_sync",
+    "get_by_channel_sync",
+    "get_sync",
+    "request_summary_sync",
+    "unfinished_sync",
+    "update_sync",
+]
 
 STATUSES = frozenset({
     "consent_playing", "abandoned_in_consent", "collecting", "abandoned_in_entry",

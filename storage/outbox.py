@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 from ._sqlutil import fetch_all, fetch_one, immediate
 from .errors import InvalidStateError, NotFoundError
+
 # the answers and receipts (also importable from here, where they were before)
 from .outbox_answers import ATTEMPT_OUTCOMES, finish_attempt_sync, finish_attempts_in_tx, finish_attempts_sync  # noqa: F401
-from .outbox_receipts import counters_sync, dlrs_sync, record_dlr_sync  # noqa: F401
+from .outbox_receipts import counters_sync, dlrs_sync, record_dlr_sync
 from .timefmt import parse_db_time, to_db_time
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ._sqlutil import fetch_one, immediate
-from .errors import InvalidStateError, NotFoundError, ProtocolRangeError
 from .call_status import INITIAL
+from .errors import InvalidStateError, NotFoundError, ProtocolRangeError
 from .timefmt import to_db_time
 
 if TYPE_CHECKING:

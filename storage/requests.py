@@ -23,10 +23,19 @@ from .protocols import _SQL_BUMP, _SQL_CURRENT, _SQL_PROTOCOL, MAX_SEQUENCE, _ch
 from .timefmt import to_db_time
 
 __all__ = [
-    "CHANNELS", "CLOSED_STATES", "STATES", "TRANSITIONS", "NewRequest", "create_request_sync",
-    "get_request_sync", "get_request_by_protocol_sync", "list_requests_sync",
-    "requests_for_call_sync", "set_state_in_transaction_sync", "set_state_sync",
+    "CHANNELS",
+    "CLOSED_STATES",
+    "STATES",
+    "TRANSITIONS",
+    "NewRequest",
     "count_open_sync",
+    "create_request_sync",
+    "get_request_by_protocol_sync",
+    "get_request_sync",
+    "list_requests_sync",
+    "requests_for_call_sync",
+    "set_state_in_transaction_sync",
+    "set_state_sync",
 ]
 
 STATES = ("needs_identity_check", "received", "exported", "delivered", "refused")

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from . import audit as _audit
-from . import calls as _calls
 from . import callbacks as _callbacks
+from . import calls as _calls
 from . import deliveries as _deliveries
 from . import exports as _exports
 from . import history as _history

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from callproof.storage import calls as calls_store
@@ -33,7 +33,7 @@ def advance_sync(conn: sqlite3.Connection, call_id: int, status: str, **changes:
     """Walk the call to ``status``; ``changes`` are written with the last step."""
     (current,) = conn.execute("SELECT status FROM calls WHERE id = ?", (call_id,)).fetchone()
     steps = path_to(current, status)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for step in steps[:-1]:
         calls_store.update_sync(conn, call_id, {"status": step.value}, now)
     calls_store.update_sync(conn, call_id, {"status": steps[-1].value, **changes}, now)

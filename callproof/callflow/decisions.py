@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from callproof.config import Config
@@ -15,16 +15,16 @@ from callproof.logs import event
 from callproof.naming import recording_path, recording_relpath
 from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue
+from callproof.retention.policy import RetentionChoice, choose_class
 from callproof.sms.text import render_sms
 from callproof.storage import SmsDraft
-from callproof.retention.policy import RetentionChoice, choose_class
 
 log = logging.getLogger("callproof.flow")
 
 
 def iso(dt: datetime) -> str:
     """UTC ISO-8601 with milliseconds, as stored."""
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def choose_language(config: Config, prompts: PromptCatalogue, asked: str | None,

@@ -18,27 +18,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable
 
-from callproof.call_identity import (CPF_VARIABLE, CUSTOMER_CODE_VARIABLE, CallIdentity, capture_wanted,
-                                    hash_call_identity)
+from callproof.call_identity import (
+    CPF_VARIABLE,
+    CUSTOMER_CODE_VARIABLE,
+    CallIdentity,
+    capture_wanted,
+    hash_call_identity,
+)
 from callproof.config import Config
 from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue
+from callproof.retention.policy import retention_until
 from callproof.storage import Database, NewCall
 from callproof.storage.call_status import CallStatus, step_done
-from callproof.retention.policy import retention_until
 
 from . import decisions, endings
 from .decisions import iso
 from .port import CallerHungUp, CallPort, RecordingError
-from .reasons import (PROTOCOL_VARIABLE, REASON_VARIABLE, RECORDING_VARIABLE, STATUS_VARIABLE, DialplanStatus,
-                      Reason, StepFailed, reason_for)
+from .reasons import (
+    PROTOCOL_VARIABLE,
+    REASON_VARIABLE,
+    RECORDING_VARIABLE,
+    STATUS_VARIABLE,
+    DialplanStatus,
+    Reason,
+    StepFailed,
+    reason_for,
+)
 from .timings import CallTimings
 
 S = CallStatus
@@ -61,7 +74,7 @@ class FlowDeps:
     config: Config
     db: Database
     prompts: PromptCatalogue
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     wake_sms: Callable[[], None] = lambda: None  # an SMS was queued (the ARI app's sender)
 
 

@@ -34,8 +34,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from callproof.storage.retention import ExpiredRecording, RetentionStore, SweepWrites, SyncConnection, \
-    retention_store
+from callproof.storage.retention import ExpiredRecording, RetentionStore, SweepWrites, SyncConnection, retention_store
 from callproof.storage.timefmt import to_db_time
 
 from . import records, scans

@@ -13,8 +13,14 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from callproof.storage.timefmt import parse_db_time
 
-__all__ = ["DEADLINE_STATUSES", "END_OF_DAY", "deadline_status", "days_remaining", "due_at",
-           "local_day_end"]
+__all__ = [
+    "DEADLINE_STATUSES",
+    "END_OF_DAY",
+    "days_remaining",
+    "deadline_status",
+    "due_at",
+    "local_day_end",
+]
 
 DEADLINE_STATUSES = ("overdue", "due_soon", "on_time")
 END_OF_DAY = time(23, 59, 59)

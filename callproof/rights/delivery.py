@@ -20,7 +20,6 @@ Every outcome is audited as ``request.delivery``.
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from datetime import datetime
 from email.message import EmailMessage
@@ -246,7 +245,7 @@ def send_email(config: Config, msg: EmailMessage) -> str | None:
         return f"{where}: {exc}"
     except ssl.SSLError as exc:
         return f"{where}: TLS failed: {exc.reason or exc}"
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return f"{where} did not answer within {s.timeout_seconds:g} s"
     except OSError as exc:
         return f"{where} unreachable: {exc.strerror or exc}"

@@ -21,8 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from callproof.numbers import normalise_caller
 from callproof.config import Config
+from callproof.numbers import normalise_caller
 from callproof.storage import SyncDatabase
 from callproof.storage.history import HistoryCall, HistoryRequest, HistoryRequestLine
 from callproof.storage.timefmt import parse_db_time, to_db_time
@@ -30,8 +30,17 @@ from callproof.storage.timefmt import parse_db_time, to_db_time
 from .deadlines import due_at
 from .identity import identity_hash_for, mask_cpf, normalise_cpf, normalise_customer_code
 
-__all__ = ["FORMATS", "HistorySubject", "FontMissing", "collect_history_sync", "find_fonts",
-           "produce_history_sync", "render_html", "render_pdf", "resolve_subject"]
+__all__ = [
+    "FORMATS",
+    "FontMissing",
+    "HistorySubject",
+    "collect_history_sync",
+    "find_fonts",
+    "produce_history_sync",
+    "render_html",
+    "render_pdf",
+    "resolve_subject",
+]
 
 FORMATS = ("pdf", "html")
 FILE_MODE = 0o640

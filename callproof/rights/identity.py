@@ -18,8 +18,15 @@ import unicodedata
 from stdnum.br import cpf as _cpf
 from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength
 
-__all__ = ["IDENTITY_KINDS", "MAX_CUSTOMER_CODE_LENGTH", "identity_hash", "identity_hash_for",
-           "normalise_cpf", "normalise_customer_code", "mask_cpf"]
+__all__ = [
+    "IDENTITY_KINDS",
+    "MAX_CUSTOMER_CODE_LENGTH",
+    "identity_hash",
+    "identity_hash_for",
+    "mask_cpf",
+    "normalise_cpf",
+    "normalise_customer_code",
+]
 
 IDENTITY_KINDS = ("cpf", "customer_code")
 MAX_CUSTOMER_CODE_LENGTH = 64
@@ -88,7 +95,7 @@ def identity_hash(key: str, kind: str, value: str) -> str:
     if not key:
         raise ValueError("identity_hash needs a key ([rights] identity_key)")
     normalised = normalise_cpf(value) if kind == "cpf" else normalise_customer_code(value)
-    message = f"callproof-identity-v1\x00{kind}\x00{normalised}".encode("utf-8")
+    message = f"callproof-identity-v1\x00{kind}\x00{normalised}".encode()
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 

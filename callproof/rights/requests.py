@@ -11,9 +11,9 @@ audited in the transaction that stores the request.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from collections.abc import Mapping
 from typing import Any
 
 from callproof.config import Config
@@ -22,12 +22,22 @@ from callproof.storage import NotFoundError, SyncDatabase
 from callproof.storage.requests import CHANNELS, STATES, NewRequest
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
-from .deadlines import deadline_status, days_remaining, due_at, local_day_end
+from .deadlines import days_remaining, deadline_status, due_at, local_day_end
 from .identity import identity_hash_for
 
-__all__ = ["FiledRequest", "check_protocol", "file_request_sync", "list_requests_sync",
-           "due_soon_until", "normalise_deliver_to", "refuse_request_sync", "request_metrics_sync", "resolve_request_sync",
-           "verify_identity_sync", "with_deadline"]
+__all__ = [
+    "FiledRequest",
+    "check_protocol",
+    "due_soon_until",
+    "file_request_sync",
+    "list_requests_sync",
+    "normalise_deliver_to",
+    "refuse_request_sync",
+    "request_metrics_sync",
+    "resolve_request_sync",
+    "verify_identity_sync",
+    "with_deadline",
+]
 
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")

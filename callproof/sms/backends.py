@@ -7,8 +7,9 @@ HTTP and SIP MESSAGE backends implement the same interface.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from ..logs import event
 

@@ -14,11 +14,11 @@ connection after the request was sent is 'unknown'); other 4xx -> permanent.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -34,7 +34,7 @@ def _retry_after(value: str | None) -> float | None:
         pass
     try:
         when = parsedate_to_datetime(value)
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
 
@@ -97,7 +97,7 @@ class HttpBackend:
                 if status == 408 or status >= 500:
                     return SendResult(accepted=False, reason=reason)
                 return SendResult(accepted=False, permanent=True, reason=reason)
-        except (asyncio.TimeoutError, aiohttp.ServerDisconnectedError) as exc:
+        except (TimeoutError, aiohttp.ServerDisconnectedError) as exc:
             return SendResult(accepted=False, unknown=True, reason=f"{type(exc).__name__}: no answer")
         except aiohttp.ClientConnectorError as exc:  # never reached the gateway
             return SendResult(accepted=False, reason=f"cannot connect: {exc}")

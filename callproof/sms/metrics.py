@@ -7,7 +7,7 @@ same monotonic counters, and the CLI can print them without the sender.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 _HELP = {
     "callproof_sms_sent_total": ("counter", "Messages the gateway accepted."),

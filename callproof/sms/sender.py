@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 import os
 import random
 import socket
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from callproof.storage.errors import InvalidStateError
 from callproof.storage.outbox import MAX_CLAIM
@@ -48,7 +49,7 @@ log = logging.getLogger("callproof.sms")
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat()
+    return dt.astimezone(UTC).isoformat()
 
 
 class OutboxSender:
@@ -56,7 +57,7 @@ class OutboxSender:
                  poll_interval: float = 1.0, max_attempts: int = 10, max_age_seconds: float = 86400.0,
                  window: int = 1, send_timeout: float | None = None, backoff_base: float = 2.0,
                  backoff_max: float = 3600.0, throttle_seconds: float = 1.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  owner: str | None = None, rng: random.Random | None = None):
         if window < 1:
             raise ValueError("window must be >= 1")

@@ -9,9 +9,9 @@ connection errors transient, a timeout unknown.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
@@ -48,7 +48,7 @@ class SipMessageBackend:
                 if resp.status >= 500:
                     return SendResult(accepted=False, reason=reason)
                 return SendResult(accepted=False, permanent=True, reason=reason)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return SendResult(accepted=False, unknown=True, reason="ARI did not answer in time")
         except aiohttp.ClientConnectorError as exc:
             return SendResult(accepted=False, reason=f"cannot reach ARI: {exc}")

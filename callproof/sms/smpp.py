@@ -28,8 +28,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from ..logs import event
 from . import smpp_pdu as P
@@ -78,7 +79,7 @@ class SmppSettings:
 class _Submit:
     """One message: its parts' PDU bodies, and what the gateway said so far."""
 
-    __slots__ = ("bodies", "future", "deadline", "ids", "left", "status")
+    __slots__ = ("bodies", "deadline", "future", "ids", "left", "status")
 
     def __init__(self, bodies: list[bytes], future: asyncio.Future, deadline: float) -> None:
         self.bodies = bodies
@@ -96,7 +97,7 @@ class _Submit:
 class _Connection(asyncio.Protocol):
     """One TCP connection to the SMSC: framing, writes, answers."""
 
-    def __init__(self, backend: "SmppBackend") -> None:
+    def __init__(self, backend: SmppBackend) -> None:
         self.backend = backend
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None

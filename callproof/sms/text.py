@@ -6,8 +6,8 @@ message: no other personal data leaves through the SMS gateway.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Mapping
 from zoneinfo import ZoneInfo
 
 DATE_FORMATS = {"pt_BR": "%d/%m/%Y", "es": "%d/%m/%Y", "en": "%Y-%m-%d"}

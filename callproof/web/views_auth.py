@@ -15,9 +15,22 @@ from aiohttp import web
 
 from callproof.storage.sync import WebAuthRepo
 
-from .auth import (PRELOGIN_COOKIE, clear_cookie, client_remote, cookie_name, csrf_ok, load_session,
-                   new_token, redirect, requires, safe_next, session_of, set_cookie, start_session,
-                   token_hash)
+from .auth import (
+    PRELOGIN_COOKIE,
+    clear_cookie,
+    client_remote,
+    cookie_name,
+    csrf_ok,
+    load_session,
+    new_token,
+    redirect,
+    requires,
+    safe_next,
+    session_of,
+    set_cookie,
+    start_session,
+    token_hash,
+)
 from .context import ctx_of
 from .passwords import MAX_PASSWORD_LENGTH, verify_or_waste_time
 from .render import render

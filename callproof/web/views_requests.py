@@ -37,7 +37,7 @@ async def queue(request: web.Request) -> web.StreamResponse:
 @requires("operator")
 async def new_request_form(request: web.Request) -> web.StreamResponse:
     protocol = request.query.get("protocol", "")
-    form = {k: "" for k in FORM_FIELDS}
+    form = dict.fromkeys(FORM_FIELDS, "")
     form["protocol"] = protocol if is_protocol(protocol) else ""
     return await render(request, "request_new.html", form=form, error=None, filed=None)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 import re
-from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,7 +20,7 @@ from callproof.naming import (
 SAFE = re.compile(r"^[0-9]{1,32}$|^anonymous$")
 PROTOCOL = "20260000000000042"
 SP = ZoneInfo("America/Sao_Paulo")
-T0 = datetime(2026, 3, 5, 14, 7, 9, tzinfo=timezone.utc)  # 11:07:09 in São Paulo
+T0 = datetime(2026, 3, 5, 14, 7, 9, tzinfo=UTC)  # 11:07:09 in São Paulo
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_recording_relpath_layout():
 
 def test_recording_relpath_uses_deployment_timezone():
     # 01:30 UTC on 1 Jan is still 31 Dec in São Paulo (UTC-3)
-    t = datetime(2027, 1, 1, 1, 30, 0, tzinfo=timezone.utc)
+    t = datetime(2027, 1, 1, 1, 30, 0, tzinfo=UTC)
     assert str(recording_relpath(PROTOCOL, None, t, tz=SP)) == (
         "2026/12/31/20260000000000042_anonymous_20261231-223000.wav"
     )
@@ -190,7 +190,7 @@ def test_fuzz_random_caller_ids(tmp_path):
         part = safe_caller_part(raw)
         assert SAFE.match(part), (i, raw, part)
         assert part.isascii()
-        started = datetime.fromtimestamp(rng.randrange(0, 4_102_444_800), tz=timezone.utc)
+        started = datetime.fromtimestamp(rng.randrange(0, 4_102_444_800), tz=UTC)
         rel = recording_relpath(PROTOCOL, raw, started, tz=SP)
         assert len(rel.parts) == 4, (i, raw, rel)
         assert re.fullmatch(r"[0-9]{4}/[0-9]{2}/[0-9]{2}/[0-9]{17}_([0-9]{1,32}|anonymous)_[0-9]{8}-[0-9]{6}\.wav",

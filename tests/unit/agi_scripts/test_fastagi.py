@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from callproof.agi_scripts.fastagi import FastAgiServer
-
 from tests.fakes import FakeAsterisk, FakePrompts
 
 from .test_flow import config, db  # noqa: F401  (fixtures)
@@ -42,7 +41,7 @@ async def asterisk_client(port: int, fake: FakeAsterisk, script: str = "callproo
 
 
 @pytest.fixture
-async def server(config, db):  # noqa: F811
+async def server(config, db):
     srv = FastAgiServer(config)
     srv.prompts = FakePrompts()
     await srv.start(port=0)
@@ -88,5 +87,5 @@ async def test_concurrent_calls_do_not_block_each_other(server):
     assert len(protocols) == 20 and all(f.vars["CALLPROOF_STATUS"] == "ok" for f in fakes)
 
 
-def test_server_listens_on_loopback_by_default(config):  # noqa: F811
+def test_server_listens_on_loopback_by_default(config):
     assert config.fastagi.host == "127.0.0.1" and config.fastagi.port == 4573

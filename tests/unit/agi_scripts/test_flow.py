@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from callproof.storage import Database
 from tests.fakes import FakeAsterisk, FakePrompts
 from tests.fakes.flow_config import flow_config
 
-NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 
 
 @pytest.fixture

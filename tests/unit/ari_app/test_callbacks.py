@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,11 +19,10 @@ from callproof.storage import Database, InvalidStateError, NewCall, NotFoundErro
 from callproof.storage import callbacks as cb
 from callproof.storage.callbacks import Plan
 from tests.call_rows import advance
-
 from tests.fakes import FakePrompts, FakeRecorder, ScriptedAri, start_event
 from tests.fakes.flow_config import write_flow_config
 
-NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 T0 = "2026-11-22T15:30:00.000000Z"
 MOBILE = "+5511987654321"
 

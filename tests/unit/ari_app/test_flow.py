@@ -9,7 +9,7 @@ Asterisk in tests/integration.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +19,7 @@ from callproof.storage import Database
 from tests.fakes import FakeAri, FakePrompts, FakeRecorder, start_event
 from tests.fakes.flow_config import flow_config
 
-NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import Services
-from callproof.ari_app.ivr_request import (DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow,
-                                 is_request_ivr)
+from callproof.ari_app.ivr_request import DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow, is_request_ivr
 from callproof.storage import Database, NewCall
 from tests.fakes import FakePrompts, ScriptedAri
 from tests.fakes.flow_config import flow_config
 
-NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 CALLER = "11987654321"
 CALLER_E164 = "+5511987654321"
 PROMPTS = FakePrompts(digits="sound:/prompts/pt_BR/digits/")

@@ -16,12 +16,10 @@ from callproof.rights.identity import identity_hash
 from callproof.storage import Database, NewCall
 from callproof.storage.calls import set_identity_hashes_sync
 from callproof.storage.errors import NotFoundError
-
 from tests.fakes import FakeAsterisk, FakePrompts, FakeRecorder, ScriptedAri, start_event
-
+from tests.fakes.flow_config import flow_config
 from tests.unit.agi_scripts.test_flow import run as run_agi
 from tests.unit.ari_app.test_flow import NOW
-from tests.fakes.flow_config import flow_config
 
 KEY = "k" * 16 + "unit-test-identity-key-0123456789"
 CPF = "529.982.247-25"        # valid check digits

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -25,7 +25,7 @@ from callproof.storage.callbacks import cause_of
 from tests.fakes import FakeAsterisk, FakePrompts, FakeRecorder, ScriptedAri, start_event
 from tests.fakes.flow_config import flow_config
 
-NOW = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 DB_NOW = "2026-11-22T15:30:00.000000Z"
 CALLBACKS = """
 [callback]

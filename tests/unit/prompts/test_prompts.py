@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from callproof.prompts import (
+    REQUEST_PROMPTS,
     EspeakNotFoundError,
     Prompt,
     PromptCatalogue,
     PromptNotFoundError,
-    REQUEST_PROMPTS,
     generate_prompts,
     group_digits,
     main,

@@ -13,12 +13,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from callproof.integrity import verify_recordings
-from callproof.retention import SafeTree, Sweeper, UnsafePath, sweep_lock, SweepLocked
+from callproof.retention import SafeTree, Sweeper, SweepLocked, UnsafePath, sweep_lock
+from callproof.retention.policy import retention_until
 from callproof.storage import connect_sync
 from callproof.storage.audit import verify_chain_sync
-from callproof.storage.holds import (close_request_sync, list_holds_sync, open_request_sync, place_hold_sync,
-                           release_hold_sync)
-from callproof.retention.policy import retention_until
+from callproof.storage.holds import (
+    close_request_sync,
+    list_holds_sync,
+    open_request_sync,
+    place_hold_sync,
+    release_hold_sync,
+)
 from tests.retention_helpers import Builder, audit_actions, states
 
 SP = ZoneInfo("America/Sao_Paulo")
@@ -237,10 +242,8 @@ def test_call_records_anonymised_after_two_years(env):
 
 def test_lock_refuses_second_holder(tmp_path):
     lock = tmp_path / "l"
-    with sweep_lock(lock):
-        with pytest.raises(SweepLocked, match=f"pid {os.getpid()}"):
-            with sweep_lock(lock):
-                pass
+    with sweep_lock(lock), pytest.raises(SweepLocked, match=f"pid {os.getpid()}"), sweep_lock(lock):
+        pass
     with sweep_lock(lock):  # released: usable again
         pass
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callproof.rights.deadlines import deadline_status, days_remaining, due_at
+from callproof.rights.deadlines import days_remaining, deadline_status, due_at
 
 SP = ZoneInfo("America/Sao_Paulo")   # UTC-3, no DST since 2019
 MAD = ZoneInfo("Europe/Madrid")      # CET/CEST

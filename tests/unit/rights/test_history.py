@@ -55,6 +55,7 @@ def test_subject_from_phone_or_cpf_text_and_ambiguity(env):
     # 11 digits that are both a mobile number and a valid CPF: the operator must say which
     ambiguous = "11987654374"
     from stdnum.br import cpf as stdcpf
+
     from callproof.numbers import normalise_caller
     assert stdcpf.is_valid(ambiguous) and normalise_caller(ambiguous, "BR").e164
     with pytest.raises(ValueError, match="--cpf or --phone"):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callproof.config import ConfigError, load_config
-from callproof.rights.identity import (identity_hash, identity_hash_for, mask_cpf, normalise_cpf,
-                                       normalise_customer_code)
+from callproof.rights.identity import identity_hash, identity_hash_for, mask_cpf, normalise_cpf, normalise_customer_code
 
 KEY = "k" * 16 + "another-32-char-random-secret!!"
 VALID = "52998224725"

@@ -11,8 +11,14 @@ from datetime import timedelta
 import pytest
 
 from callproof.config import ConfigError
-from callproof.rights.links import (LinkError, issue_link_sync, make_token, parse_token,
-                                    resolve_token_sync, revoke_link_sync)
+from callproof.rights.links import (
+    LinkError,
+    issue_link_sync,
+    make_token,
+    parse_token,
+    resolve_token_sync,
+    revoke_link_sync,
+)
 from callproof.storage import connect_sync
 from callproof.storage.audit import verify_chain_sync
 from callproof.storage.errors import InvalidStateError, NotFoundError

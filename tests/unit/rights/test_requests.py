@@ -10,14 +10,25 @@ import pytest
 
 from callproof.config import ConfigError, load_config
 from callproof.rights.identity import identity_hash
-from callproof.rights.requests import (file_request_sync, normalise_deliver_to, refuse_request_sync,
-                                       request_metrics_sync, resolve_request_sync, verify_identity_sync,
-                                       with_deadline)
+from callproof.rights.requests import (
+    file_request_sync,
+    normalise_deliver_to,
+    refuse_request_sync,
+    request_metrics_sync,
+    resolve_request_sync,
+    verify_identity_sync,
+    with_deadline,
+)
 from callproof.storage import InvalidStateError, NotFoundError, connect_sync
 from callproof.storage.audit import verify_chain_sync
 from callproof.storage.holds import close_request_sync, open_request_sync
-from callproof.storage.requests import (get_request_sync, list_requests_sync, requests_for_call_sync,
-                              set_state_in_transaction_sync, set_state_sync)
+from callproof.storage.requests import (
+    get_request_sync,
+    list_requests_sync,
+    requests_for_call_sync,
+    set_state_in_transaction_sync,
+    set_state_sync,
+)
 from tests.retention_helpers import Builder
 
 KEY = "an-identity-key-of-at-least-32-characters"

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from callproof.sms import OutboxSender, SendResult
 from callproof.storage import Database, InvalidStateError, NewCall, SmsDraft
 
-T0 = datetime(2026, 3, 10, 14, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 10, 14, 0, tzinfo=UTC)
 MOBILE = "+5511912345678"
 
 

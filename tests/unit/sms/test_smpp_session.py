@@ -27,7 +27,7 @@ class FakeSmsc:
         self.port = 0
         self.next_id = 0
 
-    async def start(self) -> "FakeSmsc":
+    async def start(self) -> FakeSmsc:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self

@@ -15,9 +15,9 @@ from urllib.request import ProxyHandler, build_opener
 
 import pytest
 
-from callproof.web.passwords import WeakPassword, check_password_strength, hash_password, verify_password
 from callproof.storage import AlreadyExistsError, NotFoundError, connect_sync, webauth
 from callproof.storage.audit import verify_chain_sync
+from callproof.web.passwords import WeakPassword, check_password_strength, hash_password, verify_password
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 GOOD = "correct horse battery staple"

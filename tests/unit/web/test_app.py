@@ -18,13 +18,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydub.generators import Sine
 
 from callproof.config import load_config
+from callproof.storage import NewCall, allocate_sync, connect_sync, webauth
+from callproof.storage import calls as calls_store
+from callproof.storage import recordings as recordings_store
 from callproof.web.app import build_app
 from callproof.web.dbpool import DbPool
 from callproof.web.passwords import hash_password
-from callproof.storage import NewCall, allocate_sync, connect_sync, webauth
-from callproof.storage import calls as calls_store
 from tests.call_rows import advance_sync
-from callproof.storage import recordings as recordings_store
 
 PASSWORD = "a long enough passphrase 42"
 API_TOKEN = "unit-test-api-token-0123456789abcdefghij"
