@@ -18,7 +18,7 @@ from callproof.callflow.reasons import Reason
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
-from callproof.storage import open_database
+from callproof.storage import Database, open_database
 
 from .channel import AgiCommandError, AgiHangup, StreamChannel
 from .flow import AgiFlow

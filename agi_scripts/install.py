@@ -94,7 +94,8 @@ def install(agi_bin: Path, config: Path, python: str = sys.executable, pythonpat
     agi_bin.mkdir(parents=True, exist_ok=True)
     env = f"PYTHONPATH={shlex.quote(str(pythonpath))} " if pythonpath else ""
     text = ("#!/bin/sh\n# callproof classic AGI; written by python -m callproof.agi_scripts.install\n"
-            f"{env}exec {shlex.quote(python)} -m callproof.agi_scripts.callproof_agi --config {shlex.quote(str(config))} \"$@\"\n")
+            f"{env}exec {shlex.quote(python)} -m callproof.agi_scripts.callproof_agi"
+            f" --config {shlex.quote(str(config))} \"$@\"\n")
     target = agi_bin / WRAPPER_NAME
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text)

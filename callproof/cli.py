@@ -184,7 +184,7 @@ def _parse_when(text: str, tz, *, end: bool) -> str:
         try:
             return to_db_time(text)
         except ValueError as exc:
-            raise SystemExit(f"callproof: bad date {text!r}: {exc} (use YYYY-MM-DD or ISO-8601 with offset)")
+            raise SystemExit(f"callproof: bad date {text!r}: {exc} (use YYYY-MM-DD or ISO-8601 with offset)") from None
     return to_db_time(datetime.combine(day + timedelta(days=1 if end else 0), time(0), tz))
 
 

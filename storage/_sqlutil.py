@@ -39,9 +39,9 @@ def _names(cur: sqlite3.Cursor) -> list[str]:
 def fetch_one(cur: sqlite3.Cursor) -> dict[str, Any] | None:
     """Next row as a dict, whatever the connection's row_factory is."""
     row = cur.fetchone()
-    return None if row is None else dict(zip(_names(cur), row))
+    return None if row is None else dict(zip(_names(cur), row, strict=True))
 
 
 def fetch_all(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
     names = _names(cur)
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

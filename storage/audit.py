@@ -137,7 +137,7 @@ def verify_chain_sync(conn: sqlite3.Connection) -> int | None:
     expected_prev = GENESIS
     cur = conn.execute(f"SELECT {', '.join(_FIELDS)}, prev_hash, hash FROM audit_log ORDER BY id")
     for row in cur:
-        entry = dict(zip(_FIELDS, row))
+        entry = dict(zip(_FIELDS, row, strict=False))  # the row ends with prev_hash, hash
         prev_hash, stored = row[-2], row[-1]
         if prev_hash != expected_prev or entry_hash(prev_hash, entry) != stored:
             return entry["id"]

@@ -201,6 +201,7 @@ class _AllocationQueue:
         self._db = db
         self._busy = False
         self._waiting: list[tuple[dict, asyncio.Future]] = []
+        self._drainer: asyncio.Future[None] | None = None
 
     async def allocate(self, **kwargs) -> AllocatedProtocol:
         if self._busy:
@@ -212,7 +213,8 @@ class _AllocationQueue:
             return await self._db.run_in_connection(allocate_sync, **kwargs)
         finally:
             if self._waiting:
-                asyncio.ensure_future(self._drain())
+                # held: the loop keeps only a weak reference to a task
+                self._drainer = asyncio.ensure_future(self._drain())
             else:
                 self._busy = False
 
@@ -229,7 +231,7 @@ class _AllocationQueue:
                             if not future.done():
                                 future.cancel()
                         raise
-                for (_, future), result in zip(group, results):
+                for (_, future), result in zip(group, results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, BaseException):

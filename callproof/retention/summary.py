@@ -40,7 +40,8 @@ class SweepSummary:
 def print_summary(s: SweepSummary, out: TextIO | None = None) -> None:
     out = out if out is not None else sys.stdout
     verb = "would delete" if s.dry_run else "deleted"
-    print(f"retention sweep{' (dry run)' if s.dry_run else ''}: {verb} {s.deleted if not s.dry_run else s.expired - s.held}"
+    count = s.deleted if not s.dry_run else s.expired - s.held
+    print(f"retention sweep{' (dry run)' if s.dry_run else ''}: {verb} {count}"
           f" recording(s), {s.bytes_freed} bytes freed; held {s.held}; missing {s.missing};"
           f" errors {s.errors} (refused {s.refused}); orphans {s.orphans}"
           f" (quarantined {s.quarantined}); symlinks {s.symlinks};"

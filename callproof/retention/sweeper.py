@@ -273,7 +273,7 @@ class Sweeper:
         for _, size in done:
             s.bytes_freed += size if isinstance(size, int) else 0
         if self.report is not no_report:
-            for (row, _), item in zip(done, items):
+            for (row, _), item in zip(done, items, strict=True):
                 self.report({"action": "deleted", "why": item[3]["reason"], **_public(row)})
 
     def _record(self, tx: SweepWrites, s: SweepSummary, row: ExpiredRecording, outcome: str,

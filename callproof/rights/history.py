@@ -267,7 +267,7 @@ footer { font-size: 0.8em; color: #555; }
 <footer>{{ v.footer }}</footer>
 </body>
 </html>
-"""
+"""  # noqa: E501 -- one table row per template line, as the page is rendered
 
 
 def render_html(view: dict) -> bytes:
@@ -305,28 +305,29 @@ def render_pdf(view: dict) -> bytes:
     pdf.add_font("DejaVu", "B", str(bold))
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
-    l = view["l"]
+    labels = view["l"]
     pdf.set_font("DejaVu", "B", 16)
-    pdf.multi_cell(0, 9, f"{view['company']} — {l['title']}", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 9, f"{view['company']} — {labels['title']}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     pdf.set_font("DejaVu", "", 10)
-    for label, value in ((l["customer"], view["subject"]), (l["document"], view["document"]),
-                         (l["generated"], view["generated"]), (l["due"], view["due"])):
+    for label, value in ((labels["customer"], view["subject"]), (labels["document"], view["document"]),
+                         (labels["generated"], view["generated"]), (labels["due"], view["due"])):
         pdf.cell(45, 6, f"{label}:")
         pdf.cell(0, 6, value, new_x="LMARGIN", new_y="NEXT")
     for title, headings, rows in (
-        (l["calls"], (l["protocol"], l["date"], l["situation"], l["recording"]),
+        (labels["calls"], (labels["protocol"], labels["date"], labels["situation"], labels["recording"]),
          [(c["protocol"], c["date"], c["status"], c["recording"]) for c in view["calls"]]),
-        (l["requests"], (l["request_protocol"], l["call_protocol"], l["received"], l["request_due"], l["state"]),
+        (labels["requests"], (labels["request_protocol"], labels["call_protocol"], labels["received"],
+                              labels["request_due"], labels["state"]),
          [(r["request_protocol"], r["call_protocol"], r["received"], r["due"],
-           r["state"] + (f" — {l['closed']} {r['closed']}" if r["closed"] else "")) for r in view["requests"]]),
+           r["state"] + (f" — {labels['closed']} {r['closed']}" if r["closed"] else "")) for r in view["requests"]]),
     ):
         pdf.ln(4)
         pdf.set_font("DejaVu", "B", 12)
         pdf.cell(0, 8, title, new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("DejaVu", "", 9)
         if not rows:
-            pdf.cell(0, 6, l["none"], new_x="LMARGIN", new_y="NEXT")
+            pdf.cell(0, 6, labels["none"], new_x="LMARGIN", new_y="NEXT")
             continue
         widths = (34, 34, 24, 24, 54) if len(headings) == 5 else (40, 35, 55, 40)
         with pdf.table(headings_style=_heading_style(), line_height=5.5, padding=1.2, text_align="LEFT",

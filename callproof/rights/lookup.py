@@ -60,7 +60,8 @@ def parse_day_bound(value: str | date | datetime | None, tz: tzinfo, *, end: boo
             try:
                 return to_db_time(value.strip())
             except ValueError:
-                raise ValueError(f"bad date {value!r}: use YYYY-MM-DD (a local day) or ISO-8601 with an offset") from None
+                raise ValueError(f"bad date {value!r}: use YYYY-MM-DD (a local day)"
+                                 " or ISO-8601 with an offset") from None
     if isinstance(value, datetime):
         return to_db_time(value)
     if isinstance(value, date):

@@ -164,10 +164,10 @@ class OutboxSender:
                 answered.append(self._answer(row, _result_of(fut)))
             except Exception as exc:  # a bug here must not leave the slot held forever
                 log.exception("sms answer for outbox row %s could not be processed", row["id"])
-                answered.append((row["attempt_id"], dict(
-                    outcome="unknown", row_state="pending", now=_iso(self.clock()), owner=self.owner,
-                    reason=f"internal error: {type(exc).__name__}: {exc}",
-                    next_attempt_at=_iso(self.clock() + timedelta(seconds=self.backoff_base)))))
+                answered.append((row["attempt_id"], {
+                    "outcome": "unknown", "row_state": "pending", "now": _iso(self.clock()), "owner": self.owner,
+                    "reason": f"internal error: {type(exc).__name__}: {exc}",
+                    "next_attempt_at": _iso(self.clock() + timedelta(seconds=self.backoff_base))}))
             signal.set()
 
         def send(row: dict) -> asyncio.Future:
@@ -215,8 +215,8 @@ class OutboxSender:
                     if stale:
                         now = self.clock()
                         back_at = self._pause_until if paused and self._pause_until else now
-                        release = dict(attempt_ids=[r["attempt_id"] for r in stale], owner=self.owner,
-                                       next_attempt_at=_iso(back_at), now=_iso(now))
+                        release = {"attempt_ids": [r["attempt_id"] for r in stale], "owner": self.owner,
+                                   "next_attempt_at": _iso(back_at), "now": _iso(now)}
                         stale.clear()
                     if answered or release:
                         items, answered = answered, []
@@ -228,10 +228,10 @@ class OutboxSender:
                 if claiming is None and not (exhausted or paused or len(ready) >= self.window):
                     wanted = self.batch_size
                     claimed_at = loop.time()
-                    claiming = loop.create_task(self.db.outbox.sender_step(claim=dict(
-                        owner=self.owner, limit=wanted, lease_seconds=self.lease_seconds,
-                        now=_iso(self.clock()), backend=self.backend.name,
-                        max_age_seconds=self.max_age.total_seconds())))
+                    claiming = loop.create_task(self.db.outbox.sender_step(claim={
+                        "owner": self.owner, "limit": wanted, "lease_seconds": self.lease_seconds,
+                        "now": _iso(self.clock()), "backend": self.backend.name,
+                        "max_age_seconds": self.max_age.total_seconds()}))
                     claiming.add_done_callback(lambda _: signal.set())
                 if step is None and claiming is None and not waiting and not ready and not stale:
                     return tried

@@ -33,7 +33,8 @@ class SipMessageBackend:
     async def send(self, message: Mapping[str, Any]) -> SendResult:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                headers={"Authorization": self.auth_header}, timeout=aiohttp.ClientTimeout(total=self.s.timeout_seconds))
+                headers={"Authorization": self.auth_header},
+                timeout=aiohttp.ClientTimeout(total=self.s.timeout_seconds))
         number = message["destination"]
         params = {"to": self.s.to_template.format(destination=number, number=number.lstrip("+")),
                   "body": message["body"]}

@@ -71,7 +71,7 @@ async def test_unknown_script_gets_failed_status_and_is_closed(server):
 
 
 async def test_connection_closed_before_environment_does_not_hang(server):
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"agi_network: yes\n")
     writer.close()
     await asyncio.sleep(0.1)

@@ -44,7 +44,7 @@ async def run(config, db, fake):
 
 async def test_whole_flow_in_order_with_the_same_rows_as_ari(config, db):
     fake = FakeAsterisk()
-    flow, outcome, row = await run(config, db, fake)
+    _flow, outcome, row = await run(config, db, fake)
     assert outcome == "handed_off"
     assert fake.played == ["consent", "protocol", "protocol"]
     first_mixmonitor = next(i for i, c in enumerate(fake.commands) if c.startswith("EXEC MixMonitor"))
@@ -76,7 +76,7 @@ async def test_consent_playback_is_not_interruptible(config, db):
                                           ("record", "protocol_given")])
 async def test_hangup_during_each_step(config, db, step, status):
     fake = FakeAsterisk(hangup_in=step)
-    flow, outcome, row = await run(config, db, fake)
+    _flow, _outcome, row = await run(config, db, fake)
     assert row["status"] == status and row["ended_at"] is not None
     assert "CALLPROOF_STATUS" not in fake.vars or fake.vars["CALLPROOF_STATUS"] != "ok"
     if step == "consent":
@@ -87,14 +87,14 @@ async def test_hangup_during_each_step(config, db, step, status):
 
 async def test_hangup_while_answering_is_an_abandoned_call(config, db):
     fake = FakeAsterisk(hangup_in="enter")
-    flow, outcome, row = await run(config, db, fake)
+    _flow, outcome, row = await run(config, db, fake)
     assert outcome == "abandoned_in_consent" == row["status"] and row["protocol"] is None
     assert not fake.played
 
 
 async def test_mixmonitor_failure_still_hands_off_with_recording_failed(config, db):
     fake = FakeAsterisk(mixmonitor_fails=True)
-    flow, outcome, row = await run(config, db, fake)
+    _flow, outcome, row = await run(config, db, fake)
     assert outcome == "handed_off" and fake.vars["CALLPROOF_STATUS"] == "recording_failed"
     assert fake.vars["CALLPROOF_RECORDING"] == "" and fake.vars["CALLPROOF_REASON"] == "recording_not_started"
     rec = (await db.recordings.for_call(row["id"]))[0]
@@ -103,7 +103,7 @@ async def test_mixmonitor_failure_still_hands_off_with_recording_failed(config, 
 
 async def test_missing_prompt_fails_to_the_dialplan(config, db):
     fake = FakeAsterisk(playback_status="FAILED")
-    flow, outcome, row = await run(config, db, fake)
+    _flow, outcome, row = await run(config, db, fake)
     assert outcome == "failed"
     assert fake.vars["CALLPROOF_STATUS"] == "failed" and fake.vars["CALLPROOF_REASON"] == "playback_failed"
     assert row["status"] == "failed"
@@ -150,7 +150,7 @@ async def test_unknown_step_is_refused_by_name(config, db):
 @pytest.mark.parametrize("caller", ['../../etc/passwd', '$(reboot)"; rm -rf /', "ｌ１２３", "a" * 5000, ""])
 async def test_hostile_caller_ids_stay_out_of_paths(config, db, caller):
     fake = FakeAsterisk(caller=caller)
-    flow, outcome, row = await run(config, db, fake)
+    _flow, outcome, row = await run(config, db, fake)
     assert outcome == "handed_off" and row["caller_number_raw"] == caller
     rec = (await db.recordings.for_call(row["id"]))[0]
     path = Path(rec["path"])
@@ -175,6 +175,6 @@ def test_reply_parsing():
 @pytest.mark.parametrize("asked, expected", [("mobile_telecom", "mobile_telecom"), ("", "consumer_service")])
 async def test_recording_gets_the_same_retention_class_as_with_ari(config, db, asked, expected):
     fake = FakeAsterisk(args=("all", "551130000000", "1700000000.0", "", asked, ""))
-    _, outcome, row = await run(config, db, fake)
+    _, _outcome, row = await run(config, db, fake)
     rec = (await db.recordings.for_call(row["id"]))[0]
     assert rec["retention_class"] == expected and rec["retention_until"] > rec["started_at"]

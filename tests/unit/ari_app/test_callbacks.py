@@ -139,8 +139,8 @@ async def test_flow_drop_during_protocol_schedules_a_callback(db, config):
     ev = start_event()
     inbox = CallInbox(ev["channel"]["id"])
 
-    services = Services(config=config, db=db, ari=ScriptedAri(inbox, hangup_in="protocol", hangup_cause=38), recorder=FakeRecorder(),
-                        prompts=FakePrompts(), wake_sms=lambda: None, clock=lambda: NOW)
+    services = Services(config=config, db=db, ari=ScriptedAri(inbox, hangup_in="protocol", hangup_cause=38),
+                        recorder=FakeRecorder(), prompts=FakePrompts(), wake_sms=lambda: None, clock=lambda: NOW)
     flow = CallFlow(services, inbox, ev)
     await asyncio.wait_for(flow.run(), 5)
     row = await cb.Callbacks(db).get_for_call(flow.call_id)

@@ -48,7 +48,7 @@ async def run_call(config, db, *, number="11987654321", hangup_in=None, dtmf_in=
 
 
 async def test_steps_run_in_order_and_are_persisted(config, db):
-    flow, ari, recorder, row = await run_call(config, db)
+    _flow, ari, recorder, row = await run_call(config, db)
     kinds = [op[0] if op[0] != "play" else f"play:{op[1]}" for op in ari.ops]
     assert kinds[:4] == ["play:consent", "play:protocol", "play:protocol", "set"]
     assert kinds[-1] == "continue"
@@ -61,7 +61,8 @@ async def test_steps_run_in_order_and_are_persisted(config, db):
     assert row["caller_number"] == "+5511987654321" and row["dialled_number"] == "551130000000"
     handoff_vars = {op[1]: op[2] for op in ari.ops if op[0] == "set"}
     assert handoff_vars["CALLPROOF_PROTOCOL"] == row["protocol"]
-    assert handoff_vars["CALLPROOF_RECORDING"].endswith(".wav") and row["protocol"] in handoff_vars["CALLPROOF_RECORDING"]
+    assert handoff_vars["CALLPROOF_RECORDING"].endswith(".wav")
+    assert row["protocol"] in handoff_vars["CALLPROOF_RECORDING"]
     assert ("continue", "callproof-handoff", "s", 1) in ari.ops
     sms = await db.outbox.get_for_protocol(row["protocol"])
     assert len(sms) == 1 and sms[0]["state"] == "pending" and sms[0]["destination"] == "+5511987654321"
@@ -69,7 +70,7 @@ async def test_steps_run_in_order_and_are_persisted(config, db):
 
 
 async def test_hangup_during_consent_gives_no_protocol(config, db):
-    flow, ari, recorder, row = await run_call(config, db, hangup_in="consent")
+    _flow, ari, recorder, row = await run_call(config, db, hangup_in="consent")
     assert row["status"] == "abandoned_in_consent"
     assert row["consent_outcome"] == "caller_left"
     assert row["protocol"] is None and row["ended_at"] is not None
@@ -78,7 +79,7 @@ async def test_hangup_during_consent_gives_no_protocol(config, db):
 
 
 async def test_hangup_during_reading_keeps_protocol_and_sms(config, db):
-    flow, ari, recorder, row = await run_call(config, db, hangup_in="protocol")
+    _flow, _ari, recorder, row = await run_call(config, db, hangup_in="protocol")
     assert row["status"] == "abandoned_in_protocol"
     assert row["protocol"] is not None and row["protocol_read_count"] == 0
     assert not recorder.started
@@ -87,19 +88,19 @@ async def test_hangup_during_reading_keeps_protocol_and_sms(config, db):
 
 
 async def test_replay_key_reads_the_protocol_again(config, db):
-    flow, ari, recorder, row = await run_call(config, db, dtmf_in={"protocol": "*"})
+    _flow, _ari, _recorder, row = await run_call(config, db, dtmf_in={"protocol": "*"})
     assert row["protocol_read_count"] == 3
 
 
 async def test_dtmf_does_not_skip_consent(config, db):
-    flow, ari, recorder, row = await run_call(config, db, dtmf_in={"consent": "#"})
+    _flow, _ari, _recorder, row = await run_call(config, db, dtmf_in={"consent": "#"})
     assert row["consent_outcome"] == "finished"
     assert row["status"] == "handed_off"
 
 
 @pytest.mark.parametrize("number, reason", [("", "withheld"), ("anonymous", "withheld"), ("$(reboot)", "invalid")])
 async def test_unusable_caller_number_gets_a_not_sendable_sms_row(config, db, number, reason):
-    flow, ari, recorder, row = await run_call(config, db, number=number)
+    _flow, _ari, recorder, row = await run_call(config, db, number=number)
     assert row["status"] == "handed_off"
     sms = await db.outbox.get_for_protocol(row["protocol"])
     assert sms[0]["state"] == "not_sendable" and sms[0]["reason"] == reason
@@ -107,7 +108,7 @@ async def test_unusable_caller_number_gets_a_not_sendable_sms_row(config, db, nu
 
 
 async def test_recording_failure_still_hands_off_and_says_so(config, db):
-    flow, ari, recorder, row = await run_call(config, db, recorder_fails=True)
+    _flow, ari, _recorder, row = await run_call(config, db, recorder_fails=True)
     assert row["status"] == "handed_off"
     assert "recording" in (row["error"] or "")
     handoff_vars = {op[1]: op[2] for op in ari.ops if op[0] == "set"}

@@ -34,7 +34,7 @@ PROMPTS = FakePrompts(digits="sound:/prompts/pt_BR/digits/")
 
 def test_digit_entry_keeps_digits_only():
     entry = DigitEntry()
-    keys = list("2026") + ["A", "D", "", "12", None, 7] + list("0000000000042")
+    keys = [*"2026", "A", "D", "", "12", None, 7, *"0000000000042"]
     actions = [entry.press(k) for k in keys]
     assert actions[:4] == ["digit"] * 4
     assert actions[4:10] == ["ignored"] * 6
@@ -51,7 +51,7 @@ def test_digit_entry_problems(keys, problem):
         entry.press(k)
     assert entry.problem() == problem and entry.count == len(keys)
     with pytest.raises(ValueError):
-        entry.protocol
+        _ = entry.protocol
     assert len(entry._digits) <= 18, "a long entry is counted, not kept"
 
 
@@ -152,7 +152,7 @@ async def test_same_caller_gets_a_received_request_and_hears_its_protocol(config
 
 
 async def test_another_number_needs_an_identity_check(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], caller="21912345678")
+    _flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], caller="21912345678")
     [req] = await requests(db)
     assert req["state"] == "needs_identity_check" and req["requester_number"] == "+5521912345678"
     assert "request-identity-check" in ari.played() and "request-received" not in ari.played()
@@ -161,7 +161,7 @@ async def test_another_number_needs_an_identity_check(config, db, call_protocol)
 
 
 async def test_withheld_number_needs_an_identity_check(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], caller="anonymous")
+    _flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"], caller="anonymous")
     [req] = await requests(db)
     assert req["state"] == "needs_identity_check" and req["requester_number"] is None
     assert row["caller_number"] is None
@@ -172,7 +172,7 @@ async def test_wrong_entries_get_not_found_then_a_retry(config, db, call_protoco
     flow, ari, row = await run_ivr(config, db, ["2026#", unknown + "#", call_protocol + "#"])
     assert flow.outcome == "completed"
     assert ari.played()[:4] == ["request-consent", "request-enter", "request-not-found", "request-not-found"]
-    retry = [op[2] for op in ari.ops if op[0] == "play" and op[1] == "request-not-found"][0]
+    retry = next(op[2] for op in ari.ops if op[0] == "play" and op[1] == "request-not-found")
     assert [m.rsplit("/", 1)[1] for m in retry] == ["request-not-found", "request-enter"]
     assert row["attempts"] == 3 and row["call_protocol"] == call_protocol
     assert len(await requests(db)) == 1
@@ -197,7 +197,7 @@ async def test_silence_is_a_try_without_the_not_found_prompt(config, db, call_pr
 
 
 async def test_the_digit_timeout_ends_an_entry_without_hash(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, [call_protocol])
+    flow, _ari, row = await run_ivr(config, db, [call_protocol])
     assert flow.outcome == "completed" and row["attempts"] == 1
 
 
@@ -210,13 +210,13 @@ async def test_star_starts_again_and_other_keys_are_ignored(config, db, call_pro
 
 
 async def test_keys_during_the_announcement_are_ignored(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], consent_keys="123#")
+    flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"], consent_keys="123#")
     assert flow.outcome == "completed" and row["attempts"] == 1 and row["call_protocol"] == call_protocol
 
 
 async def test_hang_up_mid_entry_files_nothing_and_stores_no_digits(config, db, call_protocol):
     typed = "20269876543"
-    flow, ari, row = await run_ivr(config, db, [typed[:5] + "#", "HANGUP"])
+    flow, _ari, row = await run_ivr(config, db, [typed[:5] + "#", "HANGUP"])
     assert flow.outcome == "abandoned_in_entry"
     assert await requests(db) == []
     assert row["status"] == "abandoned_in_entry" and row["attempts"] == 1 and row["ended_at"]
@@ -228,20 +228,20 @@ async def test_hang_up_mid_entry_files_nothing_and_stores_no_digits(config, db, 
 
 
 async def test_hang_up_during_the_announcement(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, [], hangup_in="request-consent")
+    _flow, ari, row = await run_ivr(config, db, [], hangup_in="request-consent")
     assert row["status"] == "abandoned_in_consent" and row["consent_outcome"] == "caller_left"
     assert ari.played() == ["request-consent"] and await requests(db) == []
 
 
 async def test_hang_up_while_hearing_the_new_protocol_keeps_the_request(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-received")
+    _flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-received")
     [req] = await requests(db)
     assert row["status"] == "filed" and row["request_id"] == req["id"] and row["ended_at"]
     assert row["request_read_count"] == 0
 
 
 async def test_a_resumed_call_does_not_file_twice(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-received",
+    _flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-received",
                                    channel_id="1700000001.1")
     # ARI came back and the channel is still ours: the same row, told its protocol again
     await db.run_in_connection(lambda c: c.execute(
@@ -255,7 +255,7 @@ async def test_a_resumed_call_does_not_file_twice(config, db, call_protocol):
 
 async def test_a_second_call_for_the_same_protocol_hears_the_open_request(config, db, call_protocol):
     _, _, first = await run_ivr(config, db, [call_protocol + "#"])
-    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"])
+    _flow, ari, row = await run_ivr(config, db, [call_protocol + "#"])
     reqs = await requests(db)
     assert len(reqs) == 1, "the open request by the same number is reused, not duplicated"
     assert ari.variables()["CALLPROOF_REQUEST_PROTOCOL"] == reqs[0]["request_protocol"]
@@ -263,7 +263,7 @@ async def test_a_second_call_for_the_same_protocol_hears_the_open_request(config
 
 
 async def test_storage_refuses_anything_but_an_accepted_protocol(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, [call_protocol + "#"])
+    flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"])
     for bad in ("2026", "2026abc0000000042", "../../etc/passwd", "2026000000000004٢"):
         with pytest.raises(ValueError):
             await flow.repo.update(row["id"], call_protocol=bad)
@@ -298,6 +298,6 @@ async def test_rows_of_calls_that_ended_while_away_are_settled(config, db):
 
 async def test_a_call_resumed_after_it_was_over_is_only_handed_back(config, db, call_protocol):
     _, _, row = await run_ivr(config, db, [call_protocol + "#"], channel_id="1700000002.1")
-    flow, ari, again = await run_ivr(config, db, [], channel_id="1700000002.1")
+    _flow, ari, again = await run_ivr(config, db, [], channel_id="1700000002.1")
     assert ari.ops == [("continue", DONE_CONTEXT, "s", 1)]
     assert again == row and len(await requests(db)) == 1

@@ -134,7 +134,7 @@ def db_text(path) -> bytes:
 
 
 async def test_ari_flow_stores_the_cpf_hash_and_never_the_cpf(config, db):
-    flow, ari, row = await run_ari_call(config, db, {"CALLPROOF_CPF": CPF, "CALLPROOF_CUSTOMER_CODE": "ACME-42"},
+    flow, _ari, row = await run_ari_call(config, db, {"CALLPROOF_CPF": CPF, "CALLPROOF_CUSTOMER_CODE": "ACME-42"},
                                         "1700000100.1")
     assert flow.outcome == "handed_off"
     assert row["cpf_hash"] == identity_hash(KEY, "cpf", CPF)
@@ -145,7 +145,7 @@ async def test_ari_flow_stores_the_cpf_hash_and_never_the_cpf(config, db):
 
 async def test_ari_flow_goes_on_after_an_invalid_cpf(config, db, caplog):
     caplog.set_level(logging.WARNING, logger="callproof.identity")
-    flow, ari, row = await run_ari_call(config, db, {"CALLPROOF_CPF": BAD_CPF}, "1700000100.2")
+    flow, _ari, row = await run_ari_call(config, db, {"CALLPROOF_CPF": BAD_CPF}, "1700000100.2")
     assert flow.outcome == "handed_off" and row["cpf_hash"] is None and row["customer_code_hash"] is None
     assert any(r.getMessage() == "call.identity_invalid" for r in caplog.records)
 
@@ -164,7 +164,7 @@ async def test_ari_flow_reads_nothing_without_a_key(tmp_path):
 async def test_agi_flow_stores_the_cpf_hash_and_never_the_cpf(config, db):
     fake = FakeAsterisk(uniqueid="1700000200.1")
     fake.vars["CALLPROOF_CPF"] = CPF
-    flow, outcome, row = await run_agi(config, db, fake)
+    _flow, outcome, row = await run_agi(config, db, fake)
     assert outcome == "handed_off"
     assert row["cpf_hash"] == identity_hash(KEY, "cpf", CPF) and row["customer_code_hash"] is None
     assert CPF_DIGITS.encode() not in db_text(config.storage.database)
@@ -173,7 +173,7 @@ async def test_agi_flow_stores_the_cpf_hash_and_never_the_cpf(config, db):
 async def test_agi_flow_goes_on_after_an_invalid_cpf(config, db):
     fake = FakeAsterisk(uniqueid="1700000200.2")
     fake.vars["CALLPROOF_CPF"] = BAD_CPF
-    flow, outcome, row = await run_agi(config, db, fake)
+    _flow, outcome, row = await run_agi(config, db, fake)
     assert outcome == "handed_off" and row["cpf_hash"] is None
 
 
@@ -182,5 +182,5 @@ async def test_agi_flow_reads_nothing_without_a_key(tmp_path):
     fake = FakeAsterisk(uniqueid="1700000200.3")
     fake.vars["CALLPROOF_CPF"] = CPF
     async with Database.open(config.storage.database) as db:
-        flow, outcome, row = await run_agi(config, db, fake)
+        _flow, _outcome, row = await run_agi(config, db, fake)
     assert not any("CALLPROOF_CPF" in c for c in fake.commands) and row["cpf_hash"] is None

@@ -155,7 +155,7 @@ def test_permissions(generated):
     assert (dest / "pt_BR" / "digits").stat().st_mode & 0o777 == 0o755
     assert (dest / "pt_BR" / "consent.wav").stat().st_mode & 0o777 == 0o644
     assert (dest / "manifest.json").stat().st_mode & 0o777 == 0o644
-    assert not [p for p in dest.rglob("*.tmp")]
+    assert not list(dest.rglob("*.tmp"))
 
 
 @needs_espeak

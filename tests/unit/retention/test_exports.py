@@ -63,8 +63,8 @@ def test_exports_kept_while_open_in_grace_or_linked_then_deleted_and_audited(env
     close_request_sync(conn, q_done, at=NOW - timedelta(days=40))
     conn.commit()
     e_open, p_open = add_export(conn, exports, q_open, "request-1-a-1.mp3")
-    e_grace, p_grace = add_export(conn, exports, q_grace, "request-2-b-1.mp3")
-    e_linked, p_linked = add_export(conn, exports, q_linked, "request-3-c-1.mp3",
+    _e_grace, p_grace = add_export(conn, exports, q_grace, "request-2-b-1.mp3")
+    _e_linked, p_linked = add_export(conn, exports, q_linked, "request-3-c-1.mp3",
                                     link_expires=NOW + timedelta(hours=1))
     e_done, p_done = add_export(conn, exports, q_done, "request-4-d-1.mp3",
                                 link_expires=NOW + timedelta(hours=1), revoked=True)

@@ -87,7 +87,7 @@ def test_sms_delivery_queues_an_outbox_row_on_the_request_protocol(tmp_path):
     assert sms["body"].startswith("Atendimento: gravacao do protocolo " + rec["protocol"])
     assert "valido ate 13/03/2026 14:00" in sms["body"]  # 72 h, local time
     token = sms["body"].split("/d/")[1].split()[0]
-    link, export = resolve_token_sync(conn, config, token, now=NOW)
+    link, _export = resolve_token_sync(conn, config, token, now=NOW)
     assert link["id"] == row["link_id"] and link["recipient"] == row["recipient"]
     assert request["state"] == "delivered" and request["closed_at"] is not None
     (entry,) = audit_rows(conn, "request.delivery")
@@ -147,7 +147,7 @@ def test_unreachable_smtp_server_leaves_a_failed_row_and_the_request_exported(tm
 
 
 def test_refusals_name_what_is_wrong(tmp_path):
-    config, conn, rec, request_id = world_for(tmp_path, export=False)
+    config, conn, _rec, request_id = world_for(tmp_path, export=False)
     with pytest.raises(DeliveryError, match="export it first") as exc:
         deliver_request_sync(conn, config, request_id, via="sms", actor="ops", now=NOW)
     assert exc.value.reason == "state"

@@ -121,7 +121,7 @@ def test_phone_with_local_day_range(env):
 
 
 def test_by_cpf_and_customer_code(env):
-    conn, config, calls, _ = env
+    conn, config, _calls, _ = env
     assert len(lookup_sync(conn, config, actor="a", cpf="529.982.247-25", now=NOW)) == 3
     assert len(lookup_sync(conn, config, actor="a", customer_code=" C-77", now=NOW)) == 3
     assert lookup_sync(conn, config, actor="a", cpf="111.444.777-35", now=NOW) == []

@@ -107,7 +107,7 @@ def test_other_number_needs_identity_check_then_agent_verifies(env):
 
 
 def test_cpf_and_customer_code_match_the_calls_keyed_hash(env):
-    conn, b, call, config = env
+    conn, _b, call, config = env
     conn.execute("UPDATE calls SET cpf_hash = ?, customer_code_hash = ? WHERE id = ?",
                  (identity_hash(KEY, "cpf", CPF), identity_hash(KEY, "customer_code", "AB-1"), call["call_id"]))
     by_cpf = file_request_sync(conn, config, call_protocol=call["protocol"], channel="web", actor="ana",
@@ -163,7 +163,7 @@ def test_same_requester_twice_gets_the_same_open_request(env):
 
 def test_intake_errors_name_what_is_wrong(env):
     conn, _, call, config = env
-    kw = dict(channel="cli", actor="ana", now=NOW)
+    kw = {"channel": "cli", "actor": "ana", "now": NOW}
     with pytest.raises(NotFoundError, match="20260000000999999"):
         file_request_sync(conn, config, call_protocol="20260000000999999", **kw)
     with pytest.raises(ValueError, match="17 digits"):
@@ -205,7 +205,8 @@ def test_state_diagram(env):
     with pytest.raises(InvalidStateError, match="cannot become 'received'"):
         set_state_sync(conn, r.id, "received", actor="ana", at=later)
     assert set_state_sync(conn, r.id, "exported", actor="exp", at=later)["state"] == "exported"
-    assert set_state_sync(conn, r.id, "exported", actor="exp", at=later, details={"format": "ogg"})["state"] == "exported"
+    again = set_state_sync(conn, r.id, "exported", actor="exp", at=later, details={"format": "ogg"})
+    assert again["state"] == "exported"
     done = set_state_sync(conn, r.id, "delivered", actor="dlv", at=later + timedelta(hours=1))
     assert done["state"] == "delivered" and done["closed_at"] == "2026-01-26T14:00:00.000000Z"
     again = set_state_sync(conn, r.id, "delivered", actor="dlv", at=later + timedelta(days=2))

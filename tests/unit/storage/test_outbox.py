@@ -178,13 +178,13 @@ async def test_group_finish_commits_the_allowed_and_reports_the_refused(db):
     # row 2's lease is taken over by another sender before our answers are written
     await db.run_in_connection(lambda c: c.execute(
         "UPDATE sms_outbox SET lease_owner = 'other' WHERE id = ?", (ids[1],)))
-    items = [(rows[0]["attempt_id"], dict(outcome="accepted", row_state="sent", now=T_PLUS(2), owner="w",
-                                          gateway_message_id="gw-0")),
-             (rows[1]["attempt_id"], dict(outcome="accepted", row_state="sent", now=T_PLUS(2), owner="w",
-                                          gateway_message_id="gw-1")),
-             (rows[2]["attempt_id"], dict(outcome="transient", row_state="pending", now=T_PLUS(2), owner="w",
-                                          next_attempt_at=T_PLUS(60), reason="SMPP ESME_RSYSERR")),
-             (rows[3]["attempt_id"], dict(outcome="rejected", row_state="dead", now=T_PLUS(2), owner="w"))]
+    items = [(rows[0]["attempt_id"], {"outcome": "accepted", "row_state": "sent", "now": T_PLUS(2), "owner": "w",
+                                          "gateway_message_id": "gw-0"}),
+             (rows[1]["attempt_id"], {"outcome": "accepted", "row_state": "sent", "now": T_PLUS(2), "owner": "w",
+                                          "gateway_message_id": "gw-1"}),
+             (rows[2]["attempt_id"], {"outcome": "transient", "row_state": "pending", "now": T_PLUS(2), "owner": "w",
+                                          "next_attempt_at": T_PLUS(60), "reason": "SMPP ESME_RSYSERR"}),
+             (rows[3]["attempt_id"], {"outcome": "rejected", "row_state": "dead", "now": T_PLUS(2), "owner": "w"})]
     errors = await db.outbox.finish_attempts(items)
     assert errors[0] is None and errors[2] is None and errors[3] is None
     assert isinstance(errors[1], InvalidStateError) and "other" in str(errors[1])
@@ -195,10 +195,10 @@ async def test_group_finish_commits_the_allowed_and_reports_the_refused(db):
     rows = await db.outbox.claim_for_send("w", 10, 30, T_PLUS(61), "smpp")
     assert [r["id"] for r in rows] == [ids[1], ids[2]]
     assert await db.outbox.finish_attempts(
-        [(rows[0]["attempt_id"], dict(outcome="accepted", row_state="sent", now=T_PLUS(62), owner="w",
-                                      gateway_message_id="gw-1b")),
-         (rows[1]["attempt_id"], dict(outcome="throttled", row_state="pending", now=T_PLUS(62), owner="w",
-                                      next_attempt_at=T_PLUS(63)))]) == [None, None]
+        [(rows[0]["attempt_id"], {"outcome": "accepted", "row_state": "sent", "now": T_PLUS(62), "owner": "w",
+                                      "gateway_message_id": "gw-1b"}),
+         (rows[1]["attempt_id"], {"outcome": "throttled", "row_state": "pending", "now": T_PLUS(62), "owner": "w",
+                                      "next_attempt_at": T_PLUS(63)})]) == [None, None]
     assert [a["outcome"] for a in await db.outbox.attempts(ids[1])] == ["unknown", "accepted"]
     row = await db.outbox.get(ids[2])
     assert (row["state"], row["throttled"], row["attempts"]) == ("pending", 1, 1)
@@ -209,8 +209,8 @@ async def test_receipt_before_acceptance_is_attached_by_the_group_commit(db):
     rows = await db.outbox.claim_for_send("w", 10, 30, T_PLUS(1), "smpp")
     assert await db.outbox.record_dlr("gw-b", "DELIVRD", T_PLUS(2)) is None  # raced ahead
     assert await db.outbox.finish_attempts(
-        [(r["attempt_id"], dict(outcome="accepted", row_state="sent", now=T_PLUS(3), owner="w",
-                                gateway_message_id=gw)) for r, gw in zip(rows, ("gw-a", "gw-b"))]) == [None, None]
+        [(r["attempt_id"], {"outcome": "accepted", "row_state": "sent", "now": T_PLUS(3), "owner": "w",
+                                "gateway_message_id": gw}) for r, gw in zip(rows, ("gw-a", "gw-b"))]) == [None, None]
     assert (await db.outbox.get(ids[1]))["dlr_state"] == "DELIVRD"
     assert (await db.outbox.get(ids[0]))["dlr_state"] is None
     assert [d["outbox_id"] for d in await db.outbox.dlrs(ids[1])] == [ids[1]]

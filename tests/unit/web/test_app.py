@@ -565,7 +565,8 @@ async def test_operator_verifies_exports_delivers_and_the_customer_downloads(sit
     for _ in range(site.config.rights.link_max_downloads - 1):
         assert (await site.client.get(path)).status == 200
     used_up = await site.client.get(path)
-    assert used_up.status == 410 and await used_up.text() == "This download link is no longer valid. Ask for a new one.\n"
+    assert used_up.status == 410
+    assert await used_up.text() == "This download link is no longer valid. Ask for a new one.\n"
 
 
 async def test_refusing_needs_a_reason_and_closes_the_request(site):
