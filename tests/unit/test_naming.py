@@ -129,7 +129,7 @@ def test_recording_relpath_rejects_bad_protocol(protocol):
 
 def test_recording_relpath_requires_aware_datetime():
     with pytest.raises(ValueError, match="timezone-aware"):
-        recording_relpath(PROTOCOL, "123", datetime(2026, 3, 5, 14, 7, 9), tz=SP)
+        recording_relpath(PROTOCOL, "123", datetime(2026, 3, 5, 14, 7, 9), tz=SP)  # noqa: DTZ001 -- naive on purpose
     with pytest.raises(TypeError):
         recording_relpath(PROTOCOL, "123", T0, tz="America/Sao_Paulo")  # type: ignore[arg-type]
 

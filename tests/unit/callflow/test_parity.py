@@ -88,7 +88,9 @@ def break_storage(db: Database, where: str | None, monkeypatch: pytest.MonkeyPat
 
 async def rows(db: Database, sql: str) -> list[dict]:
     def q(conn):
-        return [dict(zip([d[0] for d in cur.description], r)) for cur in [conn.execute(sql)] for r in cur.fetchall()]
+        cur = conn.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     return await db.run_in_connection(q)
 
 

@@ -20,7 +20,7 @@ ENV = {"CALLPROOF_ARI_PASSWORD": "a-long-ari-secret-1", "CALLPROOF_AMI_PASSWORD"
 def test_90_days_same_wall_clock():
     start = datetime(2026, 1, 10, 23, 30, tzinfo=SP)  # 02:30Z on the 11th
     until = retention_until(start, 90, SP)
-    assert until.astimezone(SP).replace(tzinfo=None) == datetime(2026, 4, 10, 23, 30)
+    assert until.astimezone(SP) == datetime(2026, 4, 10, 23, 30, tzinfo=SP)
     assert until - start == timedelta(days=90)  # no DST in Brazil since 2019
 
 
@@ -37,7 +37,7 @@ def test_dst_keeps_local_wall_clock():
     # 2026-03-08 New York springs forward: 90 calendar days are 90*24h - 1h.
     start = datetime(2026, 2, 1, 9, 0, tzinfo=NY)
     until = retention_until(start, 90, NY)
-    assert until.astimezone(NY).replace(tzinfo=None) == datetime(2026, 5, 2, 9, 0)
+    assert until.astimezone(NY) == datetime(2026, 5, 2, 9, 0, tzinfo=NY)
     assert until.astimezone(UTC) - start.astimezone(UTC) == timedelta(days=90, hours=-1)
 
 
@@ -45,19 +45,21 @@ def test_utc_midnight_is_previous_local_day():
     # 01:00Z on the 1st is 22:00 on the 31st in Sao Paulo: the local day counts.
     start = datetime(2026, 4, 1, 1, 0, tzinfo=UTC)
     until = retention_until(start, 90, SP)
-    assert until.astimezone(SP).replace(tzinfo=None) == datetime(2026, 6, 29, 22, 0)
+    assert until.astimezone(SP) == datetime(2026, 6, 29, 22, 0, tzinfo=SP)
 
 
 def test_naive_refused():
     with pytest.raises(ValueError, match="aware"):
-        retention_until(datetime(2026, 1, 1), 90, SP)
+        retention_until(datetime(2026, 1, 1), 90, SP)  # noqa: DTZ001 -- naive on purpose: refused
 
 
 def test_class_rules_priority():
     did = {"+551140000001": "mobile_telecom"}
     ctx = {"from-bank": "bank"}
-    pick = lambda **kw: choose_class(CLASSES, "consumer_service", did_classes=did,
-                                     context_classes=ctx, **kw)
+
+    def pick(**kw):
+        return choose_class(CLASSES, "consumer_service", did_classes=did, context_classes=ctx, **kw)
+
     assert pick().retention_class == "consumer_service" and pick().why == "default"
     assert pick(did="+551140000001").retention_class == "mobile_telecom"
     assert pick(context="from-bank").days == 1825

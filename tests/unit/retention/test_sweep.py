@@ -102,7 +102,7 @@ def test_hold_validation(env):
     conn, _, _ = env
     with pytest.raises(ValueError, match="17 digits"):
         place_hold_sync(conn, "protocol", protocol="123", reason="x", placed_by="a", at=NOW)
-    with pytest.raises(ValueError, match="E.164"):
+    with pytest.raises(ValueError, match=r"E\.164"):
         place_hold_sync(conn, "caller", caller_number="11 9999", reason="x", placed_by="a", at=NOW)
     with pytest.raises(ValueError, match="empty"):
         place_hold_sync(conn, "date_range", from_at=NOW, to_at=NOW, reason="x", placed_by="a", at=NOW)

@@ -9,6 +9,7 @@ import os
 import stat
 import wave
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -85,7 +86,7 @@ def test_errors_go_to_stderr_with_exit_2(setup, capsys, argv, message):
 
 def test_missing_identity_key_is_named(setup, capsys, tmp_path):
     cfg, *_ = setup
-    text = open(cfg).read().replace(f'identity_key = "{KEY}"\n', "")
+    text = Path(cfg).read_text().replace(f'identity_key = "{KEY}"\n', "")
     no_key = tmp_path / "nokey.toml"
     no_key.write_text(text)
     code, _, err = run(str(no_key), "lookup", "--cpf", "529.982.247-25", capsys=capsys)

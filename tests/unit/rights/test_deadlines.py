@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -29,7 +29,7 @@ def local(tz, *args):
 def test_due_at_counts_local_calendar_days_in_sao_paulo(received, days, due_local):
     due = due_at(local(SP, *received), days, SP)
     assert due.tzinfo is not None and due.utcoffset().total_seconds() == 0
-    assert due.astimezone(SP).replace(tzinfo=None) == datetime(*due_local, 23, 59, 59)
+    assert due.astimezone(SP) == datetime(*due_local, 23, 59, 59, tzinfo=SP)
     assert due == datetime(*due_local, 23, 59, 59, tzinfo=SP).astimezone(UTC)
 
 
@@ -46,7 +46,7 @@ def test_accepts_the_stored_string_form():
 
 def test_refuses_naive_times_and_bad_days():
     with pytest.raises(ValueError, match="naive"):
-        due_at(datetime(2026, 1, 1, 12), 10, SP)
+        due_at(datetime(2026, 1, 1, 12), 10, SP)  # noqa: DTZ001 -- naive on purpose: refused
     with pytest.raises(ValueError, match="days"):
         due_at(local(SP, 2026, 1, 1, 12), -1, SP)
 
@@ -64,7 +64,7 @@ def test_refuses_naive_times_and_bad_days():
 def test_dst_changes_do_not_move_the_deadline_in_madrid(received, due_local, utc_offset_hours):
     due = due_at(local(MAD, *received), 10, MAD)
     in_madrid = due.astimezone(MAD)
-    assert (in_madrid.date(), in_madrid.time().isoformat()) == (datetime(*due_local).date(), "23:59:59")
+    assert (in_madrid.date(), in_madrid.time().isoformat()) == (date(*due_local), "23:59:59")
     assert in_madrid.utcoffset().total_seconds() == utc_offset_hours * 3600
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import smtplib
 import socket
 from email.message import EmailMessage
+from typing import ClassVar
 
 import pytest
 
@@ -27,8 +28,8 @@ pytestmark = needs_ffmpeg
 class FakeSmtp:
     """Records what smtplib.SMTP would have sent."""
 
-    sent: list[EmailMessage] = []
-    calls: list[tuple] = []
+    sent: ClassVar[list[EmailMessage]] = []  # shared: the code under test makes its own instances
+    calls: ClassVar[list[tuple]] = []
     on_send = None  # called while "sending" (to change the world meanwhile)
 
     def __init__(self, host, port, timeout=None):
@@ -162,7 +163,7 @@ def test_refusals_name_what_is_wrong(tmp_path):
     with pytest.raises(DeliveryError, match="no email deliver-to"):
         deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW)
     no_sender = make_config(tmp_path)
-    with pytest.raises(DeliveryError, match="rights.smtp.sender"):
+    with pytest.raises(DeliveryError, match=r"rights\.smtp\.sender"):
         deliver_request_sync(conn, no_sender, request_id, via="email", actor="ops", now=NOW, to="a@b.example")
     assert conn.execute("SELECT count(*) FROM download_links").fetchone()[0] == 0, "no link for a refusal"
     assert conn.execute("SELECT count(*) FROM request_deliveries").fetchone()[0] == 0

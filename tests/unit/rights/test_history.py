@@ -11,6 +11,7 @@ import json
 import os
 import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
@@ -83,7 +84,7 @@ def test_html_history_by_phone(env):
     assert os.path.dirname(path) == str((tmp_path / "hist").resolve())
     assert os.path.basename(path).startswith(f"history-{row['id']:08d}-")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     assert hashlib.sha256(data).hexdigest() == row["sha256"]
     text = data.decode("utf-8")
     for expected in (c1["protocol"], c2["protocol"], r1.request_protocol, r2.request_protocol,
@@ -122,7 +123,7 @@ def test_spanish_labels(env):
     conn, config, *_ = env
     row = produce_history_sync(conn, config, resolve_subject(config, CALLER), fmt="html", actor="a", now=NOW,
                                language="es")
-    assert "Historial de atenciones" in open(row["path"], encoding="utf-8").read()
+    assert "Historial de atenciones" in Path(row["path"]).read_text(encoding="utf-8")
 
 
 def test_out_never_follows_a_symlink(env):

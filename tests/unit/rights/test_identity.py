@@ -67,7 +67,7 @@ def test_identity_hash_is_keyed_normalised_and_domain_separated():
 
 def test_identity_hash_for_requires_the_configured_key():
     config = load_config(env={}, require_asterisk_apis=False)
-    with pytest.raises(ConfigError, match="rights.identity_key"):
+    with pytest.raises(ConfigError, match=r"rights\.identity_key"):
         identity_hash_for(config, "cpf", VALID)
     config = load_config(env={"CALLPROOF_RIGHTS_IDENTITY_KEY": KEY}, require_asterisk_apis=False)
     assert identity_hash_for(config, "cpf", VALID) == identity_hash(KEY, "cpf", VALID)

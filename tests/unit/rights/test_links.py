@@ -165,9 +165,9 @@ def test_gone_when_the_export_file_is_deleted_or_changed(world):
 def test_secret_required_and_token_round_trip(world, tmp_path):
     config, conn, _rec, export_id, _path = world
     unset = make_config(tmp_path, link_secret="")
-    with pytest.raises(ConfigError, match="rights.link_secret"):
+    with pytest.raises(ConfigError, match=r"rights\.link_secret"):
         issue(conn, unset, export_id)
-    with pytest.raises(ConfigError, match="rights.link_secret"):
+    with pytest.raises(ConfigError, match=r"rights\.link_secret"):
         resolve_token_sync(conn, unset, "whatever", now=NOW)
     expiry = NOW + timedelta(hours=1)
     assert parse_token(SECRET, make_token(SECRET, 7, expiry)) == (7, expiry)

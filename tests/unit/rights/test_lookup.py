@@ -128,7 +128,7 @@ def test_by_cpf_and_customer_code(env):
     with pytest.raises(ValueError, match="check digits"):
         lookup_sync(conn, config, actor="a", cpf="529.982.247-26")
     no_key = load_config(env={}, require_asterisk_apis=False)
-    with pytest.raises(ConfigError, match="rights.identity_key"):
+    with pytest.raises(ConfigError, match=r"rights\.identity_key"):
         lookup_sync(conn, no_key, actor="a", cpf=CPF)
 
 

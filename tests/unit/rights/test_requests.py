@@ -177,7 +177,7 @@ def test_intake_errors_name_what_is_wrong(env):
     with pytest.raises(ValueError, match="deliver-to"):
         file_request_sync(conn, config, call_protocol=call["protocol"], deliver_to="fax:123", **kw)
     no_key = load_config(env={}, require_asterisk_apis=False)
-    with pytest.raises(ConfigError, match="rights.identity_key"):
+    with pytest.raises(ConfigError, match=r"rights\.identity_key"):
         file_request_sync(conn, no_key, call_protocol=call["protocol"], cpf=CPF, **kw)
     # nothing was stored, no protocol used
     assert conn.execute("SELECT count(*) FROM recording_requests").fetchone()[0] == 0

@@ -33,7 +33,7 @@ def setup(tmp_path, monkeypatch):
                     sms=SmsDraft(MOBILE, "pt_BR", lambda p: f"Protocolo {p}"))
                 out.append(r)
             # row 1 dies after one rejected attempt, row 2 is sent and delivered
-            for r, ok in zip(out, (False, True)):
+            for r, ok in zip(out, (False, True), strict=True):
                 [att] = await db.outbox.claim_for_send("w", 1, 30, "2026-03-10T14:00:01Z", "smpp")
                 assert att["id"] == r.outbox_id
                 await db.outbox.finish_attempt(

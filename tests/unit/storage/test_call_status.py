@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 
 import pytest
@@ -20,7 +21,7 @@ def test_every_status_has_its_transitions() -> None:
 
 def test_the_happy_path_is_allowed_step_by_step() -> None:
     path = [*cs.PROGRESS, S.COMPLETED]
-    for current, wanted in zip(path, path[1:]):
+    for current, wanted in itertools.pairwise(path):
         assert cs.allowed(current, wanted), (current, wanted)
 
 

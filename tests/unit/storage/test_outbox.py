@@ -210,7 +210,8 @@ async def test_receipt_before_acceptance_is_attached_by_the_group_commit(db):
     assert await db.outbox.record_dlr("gw-b", "DELIVRD", T_PLUS(2)) is None  # raced ahead
     assert await db.outbox.finish_attempts(
         [(r["attempt_id"], {"outcome": "accepted", "row_state": "sent", "now": T_PLUS(3), "owner": "w",
-                                "gateway_message_id": gw}) for r, gw in zip(rows, ("gw-a", "gw-b"))]) == [None, None]
+                                "gateway_message_id": gw})
+         for r, gw in zip(rows, ("gw-a", "gw-b"), strict=True)]) == [None, None]
     assert (await db.outbox.get(ids[1]))["dlr_state"] == "DELIVRD"
     assert (await db.outbox.get(ids[0]))["dlr_state"] is None
     assert [d["outbox_id"] for d in await db.outbox.dlrs(ids[1])] == [ids[1]]

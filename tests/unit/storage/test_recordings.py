@@ -68,7 +68,7 @@ async def test_fail_and_missing(db, call_id):
 
 async def test_errors(db, call_id):
     await db.recordings.create(call_id, None, "/r/a.wav", None, NOW)
-    with pytest.raises(AlreadyExistsError, match="/r/a.wav"):
+    with pytest.raises(AlreadyExistsError, match=r"/r/a\.wav"):
         await db.recordings.create(call_id, None, "/r/a.wav", None, NOW)
     with pytest.raises(NotFoundError):
         await db.recordings.finalise(99, size_bytes=1, duration_ms=1, sha256=SHA, finalised_at=NOW)

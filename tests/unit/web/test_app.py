@@ -522,7 +522,7 @@ async def test_public_download_refuses_bad_tokens_plainly(site):
 
 def _request_row(site: Site) -> dict:
     cur = site.conn.execute("SELECT * FROM recording_requests ORDER BY id DESC LIMIT 1")
-    return dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    return dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
 
 
 async def _post_action(site: Site, token: str, request_id: int, action: str, **form) -> tuple[int, str]:
