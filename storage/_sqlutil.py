@@ -32,6 +32,14 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row the cursor's INSERT just wrote."""
+    rowid = cur.lastrowid
+    if rowid is None:  # only before any INSERT on the cursor
+        raise sqlite3.InterfaceError("the cursor has inserted no row")
+    return rowid
+
+
 def _names(cur: sqlite3.Cursor) -> list[str]:
     return [d[0] for d in cur.description]
 

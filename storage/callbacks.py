@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import calls as calls_table
-from ._sqlutil import fetch_all, fetch_one, immediate
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .errors import InvalidStateError, NotFoundError
 from .timefmt import parse_db_time, to_db_time
@@ -110,7 +110,7 @@ def schedule_in_transaction_sync(conn: sqlite3.Connection, call_id: int, *, reas
          plan.max_attempts, _at(now, plan.first_delay_seconds), now, now))
     if cur.rowcount == 0:
         return None
-    callback_id = cur.lastrowid
+    callback_id = inserted_id(cur)
     append_in_transaction_sync(conn, "callback.scheduled", actor, now, protocol=call["protocol"],
                                subject=f"callback:{callback_id}",
                                details={"call_id": call_id, "reason": reason})
@@ -248,7 +248,7 @@ def claim_sync(conn: sqlite3.Connection, owner: str, limit: int, lease_seconds: 
         for (cid,) in conn.execute(_SQL_DUE, {"now": now, "limit": limit}).fetchall():
             conn.execute("UPDATE callback_attempts SET ended_at = ?, outcome = ? WHERE callback_id = ?"
                          " AND ended_at IS NULL", (now, INTERRUPTED, cid))
-            row = get_sync(conn, cid)
+            row = _locked_row(conn, cid)
             if row["attempts"] >= row["max_attempts"]:
                 _final(conn, row, "failed", f"gave up after {row['attempts']} attempts "
                        f"(last: {_last_outcome(conn, cid)})", now)
@@ -259,7 +259,7 @@ def claim_sync(conn: sqlite3.Connection, owner: str, limit: int, lease_seconds: 
                          (attempt, owner, lease_until, now, cid))
             cur = conn.execute("INSERT INTO callback_attempts (callback_id, attempt, started_at)"
                                " VALUES (?, ?, ?)", (cid, attempt, now))
-            claimed.append({**get_sync(conn, cid), "attempt_id": cur.lastrowid, "attempt": attempt})
+            claimed.append({**_locked_row(conn, cid), "attempt_id": inserted_id(cur), "attempt": attempt})
     return claimed
 
 
@@ -303,7 +303,7 @@ def finish_attempt_sync(conn: sqlite3.Connection, attempt_id: int, *, owner: str
             raise NotFoundError(f"call-back attempt {attempt_id} does not exist")
         conn.execute("UPDATE callback_attempts SET ended_at = ?, hangup_cause = ?, outcome = ?"
                      " WHERE id = ? AND ended_at IS NULL", (now, cause, outcome, attempt_id))
-        row = get_sync(conn, attempt["callback_id"])
+        row = _locked_row(conn, attempt["callback_id"])
         if row["state"] != "dialling" or row["lease_owner"] != owner:
             return row
         if outcome in REACHED:
@@ -314,7 +314,7 @@ def finish_attempt_sync(conn: sqlite3.Connection, attempt_id: int, *, owner: str
             conn.execute("UPDATE callbacks SET state = 'scheduled', next_attempt_at = ?, lease_owner = NULL,"
                          " lease_until = NULL, outcome = ?, updated_at = ? WHERE id = ?",
                          (_at(now, retry_delay_seconds), f"retrying (last: {outcome})", now, row["id"]))
-        return get_sync(conn, row["id"])
+        return _locked_row(conn, row["id"])
 
 
 def next_due_sync(conn: sqlite3.Connection) -> str | None:
@@ -326,6 +326,13 @@ def next_due_sync(conn: sqlite3.Connection) -> str | None:
 
 
 # ------------------------------------------------------------------ reading
+def _locked_row(conn: sqlite3.Connection, callback_id: int) -> dict:
+    """A call-back row read inside the write transaction that found it."""
+    row = get_sync(conn, callback_id)
+    assert row is not None  # rows are never deleted, and the transaction is ours
+    return row
+
+
 def get_sync(conn: sqlite3.Connection, callback_id: int) -> dict | None:
     return fetch_one(conn.execute("SELECT * FROM callbacks WHERE id = ?", (callback_id,)))
 

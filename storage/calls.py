@@ -8,7 +8,7 @@ from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._sqlutil import fetch_all, fetch_one
+from ._sqlutil import fetch_all, fetch_one, inserted_id
 from .call_status import INITIAL, STATUS_VALUES, IllegalTransitionError, parse, predecessors
 from .errors import AlreadyExistsError, NotFoundError
 from .timefmt import to_db_time, to_db_time_or_none
@@ -64,7 +64,7 @@ def create_sync(conn: sqlite3.Connection, call: NewCall, updated_at: str | datet
                 f"a call for channel {call.channel_id!r} already exists (id {existing['id']})"
             ) from e
         raise
-    return cur.lastrowid
+    return inserted_id(cur)
 
 
 def update_sync(
@@ -84,11 +84,13 @@ def update_sync(
     names = sorted(values)  # from the whitelist only: safe to interpolate
     assignments = ", ".join(f"{name} = ?" for name in names)
     guard, guard_values = "", tuple[str, ...]()
-    if values.get("status") in STATUS_VALUES:  # an unknown one meets the table's CHECK
+    status, guarded = values.get("status"), None
+    if isinstance(status, str) and status in STATUS_VALUES:  # an unknown one meets the table's CHECK
         # The state machine's check is part of the write: no other writer can slip in between.
-        sources = sorted(predecessors(parse(values["status"])))
+        sources = sorted(predecessors(parse(status)))
         guard = f" AND status IN ({', '.join('?' for _ in sources)})"
         guard_values = tuple(s.value for s in sources)
+        guarded = status
     cur = conn.execute(
         f"UPDATE calls SET {assignments}, updated_at = ? WHERE id = ?{guard}",
         (*(values[n] for n in names), to_db_time(updated_at), call_id, *guard_values),
@@ -97,7 +99,8 @@ def update_sync(
         row = conn.execute("SELECT status FROM calls WHERE id = ?", (call_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"call {call_id} does not exist")
-        raise IllegalTransitionError(call_id, row[0], values["status"])
+        assert guarded is not None  # an existing row is left alone by the guard only
+        raise IllegalTransitionError(call_id, row[0], guarded)
 
 
 _IDENTITY_HASH = re.compile(r"[0-9a-f]{64}")

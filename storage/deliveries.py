@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ._rows import Row, rows
-from ._sqlutil import fetch_all, fetch_one, immediate
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .protocols import _SQL_SMS
 from .requests import get_request_sync, set_state_in_transaction_sync
@@ -66,10 +66,10 @@ def _audit(conn: sqlite3.Connection, a: DeliveryAudit, delivery_id: int, outcome
 
 def _insert(conn: sqlite3.Connection, a: DeliveryAudit, actor: str, at: str,
             outbox_id: int | None = None) -> int:
-    return conn.execute(
+    return inserted_id(conn.execute(
         "INSERT INTO request_deliveries (request_id, link_id, channel, recipient, state, outbox_id,"
         " created_at, created_by) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-        (a.request_id, a.link_id, a.channel, a.recipient, outbox_id, at, actor)).lastrowid
+        (a.request_id, a.link_id, a.channel, a.recipient, outbox_id, at, actor)))
 
 
 def get_delivery_sync(conn: sqlite3.Connection, delivery_id: int) -> Delivery | None:
@@ -88,8 +88,8 @@ def queue_sms_sync(conn: sqlite3.Connection, a: DeliveryAudit, *, sms_protocol: 
     its audit entry and the request's move to ``delivered``: one transaction."""
     at = to_db_time(at)
     with immediate(conn):
-        outbox_id = conn.execute(
-            _SQL_SMS, (sms_protocol, None, destination, language, body, "pending", None, at, at, at)).lastrowid
+        outbox_id = inserted_id(conn.execute(
+            _SQL_SMS, (sms_protocol, None, destination, language, body, "pending", None, at, at, at)))
         delivery_id = _insert(conn, a, actor, at, outbox_id)
         _audit(conn, a, delivery_id, "queued", actor, at, outbox_id=outbox_id)
         set_state_in_transaction_sync(conn, a.request_id, "delivered", actor=actor, at=at,

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ._rows import Row, rows
-from ._sqlutil import fetch_all, fetch_one, immediate
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .errors import InvalidStateError
 from .requests import get_request_sync, set_state_in_transaction_sync
@@ -90,10 +90,10 @@ def record_export_sync(
         if current is None or current["state"] not in exportable:
             raise InvalidStateError(f"request {request_id} became "
                                     f"{current and current['state']!r} during the export")
-        export_id = conn.execute(
+        export_id = inserted_id(conn.execute(
             "INSERT INTO request_exports (request_id, format, path, sha256, size_bytes,"
             " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (request_id, fmt, path, sha256, size_bytes, at, actor)).lastrowid
+            (request_id, fmt, path, sha256, size_bytes, at, actor)))
         append_in_transaction_sync(conn, "recording.exported", actor, at, protocol=protocol,
                                    subject=f"export:{export_id}", details=audit_details)
         if current["state"] in ("received", "exported"):  # 'delivered' stays delivered

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ._rows import Row, rows
-from ._sqlutil import fetch_all, fetch_one, immediate
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .timefmt import to_db_time
 
@@ -97,9 +97,9 @@ def create_history_request_sync(conn: sqlite3.Connection, kind: str, key: str, *
     """Record that a history was asked for; audited ``history.requested``."""
     received, due = to_db_time(received_at), to_db_time(due_at)
     with immediate(conn):
-        history_id = conn.execute(
+        history_id = inserted_id(conn.execute(
             "INSERT INTO history_requests (subject_kind, subject_hash, received_at, due_at, created_by)"
-            " VALUES (?, ?, ?, ?, ?)", (kind, key, received, due, actor)).lastrowid
+            " VALUES (?, ?, ?, ?, ?)", (kind, key, received, due, actor)))
         append_in_transaction_sync(conn, "history.requested", actor, received, subject=f"history:{history_id}",
                                    details={"by": kind, "due_at": due, "format": fmt})
     return history_id

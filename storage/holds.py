@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from ._sqlutil import fetch_all, fetch_one, immediate
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .errors import InvalidStateError, NotFoundError
 from .timefmt import to_db_time
@@ -81,7 +81,7 @@ def place_hold_sync(
             (kind, selector.get("protocol"), selector.get("caller_number"),
              selector.get("from_at"), selector.get("to_at"), reason, placed_by, at),
         )
-        hold_id = cur.lastrowid
+        hold_id = inserted_id(cur)
         append_in_transaction_sync(
             conn, "hold.placed", placed_by, at, protocol=selector.get("protocol"),
             subject=f"hold:{hold_id}", details={"kind": kind, "reason": reason, **selector})
@@ -125,7 +125,7 @@ def open_request_sync(
     cur = conn.execute(
         "INSERT INTO recording_requests (protocol, reference, opened_at, updated_at)"
         " VALUES (?, ?, ?, ?)", (protocol, reference, at, at))
-    return cur.lastrowid
+    return inserted_id(cur)
 
 
 def close_request_sync(conn: sqlite3.Connection, request_id: int, *, at: str | datetime) -> None:

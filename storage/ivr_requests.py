@@ -14,7 +14,7 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._sqlutil import fetch_all, fetch_one
+from ._sqlutil import fetch_all, fetch_one, inserted_id
 from .errors import NotFoundError
 from .timefmt import to_db_time, to_db_time_or_none
 
@@ -53,7 +53,7 @@ def create_sync(conn: sqlite3.Connection, *, channel_id: str, caller_number: str
         "INSERT INTO ivr_request_calls (channel_id, caller_number, language, started_at, status, updated_at)"
         " VALUES (?, ?, ?, ?, 'consent_playing', ?)",
         (channel_id, caller_number, language, to_db_time(started_at), to_db_time(updated_at)))
-    return cur.lastrowid
+    return inserted_id(cur)
 
 
 def update_sync(conn: sqlite3.Connection, ivr_id: int, changes: dict[str, Any],

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ._rows import Row
-from ._sqlutil import fetch_one, immediate
+from ._sqlutil import fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .errors import InvalidStateError, NotFoundError
 from .timefmt import to_db_time
@@ -64,10 +64,10 @@ def insert_link_sync(conn: sqlite3.Connection, export_id: int, *, recipient: str
             raise NotFoundError(f"export {export_id} does not exist")
         if export["deleted_at"] is not None:
             raise InvalidStateError(f"export {export_id} was deleted at {export['deleted_at']}")
-        link_id = conn.execute(
+        link_id = inserted_id(conn.execute(
             "INSERT INTO download_links (export_id, recipient, issued_at, issued_by, expires_at,"
             " max_downloads) VALUES (?, ?, ?, ?, ?, ?)",
-            (export_id, recipient, at, actor, expires_at, max_downloads)).lastrowid
+            (export_id, recipient, at, actor, expires_at, max_downloads)))
         append_in_transaction_sync(
             conn, "link.issued", actor, at, protocol=export["call_protocol"], subject=f"link:{link_id}",
             details={"export_id": export_id, "request_id": export["request_id"], "recipient": recipient,

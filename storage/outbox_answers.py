@@ -215,16 +215,18 @@ def _finish_attempt_in_tx(
                 " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
         if gateway_message_id:  # a receipt may have raced ahead of the acceptance
             attach_early_receipts(conn, oid, gateway_message_id)
-    elif row_state == "pending" and outcome == "throttled":
-        _finish(conn, oid, owner, ("sending",),
-                "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
-                " attempts = max(attempts - 1, 0), throttled = throttled + 1",
-                (reason or "throttled", to_db_time(next_attempt_at), now),
-                "put it back after throttling")
     elif row_state == "pending":
-        _finish(conn, oid, owner, ("sending",),
-                "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?",
-                (reason or outcome, to_db_time(next_attempt_at), now), "schedule a retry")
+        assert next_attempt_at is not None  # refused above for a pending row
+        if outcome == "throttled":
+            _finish(conn, oid, owner, ("sending",),
+                    "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
+                    " attempts = max(attempts - 1, 0), throttled = throttled + 1",
+                    (reason or "throttled", to_db_time(next_attempt_at), now),
+                    "put it back after throttling")
+        else:
+            _finish(conn, oid, owner, ("sending",),
+                    "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?",
+                    (reason or outcome, to_db_time(next_attempt_at), now), "schedule a retry")
     else:
         _finish(conn, oid, owner, ("sending",),
                 "state = 'dead', reason = ?, next_attempt_at = NULL, updated_at = ?",

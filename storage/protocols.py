@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ._sqlutil import fetch_one, immediate
+from ._sqlutil import fetch_one, immediate, inserted_id
 from .call_status import INITIAL
 from .errors import InvalidStateError, NotFoundError, ProtocolRangeError
 from .timefmt import to_db_time
@@ -165,7 +165,7 @@ def allocate_sync(
                 (protocol, call_id, sms.destination, sms.language, body, sms_state, reason,
                  next_attempt_at, allocated_at, allocated_at),
             )
-            outbox_id = cur.lastrowid
+            outbox_id = inserted_id(cur)
     return AllocatedProtocol(protocol, outbox_id, sms_state)
 
 

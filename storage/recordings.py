@@ -11,7 +11,7 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, NoReturn
 
-from ._sqlutil import fetch_all, fetch_one
+from ._sqlutil import fetch_all, fetch_one, inserted_id
 from .errors import AlreadyExistsError, InvalidStateError, NotFoundError
 from .timefmt import to_db_time, to_db_time_or_none
 
@@ -45,7 +45,7 @@ def create_sync(
                 f"recording path {path!r} already registered (id {existing['id']})"
             ) from e
         raise
-    return cur.lastrowid
+    return inserted_id(cur)
 
 
 def _require_recording(conn: sqlite3.Connection, rec_id: int, wanted: str) -> NoReturn:

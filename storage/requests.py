@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._sqlutil import fetch_all, fetch_one, immediate
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .errors import InvalidStateError, NotFoundError, ProtocolRangeError
 from .protocols import _SQL_BUMP, _SQL_CURRENT, _SQL_PROTOCOL, MAX_SEQUENCE, _check_year
@@ -135,13 +135,14 @@ def create_request_sync(
             (new.call_protocol, opened_at, request_protocol, new.state, new.channel, due_at,
              new.requester_number, new.requester_identity_hash, new.deliver_to, new.created_by,
              new.created_by, opened_at))
-        request_id = cur.lastrowid
+        request_id = inserted_id(cur)
         append_in_transaction_sync(
             conn, audit_action, new.created_by, opened_at, protocol=new.call_protocol,
             subject=f"request:{request_id}",
             details={"request_protocol": request_protocol, "state": new.state,
                      "channel": new.channel, "due_at": due_at, **(audit_details or {})})
         row = get_request_sync(conn, request_id)
+    assert row is not None  # written just above, in this transaction
     return row, True
 
 
@@ -246,15 +247,17 @@ def set_state_in_transaction_sync(
     conn.execute(
         "UPDATE recording_requests SET state = ?, closed_at = ?, refused_reason = ?,"
         " updated_by = ?, updated_at = ? WHERE id = ?",
-        (state, closed_at, reason.strip() if state == "refused" else row["refused_reason"],
+        (state, closed_at, (reason or "").strip() if state == "refused" else row["refused_reason"],
          actor, at, request_id))
     action = _ACTIONS.get((old, state), f"request.{state}")
     audit = {"request_protocol": row["request_protocol"], "from": old, "to": state}
     if state == "refused":
-        audit["reason"] = reason.strip()
+        audit["reason"] = (reason or "").strip()  # not empty: checked above
     append_in_transaction_sync(conn, action, actor, at, protocol=row["protocol"],
                                subject=f"request:{request_id}", details={**audit, **(details or {})})
-    return get_request_sync(conn, request_id)
+    updated = get_request_sync(conn, request_id)
+    assert updated is not None  # still there: the transaction is ours
+    return updated
 
 
 def set_state_sync(

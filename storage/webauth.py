@@ -13,7 +13,7 @@ import re
 import sqlite3
 from datetime import datetime
 
-from ._sqlutil import fetch_all, fetch_one, immediate
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .errors import AlreadyExistsError, NotFoundError
 from .timefmt import to_db_time
@@ -51,7 +51,7 @@ def create_user_sync(conn: sqlite3.Connection, username: str, password_hash: str
             (username, password_hash, role, to_db_time(at)))
         append_in_transaction_sync(conn, "web.user.created", actor, at, subject=f"web_user:{username}",
                                    details={"role": role})
-        return cur.lastrowid
+        return inserted_id(cur)
 
 
 def get_user_sync(conn: sqlite3.Connection, username: str) -> dict | None:
