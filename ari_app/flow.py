@@ -64,5 +64,5 @@ class CallFlow(shared.CallFlow):
         try:
             return await super().run()
         finally:
-            event(log, "call.timings", channel=self.channel_id, protocol=self.protocol, outcome=self.outcome,
-                  asterisk=self.timings.asterisk, **self.timings.relative_ms())
+            event(log, "call.timings", logging.INFO, channel=self.channel_id, protocol=self.protocol,
+                  outcome=self.outcome, asterisk=self.timings.asterisk, **self.timings.relative_ms())

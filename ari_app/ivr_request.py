@@ -172,6 +172,13 @@ class RequestIvrFlow:
         self.timings = CallTimings()
         self.timings.mark("stasis_start")
 
+    @property
+    def row_id(self) -> int:
+        """The id of this call's ivr_request_calls row: every step after enter() writes to it."""
+        if self.ivr_id is None:
+            raise RuntimeError("no request IVR row yet: enter() comes first")
+        return self.ivr_id
+
     # ------------------------------------------------------------------ run
     async def run(self) -> None:
         try:
@@ -197,7 +204,7 @@ class RequestIvrFlow:
             log.exception("request IVR failed", extra={"fields": {"channel": self.channel_id}})
             await self.fail(exc)
         finally:
-            event(log, "ivr.timings", channel=self.channel_id, outcome=self.outcome,
+            event(log, "ivr.timings", logging.INFO, channel=self.channel_id, outcome=self.outcome,
                   request_protocol=self.protocol, **self.timings.relative_ms())
 
     # ---------------------------------------------------------------- steps
@@ -236,16 +243,16 @@ class RequestIvrFlow:
         if self.status != "consent_playing":
             return
         prompt = self.s.prompts.prompt("request-consent", self.language)
-        await self.repo.update(self.ivr_id, consent_prompt=prompt.name, consent_sha256=prompt.sha256,
+        await self.repo.update(self.row_id, consent_prompt=prompt.name, consent_sha256=prompt.sha256,
                                consent_started_at=iso(self.s.clock()))
         try:
             await self._play([prompt.media], "request-consent")
         except (CallerHungUp, ChannelGone):
-            await self.repo.update(self.ivr_id, consent_outcome="caller_left",
+            await self.repo.update(self.row_id, consent_outcome="caller_left",
                                    consent_finished_at=iso(self.s.clock()))
             raise
         self.status = "collecting"
-        await self.repo.update(self.ivr_id, consent_outcome="finished", consent_finished_at=iso(self.s.clock()),
+        await self.repo.update(self.row_id, consent_outcome="finished", consent_finished_at=iso(self.s.clock()),
                                status="collecting")
 
     async def collect_and_file(self) -> None:
@@ -260,12 +267,12 @@ class RequestIvrFlow:
                 if filed is not None:
                     return
                 problem = "unknown_protocol"
-            await self.repo.update(self.ivr_id, attempts=self.attempts, last_problem=problem)
+            await self.repo.update(self.row_id, attempts=self.attempts, last_problem=problem)
             event(log, "ivr.entry_rejected", channel=self.channel_id, problem=problem, digits=entry.count,
                   attempt=self.attempts)
             media = ["request-enter"] if problem == "no_digits" else ["request-not-found", "request-enter"]
         self.status = "not_found"
-        await self.repo.update(self.ivr_id, status="not_found")
+        await self.repo.update(self.row_id, status="not_found")
 
     async def _file(self, protocol: str) -> FiledRequest | None:
         """File the request for an accepted protocol; None when no call has it."""
@@ -277,7 +284,7 @@ class RequestIvrFlow:
             return None
         self.request, self.protocol, self.request_state = filed, filed.request_protocol, filed.state
         self.status = "filed"
-        await self.repo.update(self.ivr_id, attempts=self.attempts, last_problem=None, call_protocol=protocol,
+        await self.repo.update(self.row_id, attempts=self.attempts, last_problem=None, call_protocol=protocol,
                                request_id=filed.id, status="filed")
         self.timings.mark("request_filed")
         event(log, "ivr.request_filed", channel=self.channel_id, call_protocol=protocol,
@@ -294,7 +301,7 @@ class RequestIvrFlow:
         first = [self.s.prompts.prompt(outcome, self.language).media, *reading]
         for readings, media in enumerate([first] + [reading] * cfg.repeat, start=1):
             await self._play(media, outcome if readings == 1 else "request-protocol")
-            await self.repo.update(self.ivr_id, request_read_count=readings)
+            await self.repo.update(self.row_id, request_read_count=readings)
         self.timings.mark("request_protocol_read")
 
     async def give_up(self) -> None:
@@ -310,7 +317,7 @@ class RequestIvrFlow:
         await self.s.ari.continue_in_dialplan(self.channel_id, DONE_CONTEXT, "s", 1)
         final = "completed" if status == "ok" else "not_found"
         self.status, self.outcome = final, final
-        await self.repo.update(self.ivr_id, status=final, ended_at=iso(self.s.clock()))
+        await self.repo.update(self.row_id, status=final, ended_at=iso(self.s.clock()))
         event(log, "ivr.done", channel=self.channel_id, status=final, request_protocol=self.protocol,
               request_state=state)
 

@@ -97,6 +97,13 @@ class CallFlow:
         self.outcome: str | None = None
         self.timings = timings or CallTimings()
 
+    @property
+    def row_id(self) -> int:
+        """The call's row id: every step after enter() writes to that row."""
+        if self.call_id is None:
+            raise StepFailed(Reason.NO_CALL, "no call row yet: enter() comes first")
+        return self.call_id
+
     def _event(self, name: str, level: int = logging.INFO, **fields: object) -> None:
         event(self.log, self.ev + name, level, channel=self.channel_id, **fields)
 
@@ -163,9 +170,11 @@ class CallFlow:
         if isinstance(created, BaseException):
             raise created
         self.call_id, self.status = created, S.CONSENT_PLAYING
-        for outcome in (answered, identity):  # a hang-up while answering ends the call just created
-            if isinstance(outcome, BaseException):
-                raise outcome
+        # a hang-up while answering ends the call just created
+        if isinstance(answered, BaseException):
+            raise answered
+        if isinstance(identity, BaseException):
+            raise identity
         if identity:
             await self.d.db.calls.set_identity_hashes(self.call_id, cpf_hash=identity.cpf_hash,
                                                       customer_code_hash=identity.customer_code_hash)
@@ -192,15 +201,15 @@ class CallFlow:
             return
         db, clock = self.d.db, self.d.clock
         prompt = self.d.prompts.prompt("consent", self.language)
-        await db.calls.update(self.call_id, consent_prompt=prompt.name, consent_language=prompt.language,
+        await db.calls.update(self.row_id, consent_prompt=prompt.name, consent_language=prompt.language,
                               consent_sha256=prompt.sha256, consent_started_at=iso(clock()))
         self.timings.mark("consent_requested")
         try:
             await self.port.play([prompt.media], "consent")
         except CallerHungUp:
-            await db.calls.update(self.call_id, consent_outcome="caller_left", consent_finished_at=iso(clock()))
+            await db.calls.update(self.row_id, consent_outcome="caller_left", consent_finished_at=iso(clock()))
             raise
-        await db.calls.update(self.call_id, consent_outcome="finished", consent_finished_at=iso(clock()))
+        await db.calls.update(self.row_id, consent_outcome="finished", consent_finished_at=iso(clock()))
         self._event("consent.finished", prompt=prompt.name, sha256=prompt.sha256)
 
     async def allocate_protocol(self) -> None:
@@ -211,7 +220,7 @@ class CallFlow:
             cfg = self.d.config
             draft = decisions.sms_draft(cfg, self.language, self.caller_raw, self.started_at)
             result = await self.d.db.protocols.allocate_for_call(
-                self.call_id, year=decisions.protocol_year(cfg, self.started_at),
+                self.row_id, year=decisions.protocol_year(cfg, self.started_at),
                 allocated_at=iso(self.d.clock()), sms=draft)
             self.protocol, self.sms_state, self.status = result.protocol, result.sms_state, S.PROTOCOL_READING
             self.timings.mark("protocol_allocated")
@@ -236,7 +245,7 @@ class CallFlow:
         while readings < wanted:
             await self.port.play(media, "protocol")
             readings += 1
-            await self.d.db.calls.update(self.call_id, protocol_read_count=readings)
+            await self.d.db.calls.update(self.row_id, protocol_read_count=readings)
             asked = bool(key) and key in self.port.take_digits()
             if not asked and readings == wanted and key and cfg.replay_window_ms and replays < cfg.max_replays:
                 asked = await self.port.wait_for_digit(key, cfg.replay_window_ms / 1000)
@@ -245,7 +254,7 @@ class CallFlow:
                 wanted += 1
         self.timings.mark("protocol_read")
         self.status = S.PROTOCOL_GIVEN
-        await self.d.db.calls.update(self.call_id, status=S.PROTOCOL_GIVEN,
+        await self.d.db.calls.update(self.row_id, status=S.PROTOCOL_GIVEN,
                                      protocol_read_finished_at=iso(self.d.clock()))
         self._event("protocol.read", protocol=self.protocol, readings=readings)
 
@@ -255,7 +264,7 @@ class CallFlow:
         if self.status in (S.RECORDING, S.HANDED_OFF):
             self.recording = await self._started_recording()
             return
-        if self.status is not S.PROTOCOL_GIVEN:
+        if self.status is not S.PROTOCOL_GIVEN or self.protocol is None:
             raise StepFailed(Reason.NO_CALL, f"call is {self.status!r}; record after the protocol was read")
         cfg, db, facts = self.d.config, self.d.db, self.port.facts
         target = decisions.recording_target(cfg, self.protocol, self.caller_raw, self.d.clock())
@@ -263,13 +272,13 @@ class CallFlow:
         choice = decisions.retention_choice(cfg, asked=facts.retention_class, did=self.dialled,
                                             context=facts.entry_context, channel=self.channel_id)
         until = retention_until(datetime.fromisoformat(started), choice.days, cfg.general.tz)
-        rec_id = await db.recordings.create(self.call_id, self.protocol, str(target.path), target.caller_part,
+        rec_id = await db.recordings.create(self.row_id, self.protocol, str(target.path), target.caller_part,
                                             started, until, choice.retention_class)
         try:
             await self.port.start_recording(target.path, rec_id)
         except RecordingError as exc:
             await db.recordings.fail(rec_id, str(exc))
-            await db.calls.update(self.call_id, error=f"recording: {exc}")
+            await db.calls.update(self.row_id, error=f"recording: {exc}")
             self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc))
             if exc.caller_gone:
                 raise CallerHungUp("hangup before recording started") from None
@@ -277,11 +286,11 @@ class CallFlow:
         self.recording = target.path
         self.timings.mark("recording_started")
         self.status = S.RECORDING
-        await db.calls.update(self.call_id, status=S.RECORDING, recording_started_at=started)
+        await db.calls.update(self.row_id, status=S.RECORDING, recording_started_at=started)
         self._event("recording.started", protocol=self.protocol, path=str(target.path))
 
     async def _started_recording(self) -> Path | None:
-        rows = await self.d.db.recordings.for_call(self.call_id)
+        rows = await self.d.db.recordings.for_call(self.row_id)
         return Path(rows[-1]["path"]) if rows and rows[-1]["state"] != "failed" else None
 
     async def hand_off(self) -> None:
@@ -300,7 +309,7 @@ class CallFlow:
         await self.port.hand_off(self.call_id)
         self.status = S.HANDED_OFF
         self.timings.mark("handed_off")
-        await self.d.db.calls.update(self.call_id, status=S.HANDED_OFF, handed_off_at=iso(self.d.clock()))
+        await self.d.db.calls.update(self.row_id, status=S.HANDED_OFF, handed_off_at=iso(self.d.clock()))
         self.outcome = "handed_off"
         h = self.d.config.handoff
         self._event("call.handed_off", protocol=self.protocol, context=h.context, recording=str(self.recording or ""))
