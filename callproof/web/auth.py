@@ -24,7 +24,9 @@ from callproof.storage.sync import WebAuthRepo
 from .context import WebContext, ctx_of
 
 # Where the request's session is kept (web.RequestKey where this aiohttp has it).
-SESSION_KEY = web.RequestKey("callproof_session", object) if hasattr(web, "RequestKey") else "callproof_session"
+# A found session is cached, and so is None for a request without one.
+SESSION_KEY = (web.RequestKey[dict | None]("callproof_session") if hasattr(web, "RequestKey")
+               else "callproof_session")
 ROLE_LEVELS = {"viewer": 1, "operator": 2, "admin": 3}
 PRELOGIN_COOKIE = "callproof_login"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -104,7 +106,9 @@ async def start_session(request: web.Request, user: dict) -> tuple[str, str]:
 
 
 def csrf_ok(expected: str | None, given: object) -> bool:
-    return bool(expected) and isinstance(given, str) and hmac.compare_digest(expected, given)
+    if not expected or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(expected, given)
 
 
 async def check_csrf(request: web.Request, session: dict) -> None:
@@ -120,9 +124,17 @@ def session_of(request: web.Request) -> dict | None:
     return request.get(SESSION_KEY)
 
 
+def logged_in(request: web.Request) -> dict:
+    """The session of a request that ``requires`` let through."""
+    session = session_of(request)
+    if session is None:
+        raise RuntimeError("no session: the handler is not behind requires()")
+    return session
+
+
 def actor(request: web.Request) -> str:
     """How the audit log names the user of this request."""
-    return f"web:{request[SESSION_KEY]['username']}"
+    return f"web:{logged_in(request)['username']}"
 
 
 def requires(role: str) -> Callable[[Handler], Handler]:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from callproof.storage.sync import AuditRepo
 
-from .auth import session_of
+from .auth import logged_in, session_of
 from .context import ctx_of
 
 
@@ -72,7 +72,7 @@ def _role_at_least(session: dict | None, role: str) -> bool:
 async def forbidden(request: web.Request, *, needed: str) -> web.Response:
     """The 403 page for a logged-in user whose role is too low; the attempt is audited."""
     ctx = ctx_of(request)
-    session = session_of(request)
+    session = logged_in(request)
     protocol = request.match_info.get("protocol")
     await ctx.db.run(AuditRepo.append, "web.forbidden", f"web:{session['username']}", ctx.now(),
                      protocol=protocol, details={"method": request.method, "path": request.path,

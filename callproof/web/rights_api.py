@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callproof.storage import NotFoundError, StorageError, SyncDatabase
 
 from ..config import EXPORT_FORMATS, Config, ConfigError
 from ..rights.deadlines import days_remaining, deadline_status
+
+if TYPE_CHECKING:
+    from ..rights.requests import FiledRequest
 
 __all__ = ["EXPORT_FORMATS", "InputError", "deadline_of", "deliver_request", "export_request",
            "file_request", "lookup", "open_requests", "refuse_request", "verify_identity"]
@@ -36,7 +39,7 @@ def _refusals() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     try:
-        from ..rights.delivery import DeliveryError  # type: ignore[attr-defined]
+        from ..rights.delivery import DeliveryError
         kinds.append(DeliveryError)
     except ImportError:
         pass
@@ -96,12 +99,17 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def file_request(db: SyncDatabase, config: Config, **kwargs: Any):
+def file_request(db: SyncDatabase, config: Config, *, call_protocol: str, channel: str, actor: str,
+                 now: str | datetime, requester_number: str | None = None, cpf: str | None = None,
+                 customer_code: str | None = None, deliver_to: str | None = None,
+                 identity_verified_by: str | None = None) -> FiledRequest:
     """``file_request_sync``; returns its FiledRequest."""
     from ..rights.requests import file_request_sync
 
     try:
-        return file_request_sync(db, config, **kwargs)
+        return file_request_sync(db, config, call_protocol=call_protocol, channel=channel, actor=actor, now=now,
+                                 requester_number=requester_number, cpf=cpf, customer_code=customer_code,
+                                 deliver_to=deliver_to, identity_verified_by=identity_verified_by)
     except _refusals() as exc:
         raise _refused(exc) from None
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from callproof.storage import AlreadyExistsError, NotFoundError, webauth
 from callproof.storage.sync import AuditRepo, HoldsRepo, WebAuthRepo
 
-from .auth import actor, redirect, requires, session_of
+from .auth import actor, logged_in, redirect, requires
 from .context import ctx_of
 from .passwords import WeakPassword, check_password_strength, hash_password
 from .render import render
@@ -58,7 +58,7 @@ async def add_user(request: web.Request) -> web.StreamResponse:
 async def disable_user(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     username = request.match_info["username"]
-    if username == session_of(request)["username"]:
+    if username == logged_in(request)["username"]:
         return await _users_page(request, status=400, error="You cannot disable your own account.")
     try:
         await ctx.db.run(WebAuthRepo.disable_user, webauth.check_username(username), actor=actor(request),

@@ -22,11 +22,11 @@ from .auth import (
     cookie_name,
     csrf_ok,
     load_session,
+    logged_in,
     new_token,
     redirect,
     requires,
     safe_next,
-    session_of,
     set_cookie,
     start_session,
     token_hash,
@@ -82,12 +82,14 @@ async def login(request: web.Request) -> web.StreamResponse:
 
     user = await ctx.db.run(WebAuthRepo.get_user, username) if username else None
     usable = user is not None and user["disabled_at"] is None
-    ok = await asyncio.to_thread(verify_or_waste_time, password, user["password_hash"] if usable else None)
+    stored = user["password_hash"] if user is not None and usable else None
+    ok = await asyncio.to_thread(verify_or_waste_time, password, stored)
     if not ok:
         await ctx.db.run(WebAuthRepo.record_failure, username, remote, at=now, throttled=False)
         await ctx.db.run(WebAuthRepo.prune_failures, now - timedelta(seconds=window))
         return await _login_page(request, status=401, username=username,
                                  error="Wrong username or password.")
+    assert user is not None  # without an account nothing verifies
 
     previous = await load_session(request)
     if previous is not None:  # logging in again replaces the session this browser had
@@ -106,7 +108,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     name = cookie_name(ctx.config.web.secure_cookies)
     await ctx.db.run(WebAuthRepo.end_session, token_hash(request.cookies[name]),
-                     username=session_of(request)["username"], at=ctx.now())
+                     username=logged_in(request)["username"], at=ctx.now())
     response = redirect("/login")
     clear_cookie(response, ctx, name)
     return response
