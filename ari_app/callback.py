@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from callproof.callflow.endings import end_call, is_drop
@@ -181,6 +182,9 @@ class CallbackScheduler:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     # -------------------------------------------------------------- loop
+    def _forget_task(self, callback_id: int, _task: asyncio.Future[None]) -> None:
+        self.tasks.pop(callback_id, None)
+
     async def run(self) -> None:
         cb = self.config.callback
         plan = Plan(cb.first_delay_seconds, cb.max_attempts)
@@ -199,7 +203,7 @@ class CallbackScheduler:
                         for row in await self.store.claim(self.owner, free, self.lease_seconds):
                             task = asyncio.ensure_future(self._attempt(row))
                             self.tasks[row["id"]] = task
-                            task.add_done_callback(lambda _t, cid=row["id"]: self.tasks.pop(cid, None))
+                            task.add_done_callback(partial(self._forget_task, row["id"]))
                     await self._sleep_until_due()
                 except asyncio.CancelledError:
                     raise

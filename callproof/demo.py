@@ -82,7 +82,12 @@ async def place_demo_call(config: Config, sandbox: Any, caller: str, heard_path:
     from .sandbox import originate_call
 
     done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    app = Application(config, on_flow_done=lambda flow: done.done() or done.set_result(flow))
+
+    def flow_done(flow: Any) -> None:
+        if not done.done():
+            done.set_result(flow)
+
+    app = Application(config, on_flow_done=flow_done)
     await app.start()
     runner = asyncio.ensure_future(app.run())
     try:

@@ -144,6 +144,7 @@ def _recipient(config: Config, request: dict, via: str, to: str | None) -> str:
         recipient = normalise_deliver_to(target, config.general.phone_region)
     except ValueError as exc:
         raise DeliveryError("recipient", str(exc)) from None
+    assert recipient is not None  # target is not blank
     kind = recipient.partition(":")[0]
     if kind != via:
         raise DeliveryError("recipient", f"cannot deliver via {via} to {recipient}; give a"

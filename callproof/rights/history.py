@@ -99,6 +99,7 @@ def resolve_subject(config: Config, text: str | None = None, *, phone: str | Non
     if cpf:
         value = normalise_cpf(cpf)
         return HistorySubject("cpf", identity_hash_for(config, "cpf", value), mask_cpf(value))
+    assert customer_code is not None  # the one subject given
     code = normalise_customer_code(customer_code)
     return HistorySubject("customer_code", identity_hash_for(config, "customer_code", code), code)
 
@@ -116,7 +117,9 @@ class HistoryData:
     requests: list[HistoryRequestLine]
 
     def __getitem__(self, key: str) -> list[HistoryCall] | list[HistoryRequestLine]:
-        return {"calls": self.calls, "requests": self.requests}[key]
+        lists: dict[str, list[HistoryCall] | list[HistoryRequestLine]] = {"calls": self.calls,
+                                                                          "requests": self.requests}
+        return lists[key]
 
 
 def collect_history_sync(db: SyncDatabase, subject: HistorySubject) -> HistoryData:

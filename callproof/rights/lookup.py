@@ -54,11 +54,12 @@ def parse_day_bound(value: str | date | datetime | None, tz: tzinfo, *, end: boo
     if value is None or value == "":
         return None
     if isinstance(value, str):
+        text = value.strip()
         try:
-            value = date.fromisoformat(value.strip())
+            value = date.fromisoformat(text)
         except ValueError:
             try:
-                return to_db_time(value.strip())
+                return to_db_time(text)
             except ValueError:
                 raise ValueError(f"bad date {value!r}: use YYYY-MM-DD (a local day)"
                                  " or ISO-8601 with an offset") from None

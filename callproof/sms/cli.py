@@ -83,6 +83,7 @@ def cmd_retry(args: argparse.Namespace, config: Config) -> int:
             return 1
         for oid in args.ids:
             row = await db.outbox.get(oid)
+            assert row is not None  # retry() has just found every one
             await db.audit.append("sms.retry_requested", actor=args.actor, protocol=row["protocol"],
                                   details={"outbox_id": oid})
         print(f"queued again: {' '.join(str(i) for i in args.ids)}")

@@ -36,6 +36,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from callproof.storage.errors import InvalidStateError
@@ -206,7 +207,7 @@ class OutboxSender:
                               outbox_id=row["id"], idempotency_key=row["idempotency_key"])
                     fut = send(row)
                     waiting[row["attempt_id"]] = (loop.time() + self.send_timeout, fut, row)
-                    fut.add_done_callback(lambda f, r=row: answer(f, r))
+                    fut.add_done_callback(partial(answer, row=row))
                 if step is None:
                     release = None
                     if paused:  # never sent: give the rows back, no attempt used

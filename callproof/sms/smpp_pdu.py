@@ -44,7 +44,7 @@ _GSM_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !
 _GSM_EXTENDED = {"\x0c": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C, "~": 0x3D,
                  "]": 0x3E, "|": 0x40, "€": 0x65}
 GSM_CHARS = frozenset(_GSM_BASIC.replace("\x1b", "")) | frozenset(_GSM_EXTENDED)
-_GSM_TABLE = {ord(c): code for code, c in enumerate(_GSM_BASIC) if code != 0x1B}
+_GSM_TABLE: dict[int, int | str] = {ord(c): code for code, c in enumerate(_GSM_BASIC) if code != 0x1B}
 _GSM_TABLE.update({ord(c): "\x1b" + chr(code) for c, code in _GSM_EXTENDED.items()})
 
 GSM7_SINGLE, GSM7_PART = 160, 153  # septets (an extension character counts two)
