@@ -137,7 +137,7 @@ class CallbackScheduler:
     application routes a call-back channel's events here (:meth:`route`).
     """
 
-    def __init__(self, config: Config, db: Any, prompts: PromptCatalogue,
+    def __init__(self, config: Config, db: Database, prompts: PromptCatalogue,
                  ari: Callable[[], AriSession | None], *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), owner: str | None = None):
         self.config = config

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -40,10 +41,11 @@ from callproof.callflow.decisions import iso
 from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.rights.requests import FiledRequest, file_request_sync
+from callproof.storage import Database
 from callproof.storage.errors import NotFoundError
 from callproof.storage.ivr_requests import IvrRequestCalls
 
-from .ari import ChannelGone
+from .ari import AriSession, ChannelGone
 from .call_events import CallerHungUp, CallInbox
 from .flow import CallTimings, PlaybackFailed, Services
 
@@ -78,7 +80,7 @@ def is_request_ivr(start_event: dict[str, Any]) -> bool:
     return len(parts) > 1 and parts[1].strip() == REQUEST_IVR_ARG
 
 
-async def settle_unfinished_ivr(db: Any, ari: Any, active: set[str], clock: Any) -> int:
+async def settle_unfinished_ivr(db: Database, ari: AriSession, active: set[str], clock: Callable[[], datetime]) -> int:
     """After (re)connecting: IVR rows still open whose channel Asterisk no longer
     has ended while callproof was away; record that truthfully.  ``active``:
     channels being handled (kept by Asterisk or with a running flow).  Returns

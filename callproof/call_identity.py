@@ -15,9 +15,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from callproof.logs import event
+
+if TYPE_CHECKING:
+    from callproof.config import Config
 
 __all__ = ["CPF_VARIABLE", "CUSTOMER_CODE_VARIABLE", "CallIdentity", "capture_wanted", "hash_call_identity"]
 
@@ -38,7 +41,7 @@ class CallIdentity:
         return self.cpf_hash is not None or self.customer_code_hash is not None
 
 
-def capture_wanted(config: Any) -> bool:
+def capture_wanted(config: Config) -> bool:
     """Reading the variables costs round trips to Asterisk: only with a key to hash them."""
     return bool(config.rights.identity_key)
 
@@ -49,7 +52,7 @@ def _problem(exc: Exception) -> str:
     return _DIGIT_RUN.sub("…", str(exc))[:200]
 
 
-def hash_call_identity(config: Any, *, cpf: str | None, customer_code: str | None,
+def hash_call_identity(config: Config, *, cpf: str | None, customer_code: str | None,
                        channel: str) -> CallIdentity:
     """Keyed hashes of the captured values; an empty, missing or invalid value gives None."""
     key = config.rights.identity_key

@@ -8,6 +8,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from callproof.storage import Database
 from callproof.storage import calls as calls_store
 from callproof.storage.call_status import TRANSITIONS, CallStatus
 
@@ -39,5 +40,5 @@ def advance_sync(conn: sqlite3.Connection, call_id: int, status: str, **changes:
     calls_store.update_sync(conn, call_id, {"status": steps[-1].value, **changes}, now)
 
 
-async def advance(db: Any, call_id: int, status: str, **changes: Any) -> None:
+async def advance(db: Database, call_id: int, status: str, **changes: Any) -> None:
     await db.run_in_connection(advance_sync, call_id, status, **changes)

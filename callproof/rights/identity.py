@@ -14,9 +14,13 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from typing import TYPE_CHECKING
 
 from stdnum.br import cpf as _cpf
 from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength
+
+if TYPE_CHECKING:
+    from callproof.config import Config
 
 __all__ = [
     "IDENTITY_KINDS",
@@ -99,7 +103,7 @@ def identity_hash(key: str, kind: str, value: str) -> str:
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def identity_hash_for(config, kind: str, value: str) -> str:
+def identity_hash_for(config: Config, kind: str, value: str) -> str:
     """:func:`identity_hash` with the configured key (ConfigError names it when unset)."""
     from callproof.config import require_secret
 

@@ -7,11 +7,19 @@ HTTP and SIP MESSAGE backends implement the same interface.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..logs import event
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from callproof.config import AriConfig, SmsConfig
+    from callproof.storage import Database
+
+    from .sender import OutboxSender
 
 log = logging.getLogger("callproof.sms")
 
@@ -49,11 +57,13 @@ class LogBackend:
         return None
 
 
-def make_backend(name: str, sms: Any = None, ari: Any = None) -> SmsBackend:
+def make_backend(name: str, sms: SmsConfig | None = None, ari: AriConfig | None = None) -> SmsBackend:
     """The backend called ``name``; ``sms`` is the [sms] config section
     (its sub-table for that backend holds the settings)."""
     if name == "log":
         return LogBackend()
+    if sms is None:
+        raise ValueError(f"the {name} SMS backend needs the [sms] settings")
     if name == "smpp":
         from dataclasses import asdict
 
@@ -64,18 +74,19 @@ def make_backend(name: str, sms: Any = None, ari: Any = None) -> SmsBackend:
         return HttpBackend(sms.http)
     if name == "sip":
         from .sip import SipMessageBackend
+        if ari is None:
+            raise ValueError("the sip SMS backend needs the [ari] settings")
         return SipMessageBackend(sms.sip, ari.url, ari.username, ari.password)
     raise ValueError(f"unknown SMS backend {name!r}")
 
 
-def make_sender(db: Any, sms: Any, *, clock: Any = None, backend: SmsBackend | None = None,
-                ari: Any = None) -> Any:
+def make_sender(db: Database, sms: SmsConfig, *, clock: Callable[[], datetime] | None = None,
+                backend: SmsBackend | None = None, ari: AriConfig | None = None) -> OutboxSender:
     """An OutboxSender configured from the [sms] section."""
     from .sender import OutboxSender
-    kwargs = {"clock": clock} if clock is not None else {}
     return OutboxSender(
         db, backend or make_backend(sms.backend, sms, ari), batch_size=sms.batch_size,
         lease_seconds=sms.lease_seconds, poll_interval=sms.poll_interval_seconds,
         max_attempts=sms.max_attempts, max_age_seconds=sms.max_age_seconds, window=sms.window,
         backoff_base=sms.backoff_base_seconds, backoff_max=sms.backoff_max_seconds,
-        throttle_seconds=sms.throttle_seconds, **kwargs)
+        throttle_seconds=sms.throttle_seconds, clock=clock)

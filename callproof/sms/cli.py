@@ -96,7 +96,7 @@ def cmd_metrics(args: argparse.Namespace, config: Config) -> int:
     from .metrics import exposition
 
     if args.serve is None:
-        async def once(db) -> int:
+        async def once(db: Database) -> int:
             sys.stdout.write(exposition(await db.outbox.counters()))
             return 0
         return asyncio.run(_with_db(config, once))

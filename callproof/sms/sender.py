@@ -37,8 +37,8 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
 
+from callproof.storage import Database
 from callproof.storage.errors import InvalidStateError
 from callproof.storage.outbox import MAX_CLAIM
 from callproof.storage.timefmt import parse_db_time
@@ -54,11 +54,11 @@ def _iso(dt: datetime) -> str:
 
 
 class OutboxSender:
-    def __init__(self, db: Any, backend: SmsBackend, *, batch_size: int = 50, lease_seconds: int = 60,
+    def __init__(self, db: Database, backend: SmsBackend, *, batch_size: int = 50, lease_seconds: int = 60,
                  poll_interval: float = 1.0, max_attempts: int = 10, max_age_seconds: float = 86400.0,
                  window: int = 1, send_timeout: float | None = None, backoff_base: float = 2.0,
                  backoff_max: float = 3600.0, throttle_seconds: float = 1.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 clock: Callable[[], datetime] | None = None,
                  owner: str | None = None, rng: random.Random | None = None):
         if window < 1:
             raise ValueError("window must be >= 1")
@@ -77,7 +77,7 @@ class OutboxSender:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.throttle_seconds = throttle_seconds
-        self.clock = clock
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()

@@ -16,6 +16,8 @@ import logging
 
 from aiohttp import web
 
+from callproof.config import Config
+
 from . import rights_api
 from .auth import client_remote
 from .context import ctx_of
@@ -41,7 +43,7 @@ def _authorised(request: web.Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def _validate(config, body: dict) -> tuple[str, str] | None:
+def _validate(config: Config, body: dict) -> tuple[str, str] | None:
     """(field, problem) for the first bad field, or None."""
     from ..numbers import normalise_caller
     from ..rights.identity import normalise_cpf, normalise_customer_code
