@@ -23,11 +23,11 @@ its part.
 
 from __future__ import annotations
 
-from .asterisk_config import free_port as _free_port  # noqa: F401  (the benchmarks import it from here)
 from .calls import ari_request, originate_call, wait_for_hangup
 from .cli import main
 from .errors import SandboxError
 from .instance import Sandbox
+from .ports import free_port as _free_port  # noqa: F401  (the benchmarks import it from here)
 from .rootfs import PACKAGES, default_cache_dir, provision
 
 __all__ = [

@@ -20,7 +20,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
-import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,13 +109,6 @@ exten => _X.,1,Goto(s,1)
 exten => i,1,Goto(s,1)
 """
 
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (Asterisk binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _modules_dir(rootfs: Path) -> str:

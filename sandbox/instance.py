@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .asterisk_config import free_port, write_etc
+from .asterisk_config import write_etc
 from .calls import ari_request
 from .errors import SandboxError, require_root, require_tool, tail
 from .namespaces import (
@@ -40,6 +40,7 @@ from .namespaces import (
     namespace_of,
     private_namespace_of,
 )
+from .ports import free_port
 from .rootfs import ASTERISK_BIN, marker_is_current
 
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
