@@ -162,9 +162,13 @@ def _logger_conf() -> str:
 
 
 def _http_conf(port: int) -> str:
+    # sessionlimit: the default 100 counts every open ARI connection, WebSockets included;
+    # a sandbox serves several callproof applications at once (the tests run a few side by
+    # side, each with its own connection pool), which no real PBX does.
     return (
         "[general]\nenabled = yes\nbindaddr = 127.0.0.1\n"
         f"bindport = {port}\nenablestatic = no\nservername = callproof-sandbox\n"
+        "sessionlimit = 1000\n"
     )
 
 

@@ -5,7 +5,7 @@ FAILS the tests that need it -- a silently skipped integration suite would look
 green.  Elsewhere (e.g. a developer without root) those tests are skipped with
 the reason.
 
-Parallel runs (``scripts/test`` runs ``pytest -n 4 --dist loadfile``): each
+Parallel runs (``scripts/test`` runs ``pytest -n 6 --dist loadfile``): each
 pytest-xdist worker has its own session sandbox and applications; how the
 tests are shared out is in tests/conftest.py.
 """
