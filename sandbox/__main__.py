@@ -2,6 +2,6 @@
 
 import sys
 
-from callproof.sandbox import main
+from callproof.sandbox.cli import main
 
 sys.exit(main())

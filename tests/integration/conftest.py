@@ -4,11 +4,17 @@ Rule: under CI (``CI=true``) a sandbox that cannot be provisioned or started
 FAILS the tests that need it -- a silently skipped integration suite would look
 green.  Elsewhere (e.g. a developer without root) those tests are skipped with
 the reason.
+
+Parallel runs (``scripts/test`` runs ``pytest -n 6 --dist loadfile``): each
+pytest-xdist worker has its own session sandbox and applications; how the
+tests are shared out is in tests/conftest.py.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -54,7 +60,13 @@ def start_sandbox(run_dir: Path, **options: Any) -> Sandbox:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """One Asterisk for the whole test session, with the project's dialplan included."""
+    """One Asterisk for the whole test session, with the project's dialplan included.
+
+    Under pytest-xdist "session" means one worker: every worker has its own
+    Asterisk (own ports, credentials and run dir under the worker's own temp
+    dir), its own applications and databases, so tests on different workers
+    share nothing but the cached rootfs and the prompts' source copy below.
+    """
     running = start_sandbox(tmp_path_factory.mktemp("sandbox"), extra_dialplan=SANDBOX_AGENTS_DIALPLAN)
     yield running
     running.stop()
@@ -74,11 +86,26 @@ from callproof.prompts import generate_prompts  # noqa: E402
 from .harness import AmiEvents, CallHarness, ObservedApplication  # noqa: E402
 
 
+def worker_prompts(tmp_path_factory: pytest.TempPathFactory, dest: Path) -> None:
+    """The default prompts in ``dest``: generated once per test run (espeak-ng, a few
+    seconds of CPU), then copied for each xdist worker, so that a test changing a
+    prompt file changes only its own worker's copy."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        run_root = tmp_path_factory.getbasetemp().parent  # shared by the workers of this run
+        shared = run_root / "prompts-source"
+        with open(run_root / "prompts-source.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            generate_prompts(shared)
+            shutil.copytree(shared, dest, dirs_exist_ok=True)
+    generate_prompts(dest)  # keeps the copied files: their manifest matches
+
+
 @pytest.fixture(scope="session")
-def app_config(sandbox: Sandbox) -> Config:
+def app_config(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Config:
     """callproof.toml for the session sandbox, written the way an admin would."""
     prompts_dir = sandbox.run_dir / "prompts"
-    generate_prompts(prompts_dir)
+    worker_prompts(tmp_path_factory, prompts_dir)
     return load_sandbox_config(write_config(sandbox, sandbox.run_dir, prompts_dir))
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from callproof.sandbox.ports import free_port as sandbox_free_port
 
 PEER = Path(__file__).resolve().parent.parent / "peers" / "smpp_peer.pl"
 SYSTEM_ID, PASSWORD = "callprf", "t3stPw9x"
@@ -36,9 +37,9 @@ def require_smpp_peer() -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port outside the kernel's ephemeral range: no other test worker's
+    connection can take it before the peer binds it (see callproof.sandbox.ports)."""
+    return sandbox_free_port()
 
 
 class SmppPeer:

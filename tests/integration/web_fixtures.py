@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from typing import Any, AsyncIterator, NoReturn
 import pytest
 
 from callproof.config import Config
+from callproof.sandbox.ports import free_port as sandbox_free_port
 
 from .conftest import REPO_ROOT, in_ci
 
@@ -47,9 +47,9 @@ def chromium_path() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port outside the kernel's ephemeral range: no other test worker's
+    connection can take it before the peer binds it (see callproof.sandbox.ports)."""
+    return sandbox_free_port()
 
 
 def write_web_config(app_config: Config, run_dir: Path, port: int, **web: Any) -> Path:

@@ -5,7 +5,6 @@ a mail server that cannot be reached."""
 from __future__ import annotations
 
 import smtplib
-import socket
 from email.message import EmailMessage
 from typing import ClassVar
 
@@ -15,6 +14,7 @@ from callproof.config import SmtpConfig
 from callproof.rights.delivery import DeliveryError, deliver_request_sync
 from callproof.rights.export import export_request_sync
 from callproof.rights.links import resolve_token_sync
+from callproof.sandbox.ports import free_port
 from callproof.storage import connect_sync
 from callproof.storage.audit import verify_chain_sync
 from callproof.storage.outbox import get_sync as get_outbox_sync
@@ -62,9 +62,8 @@ def fake_smtp(monkeypatch):
 
 
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # outside the ephemeral range: no test running in parallel listens there by chance
+    return free_port()
 
 
 def world_for(tmp_path, *, language="pt_BR", deliver_to=None, smtp=None, export=True):

@@ -15,6 +15,7 @@ from urllib.request import ProxyHandler, build_opener
 
 import pytest
 
+from callproof.sandbox.ports import free_port
 from callproof.storage import AlreadyExistsError, NotFoundError, connect_sync, webauth
 from callproof.storage.audit import verify_chain_sync
 from callproof.web.passwords import WeakPassword, check_password_strength, hash_password, verify_password
@@ -179,9 +180,7 @@ def test_web_refuses_to_start_without_the_link_secret(tmp_path):
 
 
 def test_web_serves_on_the_given_port_until_sigterm(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # outside the ephemeral range: no parallel test's connection or listener takes it
     cfg = _config(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "callproof.cli", "--config", str(cfg), "web",
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
