@@ -109,7 +109,7 @@ from calls.common import (DIALPLAN_DIR, LANGUAGE, TARGET_A_P99_MS, TARGET_CPU_RA
                           dialplan_flow, fmt)
 from calls.app_process import AppLog, AppProcess  # noqa: E402
 from calls.profile import print_cprofile, print_profile  # noqa: E402
-from calls.report import level_figures, print_level  # noqa: E402
+from calls.report import level_figures, print_asterisk_side, print_level  # noqa: E402
 from calls.runner import Bench, ModeResult  # noqa: E402
 
 from callproof.demo import SANDBOX_AGENTS_DIALPLAN, prompts_cache_dir, write_config  # noqa: E402
@@ -146,7 +146,10 @@ def main() -> int:
     parser.add_argument("--completion-timeout", type=float, default=60.0,
                         help="wait for callproof's after-call work (completed, SMS) at most this long")
     parser.add_argument("--caller-max-seconds", type=int, default=180, help="the customer leg hangs up after this")
-    parser.add_argument("--profile", choices=("none", "py-spy", "perf", "cprofile"), default="none")
+    parser.add_argument("--profile", choices=("none", "py-spy", "perf", "perf-asterisk", "cprofile"), default="none")
+    parser.add_argument("--asterisk-stats", action=argparse.BooleanOptionalAction, default=True,
+                        help="count the messages each Asterisk taskprocessor handled per call, by mode "
+                             "('core show taskprocessors' before and after each window, outside it)")
     parser.add_argument("--spy-rate", type=int, default=500, help="py-spy / perf samples per second")
     parser.add_argument("--app-nice", type=int, default=0,
                         help="run callproof at this nice value (e.g. -10: what a CPUWeight= or its own cgroup "
@@ -197,6 +200,7 @@ def main() -> int:
                     cp, dp = by_mode["callproof"], by_mode["dialplan"]
                     results.append((cp, dp))
                     print_level(level_figures(cp, dp), cp, dp)
+                    print_asterisk_side(cp, dp)
                     if args.profile in ("py-spy", "perf"):
                         print_profile(cp, args.spy_rate)
                     sys.stdout.flush()

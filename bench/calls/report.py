@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .common import TARGET_A_P99_MS, TARGET_CPU_RATIO, fmt, median, percentile, rounded
@@ -122,3 +123,33 @@ def print_level(fig: dict[str, Any], cp: ModeResult, dp: ModeResult) -> None:
         print(f"    originate: {err}")
 
 
+
+
+def print_asterisk_side(cp: ModeResult, dp: ModeResult, top: int = 25) -> dict[str, Any]:
+    """Asterisk's messages per call by taskprocessor, and (--profile perf-asterisk) its CPU by symbol,
+    callproof mode beside dialplan mode."""
+    out: dict[str, Any] = {}
+    if cp.taskprocessors_per_call or dp.taskprocessors_per_call:
+        names = sorted(set(cp.taskprocessors_per_call) | set(dp.taskprocessors_per_call),
+                       key=lambda n: -(cp.taskprocessors_per_call.get(n, 0) + dp.taskprocessors_per_call.get(n, 0)))
+        print(f"  Asterisk taskprocessors, messages per call{'':<28}{'callproof':>10}{'dialplan':>10}")
+        for name in names[:top]:
+            print(f"    {name:<66}{cp.taskprocessors_per_call.get(name, 0):>10.1f}"
+                  f"{dp.taskprocessors_per_call.get(name, 0):>10.1f}")
+        out["taskprocessors_per_call"] = {"callproof": cp.taskprocessors_per_call,
+                                          "dialplan": dp.taskprocessors_per_call}
+    if cp.asterisk_perf_file and dp.asterisk_perf_file:
+        from .asterisk_stats import perf_by_symbol
+
+        for sort in ("dso", "dso,sym"):
+            rows = {r.mode: dict(perf_by_symbol(Path(r.asterisk_perf_file), r.per_call_ms(r.asterisk_cpu_s) or 0.0,
+                                                sort=sort, top=200)) for r in (cp, dp)}
+            names = sorted(set(rows["callproof"]) | set(rows["dialplan"]),
+                           key=lambda n: -abs(rows["callproof"].get(n, 0) - rows["dialplan"].get(n, 0)))
+            print(f"  Asterisk CPU by {sort} (perf, ms per call; sorted by the difference){'':<8}"
+                  f"{'callproof':>10}{'dialplan':>10}{'diff':>8}")
+            for name in names[:top]:
+                c, d = rows["callproof"].get(name, 0.0), rows["dialplan"].get(name, 0.0)
+                print(f"    {name[:74]:<74}{c:>10.2f}{d:>10.2f}{c - d:>+8.2f}")
+            out[f"perf_{sort}"] = rows
+    return out

@@ -14,6 +14,7 @@ from pathlib import Path
 from callproof.sandbox import Sandbox, ari_request, originate_call
 
 from .app_process import AppLog, AppProcess
+from .asterisk_stats import AsteriskPerf, taskprocessor_delta, taskprocessors
 from .common import (BENCH_CONTEXT, CALLPROOF_ENTRY, ari_timestamp, cpu_seconds, thread_cpu_seconds)
 
 # --------------------------------------------------------------------------
@@ -51,6 +52,9 @@ class ModeResult:
     log_errors: list[str] = field(default_factory=list)
     profile_file: str | None = None
     app_pid: int = 0
+    # Asterisk side: stasis/AMI/ARI messages per call by taskprocessor, perf samples
+    taskprocessors_per_call: dict[str, float] = field(default_factory=dict)
+    asterisk_perf_file: str | None = None
 
     def per_call_ms(self, cpu_s: float) -> float | None:
         return cpu_s / self.placed * 1000 if self.placed else None
@@ -153,6 +157,13 @@ class Bench:
             result.idle_s = t1 - t0
             result.idle_asterisk_cpu_s, result.idle_app_cpu_s = c1[0] - c0[0], c1[1] - c0[1]
 
+            tp_before = taskprocessors(self.sandbox) if args.asterisk_stats else None
+            asterisk_perf = None
+            if args.profile == "perf-asterisk":
+                asterisk_perf = AsteriskPerf(self.ast_pid, self.app.out_dir / f"perf-asterisk-{mode}-L{level}.data",
+                                             args.spy_rate)
+                asterisk_perf.start()
+                result.asterisk_perf_file = str(asterisk_perf.output)
             log_mark = self.app_log.mark()
             console_mark = self.console_mark()
             files_before = self.recording_files(mode)
@@ -197,6 +208,8 @@ class Bench:
                         break
                     time.sleep(0.2)
             c_end, t_end = self.cpu(with_app), time.monotonic()
+            if asterisk_perf is not None:
+                asterisk_perf.stop()
             if with_app:
                 threads_end = thread_cpu_seconds(self.app.pid)
                 result.app_pid = self.app.pid
@@ -207,6 +220,9 @@ class Bench:
             result.asterisk_cpu_s = c_end[0] - c_start[0]
             result.app_cpu_s = c_end[1] - c_start[1]
 
+            if tp_before is not None:
+                result.taskprocessors_per_call = taskprocessor_delta(tp_before, taskprocessors(self.sandbox),
+                                                                     result.placed)
             statuses = self.handoffs_since(console_mark)
             result.reached_agents = sum(statuses.values())
             result.reached_agents_ok = statuses.get("ok", 0)
