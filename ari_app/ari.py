@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from typing import Any, Awaitable, Callable
 
 import aioari
 from aiohttp import web_exceptions
 from urllib.parse import quote, urljoin
+
+from callproof.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class AriSession:
         self._client = client
         self.app = app
         self._base_url = base_url
+        # REST requests by operation and events by type since connecting; logged as
+        # 'ari.counts' when the session closes (the benchmark reads them per call).
+        self.counts: Counter[str] = Counter()
 
     @classmethod
     async def connect(cls, url: str, username: str, password: str, app: str) -> "AriSession":
@@ -61,6 +67,7 @@ class AriSession:
         """
         url = urljoin(self._base_url, f"ari/applications/{quote(self.app, safe='')}/eventFilter")
         body = json.dumps({"allowed": [{"type": t} for t in event_types]})
+        self.counts["rest PUT applications/eventFilter"] += 1
         try:
             response = await self._client.swagger.http_client.request(
                 "PUT", url, data=body, headers={"Content-Type": "application/json"})
@@ -71,13 +78,22 @@ class AriSession:
             return False
 
     def on_any_event(self, handler: EventHandler) -> None:
-        self._client.on_event("*", handler)
+        counts = self.counts
+
+        def counted(ev: dict[str, Any]) -> Any:
+            counts[f"event {ev.get('type')}"] += 1
+            return handler(ev)
+
+        self._client.on_event("*", counted)
 
     async def run(self) -> None:
         """Read events until the WebSocket closes (Asterisk stopped, link lost)."""
         await self._client.run(apps=self.app)
 
     async def close(self) -> None:
+        if self.counts:
+            event(log, "ari.counts", app=self.app, counts=dict(sorted(self.counts.items())))
+            self.counts.clear()
         try:
             await self._client.close()
         except Exception:  # closing a dead connection must not mask the real error
@@ -85,20 +101,24 @@ class AriSession:
 
     # --- channel operations -------------------------------------------------
     async def answer(self, channel_id: str) -> None:
+        self.counts["rest POST channels/answer"] += 1
         await _call(self._client.channels.answer(channelId=channel_id))
 
     async def play(self, channel_id: str, media: list[str], playback_id: str, language: str | None = None) -> None:
         kwargs: dict[str, Any] = {"channelId": channel_id, "media": media, "playbackId": playback_id}
         if language:
             kwargs["lang"] = language
+        self.counts["rest POST channels/play"] += 1
         await _call(self._client.channels.playWithId(**kwargs))
 
     async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        self.counts["rest POST channels/variable"] += 1
         await _call(self._client.channels.setChannelVar(channelId=channel_id, variable=name, value=value))
 
     async def get_variable(self, channel_id: str, name: str) -> str | None:
         """A channel variable's value; None when it is not set (ARI answers 404)."""
         try:
+            self.counts["rest GET channels/variable"] += 1
             reply = await self._client.channels.getChannelVar(channelId=channel_id, variable=name)
         except web_exceptions.HTTPNotFound:
             return None
@@ -112,11 +132,13 @@ class AriSession:
     async def stop_playback(self, playback_id: str) -> None:
         """Stop a playback (e.g. the caller started typing); already finished is fine."""
         try:
+            self.counts["rest DELETE playbacks"] += 1
             await _call(self._client.playbacks.stop(playbackId=playback_id))
         except ChannelGone:
             pass
 
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int) -> None:
+        self.counts["rest POST channels/continue"] += 1
         await _call(
             self._client.channels.continueInDialplan(
                 channelId=channel_id, context=context, extension=extension, priority=priority
@@ -125,6 +147,7 @@ class AriSession:
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         try:
+            self.counts["rest DELETE channels"] += 1
             await _call(self._client.channels.hangup(channelId=channel_id, reason=reason))
         except ChannelGone:
             pass
@@ -136,10 +159,12 @@ class AriSession:
                                   "appArgs": app_args, "timeout": timeout}
         if caller_id:
             kwargs["callerId"] = caller_id
+        self.counts["rest POST channels"] += 1
         await _call(self._client.channels.originate(**kwargs))
 
     async def channel_exists(self, channel_id: str) -> bool:
         try:
+            self.counts["rest GET channels/{id}"] += 1
             await _call(self._client.channels.get(channelId=channel_id))
             return True
         except ChannelGone:
@@ -147,6 +172,7 @@ class AriSession:
 
     async def get_channel(self, channel_id: str) -> dict[str, Any] | None:
         try:
+            self.counts["rest GET channels/{id}"] += 1
             channel = await _call(self._client.channels.get(channelId=channel_id))
         except ChannelGone:
             return None
@@ -154,5 +180,6 @@ class AriSession:
 
     async def application_channel_ids(self) -> list[str]:
         """Channels Asterisk kept in our application while we were away."""
+        self.counts["rest GET applications/{app}"] += 1
         app = await _call(self._client.applications.get(applicationName=self.app))
         return list(app.get("channel_ids", []))

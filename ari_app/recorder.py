@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import wave
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -112,11 +113,14 @@ class AmiLink:
 
     def __init__(self, host: str, port: int, username: str, password: str):
         self._ready = asyncio.Event()
+        # actions sent and events received by name; logged as 'ami.counts' on close
+        self.counts: Counter[str] = Counter()
         self.manager = Manager(
             host=host, port=port, username=username, secret=password, events="on",
             ping_delay=10, ping_interval=10, reconnect_timeout=2,
             on_login=self._on_login, on_disconnect=self._on_disconnect,
         )
+        self.manager.register_event("*", self._count_event)
 
     def _on_login(self, manager: Manager) -> None:
         asyncio.ensure_future(self._install_filters())
@@ -145,12 +149,19 @@ class AmiLink:
     def on_event(self, name: str, callback: Callable[[Any, Any], Any]) -> None:
         self.manager.register_event(name, callback)
 
+    def _count_event(self, manager: Manager, message: Any) -> None:
+        self.counts[f"event {message.get('Event')}"] += 1
+
     async def action(self, fields: dict[str, str], timeout: float = 5.0) -> Any:
         if not self._ready.is_set():
             await self.wait_ready(timeout)
+        self.counts[f"action {fields.get('Action')}"] += 1
         return await asyncio.wait_for(self.manager.send_action(fields), timeout)
 
     def close(self) -> None:
+        if self.counts:
+            event(log, "ami.counts", counts=dict(sorted(self.counts.items())))
+            self.counts.clear()
         self.manager.close()
 
 

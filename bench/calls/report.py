@@ -129,6 +129,12 @@ def print_asterisk_side(cp: ModeResult, dp: ModeResult, top: int = 25) -> dict[s
     """Asterisk's messages per call by taskprocessor, and (--profile perf-asterisk) its CPU by symbol,
     callproof mode beside dialplan mode."""
     out: dict[str, Any] = {}
+    if cp.link_counts and cp.link_calls:
+        print(f"  callproof's ARI/AMI traffic per call ({cp.link_calls} calls incl. warm-up; "
+              "start-up requests included; events as received, i.e. after Asterisk's filters):")
+        for name, count in sorted(cp.link_counts.items(), key=lambda kv: (kv[0].split()[0:2], -kv[1])):
+            print(f"    {name:<66}{count / cp.link_calls:>10.2f}")
+        out["link_counts_per_call"] = {k: round(v / cp.link_calls, 2) for k, v in cp.link_counts.items()}
     if cp.taskprocessors_per_call or dp.taskprocessors_per_call:
         names = sorted(set(cp.taskprocessors_per_call) | set(dp.taskprocessors_per_call),
                        key=lambda n: -(cp.taskprocessors_per_call.get(n, 0) + dp.taskprocessors_per_call.get(n, 0)))

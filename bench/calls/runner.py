@@ -55,6 +55,9 @@ class ModeResult:
     # Asterisk side: stasis/AMI/ARI messages per call by taskprocessor, perf samples
     taskprocessors_per_call: dict[str, float] = field(default_factory=dict)
     asterisk_perf_file: str | None = None
+    # app side: ARI requests/events and AMI actions/events over the app's life in this mode
+    link_counts: dict[str, int] = field(default_factory=dict)
+    link_calls: int = 0
 
     def per_call_ms(self, cpu_s: float) -> float | None:
         return cpu_s / self.placed * 1000 if self.placed else None
@@ -236,6 +239,14 @@ class Bench:
         finally:
             if with_app:
                 self.app.stop()
+        if with_app:  # logged by the app as it closes its ARI and AMI links (start-up and warm-up included)
+            entries, _ = self.app_log.since(log_mark)
+            for e in entries:
+                if e.get("msg") in ("ari.counts", "ami.counts"):
+                    link = e["msg"].split(".")[0]
+                    for name, count in (e.get("counts") or {}).items():
+                        result.link_counts[f"{link} {name}"] = result.link_counts.get(f"{link} {name}", 0) + count
+            result.link_calls = result.placed + args.warmup_calls
         return result
 
     def _collect_app_figures(self, result: ModeResult, log_mark: tuple[int, int]) -> None:
