@@ -150,6 +150,9 @@ def main() -> int:
     parser.add_argument("--asterisk-stats", action=argparse.BooleanOptionalAction, default=True,
                         help="count the messages each Asterisk taskprocessor handled per call, by mode "
                              "('core show taskprocessors' before and after each window, outside it)")
+    parser.add_argument("--show-channels", type=int, default=0, metavar="N",
+                        help="once a level's calls are placed, print the formats and translation paths of its "
+                             "oldest call's channels N times, 7 s apart (what Asterisk transcodes)")
     parser.add_argument("--spy-rate", type=int, default=500, help="py-spy / perf samples per second")
     parser.add_argument("--app-nice", type=int, default=0,
                         help="run callproof at this nice value (e.g. -10: what a CPUWeight= or its own cgroup "

@@ -28,6 +28,22 @@ from callproof.sandbox import Sandbox
 _UNIQUE_SUFFIX = re.compile(r"(-[0-9a-f]{8}|:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|-[0-9a-f]{6,}|/\d+)$")
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's living threads."""
+    vol = invol = 0
+    for tid in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (tid / "status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol += int(line.split()[1])
+    return vol, invol
+
+
 def taskprocessors(sandbox: Sandbox) -> Counter[str]:
     """Messages processed so far by each taskprocessor, summed over names that differ only
     by a unique suffix (one per channel, per subscription, ...)."""

@@ -129,6 +129,13 @@ def print_asterisk_side(cp: ModeResult, dp: ModeResult, top: int = 25) -> dict[s
     """Asterisk's messages per call by taskprocessor, and (--profile perf-asterisk) its CPU by symbol,
     callproof mode beside dialplan mode."""
     out: dict[str, Any] = {}
+    if cp.placed and dp.placed:
+        print("  Asterisk context switches per call (voluntary/involuntary, threads alive at both ends): "
+              + ", ".join(f"{r.mode} {r.asterisk_ctx_switches[0] / r.placed:.0f}/{r.asterisk_ctx_switches[1] / r.placed:.0f}"
+                          for r in (cp, dp)))
+    for r in (cp, dp):
+        for line in r.channel_probe:
+            print(f"  {r.mode} channel: {line}")
     if cp.link_counts and cp.link_calls:
         print(f"  callproof's ARI/AMI traffic per call ({cp.link_calls} calls incl. warm-up; "
               "start-up requests included; events as received, i.e. after Asterisk's filters):")

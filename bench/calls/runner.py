@@ -14,7 +14,7 @@ from pathlib import Path
 from callproof.sandbox import Sandbox, ari_request, originate_call
 
 from .app_process import AppLog, AppProcess
-from .asterisk_stats import AsteriskPerf, taskprocessor_delta, taskprocessors
+from .asterisk_stats import AsteriskPerf, context_switches, taskprocessor_delta, taskprocessors
 from .common import (BENCH_CONTEXT, CALLPROOF_ENTRY, ari_timestamp, cpu_seconds, thread_cpu_seconds)
 
 # --------------------------------------------------------------------------
@@ -58,6 +58,8 @@ class ModeResult:
     # app side: ARI requests/events and AMI actions/events over the app's life in this mode
     link_counts: dict[str, int] = field(default_factory=dict)
     link_calls: int = 0
+    channel_probe: list[str] = field(default_factory=list)
+    asterisk_ctx_switches: tuple[int, int] = (0, 0)  # voluntary, involuntary (living threads only)
 
     def per_call_ms(self, cpu_s: float) -> float | None:
         return cpu_s / self.placed * 1000 if self.placed else None
@@ -114,6 +116,25 @@ class Bench:
 
     def cpu(self, with_app: bool) -> tuple[float, float]:
         return cpu_seconds(self.ast_pid), cpu_seconds(self.app.pid) if with_app else 0.0
+
+    def probe_channels(self, times: int, every: float = 7.0) -> list[str]:
+        """Formats, translation paths and the application of the oldest call's channels, ``times``
+        times ``every`` seconds apart (--show-channels: what Asterisk transcodes, in each mode)."""
+        lines: list[str] = []
+        for i in range(times):
+            if i:
+                time.sleep(every)
+            channels = sorted(ari_request(self.sandbox, "GET", "channels", timeout=30) or [],
+                              key=lambda c: c.get("creationtime", ""))[:2]
+            for channel in channels:
+                try:
+                    text = self.sandbox.cli(f"core show channel {channel['name']}")
+                except Exception as exc:  # noqa: BLE001 - a diagnostic
+                    text = f"({exc})"
+                keep = [ln.strip() for ln in text.splitlines()
+                        if any(k in ln for k in ("ormat", "ranslat", "Application", "Data:", "Framing"))]
+                lines.append(f"t+{i * every:.0f}s {channel['name']}: " + " | ".join(keep))
+        return lines
 
     def wait_channels_gone(self, since: float, timeout: float) -> int:
         """Poll ARI once a second (from --min-call-seconds after ``since``) until no channel is left."""
@@ -189,10 +210,13 @@ class Bench:
                     return f"{type(exc).__name__}: {exc}"
 
             threads_start = thread_cpu_seconds(self.app.pid) if with_app else {}
+            cs_start = context_switches(self.ast_pid)
             c_start, t_start = self.cpu(with_app), time.monotonic()
             with ThreadPoolExecutor(max_workers=min(args.originate_workers, level)) as pool:
                 errors = list(pool.map(place, enumerate(callers)))
             result.originate_spread_s = time.monotonic() - t_start
+            if args.show_channels:
+                result.channel_probe = self.probe_channels(args.show_channels)
             result.originate_errors = [e for e in errors if e]
             result.placed = len(callers) - len(result.originate_errors)
             # how many calls are up together once all are placed (2 Local channels per call)
@@ -211,6 +235,8 @@ class Bench:
                         break
                     time.sleep(0.2)
             c_end, t_end = self.cpu(with_app), time.monotonic()
+            cs_end = context_switches(self.ast_pid)
+            result.asterisk_ctx_switches = (cs_end[0] - cs_start[0], cs_end[1] - cs_start[1])
             if asterisk_perf is not None:
                 asterisk_perf.stop()
             if with_app:
