@@ -152,7 +152,7 @@ class Bench:
         started = time.monotonic()
         for i in range(calls):
             originate_call(self.sandbox, f"11986{i:06d}", entry_context=entry, record_path=None,
-                           max_seconds=self.args.caller_max_seconds,
+                           max_seconds=self.args.caller_max_seconds, formats=self.args.caller_formats,
                            variables={"SANDBOX_AGENT_SECONDS": str(self.args.agent_seconds)})
         self.wait_channels_gone(started, self.args.call_timeout)
         if mode == "callproof":  # and its after-call work
@@ -204,7 +204,8 @@ class Bench:
                 time.sleep(max(0.0, t_start + ramp * index / level - time.monotonic()))
                 try:
                     originate_call(self.sandbox, caller, entry_context=entry, record_path=None,
-                                   max_seconds=args.caller_max_seconds, variables=variables)
+                                   max_seconds=args.caller_max_seconds, variables=variables,
+                                   formats=args.caller_formats)
                     return None
                 except Exception as exc:  # noqa: BLE001 - counted and reported
                     return f"{type(exc).__name__}: {exc}"
