@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -27,6 +28,12 @@ log = logging.getLogger("callproof.recording")
 # Events we need from AMI; everything else is filtered out by Asterisk so a
 # busy PBX does not make us parse thousands of Newexten/VarSet events.
 AMI_EVENTS = ("MixMonitorStart", "MixMonitorStop", "Hangup")
+# The session's event classes: the three above are all class "call"; "system" keeps
+# FullyBooted, on which panoramisk resends actions a reconnect interrupted.  Asterisk
+# queues an event to a session only if its class is in the mask, so Newexten and
+# VarSet (class "dialplan", most of a call's events) never reach the session's
+# queue, thread and filters.
+AMI_EVENT_CLASSES = "call,system"
 
 
 class AmiLink:
@@ -34,11 +41,14 @@ class AmiLink:
 
     def __init__(self, host: str, port: int, username: str, password: str):
         self._ready = asyncio.Event()
+        # actions sent and events received by name; logged as 'ami.counts' on close
+        self.counts: Counter[str] = Counter()
         self.manager = Manager(
-            host=host, port=port, username=username, secret=password, events="on",
+            host=host, port=port, username=username, secret=password, events=AMI_EVENT_CLASSES,
             ping_delay=10, ping_interval=10, reconnect_timeout=2,
             on_login=self._on_login, on_disconnect=self._on_disconnect,
         )
+        self.manager.register_event("*", self._count_event)
 
     def _on_login(self, manager: Manager) -> None:
         asyncio.ensure_future(self._install_filters())
@@ -48,10 +58,19 @@ class AmiLink:
         log.warning("AMI connection lost; panoramisk reconnects")
 
     async def _install_filters(self) -> None:
+        """Let only AMI_EVENTS (and FullyBooted) through, matched by event name.
+
+        Asterisk 21+ compares the name's hash first (``MatchCriteria: name(X)``) and
+        looks at the Event header of those events only; a filter without criteria is
+        a regular expression run over the whole text of every event.  An Asterisk
+        older than 21 ignores MatchCriteria and uses the Filter as that expression:
+        "Hangup" then lets HangupRequest through too, which the handlers ignore.
+        """
         try:
-            for name in AMI_EVENTS:
+            for name in (*AMI_EVENTS, "FullyBooted"):
                 await self.manager.send_action(
-                    {"Action": "Filter", "Operation": "Add", "Filter": f"Event: {name}"})
+                    {"Action": "Filter", "Operation": "Add", "Filter": name,
+                     "MatchCriteria": f"action(include),name({name}),header(Event),method(exact)"})
         except Exception:
             log.exception("could not install AMI event filters; continuing unfiltered")
         self._ready.set()
@@ -67,12 +86,19 @@ class AmiLink:
     def on_event(self, name: str, callback: Callable[[Any, Any], Any]) -> None:
         self.manager.register_event(name, callback)
 
+    def _count_event(self, manager: Manager, message: Any) -> None:
+        self.counts[f"event {message.get('Event')}"] += 1
+
     async def action(self, fields: dict[str, str], timeout: float = 5.0) -> Any:
         if not self._ready.is_set():
             await self.wait_ready(timeout)
+        self.counts[f"action {fields.get('Action')}"] += 1
         return await asyncio.wait_for(self.manager.send_action(fields), timeout)
 
     def close(self) -> None:
+        if self.counts:
+            event(log, "ami.counts", counts=dict(sorted(self.counts.items())))
+            self.counts.clear()
         self.manager.close()
 
 
