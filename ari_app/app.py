@@ -13,22 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from callproof.callflow.decisions import iso
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
-from callproof.storage import Database, open_database
+from callproof.storage import open_database
 from callproof.storage.call_status import CallStatus, when_ended
 
 from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
-from .flow import CallFlow, Services
 from .callback import CallbackScheduler
+from .flow import CallFlow, Services
 from .ivr_request import RequestIvrFlow, is_request_ivr, settle_unfinished_ivr
 from .recorder import AmiLink, Recorder, finalise_recording
 
@@ -46,7 +47,7 @@ class Application:
     def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None,
                  on_flow_done: Callable[[CallFlow], Any] | None = None):
         self.config = config
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.on_flow_done = on_flow_done
         self.db: Any = None
         self.ari: AriSession | None = None

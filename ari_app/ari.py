@@ -13,11 +13,12 @@ import base64
 import json
 import logging
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urljoin
 
 import aioari
 from aiohttp import web_exceptions
-from urllib.parse import quote, urljoin
 
 from callproof.logs import event
 
@@ -58,7 +59,7 @@ class AriSession:
         self.counts: Counter[str] = Counter()
 
     @classmethod
-    async def connect(cls, url: str, username: str, password: str, app: str) -> "AriSession":
+    async def connect(cls, url: str, username: str, password: str, app: str) -> AriSession:
         client = await aioari.connect(url, username, password)
         return cls(client, app, url, username, password)
 

@@ -13,14 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from panoramisk import Manager
 
 from callproof.callflow.port import RecordingError
-from callproof.callflow.recording_files import (NotReady, RecordingFacts, finalise_recording,  # noqa: F401
-                                                measure_recording, wait_and_measure)
+from callproof.callflow.recording_files import (  # noqa: F401
+    NotReady,
+    RecordingFacts,
+    finalise_recording,
+    measure_recording,
+    wait_and_measure,
+)
 from callproof.logs import event
 
 log = logging.getLogger("callproof.recording")

@@ -52,12 +52,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from panoramisk import Manager  # noqa: E402
+from panoramisk import Manager
 
-from callproof.agi_scripts.install import bundle, compile_bundle, install  # noqa: E402
-from callproof.demo import DIALPLAN_DIR, SANDBOX_AGENTS_DIALPLAN, load_sandbox_config, write_config  # noqa: E402
-from callproof.prompts import PromptCatalogue, generate_prompts  # noqa: E402
-from callproof.sandbox import Sandbox, _free_port, originate_call, provision  # noqa: E402
+from callproof.agi_scripts.install import bundle, compile_bundle, install
+from callproof.demo import DIALPLAN_DIR, SANDBOX_AGENTS_DIALPLAN, load_sandbox_config, write_config
+from callproof.prompts import PromptCatalogue, generate_prompts
+from callproof.sandbox import Sandbox, _free_port, originate_call, provision
 
 BENCH_DIALPLAN = SANDBOX_AGENTS_DIALPLAN + """
 [callproof-bench-agi-dialplan]

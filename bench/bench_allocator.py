@@ -41,11 +41,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from callproof.storage import (  # noqa: E402
-    Database, NewCall, SmsDraft, allocate_sync, connect_sync, to_db_time,
+from callproof.storage import (
+    Database,
+    NewCall,
+    SmsDraft,
+    allocate_sync,
+    connect_sync,
+    to_db_time,
 )
-from callproof.storage import protocols as P  # noqa: E402
-from callproof.storage.calls import create_sync  # noqa: E402
+from callproof.storage import protocols as P
+from callproof.storage.calls import create_sync
 
 YEAR = 2026
 AT = to_db_time("2026-06-01T12:00:00Z")

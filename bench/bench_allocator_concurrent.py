@@ -44,8 +44,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_allocator import AT, SMS, YEAR, fresh_sync_db, run_async, run_bare  # noqa: E402
-from callproof.storage import Database  # noqa: E402
+from bench_allocator import AT, SMS, YEAR, fresh_sync_db, run_async, run_bare
+
+from callproof.storage import Database
 
 TARGET_RATIO = 0.70
 

@@ -105,16 +105,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calls.common import (DIALPLAN_DIR, LANGUAGE, TARGET_A_P99_MS, TARGET_CPU_RATIO, asterisk_pid,  # noqa: E402
-                          dialplan_flow, fmt)
-from calls.app_process import AppLog, AppProcess  # noqa: E402
-from calls.profile import print_cprofile, print_profile  # noqa: E402
-from calls.report import level_figures, print_asterisk_side, print_level  # noqa: E402
-from calls.runner import Bench, ModeResult  # noqa: E402
+from calls.app_process import AppLog, AppProcess
+from calls.common import DIALPLAN_DIR, LANGUAGE, TARGET_A_P99_MS, TARGET_CPU_RATIO, asterisk_pid, dialplan_flow, fmt
+from calls.profile import print_cprofile, print_profile
+from calls.report import level_figures, print_asterisk_side, print_level
+from calls.runner import Bench, ModeResult
 
-from callproof.demo import SANDBOX_AGENTS_DIALPLAN, prompts_cache_dir, write_config  # noqa: E402
-from callproof.prompts import PromptCatalogue, generate_prompts  # noqa: E402
-from callproof.sandbox import Sandbox, provision  # noqa: E402
+from callproof.demo import SANDBOX_AGENTS_DIALPLAN, prompts_cache_dir, write_config
+from callproof.prompts import PromptCatalogue, generate_prompts
+from callproof.sandbox import Sandbox, provision
 
 # --------------------------------------------------------------------------
 # main
@@ -179,7 +178,7 @@ def main() -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="callproof-bench-"))
     out_dir = args.out.resolve() if args.out else run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    keep = args.keep or args.out is None and args.profile != "none"
+    keep = args.keep or (args.out is None and args.profile != "none")
     recordings = {"callproof": run_dir / "recordings", "dialplan": run_dir / "recordings-dialplan"}
     extra = SANDBOX_AGENTS_DIALPLAN + dialplan_flow(prompts, recordings["dialplan"])
     app_log = AppLog(out_dir / "callproof.log")

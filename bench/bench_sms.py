@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ async def peer_rate(port: int, n: int, window: int | None = None) -> float:
     writer.write(pdu(0x09, 1, cstr(SYSTEM_ID) + cstr(PASSWORD) + cstr("") + bytes([0x34, 0, 0]) + cstr("")))
     cmd, status, _ = await read_pdu(reader)
     assert cmd == 0x80000009 and status == 0, "bind refused"
-    text = "ACME: protocolo de atendimento 20260000000000001 em 10/03/2026 14:00.".encode()
+    text = b"ACME: protocolo de atendimento 20260000000000001 em 10/03/2026 14:00."
     # registered_delivery 0 and data_coding 0 (GSM-7 default alphabet, one octet per character,
     # as callproof.sms.smpp_pdu sends it), like the SmppBackend in drain_rate (request_dlr=False)
     pdus = [pdu(0x04, 2 + i, cstr("") + bytes([5, 0]) + cstr("ACME") + bytes([1, 1])
@@ -123,13 +123,13 @@ CPU: dict[str, list[dict]] = {}  # drain name -> per round: CPU microseconds per
 async def drain_rate(port: int, n: int, window: int, workdir: Path, batch: int = 50,
                      peer_pid: int | None = None, name: str = "") -> float:
     db_path = workdir / f"bench-{window}-{time.monotonic_ns()}.db"
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     async with Database.open(db_path) as db:
         for i in range(n):
             call_id = await db.calls.create(NewCall(f"b{i}", None, None, "+5511912345678", "+5511912345678",
                                                     None, None, "pt_BR", now))
             await db.protocols.allocate_for_call(
-                call_id, year=datetime.now(timezone.utc).year, allocated_at=now,
+                call_id, year=datetime.now(UTC).year, allocated_at=now,
                 sms=SmsDraft("+5511912345678", "pt_BR",
                              lambda p: f"ACME: protocolo de atendimento {p} em 10/03/2026 14:00."))
         backend = SmppBackend(SmppSettings(port=port, system_id=SYSTEM_ID, password=PASSWORD,

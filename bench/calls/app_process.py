@@ -14,6 +14,7 @@ from typing import Any
 
 from .common import REPO_ROOT
 
+
 class AppLog:
     """The app's JSON log (its stderr), read incrementally."""
 

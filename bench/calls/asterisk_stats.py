@@ -49,7 +49,7 @@ def taskprocessors(sandbox: Sandbox) -> Counter[str]:
     by a unique suffix (one per channel, per subscription, ...)."""
     try:
         text = sandbox.cli("core show taskprocessors", timeout=30)
-    except Exception as exc:  # noqa: BLE001 - a diagnostic, never fatal
+    except Exception as exc:
         print(f"core show taskprocessors failed: {exc}", file=sys.stderr)
         return Counter()
     found: Counter[str] = Counter()

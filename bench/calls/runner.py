@@ -15,7 +15,7 @@ from callproof.sandbox import Sandbox, ari_request, originate_call
 
 from .app_process import AppLog, AppProcess
 from .asterisk_stats import AsteriskPerf, context_switches, taskprocessor_delta, taskprocessors
-from .common import (BENCH_CONTEXT, CALLPROOF_ENTRY, ari_timestamp, cpu_seconds, thread_cpu_seconds)
+from .common import BENCH_CONTEXT, CALLPROOF_ENTRY, ari_timestamp, cpu_seconds, thread_cpu_seconds
 
 # --------------------------------------------------------------------------
 # driving one mode at one level
@@ -129,7 +129,7 @@ class Bench:
             for channel in channels:
                 try:
                     text = self.sandbox.cli(f"core show channel {channel['name']}")
-                except Exception as exc:  # noqa: BLE001 - a diagnostic
+                except Exception as exc:
                     text = f"({exc})"
                 keep = [ln.strip() for ln in text.splitlines()
                         if any(k in ln for k in ("ormat", "ranslat", "Application", "Data:", "Framing"))]
@@ -207,7 +207,7 @@ class Bench:
                                    max_seconds=args.caller_max_seconds, variables=variables,
                                    formats=args.caller_formats)
                     return None
-                except Exception as exc:  # noqa: BLE001 - counted and reported
+                except Exception as exc:
                     return f"{type(exc).__name__}: {exc}"
 
             threads_start = thread_cpu_seconds(self.app.pid) if with_app else {}

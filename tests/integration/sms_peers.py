@@ -49,7 +49,7 @@ class SmppPeer:
         self.port = port
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "SmppPeer":
+    def start(self) -> SmppPeer:
         self.proc = subprocess.Popen(
             ["perl", str(PEER), "--port", str(self.port), "--log", str(self.log),
              "--system-id", SYSTEM_ID, "--password", PASSWORD, *self.options],

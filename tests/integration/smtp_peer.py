@@ -40,7 +40,7 @@ class SmtpPeer:
         self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"
 
-    def start(self) -> "SmtpPeer":
+    def start(self) -> SmtpPeer:
         self.port = free_port()
         self.controller = Controller(self, hostname=self.host, port=self.port)
         self.controller.start()

@@ -20,11 +20,11 @@ import wave
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from callproof.storage.callbacks import Plan
 
 from .callback_fixtures import CALLBACK_SETTINGS, callback_rig  # noqa: F401  (fixture)
-
-import pytest
 
 pytestmark = pytest.mark.integration
 

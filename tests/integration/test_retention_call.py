@@ -8,7 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from callproof.retention.policy import retention_until

@@ -14,8 +14,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from callproof.storage import connect_sync
 from callproof.storage.audit import verify_chain_sync
 from callproof.storage.holds import open_request_sync, place_hold_sync

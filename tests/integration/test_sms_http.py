@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
@@ -62,10 +62,10 @@ async def gateway():
 
 async def queue(db, destinations):
     ids = []
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     for i, dest in enumerate(destinations):
         call_id = await db.calls.create(NewCall(f"h{i}", None, None, dest, dest, None, None, "pt_BR", now))
-        r = await db.protocols.allocate_for_call(call_id, year=datetime.now(timezone.utc).year, allocated_at=now,
+        r = await db.protocols.allocate_for_call(call_id, year=datetime.now(UTC).year, allocated_at=now,
                                                  sms=SmsDraft(dest, "pt_BR", lambda p: f"Protocolo {p}"))
         ids.append(r.outbox_id)
     return ids

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def peers(tmp_path):
 
 async def queue(db, bodies, destination="+5511912345678"):
     ids = []
-    year = datetime.now(timezone.utc).year
+    year = datetime.now(UTC).year
     for i, body in enumerate(bodies):
         call_id = await db.calls.create(NewCall(f"sms-{i}-{time.monotonic_ns()}", None, None, destination,
                                                 destination, None, None, "pt_BR", now_iso()))

@@ -18,8 +18,7 @@ from urllib.request import ProxyHandler, build_opener
 
 import pytest
 
-from .web_fixtures import (add_web_user, chromium, cli, free_port, screenshot, web_server,
-                           write_web_config)
+from .web_fixtures import add_web_user, chromium, cli, free_port, screenshot, web_server, write_web_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -13,9 +13,10 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -119,7 +120,7 @@ async def chromium() -> AsyncIterator[Any]:
     async with async_playwright() as pw:
         try:
             browser = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
-        except Exception as exc:  # noqa: BLE001 -- any launch failure means "no browser"
+        except Exception as exc:
             browser_unavailable(f"{path} did not start: {exc}")
         try:
             yield browser
