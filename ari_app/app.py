@@ -35,6 +35,9 @@ from .recorder import AmiLink, Recorder, finalise_recording
 
 log = logging.getLogger("callproof.app")
 
+#: What runs a channel in our Stasis application: an inbound call, or the request IVR.
+AnyFlow = CallFlow | RequestIvrFlow
+
 # The ARI events a call flow reacts to. Everything else (PlaybackContinuing for
 # every digit, ChannelVarset for every variable, ...) is filtered out by Asterisk:
 # about half of a call's events, and their JSON, never reach us.
@@ -45,7 +48,7 @@ FLOW_EVENTS = ["StasisStart", "StasisEnd", "PlaybackStarted", "PlaybackFinished"
 
 class Application:
     def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None,
-                 on_flow_done: Callable[[CallFlow], Any] | None = None):
+                 on_flow_done: Callable[[AnyFlow], Any] | None = None):
         self.config = config
         self.clock = clock or (lambda: datetime.now(UTC))
         self.on_flow_done = on_flow_done
@@ -59,7 +62,7 @@ class Application:
             languages=config.general.languages, custom_dir=config.prompts.custom_directory)
         self.inboxes: dict[str, CallInbox] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.flows: dict[str, CallFlow] = {}  # calls in progress, by channel id
+        self.flows: dict[str, AnyFlow] = {}  # calls in progress, by channel id
         self.handed_off: dict[str, int] = {}  # uniqueid -> call id, until the channel hangs up
         self._hangup_causes: dict[str, str | None] = {}
         self.connected = asyncio.Event()
@@ -159,13 +162,13 @@ class Application:
         inbox = CallInbox(channel_id)
         self.inboxes[channel_id] = inbox
         # The request IVR (Stasis argument 'request-ivr', ari_app/ivr_request.py) or an inbound call.
-        flow_class = RequestIvrFlow if is_request_ivr(start_event) else CallFlow
-        flow = flow_class(self._services(), inbox, start_event)
+        flow: AnyFlow = (RequestIvrFlow if is_request_ivr(start_event) else CallFlow)(
+            self._services(), inbox, start_event)
         self.flows[channel_id] = flow
         task = asyncio.ensure_future(self._run_flow(flow))
         self.tasks[channel_id] = task
 
-    async def _run_flow(self, flow: CallFlow) -> None:
+    async def _run_flow(self, flow: AnyFlow) -> None:
         try:
             await flow.run()
         finally:

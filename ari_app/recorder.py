@@ -47,6 +47,7 @@ class AmiLink:
 
     def __init__(self, host: str, port: int, username: str, password: str):
         self._ready = asyncio.Event()
+        self._filters: asyncio.Future[None] | None = None
         # actions sent and events received by name; logged as 'ami.counts' on close
         self.counts: Counter[str] = Counter()
         self.manager = Manager(
@@ -57,7 +58,7 @@ class AmiLink:
         self.manager.register_event("*", self._count_event)
 
     def _on_login(self, manager: Manager) -> None:
-        asyncio.ensure_future(self._install_filters())
+        self._filters = asyncio.ensure_future(self._install_filters())  # kept: a task nobody holds can vanish
 
     def _on_disconnect(self, manager: Manager, exc: Exception | None) -> None:
         self._ready.clear()

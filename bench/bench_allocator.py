@@ -82,7 +82,7 @@ def bare_allocate(conn: sqlite3.Connection, call_id: int) -> str:
     """The statements of storage.protocols.allocate_sync, inline."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        existing, status = conn.execute(P._SQL_CALL, (call_id,)).fetchone()
+        _existing, _status = conn.execute(P._SQL_CALL, (call_id,)).fetchone()
         conn.execute(P._SQL_BUMP, (YEAR,))
         sequence = conn.execute(P._SQL_CURRENT, (YEAR,)).fetchone()[0]
         protocol = f"{YEAR:04d}{sequence:013d}"

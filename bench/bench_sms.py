@@ -205,7 +205,8 @@ async def main() -> None:
               f" {per['event_loop_us']:.0f}, SQLite thread {per['process_us'] - per['event_loop_us']:.0f}),"
               f" peer {per['peer_us']:.0f} us")
     print(json.dumps({"n": args.n, "rounds": args.rounds, "batch": args.batch, "window": w,
-                      "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)], "peer_best_per_s": round(best, 1),
+                      "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
+                      "peer_best_per_s": round(best, 1),
                       **{f"{k}_per_s": round(v, 1) for k, v in med.items()},
                       **{k: round(v, 3) for k, v in ratios.items()}, **cpu}))
 

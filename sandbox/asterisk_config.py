@@ -107,7 +107,7 @@ exten => s,1,Answer()
  same => n,Hangup()
 exten => _X.,1,Goto(s,1)
 exten => i,1,Goto(s,1)
-"""
+"""  # noqa: E501 (a dialplan line cannot be wrapped)
 
 
 

@@ -94,7 +94,8 @@ def _cmd_cli(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m callproof.sandbox", description=DESCRIPTION)
-    parser.add_argument("--cache-dir", type=Path, help=f"rootfs cache (default ${CACHE_ENV} or ~/.cache/callproof/sandbox)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help=f"rootfs cache (default ${CACHE_ENV} or ~/.cache/callproof/sandbox)")
     parser.add_argument("--run-dir", type=Path, help="the CLI sandbox's run dir (default <cache>/run)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("provision", help="build the cached Asterisk 22 rootfs")

@@ -327,6 +327,7 @@ class Sandbox:
         if self._namespace is None or self._namespace == namespace_of(os.getpid()):
             return
         deadline = time.monotonic() + 10
+        stray: list[int] = []
         while time.monotonic() < deadline:
             stray = self._processes_in_namespace()
             if not stray:

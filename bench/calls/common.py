@@ -149,6 +149,6 @@ exten => s,1,Answer()
  same => n,Set(CALLPROOF_RECORDING=${{BENCH_FILE}})
  same => n,Set(CALLPROOF_STATUS=ok)
  same => n,Goto(callproof-handoff,s,1)
-"""
+"""  # noqa: E501 (a dialplan line cannot be wrapped)
 
 

@@ -25,16 +25,19 @@ def level_figures(cp: ModeResult, dp: ModeResult) -> dict[str, Any]:
         "recordings": {"callproof": cp.recordings, "dialplan": dp.recordings},
         "originate_errors": {"callproof": len(cp.originate_errors), "dialplan": len(dp.originate_errors)},
         "channels_left": {"callproof": cp.channels_left, "dialplan": dp.channels_left},
-        "originate_spread_s": {"callproof": round(cp.originate_spread_s, 2), "dialplan": round(dp.originate_spread_s, 2)},
+        "originate_spread_s": {"callproof": round(cp.originate_spread_s, 2),
+                               "dialplan": round(dp.originate_spread_s, 2)},
         "calls_up_after_ramp": {"callproof": cp.calls_up_after_ramp, "dialplan": dp.calls_up_after_ramp},
         "window_s": {"callproof": round(cp.window_s, 1), "dialplan": round(dp.window_s, 1)},
         "asterisk_cpus_busy": {"callproof": round(cp.asterisk_cpu_s / cp.window_s, 2) if cp.window_s else None,
                                "dialplan": round(dp.asterisk_cpu_s / dp.window_s, 2) if dp.window_s else None},
         "a_stasis_to_consent_ms": {"n": len(cp.a_ms), "median": rounded(median(cp.a_ms), 1),
-                                   "p99": rounded(percentile(cp.a_ms, 99), 1), "max": rounded(max(cp.a_ms, default=None), 1)},
+                                   "p99": rounded(percentile(cp.a_ms, 99), 1),
+                                   "max": rounded(max(cp.a_ms, default=None), 1)},
         "a_app_side_ms": {"median": rounded(median(cp.a_app_ms), 1), "p99": rounded(percentile(cp.a_app_ms, 99), 1)},
         "b_digits_to_mixmonitor_ms": {"n": len(cp.b_ms), "median": rounded(median(cp.b_ms), 1),
-                                      "p99": rounded(percentile(cp.b_ms, 99), 1), "max": rounded(max(cp.b_ms, default=None), 1)},
+                                      "p99": rounded(percentile(cp.b_ms, 99), 1),
+                                      "max": rounded(max(cp.b_ms, default=None), 1)},
         "cpu_ms_per_call": {
             "callproof_asterisk": rounded(cp.per_call_ms(cp.asterisk_cpu_s)),
             "callproof_app": rounded(cp.per_call_ms(cp.app_cpu_s)),
@@ -92,21 +95,24 @@ def print_level(fig: dict[str, Any], cp: ModeResult, dp: ModeResult) -> None:
                        ("calls up once all placed", "calls_up_after_ramp"), ("window (s)", "window_s"),
                        ("Asterisk CPUs busy (avg)", "asterisk_cpus_busy")):
         print(f"{label:<34}{fig[key]['callproof']:>12}{fig[key]['dialplan']:>12}")
-    print(f"{'CPU per call, Asterisk (ms)':<34}{fmt(cpu['callproof_asterisk'], 2):>12}{fmt(cpu['dialplan_asterisk'], 2):>12}")
+    print(f"{'CPU per call, Asterisk (ms)':<34}{fmt(cpu['callproof_asterisk'], 2):>12}"
+          f"{fmt(cpu['dialplan_asterisk'], 2):>12}")
     print(f"{'CPU per call, callproof (ms)':<34}{fmt(cpu['callproof_app'], 2):>12}{'-':>12}")
     print(f"{'CPU per call, total (ms)':<34}{fmt(cpu['callproof_total'], 2):>12}{fmt(cpu['dialplan_asterisk'], 2):>12}")
     idle = fig["idle_cpu_ms_per_s"]
     print(f"{'idle CPU (ms per s)':<34}{idle['callproof_asterisk_plus_app']:>12.2f}{idle['dialplan_asterisk']:>12.2f}"
           f"   (over {fig['idle_window_s']} s idle; callproof's own {fmt(idle['callproof_app'], 2)})")
     net = fig["cpu_ms_per_call_net"]
-    print(f"{'CPU per call, total, net of idle':<34}{fmt(net['callproof_total'], 2):>12}{fmt(net['dialplan_asterisk'], 2):>12}")
+    print(f"{'CPU per call, total, net of idle':<34}{fmt(net['callproof_total'], 2):>12}"
+          f"{fmt(net['dialplan_asterisk'], 2):>12}")
     ratio = fig["cpu_ratio"]
     verdict = "-" if ratio is None else ("OK" if ratio <= TARGET_CPU_RATIO else "ABOVE TARGET")
     print(f"CPU ratio callproof/dialplan: {fmt(ratio, 2)} raw (target <= {TARGET_CPU_RATIO:.2f}: {verdict}), "
           f"{fmt(fig['cpu_ratio_net'], 2)} net of idle")
     a_verdict = ""
     if level >= 200 and a["p99"] is not None:
-        a_verdict = f" (target p99 <= {TARGET_A_P99_MS:.0f} ms: {'OK' if a['p99'] <= TARGET_A_P99_MS else 'ABOVE TARGET'})"
+        a_ok = "OK" if a["p99"] <= TARGET_A_P99_MS else "ABOVE TARGET"
+        a_verdict = f" (target p99 <= {TARGET_A_P99_MS:.0f} ms: {a_ok})"
     print(f"(a) StasisStart -> consent PlaybackStarted, Asterisk stamps: median {fmt(a['median'])} ms, "
           f"p99 {fmt(a['p99'])} ms, max {fmt(a['max'])} ms, n={a['n']}{a_verdict}")
     print(f"    same span, app-side clock: median {fmt(fig['a_app_side_ms']['median'])} ms, "
@@ -131,8 +137,8 @@ def print_asterisk_side(cp: ModeResult, dp: ModeResult, top: int = 25) -> dict[s
     out: dict[str, Any] = {}
     if cp.placed and dp.placed:
         print("  Asterisk context switches per call (voluntary/involuntary, threads alive at both ends): "
-              + ", ".join(f"{r.mode} {r.asterisk_ctx_switches[0] / r.placed:.0f}/{r.asterisk_ctx_switches[1] / r.placed:.0f}"
-                          for r in (cp, dp)))
+              + ", ".join(f"{r.mode} {r.asterisk_ctx_switches[0] / r.placed:.0f}"
+                          f"/{r.asterisk_ctx_switches[1] / r.placed:.0f}" for r in (cp, dp)))
     for r in (cp, dp):
         for line in r.channel_probe:
             print(f"  {r.mode} channel: {line}")

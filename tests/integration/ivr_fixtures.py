@@ -84,7 +84,7 @@ class IvrHarness(CallHarness):
         def run(conn):
             cur = conn.execute(query, params)
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
         return await self.app.db.run_in_connection(run)
 
 

@@ -168,11 +168,12 @@ async def test_parity_ari_agi_fastagi(harness, sandbox, classic_agi, fastagi, am
     heard_dir = sandbox.run_dir / "heard"
     plan = {"ari": "11987650101", "agi": "11987650102", "fastagi": "11987650103"}
     extra = {"ari": {}, "agi": {}, "fastagi": fastagi_vars(fastagi)}
-    channels = dict(zip(plan, await asyncio.gather(*(
-        place(sandbox, p, caller, extra[p], record=heard_dir / f"parity-{p}.wav") for p, caller in plan.items()))))
+    placed = await asyncio.gather(*(
+        place(sandbox, p, caller, extra[p], record=heard_dir / f"parity-{p}.wav") for p, caller in plan.items()))
+    channels = dict(zip(plan, placed, strict=True))
     db = harness.app.db
     rows = dict(zip(plan, await asyncio.gather(*(
-        wait_row(db, channels[p]["id"], {"completed"}, timeout=120) for p in plan))))
+        wait_row(db, channels[p]["id"], {"completed"}, timeout=120) for p in plan)), strict=False))
     sequences = {}
     for p, row in rows.items():
         assert row["consent_outcome"] == "finished" and row["consent_sha256"] == rows["ari"]["consent_sha256"]
@@ -215,8 +216,8 @@ async def test_hangup_during_each_step(harness, sandbox, classic_agi, fastagi):
         await asyncio.to_thread(ari_request, sandbox, "DELETE", f"channels/{channel['id']}")
         return row
 
-    await asyncio.gather(*(hang_up_in(ch, step) for ch, (_, step) in zip(channels, cases)))
-    for channel, (p, step) in zip(channels, cases):
+    await asyncio.gather(*(hang_up_in(ch, step) for ch, (_, step) in zip(channels, cases, strict=False)))
+    for channel, (p, step) in zip(channels, cases, strict=False):
         expected = {"consent": "abandoned_in_consent", "protocol": "abandoned_in_protocol"}[step]
         row = await wait_row(db, channel["id"], {expected}, timeout=30)
         assert row["ended_at"], (p, step)
@@ -290,7 +291,7 @@ async def test_storage_locked_by_another_process(harness, sandbox, classic_agi, 
         locker.wait()
         classic_agi.write_text(wrapper_text)
         await server.stop()
-    for path, channel in zip(("agi", "fastagi"), channels):
+    for path, channel in zip(("agi", "fastagi"), channels, strict=False):
         reports = handoffs_of(ami_events, channel)
         assert reports, f"{path}: the caller was not routed while storage was locked"
         assert (reports[0]["Status"], reports[0]["Reason"], reports[0]["Protocol"]) == (
@@ -300,12 +301,12 @@ async def test_storage_locked_by_another_process(harness, sandbox, classic_agi, 
 async def test_hostile_caller_ids_on_both_agi_paths(harness, sandbox, classic_agi, fastagi, app_config):
     db = harness.app.db
     root = app_config.recording.root
-    callers = HOSTILE_CALLER_IDS[:6] + ["", "\"Mallory\" <1199>; x=y"]
+    callers = [*HOSTILE_CALLER_IDS[:6], "", '"Mallory" <1199>; x=y']
     cases = [(p, c) for c in callers for p in ("agi", "fastagi")]
     channels = await asyncio.gather(*(
         place(sandbox, p, c, fastagi_vars(fastagi) if p == "fastagi" else {}, max_seconds=180) for p, c in cases))
     rows = await asyncio.gather(*(wait_row(db, ch["id"], {"completed"}, timeout=240) for ch in channels))
-    for (p, caller), row in zip(cases, rows):
+    for (p, caller), row in zip(cases, rows, strict=False):
         assert row["caller_number_raw"] == caller[: len(row["caller_number_raw"])], (p, caller)
         rec = await wait_final_recording(db, row["id"])
         path = Path(rec["path"])

@@ -12,6 +12,7 @@ Needs no Asterisk; this file doubles as the worker script
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -132,7 +133,7 @@ def test_processes_share_one_gapless_sequence(tmp_path):
                 p.wait()
 
     per_process = []
-    for p, (out, err) in zip(procs, outputs):
+    for p, (out, err) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, err
         per_process.append(json.loads(out))
 
@@ -144,7 +145,7 @@ def test_processes_share_one_gapless_sequence(tmp_path):
     for got in per_process:
         assert len(got) == PER_PROCESS and got == sorted(got)  # increasing within a process
     ranges = sorted((got[0], got[-1]) for got in per_process)
-    assert any(later[0] < earlier[1] for earlier, later in zip(ranges, ranges[1:])), (
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ranges)), (
         f"processes did not overlap in time, nothing was tested: {ranges}")
 
     conn = sqlite3.connect(db_path)

@@ -186,7 +186,7 @@ async def test_hostile_caller_ids(harness, app_config, sandbox):
     before = {w: snapshot(w, skip) for w in strict + shared if w.exists()}
     calls = await asyncio.gather(*(harness.place(c, record=False) for c in HOSTILE_CALLER_IDS))
     flows = await asyncio.gather(*(harness.app.wait_flow(c.prefix, timeout=120) for c in calls))
-    for caller, flow in zip(HOSTILE_CALLER_IDS, flows):
+    for caller, flow in zip(HOSTILE_CALLER_IDS, flows, strict=False):
         assert flow.outcome == "handed_off", (caller, flow.outcome)
         row = await harness.wait_call_row(flow, {"completed"}, timeout=60)
         assert row["caller_number_raw"] == caller[: len(row["caller_number_raw"])]  # stored as received

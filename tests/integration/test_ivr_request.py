@@ -58,7 +58,7 @@ async def test_same_caller_gets_a_received_request_and_hears_its_protocol(ivr, s
     call_row = await finished_call(ivr, CALLER)
     protocol = call_row["protocol"]
 
-    call, flow = await enter_protocol(ivr, CALLER, protocol)
+    _call, flow = await enter_protocol(ivr, CALLER, protocol)
     assert flow.outcome == "completed"
     [req] = await request_rows(ivr, protocol)
     assert req["state"] == "received" and req["channel"] == "ivr" and req["created_by"] == "ivr"
@@ -80,7 +80,7 @@ async def test_same_caller_gets_a_received_request_and_hears_its_protocol(ivr, s
 
 async def test_another_number_needs_an_identity_check(ivr, sandbox):
     protocol = (await finished_call(ivr, "11987650101"))["protocol"]
-    call, flow = await enter_protocol(ivr, "21912345678", protocol)
+    _call, flow = await enter_protocol(ivr, "21912345678", protocol)
     assert flow.outcome == "completed"
     [req] = await request_rows(ivr, protocol)
     assert req["state"] == "needs_identity_check" and req["requester_number"] == "+5521912345678"

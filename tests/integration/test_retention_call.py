@@ -22,7 +22,7 @@ async def test_real_calls_get_their_retention(harness, app_config):
     flows = await asyncio.gather(harness.app.wait_flow(plain.prefix, timeout=90),
                                  harness.app.wait_flow(mobile.prefix, timeout=90))
     recs = []
-    for flow, cls, days in zip(flows, ("consumer_service", "mobile_telecom"), (90, 180)):
+    for flow, cls, days in zip(flows, ("consumer_service", "mobile_telecom"), (90, 180), strict=False):
         assert flow.outcome == "handed_off"
         rec = await harness.wait_recording_final(flow.call_id)
         assert rec["state"] == "finalised" and rec["retention_class"] == cls

@@ -129,7 +129,7 @@ def test_two_sweepers_and_stale_lock(tmp_path):
     try:
         assert holder.stdout.readline().strip() == b"locked"
         p = cli(cfg, "retention", "sweep")
-        out, err = p.communicate(timeout=60)
+        _out, err = p.communicate(timeout=60)
         assert p.returncode == 75
         assert b"another retention sweep is running" in err and f"pid {holder.pid}".encode() in err
     finally:

@@ -79,7 +79,7 @@ async def test_http_gateway_answers(tmp_path, gateway):
     settings = replace(SmsHttpConfig(), url=gateway.url, auth_header="Bearer t0ken-x",
                        message_id_field="data.message.id", timeout_seconds=0.5)
     async with Database.open(tmp_path / "cp.db") as db:
-        ids = dict(zip(dests, await queue(db, list(dests.values()))))
+        ids = dict(zip(dests, await queue(db, list(dests.values())), strict=False))
         sender = OutboxSender(db, HttpBackend(settings), lease_seconds=10, poll_interval=0.1, window=5,
                               backoff_base=0.2, backoff_max=0.5, send_timeout=2.0, max_attempts=5)
         task = asyncio.create_task(sender.run())

@@ -64,8 +64,8 @@ def backend_for(port: int, **kw) -> SmppBackend:
 
 
 def sender_for(db, backend, **kw) -> OutboxSender:
-    opts = dict(lease_seconds=10, poll_interval=0.1, window=5, backoff_base=0.2, backoff_max=1.0,
-                throttle_seconds=0.3, send_timeout=4.0)
+    opts = {"lease_seconds": 10, "poll_interval": 0.1, "window": 5, "backoff_base": 0.2, "backoff_max": 1.0,
+                "throttle_seconds": 0.3, "send_timeout": 4.0}
     opts.update(kw)
     return OutboxSender(db, backend, **opts)
 
