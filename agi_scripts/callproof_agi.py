@@ -7,7 +7,7 @@ wrapper naming this Python and the configuration), then in the dialplan::
     same => n,AGI(callproof-agi,all,${CALLPROOF_DID},${CHANNEL(linkedid)},${CALLPROOF_LANGUAGE})
 
 First argument: the step (``all``, ``consent``, ``protocol``, ``read``, ``record``,
-``handoff``, ``finalise``; see ``agi_scripts/flow.py``).  The configuration file is
+``handoff``, ``finalise``; see ``agi_scripts/flow.py`` and ``callproof/callflow/``).  The configuration file is
 ``--config FILE`` (the wrapper passes it) or ``$CALLPROOF_CONFIG``.  Whatever
 happens, the script answers Asterisk with ``CALLPROOF_STATUS`` (and
 ``CALLPROOF_REASON``) and exits 0, so the dialplan goes on and routes the caller.

@@ -128,7 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep, caller=args.caller)
 
 
-# -- retention, holds, integrity (README: Retention) -------------------------
+# -- retention, holds, integrity (docs/operations.md, Retention) -------------------------
 
 def cmd_retention_sweep(args: argparse.Namespace) -> int:
     config = _load(args)

@@ -146,7 +146,7 @@ class SmsConfig:
 
 @dataclass(frozen=True)
 class RetentionConfig:
-    """Retention of recordings and call records (see README, Retention)."""
+    """Retention of recordings and call records (see docs/operations.md, Retention)."""
     classes: Mapping[str, int] = field(
         default_factory=lambda: {"consumer_service": 90, "mobile_telecom": 180})
     default_class: str = "consumer_service"

@@ -1,6 +1,6 @@
 """Delivers outbox rows through a backend, exactly once as far as the gateway allows.
 
-Rules (README, "SMS delivery"):
+Rules (docs/sms.md):
 
 * Rows are claimed with a lease (``db.outbox.sender_step``), so several sender
   processes never send the same row; every write-back names the owner, so a

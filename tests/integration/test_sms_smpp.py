@@ -142,7 +142,7 @@ async def test_connection_dropped_after_submit_resp_lost(tmp_path, peers):
         assert [r["state"] for r in rows] == ["sent"] * 4
         counts = by_text(peer.records())
         # the one whose answer was lost was accepted by the peer and is sent again:
-        # SMPP 3.4 cannot tell us it already has it (README: what remains at-least-once)
+        # SMPP 3.4 cannot tell us it already has it (docs/sms.md: what remains at-least-once)
         twice = [t for t, n in counts.items() if n == 2]
         assert len(twice) == 1 and set(counts.values()) <= {1, 2}
         dup = next(r for r in rows if r["body"] == twice[0])
