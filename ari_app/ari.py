@@ -1,19 +1,17 @@
-"""The few ARI operations the call flow needs.
+"""The few ARI operations the call flow needs, over aioari.
 
-aioari gives us the events WebSocket; the REST requests go straight through
-its pooled keep-alive aiohttp session (see :meth:`AriSession._rest`).  This
-module narrows ARI to what callproof does and turns "the channel is no
+aioari gives us the WebSocket and swagger-described REST operations; this
+module narrows them to what callproof does and turns "the channel is no
 longer ours" answers (404 Not Found, 409 not in Stasis) into one exception,
 :class:`ChannelGone`, so the flow can treat every kind of hang-up alike.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -35,25 +33,22 @@ class AriError(Exception):
     """ARI refused an operation for a reason other than the channel being gone."""
 
 
-class _NotFound(Exception):
-    """404 where "not found" is an answer, not the channel being gone (an unset variable)."""
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")
+async def _call(op: Awaitable[Any]) -> Any:
+    try:
+        return await op
+    except (web_exceptions.HTTPNotFound, web_exceptions.HTTPConflict) as exc:
+        raise ChannelGone(str(getattr(exc, "text", exc))) from None
+    except web_exceptions.HTTPError as exc:
+        raise AriError(f"{exc.status_code}: {getattr(exc, 'text', exc)}") from None
 
 
 class AriSession:
     """One connection to Asterisk's ARI (REST + events WebSocket)."""
 
-    def __init__(self, client: Any, app: str, base_url: str = "", username: str = "", password: str = ""):
+    def __init__(self, client: Any, app: str, base_url: str = ""):
         self._client = client
         self.app = app
         self._base_url = base_url
-        self._api_url = urljoin(base_url, "ari/")
-        self._http = client.swagger.http_client.session  # aiohttp, keep-alive, shared with the WebSocket
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        self._auth = {"Authorization": f"Basic {token}"}
         # REST requests by operation and events by type since connecting; logged as
         # 'ari.counts' when the session closes (the benchmark reads them per call).
         self.counts: Counter[str] = Counter()
@@ -61,7 +56,7 @@ class AriSession:
     @classmethod
     async def connect(cls, url: str, username: str, password: str, app: str) -> AriSession:
         client = await aioari.connect(url, username, password)
-        return cls(client, app, url, username, password)
+        return cls(client, app, url)
 
     async def allow_only_events(self, event_types: list[str]) -> bool:
         """Ask Asterisk to send this application only these event types.
@@ -107,93 +102,85 @@ class AriSession:
 
     # --- channel operations -------------------------------------------------
     async def answer(self, channel_id: str) -> None:
-        await self._rest("POST", "channels/answer", f"channels/{_seg(channel_id)}/answer")
+        self.counts["rest POST channels/answer"] += 1
+        await _call(self._client.channels.answer(channelId=channel_id))
 
     async def play(self, channel_id: str, media: list[str], playback_id: str, language: str | None = None) -> None:
-        params = {"media": ",".join(media), "playbackId": playback_id}
+        kwargs: dict[str, Any] = {"channelId": channel_id, "media": media, "playbackId": playback_id}
         if language:
-            params["lang"] = language
-        await self._rest("POST", "channels/play", f"channels/{_seg(channel_id)}/play", params)
+            kwargs["lang"] = language
+        self.counts["rest POST channels/play"] += 1
+        await _call(self._client.channels.playWithId(**kwargs))
 
     async def set_variable(self, channel_id: str, name: str, value: str) -> None:
-        await self._rest("POST", "channels/variable", f"channels/{_seg(channel_id)}/variable",
-                         {"variable": name, "value": value})
+        self.counts["rest POST channels/variable"] += 1
+        await _call(self._client.channels.setChannelVar(channelId=channel_id, variable=name, value=value))
 
     async def get_variable(self, channel_id: str, name: str) -> str | None:
         """A channel variable's value; None when it is not set (ARI answers 404)."""
         try:
-            reply = await self._rest("GET", "channels/variable", f"channels/{_seg(channel_id)}/variable",
-                                     {"variable": name}, not_found=_NotFound)
-        except _NotFound:
+            self.counts["rest GET channels/variable"] += 1
+            reply = await self._client.channels.getChannelVar(channelId=channel_id, variable=name)
+        except web_exceptions.HTTPNotFound:
             return None
-        value = reply.get("value") if isinstance(reply, dict) else None
+        except web_exceptions.HTTPConflict as exc:
+            raise ChannelGone(str(getattr(exc, "text", exc))) from None
+        except web_exceptions.HTTPError as exc:
+            raise AriError(f"{exc.status_code}: {getattr(exc, 'text', exc)}") from None
+        value = reply.get("value") if isinstance(reply, dict) else getattr(reply, "json", {}).get("value")
         return None if value is None else str(value)
 
     async def stop_playback(self, playback_id: str) -> None:
         """Stop a playback (e.g. the caller started typing); already finished is fine."""
         try:
-            await self._rest("DELETE", "playbacks", f"playbacks/{_seg(playback_id)}")
+            self.counts["rest DELETE playbacks"] += 1
+            await _call(self._client.playbacks.stop(playbackId=playback_id))
         except ChannelGone:
             pass
 
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int) -> None:
-        await self._rest("POST", "channels/continue", f"channels/{_seg(channel_id)}/continue",
-                         {"context": context, "extension": extension, "priority": str(priority)})
+        self.counts["rest POST channels/continue"] += 1
+        await _call(
+            self._client.channels.continueInDialplan(
+                channelId=channel_id, context=context, extension=extension, priority=priority
+            )
+        )
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         try:
-            await self._rest("DELETE", "channels", f"channels/{_seg(channel_id)}", {"reason": reason})
+            self.counts["rest DELETE channels"] += 1
+            await _call(self._client.channels.hangup(channelId=channel_id, reason=reason))
         except ChannelGone:
             pass
 
     async def originate(self, *, endpoint: str, channel_id: str, app_args: str, caller_id: str = "",
                         timeout: int = 30) -> None:
         """Dial ``endpoint`` into this Stasis application (StasisStart when answered)."""
-        params = {"endpoint": endpoint, "channelId": channel_id, "app": self.app, "appArgs": app_args,
-                  "timeout": str(timeout)}
+        kwargs: dict[str, Any] = {"endpoint": endpoint, "channelId": channel_id, "app": self.app,
+                                  "appArgs": app_args, "timeout": timeout}
         if caller_id:
-            params["callerId"] = caller_id
-        await self._rest("POST", "channels", "channels", params)
+            kwargs["callerId"] = caller_id
+        self.counts["rest POST channels"] += 1
+        await _call(self._client.channels.originate(**kwargs))
 
     async def channel_exists(self, channel_id: str) -> bool:
         try:
-            await self._rest("GET", "channels/{id}", f"channels/{_seg(channel_id)}")
+            self.counts["rest GET channels/{id}"] += 1
+            await _call(self._client.channels.get(channelId=channel_id))
             return True
         except ChannelGone:
             return False
 
     async def get_channel(self, channel_id: str) -> dict[str, Any] | None:
         try:
-            channel = await self._rest("GET", "channels/{id}", f"channels/{_seg(channel_id)}")
+            self.counts["rest GET channels/{id}"] += 1
+            channel = await _call(self._client.channels.get(channelId=channel_id))
         except ChannelGone:
             return None
-        return channel if isinstance(channel, dict) else None
+        return getattr(channel, "json", channel)
 
     async def application_channel_ids(self) -> list[str]:
         """Channels Asterisk kept in our application while we were away."""
-        app = await self._rest("GET", "applications/{app}", f"applications/{_seg(self.app)}")
-        return list((app or {}).get("channel_ids", []))
-
-    # --- transport --------------------------------------------------------
-    async def _rest(self, method: str, name: str, path: str, params: dict[str, str] | None = None,
-                    not_found: type[Exception] = ChannelGone) -> Any:
-        """One ARI REST request on the client's pooled keep-alive HTTP session.
-
-        Straight through aiohttp rather than aioari's swagger operations, which
-        validate every parameter and promote every reply into model objects (with
-        their own event registrations) that callproof never uses.  404 raises
-        ``not_found`` (ChannelGone by default), 409 (not in Stasis) ChannelGone,
-        any other error AriError.
-        """
-        self.counts[f"rest {method} {name}"] += 1
-        async with self._http.request(method, self._api_url + path, params=params, headers=self._auth) as resp:
-            body = await resp.read()
-            status = resp.status
-        if status < 300:
-            return json.loads(body) if body else None
-        text = body.decode(errors="replace")
-        if status == 404:
-            raise not_found(text)
-        if status == 409:
-            raise ChannelGone(text)
-        raise AriError(f"{status}: {text}")
+        self.counts["rest GET applications/{app}"] += 1
+        app = await _call(self._client.applications.get(applicationName=self.app))
+        return list(app.get("channel_ids", []))
