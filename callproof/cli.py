@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_retention_commands(sub)
     from .sms.cli import add_sms_commands
     add_sms_commands(sub, _load)
-    from .rights.cli import add_rights_commands
+    from .rights.cli_parser import add_rights_commands
     add_rights_commands(sub, _load)
     from .web.cli import add_web_commands
     add_web_commands(sub, _load)
