@@ -9,8 +9,6 @@ import pytest
 from callproof.agi_scripts.fastagi import FastAgiServer
 from tests.fakes import FakeAsterisk, FakePrompts
 
-from .test_flow import config, db  # noqa: F401  (fixtures)
-
 
 async def asterisk_client(port: int, fake: FakeAsterisk, script: str = "callproof",
                           hangup_line_in: str | None = None) -> list[str]:

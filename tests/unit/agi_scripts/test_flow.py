@@ -16,23 +16,9 @@ import pytest
 
 from callproof.agi_scripts.channel import AgiCommandError, AgiHangup, parse_reply, quote
 from callproof.agi_scripts.flow import AgiFlow, strip_sound
-from callproof.storage import Database
 from tests.fakes import FakeAsterisk, FakePrompts
-from tests.fakes.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def config(tmp_path):
-    return flow_config(tmp_path)
-
-
-@pytest.fixture
-async def db(config):
-    database = await Database.open(config.storage.database)
-    yield database
-    await database.close()
 
 
 async def run(config, db, fake):

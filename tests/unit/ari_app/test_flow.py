@@ -15,23 +15,9 @@ import pytest
 
 from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import CallFlow, Services
-from callproof.storage import Database
 from tests.fakes import FakeAri, FakePrompts, FakeRecorder, start_event
-from tests.fakes.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def config(tmp_path):
-    return flow_config(tmp_path)
-
-
-@pytest.fixture
-async def db(config):
-    database = await Database.open(config.storage.database)
-    yield database
-    await database.close()
 
 
 async def run_call(config, db, *, number="11987654321", hangup_in=None, dtmf_in=None, recorder_fails=False):

@@ -18,9 +18,8 @@ import pytest
 from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import Services
 from callproof.ari_app.ivr_request import DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow, is_request_ivr
-from callproof.storage import Database, NewCall
+from callproof.storage import NewCall
 from tests.fakes import FakePrompts, ScriptedAri
-from tests.fakes.flow_config import flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 CALLER = "11987654321"
@@ -73,18 +72,6 @@ def test_is_request_ivr():
 # --------------------------------------------------------------------------
 # the flow against a scripted ARI
 # --------------------------------------------------------------------------
-
-@pytest.fixture
-def config(tmp_path):
-    return flow_config(tmp_path)
-
-
-@pytest.fixture
-async def db(config):
-    database = await Database.open(config.storage.database)
-    yield database
-    await database.close()
-
 
 @pytest.fixture
 async def call_protocol(db):

@@ -36,13 +36,6 @@ def config(tmp_path):
     return make_config(tmp_path)
 
 
-@pytest.fixture
-async def db(config):
-    database = await Database.open(config.storage.database)
-    yield database
-    await database.close()
-
-
 # --------------------------------------------------------------------------
 # hashing and validation
 # --------------------------------------------------------------------------
