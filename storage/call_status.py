@@ -59,24 +59,24 @@ ABANDONED_IN: dict[CallStatus, CallStatus] = {
 }
 
 
+#: Every status as stored in ``calls.status``.
+STATUS_VALUES = frozenset(s.value for s in CallStatus)
+
+
 class IllegalTransitionError(InvalidStateError):
     """A status change the state machine does not allow; names both statuses."""
 
     def __init__(self, call_id: int, current: str, wanted: str):
-        allowed = ", ".join(sorted(TRANSITIONS.get(CallStatus(current), ()))) if current in _VALUES else "?"
+        allowed = ", ".join(sorted(TRANSITIONS.get(CallStatus(current), ()))) if current in STATUS_VALUES else "?"
         super().__init__(f"call {call_id}: status {current!r} cannot become {wanted!r} "
                          f"(allowed from {current!r}: {allowed or 'nothing, it is final'})")
         self.call_id, self.current, self.wanted = call_id, current, wanted
 
 
-_VALUES = frozenset(s.value for s in CallStatus)
-STATUS_VALUES = _VALUES
-
-
 def parse(value: str) -> CallStatus:
     """The status named ``value``; ValueError listing the known ones otherwise."""
-    if value not in _VALUES:
-        raise ValueError(f"unknown call status {value!r} (one of {', '.join(sorted(_VALUES))})")
+    if value not in STATUS_VALUES:
+        raise ValueError(f"unknown call status {value!r} (one of {', '.join(sorted(STATUS_VALUES))})")
     return CallStatus(value)
 
 
