@@ -287,7 +287,7 @@ class CallFlow:
         self.timings.mark("recording_started")
         self.status = S.RECORDING
         await db.calls.update(self.row_id, status=S.RECORDING, recording_started_at=started)
-        self._event("recording.started", protocol=self.protocol, path=str(target.path))
+        self._event("recording.started", protocol=self.protocol, recording_id=rec_id)
 
     async def _started_recording(self) -> Path | None:
         rows = await self.d.db.recordings.for_call(self.row_id)
@@ -312,7 +312,7 @@ class CallFlow:
         await self.d.db.calls.update(self.row_id, status=S.HANDED_OFF, handed_off_at=iso(self.d.clock()))
         self.outcome = "handed_off"
         h = self.d.config.handoff
-        self._event("call.handed_off", protocol=self.protocol, context=h.context, recording=str(self.recording or ""))
+        self._event("call.handed_off", protocol=self.protocol, context=h.context, recorded=self.recording is not None)
 
     # ------------------------------------------------------------ endings
     async def caller_left(self, description: str) -> None:

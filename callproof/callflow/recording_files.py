@@ -57,7 +57,8 @@ def measure_recording(path: Path) -> RecordingFacts:
         if st.st_mode & 0o007:
             os.chmod(path, st.st_mode & 0o770)
     except PermissionError:
-        log.warning("cannot tighten permissions of %s (owned by another user)", path)
+        # the folder, not the file: a recording's name holds the caller's digits
+        log.warning("cannot tighten permissions of a recording in %s (owned by another user)", path.parent)
     return RecordingFacts(size_bytes=st.st_size, duration_ms=int(frames * 1000 / rate) if rate else 0,
                           sha256=digest.hexdigest())
 
@@ -70,7 +71,9 @@ async def wait_and_measure(path: Path, attempts: int = 40, delay: float = 0.25) 
         except (NotReady, FileNotFoundError) as exc:
             last = exc
             await asyncio.sleep(delay)
-    raise RecordingError(f"{path}: {last}")
+    # no path in the message: it reaches the log, and a recording's name holds the caller's digits
+    detail = last.strerror if isinstance(last, OSError) and last.strerror else last
+    raise RecordingError(f"recording not final after {attempts} checks: {detail}")
 
 
 async def finalise_recording(db: Database, recording_id: int, path: Path, now_iso: str, attempts: int = 40) -> bool:
@@ -83,13 +86,13 @@ async def finalise_recording(db: Database, recording_id: int, path: Path, now_is
         await db.recordings.fail(recording_id, str(exc))
         await db.audit.append("recording.failed", actor="callproof", protocol=protocol, subject=str(path),
                               details={"error": str(exc)})
-        event(log, "recording.failed", logging.ERROR, recording_id=recording_id, path=str(path), error=str(exc))
+        event(log, "recording.failed", logging.ERROR, recording_id=recording_id, protocol=protocol, error=str(exc))
         return False
     await db.recordings.finalise(recording_id, size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
                                  sha256=facts.sha256, finalised_at=now_iso)
     await db.audit.append("recording.finalised", actor="callproof", protocol=protocol, subject=str(path),
                           details={"sha256": facts.sha256, "size_bytes": facts.size_bytes,
                                    "duration_ms": facts.duration_ms})
-    event(log, "recording.finalised", recording_id=recording_id, protocol=protocol, path=str(path),
+    event(log, "recording.finalised", recording_id=recording_id, protocol=protocol,
           bytes=facts.size_bytes, duration_ms=facts.duration_ms, sha256=facts.sha256)
     return True
