@@ -13,7 +13,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from callproof.callflow.port import CallerHungUp, CallerId, CallFacts, PlaybackFailed, RecordingError
+from callproof.callflow.port import (
+    CallerHungUp,
+    CallerId,
+    CallFacts,
+    OnAccepted,
+    PlaybackFailed,
+    RecordingError,
+)
 from callproof.callflow.reasons import Reason
 from callproof.callflow.timings import CallTimings
 from callproof.config import Config
@@ -67,7 +74,9 @@ class AgiCallPort:
         if (await self.command("ANSWER")).failed:
             await self._check_alive()
 
-    async def play(self, media: list[str], what: str) -> None:
+    async def play(self, media: list[str], what: str, on_accepted: OnAccepted | None = None) -> None:
+        """``on_accepted`` is never called: an AGI ``Playback`` has no "accepted, now
+        playing" moment between the request and its end."""
         files = [strip_sound(m) for m in media]
         for f in files:
             if "&" in f or "," in f:
@@ -79,6 +88,10 @@ class AgiCallPort:
         if await self.get_variable("PLAYBACKSTATUS") != "SUCCESS":
             raise PlaybackFailed(f"{what} playback failed (files {files[0]!r}...)")
         self.timings.mark_again(f"{what}_playback_finished")
+
+    async def follow_playback(self, playback_id: str, what: str) -> bool:
+        """Never reached: AGI stores no playback ids (see play)."""
+        raise PlaybackFailed(f"AGI cannot follow playback {playback_id!r}")
 
     def take_digits(self) -> list[str]:
         return []  # Playback neither stops for keys nor reports them
@@ -109,6 +122,9 @@ class AgiCallPort:
         if reply.failed or started_file != str(path):
             raise RecordingError(f"MixMonitor did not start (result {reply.result}, "
                                  f"MIXMONITOR_FILENAME {started_file or ''!r})")
+
+    async def adopt_recording(self, path: Path, recording_id: int) -> None:
+        return None  # the hangup handler (the finalise step) finalises the recording
 
     async def hand_off(self, call_id: int | None) -> None:
         return None  # the script returns; the dialplan goes on to [callproof-handoff]

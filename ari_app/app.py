@@ -46,6 +46,13 @@ FLOW_EVENTS = ["StasisStart", "StasisEnd", "PlaybackStarted", "PlaybackFinished"
                "Dial"]  # Dial: only call-back channels dial (its dialstatus says BUSY / NOANSWER)
 
 
+def reconnect_delay(attempt: int, cap: float, first: float = 0.1) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (0 = right after the drop):
+    ``first`` doubled per failed attempt up to ``cap``, times a jitter of 0.5-1 so that
+    several instances do not retry in step.  The first attempt goes out within ``first``."""
+    return min(cap, first * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
+
+
 class Application:
     def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None,
                  on_flow_done: Callable[[AnyFlow], Any] | None = None):
@@ -108,36 +115,43 @@ class Application:
             await self.db.close()
 
     async def run(self) -> None:
-        """Stay connected to ARI for ever, reconnecting with exponential back-off."""
+        """Stay connected to ARI for ever.  When the link ends, every call's flow is stopped
+        at once (none may go on with the closed session), the first reconnect goes out within
+        ~0.1 s, then with capped, jittered back-off (:func:`reconnect_delay`); once connected,
+        the calls Asterisk kept are resumed from their persisted step."""
         cfg = self.config.ari
-        delay = 0.5
+        attempt, first = 0, True
         while True:
+            runner: asyncio.Future[None] | None = None
             try:
                 self.ari = await AriSession.connect(cfg.url, cfg.username, cfg.password, cfg.app)
                 self.ari.on_any_event(self.route_event)
                 runner = asyncio.ensure_future(self.ari.run())
-                await asyncio.sleep(0.2)  # let the WebSocket register the application first
-                if runner.done():
-                    runner.result()
+                await self.ari.wait_registered(runner)
                 await self.ari.allow_only_events(FLOW_EVENTS)
                 self.connected.set()
-                event(log, "ari.connected", url=cfg.url, app=cfg.app)
-                delay = 0.5
-                await self.restart_interrupted_flows()
-                await self.resume_kept_channels()
+                event(log, "ari.connected", url=cfg.url, app=cfg.app, attempt=attempt)
+                attempt = 0
+                await self.resume_kept_channels(first_connection=first)
+                first = False
                 await runner
                 event(log, "ari.disconnected", logging.WARNING)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                event(log, "ari.connect_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}",
-                      retry_in_s=round(delay, 1))
+                event(log, "ari.connect_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300],
+                      attempt=attempt)
             finally:
                 self.connected.clear()
+                await self.restart_interrupted_flows()  # before anything else: no flow keeps the old session
+                if runner is not None and not runner.done():
+                    runner.cancel()
+                if runner is not None:
+                    await asyncio.gather(runner, return_exceptions=True)
                 if self.ari is not None:
                     await self.ari.close()
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, cfg.reconnect_max_seconds)
+            await asyncio.sleep(reconnect_delay(attempt, cfg.reconnect_max_seconds))
+            attempt += 1
 
     # ------------------------------------------------------------- events
     def route_event(self, ev: dict[str, Any]) -> None:
@@ -177,6 +191,24 @@ class Application:
             self.flows.pop(flow.channel_id, None)
             if self.on_flow_done is not None:
                 self.on_flow_done(flow)
+        if getattr(flow, "link_lost", False):
+            self._spawn(self._resume_after_link_error(flow.channel_id))
+
+    async def _resume_after_link_error(self, channel_id: str) -> None:
+        """A request of this call met a broken link while the events WebSocket looked up:
+        resume the call once connected (a reconnect in between resumes it first)."""
+        await asyncio.sleep(0.1)
+        await self.connected.wait()
+        if channel_id in self.tasks or self.ari is None:
+            return
+        try:
+            channel = await self.ari.get_channel(channel_id)
+        except Exception as exc:  # the link is still broken: the reconnect resumes it
+            event(log, "call.resume_deferred", channel=channel_id, error=type(exc).__name__)
+            return
+        if channel is not None and channel_id not in self.tasks:
+            event(log, "call.resuming", channel=channel_id)
+            self._start_flow({"type": "StasisStart", "channel": channel, "args": [], "resumed": True})
 
     def _services(self) -> Services:
         assert self.ari is not None and self.recorder is not None and self.sender is not None
@@ -219,15 +251,15 @@ class Application:
 
     # ------------------------------------------------------------ resume
     async def restart_interrupted_flows(self) -> None:
-        """Flows that were running when ARI dropped may have missed events (a playback
-        that finished while we were away): stop them; resume_kept_channels() restarts
-        each from its persisted step."""
+        """Flows that were running when ARI dropped hold its closed session and may miss
+        events (a playback that finishes while we are away): stop them all at once, before
+        reconnecting; resume_kept_channels() restarts each from its persisted step."""
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def resume_kept_channels(self) -> None:
+    async def resume_kept_channels(self, first_connection: bool = False) -> None:
         """After (re)connecting: resume channels Asterisk kept for us, settle the rest."""
         assert self.ari is not None
         kept = set(await self.ari.application_channel_ids())
@@ -238,11 +270,14 @@ class Application:
             if channel is not None:
                 event(log, "call.resuming", channel=channel_id)
                 self._start_flow({"type": "StasisStart", "channel": channel, "args": [], "resumed": True})
-        await self.settle_unfinished(kept)
+        await self.settle_unfinished(kept, first_connection=first_connection)
         await settle_unfinished_ivr(self.db, self.ari, kept | set(self.tasks), self.clock)
 
-    async def settle_unfinished(self, kept: set[str]) -> None:
-        """Calls our storage thinks are live but Asterisk no longer has: record their end truthfully."""
+    async def settle_unfinished(self, kept: set[str], first_connection: bool = False) -> None:
+        """Calls our storage thinks are live but Asterisk no longer has: record their end
+        truthfully.  On the first connection after start-up they ended while this process
+        was not running; later, while its ARI link was down."""
+        away = "callproof was not running" if first_connection else "callproof's ARI link was down"
         assert self.ari is not None and self.recorder is not None
         for row in await self.db.calls.unfinished():
             channel_id = row["channel_id"]
@@ -260,7 +295,7 @@ class Application:
                     await self._finalise_orphan(rec)
             status = when_ended(row["status"])
             await self.db.calls.update(row["id"], status=status, ended_at=iso(self.clock()),
-                                       hangup_cause="ended while callproof was disconnected")
+                                       hangup_cause=f"ended while {away}")
             event(log, "call.settled", channel=channel_id, protocol=row["protocol"], status=status)
 
     async def _finalise_orphan(self, rec: Any) -> None:

@@ -3,21 +3,27 @@
 aioari gives us the WebSocket and swagger-described REST operations; this
 module narrows them to what callproof does and turns "the channel is no
 longer ours" answers (404 Not Found, 409 not in Stasis) into one exception,
-:class:`ChannelGone`, so the flow can treat every kind of hang-up alike.
+:class:`ChannelGone`, so the flow can treat every kind of hang-up alike, and a
+broken link (a closed session, a reset or refused connection) into
+:class:`~callproof.callflow.port.LinkLost`, which is not the call's fault.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlparse
 
 import aioari
+import aiohttp
 from aiohttp import web_exceptions
+from aioswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
 
+from callproof.callflow.port import LinkLost
 from callproof.logs import event
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,19 @@ class AriError(Exception):
     """ARI refused an operation for a reason other than the channel being gone."""
 
 
+def link_lost(exc: BaseException) -> LinkLost | None:
+    """The LinkLost an exception from the REST client means, or None when it is something else.
+
+    aiohttp raises ClientError subclasses for a refused, reset or dropped connection, and
+    RuntimeError("Session is closed") for a request on a session already closed (a flow
+    that outlived its connection)."""
+    if isinstance(exc, aiohttp.ClientError | ConnectionError | TimeoutError):
+        return LinkLost(f"ARI link lost: {type(exc).__name__}: {exc}")
+    if isinstance(exc, RuntimeError) and "Session is closed" in str(exc):
+        return LinkLost("ARI link lost: the session is closed")
+    return None
+
+
 async def _call(op: Awaitable[Any]) -> Any:
     try:
         return await op
@@ -40,6 +59,11 @@ async def _call(op: Awaitable[Any]) -> Any:
         raise ChannelGone(str(getattr(exc, "text", exc))) from None
     except web_exceptions.HTTPError as exc:
         raise AriError(f"{exc.status_code}: {getattr(exc, 'text', exc)}") from None
+    except (aiohttp.ClientError, ConnectionError, TimeoutError, RuntimeError) as exc:
+        lost = link_lost(exc)
+        if lost is None:
+            raise
+        raise lost from None
 
 
 class AriSession:
@@ -55,8 +79,33 @@ class AriSession:
 
     @classmethod
     async def connect(cls, url: str, username: str, password: str, app: str) -> AriSession:
-        client = await aioari.connect(url, username, password)
+        """aioari.connect(), but the HTTP session is closed when the connection fails
+        (aioari leaves it open: one "Unclosed client session" per failed attempt)."""
+        host = urlparse(url).netloc.split(":")[0]
+        http_client = AsynchronousHttpClient(auth=ApiKeyAuthenticator(host, f"{username}:{password}"))
+        try:
+            client = aioari.Client(url, http_client)
+            await client.init()
+        except BaseException:
+            await http_client.close()
+            raise
         return cls(client, app, url)
+
+    async def wait_registered(self, runner: asyncio.Future[Any], timeout: float = 10.0) -> None:
+        """Return once Asterisk knows our application (the events WebSocket is up): until
+        then ``GET /applications/{app}`` answers 404.  Raises what ``runner`` (the
+        WebSocket reader) raised if it ends first."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if runner.done():
+                    runner.result()
+                    raise LinkLost("ARI events WebSocket closed before the application registered")
+                try:
+                    self.counts["rest GET applications/{app}"] += 1
+                    await _call(self._client.applications.get(applicationName=self.app))
+                    return
+                except ChannelGone:  # 404: not registered yet
+                    await asyncio.sleep(0.01)
 
     async def allow_only_events(self, event_types: list[str]) -> bool:
         """Ask Asterisk to send this application only these event types.
@@ -127,8 +176,24 @@ class AriSession:
             raise ChannelGone(str(getattr(exc, "text", exc))) from None
         except web_exceptions.HTTPError as exc:
             raise AriError(f"{exc.status_code}: {getattr(exc, 'text', exc)}") from None
+        except (aiohttp.ClientError, ConnectionError, TimeoutError, RuntimeError) as exc:
+            lost = link_lost(exc)
+            if lost is None:
+                raise
+            raise lost from None
         value = reply.get("value") if isinstance(reply, dict) else getattr(reply, "json", {}).get("value")
         return None if value is None else str(value)
+
+    async def playback_state(self, playback_id: str) -> str | None:
+        """The state of a playback Asterisk still has ('queued', 'playing', ...), None when it
+        has none by that id (finished, stopped or never created)."""
+        try:
+            self.counts["rest GET playbacks/{id}"] += 1
+            playback = await _call(self._client.playbacks.get(playbackId=playback_id))
+        except ChannelGone:
+            return None
+        body = getattr(playback, "json", playback)
+        return str(body.get("state")) if isinstance(body, dict) else "playing"
 
     async def stop_playback(self, playback_id: str) -> None:
         """Stop a playback (e.g. the caller started typing); already finished is fine."""

@@ -16,7 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from callproof.callflow.port import CallerHungUp, CallerId, CallFacts, PlaybackFailed, RecordingError
+from callproof.callflow.port import (
+    CallerHungUp,
+    CallerId,
+    CallFacts,
+    OnAccepted,
+    PlaybackFailed,
+    RecordingError,
+    finish_before_cancel,
+)
 from callproof.callflow.timings import CallTimings
 
 from .ari import ChannelGone
@@ -70,11 +78,33 @@ class AriCallPort:
             with _gone_is_hangup():
                 await self.s.ari.answer(self.channel_id)
 
-    async def play(self, media: list[str], what: str) -> None:
+    async def play(self, media: list[str], what: str, on_accepted: OnAccepted | None = None) -> None:
         playback_id = f"cp-{what}-{uuid.uuid4().hex}"
-        with _gone_is_hangup():
-            await self.s.ari.play(self.channel_id, media, playback_id)
 
+        async def request() -> None:
+            with _gone_is_hangup():
+                await self.s.ari.play(self.channel_id, media, playback_id)
+            if on_accepted is not None:
+                await on_accepted(playback_id)
+
+        # Accepted by Asterisk and written down, or neither: a resume relies on it.
+        await finish_before_cancel(request())
+        await self._wait_finished(playback_id, what, media[0])
+
+    async def follow_playback(self, playback_id: str, what: str) -> bool:
+        with _gone_is_hangup():
+            state = await self.s.ari.playback_state(playback_id)
+            if state is None:
+                # Asterisk no longer has it: it ended while we were away -- or the channel did.
+                if not await self.s.ari.channel_exists(self.channel_id):
+                    raise CallerHungUp("channel gone while ARI was away")
+                return False
+        # Still queued or playing: its PlaybackFinished reaches this call's inbox, which
+        # existed before the request above (Asterisk sends it after the playback's end).
+        await self._wait_finished(playback_id, what, "")
+        return True
+
+    async def _wait_finished(self, playback_id: str, what: str, first_media: str) -> None:
         def about_it(e: dict[str, Any]) -> bool:
             return (e.get("playback") or {}).get("id") == playback_id
 
@@ -90,7 +120,7 @@ class AriCallPort:
         if state != "done":
             if self.inbox.ended is not None:
                 raise CallerHungUp(f"playback {state} at hangup")
-            raise PlaybackFailed(f"{what} playback ended in state {state!r} (media {media[0]!r})")
+            raise PlaybackFailed(f"{what} playback ended in state {state!r} (media {first_media!r})")
         self.timings.mark_again(f"{what}_playback_finished")
         if "timestamp" in finished:
             self.timings.asterisk[f"{what}_playback_finished"] = finished["timestamp"]
@@ -121,6 +151,9 @@ class AriCallPort:
             await self.s.recorder.start(self.channel["name"], self.channel_id, path)
         except RecordingError as exc:
             raise RecordingError(str(exc), caller_gone=self.inbox.ended is not None) from None
+
+    async def adopt_recording(self, path: Path, recording_id: int) -> None:
+        self.s.recorder.track(self.channel_id, recording_id, path)
 
     async def hand_off(self, call_id: int | None) -> None:
         h = self.s.config.handoff

@@ -21,6 +21,7 @@ from .calls import NewCall
 from .db import Database, connect_sync, migrate
 from .errors import (
     AlreadyExistsError,
+    EvidenceOrderError,
     InvalidStateError,
     MigrationError,
     NotFoundError,
@@ -39,6 +40,7 @@ __all__ = [
     "AlreadyExistsError",
     "CallStatus",
     "Database",
+    "EvidenceOrderError",
     "IllegalTransitionError",
     "InvalidStateError",
     "MigrationError",

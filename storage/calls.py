@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._sqlutil import fetch_all, fetch_one, inserted_id
 from .call_status import INITIAL, STATUS_VALUES, IllegalTransitionError, parse, predecessors
-from .errors import AlreadyExistsError, NotFoundError
+from .errors import AlreadyExistsError, NotFoundError, evidence_order_error
 from .timefmt import to_db_time, to_db_time_or_none
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ UPDATABLE_COLUMNS = TIME_COLUMNS | {
     "uniqueid", "linkedid", "caller_number", "caller_name", "dialled_number", "language",
     "status", "consent_prompt", "consent_language", "consent_sha256", "consent_outcome",
     "protocol_read_count", "hangup_cause", "error",
+    "consent_playback_id", "protocol_playback_id", "protocol_replays",
 }
 
 
@@ -91,10 +92,16 @@ def update_sync(
         guard = f" AND status IN ({', '.join('?' for _ in sources)})"
         guard_values = tuple(s.value for s in sources)
         guarded = status
-    cur = conn.execute(
-        f"UPDATE calls SET {assignments}, updated_at = ? WHERE id = ?{guard}",
-        (*(values[n] for n in names), to_db_time(updated_at), call_id, *guard_values),
-    )
+    try:
+        cur = conn.execute(
+            f"UPDATE calls SET {assignments}, updated_at = ? WHERE id = ?{guard}",
+            (*(values[n] for n in names), to_db_time(updated_at), call_id, *guard_values),
+        )
+    except sqlite3.IntegrityError as e:
+        refused = evidence_order_error(e, call_id)
+        if refused is None:
+            raise
+        raise refused from None
     if cur.rowcount == 0:
         row = conn.execute("SELECT status FROM calls WHERE id = ?", (call_id,)).fetchone()
         if row is None:

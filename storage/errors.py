@@ -25,6 +25,19 @@ class InvalidStateError(StorageError):
     """The row is not in a state that allows the requested transition."""
 
 
+class EvidenceOrderError(InvalidStateError):
+    """A write that would put a call's evidence timestamps out of order (consent, then
+    protocol, reading, recording), refused by the database's triggers (migration 0005)."""
+
+
+def evidence_order_error(exc: sqlite3.IntegrityError, call_id: int) -> EvidenceOrderError | None:
+    """The EvidenceOrderError an IntegrityError from a calls trigger means, else None."""
+    text = str(exc)
+    if not text.startswith("evidence order:"):
+        return None
+    return EvidenceOrderError(f"call {call_id}: {text}")
+
+
 class ProtocolRangeError(StorageError, ValueError):
     """Year outside 2000..9999 or the year's 13-digit sequence is exhausted."""
 

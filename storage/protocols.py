@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._sqlutil import fetch_one, immediate, inserted_id
 from .call_status import INITIAL
-from .errors import InvalidStateError, NotFoundError, ProtocolRangeError
+from .errors import InvalidStateError, NotFoundError, ProtocolRangeError, evidence_order_error
 from .timefmt import to_db_time
 
 if TYPE_CHECKING:
@@ -149,7 +149,13 @@ def allocate_sync(
         conn.execute(_SQL_PROTOCOL, (protocol, year, sequence, allocated_at, kind, call_id))
 
         if call_id is not None:
-            conn.execute(_SQL_LINK_CALL, (protocol, allocated_at, call_id))
+            try:
+                conn.execute(_SQL_LINK_CALL, (protocol, allocated_at, call_id))
+            except sqlite3.IntegrityError as e:  # the consent did not finish first
+                refused = evidence_order_error(e, call_id)
+                if refused is None:
+                    raise
+                raise refused from None
 
         outbox_id = sms_state = None
         if sms is not None:

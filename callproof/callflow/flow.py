@@ -41,7 +41,7 @@ from callproof.storage.call_status import CallStatus, step_done
 
 from . import decisions, endings
 from .decisions import iso
-from .port import CallerHungUp, CallPort, RecordingError
+from .port import CallerHungUp, CallPort, LinkLost, RecordingError, finish_before_cancel
 from .reasons import (
     PROTOCOL_VARIABLE,
     REASON_VARIABLE,
@@ -95,6 +95,8 @@ class CallFlow:
         self.recording: Path | None = None
         self.sms_state: str | None = None
         self.outcome: str | None = None
+        self.link_lost = False  # ended by LinkLost: the application resumes the call
+        self.resumed: dict | None = None  # the row found by enter(): where a resumed call stands
         self.timings = timings or CallTimings()
 
     @property
@@ -135,6 +137,11 @@ class CallFlow:
             # so the next connection resumes this call from there.
             self._event("call.interrupted", protocol=self.protocol, status=self.status)
             raise
+        except LinkLost as exc:
+            # The same, seen from a request: the link broke, not the call.
+            self.link_lost = True
+            self._event("call.interrupted", protocol=self.protocol, status=self.status, error=str(exc)[:200])
+            return "interrupted"
         except Exception as exc:
             await self.fail(exc)
         return self.outcome or "ok"
@@ -149,6 +156,7 @@ class CallFlow:
             self.caller_raw = existing["caller_number_raw"] or ""
             self.dialled = existing["dialled_number"] or ""
             self.started_at = datetime.fromisoformat(existing["started_at"])
+            self.resumed = existing
             self._event("call.resumed", protocol=self.protocol, status=self.status)
             return
         if self.step not in (Step.ALL, Step.CONSENT):
@@ -188,29 +196,53 @@ class CallFlow:
         try:
             cpf, code = await asyncio.gather(self.port.get_variable(CPF_VARIABLE),
                                              self.port.get_variable(CUSTOMER_CODE_VARIABLE))
-        except CallerHungUp:
+        except (CallerHungUp, LinkLost):
             raise
         except Exception as exc:  # best effort: the call goes on without them
             self._event("call.identity_unreadable", logging.WARNING, error=str(exc))
             return CallIdentity()
         return hash_call_identity(self.d.config, cpf=cpf, customer_code=code, channel=self.channel_id)
 
+    def _was(self, column: str) -> object:
+        """A column of the row a resumed call found (None for a new call)."""
+        return None if self.resumed is None else self.resumed.get(column)
+
     async def play_consent(self) -> None:
-        """The recording announcement, in full, before anything else. Keys do not skip it."""
-        if step_done(self.status, S.CONSENT_PLAYING):
+        """The recording announcement, in full, before anything else. Keys do not skip it.
+
+        A resumed call (ARI came back) never hears it again once it finished: a playback
+        Asterisk accepted (its id is stored) is followed to its end, or found finished;
+        only one whose request was never acknowledged is played again, from the start."""
+        if step_done(self.status, S.CONSENT_PLAYING) or self._was("consent_outcome") == "finished":
             return
         db, clock = self.d.db, self.d.clock
-        prompt = self.d.prompts.prompt("consent", self.language)
-        await db.calls.update(self.row_id, consent_prompt=prompt.name, consent_language=prompt.language,
-                              consent_sha256=prompt.sha256, consent_started_at=iso(clock()))
-        self.timings.mark("consent_requested")
+        followed = str(self._was("consent_playback_id") or "")
         try:
-            await self.port.play([prompt.media], "consent")
+            if followed:
+                heard = await self.port.follow_playback(followed, "consent")
+                self._event("consent.followed", playback=followed,
+                            seen="finished" if heard else "ended while the link was down")
+            else:
+                await self._play_consent_anew()
         except CallerHungUp:
             await db.calls.update(self.row_id, consent_outcome="caller_left", consent_finished_at=iso(clock()))
             raise
         await db.calls.update(self.row_id, consent_outcome="finished", consent_finished_at=iso(clock()))
-        self._event("consent.finished", prompt=prompt.name, sha256=prompt.sha256)
+        self._event("consent.finished", prompt=self._was("consent_prompt") or "consent")
+
+    async def _play_consent_anew(self) -> None:
+        db = self.d.db
+        prompt = self.d.prompts.prompt("consent", self.language)
+        if self._was("consent_started_at"):
+            self._event("consent.restarted", logging.WARNING, why="the play request was never acknowledged")
+        await db.calls.update(self.row_id, consent_prompt=prompt.name, consent_language=prompt.language,
+                              consent_sha256=prompt.sha256, consent_started_at=iso(self.d.clock()))
+        self.timings.mark("consent_requested")
+
+        async def accepted(playback_id: str) -> None:
+            await db.calls.update(self.row_id, consent_playback_id=playback_id)
+
+        await self.port.play([prompt.media], "consent", on_accepted=accepted)
 
     async def allocate_protocol(self) -> None:
         """Protocol number and its SMS outbox row, in one transaction."""
@@ -238,20 +270,35 @@ class CallFlow:
             raise StepFailed(Reason.NO_CALL, "no protocol allocated on this call yet")
         if step_done(self.status, S.PROTOCOL_READING):
             return
-        cfg = self.d.config.protocol_reading
+        cfg, db = self.d.config.protocol_reading, self.d.db
         media = self.d.prompts.protocol_reading_media(self.language, self.protocol, cfg.groups)
-        readings, replays, wanted, key = 0, 0, 1 + cfg.repeat, cfg.replay_key
+        # A resumed call goes on from the readings already counted, with the replays earned.
+        readings = int(str(self._was("protocol_read_count") or 0))
+        replays = int(str(self._was("protocol_replays") or 0))
+        wanted, key = 1 + cfg.repeat + replays, cfg.replay_key
+        followed = str(self._was("protocol_playback_id") or "")
         self.port.take_digits()  # keys pressed during the announcement do not count
+
+        async def accepted(playback_id: str) -> None:
+            await db.calls.update(self.row_id, protocol_playback_id=playback_id)
+
         while readings < wanted:
-            await self.port.play(media, "protocol")
+            if followed:  # reading readings + 1 was accepted before the link broke
+                heard = await self.port.follow_playback(followed, "protocol")
+                self._event("protocol.reading_followed", protocol=self.protocol, reading=readings + 1,
+                            seen="finished" if heard else "ended while the link was down")
+                followed = ""
+            else:
+                await self.port.play(media, "protocol", on_accepted=accepted)
             readings += 1
-            await self.d.db.calls.update(self.row_id, protocol_read_count=readings)
+            await db.calls.update(self.row_id, protocol_read_count=readings, protocol_playback_id=None)
             asked = bool(key) and key in self.port.take_digits()
             if not asked and readings == wanted and key and cfg.replay_window_ms and replays < cfg.max_replays:
                 asked = await self.port.wait_for_digit(key, cfg.replay_window_ms / 1000)
             if asked and replays < cfg.max_replays:
                 replays += 1
                 wanted += 1
+                await db.calls.update(self.row_id, protocol_replays=replays)
         self.timings.mark("protocol_read")
         self.status = S.PROTOCOL_GIVEN
         await self.d.db.calls.update(self.row_id, status=S.PROTOCOL_GIVEN,
@@ -266,6 +313,44 @@ class CallFlow:
             return
         if self.status is not S.PROTOCOL_GIVEN or self.protocol is None:
             raise StepFailed(Reason.NO_CALL, f"call is {self.status!r}; record after the protocol was read")
+        if await self._adopt_or_restart_recording():
+            return
+        # MixMonitor started and the row saying so, or neither: finished even if ARI drops meanwhile.
+        await finish_before_cancel(self._record())
+
+    async def _adopt_or_restart_recording(self) -> bool:
+        """A resumed call whose recording row exists but whose status does not say
+        recording yet: MixMonitor may run already.  The channel says (MIXMONITOR_FILENAME):
+        running on our file -> adopt it; not running -> start it on the same row.  Never a
+        second row.  False when there is no such row."""
+        if self.resumed is None or self.protocol is None:
+            return False
+        rows = [r for r in await self.d.db.recordings.for_call(self.row_id) if r["state"] == "recording"]
+        if not rows:
+            return False
+        rec, db = rows[-1], self.d.db
+        path = Path(rec["path"])
+        if await self.port.get_variable("MIXMONITOR_FILENAME") == str(path):
+            await self.port.adopt_recording(path, rec["id"])
+            self._event("recording.adopted", protocol=self.protocol, recording_id=rec["id"])
+        else:
+            try:
+                await self.port.start_recording(path, rec["id"])
+            except RecordingError as exc:
+                await db.recordings.fail(rec["id"], str(exc))
+                await db.calls.update(self.row_id, error=f"recording: {exc}")
+                self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc))
+                if exc.caller_gone:
+                    raise CallerHungUp("hangup before recording started") from None
+                return True
+        self.recording = path
+        self.status = S.RECORDING
+        await db.calls.update(self.row_id, status=S.RECORDING, recording_started_at=rec["started_at"])
+        self._event("recording.started", protocol=self.protocol, recording_id=rec["id"], resumed=True)
+        return True
+
+    async def _record(self) -> None:
+        assert self.protocol is not None
         cfg, db, facts = self.d.config, self.d.db, self.port.facts
         target = decisions.recording_target(cfg, self.protocol, self.caller_raw, self.d.clock())
         started = iso(self.d.clock())

@@ -22,9 +22,11 @@ second flow:
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from .reasons import Reason
 
@@ -35,6 +37,13 @@ class CallerHungUp(Exception):
     def __init__(self, cause: str | None = None):
         super().__init__(cause or "hangup")
         self.cause = cause
+
+
+class LinkLost(Exception):
+    """The link to the channel's transport broke (ARI REST refused by a closed session, a
+    reset connection): the channel may be fine.  The flow treats it like cancellation: the
+    persisted state stays as it is, nothing is marked failed, and the application resumes
+    the call from there once the link is back."""
 
 
 class PlaybackFailed(Exception):
@@ -51,6 +60,28 @@ class RecordingError(Exception):
     def __init__(self, message: str, *, caller_gone: bool = False):
         super().__init__(message)
         self.caller_gone = caller_gone
+
+
+T = TypeVar("T")
+
+#: Called with the playback's id once the transport has accepted a play request.
+OnAccepted = Callable[[str], Awaitable[None]]
+
+
+async def finish_before_cancel(work: Coroutine[Any, Any, T], grace: float = 5.0) -> T:
+    """Run ``work`` to its end even if the caller is cancelled meanwhile (then wait up to
+    ``grace`` seconds for it and re-raise the cancellation).  For the short sequences whose
+    half-done state would be ambiguous on resume: "Asterisk accepted the playback" and "we
+    wrote that down", "MixMonitor started" and "the row says recording"."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            await asyncio.wait([task], timeout=grace)
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller sees
+        raise
 
 
 @dataclass(frozen=True)
@@ -85,9 +116,18 @@ class CallPort(Protocol):
         """Answer the channel if it is not up yet."""
         ...
 
-    async def play(self, media: list[str], what: str) -> None:
+    async def play(self, media: list[str], what: str, on_accepted: OnAccepted | None = None) -> None:
         """Play ``media`` (``sound:`` URIs) in full; ``what`` names it for timings and ids.
-        Keys do not interrupt it.  CallerHungUp / PlaybackFailed."""
+        Keys do not interrupt it.  ``on_accepted(playback_id)`` runs once the transport has
+        accepted the request, where it has such a moment (ARI; never on AGI), and is
+        finished even if the flow is cancelled meanwhile.  CallerHungUp / PlaybackFailed /
+        LinkLost."""
+        ...
+
+    async def follow_playback(self, playback_id: str, what: str) -> bool:
+        """A playback accepted before the link broke: True once it finished in full (waited
+        for if it still plays), False when the transport no longer has it although the
+        channel is up (it ended while we were away).  CallerHungUp when the channel is gone."""
         ...
 
     def take_digits(self) -> list[str]:
@@ -107,6 +147,10 @@ class CallPort(Protocol):
 
     async def start_recording(self, path: Path, recording_id: int) -> None:
         """MixMonitor into ``path`` (its row is ``recording_id``); RecordingError if it did not start."""
+        ...
+
+    async def adopt_recording(self, path: Path, recording_id: int) -> None:
+        """MixMonitor already runs into ``path`` (a resumed call): finalise ``recording_id`` when it stops."""
         ...
 
     async def hand_off(self, call_id: int | None) -> None:

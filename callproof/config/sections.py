@@ -39,7 +39,7 @@ class AriConfig:
     username: str = "callproof"
     password: str = ""
     app: str = "callproof"
-    reconnect_max_seconds: float = 30.0
+    reconnect_max_seconds: float = 1.0
 
 
 @dataclass(frozen=True)

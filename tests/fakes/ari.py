@@ -44,6 +44,7 @@ class ScriptedAri:
         self.ops: list[tuple] = []
         self.stopped: list[str] = []
         self.gone = False
+        self.playbacks: dict[str, str] = {}  # playback id -> state Asterisk would report (resume tests)
 
     def _emit(self, *events: dict) -> None:
         loop = asyncio.get_running_loop()
@@ -86,6 +87,13 @@ class ScriptedAri:
         state = "failed" if self.playback_fails_in == what else "done"
         events.append({"type": "PlaybackFinished", "playback": {**pb, "state": state}})
         self._emit(*events)
+
+    async def playback_state(self, playback_id):
+        self.ops.append(("playback_state", playback_id))
+        return self.playbacks.get(playback_id)
+
+    async def channel_exists(self, channel_id):
+        return not self.gone
 
     async def stop_playback(self, playback_id):
         self.stopped.append(playback_id)
