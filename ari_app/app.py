@@ -85,6 +85,7 @@ class Application:
         self.recorder = Recorder(self.ami, self.db, cfg.recording.mixmonitor_options,
                                  now_iso=lambda: iso(self.clock()), on_finalised=self._recording_finalised)
         self.ami.on_event("Hangup", self._on_ami_hangup)
+        self.ami.after_relogin(self._reconcile_after_ami)
         await self.ami.connect(timeout=15)
         self.sender = make_sender(self.db, cfg.sms, clock=self.clock, ari=cfg.ari)
         self._spawn(self.sender.run())
@@ -228,6 +229,23 @@ class Application:
         self._hangup_causes[uniqueid] = message.get("Cause-txt")
         if self.recorder is None or not self.recorder.is_tracking(uniqueid):
             self._spawn(self._complete(uniqueid))  # unrecorded call: nothing to wait for
+
+    async def _reconcile_after_ami(self) -> None:
+        """AMI is back after a lost link: the Hangup events of the time it was away are lost.
+        Every channel we wait on (a recording to finalise, a handed-off call to complete) that
+        Asterisk no longer has is finalised now, so no row stays 'recording'."""
+        if self.recorder is None:
+            return
+        await asyncio.wait_for(self.connected.wait(), 30)
+        for uniqueid in set(self.recorder.tracked()) | set(self.handed_off):
+            if self.ari is None or await self.ari.channel_exists(uniqueid):
+                continue
+            event(log, "call.hangup_missed", logging.WARNING, channel=uniqueid, why="ended while AMI was down")
+            self._hangup_causes.setdefault(uniqueid, "ended while the AMI link was down")
+            if self.recorder.is_tracking(uniqueid):
+                self.recorder.channel_gone(uniqueid)  # finalised, then completed (_recording_finalised)
+            else:
+                self._spawn(self._complete(uniqueid))
 
     async def _recording_finalised(self, uniqueid: str) -> None:
         if uniqueid in self.handed_off:

@@ -150,7 +150,17 @@ class AriCallPort:
         try:
             await self.s.recorder.start(self.channel["name"], self.channel_id, path)
         except RecordingError as exc:
+            # AMI lost the reply or the MixMonitorStart event with its link: the channel
+            # knows whether MixMonitor runs on our file.
+            if self.inbox.ended is None and await self._mixmonitor_file() == str(path):
+                return
             raise RecordingError(str(exc), caller_gone=self.inbox.ended is not None) from None
+
+    async def _mixmonitor_file(self) -> str | None:
+        try:
+            return await self.s.ari.get_variable(self.channel_id, "MIXMONITOR_FILENAME")
+        except Exception:  # gone, or ARI down too: not confirmed
+            return None
 
     async def adopt_recording(self, path: Path, recording_id: int) -> None:
         self.s.recorder.track(self.channel_id, recording_id, path)

@@ -40,6 +40,12 @@ AMI_EVENTS = ("MixMonitorStart", "MixMonitorStop", "Hangup")
 # VarSet (class "dialplan", most of a call's events) never reach the session's
 # queue, thread and filters.
 AMI_EVENT_CLASSES = "call,system"
+# Actions panoramisk must not send again after a reconnect: a MixMonitor whose reply
+# was lost with the link may have started; sent again it would open a second writer
+# on the same file.  The flow asks the channel instead (MIXMONITOR_FILENAME).
+FORGETABLE_ACTIONS = ("ping", "login", "mixmonitor")
+#: How long a recording start waits for AMI to be back (a lost link) before it fails.
+AMI_READY_WAIT_S = 10.0
 
 
 class AmiLink:
@@ -48,17 +54,37 @@ class AmiLink:
     def __init__(self, host: str, port: int, username: str, password: str):
         self._ready = asyncio.Event()
         self._filters: asyncio.Future[None] | None = None
+        self._logins = 0
+        self._after_relogin: list[Callable[[], Awaitable[None]]] = []
+        self._relogin_tasks: set[asyncio.Task[None]] = set()
         # actions sent and events received by name; logged as 'ami.counts' on close
         self.counts: Counter[str] = Counter()
         self.manager = Manager(
             host=host, port=port, username=username, secret=password, events=AMI_EVENT_CLASSES,
-            ping_delay=10, ping_interval=10, reconnect_timeout=2,
+            ping_delay=10, ping_interval=10, reconnect_timeout=1, forgetable_actions=FORGETABLE_ACTIONS,
             on_login=self._on_login, on_disconnect=self._on_disconnect,
         )
         self.manager.register_event("*", self._count_event)
 
     def _on_login(self, manager: Manager) -> None:
+        self._logins += 1
         self._filters = asyncio.ensure_future(self._install_filters())  # kept: a task nobody holds can vanish
+        if self._logins > 1:  # logged in again after a lost link: events may have been missed
+            for callback in self._after_relogin:
+                task = asyncio.ensure_future(self._after(callback))
+                self._relogin_tasks.add(task)
+                task.add_done_callback(self._relogin_tasks.discard)
+
+    def after_relogin(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` (once the filters are in place) each time AMI logs in again."""
+        self._after_relogin.append(callback)
+
+    async def _after(self, callback: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await self.wait_ready(30)
+            await callback()
+        except Exception:
+            log.exception("reconciling after the AMI reconnect failed")
 
     def _on_disconnect(self, manager: Manager, exc: Exception | None) -> None:
         self._ready.clear()
@@ -131,6 +157,7 @@ class Recorder:
         started = asyncio.get_running_loop().create_future()
         self.started[uniqueid] = started
         try:
+            await self.ami.wait_ready(AMI_READY_WAIT_S)  # a lost AMI link: panoramisk is reconnecting
             reply = await self.ami.action(
                 {"Action": "MixMonitor", "Channel": channel_name, "File": str(path), "Options": self.options})
             if not getattr(reply, "success", False):
@@ -147,6 +174,14 @@ class Recorder:
 
     def is_tracking(self, uniqueid: str) -> bool:
         return uniqueid in self._by_uniqueid
+
+    def tracked(self) -> list[str]:
+        """The channels whose recordings wait for their MixMonitorStop / Hangup."""
+        return list(self._by_uniqueid)
+
+    def channel_gone(self, uniqueid: str) -> None:
+        """The channel hung up while AMI was away (its Hangup event lost): finalise now."""
+        self._on_stop_event(None, {"Uniqueid": uniqueid})
 
     def _on_start_event(self, manager: Any, message: Any) -> None:
         fut = self.started.get(message.get("Uniqueid", ""))

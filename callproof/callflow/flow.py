@@ -278,6 +278,9 @@ class CallFlow:
         wanted, key = 1 + cfg.repeat + replays, cfg.replay_key
         followed = str(self._was("protocol_playback_id") or "")
         self.port.take_digits()  # keys pressed during the announcement do not count
+        if self._was("status") == S.PROTOCOL_READING and not followed and readings < wanted:
+            # Reading readings + 1 may have been requested, never acknowledged: it starts again.
+            self._event("protocol.reading_restarted", logging.WARNING, protocol=self.protocol, reading=readings + 1)
 
         async def accepted(playback_id: str) -> None:
             await db.calls.update(self.row_id, protocol_playback_id=playback_id)

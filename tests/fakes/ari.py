@@ -8,6 +8,7 @@ import asyncio
 from callproof.ari_app.ari import ChannelGone
 from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.recorder import RecordingError
+from callproof.callflow.port import LinkLost
 
 ENTRY_PROMPTS = ("request-enter", "request-not-found")
 
@@ -45,6 +46,11 @@ class ScriptedAri:
         self.stopped: list[str] = []
         self.gone = False
         self.playbacks: dict[str, str] = {}  # playback id -> state Asterisk would report (resume tests)
+        # Resume tests: the link breaks during this prompt, after Asterisk accepted it (it
+        # plays on, no PlaybackFinished reaches us) ...
+        self.link_lost_in: str | None = None
+        # ... or before Asterisk acknowledged the request (the play raises LinkLost).
+        self.unacknowledged_in: str | None = None
 
     def _emit(self, *events: dict) -> None:
         loop = asyncio.get_running_loop()
@@ -71,9 +77,17 @@ class ScriptedAri:
     async def play(self, channel_id, media, playback_id, language=None):
         self._check()
         what = playback_id.split("-", 1)[1].rsplit("-", 1)[0]  # cp-<what>-<hex>
+        if self.unacknowledged_in == what:
+            self.unacknowledged_in = None
+            raise LinkLost("ARI link lost: ServerDisconnectedError")
         self.ops.append(("play", what, tuple(media)))
         pb = {"id": playback_id, "target_uri": f"channel:{channel_id}"}
         events = [{"type": "PlaybackStarted", "playback": {**pb, "state": "playing"}}]
+        if self.link_lost_in == what:
+            self.link_lost_in = None
+            self.playbacks[playback_id] = "playing"
+            self._emit(*events)
+            return
         events += [self._key(channel_id, k) for k in self.dtmf_in.pop(what, "")]
         if self.entries is not None and what in ENTRY_PROMPTS:
             keys = self.entries.pop(0) if self.entries else "HANGUP"
