@@ -39,7 +39,7 @@ from callproof.retention.policy import retention_until
 from callproof.storage import Database, NewCall
 from callproof.storage.call_status import CallStatus, step_done
 
-from . import decisions, endings
+from . import decisions, endings, resume
 from .decisions import iso
 from .port import CallerHungUp, CallPort, LinkLost, RecordingError, finish_before_cancel
 from .reasons import (
@@ -316,41 +316,14 @@ class CallFlow:
             return
         if self.status is not S.PROTOCOL_GIVEN or self.protocol is None:
             raise StepFailed(Reason.NO_CALL, f"call is {self.status!r}; record after the protocol was read")
-        if await self._adopt_or_restart_recording():
+        pending = None if self.resumed is None else await resume.unfinished_recording(self.d.db, self.row_id)
+        if pending is not None:  # resumed: MixMonitor may run already; never a second row
+            path = Path(pending["path"])
+            await self._record_into(pending["id"], path, pending["started_at"],
+                                    adopt=await resume.mixmonitor_runs_on(self.port, path))
             return
         # MixMonitor started and the row saying so, or neither: finished even if ARI drops meanwhile.
         await finish_before_cancel(self._record())
-
-    async def _adopt_or_restart_recording(self) -> bool:
-        """A resumed call whose recording row exists but whose status does not say
-        recording yet: MixMonitor may run already.  The channel says (MIXMONITOR_FILENAME):
-        running on our file -> adopt it; not running -> start it on the same row.  Never a
-        second row.  False when there is no such row."""
-        if self.resumed is None or self.protocol is None:
-            return False
-        rows = [r for r in await self.d.db.recordings.for_call(self.row_id) if r["state"] == "recording"]
-        if not rows:
-            return False
-        rec, db = rows[-1], self.d.db
-        path = Path(rec["path"])
-        if await self.port.get_variable("MIXMONITOR_FILENAME") == str(path):
-            await self.port.adopt_recording(path, rec["id"])
-            self._event("recording.adopted", protocol=self.protocol, recording_id=rec["id"])
-        else:
-            try:
-                await self.port.start_recording(path, rec["id"])
-            except RecordingError as exc:
-                await db.recordings.fail(rec["id"], str(exc))
-                await db.calls.update(self.row_id, error=f"recording: {exc}")
-                self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc))
-                if exc.caller_gone:
-                    raise CallerHungUp("hangup before recording started") from None
-                return True
-        self.recording = path
-        self.status = S.RECORDING
-        await db.calls.update(self.row_id, status=S.RECORDING, recording_started_at=rec["started_at"])
-        self._event("recording.started", protocol=self.protocol, recording_id=rec["id"], resumed=True)
-        return True
 
     async def _record(self) -> None:
         assert self.protocol is not None
@@ -362,8 +335,16 @@ class CallFlow:
         until = retention_until(datetime.fromisoformat(started), choice.days, cfg.general.tz)
         rec_id = await db.recordings.create(self.row_id, self.protocol, str(target.path), target.caller_part,
                                             started, until, choice.retention_class)
+        await self._record_into(rec_id, target.path, started)
+
+    async def _record_into(self, rec_id: int, path: Path, started: str, adopt: bool = False) -> None:
+        """Start MixMonitor on recording row ``rec_id`` (``adopt``: it runs already, track it)."""
+        db = self.d.db
         try:
-            await self.port.start_recording(target.path, rec_id)
+            if adopt:
+                await self.port.adopt_recording(path, rec_id)
+            else:
+                await self.port.start_recording(path, rec_id)
         except RecordingError as exc:
             await db.recordings.fail(rec_id, str(exc))
             await db.calls.update(self.row_id, error=f"recording: {exc}")
@@ -371,11 +352,11 @@ class CallFlow:
             if exc.caller_gone:
                 raise CallerHungUp("hangup before recording started") from None
             return
-        self.recording = target.path
+        self.recording = path
         self.timings.mark("recording_started")
         self.status = S.RECORDING
         await db.calls.update(self.row_id, status=S.RECORDING, recording_started_at=started)
-        self._event("recording.started", protocol=self.protocol, recording_id=rec_id)
+        self._event("recording.started", protocol=self.protocol, recording_id=rec_id, adopted=adopt)
 
     async def _started_recording(self) -> Path | None:
         rows = await self.d.db.recordings.for_call(self.row_id)
