@@ -72,6 +72,7 @@ class Application:
         self.flows: dict[str, AnyFlow] = {}  # calls in progress, by channel id
         self.handed_off: dict[str, int] = {}  # uniqueid -> call id, until the channel hangs up
         self._hangup_causes: dict[str, str | None] = {}
+        self._interrupted: set[str] = set()  # channels whose flows the last drop stopped
         self.connected = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self.callbacks: CallbackScheduler | None = None  # [callback] enabled: calls back dropped calls
@@ -273,6 +274,7 @@ class Application:
         events (a playback that finishes while we are away): stop them all at once, before
         reconnecting; resume_kept_channels() restarts each from its persisted step."""
         tasks = list(self.tasks.values())
+        self._interrupted |= set(self.tasks)  # until the next connection has settled them
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -289,6 +291,7 @@ class Application:
                 event(log, "call.resuming", channel=channel_id)
                 self._start_flow({"type": "StasisStart", "channel": channel, "args": [], "resumed": True})
         await self.settle_unfinished(kept, first_connection=first_connection)
+        self._interrupted.clear()
         await settle_unfinished_ivr(self.db, self.ari, kept | set(self.tasks), self.clock)
 
     async def settle_unfinished(self, kept: set[str], first_connection: bool = False) -> None:
@@ -302,7 +305,16 @@ class Application:
             if channel_id in kept or channel_id in self.tasks:
                 continue
             if await self.ari.channel_exists(channel_id):
-                if row["status"] in (CallStatus.HANDED_OFF, CallStatus.RECORDING):
+                if channel_id in self._interrupted and row["status"] in (CallStatus.PROTOCOL_GIVEN,
+                                                                         CallStatus.RECORDING):
+                    # Our flow ran it when the link broke; up, and no longer in our application:
+                    # only our continueInDialplan sends it on, so that request was carried out
+                    # though its answer was lost.  (A channel an AGI path runs is never here.)
+                    await self.db.calls.update(row["id"], status=CallStatus.HANDED_OFF,
+                                               handed_off_at=iso(self.clock()))
+                    event(log, "call.handoff_confirmed", channel=channel_id, protocol=row["protocol"])
+                    row = {**row, "status": CallStatus.HANDED_OFF}
+                if row["status"] == CallStatus.HANDED_OFF:
                     self.handed_off[channel_id] = row["id"]
                     for rec in await self.db.recordings.for_call(row["id"]):
                         if rec["state"] == "recording":
