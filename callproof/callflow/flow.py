@@ -278,7 +278,8 @@ class CallFlow:
         wanted, key = 1 + cfg.repeat + replays, cfg.replay_key
         followed = str(self._was("protocol_playback_id") or "")
         self.port.take_digits()  # keys pressed during the announcement do not count
-        if self._was("status") == S.PROTOCOL_READING and not followed and readings < wanted:
+        if self.step is Step.ALL and self._was("status") == S.PROTOCOL_READING and not followed \
+                and readings < wanted:  # a resumed whole call (a split AGI step starts its reading afresh)
             # Reading readings + 1 may have been requested, never acknowledged: it starts again.
             self._event("protocol.reading_restarted", logging.WARNING, protocol=self.protocol, reading=readings + 1)
 
