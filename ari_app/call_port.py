@@ -147,19 +147,24 @@ class AriCallPort:
 
     async def start_recording(self, path: Path, recording_id: int) -> None:
         self.s.recorder.track(self.channel_id, recording_id, path)
-        try:
-            await self.s.recorder.start(self.channel["name"], self.channel_id, path)
-        except RecordingError as exc:
-            # AMI lost the reply or the MixMonitorStart event with its link: the channel
-            # knows whether MixMonitor runs on our file.
-            if self.inbox.ended is None and await self._mixmonitor_file() == str(path):
+        for attempt in (1, 2):  # a second time only when MixMonitor is known not to run
+            try:
+                await self.s.recorder.start(self.channel["name"], self.channel_id, path)
                 return
-            raise RecordingError(str(exc), caller_gone=self.inbox.ended is not None) from None
+            except RecordingError as exc:
+                # AMI may have lost the reply or MixMonitorStart with its link: the channel
+                # knows whether MixMonitor runs on our file.
+                running = await self._mixmonitor_file() if self.inbox.ended is None else None
+                if running == str(path):
+                    return
+                if attempt == 2 or running is None:  # gone, or unknown: never a second writer
+                    raise RecordingError(str(exc), caller_gone=self.inbox.ended is not None) from None
 
     async def _mixmonitor_file(self) -> str | None:
+        """The file MixMonitor records into ('' when it does not run), None when unknown."""
         try:
-            return await self.s.ari.get_variable(self.channel_id, "MIXMONITOR_FILENAME")
-        except Exception:  # gone, or ARI down too: not confirmed
+            return await self.s.ari.get_variable(self.channel_id, "MIXMONITOR_FILENAME") or ""
+        except Exception:  # gone, or ARI down too: not known
             return None
 
     async def adopt_recording(self, path: Path, recording_id: int) -> None:
