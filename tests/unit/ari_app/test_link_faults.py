@@ -90,3 +90,55 @@ async def test_after_ami_is_back_calls_that_hung_up_meanwhile_are_finalised(conf
     row = await db.calls.get(call_id)
     assert row["status"] == "completed" and "AMI link was down" in row["hangup_cause"]
     assert "c-alive" in app.handed_off
+
+
+class UnconfirmedRecorder:
+    """MixMonitor starts, but AMI loses its reply/MixMonitorStart with the link (``fails`` times)."""
+
+    def __init__(self, fails: int):
+        self.fails, self.starts, self.tracked = fails, 0, {}
+
+    def track(self, uniqueid, recording_id, path):
+        self.tracked[uniqueid] = recording_id
+
+    async def start(self, channel_name, uniqueid, path):
+        from callproof.callflow.port import RecordingError
+
+        self.starts += 1
+        if self.starts <= self.fails:
+            raise RecordingError("MixMonitor not confirmed: TimeoutError")
+
+
+async def _record_with(config, db, recorder, mixmonitor_runs: bool):
+    from callproof.ari_app.call_events import CallInbox
+    from callproof.ari_app.flow import CallFlow, Services
+    from tests.fakes import FakeAri, FakePrompts, start_event
+
+    ev = start_event()
+    inbox = CallInbox(ev["channel"]["id"])
+    ari = FakeAri(inbox)
+    real_start = recorder.start
+
+    async def start(channel_name, uniqueid, path):
+        if mixmonitor_runs:  # Asterisk runs it on our file, whatever AMI said
+            ari.vars["MIXMONITOR_FILENAME"] = str(path)
+        await real_start(channel_name, uniqueid, path)
+
+    recorder.start = start
+    flow = CallFlow(Services(config=config, db=db, ari=ari, recorder=recorder, prompts=FakePrompts(),
+                             wake_sms=lambda: None), inbox, ev)
+    assert await asyncio.wait_for(flow.run(), 5) == "handed_off"
+    return await db.recordings.for_call(flow.call_id)
+
+
+async def test_unconfirmed_mixmonitor_running_on_our_file_counts_as_started(config, db):
+    recorder = UnconfirmedRecorder(fails=1)
+    (rec,) = await _record_with(config, db, recorder, mixmonitor_runs=True)
+    assert recorder.starts == 1, "started a second MixMonitor on a file already recorded"
+    assert rec["state"] == "recording"
+
+
+async def test_unconfirmed_mixmonitor_not_running_is_started_once_more(config, db):
+    recorder = UnconfirmedRecorder(fails=1)
+    (rec,) = await _record_with(config, db, recorder, mixmonitor_runs=False)
+    assert recorder.starts == 2 and rec["state"] == "recording"
