@@ -109,6 +109,14 @@ class OutboxSender:
     def wake(self) -> None:
         self._wake.set()
 
+    async def close(self) -> None:
+        """Close the backend (unbinds SMPP, closes HTTP sessions) and give up
+        the sender's name, so the next process may take it at once."""
+        try:
+            await self.backend.close()
+        finally:
+            self.identity.release()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

@@ -150,3 +150,12 @@ async def test_held_receipts_expire_with_a_log_line_without_numbers(db, caplog):
     assert MOBILE[1:] not in repr(rec.fields)
     with pytest.raises(ValueError):
         OutboxSender(db, Scripted(), owner="w", receipt_hold_seconds=0)
+
+
+async def test_closing_a_sender_gives_up_its_name(db):
+    s = named(db, Scripted(), Clock())
+    assert s.identity.exclusive and not named(db, Scripted(), Clock()).identity.exclusive
+    await s.close()
+    again = named(db, Scripted(), Clock())
+    assert again.identity.exclusive and again.owner == s.owner
+    await again.close()
