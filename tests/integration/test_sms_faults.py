@@ -74,7 +74,7 @@ async def test_calls_while_the_smsc_restarts_and_reuses_its_ids(sandbox, app_con
         sandbox, run_dir, app_config.prompts.directory, ari={"app": APP},
         protocol_reading={"repeat": 0},  # read once: the call's length is not what this test is about
         sms={"backend": "smpp", "poll_interval_seconds": 0.2, "backoff_base_seconds": 0.2,
-             "backoff_max_seconds": 1.0},
+             "backoff_max_seconds": 1.0, "max_attempts": 100},  # tries while the SMSC is down must not kill it
         **{"sms.smpp": {"port": port, "system_id": SYSTEM_ID, "password": PASSWORD, "source_addr": "ACME",
                         "submit_timeout_seconds": 2.0, "enquire_link_seconds": 5.0}})
     config = load_sandbox_config(cfg_path)
