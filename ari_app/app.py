@@ -108,7 +108,7 @@ class Application:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.sender is not None:
-            await self.sender.backend.close()  # unbinds SMPP, closes HTTP sessions
+            await self.sender.close()  # unbinds SMPP, closes HTTP sessions, gives up the sender's name
         if self.ari is not None:
             await self.ari.close()
         if self.ami is not None:

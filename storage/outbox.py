@@ -21,7 +21,7 @@ from .errors import InvalidStateError, NotFoundError
 
 # the answers and receipts (also importable from here, where they were before)
 from .outbox_answers import ATTEMPT_OUTCOMES, finish_attempt_sync, finish_attempts_in_tx, finish_attempts_sync  # noqa: F401
-from .outbox_receipts import counters_sync, dlrs_sync, record_dlr_sync
+from .outbox_receipts import counters_sync, dlrs_sync, expire_held_receipts_sync, record_dlr_sync
 from .timefmt import parse_db_time, to_db_time
 
 if TYPE_CHECKING:
@@ -211,6 +211,21 @@ def sender_step_sync(
     return errors, rows
 
 
+def reclaim_own_sync(conn: sqlite3.Connection, owner: str, now: str | datetime) -> int:
+    """Rows still leased to ``owner`` by an earlier life of this sender: their
+    lease ends now, so the next claim takes them at once (and marks their
+    'in_flight' attempts 'unknown').  Only for a sender that holds its name
+    exclusively (``callproof.sms.identity``): no live process can hold a row
+    under it.  Returns how many."""
+    if not owner:
+        raise ValueError("owner must be a non-empty string")
+    now = to_db_time(now)
+    with immediate(conn):
+        return conn.execute(
+            "UPDATE sms_outbox SET lease_until = ? WHERE state = 'sending' AND lease_owner = ? AND lease_until > ?",
+            (now, owner, now)).rowcount
+
+
 def retry_sync(conn: sqlite3.Connection, outbox_ids: list[int], now: str | datetime) -> None:
     """Operator retry: dead (or failed) rows go back to 'pending' with a fresh
     attempt budget.  All or nothing: an unknown id or a row in another state
@@ -290,6 +305,12 @@ class Outbox:
                          detail: str | None = None, idempotency_key: str | None = None) -> int | None:
         return await self._db.run_in_connection(
             record_dlr_sync, gateway_message_id, status, now, detail, idempotency_key)
+
+    async def expire_held_receipts(self, now: str | datetime, hold_seconds: float) -> builtins.list[dict]:
+        return await self._db.run_in_connection(expire_held_receipts_sync, now, hold_seconds)
+
+    async def reclaim_own(self, owner: str, now: str | datetime) -> int:
+        return await self._db.run_in_connection(reclaim_own_sync, owner, now)
 
     async def counters(self) -> dict[str, dict[str, int]]:
         return await self._db.run_in_connection(counters_sync)

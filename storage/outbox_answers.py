@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from ._sqlutil import fetch_one, immediate
 from .errors import InvalidStateError, NotFoundError
-from .outbox_receipts import attach_early_receipts
+from .outbox_receipts import attach_early_receipts, held_gateway_ids
 from .timefmt import to_db_time
 
 ATTEMPT_OUTCOMES = ("accepted", "transient", "throttled", "rejected", "unknown")
@@ -170,11 +170,14 @@ def _finish_group(conn: sqlite3.Connection, items: list[tuple[int, dict]]) -> bo
             "UPDATE sms_attempts SET outcome = ?, finished_at = ?, gateway_message_id = ?,"
             " reason = ? WHERE id = ?", attempts).rowcount != len(attempts):
         return False
-    # receipts that raced ahead of their acceptance (rare: look only when one is waiting)
-    if accepted and conn.execute("SELECT 1 FROM sms_dlrs WHERE outbox_id IS NULL LIMIT 1").fetchone():
+    # receipts held because they raced ahead of their acceptance (rare: look only when one is held)
+    held = held_gateway_ids(conn) if accepted else None
+    if held:
         for attempt_id, gw in accepted:
-            (oid,) = conn.execute("SELECT outbox_id FROM sms_attempts WHERE id = ?", (attempt_id,)).fetchone()
-            attach_early_receipts(conn, oid, gw)
+            if not held.isdisjoint(gw.split(",")):
+                oid, started_at = conn.execute("SELECT outbox_id, started_at FROM sms_attempts WHERE id = ?",
+                                               (attempt_id,)).fetchone()
+                attach_early_receipts(conn, oid, gw, started_at)
     return True
 
 
@@ -214,7 +217,7 @@ def _finish_attempt_in_tx(
                 "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
                 " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
         if gateway_message_id:  # a receipt may have raced ahead of the acceptance
-            attach_early_receipts(conn, oid, gateway_message_id)
+            attach_early_receipts(conn, oid, gateway_message_id, att["started_at"])
     elif row_state == "pending":
         assert next_attempt_at is not None  # refused above for a pending row
         if outcome == "throttled":

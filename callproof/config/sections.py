@@ -132,6 +132,8 @@ class SmsConfig:
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 3600.0
     throttle_seconds: float = 1.0
+    instance: str = "callproof"  # with the host name, the sender's lease owner (one process per name)
+    receipt_hold_seconds: float = 600.0  # a receipt that found no row waits this long for its acceptance
     smpp: SmppConfig = field(default_factory=SmppConfig)
     http: SmsHttpConfig = field(default_factory=SmsHttpConfig)
     sip: SmsSipConfig = field(default_factory=SmsSipConfig)

@@ -6,6 +6,7 @@ Every failure raises :class:`ConfigError` naming the key (``ari.password``,
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,6 +25,8 @@ MIN_PASSWORD_LENGTH = 12
 MIN_SECRET_LENGTH = 32
 EXPORT_FORMATS = ("mp3", "ogg", "wav")
 SMS_BACKENDS = ("log", "smpp", "http", "sip")
+#: ``[sms] instance``: also part of a lock file's name (callproof.sms.identity)
+SENDER_INSTANCE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
 def _check_password(key: str, password: str) -> None:
@@ -157,7 +160,7 @@ def _validate_retention(rt: RetentionConfig) -> None:
 
 def _validate_sms(s: SmsConfig) -> None:
     for key in ("poll_interval_seconds", "max_age_seconds", "backoff_base_seconds",
-                "backoff_max_seconds", "throttle_seconds"):
+                "backoff_max_seconds", "throttle_seconds", "receipt_hold_seconds"):
         if getattr(s, key) <= 0:
             raise ConfigError(f"sms.{key}", "must be > 0")
     for key in ("batch_size", "lease_seconds", "max_attempts", "window"):
@@ -165,6 +168,8 @@ def _validate_sms(s: SmsConfig) -> None:
             raise ConfigError(f"sms.{key}", "must be >= 1")
     if s.window > s.batch_size:
         raise ConfigError("sms.window", "must not exceed sms.batch_size")
+    if not isinstance(s.instance, str) or not SENDER_INSTANCE.fullmatch(s.instance):
+        raise ConfigError("sms.instance", "1 to 40 letters, digits, '_', '.' or '-'")
     m = s.smpp
     if s.backend == "smpp":
         if not m.system_id:

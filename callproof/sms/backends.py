@@ -89,4 +89,5 @@ def make_sender(db: Database, sms: SmsConfig, *, clock: Callable[[], datetime] |
         lease_seconds=sms.lease_seconds, poll_interval=sms.poll_interval_seconds,
         max_attempts=sms.max_attempts, max_age_seconds=sms.max_age_seconds, window=sms.window,
         backoff_base=sms.backoff_base_seconds, backoff_max=sms.backoff_max_seconds,
-        throttle_seconds=sms.throttle_seconds, clock=clock)
+        throttle_seconds=sms.throttle_seconds, clock=clock, instance=sms.instance,
+        receipt_hold_seconds=sms.receipt_hold_seconds)

@@ -24,6 +24,11 @@ Rules (docs/sms.md):
   retry it with ``callproof sms``).  Permanent refusals go to 'dead' at once.
 * Throttling answers (SMPP ESME_RTHROTTLED, HTTP 429 + Retry-After) do not use
   up an attempt: the row waits and the whole sender pauses for that long.
+* A sender given an ``instance`` name holds it alone (``identity``) and, when
+  it starts, takes back at once the rows a killed earlier life of it held.
+* A delivery receipt is matched after the sends on the wire when it arrived
+  have their answers committed (``ledger``); one that still finds no row is
+  held in storage, and held receipts expire after ``receipt_hold_seconds``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from callproof.storage.timefmt import parse_db_time
 
 from ..logs import event
 from .backends import SendResult, SmsBackend
+from .identity import SenderIdentity
+from .ledger import SendLedger
 
 log = logging.getLogger("callproof.sms")
 
@@ -59,7 +66,8 @@ class OutboxSender:
                  window: int = 1, send_timeout: float | None = None, backoff_base: float = 2.0,
                  backoff_max: float = 3600.0, throttle_seconds: float = 1.0,
                  clock: Callable[[], datetime] | None = None,
-                 owner: str | None = None, rng: random.Random | None = None):
+                 owner: str | None = None, rng: random.Random | None = None,
+                 instance: str | None = None, receipt_hold_seconds: float = 600.0):
         if window < 1:
             raise ValueError("window must be >= 1")
         self.db = db
@@ -78,7 +86,19 @@ class OutboxSender:
         self.backoff_max = backoff_max
         self.throttle_seconds = throttle_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        if owner is not None and instance is not None:
+            raise ValueError("give a sender an owner or an instance name, not both")
+        if instance is not None:  # a name that survives restarts, held by this process alone
+            self.identity = SenderIdentity.acquire(db.path, instance)
+        else:
+            self.identity = SenderIdentity(owner or f"{socket.gethostname()}:{os.getpid()}", False)
+        self.owner = self.identity.owner
+        self._reclaimed = not self.identity.exclusive  # rows of an earlier life: taken back before any claim
+        if receipt_hold_seconds <= 0:
+            raise ValueError("receipt_hold_seconds must be > 0")
+        self.receipt_hold_seconds = receipt_hold_seconds
+        self._next_expiry = 0.0  # loop time of the next pass over held receipts
+        self._ledger = SendLedger()
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._pause_until: datetime | None = None
@@ -89,10 +109,24 @@ class OutboxSender:
     def wake(self) -> None:
         self._wake.set()
 
+    async def close(self) -> None:
+        """Close the backend (unbinds SMPP, closes HTTP sessions) and give up
+        the sender's name, so the next process may take it at once."""
+        try:
+            await self.backend.close()
+        finally:
+            self.identity.release()
+
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
+                if not self._reclaimed:
+                    await self.reclaim()
                 sent = await self.drain_once()
+                if loop.time() >= self._next_expiry:
+                    self._next_expiry = loop.time() + min(60.0, self.receipt_hold_seconds / 4)
+                    await self.expire_held_receipts()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -108,12 +142,40 @@ class OutboxSender:
                     pass
                 self._wake.clear()
 
+    async def reclaim(self) -> int:
+        """Take back the rows an earlier life of this sender (same name) still
+        holds: nobody else can, so their lease is ended now instead of
+        waited out.  Once, before this sender claims anything."""
+        n = await self.db.outbox.reclaim_own(self.owner, _iso(self.clock()))
+        self._reclaimed = True
+        if n:
+            event(log, "sms.reclaimed", logging.WARNING, sender=self.owner, rows=n)
+        return n
+
     async def record_receipt(self, gateway_message_id: str, status: str, detail: str | None = None,
                              idempotency_key: str | None = None) -> None:
-        """Called by backends for each delivery receipt (SMPP deliver_sm)."""
+        """Called by backends for each delivery receipt (SMPP deliver_sm):
+        matched once the sends on the wire now have their answers written
+        (the receipt may be for one of them; module docstring)."""
+        await self._ledger.wait_settled(self.send_timeout + 1.0)
         oid = await self.db.outbox.record_dlr(gateway_message_id, status, _iso(self.clock()), detail,
                                               idempotency_key)
-        event(log, "sms.dlr", gateway_message_id=gateway_message_id, status=status, outbox_id=oid)
+        if oid is None:
+            event(log, "sms.dlr_held", gateway_message_id=gateway_message_id, status=status)
+        else:
+            event(log, "sms.dlr", gateway_message_id=gateway_message_id, status=status, outbox_id=oid)
+
+    async def expire_held_receipts(self) -> int:
+        """Held receipts no acceptance claimed within the hold time: logged
+        (gateway id and status only) and kept unattached."""
+        gone = await self.db.outbox.expire_held_receipts(_iso(self.clock()), self.receipt_hold_seconds)
+        for r in gone[:20]:
+            event(log, "sms.dlr_unmatched", logging.WARNING, gateway_message_id=r["gateway_message_id"],
+                  status=r["status"], received_at=r["received_at"], held_s=self.receipt_hold_seconds,
+                  same_as_outbox_id=r["same_as_outbox_id"])
+        if len(gone) > 20:
+            event(log, "sms.dlr_unmatched_more", logging.WARNING, count=len(gone) - 20)
+        return len(gone)
 
     def paused_for(self) -> float:
         """Seconds left of a pause a throttling answer asked for (0 when none)."""
@@ -152,6 +214,9 @@ class OutboxSender:
         busy = 0  # window slots held: waiting + answered + being committed
         step: asyncio.Task | None = None  # writing answers (and giving back unsent rows)
         in_step = 0  # answers the running step writes
+        ledger = self._ledger
+        opened: dict[int, int] = {}  # attempt id -> its send in the ledger, until a step writes its answer
+        step_seqs: list[int] = []  # the sends whose answers the running step writes
         claiming: asyncio.Task | None = None  # claiming the next rows, queued after any step
         wanted = 0  # rows the running claim asks for
         exhausted = False
@@ -205,6 +270,7 @@ class OutboxSender:
                     if row["previous_unknown"]:
                         event(log, "sms.resend_after_unknown", logging.WARNING, protocol=row["protocol"],
                               outbox_id=row["id"], idempotency_key=row["idempotency_key"])
+                    opened[row["attempt_id"]] = ledger.opened()
                     fut = send(row)
                     waiting[row["attempt_id"]] = (loop.time() + self.send_timeout, fut, row)
                     fut.add_done_callback(partial(answer, row=row))
@@ -222,6 +288,7 @@ class OutboxSender:
                     if answered or release:
                         items, answered = answered, []
                         in_step = len(items)
+                        step_seqs = [opened.pop(aid) for aid, _ in items if aid in opened]
                         step = loop.create_task(self.db.outbox.sender_step(finish=items, release=release))
                         step.add_done_callback(lambda _: signal.set())
                 # the claim is its own transaction, queued after the answers' one: the slots those
@@ -248,6 +315,8 @@ class OutboxSender:
                     errors, _ = step.result()  # a database error ends the pass (run() logs it)
                     step = None
                     busy -= in_step
+                    ledger.settled(step_seqs)
+                    step_seqs = []
                     for error in errors:
                         if isinstance(error, InvalidStateError):  # lease expired, another sender owns the row
                             event(log, "sms.lease_lost", logging.WARNING, error=str(error))
@@ -267,6 +336,7 @@ class OutboxSender:
             for task in (step, claiming):
                 if task is not None:
                     task.cancel()
+            ledger.settled([*step_seqs, *opened.values()])  # no answer of this pass is written after it
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0))

@@ -10,6 +10,14 @@
 #                       connection is closed before submit_sm_resp is sent
 #   --delay S           wait S seconds before each submit_sm_resp (slow peer)
 #   --dlr               send a deliver_sm delivery receipt after each accept
+#   --dlr-first         with --dlr: send the receipt BEFORE the submit_sm_resp
+#                       that gives the client the message id (a receipt that
+#                       races ahead of its acceptance)
+#   --dlr-skip N        with --dlr: no receipt for the first N accepted messages
+#                       (receipts an SMSC lost, e.g. in a restart)
+#   --id-start N        message ids count from N (default 1) in every run: a
+#                       restarted peer hands out the ids of its previous run
+#                       again, as an SMSC that does not persist its id counter
 # Prints "LISTENING <port>" on stdout once it accepts connections.
 use strict;
 use warnings;
@@ -22,10 +30,12 @@ use Socket qw(IPPROTO_TCP TCP_NODELAY);
 
 my ($port, $log, $system_id, $password) = (0, '/dev/null', '', '');
 my ($throttle, $reject_prefix, $drop, $delay, $dlr) = (0, '', 0, 0, 0);
+my ($dlr_first, $dlr_skip, $id_start) = (0, 0, 1);
 GetOptions('port=i' => \$port, 'log=s' => \$log, 'system-id=s' => \$system_id,
            'password=s' => \$password, 'throttle=i' => \$throttle,
            'reject-prefix=s' => \$reject_prefix, 'drop=i' => \$drop, 'delay=f' => \$delay,
-           'dlr' => \$dlr) or die "bad options\n";
+           'dlr' => \$dlr, 'dlr-first' => \$dlr_first, 'dlr-skip=i' => \$dlr_skip,
+           'id-start=i' => \$id_start) or die "bad options\n";
 
 open(my $logfh, '>>', $log) or die "cannot open $log: $!\n";
 $logfh->autoflush(1);
@@ -36,7 +46,7 @@ my $listener = Net::SMPP->new_listen('127.0.0.1', port => $port, smpp_version =>
 STDOUT->autoflush(1);
 print "LISTENING ", $listener->sockport, "\n";
 
-my $next_id = 1;
+my $next_id = $id_start;
 while (1) {
     my $conn = $listener->accept or next;
     setsockopt($conn, IPPROTO_TCP, TCP_NODELAY, 1);  # answer each PDU at once (no Nagle delay)
@@ -74,20 +84,26 @@ while (1) {
                 print $logfh $json->encode(\%rec), "\n";
                 last PDU;   # accepted, but the answer is lost with the connection
             }
+            my $receipt = $status == 0 && $dlr && $pdu->{registered_delivery};
+            if ($receipt && $dlr_skip > 0) { $dlr_skip--; $receipt = 0; $rec{receipt} = 'skipped'; }
             print $logfh $json->encode(\%rec), "\n";
             sleep($delay) if $delay > 0;
+            receipt($conn, $pdu, $id) if $receipt && $dlr_first;
             $conn->submit_sm_resp(seq => $pdu->{seq}, status => $status, message_id => $id);
-            if ($status == 0 && $dlr && $pdu->{registered_delivery}) {
-                my $t = sprintf('%02d%02d%02d%02d%02d', (localtime)[5] % 100, (localtime)[4] + 1,
-                                (localtime)[3, 2, 1]);
-                $conn->deliver_sm(source_addr => $pdu->{destination_addr},
-                                  destination_addr => $pdu->{source_addr}, esm_class => 0x04,
-                                  short_message => "id:$id sub:001 dlvrd:001 submit date:$t done date:$t stat:DELIVRD err:000 text:",
-                                  async => 1);
-            }
+            receipt($conn, $pdu, $id) if $receipt && !$dlr_first;
         } else {
             $conn->generic_nack(seq => $pdu->{seq}, status => 0x03);
         }
     }
     close $conn;
+}
+
+sub receipt {
+    my ($conn, $pdu, $id) = @_;
+    my $t = sprintf('%02d%02d%02d%02d%02d', (localtime)[5] % 100, (localtime)[4] + 1, (localtime)[3, 2, 1]);
+    $conn->deliver_sm(source_addr => $pdu->{destination_addr}, destination_addr => $pdu->{source_addr},
+                      esm_class => 0x04,
+                      short_message => "id:$id sub:001 dlvrd:001 submit date:$t done date:$t stat:DELIVRD err:000 text:",
+                      async => 1);
+    print $logfh $json->encode({event => 'receipt', at => time, message_id => $id}), "\n";
 }

@@ -44,8 +44,17 @@ def test_http_subtable(tmp_path):
     ('[sms]\nwindow = 100\nbatch_size = 50\n', "sms.window"),
     ('[sms]\nbackend = "carrier-pigeon"\n', "sms.backend"),
     ('[sms]\nsmpp = 3\n', "sms.smpp"),
+    ('[sms]\ninstance = "a/b"\n', "sms.instance"),
+    ('[sms]\ninstance = ""\n', "sms.instance"),
+    ('[sms]\nreceipt_hold_seconds = 0\n', "sms.receipt_hold_seconds"),
 ])
 def test_bad_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as exc:
         load(tmp_path, text)
     assert f"'{key}'" in str(exc.value)
+
+
+def test_sender_name_and_receipt_hold(tmp_path):
+    c = load(tmp_path, '[sms]\ninstance = "node-2.a"\nreceipt_hold_seconds = 30\n')
+    assert (c.sms.instance, c.sms.receipt_hold_seconds) == ("node-2.a", 30)
+    assert load(tmp_path, "").sms.instance == "callproof"
