@@ -34,7 +34,7 @@ endpoint_template = "PJSIP/{number}@trunk"
 first_delay_seconds = 30
 """
 # Text that names the transport; compared by what it means instead.
-TEXT_COLUMNS = ("hangup_cause", "error")
+TEXT_COLUMNS = ("hangup_cause", "error", "served_by")  # served_by names the path: checked on its own
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,8 @@ async def test_both_transports_leave_the_same_evidence(tmp_path, monkeypatch, na
     agi = await through_agi(tmp_path, sc, monkeypatch)
     tmp = str(tmp_path)
     assert comparable(ari.call, tmp) == comparable(agi.call, tmp)
+    if ari.call:
+        assert (ari.call["served_by"], agi.call["served_by"]) == ("ari", "agi")
     assert [comparable(r, tmp) for r in ari.recordings] == [comparable(r, tmp) for r in agi.recordings]
     assert ari.callbacks == agi.callbacks
     assert comparable(ari.variables, tmp) == comparable(agi.variables, tmp)
