@@ -248,8 +248,10 @@ class Application:
             channel_id = row["channel_id"]
             if channel_id in kept or channel_id in self.tasks:
                 continue
+            ours = row["served_by"] in (None, "ari")  # else an AGI path serves it (e.g. the dialplan's fallback)
             if await self.ari.channel_exists(channel_id):
-                if row["status"] in (CallStatus.HANDED_OFF, CallStatus.RECORDING):
+                # A live AGI call is finalised by its own hangup handler: not ours to track.
+                if ours and row["status"] in (CallStatus.HANDED_OFF, CallStatus.RECORDING):
                     self.handed_off[channel_id] = row["id"]
                     for rec in await self.db.recordings.for_call(row["id"]):
                         if rec["state"] == "recording":
@@ -260,7 +262,8 @@ class Application:
                     await self._finalise_orphan(rec)
             status = when_ended(row["status"])
             await self.db.calls.update(row["id"], status=status, ended_at=iso(self.clock()),
-                                       hangup_cause="ended while callproof was disconnected")
+                                       hangup_cause="ended while callproof was disconnected" if ours
+                                       else f"ended; its {row['served_by']} hangup handler did not close the row")
             event(log, "call.settled", channel=channel_id, protocol=row["protocol"], status=status)
 
     async def _finalise_orphan(self, rec: Any) -> None:
