@@ -49,3 +49,13 @@ def test_bad_values_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as exc:
         load(tmp_path, text)
     assert f"'{key}'" in str(exc.value)
+
+
+def test_programs_that_only_queue_sms_load_without_the_smpp_password(tmp_path):
+    """The AGI script and FastAGI server (require_asterisk_apis=False) get neither the ARI/AMI
+    nor the SMPP password when those live only in callproof run's environment (secrets.env)."""
+    p = tmp_path / "c.toml"
+    p.write_text('[sms]\nbackend = "smpp"\n[sms.smpp]\nsystem_id = "acme"\n')
+    assert load_config(p, env={}, require_asterisk_apis=False).sms.smpp.password == ""
+    with pytest.raises(ConfigError, match=r"sms\.smpp\.password"):
+        load_config(p, env=ENV)  # callproof run sends: required
