@@ -54,7 +54,10 @@ def test_the_fallback_runs_the_agi_flow_with_the_stasis_arguments():
     assert app_args(AGI["callproof-agi-run"], "AGI")[0].split(",")[2:] == stasis[1:]  # same as the AGI entry
     text = "\n".join(fallback)
     assert "Set(CALLPROOF_FALLBACK_AGI=callproof-agi)" in text  # classic AGI by default
-    assert '$["${CALLPROOF_FALLBACK}" != "fastagi"]' in text and "agi://127.0.0.1:4573/callproof" in text
+    assert '$["${CALLPROOF_FALLBACK}" != "fastagi"]' in text
+    assert "Set(CALLPROOF_FALLBACK_AGI=${CALLPROOF_FASTAGI})" in text
+    assert "Set(CALLPROOF_FALLBACK_AGI=agi://127.0.0.1:4573/callproof)" in text
+    assert "IF(" not in text  # IF() splits its branches at the URL's colons
     push = next(i for i, line in enumerate(fallback) if "hangup_handler_push)=callproof-fallback-finalise" in line)
     run = next(i for i, line in enumerate(fallback) if "AGI(" in line)
     assert push < run, "the hangup handler must be in place before the flow starts recording"
