@@ -36,14 +36,29 @@ def strip_sound(media: str) -> str:
     return media[len("sound:"):] if media.startswith("sound:") else media
 
 
+#: The AGI argument after the entry context with which the shipped dialplan marks a call it
+#: runs on an AGI path because the ARI application was not connected (dialplan/callproof.conf).
+FALLBACK_MARK = "fallback"
+
+
+def served_by(env: dict[str, str]) -> str:
+    """``agi`` or ``fastagi`` (Asterisk sets ``agi_network: yes`` for an ``agi://`` request),
+    with ``_fallback`` when the dialplan ran it in place of the ARI application."""
+    network = env.get("agi_network", "") == "yes" or env.get("agi_request", "").startswith(("agi://", "hagi://"))
+    path = "fastagi" if network else "agi"
+    return f"{path}_fallback" if env.get("agi_arg_7", "") == FALLBACK_MARK else path
+
+
 def facts_of(env: dict[str, str]) -> CallFacts:
     """The AGI arguments after the step, as with ``Stasis()`` (dialplan/callproof-agi.conf):
-    DID, linkedid, language, retention class, entry context."""
+    DID, linkedid, language, retention class, entry context; then ``fallback`` when the
+    shipped ARI entry runs the call here because ``Stasis()`` failed."""
     args = [env.get(f"agi_arg_{i}", "") for i in range(2, 7)]
     channel_id = env.get("agi_uniqueid", "")
     return CallFacts(channel_id=channel_id, dialled=args[0] or env.get("agi_extension", ""),
                      linkedid=args[1] or channel_id, language=args[2], channel_language=env.get("agi_language"),
-                     retention_class=args[3], entry_context=args[4] or env.get("agi_context", ""))
+                     retention_class=args[3], entry_context=args[4] or env.get("agi_context", ""),
+                     served_by=served_by(env))
 
 
 class AgiCallPort:

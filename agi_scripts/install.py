@@ -116,7 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     if pythonpath is not None:
         compile_bundle(pythonpath, args.python, args.chroot)
     print(install(args.agi_bin, args.config, args.python, pythonpath))
+    describe(args.config)
     return 0
+
+
+def describe(config_path: Path) -> None:
+    """What the script will use, to compare with `callproof check-config` for `callproof run`:
+    the dialplan's fallback (dialplan/callproof.conf) must reach the same database. A file
+    that does not load here (e.g. a path seen only inside Asterisk's chroot) is a warning."""
+    from callproof.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path, require_asterisk_apis=False)
+    except (ConfigError, OSError) as exc:
+        print(f"install: warning: {config_path} does not load here ({exc}); every AGI call would fail with "
+              "CALLPROOF_REASON=config_error", file=sys.stderr)
+        return
+    print(f"database {config.storage.database}\nrecordings {config.recording.root}\n"
+          f"prompts {config.prompts.directory}\n(the same as callproof run's, and writable by the Asterisk user)")
 
 
 if __name__ == "__main__":

@@ -304,8 +304,9 @@ class Application:
             channel_id = row["channel_id"]
             if channel_id in kept or channel_id in self.tasks:
                 continue
+            ours = row["served_by"] in (None, "ari")  # else an AGI path serves it (e.g. the dialplan's fallback)
             if await self.ari.channel_exists(channel_id):
-                if channel_id in self._interrupted and row["status"] in (CallStatus.PROTOCOL_GIVEN,
+                if ours and channel_id in self._interrupted and row["status"] in (CallStatus.PROTOCOL_GIVEN,
                                                                          CallStatus.RECORDING):
                     # Our flow ran it when the link broke; up, and no longer in our application:
                     # only our continueInDialplan sends it on, so that request was carried out
@@ -314,7 +315,8 @@ class Application:
                                                handed_off_at=iso(self.clock()))
                     event(log, "call.handoff_confirmed", channel=channel_id, protocol=row["protocol"])
                     row = {**row, "status": CallStatus.HANDED_OFF}
-                if row["status"] == CallStatus.HANDED_OFF:
+                # A live AGI call is finalised by its own hangup handler: not ours to track.
+                if ours and row["status"] == CallStatus.HANDED_OFF:
                     self.handed_off[channel_id] = row["id"]
                     for rec in await self.db.recordings.for_call(row["id"]):
                         if rec["state"] == "recording":
@@ -325,7 +327,8 @@ class Application:
                     await self._finalise_orphan(rec)
             status = when_ended(row["status"])
             await self.db.calls.update(row["id"], status=status, ended_at=iso(self.clock()),
-                                       hangup_cause=f"ended while {away}")
+                                       hangup_cause=f"ended while {away}" if ours
+                                       else f"ended; its {row['served_by']} hangup handler did not close the row")
             event(log, "call.settled", channel=channel_id, protocol=row["protocol"], status=status)
 
     async def _finalise_orphan(self, rec: Any) -> None:

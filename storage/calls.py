@@ -33,6 +33,12 @@ UPDATABLE_COLUMNS = TIME_COLUMNS | {
 }
 
 
+#: Which path served a call (``calls.served_by``, migration 0007): the ARI application,
+#: the classic AGI script, the FastAGI server, or one of the AGI paths run by the shipped
+#: dialplan because ``Stasis()`` failed (the ARI application was not connected).
+SERVED_BY_VALUES = ("ari", "agi", "fastagi", "agi_fallback", "fastagi_fallback")
+
+
 @dataclass(frozen=True, slots=True)
 class NewCall:
     channel_id: str
@@ -44,6 +50,7 @@ class NewCall:
     dialled_number: str | None
     language: str | None
     started_at: str | datetime
+    served_by: str | None = None  # one of SERVED_BY_VALUES (None: not known)
 
 
 _INSERT_COLUMNS = [f.name for f in fields(NewCall)]
@@ -54,6 +61,8 @@ _SQL_INSERT = (
 
 
 def create_sync(conn: sqlite3.Connection, call: NewCall, updated_at: str | datetime) -> int:
+    if call.served_by is not None and call.served_by not in SERVED_BY_VALUES:
+        raise ValueError(f"calls.served_by must be one of {', '.join(SERVED_BY_VALUES)}, not {call.served_by!r}")
     values = list(astuple(call))
     values[_INSERT_COLUMNS.index("started_at")] = to_db_time(call.started_at)
     try:
@@ -154,6 +163,14 @@ def unfinished_sync(conn: sqlite3.Connection) -> list[dict]:
     )
 
 
+def served_by_counts_sync(conn: sqlite3.Connection, since: str | datetime | None = None) -> dict[str | None, int]:
+    """How many calls each path served (``None``: stored before the path was recorded),
+    optionally only calls started at or after ``since``."""
+    where, params = ("WHERE started_at >= ?", (to_db_time(since),)) if since is not None else ("", ())
+    rows = conn.execute(f"SELECT served_by, count(*) FROM calls {where} GROUP BY served_by", params).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
 class Calls:
     """Async repository (``db.calls``)."""
 
@@ -186,3 +203,7 @@ class Calls:
     async def unfinished(self) -> list[dict]:
         """Calls with ended_at NULL, oldest first (to reconcile after a reconnect)."""
         return await self._db.run_in_connection(unfinished_sync)
+
+    async def served_by_counts(self, since: str | datetime | None = None) -> dict[str | None, int]:
+        """Calls per serving path (see served_by_counts_sync)."""
+        return await self._db.run_in_connection(served_by_counts_sync, since)

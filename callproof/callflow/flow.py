@@ -173,7 +173,8 @@ class CallFlow:
             self.d.db.calls.create(NewCall(
                 channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=facts.linkedid,
                 caller_number_raw=caller.number, caller_number=number.e164, caller_name=caller.name,
-                dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at))),
+                dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at),
+                served_by=facts.served_by or None)),
             self.port.answer(), self._captured_identity(), return_exceptions=True)
         if isinstance(created, BaseException):
             raise created
@@ -186,7 +187,7 @@ class CallFlow:
         if identity:
             await self.d.db.calls.set_identity_hashes(self.call_id, cpf_hash=identity.cpf_hash,
                                                       customer_code_hash=identity.customer_code_hash)
-        self._event("call.entered", call_id=self.call_id, language=self.language)
+        self._event("call.entered", call_id=self.call_id, language=self.language, served_by=facts.served_by)
 
     async def _captured_identity(self) -> CallIdentity:
         """CALLPROOF_CPF / CALLPROOF_CUSTOMER_CODE set by the dialplan, as keyed hashes

@@ -95,6 +95,7 @@ class CallFacts:
     channel_language: str | None
     retention_class: str        # CALLPROOF_RETENTION_CLASS ('' = by the rules)
     entry_context: str          # CALLPROOF_ENTRY_CONTEXT, else the context the call runs in
+    served_by: str = ""         # the path serving the call (storage's SERVED_BY_VALUES; '' = not known)
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     s = config.sms
     if s.backend not in SMS_BACKENDS:
         raise ConfigError("sms.backend", f"unknown backend {s.backend!r} (available: {', '.join(SMS_BACKENDS)})")
-    _validate_sms(s)
+    _validate_sms(s, sends=require_asterisk_apis)
     for lang in g.languages:
         if lang not in s.templates:
             raise ConfigError(f"sms.templates.{lang}", "missing template for a configured language")
@@ -158,7 +158,11 @@ def _validate_retention(rt: RetentionConfig) -> None:
         raise ConfigError("retention.sweep_interval_seconds", "must be at least 60")
 
 
-def _validate_sms(s: SmsConfig) -> None:
+def _validate_sms(s: SmsConfig, *, sends: bool = True) -> None:
+    """``sends``: the program runs the SMS sender (``callproof run``). The AGI script and the
+    FastAGI server only queue outbox rows: like the ARI/AMI passwords, an SMPP password kept
+    in ``callproof run``'s environment (secrets.env) is not required there, or every call the
+    dialplan's AGI fallback serves would fail with config_error."""
     for key in ("poll_interval_seconds", "max_age_seconds", "backoff_base_seconds",
                 "backoff_max_seconds", "throttle_seconds", "receipt_hold_seconds"):
         if getattr(s, key) <= 0:
@@ -174,7 +178,7 @@ def _validate_sms(s: SmsConfig) -> None:
     if s.backend == "smpp":
         if not m.system_id:
             raise ConfigError("sms.smpp.system_id", "required when sms.backend = 'smpp'")
-        if not m.password:
+        if not m.password and sends:
             raise ConfigError("sms.smpp.password", "required when sms.backend = 'smpp' (no default password)")
     if len(m.system_id) > 15:
         raise ConfigError("sms.smpp.system_id", "at most 15 characters (SMPP 3.4)")

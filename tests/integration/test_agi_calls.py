@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 
 from callproof.agi_scripts.fastagi import FastAgiServer
-from callproof.agi_scripts.install import bundle, compile_bundle, install
 from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import ari_request, originate_call
 from callproof.storage._sqlutil import fetch_one
 
+from .agi_install import install_classic_agi
 from .harness import CallHarness, ObservedApplication, sha256_of
 from .test_call_flow import HOSTILE_CALLER_IDS, RECORDING_NAME
 
@@ -68,15 +68,10 @@ async def harness(sandbox, app_config):
 
 @pytest.fixture(scope="module")
 def classic_agi(sandbox, config_path):
-    """Install the classic script the way an admin would, into the sandbox's agi-bin.
-
-    Asterisk runs it inside the chroot with the rootfs's python3, so callproof and its
-    pure-Python dependencies are bundled under run_dir (visible inside at the same path)."""
-    lib = bundle(sandbox.run_dir / "agi-lib")
-    compile_bundle(lib, "/usr/bin/python3", chroot=sandbox.rootfs)
-    wrapper = install(sandbox.run_dir / "agi-bin", config_path,
-                      python="/usr/bin/python3", pythonpath=lib)
-    return wrapper
+    """Install the classic script the way an admin would, into the sandbox's agi-bin."""
+    wrapper = install_classic_agi(sandbox, config_path)
+    yield wrapper
+    wrapper.unlink(missing_ok=True)  # later modules' fallback calls must not reach this database
 
 
 @pytest.fixture(scope="module")

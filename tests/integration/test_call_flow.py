@@ -241,9 +241,11 @@ async def test_ami_link_lost_then_next_call_still_recorded(harness):
 
 
 async def test_app_not_connected_caller_still_routed(harness, ami_events, sandbox):
-    """A call for an application that is not connected is not dropped: it reaches the hand-off."""
+    """A call for an application that is not connected is not dropped: it reaches the hand-off.
+    Without a fallback (CALLPROOF_FALLBACK=none; the AGI fallback: test_fallback_calls.py)."""
     started = asyncio.get_running_loop().time()
-    call = await harness.place("11987650006", record=False, variables={"CALLPROOF_APP": "callproof-absent"})
+    call = await harness.place("11987650006", record=False, variables={"CALLPROOF_APP": "callproof-absent",
+                                                                       "CALLPROOF_FALLBACK": "none"})
     statuses: list = []
     while asyncio.get_running_loop().time() - started < 40 and not statuses:
         await asyncio.sleep(0.1)

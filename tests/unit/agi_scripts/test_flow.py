@@ -164,3 +164,20 @@ async def test_recording_gets_the_same_retention_class_as_with_ari(config, db, a
     _, _outcome, row = await run(config, db, fake)
     rec = (await db.recordings.for_call(row["id"]))[0]
     assert rec["retention_class"] == expected and rec["retention_until"] > rec["started_at"]
+
+
+@pytest.mark.parametrize(("extra_env", "args", "served_by"), [
+    ({}, ("all", "551130000000", "1700000000.0", "", "", ""), "agi"),
+    ({"agi_network": "yes", "agi_request": "agi://127.0.0.1:4573/callproof"},
+     ("all", "551130000000", "1700000000.0", "", "", ""), "fastagi"),
+    # dialplan/callproof.conf's [callproof-fallback]: Stasis() failed, the last argument says so
+    ({}, ("all", "551130000000", "1700000000.0", "", "", "", "fallback"), "agi_fallback"),
+    ({"agi_network": "yes", "agi_request": "agi://127.0.0.1:4573/callproof"},
+     ("all", "551130000000", "1700000000.0", "", "", "", "fallback"), "fastagi_fallback"),
+])
+async def test_the_row_says_which_path_served_the_call(config, db, extra_env, args, served_by):
+    fake = FakeAsterisk(args=args)
+    fake.env.update(extra_env)
+    _flow, outcome, row = await run(config, db, fake)
+    assert outcome == "handed_off" and row["served_by"] == served_by
+    assert fake.played == ["consent", "protocol", "protocol"]  # a fallback call hears the same

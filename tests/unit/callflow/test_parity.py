@@ -34,7 +34,7 @@ endpoint_template = "PJSIP/{number}@trunk"
 first_delay_seconds = 30
 """
 # Text that names the transport; compared by what it means instead.
-TEXT_COLUMNS = ("hangup_cause", "error")
+TEXT_COLUMNS = ("hangup_cause", "error", "served_by")  # served_by names the path: checked on its own
 # ARI's playback ids (what a resume after an ARI drop follows); AGI plays synchronously and has none.
 ARI_ONLY_COLUMNS = ("consent_playback_id", "protocol_playback_id")
 
@@ -156,6 +156,8 @@ async def test_both_transports_leave_the_same_evidence(tmp_path, monkeypatch, na
     assert agi.call["consent_playback_id"] is None and agi.call["protocol_playback_id"] is None
     if ari.call["consent_started_at"]:  # the play request was accepted: its id is kept
         assert ari.call["consent_playback_id"].startswith("cp-consent-")
+    if ari.call:
+        assert (ari.call["served_by"], agi.call["served_by"]) == ("ari", "agi")
     assert [comparable(r, tmp) for r in ari.recordings] == [comparable(r, tmp) for r in agi.recordings]
     assert ari.callbacks == agi.callbacks
     assert comparable(ari.variables, tmp) == comparable(agi.variables, tmp)

@@ -58,3 +58,13 @@ def test_sender_name_and_receipt_hold(tmp_path):
     c = load(tmp_path, '[sms]\ninstance = "node-2.a"\nreceipt_hold_seconds = 30\n')
     assert (c.sms.instance, c.sms.receipt_hold_seconds) == ("node-2.a", 30)
     assert load(tmp_path, "").sms.instance == "callproof"
+
+
+def test_programs_that_only_queue_sms_load_without_the_smpp_password(tmp_path):
+    """The AGI script and FastAGI server (require_asterisk_apis=False) get neither the ARI/AMI
+    nor the SMPP password when those live only in callproof run's environment (secrets.env)."""
+    p = tmp_path / "c.toml"
+    p.write_text('[sms]\nbackend = "smpp"\n[sms.smpp]\nsystem_id = "acme"\n')
+    assert load_config(p, env={}, require_asterisk_apis=False).sms.smpp.password == ""
+    with pytest.raises(ConfigError, match=r"sms\.smpp\.password"):
+        load_config(p, env=ENV)  # callproof run sends: required

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -112,3 +113,18 @@ async def test_unfinished_and_get_by_protocol(db):
         b, year=2026, allocated_at=NOW,
         sms=SmsDraft(MOBILE, "pt_BR", lambda p: p))
     assert (await db.calls.get_by_protocol(result.protocol))["id"] == b
+
+
+async def test_served_by_is_stored_checked_and_counted(db):
+    a = await db.calls.create(new_call("a"))
+    b = await db.calls.create(replace(new_call("b"), served_by="ari"))
+    c = await db.calls.create(replace(new_call("c"), served_by="agi_fallback"))
+    d = await db.calls.create(replace(new_call("d", started="2026-03-10T15:00:00Z"), served_by="agi_fallback"))
+    assert [(await db.calls.get(i))["served_by"] for i in (a, b, c, d)] == [None, "ari", "agi_fallback",
+                                                                            "agi_fallback"]
+    assert await db.calls.served_by_counts() == {None: 1, "ari": 1, "agi_fallback": 2}
+    assert await db.calls.served_by_counts(since="2026-03-10T14:30:00Z") == {"agi_fallback": 1}
+    with pytest.raises(ValueError, match="served_by must be one of"):
+        await db.calls.create(replace(new_call("e"), served_by="carrier_pigeon"))
+    with pytest.raises(ValueError, match="not updatable: served_by"):
+        await db.calls.update(c, served_by="ari")  # a fact fixed when the call entered
