@@ -46,4 +46,4 @@ async def test_calls_survive_ari_cuts(sandbox, app_config, tmp_path):
     report = await run_cuts(sandbox, sandbox.run_dir / "faults-ari", sandbox.run_dir / "prompts",
                             app_name="callproof_faults_ari", seed=seed(), calls=20, cuts=6)
     check(report)
-    assert report.resume_s and max(report.resume_s) < 2.0, report.resume_s
+    assert report.resume_s, "no call was resumed: the cuts met no call"  # how fast: bench/bench_faults.py
