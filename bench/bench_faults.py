@@ -1,7 +1,7 @@
 """Fault figures: calls through the sandbox Asterisk while callproof's ARI (or AMI) link is cut.
 
     sudo .venv/bin/python bench/bench_faults.py                          # ARI: 20 calls, 8 cuts of 1-5 s
-    sudo .venv/bin/python bench/bench_faults.py --link ami --calls 10 --cuts 4
+    sudo .venv/bin/python bench/bench_faults.py --link ami --calls 10 --cuts 4    # cuts from 20 s on
     sudo .venv/bin/python bench/bench_faults.py --seed 42 --runs 3        # the same cuts, three runs
 
 The application runs in this process, connected through a TCP proxy that resets every
@@ -56,6 +56,8 @@ async def run(args: argparse.Namespace, sandbox: Sandbox, prompts: Path, scenari
     report = await scenario.run_cuts(
         sandbox, sandbox.run_dir / f"run-{n}", prompts, app_name=f"callproof_bench_faults{n}", seed=seed,
         calls=args.calls, cuts=args.cuts, cut_seconds=(args.cut_min, args.cut_max), link=args.link,
+        first_cut_after=args.first_cut_after if args.first_cut_after is not None else
+        (20.0 if args.link == "ami" else 0.0),
         log=lambda line: print("  " + line, flush=True))
     for call in report.calls:
         if call.problems:
@@ -70,6 +72,8 @@ def main() -> int:
     parser.add_argument("--cuts", type=int, default=8)
     parser.add_argument("--cut-min", type=float, default=1.0)
     parser.add_argument("--cut-max", type=float, default=5.0)
+    parser.add_argument("--first-cut-after", type=float, default=None,
+                        help="seconds from the last call placed to the first cut (default 0; AMI 20)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()

@@ -128,10 +128,12 @@ async def _channel_gone(sandbox: Any, channel_id: str) -> bool:
 async def run_cuts(sandbox: Any, run_dir: Path, prompts_dir: Path, *, app_name: str, seed: int,
                    calls: int = 20, cuts: int = 8, cut_seconds: tuple[float, float] = (1.0, 5.0),
                    spread_seconds: float = 8.0, link: str = "ari", readings: int = 2,
-                   log: Any = print) -> CutsReport:
+                   first_cut_after: float = 0.0, log: Any = print) -> CutsReport:
     """Place ``calls`` calls over ``spread_seconds``, then cut ``link`` ('ari' or 'ami')
     ``cuts`` times, at seeded random moments, for ``cut_seconds`` each, while they run
-    (their steps are staggered by the spread: the cuts meet calls in every step)."""
+    (their steps are staggered by the spread: the cuts meet calls in every step).
+    ``first_cut_after``: seconds from the last call placed to the first cut (AMI matters
+    from the recording on: ~30 s into a call)."""
     rng = random.Random(seed)
     if link == "ari":
         target = urlparse(sandbox.ari_url)
@@ -163,6 +165,7 @@ async def run_cuts(sandbox: Any, run_dir: Path, prompts_dir: Path, *, app_name: 
                 await asyncio.sleep(spread_seconds / calls)
 
         async def cut_some() -> None:
+            await asyncio.sleep(first_cut_after)
             for _ in range(cuts):
                 await asyncio.sleep(rng.uniform(0.3, 3.0))
                 seconds = rng.uniform(*cut_seconds)

@@ -1,6 +1,6 @@
-"""ARI and AMI cut at random moments while calls run: what each caller heard and what the rows say.
+"""ARI cut at random moments while calls run: what each caller heard and what the rows say.
 
-The application's ARI (or AMI) connection goes through a TCP proxy that resets every
+The application's ARI connection goes through a TCP proxy that resets every
 connection and refuses new ones for 1-5 s, several times, at seeded random moments
 (the seed is printed; CALLPROOF_FAULT_SEED replays a run).  Per call, from Asterisk's
 own log of what it played on the call's channel and from the rows:
@@ -32,6 +32,7 @@ def seed() -> int:
 
 
 def check(report) -> None:
+    """No call with a problem (tests/faults/scenario.py lists what counts as one)."""
     summary = report.summary()
     print(summary)
     bad = {c.channel_id: c.problems for c in report.calls if c.problems}
@@ -45,11 +46,4 @@ async def test_calls_survive_ari_cuts(sandbox, app_config, tmp_path):
     report = await run_cuts(sandbox, sandbox.run_dir / "faults-ari", sandbox.run_dir / "prompts",
                             app_name="callproof_faults_ari", seed=seed(), calls=20, cuts=6)
     check(report)
-    assert report.resume_s and max(report.resume_s) < 2.0, report.resume_s
-
-
-async def test_calls_survive_ami_cuts(sandbox, app_config, tmp_path):
-    """10 calls, 4 cuts of AMI (1-5 s each): recordings start and are finalised all the same."""
-    report = await run_cuts(sandbox, sandbox.run_dir / "faults-ami", sandbox.run_dir / "prompts",
-                            app_name="callproof_faults_ami", seed=seed(), calls=10, cuts=4, link="ami")
-    check(report)
+    assert report.resume_s, "no call was resumed: the cuts met no call"  # how fast: bench/bench_faults.py
