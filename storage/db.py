@@ -9,10 +9,12 @@ are in :mod:`storage.schema`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import aiosqlite
 
 from .audit import AuditLog
+from .bounded import within
 from .calls import Calls
 from .errors import StorageError
 from .outbox import Outbox
@@ -31,8 +34,20 @@ from .timefmt import to_db_time, utc_now
 if TYPE_CHECKING:
     from .sync import SyncDatabase
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "DEFAULT_FILE_MODE", "MEMORY", "Database", "Migration", "configure",
-           "connect_sync", "load_migrations", "migrate", "schema_version", "split_statements"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_MS",
+    "DEFAULT_FILE_MODE",
+    "MEMORY",
+    "Database",
+    "Migration",
+    "configure",
+    "connect_sync",
+    "load_migrations",
+    "migrate",
+    "schema_version",
+    "split_statements",
+    "within",
+]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +188,9 @@ class Database:
         self._conn = conn
         self.path = path
         self._now = now
+        self._busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS
+        self._call_conn: aiosqlite.Connection | None = None  # the calls' bounded steps (run_within)
+        self._call_conn_lock: asyncio.Lock | None = None
         self.calls = Calls(self)
         self.protocols = Protocols(self)
         self.recordings = Recordings(self)
@@ -203,6 +221,7 @@ class Database:
             await conn.close()
             raise StorageError("unsupported aiosqlite version: Connection._execute is missing")
         db = cls(conn, path, now)
+        db._busy_timeout_ms = busy_timeout_ms
         try:
             await db.run_in_connection(_setup, path, busy_timeout_ms, now)
         except BaseException:
@@ -239,6 +258,50 @@ class Database:
 
         return await aconn._execute(call)
 
+    async def run_within(
+        self,
+        seconds: float,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Like :meth:`run_in_connection`, for a step a caller is waiting on: done within
+        ``seconds`` or not at all (:func:`within`; :class:`StorageUnavailable` otherwise).
+
+        These steps run on a connection (and thread) of their own, so a slow transaction of
+        the SMS sender, the call-back scheduler or a sweep never holds a caller up; and as
+        every step on it is bounded, one call's wait never adds to another's beyond that
+        bound."""
+        deadline = time.monotonic() + seconds
+        return await self.run_on_calls_connection(within, deadline, fn, *args, **kwargs)
+
+    async def run_on_calls_connection(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(sqlite3_connection, ...)`` on the calls' connection; ``fn`` bounds its own wait."""
+        aconn = await self._calls_connection()
+
+        def call() -> T:
+            return fn(aconn._conn, *args, **kwargs)
+
+        return await aconn._execute(call)
+
+    async def _calls_connection(self) -> aiosqlite.Connection:
+        if self._call_conn is not None:
+            return self._call_conn
+        if self.path == MEMORY:  # one in-memory database: the same connection
+            return self._conn
+        if self._call_conn_lock is None:
+            self._call_conn_lock = asyncio.Lock()
+        async with self._call_conn_lock:
+            if self._call_conn is None:
+                conn = await aiosqlite.connect(self.path, isolation_level=None)
+                try:
+                    await conn._execute(lambda: configure(conn._conn, self._busy_timeout_ms))
+                except BaseException:
+                    await conn.close()
+                    raise
+                self._call_conn = conn
+        return self._call_conn
+
     async def run_sync(
         self,
         fn: Callable[Concatenate[SyncDatabase, P], T],
@@ -259,6 +322,9 @@ class Database:
         return await self.run_in_connection(schema_version)
 
     async def close(self) -> None:
+        if self._call_conn is not None:
+            await self._call_conn.close()
+            self._call_conn = None
         await self._conn.close()
 
     async def __aenter__(self) -> Database:
