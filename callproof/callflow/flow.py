@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -38,10 +38,12 @@ from callproof.prompts import PromptCatalogue
 from callproof.retention.policy import retention_until
 from callproof.storage import Database, NewCall
 from callproof.storage.call_status import CallStatus, step_done
+from callproof.storage.journal import Journal
 
 from . import decisions, endings
+from .call_store import CallStore
 from .decisions import iso
-from .port import CallerHungUp, CallPort, RecordingError
+from .port import UNKNOWN_ROW, CallerHungUp, CallPort, RecordingError
 from .reasons import (
     PROTOCOL_VARIABLE,
     REASON_VARIABLE,
@@ -76,6 +78,8 @@ class FlowDeps:
     prompts: PromptCatalogue
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     wake_sms: Callable[[], None] = lambda: None  # an SMS was queued (the ARI app's sender)
+    journal: Journal | None = None  # where writes wait while storage is unavailable (call_store.py)
+    replay: Callable[[float], Awaitable[object]] | None = None  # the process's journal replay, bounded
 
 
 class CallFlow:
@@ -96,6 +100,8 @@ class CallFlow:
         self.sms_state: str | None = None
         self.outcome: str | None = None
         self.timings = timings or CallTimings()
+        self.store = CallStore(deps.db, deps.journal, deps.config.storage.call_wait_seconds, self.channel_id,
+                               replay=deps.replay)
 
     @property
     def row_id(self) -> int:
@@ -142,9 +148,10 @@ class CallFlow:
     # ---------------------------------------------------------------- steps
     async def enter(self) -> None:
         """Load the call row (a resumed call, a later split step) or create it."""
-        existing = await self.d.db.calls.get_by_channel(self.channel_id)
+        existing = await self.store.existing()
         if existing is not None:
             self.call_id, self.status = existing["id"], CallStatus(existing["status"])
+            self.store.call_id = self.call_id
             self.protocol, self.language = existing["protocol"], existing["language"]
             self.caller_raw = existing["caller_number_raw"] or ""
             self.dialled = existing["dialled_number"] or ""
@@ -162,7 +169,7 @@ class CallFlow:
         number = normalise_caller(caller.number, cfg.general.phone_region)
         # The row, the answer and the identity variables together: consent playback must start fast.
         created, answered, identity = await asyncio.gather(
-            self.d.db.calls.create(NewCall(
+            self.store.create(NewCall(
                 channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=facts.linkedid,
                 caller_number_raw=caller.number, caller_number=number.e164, caller_name=caller.name,
                 dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at))),
@@ -176,8 +183,8 @@ class CallFlow:
         if isinstance(identity, BaseException):
             raise identity
         if identity:
-            await self.d.db.calls.set_identity_hashes(self.call_id, cpf_hash=identity.cpf_hash,
-                                                      customer_code_hash=identity.customer_code_hash)
+            await self.store.identity({"cpf_hash": identity.cpf_hash,
+                                       "customer_code_hash": identity.customer_code_hash})
         self._event("call.entered", call_id=self.call_id, language=self.language)
 
     async def _captured_identity(self) -> CallIdentity:
@@ -199,17 +206,17 @@ class CallFlow:
         """The recording announcement, in full, before anything else. Keys do not skip it."""
         if step_done(self.status, S.CONSENT_PLAYING):
             return
-        db, clock = self.d.db, self.d.clock
+        store, clock = self.store, self.d.clock
         prompt = self.d.prompts.prompt("consent", self.language)
-        await db.calls.update(self.row_id, consent_prompt=prompt.name, consent_language=prompt.language,
-                              consent_sha256=prompt.sha256, consent_started_at=iso(clock()))
+        await store.update(consent_prompt=prompt.name, consent_language=prompt.language,
+                           consent_sha256=prompt.sha256, consent_started_at=iso(clock()))
         self.timings.mark("consent_requested")
         try:
             await self.port.play([prompt.media], "consent")
         except CallerHungUp:
-            await db.calls.update(self.row_id, consent_outcome="caller_left", consent_finished_at=iso(clock()))
+            await store.update(consent_outcome="caller_left", consent_finished_at=iso(clock()))
             raise
-        await db.calls.update(self.row_id, consent_outcome="finished", consent_finished_at=iso(clock()))
+        await store.update(consent_outcome="finished", consent_finished_at=iso(clock()))
         self._event("consent.finished", prompt=prompt.name, sha256=prompt.sha256)
 
     async def allocate_protocol(self) -> None:
@@ -219,9 +226,9 @@ class CallFlow:
                 raise StepFailed(Reason.CONSENT_REQUIRED, f"call is {self.status!r}; no protocol without consent")
             cfg = self.d.config
             draft = decisions.sms_draft(cfg, self.language, self.caller_raw, self.started_at)
-            result = await self.d.db.protocols.allocate_for_call(
-                self.row_id, year=decisions.protocol_year(cfg, self.started_at),
-                allocated_at=iso(self.d.clock()), sms=draft)
+            result = await self.store.allocate(year=decisions.protocol_year(cfg, self.started_at),
+                                               allocated_at=iso(self.d.clock()), sms=draft)
+            self.call_id = self.store.call_id
             self.protocol, self.sms_state, self.status = result.protocol, result.sms_state, S.PROTOCOL_READING
             self.timings.mark("protocol_allocated")
             if result.sms_state == "pending":
@@ -245,7 +252,7 @@ class CallFlow:
         while readings < wanted:
             await self.port.play(media, "protocol")
             readings += 1
-            await self.d.db.calls.update(self.row_id, protocol_read_count=readings)
+            await self.store.update(protocol_read_count=readings)
             asked = bool(key) and key in self.port.take_digits()
             if not asked and readings == wanted and key and cfg.replay_window_ms and replays < cfg.max_replays:
                 asked = await self.port.wait_for_digit(key, cfg.replay_window_ms / 1000)
@@ -254,8 +261,7 @@ class CallFlow:
                 wanted += 1
         self.timings.mark("protocol_read")
         self.status = S.PROTOCOL_GIVEN
-        await self.d.db.calls.update(self.row_id, status=S.PROTOCOL_GIVEN,
-                                     protocol_read_finished_at=iso(self.d.clock()))
+        await self.store.update(status=S.PROTOCOL_GIVEN, protocol_read_finished_at=iso(self.d.clock()))
         self._event("protocol.read", protocol=self.protocol, readings=readings)
 
     async def start_recording(self) -> None:
@@ -266,19 +272,20 @@ class CallFlow:
             return
         if self.status is not S.PROTOCOL_GIVEN or self.protocol is None:
             raise StepFailed(Reason.NO_CALL, f"call is {self.status!r}; record after the protocol was read")
-        cfg, db, facts = self.d.config, self.d.db, self.port.facts
+        cfg, store, facts = self.d.config, self.store, self.port.facts
         target = decisions.recording_target(cfg, self.protocol, self.caller_raw, self.d.clock())
         started = iso(self.d.clock())
         choice = decisions.retention_choice(cfg, asked=facts.retention_class, did=self.dialled,
                                             context=facts.entry_context, channel=self.channel_id)
         until = retention_until(datetime.fromisoformat(started), choice.days, cfg.general.tz)
-        rec_id = await db.recordings.create(self.row_id, self.protocol, str(target.path), target.caller_part,
-                                            started, until, choice.retention_class)
+        # the recording starts even when its row has to wait in the journal (rec_id None)
+        rec_id = await store.recording_created(str(target.path), self.protocol, target.caller_part, started,
+                                               iso(until), choice.retention_class)
         try:
-            await self.port.start_recording(target.path, rec_id)
+            await self.port.start_recording(target.path, UNKNOWN_ROW if rec_id is None else rec_id)
         except RecordingError as exc:
-            await db.recordings.fail(rec_id, str(exc))
-            await db.calls.update(self.row_id, error=f"recording: {exc}")
+            await store.recording_failed(rec_id, str(target.path), str(exc))
+            await store.update(error=f"recording: {exc}")
             self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc))
             if exc.caller_gone:
                 raise CallerHungUp("hangup before recording started") from None
@@ -286,11 +293,13 @@ class CallFlow:
         self.recording = target.path
         self.timings.mark("recording_started")
         self.status = S.RECORDING
-        await db.calls.update(self.row_id, status=S.RECORDING, recording_started_at=started)
+        await store.update(status=S.RECORDING, recording_started_at=started)
         self._event("recording.started", protocol=self.protocol, recording_id=rec_id)
 
     async def _started_recording(self) -> Path | None:
-        rows = await self.d.db.recordings.for_call(self.row_id)
+        rows = await self.store.recordings()
+        if rows is None:  # storage cannot say: what this flow started, if it did
+            return self.recording
         return Path(rows[-1]["path"]) if rows and rows[-1]["state"] != "failed" else None
 
     async def hand_off(self) -> None:
@@ -306,10 +315,10 @@ class CallFlow:
         else:
             await self.port.set_variable(STATUS_VARIABLE, DialplanStatus.RECORDING_FAILED)
             await self.port.set_variable(REASON_VARIABLE, Reason.RECORDING_NOT_STARTED)
-        await self.port.hand_off(self.call_id)
+        await self.port.hand_off(self._watched_row())
         self.status = S.HANDED_OFF
         self.timings.mark("handed_off")
-        await self.d.db.calls.update(self.row_id, status=S.HANDED_OFF, handed_off_at=iso(self.d.clock()))
+        await self.store.update(status=S.HANDED_OFF, handed_off_at=iso(self.d.clock()))
         self.outcome = "handed_off"
         h = self.d.config.handoff
         self._event("call.handed_off", protocol=self.protocol, context=h.context, recorded=self.recording is not None)
@@ -317,11 +326,11 @@ class CallFlow:
     # ------------------------------------------------------------ endings
     async def caller_left(self, description: str) -> None:
         self.outcome = "caller_left"
-        if self.call_id is None or self.status is None:
+        if (self.call_id is None and not self.store.journalled) or self.status is None:
             return
         try:
             cause = await self.port.hangup_cause()
-            status = await endings.caller_left(self.d.db, self.d.config, self.call_id, self.status,
+            status = await endings.caller_left(self.store, self.d.config, self.status,
                                                description=description, cause=cause, now=self.d.clock())
         except Exception:
             self.log.exception("could not record the hang-up")
@@ -336,5 +345,12 @@ class CallFlow:
         if reason is Reason.INTERNAL_ERROR:
             self.log.exception("call flow failed", extra={"fields": {"channel": self.channel_id}})
         self._event("call.failed", logging.ERROR, step=self.step, reason=reason, error=str(exc)[:500])
-        await endings.record_failure(self.d.db, self.call_id, reason, exc)
-        await endings.tell_dialplan_failed(self.port, reason, self.protocol)
+        await endings.record_failure(self.store, reason, exc)
+        await endings.tell_dialplan_failed(self.port, reason, self.protocol, self._watched_row())
+
+    def _watched_row(self) -> int | None:
+        """What the port watches after the hand-off: the row id, UNKNOWN_ROW while the row
+        waits in the journal, None when there is no row at all."""
+        if self.call_id is not None:
+            return self.call_id
+        return UNKNOWN_ROW if self.store.journalled else None

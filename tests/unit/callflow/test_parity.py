@@ -57,7 +57,7 @@ SCENARIOS = {
     "recording_failure": Scenario(recording_fails=True),
     "playback_failure": Scenario(playback_fails=True),
     "prompt_missing": Scenario(missing=frozenset({"consent"})),
-    "storage_error": Scenario(storage_fails_at="protocols.allocate_for_call"),
+    "storage_error": Scenario(storage_fails_at="protocols.allocate_for_call_within"),
 }
 
 
