@@ -30,7 +30,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,8 +322,10 @@ class ReplayConnection:
     """A connection of the replay's own (a worker thread's), opened when first needed and
     dropped after a storage error, so the next attempt starts clean."""
 
-    def __init__(self, database: str | os.PathLike[str], busy_timeout_ms: int):
+    def __init__(self, database: str | os.PathLike[str], busy_timeout_ms: int,
+                 now: Callable[[], str] | None = None):
         self.database, self.busy_timeout_ms = os.fspath(database), busy_timeout_ms
+        self._now = now
         self._conn: sqlite3.Connection | None = None
 
     def replay(self, journal: Journal) -> ReplayResult:
@@ -333,7 +335,7 @@ class ReplayConnection:
         try:
             if self._conn is None:
                 self._conn = connect_sync(self.database, busy_timeout_ms=self.busy_timeout_ms)
-            return replay_sync(self._conn, journal, to_db_time(utc_now()))
+            return replay_sync(self._conn, journal, self._now() if self._now else to_db_time(utc_now()))
         except BaseException:
             self.close()
             raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -136,27 +137,28 @@ class CallStore:
     async def allocate(self, *, year: int, allocated_at: str, sms: SmsDraft) -> AllocatedProtocol:
         """The protocol (and its SMS row) in one transaction, within the bound; a journalled call
         first has its journal brought in.  StorageUnavailable when that cannot be done in time."""
+        deadline = time.monotonic() + self.wait  # one bound for the whole step
         if self.journalled:
-            await self.bring_in()
+            await self.bring_in(deadline)
         if self.call_id is None:
             raise StorageUnavailable(self.problem or "error", "the call row does not exist yet")
         try:
-            return await self.db.protocols.allocate_for_call_within(self.wait, self.call_id, year=year,
+            return await self.db.protocols.allocate_for_call_within(_left(deadline), self.call_id, year=year,
                                                                     allocated_at=allocated_at, sms=sms)
         except StorageUnavailable as exc:
             self._unavailable(exc, "protocol")
             raise
 
-    async def bring_in(self) -> None:
-        """Replay the journal now (within the bound), so this call's row is what it wrote."""
+    async def bring_in(self, deadline: float) -> None:
+        """Replay the journal now (by ``deadline``), so this call's row is what it wrote."""
         if self.journal is None:
             raise StorageUnavailable(self.problem or "error", "no journal")
         try:
             if self._replay is not None:
-                await self._replay(self.wait)
+                await self._replay(_left(deadline))
             else:
-                await self._run(replay_sync, self.journal, self.db.now())
-            row = await self._run(calls_table.get_by_channel_sync, self.channel)
+                await self.db.run_within(_left(deadline), replay_sync, self.journal, self.db.now())
+            row = await self.db.run_within(_left(deadline), calls_table.get_by_channel_sync, self.channel)
         except StorageUnavailable as exc:
             self._unavailable(exc, "journal")
             raise
@@ -164,6 +166,13 @@ class CallStore:
             raise StorageUnavailable("error", "the call row is not in the database after the replay")
         self.call_id, self.journalled = int(row["id"]), False
         event(log, "storage.back", channel=self.channel, call_id=self.call_id)
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise StorageUnavailable("timeout", "the call's wait on storage ran out")
+    return left
 
 
 def _identity_sync(conn: Any, call_id: int | None, hashes: dict[str, str | None], now: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from callproof.config import Config
@@ -23,13 +24,17 @@ from callproof.storage.journal import Journal, ReplayConnection, ReplayResult, r
 log = logging.getLogger("callproof.storage.journal")
 
 INTERVAL = 1.0
+#: The background replay's busy wait: short, so that a call bringing its own journal in
+#: (replay_within) never waits long behind it; the next attempt is a second later anyway.
+BACKGROUND_BUSY_MS = 250
 
 
 class JournalReplayer:
     def __init__(self, db: Database, journal: Journal, config: Config):
         self.db, self.journal, self.config = db, journal, config
         self._lock = asyncio.Lock()
-        self._conn = ReplayConnection(config.storage.database, config.storage.busy_timeout_ms)
+        self._conn = ReplayConnection(config.storage.database,
+                                      min(config.storage.busy_timeout_ms, BACKGROUND_BUSY_MS), now=db.now)
         self._last_problem: str | None = None
 
     def _report(self, result: ReplayResult) -> None:
@@ -61,12 +66,16 @@ class JournalReplayer:
 
     async def replay_within(self, seconds: float) -> Any:
         """A replay for a call waiting on it: within ``seconds`` or StorageUnavailable."""
+        deadline = time.monotonic() + seconds
         try:
             await asyncio.wait_for(self._lock.acquire(), seconds)
         except TimeoutError:
             raise StorageUnavailable("timeout", "a journal replay is under way") from None
         try:
-            result = await self.db.run_within(seconds, replay_sync, self.journal, self.db.now())
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StorageUnavailable("timeout", "the wait ran out behind a journal replay")
+            result = await self.db.run_within(left, replay_sync, self.journal, self.db.now())
         finally:
             self._lock.release()
         self._report(result)
