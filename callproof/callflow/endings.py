@@ -27,7 +27,7 @@ from callproof.storage.journal import Journal, replay_sync
 from .call_store import CallStore
 from .decisions import iso
 from .port import CallPort
-from .reasons import PROTOCOL_VARIABLE, REASON_VARIABLE, STATUS_VARIABLE, DialplanStatus, Reason
+from .reasons import PROTOCOL_VARIABLE, REASON_VARIABLE, RECORDING_VARIABLE, STATUS_VARIABLE, DialplanStatus, Reason
 from .recording_files import finalise_recording, journal_recording_end
 
 log = logging.getLogger("callproof.flow")
@@ -88,7 +88,7 @@ async def record_failure(store: CallStore | None, reason: Reason, exc: BaseExcep
 
 
 async def tell_dialplan_failed(port: CallPort, reason: Reason, protocol: str | None,
-                               call_id: int | None = None) -> None:
+                               call_id: int | None = None, recording: Path | None = None) -> None:
     """CALLPROOF_STATUS=failed and CALLPROOF_REASON (and the protocol, whenever one was
     allocated), then on to the hand-off: a caller is never left in silence.  ``call_id``:
     the call has a row (or one in the journal, ``UNKNOWN_ROW``) whose end is to be watched."""
@@ -97,6 +97,8 @@ async def tell_dialplan_failed(port: CallPort, reason: Reason, protocol: str | N
         await port.set_variable(REASON_VARIABLE, reason)
         if protocol:
             await port.set_variable(PROTOCOL_VARIABLE, protocol)
+        if recording is not None:
+            await port.set_variable(RECORDING_VARIABLE, str(recording))
         await port.hand_off(call_id)
     except Exception:
         log.warning("could not hand a failed call to the dialplan", exc_info=True)

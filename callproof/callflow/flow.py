@@ -272,14 +272,23 @@ class CallFlow:
             return
         if self.status is not S.PROTOCOL_GIVEN or self.protocol is None:
             raise StepFailed(Reason.NO_CALL, f"call is {self.status!r}; record after the protocol was read")
+        started = await self._mixmonitor(self.protocol)
+        if started is None:
+            return
+        self.status = S.RECORDING
+        await self.store.update(status=S.RECORDING, recording_started_at=started)
+
+    async def _mixmonitor(self, protocol: str) -> str | None:
+        """Start MixMonitor and its row (journalled when storage is away); the start time, or
+        None when it did not start (written down; CallerHungUp when the caller had gone)."""
         cfg, store, facts = self.d.config, self.store, self.port.facts
-        target = decisions.recording_target(cfg, self.protocol, self.caller_raw, self.d.clock())
+        target = decisions.recording_target(cfg, protocol, self.caller_raw, self.d.clock())
         started = iso(self.d.clock())
         choice = decisions.retention_choice(cfg, asked=facts.retention_class, did=self.dialled,
                                             context=facts.entry_context, channel=self.channel_id)
         until = retention_until(datetime.fromisoformat(started), choice.days, cfg.general.tz)
         # the recording starts even when its row has to wait in the journal (rec_id None)
-        rec_id = await store.recording_created(str(target.path), self.protocol, target.caller_part, started,
+        rec_id = await store.recording_created(str(target.path), protocol, target.caller_part, started,
                                                iso(until), choice.retention_class)
         try:
             await self.port.start_recording(target.path, UNKNOWN_ROW if rec_id is None else rec_id)
@@ -289,12 +298,11 @@ class CallFlow:
             self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc))
             if exc.caller_gone:
                 raise CallerHungUp("hangup before recording started") from None
-            return
+            return None
         self.recording = target.path
         self.timings.mark("recording_started")
-        self.status = S.RECORDING
-        await store.update(status=S.RECORDING, recording_started_at=started)
-        self._event("recording.started", protocol=self.protocol, recording_id=rec_id)
+        self._event("recording.started", protocol=protocol, recording_id=rec_id)
+        return started
 
     async def _started_recording(self) -> Path | None:
         rows = await self.store.recordings()
@@ -346,7 +354,20 @@ class CallFlow:
             self.log.exception("call flow failed", extra={"fields": {"channel": self.channel_id}})
         self._event("call.failed", logging.ERROR, step=self.step, reason=reason, error=str(exc)[:500])
         await endings.record_failure(self.store, reason, exc)
-        await endings.tell_dialplan_failed(self.port, reason, self.protocol, self._watched_row())
+        await self._record_regardless()
+        await endings.tell_dialplan_failed(self.port, reason, self.protocol, self._watched_row(),
+                                           recording=self.recording)
+
+    async def _record_regardless(self) -> None:
+        """A call that has its protocol goes to the agents recorded, even when a step failed."""
+        if self.protocol is None or self.recording is not None or not self._runs(Step.RECORD):
+            return
+        if self.status in (S.RECORDING, S.HANDED_OFF):
+            return
+        try:
+            await self._mixmonitor(self.protocol)
+        except Exception as exc:  # the hand-off must still happen
+            self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc)[:200])
 
     def _watched_row(self) -> int | None:
         """What the port watches after the hand-off: the row id, UNKNOWN_ROW while the row

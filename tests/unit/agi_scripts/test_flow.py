@@ -225,3 +225,23 @@ async def test_storage_lost_after_the_protocol_the_call_goes_on_with_it(tmp_path
         assert row["error"].startswith("storage_unavailable: database locked")
         [rec] = await db.recordings.for_call(row["id"])
         assert rec["state"] == "recording" and rec["protocol"] == row["protocol"]
+
+
+async def test_a_failure_after_the_protocol_still_records_and_hands_off_with_it(config, db):
+    """The reading cannot be played: the call fails, but it has its protocol, so the agents get
+    it (CALLPROOF_PROTOCOL) and the call is recorded all the same."""
+
+    class ReadingFails(FakeAsterisk):
+        async def command(self, line: str):
+            reply = await super().command(line)
+            if line.startswith("EXEC Playback") and not line.endswith('consent"'):
+                self.vars["PLAYBACKSTATUS"] = "FAILED"
+            return reply
+
+    fake = ReadingFails()
+    _flow, outcome, row = await run(config, db, fake)
+    assert outcome == "failed" and row["status"] == "failed" and row["protocol"]
+    assert fake.vars["CALLPROOF_STATUS"] == "failed" and fake.vars["CALLPROOF_PROTOCOL"] == row["protocol"]
+    [rec] = await db.recordings.for_call(row["id"])
+    assert fake.vars["CALLPROOF_RECORDING"] == rec["path"] and rec["protocol"] == row["protocol"]
+    assert any(c.startswith("EXEC MixMonitor") for c in fake.commands)
