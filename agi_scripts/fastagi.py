@@ -20,7 +20,7 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database, open_database
-from callproof.storage.journal import Journal
+from callproof.storage.journal import Journal, mode_beside
 
 from .channel import AgiCommandError, AgiHangup, StreamChannel
 from .flow import AgiFlow
@@ -40,7 +40,8 @@ class FastAgiServer:
             config.prompts.directory, default_language=config.general.default_language,
             languages=config.general.languages, custom_dir=config.prompts.custom_directory)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.journal = Journal(config.storage.journal_path)  # calls' writes while storage is unavailable
+        # calls' writes while storage is unavailable (storage/journal.py)
+        self.journal = Journal(config.storage.journal_path, mode_beside(config.storage.database))
         self._replayer: JournalReplayer | None = None
         self._replaying: asyncio.Task[None] | None = None
 
@@ -52,6 +53,7 @@ class FastAgiServer:
     async def start(self, host: str | None = None, port: int | None = None) -> FastAgiServer:
         cfg = self.config
         self.db = await open_database(cfg)
+        await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
         self._replayer = JournalReplayer(self.db, self.journal, cfg)
         await self._replayer.replay_once()  # what a previous process could not write
         self._replaying = asyncio.ensure_future(self._replayer.run())

@@ -34,7 +34,7 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database
-from callproof.storage.journal import Journal
+from callproof.storage.journal import Journal, mode_beside
 
 from .call_port import AgiCallPort, strip_sound
 from .channel import AgiChannel, AgiCommandError
@@ -52,7 +52,7 @@ class AgiFlow:
     def __init__(self, config: Config, db: Database | None, prompts: PromptCatalogue, channel: AgiChannel,
                  clock: Callable[[], datetime] | None = None, journal: Journal | None = None):
         self.config, self.db, self.prompts = config, db, prompts
-        self.journal = journal or Journal(config.storage.journal_path)
+        self.journal = journal or Journal(config.storage.journal_path, mode_beside(config.storage.database))
         self.clock = clock or (lambda: datetime.now(UTC))
         self.port = AgiCallPort(channel, config)
         self.channel_id = self.port.facts.channel_id

@@ -28,7 +28,7 @@ from callproof.sms import OutboxSender, make_sender
 from callproof.storage import is_storage_error, open_database
 from callproof.storage.call_status import CallStatus, when_ended
 from callproof.storage.errors import storage_problem
-from callproof.storage.journal import Journal
+from callproof.storage.journal import Journal, mode_beside
 
 from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
@@ -72,7 +72,8 @@ class Application:
         self.connected = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self.callbacks: CallbackScheduler | None = None  # [callback] enabled: calls back dropped calls
-        self.journal = Journal(config.storage.journal_path)  # calls' writes while storage is unavailable
+        # calls' writes while storage is unavailable (storage/journal.py)
+        self.journal = Journal(config.storage.journal_path, mode_beside(config.storage.database))
         self.replayer: JournalReplayer | None = None
 
     # ----------------------------------------------------------- lifecycle
@@ -80,6 +81,7 @@ class Application:
         """Open storage and AMI, start the SMS sender. ARI is connected by :meth:`run`."""
         cfg = self.config
         self.db = await open_database(cfg)
+        await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
         self.replayer = JournalReplayer(self.db, self.journal, cfg)
         await self.replayer.replay_once()  # what a previous process could not write
         self._spawn(self.replayer.run())

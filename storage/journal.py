@@ -68,8 +68,9 @@ class ReplayResult:
 class Journal:
     """The append side (thread-safe) and the bookkeeping of channels with entries not yet replayed."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], mode: int = FILE_MODE):
         self.path = Path(path)
+        self.mode = mode & 0o660 | 0o600  # never for others; the group's when the database is the group's
         self._lock = threading.Lock()
         self._memory: list[dict[str, Any]] = []       # entries the file could not take
         self._pending: set[str] = set()               # channels with entries not yet replayed
@@ -99,9 +100,10 @@ class Journal:
 
     def _append_line(self, line: bytes) -> None:
         while True:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self.mode)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
+                _set_mode(fd, self.mode)
                 try:  # a replay renamed the file while we waited for the lock: append to the new one
                     if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
                         continue
@@ -158,6 +160,23 @@ class Journal:
         with self._lock:
             if not self._memory:
                 self._pending.difference_update(channels)
+
+
+def _set_mode(fd: int, mode: int) -> None:
+    """The journal's mode whatever the umask (the AGI scripts' user may share it through the group)."""
+    try:
+        if os.fstat(fd).st_mode & 0o777 != mode:
+            os.fchmod(fd, mode)
+    except PermissionError:  # another user's file: its owner set it
+        pass
+
+
+def mode_beside(database: str | os.PathLike[str]) -> int:
+    """The journal's mode for a database: 0600, plus the group's rw when the database has it."""
+    try:
+        return os.stat(database).st_mode & 0o660 | 0o600
+    except OSError:
+        return FILE_MODE
 
 
 def with_lock_rename(path: Path, aside: Path, fd: int) -> None:
@@ -285,7 +304,7 @@ def replay_sync(conn: sqlite3.Connection, journal: Journal, now: str) -> ReplayR
     if not journal.has_pending:
         return ReplayResult(0, 0, frozenset())
     lock = os.open(journal.path.with_name(journal.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                   FILE_MODE)
+                   journal.mode)
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

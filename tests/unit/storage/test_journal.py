@@ -161,3 +161,20 @@ def test_entries_hold_nothing_but_what_the_row_holds(tmp_path):
     for entry in read_entries(journal.path):
         assert set(entry) <= {"channel", "op", "call", "changes"}
         json.dumps(entry)
+
+
+def test_the_journal_shares_the_databases_group_access_never_others(tmp_path):
+    from callproof.storage.journal import mode_beside
+
+    database = tmp_path / "cp.db"
+    database.touch()
+    database.chmod(0o640)
+    old = os.umask(0o077)
+    try:
+        journal = Journal(tmp_path / "j", mode_beside(database))
+        journal_a_call(journal)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o640
+    database.chmod(0o666)
+    assert mode_beside(database) == 0o660
