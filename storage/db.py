@@ -56,6 +56,9 @@ T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_FILE_MODE = 0o600
+#: Connections for the calls' bounded steps (Database.run_within): calls waiting on a locked
+#: database wait side by side on them; more than this many at once queue, each still bounded.
+CALLS_CONNECTIONS = 3
 MEMORY = ":memory:"
 _SIDECARS = ("", "-wal", "-shm", "-journal")
 
@@ -189,7 +192,8 @@ class Database:
         self.path = path
         self._now = now
         self._busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS
-        self._call_conn: aiosqlite.Connection | None = None  # the calls' bounded steps (run_within)
+        self._call_conns: list[aiosqlite.Connection] = []  # the calls' bounded steps (run_within)
+        self._in_flight: list[int] = []  # steps queued or running, per calls' connection
         self._call_conn_lock: asyncio.Lock | None = None
         self.calls = Calls(self)
         self.protocols = Protocols(self)
@@ -268,39 +272,55 @@ class Database:
         """Like :meth:`run_in_connection`, for a step a caller is waiting on: done within
         ``seconds`` or not at all (:func:`within`; :class:`StorageUnavailable` otherwise).
 
-        These steps run on a connection (and thread) of their own, so a slow transaction of
-        the SMS sender, the call-back scheduler or a sweep never holds a caller up; and as
-        every step on it is bounded, one call's wait never adds to another's beyond that
-        bound."""
-        deadline = time.monotonic() + seconds
+        These steps run on connections (and threads) of their own, so a slow transaction of
+        the SMS sender, the call-back scheduler or a sweep never holds a caller up; there
+        are :data:`CALLS_CONNECTIONS` of them, each step going to the least busy, so calls
+        waiting on a lock wait side by side, not one after the other, and a read is not
+        queued behind them."""
+        return await self.run_by(time.monotonic() + seconds, fn, *args, **kwargs)
+
+    async def run_by(self, deadline: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`run_within` with a ``time.monotonic()`` deadline (several steps sharing one bound)."""
         return await self.run_on_calls_connection(within, deadline, fn, *args, **kwargs)
 
     async def run_on_calls_connection(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(sqlite3_connection, ...)`` on the calls' connection; ``fn`` bounds its own wait."""
-        aconn = await self._calls_connection()
+        """``fn(sqlite3_connection, ...)`` on the least busy calls' connection; ``fn`` bounds its own wait."""
+        conns = await self._calls_connections()
+        index = 0 if len(conns) == 1 else min(range(len(conns)), key=self._in_flight.__getitem__)
+        aconn = conns[index]
 
         def call() -> T:
             return fn(aconn._conn, *args, **kwargs)
 
-        return await aconn._execute(call)
+        self._in_flight[index] += 1
+        try:
+            return await aconn._execute(call)
+        finally:
+            self._in_flight[index] -= 1
 
-    async def _calls_connection(self) -> aiosqlite.Connection:
-        if self._call_conn is not None:
-            return self._call_conn
+    async def _calls_connections(self) -> list[aiosqlite.Connection]:
+        if self._call_conns:
+            return self._call_conns
         if self.path == MEMORY:  # one in-memory database: the same connection
-            return self._conn
+            self._in_flight = [0]
+            return [self._conn]
         if self._call_conn_lock is None:
             self._call_conn_lock = asyncio.Lock()
         async with self._call_conn_lock:
-            if self._call_conn is None:
-                conn = await aiosqlite.connect(self.path, isolation_level=None)
+            if not self._call_conns:
+                opened: list[aiosqlite.Connection] = []
                 try:
-                    await conn._execute(lambda: configure(conn._conn, self._busy_timeout_ms))
+                    for _ in range(CALLS_CONNECTIONS):
+                        conn = await aiosqlite.connect(self.path, isolation_level=None)
+                        opened.append(conn)
+                        await conn._execute(lambda c=conn: configure(c._conn, self._busy_timeout_ms))
                 except BaseException:
-                    await conn.close()
+                    for conn in opened:
+                        await conn.close()
                     raise
-                self._call_conn = conn
-        return self._call_conn
+                self._in_flight = [0] * len(opened)
+                self._call_conns = opened
+        return self._call_conns
 
     async def run_sync(
         self,
@@ -322,9 +342,10 @@ class Database:
         return await self.run_in_connection(schema_version)
 
     async def close(self) -> None:
-        if self._call_conn is not None:
-            await self._call_conn.close()
-            self._call_conn = None
+        conns, self._call_conns = self._call_conns, []
+        for conn in conns:
+            if conn is not self._conn:
+                await conn.close()
         await self._conn.close()
 
     async def __aenter__(self) -> Database:

@@ -46,10 +46,12 @@ class CallStore:
         self.journalled = False     # this call's writes go to the journal, in order, until brought in
         self.problem: str | None = None  # what was wrong with storage, once it was ("locked", ...)
         self._replay = replay
+        self._arrival: float | None = None  # the deadline of the arrival: loading, then creating the row
 
     # ----------------------------------------------------------- plumbing
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await self.db.run_within(self.wait, fn, *args, **kwargs)
+        deadline, self._arrival = self._arrival or time.monotonic() + self.wait, None
+        return await self.db.run_by(deadline, fn, *args, **kwargs)
 
     def _unavailable(self, exc: BaseException, what: str) -> None:
         self.problem = storage_problem(exc)
@@ -79,11 +81,14 @@ class CallStore:
     async def existing(self) -> dict | None:
         """The call's row, if it exists (a resumed call, a later split step); None also when
         storage cannot say in time (the call is then treated as new: a replay never makes it twice)."""
+        deadline = time.monotonic() + self.wait
         try:
-            return await self._run(calls_table.get_by_channel_sync, self.channel)
+            found = await self.db.run_by(deadline, calls_table.get_by_channel_sync, self.channel)
         except StorageUnavailable as exc:
             self._unavailable(exc, "load")
-            return None
+            found = None
+        self._arrival = deadline if found is None else None  # the creation shares the arrival's bound
+        return found
 
     async def recordings(self) -> list[dict] | None:
         """The call's recording rows; None when storage cannot say (or they are journalled)."""

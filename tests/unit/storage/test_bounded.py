@@ -11,6 +11,7 @@ import pytest
 
 from callproof.storage import Database, NewCall
 from callproof.storage import calls as calls_table
+from callproof.storage.db import CALLS_CONNECTIONS
 from callproof.storage.errors import StorageUnavailable, storage_problem
 
 NOW = "2026-11-22T15:30:00.000+00:00"
@@ -52,7 +53,7 @@ async def test_reads_go_on_while_another_process_holds_the_write_lock(db, tmp_pa
     await db.calls.create(new_call("a"))
     other = lock(tmp_path / "cp.db")
     try:
-        found = await db.run_within(0.2, calls_table.get_by_channel_sync, "a")
+        found = await db.run_within(2.0, calls_table.get_by_channel_sync, "a")
     finally:
         other.execute("ROLLBACK")
         other.close()
@@ -75,12 +76,14 @@ async def test_a_slow_transaction_of_the_process_does_not_hold_a_caller_up(db):
 
 async def test_a_step_whose_wait_ran_out_in_the_queue_is_not_started(db):
     release = threading.Event()
-    stuck = asyncio.ensure_future(db.run_on_calls_connection(lambda conn: release.wait(10)))
+    await db.run_within(1.0, calls_table.get_by_channel_sync, "c")  # the calls' connections are open
+    stuck = [asyncio.ensure_future(db.run_on_calls_connection(lambda conn: release.wait(10)))
+             for _ in range(CALLS_CONNECTIONS)]  # every one of them busy
     await asyncio.sleep(0.05)
     late = asyncio.ensure_future(db.run_within(0.1, calls_table.create_sync, new_call("c"), NOW))
     await asyncio.sleep(0.3)
     release.set()
-    await stuck
+    await asyncio.gather(*stuck)
     with pytest.raises(StorageUnavailable) as raised:
         await late
     assert raised.value.problem == "timeout"
@@ -88,7 +91,8 @@ async def test_a_step_whose_wait_ran_out_in_the_queue_is_not_started(db):
 
 
 async def test_a_read_only_database_is_named(db):
-    await db.run_on_calls_connection(lambda conn: conn.execute("PRAGMA query_only = 1"))
+    for conn in await db._calls_connections():  # every one of them: a step goes to any
+        await conn.execute("PRAGMA query_only = 1")
     with pytest.raises(StorageUnavailable) as raised:
         await db.run_within(0.5, calls_table.create_sync, new_call("d"), NOW)
     assert raised.value.problem == "read_only"
@@ -105,3 +109,22 @@ async def test_a_read_only_database_is_named(db):
 ])
 def test_the_kind_of_trouble_is_named(error, problem):
     assert storage_problem(error) == problem
+
+
+async def test_a_call_waiting_on_the_lock_does_not_queue_the_others(db, tmp_path):
+    """One call's write waits for another process's lock: another call's read (and write wait)
+    runs beside it, on another of the calls' connections, instead of behind it."""
+    await db.calls.create(new_call("e"))
+    other = lock(tmp_path / "cp.db")
+    try:
+        waiting = asyncio.ensure_future(db.run_within(5.0, calls_table.create_sync, new_call("f"), NOW))
+        await asyncio.sleep(0.05)
+        found = await db.run_within(1.0, calls_table.get_by_channel_sync, "e")
+        assert found is not None and not waiting.done()
+        second = asyncio.ensure_future(db.run_within(5.0, calls_table.create_sync, new_call("g"), NOW))
+        await asyncio.sleep(0.05)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await asyncio.gather(waiting, second)  # both got the lock once it was free
+    assert await db.calls.get_by_channel("f") and await db.calls.get_by_channel("g")
