@@ -286,7 +286,9 @@ class Database:
     async def run_on_calls_connection(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(sqlite3_connection, ...)`` on the least busy calls' connection; ``fn`` bounds its own wait."""
         conns = await self._calls_connections()
-        index = 0 if len(conns) == 1 else min(range(len(conns)), key=self._in_flight.__getitem__)
+        # the first idle one: in the normal run that is always the first (one writer, no lock
+        # contention between our own connections); the others take over while it waits
+        index = min(range(len(conns)), key=self._in_flight.__getitem__)
         aconn = conns[index]
 
         def call() -> T:
