@@ -195,6 +195,7 @@ class Database:
         self._call_conns: list[aiosqlite.Connection] = []  # the calls' bounded steps (run_within)
         self._in_flight: list[int] = []  # steps queued or running, per calls' connection
         self._call_conn_lock: asyncio.Lock | None = None
+        self.calls_connections = CALLS_CONNECTIONS  # 1 in a process that serves one call (classic AGI)
         self.calls = Calls(self)
         self.protocols = Protocols(self)
         self.recordings = Recordings(self)
@@ -312,7 +313,7 @@ class Database:
             if not self._call_conns:
                 opened: list[aiosqlite.Connection] = []
                 try:
-                    for _ in range(CALLS_CONNECTIONS):
+                    for _ in range(max(1, self.calls_connections)):
                         conn = await aiosqlite.connect(self.path, isolation_level=None)
                         opened.append(conn)
                         await conn._execute(lambda c=conn: configure(c._conn, self._busy_timeout_ms))
