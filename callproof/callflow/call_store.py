@@ -87,6 +87,11 @@ class CallStore:
         except StorageUnavailable as exc:
             self._unavailable(exc, "load")
             found = None
+        if found is None and self.journal is not None and self.journal.pending(self.channel):
+            # a call this process already has in the journal (resumed after an ARI reconnect):
+            # what it wrote there, and its writes go on there
+            found = _row_from(await asyncio.to_thread(self.journal.entries_for, self.channel))
+            self.journalled = found is not None
         self._arrival = deadline if found is None else None  # the creation shares the arrival's bound
         return found
 
@@ -171,6 +176,17 @@ class CallStore:
             raise StorageUnavailable("error", "the call row is not in the database after the replay")
         self.call_id, self.journalled = int(row["id"]), False
         event(log, "storage.back", channel=self.channel, call_id=self.call_id)
+
+
+def _row_from(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The call row as its journal entries make it (id None: it is not in the database yet)."""
+    row: dict[str, Any] | None = None
+    for e in entries:
+        if e["op"] == "call.create":
+            row = {**e["call"], "id": None, "status": "consent_playing", "protocol": None}
+        elif e["op"] == "call.update" and row is not None:
+            row.update(e["changes"])
+    return row
 
 
 def _left(deadline: float) -> float:
