@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from callproof.call_identity import (
     CPF_VARIABLE,
@@ -57,6 +58,7 @@ from .reasons import (
 from .timings import CallTimings
 
 S = CallStatus
+T = TypeVar("T")
 
 
 class Step(StrEnum):
@@ -169,11 +171,11 @@ class CallFlow:
         number = normalise_caller(caller.number, cfg.general.phone_region)
         # The row, the answer and the identity variables together: consent playback must start fast.
         created, answered, identity = await asyncio.gather(
-            self.store.create(NewCall(
+            self._marked("row_written", self.store.create(NewCall(
                 channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=facts.linkedid,
                 caller_number_raw=caller.number, caller_number=number.e164, caller_name=caller.name,
-                dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at))),
-            self.port.answer(), self._captured_identity(), return_exceptions=True)
+                dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at)))),
+            self._marked("answered", self.port.answer()), self._captured_identity(), return_exceptions=True)
         if isinstance(created, BaseException):
             raise created
         self.call_id, self.status = created, S.CONSENT_PLAYING
@@ -186,6 +188,13 @@ class CallFlow:
             await self.store.identity({"cpf_hash": identity.cpf_hash,
                                        "customer_code_hash": identity.customer_code_hash})
         self._event("call.entered", call_id=self.call_id, language=self.language)
+
+    async def _marked(self, mark: str, step: Awaitable[T]) -> T:
+        """``step``, with the time it was done among the call's timings (call.timings)."""
+        try:
+            return await step
+        finally:
+            self.timings.mark(mark)
 
     async def _captured_identity(self) -> CallIdentity:
         """CALLPROOF_CPF / CALLPROOF_CUSTOMER_CODE set by the dialplan, as keyed hashes
