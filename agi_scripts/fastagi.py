@@ -72,6 +72,7 @@ class FastAgiServer:
         if self._replaying is not None:
             self._replaying.cancel()
             await asyncio.gather(self._replaying, return_exceptions=True)
+        await asyncio.to_thread(self.journal.flush)  # every journalled write on disk before the end
         if self._replayer is not None:
             await self._replayer.replay_once()
             self._replayer.close()

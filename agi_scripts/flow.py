@@ -21,6 +21,7 @@ to the dialplan, which routes the caller.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -83,7 +84,10 @@ class AgiFlow:
         self.flow = CallFlow(FlowDeps(config=self.config, db=self.db, prompts=self.prompts, clock=self.clock,
                                       journal=self.journal),
                              self.port, step=step, timings=self.port.timings, log=log, event_prefix="agi.")
-        self.outcome = await self.flow.run()
+        try:
+            self.outcome = await self.flow.run()
+        finally:  # a classic AGI script's process ends next: what it journalled is on disk first
+            await asyncio.to_thread(self.journal.flush)
         return self.outcome
 
     async def finalise(self) -> str:

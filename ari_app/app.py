@@ -116,6 +116,7 @@ class Application:
             await self.ari.close()
         if self.ami is not None:
             self.ami.close()
+        await asyncio.to_thread(self.journal.flush)  # every journalled write on disk before the end
         if self.replayer is not None:
             await self.replayer.replay_once()  # the last writes of this process, if storage is back
             self.replayer.close()
@@ -229,8 +230,7 @@ class Application:
         ended_at, hangup = iso(self.clock()), f"Hangup:{cause}" if cause else "Hangup"
         if call_id == UNKNOWN_ROW or self.journal.pending(uniqueid):
             # the row (or its last steps) waits in the journal: its end goes after them
-            await asyncio.to_thread(self.journal.append, uniqueid, "call.ended", ended_at=ended_at,
-                                    hangup_cause=hangup)
+            self.journal.submit(uniqueid, "call.ended", ended_at=ended_at, hangup_cause=hangup)
             event(log, "call.ended", channel=uniqueid, journalled=True)
             return
         try:
@@ -246,8 +246,7 @@ class Application:
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
-            await asyncio.to_thread(self.journal.append, uniqueid, "call.ended", ended_at=ended_at,
-                                    hangup_cause=hangup)
+            self.journal.submit(uniqueid, "call.ended", ended_at=ended_at, hangup_cause=hangup)
             event(log, "call.ended", logging.WARNING, channel=uniqueid, journalled=True, problem=storage_problem(exc))
             return
         event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=row["protocol"])

@@ -72,8 +72,12 @@ class Journal:
         self.path = Path(path)
         self.mode = mode & 0o660 | 0o600  # never for others; the group's when the database is the group's
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._memory: list[dict[str, Any]] = []       # entries the file could not take
         self._pending: set[str] = set()               # channels with entries not yet replayed
+        self._queued: list[dict[str, Any]] = []       # submitted, not written yet (submit())
+        self._writing = False
+        self._writer: threading.Thread | None = None
 
     def pending(self, channel: str) -> bool:
         """True while this process appended entries of ``channel`` that are not in the database yet."""
@@ -81,22 +85,55 @@ class Journal:
 
     @property
     def has_pending(self) -> bool:
-        return bool(self._pending) or bool(self._memory) or self.path.exists() or any(self._replaying())
+        return (bool(self._pending) or bool(self._memory) or bool(self._queued) or self.path.exists()
+                or any(self._replaying()))
 
     def append(self, channel: str, op: str, **data: Any) -> None:
-        """Append one entry; durable (fsynced) unless the journal's own disk refuses it."""
+        """Append one entry and wait until it is durable (fsynced), unless the journal's own
+        disk refuses it (then it is kept in memory)."""
+        self.submit(channel, op, **data)
+        self.flush()
+
+    def submit(self, channel: str, op: str, **data: Any) -> None:
+        """Queue one entry for the journal's writer thread and return at once: a caller never
+        waits on the journal's disk. Entries are written in the order submitted (a batch per
+        write and fsync); :meth:`flush` waits until all are written."""
         if op not in OPS:
             raise ValueError(f"unknown journal entry {op!r}")
         entry = {"channel": channel, "op": op, **data}
-        line = (json.dumps(entry, separators=(",", ":"), sort_keys=True) + "\n").encode()
-        with self._lock:
+        with self._cond:
             self._pending.add(channel)
+            self._queued.append(entry)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_queued, name="callproof-journal", daemon=True)
+                self._writer.start()
+            self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted entry is written (or kept in memory); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queued and not self._writing, timeout)
+
+    def _write_queued(self) -> None:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: bool(self._queued), timeout=30):
+                    self._writer = None  # idle: a later submit() starts another
+                    return
+                batch, self._queued = self._queued, []
+                self._writing = True
             try:
-                self._append_line(line)
+                self._append_line(b"".join(
+                    (json.dumps(e, separators=(",", ":"), sort_keys=True) + "\n").encode() for e in batch))
             except OSError as exc:
-                self._memory.append(entry)
-                log.error("journal not writable (%s): entry kept in memory until replayed",
-                          storage_problem(exc))
+                with self._cond:
+                    self._memory.extend(batch)
+                log.error("journal not writable (%s): %d entries kept in memory until replayed",
+                          storage_problem(exc), len(batch))
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
 
     def _append_line(self, line: bytes) -> None:
         while True:
@@ -121,6 +158,7 @@ class Journal:
     def take(self) -> tuple[list[Path], list[dict[str, Any]]]:
         """Move the current file aside (under its lock) for a replay; returns the files to
         replay, oldest first, and the in-memory entries."""
+        self.flush()
         with self._lock:
             memory, self._memory = self._memory, []
             try:
@@ -142,6 +180,7 @@ class Journal:
 
     def entries_for(self, channel: str) -> list[dict[str, Any]]:
         """The entries of ``channel`` not replayed yet, in order (files, then memory)."""
+        self.flush()
         with self._lock:
             memory = list(self._memory)
         files = [*self._replaying(), *([self.path] if self.path.exists() else [])]
@@ -151,7 +190,7 @@ class Journal:
     def channels_waiting(self) -> set[str]:
         """Every channel with entries not replayed yet (this process's and the files')."""
         with self._lock:
-            found = set(self._pending) | {e["channel"] for e in self._memory}
+            found = set(self._pending) | {e["channel"] for e in self._memory} | {e["channel"] for e in self._queued}
         for f in [*self._replaying(), *([self.path] if self.path.exists() else [])]:
             found.update(e.get("channel", "") for e in _read_quietly(f))
         return found

@@ -71,10 +71,10 @@ class CallStore:
                     raise
                 self.journalled = first = True
         assert self.journal is not None
-        await asyncio.to_thread(self.journal.append, self.channel, op, **data)
+        self.journal.submit(self.channel, op, **data)  # the caller does not wait on the journal's disk
         if first:  # the row says why it was written late
             note = f"{Reason.STORAGE_UNAVAILABLE}: database {self.problem} at the {what} step; written from the journal"
-            await asyncio.to_thread(self.journal.append, self.channel, "call.update", changes={"error": note})
+            self.journal.submit(self.channel, "call.update", changes={"error": note})
         return None
 
     # --------------------------------------------------------------- reads

@@ -110,8 +110,9 @@ async def _finalise_journalled(journal: Journal, channel_id: str, cause_raw: str
     for e in entries:
         if e["op"] == "recording.create" and e["path"] not in done:
             await journal_recording_end(journal, channel_id, Path(e["path"]), iso(now))
-    await asyncio.to_thread(journal.append, channel_id, "call.ended", ended_at=iso(now),
-                            hangup_cause=f"Hangup:{cause_raw}" if cause_raw else "Hangup")
+    journal.submit(channel_id, "call.ended", ended_at=iso(now),
+                   hangup_cause=f"Hangup:{cause_raw}" if cause_raw else "Hangup")
+    await asyncio.to_thread(journal.flush)  # the hangup handler's process ends next
     event(log, "agi.call.finalised", channel=channel_id, journalled=True)
     return "journalled"
 

@@ -105,12 +105,12 @@ async def journal_recording_end(journal: Journal, channel: str, path: Path, now_
     try:
         facts = await wait_and_measure(path, attempts=attempts)
     except RecordingError as exc:
-        await asyncio.to_thread(journal.append, channel, "recording.fail", path=str(path), error=str(exc))
+        journal.submit(channel, "recording.fail", path=str(path), error=str(exc))
         event(log, "recording.failed", logging.ERROR, channel=channel, error=str(exc), journalled=True)
         return False
-    await asyncio.to_thread(journal.append, channel, "recording.finalise", path=str(path),
-                            facts={"size_bytes": facts.size_bytes, "duration_ms": facts.duration_ms,
-                                   "sha256": facts.sha256, "finalised_at": now_iso})
+    journal.submit(channel, "recording.finalise", path=str(path),
+                   facts={"size_bytes": facts.size_bytes, "duration_ms": facts.duration_ms,
+                          "sha256": facts.sha256, "finalised_at": now_iso})
     event(log, "recording.finalised", channel=channel, bytes=facts.size_bytes, duration_ms=facts.duration_ms,
           sha256=facts.sha256, journalled=True)
     return True

@@ -36,6 +36,7 @@ async def test_writes_go_to_the_journal_in_order_once_storage_failed(tmp_path):
             await store.update(consent_outcome="finished")
         finally:
             other.close()
+        journal.flush()
         ops = [(e["op"], e.get("changes")) for e in read_entries(journal.path)]
         assert ops[0][0] == "call.create" and ops[1][1]["error"].startswith("storage_unavailable: database locked")
         assert ops[2] == ("call.update", {"consent_outcome": "finished"})

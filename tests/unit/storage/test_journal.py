@@ -178,3 +178,12 @@ def test_the_journal_shares_the_databases_group_access_never_others(tmp_path):
     assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o640
     database.chmod(0o666)
     assert mode_beside(database) == 0o660
+
+
+def test_submitted_entries_are_written_in_order_by_the_writer_thread(tmp_path):
+    journal = Journal(tmp_path / "j")
+    for i in range(50):
+        journal.submit(CHANNEL, "call.update", changes={"protocol_read_count": i})
+    assert journal.pending(CHANNEL) and journal.has_pending  # before they are on disk, too
+    assert journal.flush(timeout=10)
+    assert [e["changes"]["protocol_read_count"] for e in read_entries(journal.path)] == list(range(50))
