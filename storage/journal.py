@@ -159,19 +159,19 @@ class Journal:
         """Move the current file aside (under its lock) for a replay; returns the files to
         replay, oldest first, and the in-memory entries."""
         self.flush()
-        with self._lock:
+        with self._lock:  # never held while waiting for the file's flock: submit() must not wait
             memory, self._memory = self._memory, []
-            try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                return self._replaying(), memory
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                aside = self.path.with_name(f"{self.path.name}.replaying-{os.getpid()}-{next(_counter):06d}")
-                with_lock_rename(self.path, aside, fd)
-            finally:
-                os.close(fd)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
             return self._replaying(), memory
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            aside = self.path.with_name(f"{self.path.name}.replaying-{os.getpid()}-{next(_counter):06d}")
+            with_lock_rename(self.path, aside, fd)
+        finally:
+            os.close(fd)
+        return self._replaying(), memory
 
     def give_back(self, memory: list[dict[str, Any]]) -> None:
         """In-memory entries a failed replay could not apply: keep them, before newer ones."""
