@@ -49,7 +49,8 @@ async def application(sandbox, app_config, run: Path, **storage):
     run.mkdir(parents=True, exist_ok=True)
     cfg = load_sandbox_config(write_config(sandbox, run, app_config.prompts.directory,
                                            storage={**STORAGE, **storage},
-                                           recording={"root": str(run / "recordings")}))
+                                           recording={"root": str(run / "recordings")},
+                                           protocol_reading={"replay_window_ms": 0, "repeat": 0}))  # one reading: ~10 s
     app = ObservedApplication(cfg)
     await app.start()
     runner = asyncio.ensure_future(app.run())
@@ -64,7 +65,7 @@ async def application(sandbox, app_config, run: Path, **storage):
 
 async def place(sandbox, caller: str, max_seconds: int = 50) -> dict:
     """A customer who stays on the line long enough for the announcement (8 s), the waits and
-    two readings of the protocol (~10 s each); the agents hang up a second after the hand-off."""
+    the reading of the protocol (~10 s); the agents hang up a second after the hand-off."""
     return await asyncio.to_thread(originate_call, sandbox, caller, max_seconds=max_seconds)
 
 
