@@ -33,7 +33,7 @@ async def _run(agi, config_path: str | None) -> str:
     from callproof.callflow.reasons import Reason
     from callproof.config import ConfigError, load_config
     from callproof.prompts import PromptCatalogue
-    from callproof.storage import open_database
+    from callproof.storage.opening import open_for_one_call
 
     from .channel import PystChannel
     from .flow import AgiFlow
@@ -49,7 +49,7 @@ async def _run(agi, config_path: str | None) -> str:
     db = None
     flow = AgiFlow(config, None, prompts, channel)
     try:
-        db = await open_database(config)
+        db = await open_for_one_call(config)
     except Exception as exc:
         await flow.fail(Reason.STORAGE_UNAVAILABLE, f"{type(exc).__name__}: {exc}")
         return "failed"

@@ -14,11 +14,13 @@ import asyncio
 import logging
 from typing import Any
 
+from callproof.callflow.journal_replay import JournalReplayer
 from callproof.callflow.reasons import Reason
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database, open_database
+from callproof.storage.journal import Journal, mode_beside
 
 from .channel import AgiCommandError, AgiHangup, StreamChannel
 from .flow import AgiFlow
@@ -38,6 +40,10 @@ class FastAgiServer:
             config.prompts.directory, default_language=config.general.default_language,
             languages=config.general.languages, custom_dir=config.prompts.custom_directory)
         self._tasks: set[asyncio.Task[None]] = set()
+        # calls' writes while storage is unavailable (storage/journal.py)
+        self.journal = Journal(config.storage.journal_path, mode_beside(config.storage.database))
+        self._replayer: JournalReplayer | None = None
+        self._replaying: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -47,6 +53,10 @@ class FastAgiServer:
     async def start(self, host: str | None = None, port: int | None = None) -> FastAgiServer:
         cfg = self.config
         self.db = await open_database(cfg)
+        await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
+        self._replayer = JournalReplayer(self.db, self.journal, cfg)
+        await self._replayer.replay_once()  # what a previous process could not write
+        self._replaying = asyncio.ensure_future(self._replayer.run())
         self.server = await asyncio.start_server(
             self._serve, host or cfg.fastagi.host, cfg.fastagi.port if port is None else port)
         event(log, "fastagi.listening", host=host or cfg.fastagi.host, port=self.port)
@@ -59,6 +69,13 @@ class FastAgiServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._replaying is not None:
+            self._replaying.cancel()
+            await asyncio.gather(self._replaying, return_exceptions=True)
+        await asyncio.to_thread(self.journal.flush)  # every journalled write on disk before the end
+        if self._replayer is not None:
+            await self._replayer.replay_once()
+            self._replayer.close()
         if self.db is not None:
             await self.db.close()
             self.db = None
@@ -74,7 +91,7 @@ class FastAgiServer:
         try:
             channel = await StreamChannel.accept(reader, writer)
             script = channel.env.get("agi_network_script", "").strip("/")
-            flow = AgiFlow(self.config, self.db, self.prompts, channel)
+            flow = AgiFlow(self.config, self.db, self.prompts, channel, journal=self.journal)
             if script != SCRIPT:
                 await flow.fail(Reason.BAD_STEP, f"unknown FastAGI script {script!r}; use agi://host:port/{SCRIPT}")
             else:

@@ -21,6 +21,7 @@ to the dialplan, which routes the caller.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database
+from callproof.storage.journal import Journal, mode_beside
 
 from .call_port import AgiCallPort, strip_sound
 from .channel import AgiChannel, AgiCommandError
@@ -49,8 +51,9 @@ class AgiFlow:
     """One AGI request: the step it names, on the channel it came with."""
 
     def __init__(self, config: Config, db: Database | None, prompts: PromptCatalogue, channel: AgiChannel,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, journal: Journal | None = None):
         self.config, self.db, self.prompts = config, db, prompts
+        self.journal = journal or Journal(config.storage.journal_path, mode_beside(config.storage.database))
         self.clock = clock or (lambda: datetime.now(UTC))
         self.port = AgiCallPort(channel, config)
         self.channel_id = self.port.facts.channel_id
@@ -78,9 +81,13 @@ class AgiFlow:
                 log.exception("AGI finalise failed", extra={"fields": {"channel": self.channel_id}})
                 self.outcome = "failed"
             return self.outcome
-        self.flow = CallFlow(FlowDeps(config=self.config, db=self.db, prompts=self.prompts, clock=self.clock),
+        self.flow = CallFlow(FlowDeps(config=self.config, db=self.db, prompts=self.prompts, clock=self.clock,
+                                      journal=self.journal),
                              self.port, step=step, timings=self.port.timings, log=log, event_prefix="agi.")
-        self.outcome = await self.flow.run()
+        try:
+            self.outcome = await self.flow.run()
+        finally:  # a classic AGI script's process ends next: what it journalled is on disk first
+            await asyncio.to_thread(self.journal.flush)
         return self.outcome
 
     async def finalise(self) -> str:
@@ -93,7 +100,7 @@ class AgiFlow:
             except (CallerHungUp, AgiCommandError):
                 pass
         return await endings.finalise(self.db, self.config, self.channel_id, cause=endings.parse_cause(cause_raw),
-                                      cause_raw=cause_raw, now=self.clock())
+                                      cause_raw=cause_raw, now=self.clock(), journal=self.journal)
 
     async def fail(self, reason: Reason, message: str) -> None:
         """Before any flow runs (bad step, FastAGI script name, storage not opened):

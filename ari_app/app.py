@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from callproof.callflow.decisions import iso
+from callproof.callflow.journal_replay import JournalReplayer
+from callproof.callflow.port import UNKNOWN_ROW
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
-from callproof.storage import open_database
+from callproof.storage import is_storage_error, open_database
 from callproof.storage.call_status import CallStatus, when_ended
+from callproof.storage.errors import storage_problem
+from callproof.storage.journal import Journal, mode_beside
 
 from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
@@ -70,21 +74,29 @@ class Application:
         self.inboxes: dict[str, CallInbox] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.flows: dict[str, AnyFlow] = {}  # calls in progress, by channel id
-        self.handed_off: dict[str, int] = {}  # uniqueid -> call id, until the channel hangs up
+        self.handed_off: dict[str, int] = {}  # uniqueid -> call id (UNKNOWN_ROW: in the journal), until it hangs up
         self._hangup_causes: dict[str, str | None] = {}
         self._interrupted: set[str] = set()  # channels whose flows the last drop stopped
         self.connected = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self.callbacks: CallbackScheduler | None = None  # [callback] enabled: calls back dropped calls
+        # calls' writes while storage is unavailable (storage/journal.py)
+        self.journal = Journal(config.storage.journal_path, mode_beside(config.storage.database))
+        self.replayer: JournalReplayer | None = None
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Open storage and AMI, start the SMS sender. ARI is connected by :meth:`run`."""
         cfg = self.config
         self.db = await open_database(cfg)
+        await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
+        self.replayer = JournalReplayer(self.db, self.journal, cfg)
+        await self.replayer.replay_once()  # what a previous process could not write
+        self._spawn(self.replayer.run())
         self.ami = AmiLink(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password)
         self.recorder = Recorder(self.ami, self.db, cfg.recording.mixmonitor_options,
                                  now_iso=lambda: iso(self.clock()), on_finalised=self._recording_finalised)
+        self.recorder.journal = self.journal
         self.ami.on_event("Hangup", self._on_ami_hangup)
         self.ami.after_relogin(self._reconcile_after_ami)
         await self.ami.connect(timeout=15)
@@ -113,6 +125,10 @@ class Application:
             await self.ari.close()
         if self.ami is not None:
             self.ami.close()
+        await asyncio.to_thread(self.journal.flush)  # every journalled write on disk before the end
+        if self.replayer is not None:
+            await self.replayer.replay_once()  # the last writes of this process, if storage is back
+            self.replayer.close()
         if self.db is not None:
             await self.db.close()
 
@@ -216,7 +232,8 @@ class Application:
         assert self.ari is not None and self.recorder is not None and self.sender is not None
         return Services(config=self.config, db=self.db, ari=self.ari, recorder=self.recorder,
                         prompts=self.prompts, wake_sms=self.sender.wake, clock=self.clock,
-                        expect_handoff=self.expect_handoff)
+                        expect_handoff=self.expect_handoff, journal=self.journal,
+                        replay=self.replayer.replay_within if self.replayer is not None else None)
 
     # ------------------------------------------------ after the hand-off
     def expect_handoff(self, channel_id: str, call_id: int) -> None:
@@ -261,11 +278,28 @@ class Application:
         flow_task = self.tasks.get(uniqueid)
         if flow_task is not None:  # let the flow write its own last step first
             await asyncio.wait([flow_task])
-        row = await self.db.calls.get(call_id)
-        if row is None or row["status"] != CallStatus.HANDED_OFF:
+        ended_at, hangup = iso(self.clock()), f"Hangup:{cause}" if cause else "Hangup"
+        if call_id == UNKNOWN_ROW or self.journal.pending(uniqueid):
+            # the row (or its last steps) waits in the journal: its end goes after them
+            self.journal.submit(uniqueid, "call.ended", ended_at=ended_at, hangup_cause=hangup)
+            event(log, "call.ended", channel=uniqueid, journalled=True)
             return
-        await self.db.calls.update(call_id, status=CallStatus.COMPLETED, ended_at=iso(self.clock()),
-                                   hangup_cause=f"Hangup:{cause}" if cause else "Hangup")
+        try:
+            row = await self.db.calls.get(call_id)
+            if row is None or row["ended_at"] is not None:
+                return
+            if row["status"] == CallStatus.FAILED:  # failed, handed off all the same: when it ended
+                await self.db.calls.update(call_id, ended_at=ended_at, hangup_cause=hangup)
+                return
+            if row["status"] != CallStatus.HANDED_OFF:
+                return
+            await self.db.calls.update(call_id, status=CallStatus.COMPLETED, ended_at=ended_at, hangup_cause=hangup)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            self.journal.submit(uniqueid, "call.ended", ended_at=ended_at, hangup_cause=hangup)
+            event(log, "call.ended", logging.WARNING, channel=uniqueid, journalled=True, problem=storage_problem(exc))
+            return
         event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=row["protocol"])
 
     # ------------------------------------------------------------ resume
@@ -300,10 +334,11 @@ class Application:
         was not running; later, while its ARI link was down."""
         away = "callproof was not running" if first_connection else "callproof's ARI link was down"
         assert self.ari is not None and self.recorder is not None
+        waiting = await asyncio.to_thread(self.journal.channels_waiting)
         for row in await self.db.calls.unfinished():
             channel_id = row["channel_id"]
-            if channel_id in kept or channel_id in self.tasks:
-                continue
+            if channel_id in kept or channel_id in self.tasks or channel_id in waiting:
+                continue  # (waiting: its end is in the journal, replayed when storage is back)
             ours = row["served_by"] in (None, "ari")  # else an AGI path serves it (e.g. the dialplan's fallback)
             if await self.ari.channel_exists(channel_id):
                 if ours and channel_id in self._interrupted and row["status"] in (CallStatus.PROTOCOL_GIVEN,

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +20,7 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database
+from callproof.storage.journal import Journal
 
 from .ari import AriSession
 from .call_events import CallInbox
@@ -43,6 +44,8 @@ class Services:
     wake_sms: Callable[[], None]
     expect_handoff: Callable[[str, int], None] = lambda channel_id, call_id: None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    journal: Journal | None = None
+    replay: Callable[[float], Awaitable[object]] | None = None
 
 
 class CallFlow(shared.CallFlow):
@@ -57,7 +60,8 @@ class CallFlow(shared.CallFlow):
         self.channel: dict[str, Any] = start_event["channel"]
         self.args: list[str] = list(start_event.get("args") or [])
         deps = shared.FlowDeps(config=services.config, db=services.db, prompts=services.prompts,
-                               clock=services.clock, wake_sms=services.wake_sms)
+                               clock=services.clock, wake_sms=services.wake_sms, journal=services.journal,
+                               replay=services.replay)
         super().__init__(deps, AriCallPort(services, inbox, start_event, timings), timings=timings, log=log)
 
     async def run(self) -> str:

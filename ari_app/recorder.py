@@ -19,15 +19,18 @@ from typing import Any
 
 from panoramisk import Manager
 
-from callproof.callflow.port import RecordingError
+from callproof.callflow.port import UNKNOWN_ROW, RecordingError
 from callproof.callflow.recording_files import (  # noqa: F401
     NotReady,
     RecordingFacts,
     finalise_recording,
+    journal_recording_end,
     measure_recording,
     wait_and_measure,
 )
 from callproof.logs import event
+from callproof.storage import is_storage_error
+from callproof.storage.journal import Journal
 
 log = logging.getLogger("callproof.recording")
 
@@ -148,6 +151,7 @@ class Recorder:
         self._by_uniqueid: dict[str, tuple[int, Path]] = {}
         self._finalising: dict[str, asyncio.Task[None]] = {}
         self.started: dict[str, asyncio.Future[None]] = {}
+        self.journal: Journal | None = None  # where a recording's end waits while storage is unavailable
         ami.on_event("MixMonitorStart", self._on_start_event)
         ami.on_event("MixMonitorStop", self._on_stop_event)
         ami.on_event("Hangup", self._on_stop_event)
@@ -195,8 +199,18 @@ class Recorder:
 
     async def finalise(self, uniqueid: str) -> None:
         recording_id, path = self._by_uniqueid[uniqueid]
+        journal = self.journal
         try:
-            await finalise_recording(self.db, recording_id, path, self.now_iso())
+            if journal is not None and (recording_id == UNKNOWN_ROW or journal.pending(uniqueid)):
+                await journal_recording_end(journal, uniqueid, path, self.now_iso())
+            else:
+                try:
+                    await finalise_recording(self.db, recording_id, path, self.now_iso())
+                except Exception as exc:
+                    if journal is None or not is_storage_error(exc):
+                        raise
+                    # the row exists; its end waits in the journal (keyed by the file) until storage is back
+                    await journal_recording_end(journal, uniqueid, path, self.now_iso(), attempts=3)
         finally:
             self._by_uniqueid.pop(uniqueid, None)
             self._finalising.pop(uniqueid, None)

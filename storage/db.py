@@ -9,10 +9,12 @@ are in :mod:`storage.schema`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import aiosqlite
 
 from .audit import AuditLog
+from .bounded import within
 from .calls import Calls
 from .errors import StorageError
 from .outbox import Outbox
@@ -31,8 +34,20 @@ from .timefmt import to_db_time, utc_now
 if TYPE_CHECKING:
     from .sync import SyncDatabase
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "DEFAULT_FILE_MODE", "MEMORY", "Database", "Migration", "configure",
-           "connect_sync", "load_migrations", "migrate", "schema_version", "split_statements"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_MS",
+    "DEFAULT_FILE_MODE",
+    "MEMORY",
+    "Database",
+    "Migration",
+    "configure",
+    "connect_sync",
+    "load_migrations",
+    "migrate",
+    "schema_version",
+    "split_statements",
+    "within",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +56,9 @@ T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_FILE_MODE = 0o600
+#: Connections for the calls' bounded steps (Database.run_within): calls waiting on a locked
+#: database wait side by side on them; more than this many at once queue, each still bounded.
+CALLS_CONNECTIONS = 3
 MEMORY = ":memory:"
 _SIDECARS = ("", "-wal", "-shm", "-journal")
 
@@ -173,6 +191,11 @@ class Database:
         self._conn = conn
         self.path = path
         self._now = now
+        self._busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS
+        self._call_conns: list[aiosqlite.Connection] = []  # the calls' bounded steps (run_within)
+        self._in_flight: list[int] = []  # steps queued or running, per calls' connection
+        self._call_conn_lock: asyncio.Lock | None = None
+        self.calls_connections = CALLS_CONNECTIONS  # 1 in a process that serves one call (classic AGI)
         self.calls = Calls(self)
         self.protocols = Protocols(self)
         self.recordings = Recordings(self)
@@ -203,6 +226,7 @@ class Database:
             await conn.close()
             raise StorageError("unsupported aiosqlite version: Connection._execute is missing")
         db = cls(conn, path, now)
+        db._busy_timeout_ms = busy_timeout_ms
         try:
             await db.run_in_connection(_setup, path, busy_timeout_ms, now)
         except BaseException:
@@ -239,6 +263,68 @@ class Database:
 
         return await aconn._execute(call)
 
+    async def run_within(
+        self,
+        seconds: float,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Like :meth:`run_in_connection`, for a step a caller is waiting on: done within
+        ``seconds`` or not at all (:func:`within`; :class:`StorageUnavailable` otherwise).
+
+        These steps run on connections (and threads) of their own, so a slow transaction of
+        the SMS sender, the call-back scheduler or a sweep never holds a caller up; there
+        are :data:`CALLS_CONNECTIONS` of them, each step going to the least busy, so calls
+        waiting on a lock wait side by side, not one after the other, and a read is not
+        queued behind them."""
+        return await self.run_by(time.monotonic() + seconds, fn, *args, **kwargs)
+
+    async def run_by(self, deadline: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`run_within` with a ``time.monotonic()`` deadline (several steps sharing one bound)."""
+        return await self.run_on_calls_connection(within, deadline, fn, *args, **kwargs)
+
+    async def run_on_calls_connection(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(sqlite3_connection, ...)`` on the least busy calls' connection; ``fn`` bounds its own wait."""
+        conns = await self._calls_connections()
+        # the first idle one: in the normal run that is always the first (one writer, no lock
+        # contention between our own connections); the others take over while it waits
+        index = min(range(len(conns)), key=self._in_flight.__getitem__)
+        aconn = conns[index]
+
+        def call() -> T:
+            return fn(aconn._conn, *args, **kwargs)
+
+        self._in_flight[index] += 1
+        try:
+            return await aconn._execute(call)
+        finally:
+            self._in_flight[index] -= 1
+
+    async def _calls_connections(self) -> list[aiosqlite.Connection]:
+        if self._call_conns:
+            return self._call_conns
+        if self.path == MEMORY:  # one in-memory database: the same connection
+            self._in_flight = [0]
+            return [self._conn]
+        if self._call_conn_lock is None:
+            self._call_conn_lock = asyncio.Lock()
+        async with self._call_conn_lock:
+            if not self._call_conns:
+                opened: list[aiosqlite.Connection] = []
+                try:
+                    for _ in range(max(1, self.calls_connections)):
+                        conn = await aiosqlite.connect(self.path, isolation_level=None)
+                        opened.append(conn)
+                        await conn._execute(lambda c=conn: configure(c._conn, self._busy_timeout_ms))
+                except BaseException:
+                    for conn in opened:
+                        await conn.close()
+                    raise
+                self._in_flight = [0] * len(opened)
+                self._call_conns = opened
+        return self._call_conns
+
     async def run_sync(
         self,
         fn: Callable[Concatenate[SyncDatabase, P], T],
@@ -259,6 +345,10 @@ class Database:
         return await self.run_in_connection(schema_version)
 
     async def close(self) -> None:
+        conns, self._call_conns = self._call_conns, []
+        for conn in conns:
+            if conn is not self._conn:
+                await conn.close()
         await self._conn.close()
 
     async def __aenter__(self) -> Database:

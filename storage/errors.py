@@ -47,3 +47,31 @@ def is_storage_error(exc: BaseException) -> bool:
     unwritable, corrupt). Callers outside storage classify errors with this instead
     of importing the driver."""
     return isinstance(exc, StorageError | sqlite3.Error)
+
+
+class StorageUnavailable(StorageError):
+    """Storage did not answer a call's step within ``[storage] call_wait_seconds``, or refused
+    the write (locked, read-only, disk full); ``problem`` names which, for the logs."""
+
+    def __init__(self, problem: str, detail: str = ""):
+        super().__init__(f"storage unavailable ({problem}){': ' + detail if detail else ''}")
+        self.problem = problem
+
+
+def storage_problem(exc: BaseException) -> str:
+    """What was wrong, in a word for the logs (no paths, no data): ``locked``, ``read_only``,
+    ``disk_full``, ``io_error``, ``timeout``, ``corrupt`` or ``error``."""
+    if isinstance(exc, StorageUnavailable):
+        return exc.problem
+    if isinstance(exc, OSError):
+        import errno
+
+        return {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EROFS: "read_only",
+                errno.EACCES: "read_only", errno.EPERM: "read_only"}.get(exc.errno or 0, "io_error")
+    text = str(exc).lower()
+    for words, problem in ((("locked", "busy"), "locked"), (("readonly", "read-only", "read only"), "read_only"),
+                           (("disk is full", "full"), "disk_full"), (("disk i/o",), "io_error"),
+                           (("malformed", "not a database"), "corrupt")):
+        if any(w in text for w in words):
+            return problem
+    return "error"

@@ -43,6 +43,14 @@ def open_database(config: _HasStorage) -> _Opening:
     return Database.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
 
 
+async def open_for_one_call(config: _HasStorage) -> Database:
+    """The database of a process that serves one call (the classic AGI script): one calls'
+    connection instead of a pool."""
+    db = await open_database(config)
+    db.calls_connections = 1
+    return db
+
+
 def open_sync(config: _HasStorage) -> SyncDatabase:
     """A sync handle; ``with open_sync(config) as db:`` closes it."""
     return SyncDatabase.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)

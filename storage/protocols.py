@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ._sqlutil import fetch_one, immediate, inserted_id
+from .bounded import within
 from .call_status import INITIAL
 from .errors import InvalidStateError, NotFoundError, ProtocolRangeError, evidence_order_error
 from .timefmt import to_db_time
@@ -179,6 +181,20 @@ def get_sync(conn: sqlite3.Connection, protocol: str) -> dict | None:
     return fetch_one(conn.execute("SELECT * FROM protocols WHERE protocol = ?", (protocol,)))
 
 
+def allocate_many_within_sync(conn: sqlite3.Connection, requests: list[dict]) -> list:
+    """:func:`allocate_many_sync` for requests that each carry their ``deadline``
+    (:func:`storage.bounded.within`): one that cannot finish in time is not made at all."""
+    results: list = []
+    for kwargs in requests:
+        args = dict(kwargs)
+        deadline = args.pop("deadline")
+        try:
+            results.append(within(conn, deadline, allocate_sync, **args))
+        except Exception as exc:  # handed back to that request's caller
+            results.append(exc)
+    return results
+
+
 def allocate_many_sync(conn: sqlite3.Connection, requests: list[dict]) -> list:
     """Run several allocations, each in its own transaction, in one call.
 
@@ -203,8 +219,9 @@ class _AllocationQueue:
     each allocation still in its own transaction (same guarantees as alone).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, bounded: bool = False) -> None:
         self._db = db
+        self._bounded = bounded  # requests carry a deadline and run on the calls' connection
         self._busy = False
         self._waiting: list[tuple[dict, asyncio.Future]] = []
         self._drainer: asyncio.Future[None] | None = None
@@ -216,6 +233,8 @@ class _AllocationQueue:
             return await future
         self._busy = True
         try:
+            if self._bounded:
+                return await self._single_within(kwargs)
             return await self._db.run_in_connection(allocate_sync, **kwargs)
         finally:
             if self._waiting:
@@ -224,12 +243,21 @@ class _AllocationQueue:
             else:
                 self._busy = False
 
+    async def _single_within(self, kwargs: dict) -> AllocatedProtocol:
+        args = dict(kwargs)
+        deadline = args.pop("deadline")
+        return await self._db.run_on_calls_connection(within, deadline, allocate_sync, **args)
+
     async def _drain(self) -> None:
         try:
             while self._waiting:
                 group, self._waiting = self._waiting, []
                 try:
-                    results = await self._db.run_in_connection(allocate_many_sync, [k for k, _ in group])
+                    if self._bounded:
+                        results = await self._db.run_on_calls_connection(allocate_many_within_sync,
+                                                                         [k for k, _ in group])
+                    else:
+                        results = await self._db.run_in_connection(allocate_many_sync, [k for k, _ in group])
                 except BaseException as exc:
                     results = [exc] * len(group)
                     if isinstance(exc, asyncio.CancelledError):
@@ -258,6 +286,7 @@ class Protocols:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._queue = _AllocationQueue(db)
+        self._bounded_queue = _AllocationQueue(db, bounded=True)
 
     async def allocate_for_call(
         self,
@@ -276,6 +305,21 @@ class Protocols:
             call_id=call_id,
             sms=sms,
         )
+
+    async def allocate_for_call_within(
+        self,
+        seconds: float,
+        call_id: int,
+        *,
+        year: int,
+        allocated_at: str | datetime,
+        sms: SmsDraft | None,
+    ) -> AllocatedProtocol:
+        """:meth:`allocate_for_call` for a caller who is waiting: done within ``seconds`` or
+        not at all (:class:`StorageUnavailable`), on the calls' connection."""
+        return await self._bounded_queue.allocate(
+            deadline=time.monotonic() + seconds, year=year, allocated_at=allocated_at, kind="call",
+            call_id=call_id, sms=sms)
 
     async def allocate(
         self,

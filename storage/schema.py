@@ -95,6 +95,8 @@ def migrate(
     if migrations is None:
         migrations = load_migrations()
     applied_now: list[int] = []
+    if _up_to_date(conn, migrations):  # no write lock: a process opens a locked or unwritable database
+        return applied_now
     with immediate(conn):
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -136,6 +138,15 @@ def migrate(
     if applied_now:
         log.info("applied schema migrations %s", applied_now)
     return applied_now
+
+
+def _up_to_date(conn: sqlite3.Connection, migrations: list[Migration]) -> bool:
+    """Every migration applied, unchanged, and none unknown (a read: no lock taken)."""
+    try:
+        done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+    except sqlite3.OperationalError:  # no table yet (a new file)
+        return False
+    return done == {mig.version: mig.checksum for mig in migrations}
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from callproof.call_identity import (
     CPF_VARIABLE,
@@ -38,10 +39,12 @@ from callproof.prompts import PromptCatalogue
 from callproof.retention.policy import retention_until
 from callproof.storage import Database, NewCall
 from callproof.storage.call_status import CallStatus, step_done
+from callproof.storage.journal import Journal
 
 from . import decisions, endings, resume
+from .call_store import CallStore
 from .decisions import iso
-from .port import CallerHungUp, CallPort, LinkLost, RecordingError, finish_before_cancel
+from .port import UNKNOWN_ROW, CallerHungUp, CallPort, LinkLost, RecordingError, finish_before_cancel
 from .reasons import (
     PROTOCOL_VARIABLE,
     REASON_VARIABLE,
@@ -55,6 +58,7 @@ from .reasons import (
 from .timings import CallTimings
 
 S = CallStatus
+T = TypeVar("T")
 
 
 class Step(StrEnum):
@@ -76,6 +80,8 @@ class FlowDeps:
     prompts: PromptCatalogue
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     wake_sms: Callable[[], None] = lambda: None  # an SMS was queued (the ARI app's sender)
+    journal: Journal | None = None  # where writes wait while storage is unavailable (call_store.py)
+    replay: Callable[[float], Awaitable[object]] | None = None  # the process's journal replay, bounded
 
 
 class CallFlow:
@@ -98,6 +104,8 @@ class CallFlow:
         self.link_lost = False  # ended by LinkLost: the application resumes the call
         self.resumed: dict | None = None  # the row found by enter(): where a resumed call stands
         self.timings = timings or CallTimings()
+        self.store = CallStore(deps.db, deps.journal, deps.config.storage.call_wait_seconds, self.channel_id,
+                               replay=deps.replay)
 
     @property
     def row_id(self) -> int:
@@ -149,9 +157,10 @@ class CallFlow:
     # ---------------------------------------------------------------- steps
     async def enter(self) -> None:
         """Load the call row (a resumed call, a later split step) or create it."""
-        existing = await self.d.db.calls.get_by_channel(self.channel_id)
+        existing = await self.store.existing()
         if existing is not None:
             self.call_id, self.status = existing["id"], CallStatus(existing["status"])
+            self.store.call_id = self.call_id
             self.protocol, self.language = existing["protocol"], existing["language"]
             self.caller_raw = existing["caller_number_raw"] or ""
             self.dialled = existing["dialled_number"] or ""
@@ -170,12 +179,12 @@ class CallFlow:
         number = normalise_caller(caller.number, cfg.general.phone_region)
         # The row, the answer and the identity variables together: consent playback must start fast.
         created, answered, identity = await asyncio.gather(
-            self.d.db.calls.create(NewCall(
+            self._marked("row_written", self.store.create(NewCall(
                 channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=facts.linkedid,
                 caller_number_raw=caller.number, caller_number=number.e164, caller_name=caller.name,
                 dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at),
-                served_by=facts.served_by or None)),
-            self.port.answer(), self._captured_identity(), return_exceptions=True)
+                served_by=facts.served_by or None))),
+            self._marked("answered", self.port.answer()), self._captured_identity(), return_exceptions=True)
         if isinstance(created, BaseException):
             raise created
         self.call_id, self.status = created, S.CONSENT_PLAYING
@@ -185,9 +194,16 @@ class CallFlow:
         if isinstance(identity, BaseException):
             raise identity
         if identity:
-            await self.d.db.calls.set_identity_hashes(self.call_id, cpf_hash=identity.cpf_hash,
-                                                      customer_code_hash=identity.customer_code_hash)
+            await self.store.identity({"cpf_hash": identity.cpf_hash,
+                                       "customer_code_hash": identity.customer_code_hash})
         self._event("call.entered", call_id=self.call_id, language=self.language, served_by=facts.served_by)
+
+    async def _marked(self, mark: str, step: Awaitable[T]) -> T:
+        """``step``, with the time it was done among the call's timings (call.timings)."""
+        try:
+            return await step
+        finally:
+            self.timings.mark(mark)
 
     async def _captured_identity(self) -> CallIdentity:
         """CALLPROOF_CPF / CALLPROOF_CUSTOMER_CODE set by the dialplan, as keyed hashes
@@ -216,7 +232,7 @@ class CallFlow:
         only one whose request was never acknowledged is played again, from the start."""
         if step_done(self.status, S.CONSENT_PLAYING) or self._was("consent_outcome") == "finished":
             return
-        db, clock = self.d.db, self.d.clock
+        store, clock = self.store, self.d.clock
         followed = str(self._was("consent_playback_id") or "")
         try:
             if followed:
@@ -226,22 +242,21 @@ class CallFlow:
             else:
                 await self._play_consent_anew()
         except CallerHungUp:
-            await db.calls.update(self.row_id, consent_outcome="caller_left", consent_finished_at=iso(clock()))
+            await store.update(consent_outcome="caller_left", consent_finished_at=iso(clock()))
             raise
-        await db.calls.update(self.row_id, consent_outcome="finished", consent_finished_at=iso(clock()))
+        await store.update(consent_outcome="finished", consent_finished_at=iso(clock()))
         self._event("consent.finished", prompt=self._was("consent_prompt") or "consent")
 
     async def _play_consent_anew(self) -> None:
-        db = self.d.db
         prompt = self.d.prompts.prompt("consent", self.language)
         if self._was("consent_started_at"):
             self._event("consent.restarted", logging.WARNING, why="the play request was never acknowledged")
-        await db.calls.update(self.row_id, consent_prompt=prompt.name, consent_language=prompt.language,
-                              consent_sha256=prompt.sha256, consent_started_at=iso(self.d.clock()))
+        await self.store.update(consent_prompt=prompt.name, consent_language=prompt.language,
+                                consent_sha256=prompt.sha256, consent_started_at=iso(self.d.clock()))
         self.timings.mark("consent_requested")
 
         async def accepted(playback_id: str) -> None:
-            await db.calls.update(self.row_id, consent_playback_id=playback_id)
+            await self.store.update(consent_playback_id=playback_id)
 
         await self.port.play([prompt.media], "consent", on_accepted=accepted)
 
@@ -252,9 +267,9 @@ class CallFlow:
                 raise StepFailed(Reason.CONSENT_REQUIRED, f"call is {self.status!r}; no protocol without consent")
             cfg = self.d.config
             draft = decisions.sms_draft(cfg, self.language, self.caller_raw, self.started_at)
-            result = await self.d.db.protocols.allocate_for_call(
-                self.row_id, year=decisions.protocol_year(cfg, self.started_at),
-                allocated_at=iso(self.d.clock()), sms=draft)
+            result = await self.store.allocate(year=decisions.protocol_year(cfg, self.started_at),
+                                               allocated_at=iso(self.d.clock()), sms=draft)
+            self.call_id = self.store.call_id
             self.protocol, self.sms_state, self.status = result.protocol, result.sms_state, S.PROTOCOL_READING
             self.timings.mark("protocol_allocated")
             if result.sms_state == "pending":
@@ -271,7 +286,7 @@ class CallFlow:
             raise StepFailed(Reason.NO_CALL, "no protocol allocated on this call yet")
         if step_done(self.status, S.PROTOCOL_READING):
             return
-        cfg, db = self.d.config.protocol_reading, self.d.db
+        cfg, store = self.d.config.protocol_reading, self.store
         media = self.d.prompts.protocol_reading_media(self.language, self.protocol, cfg.groups)
         # A resumed call goes on from the readings already counted, with the replays earned.
         readings = int(str(self._was("protocol_read_count") or 0))
@@ -285,7 +300,7 @@ class CallFlow:
             self._event("protocol.reading_restarted", logging.WARNING, protocol=self.protocol, reading=readings + 1)
 
         async def accepted(playback_id: str) -> None:
-            await db.calls.update(self.row_id, protocol_playback_id=playback_id)
+            await store.update(protocol_playback_id=playback_id)
 
         while readings < wanted:
             if followed:  # reading readings + 1 was accepted before the link broke
@@ -296,18 +311,17 @@ class CallFlow:
             else:
                 await self.port.play(media, "protocol", on_accepted=accepted)
             readings += 1
-            await db.calls.update(self.row_id, protocol_read_count=readings, protocol_playback_id=None)
+            await store.update(protocol_read_count=readings, protocol_playback_id=None)
             asked = bool(key) and key in self.port.take_digits()
             if not asked and readings == wanted and key and cfg.replay_window_ms and replays < cfg.max_replays:
                 asked = await self.port.wait_for_digit(key, cfg.replay_window_ms / 1000)
             if asked and replays < cfg.max_replays:
                 replays += 1
                 wanted += 1
-                await db.calls.update(self.row_id, protocol_replays=replays)
+                await store.update(protocol_replays=replays)
         self.timings.mark("protocol_read")
         self.status = S.PROTOCOL_GIVEN
-        await self.d.db.calls.update(self.row_id, status=S.PROTOCOL_GIVEN,
-                                     protocol_read_finished_at=iso(self.d.clock()))
+        await store.update(status=S.PROTOCOL_GIVEN, protocol_read_finished_at=iso(self.d.clock()))
         self._event("protocol.read", protocol=self.protocol, readings=readings)
 
     async def start_recording(self) -> None:
@@ -318,50 +332,63 @@ class CallFlow:
             return
         if self.status is not S.PROTOCOL_GIVEN or self.protocol is None:
             raise StepFailed(Reason.NO_CALL, f"call is {self.status!r}; record after the protocol was read")
-        pending = None if self.resumed is None else await resume.unfinished_recording(self.d.db, self.row_id)
+        pending = None if self.resumed is None else resume.unfinished_recording(await self.store.recordings() or [])
         if pending is not None:  # resumed: MixMonitor may run already; never a second row
             path = Path(pending["path"])
-            await self._record_into(pending["id"], path, pending["started_at"],
-                                    adopt=await resume.mixmonitor_runs_on(self.port, path))
+            started = await self._start_on(pending["id"], path, pending["started_at"],
+                                           adopt=await resume.mixmonitor_runs_on(self.port, path))
+            await self._recording_on(started)
             return
         # MixMonitor started and the row saying so, or neither: finished even if ARI drops meanwhile.
         await finish_before_cancel(self._record())
 
     async def _record(self) -> None:
         assert self.protocol is not None
-        cfg, db, facts = self.d.config, self.d.db, self.port.facts
-        target = decisions.recording_target(cfg, self.protocol, self.caller_raw, self.d.clock())
+        await self._recording_on(await self._mixmonitor(self.protocol))
+
+    async def _recording_on(self, started: str | None) -> None:
+        if started is not None:
+            self.status = S.RECORDING
+            await self.store.update(status=S.RECORDING, recording_started_at=started)
+
+    async def _mixmonitor(self, protocol: str) -> str | None:
+        """Start MixMonitor and its row (journalled when storage is away); the start time, or
+        None when it did not start (written down; CallerHungUp when the caller had gone)."""
+        cfg, facts = self.d.config, self.port.facts
+        target = decisions.recording_target(cfg, protocol, self.caller_raw, self.d.clock())
         started = iso(self.d.clock())
         choice = decisions.retention_choice(cfg, asked=facts.retention_class, did=self.dialled,
                                             context=facts.entry_context, channel=self.channel_id)
         until = retention_until(datetime.fromisoformat(started), choice.days, cfg.general.tz)
-        rec_id = await db.recordings.create(self.row_id, self.protocol, str(target.path), target.caller_part,
-                                            started, until, choice.retention_class)
-        await self._record_into(rec_id, target.path, started)
+        # the recording starts even when its row has to wait in the journal (rec_id None)
+        rec_id = await self.store.recording_created(str(target.path), protocol, target.caller_part, started,
+                                                    iso(until), choice.retention_class)
+        return await self._start_on(rec_id, target.path, started)
 
-    async def _record_into(self, rec_id: int, path: Path, started: str, adopt: bool = False) -> None:
+    async def _start_on(self, rec_id: int | None, path: Path, started: str, adopt: bool = False) -> str | None:
         """Start MixMonitor on recording row ``rec_id`` (``adopt``: it runs already, track it)."""
-        db = self.d.db
+        row = UNKNOWN_ROW if rec_id is None else rec_id
         try:
             if adopt:
-                await self.port.adopt_recording(path, rec_id)
+                await self.port.adopt_recording(path, row)
             else:
-                await self.port.start_recording(path, rec_id)
+                await self.port.start_recording(path, row)
         except RecordingError as exc:
-            await db.recordings.fail(rec_id, str(exc))
-            await db.calls.update(self.row_id, error=f"recording: {exc}")
+            await self.store.recording_failed(rec_id, str(path), str(exc))
+            await self.store.update(error=f"recording: {exc}")
             self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc))
             if exc.caller_gone:
                 raise CallerHungUp("hangup before recording started") from None
-            return
+            return None
         self.recording = path
         self.timings.mark("recording_started")
-        self.status = S.RECORDING
-        await db.calls.update(self.row_id, status=S.RECORDING, recording_started_at=started)
         self._event("recording.started", protocol=self.protocol, recording_id=rec_id, adopted=adopt)
+        return started
 
     async def _started_recording(self) -> Path | None:
-        rows = await self.d.db.recordings.for_call(self.row_id)
+        rows = await self.store.recordings()
+        if rows is None:  # storage cannot say: what this flow started, if it did
+            return self.recording
         return Path(rows[-1]["path"]) if rows and rows[-1]["state"] != "failed" else None
 
     async def hand_off(self) -> None:
@@ -377,10 +404,10 @@ class CallFlow:
         else:
             await self.port.set_variable(STATUS_VARIABLE, DialplanStatus.RECORDING_FAILED)
             await self.port.set_variable(REASON_VARIABLE, Reason.RECORDING_NOT_STARTED)
-        await self.port.hand_off(self.call_id)
+        await self.port.hand_off(self._watched_row())
         self.status = S.HANDED_OFF
         self.timings.mark("handed_off")
-        await self.d.db.calls.update(self.row_id, status=S.HANDED_OFF, handed_off_at=iso(self.d.clock()))
+        await self.store.update(status=S.HANDED_OFF, handed_off_at=iso(self.d.clock()))
         self.outcome = "handed_off"
         h = self.d.config.handoff
         self._event("call.handed_off", protocol=self.protocol, context=h.context, recorded=self.recording is not None)
@@ -388,11 +415,11 @@ class CallFlow:
     # ------------------------------------------------------------ endings
     async def caller_left(self, description: str) -> None:
         self.outcome = "caller_left"
-        if self.call_id is None or self.status is None:
+        if (self.call_id is None and not self.store.journalled) or self.status is None:
             return
         try:
             cause = await self.port.hangup_cause()
-            status = await endings.caller_left(self.d.db, self.d.config, self.call_id, self.status,
+            status = await endings.caller_left(self.store, self.d.config, self.status,
                                                description=description, cause=cause, now=self.d.clock())
         except Exception:
             self.log.exception("could not record the hang-up")
@@ -407,5 +434,25 @@ class CallFlow:
         if reason is Reason.INTERNAL_ERROR:
             self.log.exception("call flow failed", extra={"fields": {"channel": self.channel_id}})
         self._event("call.failed", logging.ERROR, step=self.step, reason=reason, error=str(exc)[:500])
-        await endings.record_failure(self.d.db, self.call_id, reason, exc)
-        await endings.tell_dialplan_failed(self.port, reason, self.protocol)
+        await endings.record_failure(self.store, reason, exc)
+        await self._record_regardless()
+        await endings.tell_dialplan_failed(self.port, reason, self.protocol, self._watched_row(),
+                                           recording=self.recording)
+
+    async def _record_regardless(self) -> None:
+        """A call that has its protocol goes to the agents recorded, even when a step failed."""
+        if self.protocol is None or self.recording is not None or not self._runs(Step.RECORD):
+            return
+        if self.status in (S.RECORDING, S.HANDED_OFF):
+            return
+        try:
+            await self._mixmonitor(self.protocol)
+        except Exception as exc:  # the hand-off must still happen
+            self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc)[:200])
+
+    def _watched_row(self) -> int | None:
+        """What the port watches after the hand-off: the row id, UNKNOWN_ROW while the row
+        waits in the journal, None when there is no row at all."""
+        if self.call_id is not None:
+            return self.call_id
+        return UNKNOWN_ROW if self.store.journalled else None

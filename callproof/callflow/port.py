@@ -30,6 +30,10 @@ from typing import Any, Protocol, TypeVar
 
 from .reasons import Reason
 
+#: The row id a port is given for a call whose row (or recording row) still waits in the
+#: journal (storage unavailable, ``call_store.py``): the call is watched all the same.
+UNKNOWN_ROW = 0
+
 
 class CallerHungUp(Exception):
     """The caller left (or the channel left our control) while the flow was using it."""

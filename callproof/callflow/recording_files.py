@@ -17,6 +17,7 @@ from pathlib import Path
 
 from callproof.logs import event
 from callproof.storage import Database
+from callproof.storage.journal import Journal
 
 from .port import RecordingError
 
@@ -95,4 +96,21 @@ async def finalise_recording(db: Database, recording_id: int, path: Path, now_is
                                    "duration_ms": facts.duration_ms})
     event(log, "recording.finalised", recording_id=recording_id, protocol=protocol,
           bytes=facts.size_bytes, duration_ms=facts.duration_ms, sha256=facts.sha256)
+    return True
+
+
+async def journal_recording_end(journal: Journal, channel: str, path: Path, now_iso: str, attempts: int = 40) -> bool:
+    """The file of a recording whose row waits in the journal (storage unavailable): measured
+    now, its finalisation (or failure) journalled to be applied with the row."""
+    try:
+        facts = await wait_and_measure(path, attempts=attempts)
+    except RecordingError as exc:
+        journal.submit(channel, "recording.fail", path=str(path), error=str(exc))
+        event(log, "recording.failed", logging.ERROR, channel=channel, error=str(exc), journalled=True)
+        return False
+    journal.submit(channel, "recording.finalise", path=str(path),
+                   facts={"size_bytes": facts.size_bytes, "duration_ms": facts.duration_ms,
+                          "sha256": facts.sha256, "finalised_at": now_iso})
+    event(log, "recording.finalised", channel=channel, bytes=facts.size_bytes, duration_ms=facts.duration_ms,
+          sha256=facts.sha256, journalled=True)
     return True

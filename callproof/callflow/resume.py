@@ -11,18 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from callproof.storage import Database
-
 from .port import CallPort
 
 #: Set by MixMonitor on the channel to the file it records into (Asterisk 22, both transports).
 MIXMONITOR_VARIABLE = "MIXMONITOR_FILENAME"
 
 
-async def unfinished_recording(db: Database, call_id: int) -> dict[str, Any] | None:
-    """The call's recording row still 'recording' (created, MixMonitor perhaps started,
-    the call's status not yet 'recording'), or None."""
-    rows = [r for r in await db.recordings.for_call(call_id) if r["state"] == "recording"]
+def unfinished_recording(recordings: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of the call's recording rows, the one still 'recording' (created, MixMonitor perhaps
+    started, the call's status not yet 'recording'), or None."""
+    rows = [r for r in recordings if r["state"] == "recording"]
     return rows[-1] if rows else None
 
 

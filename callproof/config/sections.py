@@ -31,6 +31,14 @@ class GeneralConfig:
 class StorageConfig:
     database: Path = Path("/var/lib/callproof/callproof.db")
     busy_timeout_ms: int = 5000
+    # how long a caller waits on storage at one step before the call goes on without it
+    call_wait_seconds: float = 3.0
+    # what a call could not write while storage was unavailable (default: <database>.journal)
+    journal: Path | None = None
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal or self.database.with_name(self.database.name + ".journal")
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,12 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     if len(g.phone_region) != 2 or not g.phone_region.isalpha():
         raise ConfigError("general.phone_region", "must be a two-letter region code like BR or ES")
 
+    st = config.storage
+    if not 0.2 <= st.call_wait_seconds <= 30:
+        raise ConfigError("storage.call_wait_seconds", "must be between 0.2 and 30 seconds")
+    if st.journal is not None and not st.journal.is_absolute():
+        raise ConfigError("storage.journal", "must be an absolute path")
+
     url = urlparse(config.ari.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ConfigError("ari.url", f"{config.ari.url!r} is not an http(s) URL")

@@ -8,6 +8,7 @@ real Asterisk in tests/integration/test_agi_calls.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,15 +96,34 @@ async def test_missing_prompt_fails_to_the_dialplan(config, db):
     assert row["status"] == "failed"
 
 
-async def test_storage_locked_sets_status_and_reason(config, db, monkeypatch):
-    async def locked(*a, **k):
-        raise sqlite3.OperationalError("database is locked")
-    monkeypatch.setattr(db.calls, "get_by_channel", locked)
-    fake = FakeAsterisk()
-    outcome = await asyncio.wait_for(AgiFlow(config, db, FakePrompts(), fake).run(), 5)
-    assert outcome == "failed"
-    assert fake.vars["CALLPROOF_STATUS"] == "failed" and fake.vars["CALLPROOF_REASON"] == "storage_unavailable"
-    assert not fake.played
+async def test_storage_locked_sets_status_and_reason(tmp_path, monkeypatch):
+    """Another process holds the database's write lock: the caller hears the consent, then is
+    handed off at once with storage_unavailable; the journal brings the row in afterwards."""
+    from callproof.storage import Database
+    from callproof.storage.journal import Journal, ReplayConnection
+    from tests.fakes.flow_config import flow_config
+
+    config = flow_config(tmp_path)
+    config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, call_wait_seconds=0.3))
+    async with Database.open(config.storage.database) as db:
+        locker = sqlite3.connect(config.storage.database, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        locker.execute("UPDATE protocol_sequences SET last_value = last_value WHERE 0")
+        journal = Journal(config.storage.journal_path)
+        fake = FakeAsterisk()
+        flow = AgiFlow(config, db, FakePrompts(), fake)
+        flow.journal = journal
+        outcome = await asyncio.wait_for(flow.run(), 5)
+        locker.execute("ROLLBACK")
+        locker.close()
+        assert outcome == "failed"
+        assert fake.vars["CALLPROOF_STATUS"] == "failed" and fake.vars["CALLPROOF_REASON"] == "storage_unavailable"
+        assert "CALLPROOF_PROTOCOL" not in fake.vars  # none could be allocated
+        assert sum("consent" in p for p in fake.played) == 1, fake.played
+        ReplayConnection(config.storage.database, 1000).replay(journal)
+        row = await db.calls.get_by_channel(fake.env["agi_uniqueid"])
+        assert row["status"] == "failed" and row["error"].startswith("storage_unavailable")
+        assert row["consent_outcome"] == "finished" and row["protocol"] is None
 
 
 async def test_step_by_step_shares_state_through_the_call_row(config, db):
@@ -181,3 +201,64 @@ async def test_the_row_says_which_path_served_the_call(config, db, extra_env, ar
     _flow, outcome, row = await run(config, db, fake)
     assert outcome == "handed_off" and row["served_by"] == served_by
     assert fake.played == ["consent", "protocol", "protocol"]  # a fallback call hears the same
+
+
+async def test_storage_lost_after_the_protocol_the_call_goes_on_with_it(tmp_path):
+    """The protocol exists, then another process takes the write lock: the caller still hears
+    the whole reading, MixMonitor starts, the hand-off carries the protocol; the journal then
+    brings every step in, the row handed off and saying why it was written late."""
+    from callproof.storage import Database
+    from callproof.storage.journal import Journal, ReplayConnection
+    from tests.fakes.flow_config import flow_config
+
+    config = flow_config(tmp_path)
+    config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, call_wait_seconds=0.3))
+    holder: list[sqlite3.Connection] = []
+
+    class LockedAfterProtocol(FakeAsterisk):
+        async def command(self, line: str):
+            if line.startswith("EXEC Playback") and not line.endswith('consent"') and not holder:
+                other = sqlite3.connect(config.storage.database, isolation_level=None)
+                other.execute("BEGIN EXCLUSIVE")
+                other.execute("UPDATE protocol_sequences SET last_value = last_value WHERE 0")
+                holder.append(other)
+            return await super().command(line)
+
+    async with Database.open(config.storage.database) as db:
+        journal = Journal(config.storage.journal_path)
+        fake = LockedAfterProtocol()
+        flow = AgiFlow(config, db, FakePrompts(), fake, journal=journal)
+        outcome = await asyncio.wait_for(flow.run(), 10)
+        holder[0].execute("ROLLBACK")
+        holder[0].close()
+        assert outcome == "handed_off" and fake.played == ["consent", "protocol", "protocol"]
+        assert any(c.startswith("EXEC MixMonitor") for c in fake.commands)
+        assert fake.vars["CALLPROOF_STATUS"] == "ok" and fake.vars["CALLPROOF_PROTOCOL"] == flow.flow.protocol
+        row = await db.calls.get_by_channel(fake.env["agi_uniqueid"])
+        assert row["status"] == "protocol_reading"  # what storage took before the lock
+        ReplayConnection(config.storage.database, 1000).replay(journal)
+        row = await db.calls.get_by_channel(fake.env["agi_uniqueid"])
+        assert row["status"] == "handed_off" and row["protocol_read_count"] == 2
+        assert row["error"].startswith("storage_unavailable: database locked")
+        [rec] = await db.recordings.for_call(row["id"])
+        assert rec["state"] == "recording" and rec["protocol"] == row["protocol"]
+
+
+async def test_a_failure_after_the_protocol_still_records_and_hands_off_with_it(config, db):
+    """The reading cannot be played: the call fails, but it has its protocol, so the agents get
+    it (CALLPROOF_PROTOCOL) and the call is recorded all the same."""
+
+    class ReadingFails(FakeAsterisk):
+        async def command(self, line: str):
+            reply = await super().command(line)
+            if line.startswith("EXEC Playback") and not line.endswith('consent"'):
+                self.vars["PLAYBACKSTATUS"] = "FAILED"
+            return reply
+
+    fake = ReadingFails()
+    _flow, outcome, row = await run(config, db, fake)
+    assert outcome == "failed" and row["status"] == "failed" and row["protocol"]
+    assert fake.vars["CALLPROOF_STATUS"] == "failed" and fake.vars["CALLPROOF_PROTOCOL"] == row["protocol"]
+    [rec] = await db.recordings.for_call(row["id"])
+    assert fake.vars["CALLPROOF_RECORDING"] == rec["path"] and rec["protocol"] == row["protocol"]
+    assert any(c.startswith("EXEC MixMonitor") for c in fake.commands)

@@ -15,6 +15,7 @@ from callproof.ari_app.app import reconnect_delay
 from callproof.ari_app.ari import AriSession
 from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import CallFlow, Services
+from callproof.callflow.call_store import CallStore
 from callproof.storage import EvidenceOrderError
 from callproof.storage.call_status import CallStatus
 from tests.fakes import FakeAri, FakePrompts, FakeRecorder, start_event
@@ -105,21 +106,21 @@ async def test_unacknowledged_consent_is_played_again_and_nothing_is_failed(conf
 async def test_finished_consent_is_never_heard_again(config, db):
     """The drop came after the announcement finished, before the protocol was allocated."""
     first, ari1, _ = new_flow(config, db)
-    real_allocate = db.protocols.allocate_for_call
+    real_allocate = db.protocols.allocate_for_call_within
     gate = asyncio.Event()
 
     async def stuck(*args, **kwargs):
         await gate.wait()
         return await real_allocate(*args, **kwargs)
 
-    db.protocols.allocate_for_call = stuck
+    db.protocols.allocate_for_call_within = stuck
     try:
         async def consent_done():
             row = await row_of(db)
             return bool(row and row["consent_outcome"] == "finished")
         await interrupt(first, consent_done)
     finally:
-        db.protocols.allocate_for_call = real_allocate
+        db.protocols.allocate_for_call_within = real_allocate
     second, ari2, _ = new_flow(config, db)
     assert await asyncio.wait_for(second.run(), 5) == "handed_off"
     assert ari1.played() == ["consent"] and ari2.played() == ["protocol", "protocol"]
@@ -161,18 +162,18 @@ async def test_reading_in_progress_is_followed_and_counted_once(config, db):
 async def test_running_mixmonitor_is_adopted_not_started_again(config, db):
     """The drop came after the recording row and MixMonitor, before status 'recording'."""
     first, _, _ = new_flow(config, db)
-    real_update = db.calls.update
+    real_update = CallStore.update
 
-    async def no_recording_status(call_id, **changes):
+    async def no_recording_status(store, **changes):
         if changes.get("status") == CallStatus.RECORDING:
             raise asyncio.CancelledError  # the flow stops right there, as if cancelled
-        await real_update(call_id, **changes)
+        await real_update(store, **changes)
 
-    db.calls.update = no_recording_status
+    CallStore.update = no_recording_status  # type: ignore[method-assign]
     try:
         await asyncio.gather(asyncio.wait_for(first.run(), 5), return_exceptions=True)
     finally:
-        db.calls.update = real_update
+        CallStore.update = real_update  # type: ignore[method-assign]
     row = await row_of(db)
     (rec,) = await db.recordings.for_call(row["id"])
     assert row["status"] == "protocol_given" and rec["state"] == "recording"
@@ -189,18 +190,18 @@ async def test_running_mixmonitor_is_adopted_not_started_again(config, db):
 
 async def test_stopped_mixmonitor_is_started_on_the_same_row(config, db):
     first, _, _ = new_flow(config, db)
-    real_update = db.calls.update
+    real_update = CallStore.update
 
-    async def no_recording_status(call_id, **changes):
+    async def no_recording_status(store, **changes):
         if changes.get("status") == CallStatus.RECORDING:
             raise asyncio.CancelledError
-        await real_update(call_id, **changes)
+        await real_update(store, **changes)
 
-    db.calls.update = no_recording_status
+    CallStore.update = no_recording_status  # type: ignore[method-assign]
     try:
         await asyncio.gather(asyncio.wait_for(first.run(), 5), return_exceptions=True)
     finally:
-        db.calls.update = real_update
+        CallStore.update = real_update  # type: ignore[method-assign]
     row = await row_of(db)
     (rec,) = await db.recordings.for_call(row["id"])
     recorder = FakeRecorder()

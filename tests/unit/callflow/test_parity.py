@@ -11,6 +11,7 @@ transport (the text of a hang-up description or of an error).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import CallFlow, Services
 from callproof.storage import Database
 from callproof.storage.callbacks import cause_of
+from callproof.storage.journal import Journal, ReplayConnection
 from tests.fakes import FakeAsterisk, FakePrompts, FakeRecorder, ScriptedAri, start_event
 from tests.fakes.flow_config import flow_config
 
@@ -47,6 +49,7 @@ class Scenario:
     playback_fails: bool = False
     missing: frozenset[str] = frozenset()
     storage_fails_at: str | None = None  # a repository method that raises 'database is locked'
+    locked_from: str | None = None       # 'arrival' | 'reading': another process takes the write lock there
     extra: dict = field(default_factory=dict)
 
 
@@ -59,8 +62,43 @@ SCENARIOS = {
     "recording_failure": Scenario(recording_fails=True),
     "playback_failure": Scenario(playback_fails=True),
     "prompt_missing": Scenario(missing=frozenset({"consent"})),
-    "storage_error": Scenario(storage_fails_at="protocols.allocate_for_call"),
+    "storage_error": Scenario(storage_fails_at="protocols.allocate_for_call_within"),
+    "locked_at_arrival": Scenario(locked_from="arrival"),
+    "locked_after_the_protocol": Scenario(locked_from="reading"),
 }
+
+
+class Locker:
+    """Another process's write lock on the database, taken at arrival or when the reading starts."""
+
+    def __init__(self, database, when: str | None):
+        self.database, self.when, self.conn = database, when, None
+        if when == "arrival":
+            self.take()
+
+    def take(self) -> None:
+        if self.when is not None and self.conn is None:
+            self.conn = sqlite3.connect(self.database, isolation_level=None)
+            self.conn.execute("BEGIN EXCLUSIVE")
+            self.conn.execute("UPDATE protocol_sequences SET last_value = last_value WHERE 0")
+
+    def release_and_replay(self, journal: Journal) -> None:
+        if self.conn is not None:
+            self.conn.execute("ROLLBACK")
+            self.conn.close()
+            self.conn = None
+        ReplayConnection(self.database, 1000, now=lambda: DB_NOW).replay(journal)
+
+
+class LockingPrompts(FakePrompts):
+    def __init__(self, locker: Locker, **kw):
+        super().__init__(**kw)
+        self.locker = locker
+
+    def protocol_reading_media(self, language, protocol, groups):
+        if self.locker.when == "reading":
+            self.locker.take()
+        return super().protocol_reading_media(language, protocol, groups)
 
 
 @dataclass
@@ -74,7 +112,8 @@ class Evidence:
 
 def path_config(tmp_path, path: str):
     (tmp_path / path).mkdir(exist_ok=True)
-    return flow_config(tmp_path / path, CALLBACKS)
+    config = flow_config(tmp_path / path, CALLBACKS)
+    return dataclasses.replace(config, storage=dataclasses.replace(config.storage, call_wait_seconds=0.3))
 
 
 def break_storage(db: Database, where: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,12 +149,15 @@ async def through_ari(tmp_path, sc: Scenario, monkeypatch) -> Evidence:
         inbox = CallInbox(ev["channel"]["id"])
         ari = ScriptedAri(inbox, sc.hangup_in, hangup_cause=sc.cause,
                           playback_fails_in="consent" if sc.playback_fails else None)
+        journal, locker = Journal(config.storage.journal_path), Locker(config.storage.database, sc.locked_from)
         services = Services(config=config, db=db, ari=ari, recorder=FakeRecorder(sc.recording_fails),
-                            prompts=FakePrompts(missing=sc.missing), wake_sms=lambda: None, clock=lambda: NOW)
+                            prompts=LockingPrompts(locker, missing=sc.missing), wake_sms=lambda: None,
+                            clock=lambda: NOW, journal=journal)
         break_storage(db, sc.storage_fails_at, monkeypatch)
         flow = CallFlow(services, inbox, ev)
         await asyncio.wait_for(flow.run(), 5)
         monkeypatch.undo()
+        locker.release_and_replay(journal)
         return await evidence(db, ari.variables(), flow.outcome)
 
 
@@ -124,10 +166,13 @@ async def through_agi(tmp_path, sc: Scenario, monkeypatch) -> Evidence:
     async with Database.open(config.storage.database, now=lambda: DB_NOW) as db:
         fake = FakeAsterisk(hangup_in=sc.hangup_in, mixmonitor_fails=sc.recording_fails,
                             playback_status="FAILED" if sc.playback_fails else "SUCCESS")
-        prompts = FakePrompts(missing=sc.missing)
+        journal, locker = Journal(config.storage.journal_path), Locker(config.storage.database, sc.locked_from)
+        prompts = LockingPrompts(locker, missing=sc.missing)
         break_storage(db, sc.storage_fails_at, monkeypatch)
-        outcome = await asyncio.wait_for(AgiFlow(config, db, prompts, fake, clock=lambda: NOW).run(), 5)
+        flow = AgiFlow(config, db, prompts, fake, clock=lambda: NOW, journal=journal)
+        outcome = await asyncio.wait_for(flow.run(), 5)
         monkeypatch.undo()
+        locker.release_and_replay(journal)
         if sc.hangup_in:  # the hangup handler: AGI(callproof-agi,finalise,${HANGUPCAUSE})
             handler = FakeAsterisk(args=("finalise", str(sc.cause)))
             await asyncio.wait_for(AgiFlow(config, db, prompts, handler, clock=lambda: NOW).run(), 5)
@@ -174,6 +219,8 @@ EXPECTED = {  # status, CALLPROOF_STATUS, CALLPROOF_REASON, call-backs
     "playback_failure": ("failed", "failed", "playback_failed", 0),
     "prompt_missing": ("failed", "failed", "prompt_missing", 0),
     "storage_error": ("failed", "failed", "storage_unavailable", 0),
+    "locked_at_arrival": ("failed", "failed", "storage_unavailable", 0),  # the announcement, then no protocol
+    "locked_after_the_protocol": ("handed_off", "ok", None, 0),  # the rest from the journal
 }
 
 
@@ -193,6 +240,11 @@ async def test_each_scenario_ends_as_documented(tmp_path, monkeypatch, name, pat
         assert got.callbacks[0]["reason"] == "dropped q850=38 in abandoned_in_protocol"
     if status == "failed":
         assert got.call["error"].startswith(reason)
+    if SCENARIOS[name].locked_from:  # the whole story is in the row once the journal is in
+        assert got.call["consent_outcome"] == "finished" and got.call["error"].startswith("storage_unavailable")
+    if SCENARIOS[name].locked_from == "reading":
+        assert got.call["protocol"] and got.variables["CALLPROOF_PROTOCOL"] == got.call["protocol"]
+        assert got.call["protocol_read_count"] == 2 and [r["state"] for r in got.recordings] == ["recording"]
 
 
 async def test_finalise_without_the_argument_reads_hangupcause(tmp_path, monkeypatch):

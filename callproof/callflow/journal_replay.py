@@ -1,0 +1,92 @@
+"""Bringing the journal in: what calls could not write while storage was unavailable
+(``storage/journal.py``), applied as soon as the database takes writes again.
+
+The long-running processes (``callproof run``, ``callproof fastagi``) replay once at start-up
+(what a previous process left), then every ``INTERVAL`` seconds while anything waits, on a
+connection of their own in a worker thread, so a replay held up by a lock never holds up a
+caller.  A call that needs its own writes in now (its protocol, ``call_store.py``) asks for
+:meth:`JournalReplayer.replay_within`, bounded by its wait like every step of a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from callproof.config import Config
+from callproof.logs import event
+from callproof.storage import Database, is_storage_error
+from callproof.storage.errors import StorageUnavailable, storage_problem
+from callproof.storage.journal import Journal, ReplayConnection, ReplayResult, replay_sync
+
+log = logging.getLogger("callproof.storage.journal")
+
+INTERVAL = 1.0
+#: The background replay's busy wait: short, so that a call bringing its own journal in
+#: (replay_within) never waits long behind it; the next attempt is a second later anyway.
+BACKGROUND_BUSY_MS = 250
+
+
+class JournalReplayer:
+    def __init__(self, db: Database, journal: Journal, config: Config):
+        self.db, self.journal, self.config = db, journal, config
+        self._lock = asyncio.Lock()
+        self._conn = ReplayConnection(config.storage.database,
+                                      min(config.storage.busy_timeout_ms, BACKGROUND_BUSY_MS), now=db.now)
+        self._last_problem: str | None = None
+
+    def _report(self, result: ReplayResult) -> None:
+        if result.applied or result.skipped:
+            event(log, "storage.journal_replayed", applied=result.applied, skipped=result.skipped,
+                  calls=len(result.channels))
+        self._last_problem = None
+
+    def _failed(self, exc: BaseException) -> None:
+        problem = storage_problem(exc)
+        if problem != self._last_problem:  # once per kind of trouble, not every second
+            event(log, "storage.journal_waiting", logging.WARNING, problem=problem)
+        self._last_problem = problem
+
+    async def replay_once(self) -> bool:
+        """One replay on the replayer's own connection; False when storage is still unavailable."""
+        if not self.journal.has_pending:
+            return True
+        async with self._lock:
+            try:
+                result = await asyncio.to_thread(self._conn.replay, self.journal)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    log.exception("journal replay failed")
+                self._failed(exc)
+                return False
+        self._report(result)
+        return True
+
+    async def replay_within(self, seconds: float) -> Any:
+        """A replay for a call waiting on it: within ``seconds`` or StorageUnavailable."""
+        deadline = time.monotonic() + seconds
+        try:
+            await asyncio.wait_for(self._lock.acquire(), seconds)
+        except TimeoutError:
+            raise StorageUnavailable("timeout", "a journal replay is under way") from None
+        try:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StorageUnavailable("timeout", "the wait ran out behind a journal replay")
+            result = await self.db.run_within(left, replay_sync, self.journal, self.db.now())
+        finally:
+            self._lock.release()
+        self._report(result)
+        return result
+
+    async def run(self) -> None:
+        """For ever: replay while anything waits."""
+        while True:
+            await asyncio.sleep(INTERVAL)
+            if self.journal.has_pending:
+                await self.replay_once()
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,35 @@
+"""A storage step with a deadline: done in time or not at all (see :meth:`Database.run_within`)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .errors import StorageUnavailable, storage_problem
+
+T = TypeVar("T")
+
+#: What counts as "storage unavailable" for a call's step (anything else is a bug, raised as is).
+UNAVAILABLE = frozenset({"locked", "read_only", "disk_full", "io_error", "timeout"})
+
+
+def within(conn: sqlite3.Connection, deadline: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(conn, ...)`` if it can finish by ``deadline`` (``time.monotonic()``): not started at
+    all once the deadline has passed (it waited behind other work), and SQLite's busy wait cut
+    to the time left, so a write that could not get the lock in time has certainly not happened.
+    A locked, read-only or full database raises :class:`StorageUnavailable` naming which.
+
+    Only for a connection whose every use goes through here (the busy timeout is left as set)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise StorageUnavailable("timeout", "the wait ran out before the database was free")
+    conn.execute(f"PRAGMA busy_timeout = {max(1, int(left * 1000))}")
+    try:
+        return fn(conn, *args, **kwargs)
+    except sqlite3.Error as exc:
+        problem = storage_problem(exc)
+        if problem in UNAVAILABLE:
+            raise StorageUnavailable(problem, type(exc).__name__) from exc
+        raise

@@ -1,0 +1,130 @@
+"""A caller's step on storage is bounded (Database.run_within): done in time or not at all,
+on a connection of its own, and the kind of trouble is named."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+
+import pytest
+
+from callproof.storage import Database, NewCall
+from callproof.storage import calls as calls_table
+from callproof.storage.db import CALLS_CONNECTIONS
+from callproof.storage.errors import StorageUnavailable, storage_problem
+
+NOW = "2026-11-22T15:30:00.000+00:00"
+
+
+def new_call(channel: str) -> NewCall:
+    return NewCall(channel_id=channel, uniqueid=channel, linkedid=channel, caller_number_raw="1",
+                   caller_number=None, caller_name=None, dialled_number=None, language="en", started_at=NOW)
+
+
+@pytest.fixture
+async def db(tmp_path):
+    async with Database.open(tmp_path / "cp.db") as database:
+        yield database
+
+
+def lock(path) -> sqlite3.Connection:
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("UPDATE protocol_sequences SET last_value = last_value WHERE 0")
+    return other
+
+
+async def test_a_write_that_cannot_get_the_lock_in_time_is_not_made(db, tmp_path):
+    other = lock(tmp_path / "cp.db")
+    try:
+        with pytest.raises(StorageUnavailable) as raised:
+            await db.run_within(0.2, calls_table.create_sync, new_call("a"), NOW)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert raised.value.problem == "locked"
+    assert await db.calls.get_by_channel("a") is None
+    await db.run_within(0.5, calls_table.create_sync, new_call("a"), NOW)  # and works again at once
+    assert await db.calls.get_by_channel("a") is not None
+
+
+async def test_reads_go_on_while_another_process_holds_the_write_lock(db, tmp_path):
+    await db.calls.create(new_call("a"))
+    other = lock(tmp_path / "cp.db")
+    try:
+        found = await db.run_within(2.0, calls_table.get_by_channel_sync, "a")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert found is not None
+
+
+async def test_a_slow_transaction_of_the_process_does_not_hold_a_caller_up(db):
+    """The SMS sender, a sweep, ... run on the main connection: a stuck one does not queue the calls' steps."""
+    release = threading.Event()
+    stuck = asyncio.ensure_future(db.run_in_connection(lambda conn: release.wait(10)))
+    await asyncio.sleep(0.05)
+    try:
+        await db.run_within(1.0, calls_table.create_sync, new_call("b"), NOW)
+        assert not stuck.done()
+    finally:
+        release.set()
+        await stuck
+    assert await db.calls.get_by_channel("b") is not None
+
+
+async def test_a_step_whose_wait_ran_out_in_the_queue_is_not_started(db):
+    release = threading.Event()
+    await db.run_within(1.0, calls_table.get_by_channel_sync, "c")  # the calls' connections are open
+    stuck = [asyncio.ensure_future(db.run_on_calls_connection(lambda conn: release.wait(10)))
+             for _ in range(CALLS_CONNECTIONS)]  # every one of them busy
+    await asyncio.sleep(0.05)
+    late = asyncio.ensure_future(db.run_within(0.1, calls_table.create_sync, new_call("c"), NOW))
+    await asyncio.sleep(0.3)
+    release.set()
+    await asyncio.gather(*stuck)
+    with pytest.raises(StorageUnavailable) as raised:
+        await late
+    assert raised.value.problem == "timeout"
+    assert await db.calls.get_by_channel("c") is None
+
+
+async def test_a_read_only_database_is_named(db):
+    for conn in await db._calls_connections():  # every one of them: a step goes to any
+        await conn.execute("PRAGMA query_only = 1")
+    with pytest.raises(StorageUnavailable) as raised:
+        await db.run_within(0.5, calls_table.create_sync, new_call("d"), NOW)
+    assert raised.value.problem == "read_only"
+
+
+@pytest.mark.parametrize(("error", "problem"), [
+    (sqlite3.OperationalError("database is locked"), "locked"),
+    (sqlite3.OperationalError("attempt to write a readonly database"), "read_only"),
+    (sqlite3.OperationalError("database or disk is full"), "disk_full"),
+    (sqlite3.OperationalError("disk I/O error"), "io_error"),
+    (sqlite3.DatabaseError("database disk image is malformed"), "corrupt"),
+    (OSError(28, "No space left on device"), "disk_full"),
+    (OSError(30, "Read-only file system"), "read_only"),
+])
+def test_the_kind_of_trouble_is_named(error, problem):
+    assert storage_problem(error) == problem
+
+
+async def test_a_call_waiting_on_the_lock_does_not_queue_the_others(db, tmp_path):
+    """One call's write waits for another process's lock: another call's read (and write wait)
+    runs beside it, on another of the calls' connections, instead of behind it."""
+    await db.calls.create(new_call("e"))
+    other = lock(tmp_path / "cp.db")
+    try:
+        waiting = asyncio.ensure_future(db.run_within(5.0, calls_table.create_sync, new_call("f"), NOW))
+        await asyncio.sleep(0.05)
+        found = await db.run_within(1.0, calls_table.get_by_channel_sync, "e")
+        assert found is not None and not waiting.done()
+        second = asyncio.ensure_future(db.run_within(5.0, calls_table.create_sync, new_call("g"), NOW))
+        await asyncio.sleep(0.05)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await asyncio.gather(waiting, second)  # both got the lock once it was free
+    assert await db.calls.get_by_channel("f") and await db.calls.get_by_channel("g")
