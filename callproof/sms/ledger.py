@@ -23,6 +23,7 @@ class SendLedger:
         self._seq = 0
         self._open: dict[int, None] = {}  # insertion order = send order: the first key is the oldest
         self._changed = asyncio.Event()
+        self._waiters = 0  # receipts waiting: only then is a settlement signalled
 
     def opened(self) -> int:
         """A message is about to be written: its number in the ledger."""
@@ -35,8 +36,9 @@ class SendLedger:
         pop = self._open.pop
         for seq in seqs:
             pop(seq, None)
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        if self._waiters:
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
 
     def unsettled(self) -> int:
         return len(self._open)
@@ -52,9 +54,12 @@ class SendLedger:
             if left <= 0:
                 return False
             changed = self._changed
+            self._waiters += 1
             try:
                 async with asyncio.timeout(left):
                     await changed.wait()
             except TimeoutError:
                 return False
+            finally:
+                self._waiters -= 1
         return True

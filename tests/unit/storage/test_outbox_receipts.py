@@ -155,3 +155,18 @@ async def test_reclaim_own_ends_only_that_owners_leases(db):
     assert (await db.outbox.get(ids[2]))["lease_owner"] == "host:other"
     with pytest.raises(ValueError):
         await db.outbox.reclaim_own("", T_PLUS(3))
+
+
+def test_migration_keeps_existing_receipts_and_holds_the_unmatched(tmp_path):
+    import sqlite3
+
+    from callproof.storage.schema import load_migrations, migrate
+
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    migrate(conn, load_migrations()[:4])  # a database written before receipts were matched this way
+    conn.executemany("INSERT INTO sms_dlrs (outbox_id, gateway_message_id, status, received_at) VALUES (?, ?, ?, ?)",
+                     [(7, "gw-1", "DELIVRD", T0), (7, "gw-1", "ENROUTE", T0), (None, "gw-2", "UNDELIV", T0)])
+    migrate(conn)
+    assert conn.execute("SELECT outbox_id, final, matched_by, expired_at FROM sms_dlrs ORDER BY id").fetchall() == [
+        (7, 1, "gateway_id", None), (7, 0, "gateway_id", None), (None, 1, None, None)]
+    conn.close()
