@@ -270,3 +270,15 @@ class Application:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------ stats
+    def stats(self) -> dict[str, int]:
+        """How much per-call state the application holds now (``callproof run`` logs it as
+        ``app.stats`` on SIGUSR1; bench/bench_soak.py reads it): with no call up, every
+        per-call count is 0."""
+        figures = {"asyncio_tasks": len(asyncio.all_tasks()), "flows": len(self.flows), "tasks": len(self.tasks),
+                   "inboxes": len(self.inboxes), "handed_off": len(self.handed_off),
+                   "hangup_causes": len(self._hangup_causes), "background": len(self._background)}
+        if self.recorder is not None:
+            figures.update(self.recorder.stats())
+        return figures

@@ -148,6 +148,11 @@ class Recorder:
     def is_tracking(self, uniqueid: str) -> bool:
         return uniqueid in self._by_uniqueid
 
+    def stats(self) -> dict[str, int]:
+        """Recordings being tracked, finalised and started now (Application.stats)."""
+        return {"recordings_tracked": len(self._by_uniqueid), "recordings_finalising": len(self._finalising),
+                "recordings_starting": len(self.started)}
+
     def _on_start_event(self, manager: Any, message: Any) -> None:
         fut = self.started.get(message.get("Uniqueid", ""))
         if fut is not None and not fut.done():
