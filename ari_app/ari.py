@@ -179,6 +179,12 @@ class AriSession:
             return None
         return getattr(channel, "json", channel)
 
+    async def channel_ids(self) -> set[str]:
+        """Every channel Asterisk has now (in our application or not)."""
+        self.counts["rest GET channels"] += 1
+        channels = await _call(self._client.channels.list())
+        return {str(getattr(c, "json", c)["id"]) for c in channels or []}
+
     async def application_channel_ids(self) -> list[str]:
         """Channels Asterisk kept in our application while we were away."""
         self.counts["rest GET applications/{app}"] += 1

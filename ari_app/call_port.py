@@ -120,6 +120,7 @@ class AriCallPort:
         try:
             await self.s.recorder.start(self.channel["name"], self.channel_id, path)
         except RecordingError as exc:
+            self.s.recorder.untrack(self.channel_id)  # else kept until a Hangup that finalises a failed row
             raise RecordingError(str(exc), caller_gone=self.inbox.ended is not None) from None
 
     async def hand_off(self, call_id: int | None) -> None:

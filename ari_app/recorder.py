@@ -145,6 +145,13 @@ class Recorder:
         """Finalise ``recording_id`` when this channel's MixMonitor stops or it hangs up."""
         self._by_uniqueid[uniqueid] = (recording_id, path)
 
+    def untrack(self, uniqueid: str) -> None:
+        """MixMonitor did not start (the flow marked the row failed): nothing to finalise."""
+        self._by_uniqueid.pop(uniqueid, None)
+
+    def tracked(self) -> set[str]:
+        return set(self._by_uniqueid)
+
     def is_tracking(self, uniqueid: str) -> bool:
         return uniqueid in self._by_uniqueid
 
@@ -159,7 +166,10 @@ class Recorder:
             fut.set_result(None)
 
     def _on_stop_event(self, manager: Any, message: Any) -> None:
-        uniqueid = message.get("Uniqueid", "")
+        self.stopped(message.get("Uniqueid", ""))
+
+    def stopped(self, uniqueid: str) -> None:
+        """The channel's MixMonitor stopped or the channel is gone: finalise its recording."""
         if uniqueid in self._by_uniqueid and uniqueid not in self._finalising:
             self._finalising[uniqueid] = asyncio.ensure_future(self.finalise(uniqueid))
 
@@ -167,10 +177,13 @@ class Recorder:
         recording_id, path = self._by_uniqueid[uniqueid]
         try:
             await finalise_recording(self.db, recording_id, path, self.now_iso())
+        except Exception as exc:  # the call still completes; the row stays as storage left it
+            event(log, "recording.not_finalised", logging.ERROR, recording_id=recording_id,
+                  error=f"{type(exc).__name__}: {exc}"[:300])
         finally:
             self._by_uniqueid.pop(uniqueid, None)
             self._finalising.pop(uniqueid, None)
-        if self.on_finalised is not None:
+        if self.on_finalised is not None:  # whatever became of the file, the channel is gone
             await self.on_finalised(uniqueid)
 
     async def drain(self) -> None:

@@ -139,9 +139,9 @@ class AppSampler:
 
     def sample(self, calls: int | None = None) -> Sample:
         rss, anon, fds, threads = proc_figures(self.pid)
-        taken = Sample(calls=self.driver.ended if calls is None else calls,
-                       at_s=time.monotonic() - self.driver.started if self.driver.started else 0.0, rss_kib=rss, rss_anon_kib=anon, fds=fds,
-                       threads=threads, app=self.app_stats())
+        at_s = time.monotonic() - self.driver.started if self.driver.started else 0.0
+        taken = Sample(calls=self.driver.ended if calls is None else calls, at_s=at_s, rss_kib=rss,
+                       rss_anon_kib=anon, fds=fds, threads=threads, app=self.app_stats())
         self.samples.append(taken)
         return taken
 
