@@ -94,10 +94,17 @@ def wait_after_call_work(db: Path, placed: int, timeout: float) -> dict[str, dic
 
 
 def print_sample(s: Sample) -> None:
-    app = s.app
-    print(f"{s.calls:>7}{s.at_s:>8.0f}{s.rss_kib / 1024:>9.1f}{s.rss_anon_kib / 1024:>9.1f}{s.fds:>6}{s.threads:>5}"
-          f"{app.get('asyncio_tasks', '-'):>7}{app.get('flows', '-'):>6}{app.get('handed_off', '-'):>6}"
+    app, mem = s.app, s.memory
+    print(f"{s.calls:>7}{s.at_s:>7.0f}{s.rss_kib / 1024:>8.1f}{s.rss_anon_kib / 1024:>7.1f}"
+          f"{mem.get('sqlite_kib', 0) / 1024:>7.2f}{mem.get('malloc_used_kib', 0) / 1024:>7.1f}"
+          f"{mem.get('malloc_free_kib', 0) / 1024:>7.1f}{mem.get('py_arenas_kib', 0) / 1024:>7.1f}"
+          f"{mem.get('py_used_kib', 0) / 1024:>7.1f}{s.fds:>5}{s.threads:>4}"
+          f"{app.get('asyncio_tasks', '-'):>6}{app.get('flows', '-'):>6}{app.get('handed_off', '-'):>6}"
           f"{app.get('recordings_tracked', '-'):>6}", flush=True)
+
+
+HEADER = (f"{'calls':>7}{'s':>7}{'RSS':>8}{'anon':>7}{'sqlite':>7}{'m.used':>7}{'m.free':>7}{'py.ar':>7}{'py.use':>7}"
+          f"{'fds':>5}{'thr':>4}{'tasks':>6}{'flows':>6}{'h/off':>6}{'recs':>6}")
 
 
 def main() -> int:
@@ -134,10 +141,10 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     custom = write_short_prompts(run_dir / "short-prompts", LANGUAGE, args.prompt_ms)
     app_log = AppLog(out_dir / "callproof.log")
-    snapshots_dir = out_dir / "snapshots"
-    launcher = [str(Path(__file__).resolve().parent / "soak" / "app_main.py")]
+    snapshots_dir = out_dir / "memory"
+    launcher = [str(Path(__file__).resolve().parent / "soak" / "app_main.py"), "--memory", str(snapshots_dir)]
     if args.tracemalloc:
-        launcher += ["--tracemalloc", str(args.tracemalloc), "--snapshots", str(snapshots_dir)]
+        launcher += ["--tracemalloc", str(args.tracemalloc)]
     started = time.monotonic()
     samples: list[Sample] = []
     snapshots: list[tuple[int, Path]] = []
@@ -155,9 +162,9 @@ def main() -> int:
                   f"{'; tracemalloc ' + str(args.tracemalloc) + ' frames' if args.tracemalloc else ''}", flush=True)
             driver = CallDriver(sandbox, args.calls, args.concurrency, formats=args.caller_formats,
                                 agent_seconds=args.agent_seconds, max_seconds=60, call_timeout=args.call_timeout)
-            sampler = AppSampler(app.pid, app_log, driver)
-            print(f"{'calls':>7}{'s':>8}{'RSS MiB':>9}{'anon':>9}{'fds':>6}{'thr':>5}{'tasks':>7}{'flows':>6}"
-                  f"{'h/off':>6}{'recs':>6}", flush=True)
+            sampler = AppSampler(app.pid, app_log, driver, snapshots_dir)
+            print(HEADER + "   (MiB: RSS, RssAnon, SQLite, malloc in use / free, "
+                  "pymalloc arenas / in use)", flush=True)
             try:
                 print_sample(sampler.sample(0))
                 driver.start()
@@ -205,6 +212,24 @@ def main() -> int:
             print(f"{name:>9}: {f['mib_per_1000_calls']:+.3f} MiB per 1,000 calls after {args.warmup} "
                   f"(residual {f['residual_mib']:.3f} MiB; second half {f['second_half_mib_per_1000_calls']:+.3f}); "
                   f"{f['first_mib']} -> {f['last_mib']} MiB")
+    if "rss_anon_less_sqlite" in figures:
+        f = figures["rss_anon_less_sqlite"]
+        print(f"anon-sqlite: {f['mib_per_1000_calls']:+.3f} MiB per 1,000 calls (residual {f['residual_mib']:.3f})")
+    for name in ("sqlite", "malloc_used", "malloc_free", "py_arenas", "py_used", "traced"):
+        if name in figures:
+            f = figures[name]
+            print(f"{name:>11}: {f['mib_per_1000_calls']:+.3f} MiB per 1,000 calls; "
+                  f"{f['first_mib']} -> {f['last_mib']} MiB")
+    if "py_blocks" in figures:
+        f = figures["py_blocks"]
+        print(f"  py blocks: {f['per_1000_calls']:+d} per 1,000 calls; {f['first']} -> {f['last']}")
+    classes = [s.memory.get("object_subclasses") for s in in_run if s.memory.get("object_subclasses")]
+    if classes:
+        print(f"  classes (object.__subclasses__, garbage included): first {classes[0]}, max {max(classes)}, "
+              f"last {classes[-1]}")
+    if "malloc_arenas" in figures:
+        f = figures["malloc_arenas"]
+        print(f"  glibc arenas [KiB from the system, KiB free]: {f['first']} -> {f['last']}")
     for name in ("fds", "threads", "asyncio_tasks"):
         if name in figures:
             f = figures[name]

@@ -41,6 +41,27 @@ def slopes(samples: list[Sample], warmup: int) -> dict[str, Any]:
         figures[name] = {"mib_per_1000_calls": round(b, 3), "residual_mib": round(resid, 3),
                          "second_half_mib_per_1000_calls": round(b2, 3),
                          "first_mib": round(get(kept[0]) / 1024, 1), "last_mib": round(get(kept[-1]) / 1024, 1)}
+    for key in ("sqlite_kib", "malloc_used_kib", "malloc_free_kib", "py_arenas_kib", "py_used_kib",
+                "traced_kib"):  # where RSS went
+        have = [s for s in kept if key in s.memory]
+        if len(have) >= 3:
+            b, _, _ = fit([s.calls / 1000 for s in have], [s.memory[key] / 1024 for s in have])
+            figures[key.removesuffix("_kib")] = {"mib_per_1000_calls": round(b, 3),
+                                                 "first_mib": round(have[0].memory[key] / 1024, 2),
+                                                 "last_mib": round(have[-1].memory[key] / 1024, 2)}
+    have = [s for s in kept if "sqlite_kib" in s.memory]
+    if len(have) >= 3:  # RssAnon less SQLite's own allocations (its page cache is bounded)
+        b, _, resid = fit([s.calls / 1000 for s in have],
+                          [(s.rss_anon_kib - s.memory["sqlite_kib"]) / 1024 for s in have])
+        figures["rss_anon_less_sqlite"] = {"mib_per_1000_calls": round(b, 3), "residual_mib": round(resid, 3)}
+    arenas = [s.memory["malloc_arenas"] for s in kept if s.memory.get("malloc_arenas")]
+    if len(arenas) >= 2:  # glibc's arenas, first and last sample: [system KiB, free KiB] each
+        figures["malloc_arenas"] = {"first": arenas[0], "last": arenas[-1]}
+    blocks = [s for s in kept if "py_blocks" in s.memory]
+    if len(blocks) >= 3:
+        b, _, _ = fit([s.calls / 1000 for s in blocks], [float(s.memory["py_blocks"]) for s in blocks])
+        figures["py_blocks"] = {"per_1000_calls": round(b), "first": blocks[0].memory["py_blocks"],
+                                "last": blocks[-1].memory["py_blocks"]}
     for name in ("fds", "threads"):
         figures[name] = {"first": getattr(kept[0], name), "last": getattr(kept[-1], name),
                          "max": max(getattr(s, name) for s in kept)}

@@ -10,6 +10,7 @@ SIGUSR1.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -31,6 +32,7 @@ class Sample:
     fds: int
     threads: int
     app: dict[str, Any] = field(default_factory=dict)  # the app.stats line (asyncio_tasks, flows, ...)
+    memory: dict[str, Any] = field(default_factory=dict)  # app_main.py's breakdown (SQLite, malloc, Python)
 
 
 def proc_figures(pid: int) -> tuple[int, int, int, int]:
@@ -121,9 +123,25 @@ class CallDriver:
 class AppSampler:
     """Samples of the app process: /proc figures and its app.stats line (SIGUSR1)."""
 
-    def __init__(self, pid: int, app_log: Any, driver: CallDriver):
-        self.pid, self.app_log, self.driver = pid, app_log, driver
+    def __init__(self, pid: int, app_log: Any, driver: CallDriver, memory_dir: Path):
+        self.pid, self.app_log, self.driver, self.memory_dir = pid, app_log, driver, memory_dir
         self.samples: list[Sample] = []
+
+    def memory(self, timeout: float = 3.0) -> dict[str, Any]:
+        """app_main.py's memory line (SIGUSR2)."""
+        path = self.memory_dir / "memory.jsonl"
+        before = path.stat().st_size if path.exists() else 0
+        os.kill(self.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists() and path.stat().st_size > before:
+                with open(path, "rb") as fh:
+                    fh.seek(before)
+                    line = fh.readline()
+                if line.endswith(b"\n"):
+                    return dict(json.loads(line))
+            time.sleep(0.05)
+        return {}
 
     def app_stats(self, timeout: float = 3.0) -> dict[str, Any]:
         mark = self.app_log.mark()
@@ -141,14 +159,14 @@ class AppSampler:
         rss, anon, fds, threads = proc_figures(self.pid)
         at_s = time.monotonic() - self.driver.started if self.driver.started else 0.0
         taken = Sample(calls=self.driver.ended if calls is None else calls, at_s=at_s, rss_kib=rss,
-                       rss_anon_kib=anon, fds=fds, threads=threads, app=self.app_stats())
+                       rss_anon_kib=anon, fds=fds, threads=threads, app=self.app_stats(), memory=self.memory())
         self.samples.append(taken)
         return taken
 
     def snapshot(self, directory: Path, timeout: float = 120.0) -> Path | None:
-        """Ask the launcher for a tracemalloc snapshot (SIGUSR2); its path once written."""
+        """Ask the launcher for a tracemalloc snapshot (SIGRTMIN); its path once written."""
         before = set(directory.glob("snapshot-*.done"))
-        os.kill(self.pid, signal.SIGUSR2)
+        os.kill(self.pid, signal.SIGRTMIN)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             new = set(directory.glob("snapshot-*.done")) - before
