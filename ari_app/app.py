@@ -30,6 +30,7 @@ from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
 from .callback import CallbackScheduler
 from .flow import CallFlow, Services
+from .heap import trim_periodically
 from .ivr_request import RequestIvrFlow, is_request_ivr, settle_unfinished_ivr
 from .recorder import AmiLink, Recorder, finalise_recording
 
@@ -88,6 +89,7 @@ class Application:
         self.sender = make_sender(self.db, cfg.sms, clock=self.clock, ari=cfg.ari)
         self._spawn(self.sender.run())
         self._spawn(self._check_gone_channels())
+        self._spawn(trim_periodically())  # glibc heap fragmentation (ari_app/heap.py)
         if cfg.retention.sweep_in_run:  # "running alongside": cron/timer not needed
             from callproof.retention import periodic_sweep
             self._spawn(periodic_sweep(cfg))
