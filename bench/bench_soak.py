@@ -1,9 +1,9 @@
 """Soak benchmark: thousands of real calls through the sandbox Asterisk 22 against the
 ``callproof run`` process; does its memory stay flat?
 
-    sudo .venv/bin/python bench/bench_soak.py                        # 2,000 calls, 12 up at once
+    sudo .venv/bin/python bench/bench_soak.py            # 3,000 calls, 12 up at once, slope after 1,000 (~5 min)
     sudo .venv/bin/python bench/bench_soak.py --calls 5000 --concurrency 20
-    sudo .venv/bin/python bench/bench_soak.py --calls 600 --tracemalloc 25 --snapshot-every 100
+    sudo .venv/bin/python bench/bench_soak.py --calls 700 --warmup 100 --tracemalloc 25 --snapshot-every 200
 
 Needs root (the sandbox).  One sandbox Asterisk and one ``callproof run`` process
 (``python -m callproof.cli --config <toml> run`` through bench/soak/app_main.py,
@@ -27,8 +27,11 @@ samples, idles --idle-seconds and samples again (does anything come back?).
 
 Figures: least-squares slope of RSS in MiB per 1,000 calls over the samples
 after --warmup calls (target <= 0.2), with the residual and the slope of the
-second half alone; fds, threads, asyncio tasks first/last/max; the calls' final
-statuses, recordings and SMS states from the database.
+second half alone; where the memory is (the launcher's SIGUSR2 line: SQLite's
+allocations, glibc's heap in use / free and per arena, pymalloc's arenas, live
+classes); fds, threads, asyncio tasks first/last/max; the calls' final
+statuses, recordings and SMS states from the database.  2 cores: ~12 calls/s,
+3,000 calls in ~5 minutes.
 
 --tracemalloc FRAMES runs the app under tracemalloc (much slower: use fewer
 calls) and takes a snapshot every --snapshot-every calls after the warm-up,
@@ -109,10 +112,11 @@ HEADER = (f"{'calls':>7}{'s':>7}{'RSS':>8}{'anon':>7}{'sqlite':>7}{'m.used':>7}{
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=2000, help="calls to place (default 2000)")
+    parser.add_argument("--calls", type=int, default=3000, help="calls to place (default 3000)")
     parser.add_argument("--concurrency", type=int, default=12, help="calls up at once (default 12)")
-    parser.add_argument("--warmup", type=int, default=300,
-                        help="calls before the slope is measured (one-time costs, SQLite's page cache filling)")
+    parser.add_argument("--warmup", type=int, default=1000,
+                        help="calls before the slope is measured: one-time costs, and SQLite's page cache "
+                             "(2 MiB by default) fills in the first ~650 calls")
     parser.add_argument("--sample-every", type=int, default=100, help="sample the app every N calls ended")
     parser.add_argument("--agent-seconds", type=int, default=0, help="how long the sandbox agent talks")
     parser.add_argument("--caller-formats", default="ulaw", help="ARI originate formats of the customer leg")
