@@ -34,6 +34,7 @@ from .ari import AriSession
 from .call_events import CallInbox, channel_id_of
 from .callback import CallbackScheduler
 from .flow import CallFlow, Services
+from .heap import trim_periodically
 from .ivr_request import RequestIvrFlow, is_request_ivr, settle_unfinished_ivr
 from .recorder import AmiLink, Recorder, finalise_recording
 
@@ -49,6 +50,11 @@ FLOW_EVENTS = ["StasisStart", "StasisEnd", "PlaybackStarted", "PlaybackFinished"
                "ChannelDtmfReceived", "ChannelHangupRequest", "ChannelDestroyed",
                "Dial"]  # Dial: only call-back channels dial (its dialstatus says BUSY / NOANSWER)
 
+# How often handed-off (and recorded) calls are checked against the channels Asterisk still has,
+# for a hang-up whose AMI event never came (AMI link lost, reconnecting): without it such a call
+# would stay handed_off, its recording unfinalised, and its entries held for ever.
+GONE_CHECK_SECONDS = 60.0
+
 
 def reconnect_delay(attempt: int, cap: float, first: float = 0.1) -> float:
     """Seconds to wait before reconnect attempt ``attempt`` (0 = right after the drop):
@@ -61,6 +67,7 @@ class Application:
     def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None,
                  on_flow_done: Callable[[AnyFlow], Any] | None = None):
         self.config = config
+        self.gone_check_seconds = GONE_CHECK_SECONDS
         self.clock = clock or (lambda: datetime.now(UTC))
         self.on_flow_done = on_flow_done
         self.db: Any = None
@@ -102,6 +109,8 @@ class Application:
         await self.ami.connect(timeout=15)
         self.sender = make_sender(self.db, cfg.sms, clock=self.clock, ari=cfg.ari)
         self._spawn(self.sender.run())
+        self._spawn(self._check_gone_channels())
+        self._spawn(trim_periodically())  # glibc heap fragmentation (ari_app/heap.py)
         if cfg.retention.sweep_in_run:  # "running alongside": cron/timer not needed
             from callproof.retention import periodic_sweep
             self._spawn(periodic_sweep(cfg))
@@ -207,6 +216,11 @@ class Application:
             self.tasks.pop(flow.channel_id, None)
             self.inboxes.pop(flow.channel_id, None)
             self.flows.pop(flow.channel_id, None)
+            if getattr(flow, "status", None) is not CallStatus.HANDED_OFF:
+                # the hand-off did not happen (hang-up during it: the AMI Hangup may have come
+                # before expect_handoff), so no Hangup will ever clear these
+                self.handed_off.pop(flow.channel_id, None)
+                self._hangup_causes.pop(flow.channel_id, None)
             if self.on_flow_done is not None:
                 self.on_flow_done(flow)
         if getattr(flow, "link_lost", False):
@@ -302,6 +316,34 @@ class Application:
             return
         event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=row["protocol"])
 
+    async def _check_gone_channels(self) -> None:
+        while True:
+            await asyncio.sleep(self.gone_check_seconds)
+            try:
+                await self.settle_gone_channels()
+            except Exception as exc:  # ARI away: the next round tries again
+                event(log, "call.gone_check_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300])
+
+    async def settle_gone_channels(self) -> None:
+        """Handed-off or recorded calls whose channel Asterisk no longer has, though no AMI
+        Hangup said so: finalise the recording and complete the call as the Hangup would."""
+        watched = set(self.handed_off) | (self.recorder.tracked() if self.recorder is not None else set())
+        watched -= set(self.tasks)  # a flow still running settles its own call
+        if not watched or self.ari is None or not self.connected.is_set():
+            return
+        alive = await self.ari.channel_ids()
+        for uniqueid in watched - alive:
+            tracking = self.recorder is not None and self.recorder.is_tracking(uniqueid)
+            if uniqueid not in self.handed_off and not tracking:
+                continue  # its Hangup came meanwhile
+            event(log, "call.hangup_not_seen", channel=uniqueid)
+            if uniqueid in self.handed_off:
+                self._hangup_causes.setdefault(uniqueid, "unknown (no AMI Hangup event; channel gone)")
+            if tracking and self.recorder is not None:
+                self.recorder.stopped(uniqueid)  # then _recording_finalised completes the call
+            else:
+                self._spawn(self._complete(uniqueid))
+
     # ------------------------------------------------------------ resume
     async def restart_interrupted_flows(self) -> None:
         """Flows that were running when ARI dropped hold its closed session and may miss
@@ -373,3 +415,15 @@ class Application:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------ stats
+    def stats(self) -> dict[str, int]:
+        """How much per-call state the application holds now (``callproof run`` logs it as
+        ``app.stats`` on SIGUSR1; bench/bench_soak.py reads it): with no call up, every
+        per-call count is 0."""
+        figures = {"asyncio_tasks": len(asyncio.all_tasks()), "flows": len(self.flows), "tasks": len(self.tasks),
+                   "inboxes": len(self.inboxes), "handed_off": len(self.handed_off),
+                   "hangup_causes": len(self._hangup_causes), "background": len(self._background)}
+        if self.recorder is not None:
+            figures.update(self.recorder.stats())
+        return figures

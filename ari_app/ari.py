@@ -20,6 +20,7 @@ from urllib.parse import quote, urljoin, urlparse
 
 import aioari
 import aiohttp
+from aioari.model import promote
 from aiohttp import web_exceptions
 from aioswagger11.http_client import ApiKeyAuthenticator, AsynchronousHttpClient
 
@@ -76,6 +77,15 @@ class AriSession:
         # REST requests by operation and events by type since connecting; logged as
         # 'ari.counts' when the session closes (the benchmark reads them per call).
         self.counts: Counter[str] = Counter()
+
+    async def _op(self, repository: str, operation: str, **params: Any) -> Any:
+        """``client.<repository>.<operation>(**params)``, as aioari 0.10.2 runs it, without the
+        class that aioari's ``Repository.__getattr__`` defines on *every* such call
+        (``class AttrOp``): 8 classes per call, cyclic garbage that outlives young GC
+        collections and piles up until a full one (bench/bench_soak.py, docs/benchmarks.md)."""
+        oper = getattr(self._client.repositories[repository].api, operation)
+        response = await self._client.run_operation(oper, **params)
+        return await promote(self._client, response, oper.json)
 
     @classmethod
     async def connect(cls, url: str, username: str, password: str, app: str) -> AriSession:
@@ -152,24 +162,24 @@ class AriSession:
     # --- channel operations -------------------------------------------------
     async def answer(self, channel_id: str) -> None:
         self.counts["rest POST channels/answer"] += 1
-        await _call(self._client.channels.answer(channelId=channel_id))
+        await _call(self._op("channels", "answer", channelId=channel_id))
 
     async def play(self, channel_id: str, media: list[str], playback_id: str, language: str | None = None) -> None:
         kwargs: dict[str, Any] = {"channelId": channel_id, "media": media, "playbackId": playback_id}
         if language:
             kwargs["lang"] = language
         self.counts["rest POST channels/play"] += 1
-        await _call(self._client.channels.playWithId(**kwargs))
+        await _call(self._op("channels", "playWithId", **kwargs))
 
     async def set_variable(self, channel_id: str, name: str, value: str) -> None:
         self.counts["rest POST channels/variable"] += 1
-        await _call(self._client.channels.setChannelVar(channelId=channel_id, variable=name, value=value))
+        await _call(self._op("channels", "setChannelVar", channelId=channel_id, variable=name, value=value))
 
     async def get_variable(self, channel_id: str, name: str) -> str | None:
         """A channel variable's value; None when it is not set (ARI answers 404)."""
         try:
             self.counts["rest GET channels/variable"] += 1
-            reply = await self._client.channels.getChannelVar(channelId=channel_id, variable=name)
+            reply = await self._op("channels", "getChannelVar", channelId=channel_id, variable=name)
         except web_exceptions.HTTPNotFound:
             return None
         except web_exceptions.HTTPConflict as exc:
@@ -199,22 +209,20 @@ class AriSession:
         """Stop a playback (e.g. the caller started typing); already finished is fine."""
         try:
             self.counts["rest DELETE playbacks"] += 1
-            await _call(self._client.playbacks.stop(playbackId=playback_id))
+            await _call(self._op("playbacks", "stop", playbackId=playback_id))
         except ChannelGone:
             pass
 
     async def continue_in_dialplan(self, channel_id: str, context: str, extension: str, priority: int) -> None:
         self.counts["rest POST channels/continue"] += 1
         await _call(
-            self._client.channels.continueInDialplan(
-                channelId=channel_id, context=context, extension=extension, priority=priority
-            )
-        )
+            self._op("channels", "continueInDialplan",
+                     channelId=channel_id, context=context, extension=extension, priority=priority))
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         try:
             self.counts["rest DELETE channels"] += 1
-            await _call(self._client.channels.hangup(channelId=channel_id, reason=reason))
+            await _call(self._op("channels", "hangup", channelId=channel_id, reason=reason))
         except ChannelGone:
             pass
 
@@ -226,12 +234,12 @@ class AriSession:
         if caller_id:
             kwargs["callerId"] = caller_id
         self.counts["rest POST channels"] += 1
-        await _call(self._client.channels.originate(**kwargs))
+        await _call(self._op("channels", "originate", **kwargs))
 
     async def channel_exists(self, channel_id: str) -> bool:
         try:
             self.counts["rest GET channels/{id}"] += 1
-            await _call(self._client.channels.get(channelId=channel_id))
+            await _call(self._op("channels", "get", channelId=channel_id))
             return True
         except ChannelGone:
             return False
@@ -239,13 +247,19 @@ class AriSession:
     async def get_channel(self, channel_id: str) -> dict[str, Any] | None:
         try:
             self.counts["rest GET channels/{id}"] += 1
-            channel = await _call(self._client.channels.get(channelId=channel_id))
+            channel = await _call(self._op("channels", "get", channelId=channel_id))
         except ChannelGone:
             return None
         return getattr(channel, "json", channel)
 
+    async def channel_ids(self) -> set[str]:
+        """Every channel Asterisk has now (in our application or not)."""
+        self.counts["rest GET channels"] += 1
+        channels = await _call(self._op("channels", "list"))
+        return {str(getattr(c, "json", c)["id"]) for c in channels or []}
+
     async def application_channel_ids(self) -> list[str]:
         """Channels Asterisk kept in our application while we were away."""
         self.counts["rest GET applications/{app}"] += 1
-        app = await _call(self._client.applications.get(applicationName=self.app))
+        app = await _call(self._op("applications", "get", applicationName=self.app))
         return list(app.get("channel_ids", []))

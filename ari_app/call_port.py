@@ -158,6 +158,7 @@ class AriCallPort:
                 if running == str(path):
                     return
                 if attempt == 2 or running is None:  # gone, or unknown: never a second writer
+                    self.s.recorder.untrack(self.channel_id)  # else kept until a Hangup that finalises a failed row
                     raise RecordingError(str(exc), caller_gone=self.inbox.ended is not None) from None
 
     async def _mixmonitor_file(self) -> str | None:

@@ -176,16 +176,25 @@ class Recorder:
         """Finalise ``recording_id`` when this channel's MixMonitor stops or it hangs up."""
         self._by_uniqueid[uniqueid] = (recording_id, path)
 
+    def untrack(self, uniqueid: str) -> None:
+        """MixMonitor did not start (the flow marked the row failed): nothing to finalise."""
+        self._by_uniqueid.pop(uniqueid, None)
+
+    def tracked(self) -> set[str]:
+        """The channels whose recordings wait for their MixMonitorStop / Hangup."""
+        return set(self._by_uniqueid)
+
     def is_tracking(self, uniqueid: str) -> bool:
         return uniqueid in self._by_uniqueid
-
-    def tracked(self) -> list[str]:
-        """The channels whose recordings wait for their MixMonitorStop / Hangup."""
-        return list(self._by_uniqueid)
 
     def channel_gone(self, uniqueid: str) -> None:
         """The channel hung up while AMI was away (its Hangup event lost): finalise now."""
         self._on_stop_event(None, {"Uniqueid": uniqueid})
+
+    def stats(self) -> dict[str, int]:
+        """Recordings being tracked, finalised and started now (Application.stats)."""
+        return {"recordings_tracked": len(self._by_uniqueid), "recordings_finalising": len(self._finalising),
+                "recordings_starting": len(self.started)}
 
     def _on_start_event(self, manager: Any, message: Any) -> None:
         fut = self.started.get(message.get("Uniqueid", ""))
@@ -193,7 +202,10 @@ class Recorder:
             fut.set_result(None)
 
     def _on_stop_event(self, manager: Any, message: Any) -> None:
-        uniqueid = message.get("Uniqueid", "")
+        self.stopped(message.get("Uniqueid", ""))
+
+    def stopped(self, uniqueid: str) -> None:
+        """The channel's MixMonitor stopped or the channel is gone: finalise its recording."""
         if uniqueid in self._by_uniqueid and uniqueid not in self._finalising:
             self._finalising[uniqueid] = asyncio.ensure_future(self.finalise(uniqueid))
 
@@ -211,10 +223,13 @@ class Recorder:
                         raise
                     # the row exists; its end waits in the journal (keyed by the file) until storage is back
                     await journal_recording_end(journal, uniqueid, path, self.now_iso(), attempts=3)
+        except Exception as exc:  # the call still completes; the row stays as storage left it
+            event(log, "recording.not_finalised", logging.ERROR, recording_id=recording_id,
+                  error=f"{type(exc).__name__}: {exc}"[:300])
         finally:
             self._by_uniqueid.pop(uniqueid, None)
             self._finalising.pop(uniqueid, None)
-        if self.on_finalised is not None:
+        if self.on_finalised is not None:  # whatever became of the file, the channel is gone
             await self.on_finalised(uniqueid)
 
     async def drain(self) -> None:

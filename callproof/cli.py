@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
-from .logs import setup_logging
+from .logs import event, setup_logging
 
 
 def _load(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
@@ -42,6 +43,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # SIGUSR1: one 'app.stats' log line (tasks, calls and recordings held); docs/operations.md
+        loop.add_signal_handler(signal.SIGUSR1, lambda: event(logging.getLogger("callproof.app"), "app.stats",
+                                                              **app.stats()))
         runner = asyncio.ensure_future(app.run())
         await stop.wait()
         runner.cancel()

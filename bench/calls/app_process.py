@@ -67,8 +67,10 @@ class AppProcess:
     """``python -m callproof.cli --config <toml> run`` as a child process."""
 
     def __init__(self, config_path: Path, log: AppLog, profile: str, out_dir: Path, spy_rate: int = 500,
-                 nice: int = 0):
+                 nice: int = 0, launcher: list[str] | None = None):
         self.config_path = config_path
+        # what runs callproof.cli: ["-m", "callproof.cli"], or a wrapper script and its options
+        self.launcher = launcher or ["-m", "callproof.cli"]
         self.nice = nice
         self.spy_rate = spy_rate
         self.log = log
@@ -86,7 +88,7 @@ class AppProcess:
     def start(self, timeout: float = 30) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPROOF_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "callproof.cli", "--config", str(self.config_path), "run"]
+        command = [sys.executable, *self.launcher, "--config", str(self.config_path), "run"]
         self._starts += 1
         if self.profile == "cprofile":
             prof = self.out_dir / f"cprofile-{self._starts}.prof"

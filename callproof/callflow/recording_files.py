@@ -35,13 +35,22 @@ class NotReady(Exception):
     """The file is still being written (size changing or WAV header not final)."""
 
 
+# Read in 64 KiB into one buffer: a 1 MiB ``read()`` per recording made glibc raise its mmap
+# threshold to 1 MiB for the whole process (a freed mmapped block raises it to that block's
+# size), after which every allocation up to 1 MiB, in every thread, came from the heaps and
+# fragmented them (docs/benchmarks.md, "Memory per call").
+_READ_SIZE = 64 * 1024
+
+
 def measure_recording(path: Path) -> RecordingFacts:
     """Size, duration and sha256 of a finished WAV file (blocking: run in a thread)."""
     st = os.stat(path, follow_symlinks=False)
     digest = hashlib.sha256()
+    buffer = bytearray(_READ_SIZE)
+    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+        while n := fh.readinto(buffer):
+            digest.update(view[:n])
     try:
         with wave.open(str(path), "rb") as w:
             frames, rate = w.getnframes(), w.getframerate()

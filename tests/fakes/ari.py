@@ -146,6 +146,9 @@ class FakeRecorder:
     def track(self, uniqueid, recording_id, path):
         self.tracked[uniqueid] = recording_id
 
+    def untrack(self, uniqueid):
+        self.tracked.pop(uniqueid, None)
+
     async def start(self, channel_name, uniqueid, path):
         if self.fail:
             raise RecordingError("MixMonitor refused: test")

@@ -1,0 +1,118 @@
+"""Real calls leave nothing behind in the application, even when AMI misses the hang-up.
+
+An application of its own (Stasis app ``cpstate``, its own database and recordings)
+on the session's sandbox Asterisk, with 40 ms prompts so the calls are short: after
+a few concurrent calls complete, its per-call state (``Application.stats()``, what
+``callproof run`` logs on SIGUSR1) is empty; and a handed-off call whose AMI
+``Hangup`` never arrives (the AMI link is closed while the agent talks) is still
+completed, its recording finalised, once ARI no longer lists its channel.  The
+memory these would hold over thousands of calls is measured by bench/bench_soak.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callproof.config import Config
+from callproof.demo import load_sandbox_config, write_config
+from callproof.sandbox import Sandbox, originate_call
+
+from .harness import ObservedApplication
+
+APP = "cpstate"
+PER_CALL = ("flows", "tasks", "inboxes", "handed_off", "hangup_causes", "recordings_tracked",
+            "recordings_finalising", "recordings_starting")
+SHORT = ["consent", "protocol-is", "pause", *(f"digits/{d}" for d in range(10))]
+
+
+def short_prompts(custom: Path, language: str = "pt_BR") -> Path:
+    for name in SHORT:
+        path = custom / language / f"{name}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(b"\0\0" * 320)
+    return custom
+
+
+@pytest.fixture
+async def app(sandbox: Sandbox, app_config: Config):
+    run_dir = sandbox.run_dir / f"state-{uuid.uuid4().hex[:8]}"  # inside the sandbox's view
+    run_dir.mkdir()
+    config = load_sandbox_config(write_config(
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP},
+        prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
+        protocol_reading={"repeat": 0, "replay_window_ms": 0}))
+    application = ObservedApplication(config)
+    application.gone_check_seconds = 0.5
+    await application.start()
+    runner = asyncio.ensure_future(application.run())
+    try:
+        await asyncio.wait_for(application.connected.wait(), 20)
+        yield application
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await application.stop()
+
+
+async def place(sandbox: Sandbox, caller: str, agent_seconds: int) -> dict[str, Any]:
+    return await asyncio.to_thread(originate_call, sandbox, caller, max_seconds=60,
+                                   variables={"CALLPROOF_APP": APP, "SANDBOX_AGENT_SECONDS": str(agent_seconds)})
+
+
+async def rows_when(app: ObservedApplication, count: int, statuses: set[str], timeout: float = 40) -> list[dict]:
+    """The rows of the calls whose flow has ended, once ``count`` of them are in ``statuses``."""
+    deadline = time.monotonic() + timeout
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        rows = [dict(await app.db.calls.get(f.call_id)) for f in list(app.done_flows.values()) if f.call_id]
+        if len(rows) >= count and all(r["status"] in statuses for r in rows):
+            return rows
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"calls stayed {[r['status'] for r in rows]}, wanted {count} in {statuses}")
+
+
+def per_call_state(app: ObservedApplication) -> dict[str, int]:
+    return {k: v for k, v in app.stats().items() if k in PER_CALL and v}
+
+
+def consent_playbacks(app: ObservedApplication, channel_id: str) -> list[str]:
+    """The consent playbacks Asterisk reported finished on this channel, by state."""
+    return [e["playback"]["state"] for e in app.events.get(channel_id, [])
+            if e.get("type") == "PlaybackFinished" and e["playback"]["id"].startswith("cp-consent-")]
+
+
+async def test_completed_calls_leave_no_state_in_the_application(app, sandbox, ami_events):
+    await asyncio.gather(*(place(sandbox, f"1198700{i:04d}", 1) for i in range(4)))
+    rows = await rows_when(app, 4, {"completed"})
+    await asyncio.sleep(0.5)  # the last completion's own task
+    assert per_call_state(app) == {}
+    for row in rows:
+        assert consent_playbacks(app, row["channel_id"]) == ["done"]  # the announcement, once, in full
+        assert len(ami_events.handoffs_for(row["protocol"])) >= 1  # the agent got the call with its protocol
+        recordings = await app.db.recordings.for_call(row["id"])
+        assert [r["state"] for r in recordings] == ["finalised"] and recordings[0]["size_bytes"] > 44
+        assert len(await app.db.outbox.get_for_protocol(row["protocol"])) == 1
+
+
+async def test_a_hangup_that_ami_never_reports_still_completes_the_call(app, sandbox, ami_events):
+    await place(sandbox, "11987009999", 3)
+    (row,) = await rows_when(app, 1, {"handed_off"}, timeout=20)
+    app.ami.manager.close()  # the AMI link is gone while the agent talks: its Hangup is never seen
+    (row,) = await rows_when(app, 1, {"completed"}, timeout=30)
+    assert "no AMI Hangup" in row["hangup_cause"]
+    recordings = await app.db.recordings.for_call(row["id"])
+    assert [r["state"] for r in recordings] == ["finalised"] and recordings[0]["sha256"]
+    assert ami_events.handoffs_for(row["protocol"])  # what the caller noticed: an agent, with the protocol
+    await asyncio.sleep(0.5)
+    assert per_call_state(app) == {}
