@@ -36,7 +36,6 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.numbers import normalise_caller
 from callproof.prompts import PromptCatalogue
-from callproof.retention.policy import retention_until
 from callproof.storage import Database, NewCall
 from callproof.storage.call_status import CallStatus, step_done
 from callproof.storage.journal import Journal
@@ -44,7 +43,7 @@ from callproof.storage.journal import Journal
 from . import decisions, endings, resume
 from .call_store import CallStore
 from .decisions import iso
-from .port import UNKNOWN_ROW, CallerHungUp, CallPort, LinkLost, RecordingError, finish_before_cancel
+from .port import UNKNOWN_ROW, CallerHungUp, CallPort, LinkLost, finish_before_cancel
 from .reasons import (
     PROTOCOL_VARIABLE,
     REASON_VARIABLE,
@@ -55,6 +54,7 @@ from .reasons import (
     StepFailed,
     reason_for,
 )
+from .recording_start import RecordingStart, Started
 from .timings import CallTimings
 
 S = CallStatus
@@ -106,6 +106,7 @@ class CallFlow:
         self.timings = timings or CallTimings()
         self.store = CallStore(deps.db, deps.journal, deps.config.storage.call_wait_seconds, self.channel_id,
                                replay=deps.replay)
+        self.recorder = RecordingStart(deps.config, self.store, port, deps.clock, self.timings, self._event)
 
     @property
     def row_id(self) -> int:
@@ -335,55 +336,21 @@ class CallFlow:
         pending = None if self.resumed is None else resume.unfinished_recording(await self.store.recordings() or [])
         if pending is not None:  # resumed: MixMonitor may run already; never a second row
             path = Path(pending["path"])
-            started = await self._start_on(pending["id"], path, pending["started_at"],
-                                           adopt=await resume.mixmonitor_runs_on(self.port, path))
-            await self._recording_on(started)
+            adopt = await resume.mixmonitor_runs_on(self.port, path)
+            await self._recording_on(await self.recorder.on_row(pending["id"], path, pending["started_at"],
+                                                                self.protocol, adopt=adopt))
             return
         # MixMonitor started and the row saying so, or neither: finished even if ARI drops meanwhile.
         await finish_before_cancel(self._record())
 
     async def _record(self) -> None:
         assert self.protocol is not None
-        await self._recording_on(await self._mixmonitor(self.protocol))
+        await self._recording_on(await self.recorder.new(self.protocol, self.caller_raw, self.dialled))
 
-    async def _recording_on(self, started: str | None) -> None:
+    async def _recording_on(self, started: Started | None) -> None:
         if started is not None:
-            self.status = S.RECORDING
-            await self.store.update(status=S.RECORDING, recording_started_at=started)
-
-    async def _mixmonitor(self, protocol: str) -> str | None:
-        """Start MixMonitor and its row (journalled when storage is away); the start time, or
-        None when it did not start (written down; CallerHungUp when the caller had gone)."""
-        cfg, facts = self.d.config, self.port.facts
-        target = decisions.recording_target(cfg, protocol, self.caller_raw, self.d.clock())
-        started = iso(self.d.clock())
-        choice = decisions.retention_choice(cfg, asked=facts.retention_class, did=self.dialled,
-                                            context=facts.entry_context, channel=self.channel_id)
-        until = retention_until(datetime.fromisoformat(started), choice.days, cfg.general.tz)
-        # the recording starts even when its row has to wait in the journal (rec_id None)
-        rec_id = await self.store.recording_created(str(target.path), protocol, target.caller_part, started,
-                                                    iso(until), choice.retention_class)
-        return await self._start_on(rec_id, target.path, started)
-
-    async def _start_on(self, rec_id: int | None, path: Path, started: str, adopt: bool = False) -> str | None:
-        """Start MixMonitor on recording row ``rec_id`` (``adopt``: it runs already, track it)."""
-        row = UNKNOWN_ROW if rec_id is None else rec_id
-        try:
-            if adopt:
-                await self.port.adopt_recording(path, row)
-            else:
-                await self.port.start_recording(path, row)
-        except RecordingError as exc:
-            await self.store.recording_failed(rec_id, str(path), str(exc))
-            await self.store.update(error=f"recording: {exc}")
-            self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc))
-            if exc.caller_gone:
-                raise CallerHungUp("hangup before recording started") from None
-            return None
-        self.recording = path
-        self.timings.mark("recording_started")
-        self._event("recording.started", protocol=self.protocol, recording_id=rec_id, adopted=adopt)
-        return started
+            self.recording, self.status = started.path, S.RECORDING
+            await self.store.update(status=S.RECORDING, recording_started_at=started.started_at)
 
     async def _started_recording(self) -> Path | None:
         rows = await self.store.recordings()
@@ -446,7 +413,8 @@ class CallFlow:
         if self.status in (S.RECORDING, S.HANDED_OFF):
             return
         try:
-            await self._mixmonitor(self.protocol)
+            started = await self.recorder.new(self.protocol, self.caller_raw, self.dialled)
+            self.recording = started.path if started else None
         except Exception as exc:  # the hand-off must still happen
             self._event("recording.not_started", logging.ERROR, protocol=self.protocol, error=str(exc)[:200])
 
