@@ -216,9 +216,10 @@ class Application:
             self.tasks.pop(flow.channel_id, None)
             self.inboxes.pop(flow.channel_id, None)
             self.flows.pop(flow.channel_id, None)
-            if getattr(flow, "status", None) is not CallStatus.HANDED_OFF:
+            if getattr(flow, "status", None) not in (CallStatus.HANDED_OFF, CallStatus.FAILED):
                 # the hand-off did not happen (hang-up during it: the AMI Hangup may have come
-                # before expect_handoff), so no Hangup will ever clear these
+                # before expect_handoff), so no Hangup will ever clear these.  (A failed call is
+                # handed to the dialplan all the same: its Hangup writes when it ended.)
                 self.handed_off.pop(flow.channel_id, None)
                 self._hangup_causes.pop(flow.channel_id, None)
             if self.on_flow_done is not None:

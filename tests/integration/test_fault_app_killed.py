@@ -140,9 +140,12 @@ async def test_kill_9_mid_call_calls_while_down_and_restarting(sandbox, config_p
         assert row["consent_outcome"] == "finished" and row["protocol_read_count"] == 2, (name, row)
         assert "disconnected" not in (row["hangup_cause"] or ""), (name, row["hangup_cause"])
         assert heard[name][0] == "consent", (name, heard[name])
-        # the announcement once; one interrupted by the kill is heard again, once, in full
-        assert heard[name].count("consent") == (2 if name == "consent" else 1), (name, heard[name])
-        assert heard[name].count("protocol-is") >= 2, (name, heard[name])
+        # the announcement once: the one playing at the kill goes on in Asterisk, and the new
+        # process finds it played (its playback id was stored); each reading likewise
+        assert heard[name].count("consent") == 1, (name, heard[name])
+        # a reading whose play request the kill caught before its id was stored is played
+        # again (docs/architecture.md#after-an-ari-drop): at most once more, only that call
+        assert heard[name].count("protocol-is") in ((2, 3) if name == "reading" else (2,)), (name, heard[name])
         protocol = await db.run_in_connection(lambda c, p=row["protocol"]: fetch_one(c.execute(
             "SELECT * FROM protocols WHERE protocol = ?", (p,))))
         assert (row["consent_finished_at"] <= protocol["allocated_at"] <= row["protocol_read_finished_at"]
