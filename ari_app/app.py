@@ -216,7 +216,7 @@ class Application:
             self.tasks.pop(flow.channel_id, None)
             self.inboxes.pop(flow.channel_id, None)
             self.flows.pop(flow.channel_id, None)
-            if getattr(flow, "status", None) not in (CallStatus.HANDED_OFF, CallStatus.FAILED):
+            if getattr(flow, "outcome", None) not in ("handed_off", "failed"):
                 # the hand-off did not happen (hang-up during it: the AMI Hangup may have come
                 # before expect_handoff), so no Hangup will ever clear these.  (A failed call is
                 # handed to the dialplan all the same: its Hangup writes when it ended.)

@@ -195,3 +195,21 @@ async def test_a_recording_that_did_not_start_leaves_nothing_behind(config, db):
     assert row["status"] == "completed"
     assert [r["state"] for r in await db.recordings.for_call(row["id"])] == ["failed"]
     assert per_call_state(app) == {}
+
+
+async def test_a_failed_call_handed_on_gets_its_end_when_it_hangs_up(config, db):
+    """A step failed after the protocol: the call is recorded and handed to the dialplan all the
+    same, so its hang-up is still watched and writes when it ended (and nothing is kept after)."""
+    app, ari, ami = make_app(config, db)
+    app.prompts = FakePrompts(missing=frozenset({"protocol-is"}))  # type: ignore[assignment]
+    app.route_event(start_event(channel_id=CHANNEL))
+    await until(lambda: not app.tasks)
+    row = dict(await db.calls.get_by_channel(CHANNEL))
+    assert row["status"] == "failed" and row["protocol"] and row["ended_at"] is None
+    assert app.handed_off == {CHANNEL: row["id"]}
+    ari.alive.clear()
+    ami.emit("Hangup", Uniqueid=CHANNEL, **{"Cause-txt": "Normal Clearing"})
+    row = await settled(app, db)
+    assert row["status"] == "failed" and row["ended_at"] and row["hangup_cause"] == "Hangup:Normal Clearing"
+    assert [r["state"] for r in await db.recordings.for_call(row["id"])] == ["finalised"]
+    assert per_call_state(app) == {}
