@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -33,3 +34,37 @@ def within(conn: sqlite3.Connection, deadline: float, fn: Callable[..., T], *arg
         if problem in UNAVAILABLE:
             raise StorageUnavailable(problem, type(exc).__name__) from exc
         raise
+
+
+class QueuedStep:
+    """A bounded step handed to a connection's thread, which may be busy with other calls'
+    steps: the caller waits until the deadline, not behind the queue.  A step still queued at
+    the deadline is abandoned (it will never start); one already started is waited for, since
+    its own busy wait ends by the deadline (:func:`within`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "queued"
+
+    def start(self) -> bool:
+        with self._lock:
+            if self._state == "abandoned":
+                return False
+            self._state = "started"
+            return True
+
+    def abandon(self) -> bool:
+        """True when the step had not started: it never will."""
+        with self._lock:
+            if self._state == "started":
+                return False
+            self._state = "abandoned"
+            return True
+
+
+def within_unless_abandoned(conn: sqlite3.Connection, step: QueuedStep, deadline: float,
+                            fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """:func:`within`, unless the caller gave up while the step waited in the queue."""
+    if not step.start():
+        raise StorageUnavailable("timeout", "the wait ran out while queued behind other steps")
+    return within(conn, deadline, fn, *args, **kwargs)

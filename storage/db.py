@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import aiosqlite
 
 from .audit import AuditLog
-from .bounded import within
+from .bounded import QueuedStep, within, within_unless_abandoned
 from .calls import Calls
-from .errors import StorageError
+from .errors import StorageError, StorageUnavailable
 from .outbox import Outbox
 from .protocols import Protocols
 from .recordings import Recordings
@@ -281,8 +281,24 @@ class Database:
         return await self.run_by(time.monotonic() + seconds, fn, *args, **kwargs)
 
     async def run_by(self, deadline: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """:meth:`run_within` with a ``time.monotonic()`` deadline (several steps sharing one bound)."""
-        return await self.run_on_calls_connection(within, deadline, fn, *args, **kwargs)
+        """:meth:`run_within` with a ``time.monotonic()`` deadline (several steps sharing one bound).
+
+        The caller waits until the deadline, not behind the steps queued on the connection
+        before its own (other calls waiting on a lock): a step still queued then is abandoned
+        and never runs; one that started ends by the deadline anyway (its busy wait is cut)."""
+        step = QueuedStep()
+        job = asyncio.ensure_future(
+            self.run_on_calls_connection(within_unless_abandoned, step, deadline, fn, *args, **kwargs))
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            if step.abandon():
+                job.add_done_callback(_retrieve)
+                raise StorageUnavailable("timeout", "the wait ran out while queued behind other calls' steps") from None
+            return await job
+        except asyncio.CancelledError:  # the caller went away: the step runs (or not) as before
+            job.add_done_callback(_retrieve)
+            raise
 
     async def run_on_calls_connection(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(sqlite3_connection, ...)`` on the least busy calls' connection; ``fn`` bounds its own wait."""
@@ -377,3 +393,10 @@ class _Opening:
     async def __aexit__(self, *exc: object) -> None:
         if self._db is not None:
             await self._db.close()
+
+
+def _retrieve(job: asyncio.Future[Any]) -> None:
+    """An abandoned step's result (it raises StorageUnavailable when its turn comes): read, so
+    asyncio does not report it as never retrieved."""
+    if not job.cancelled():
+        job.exception()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -128,3 +129,34 @@ async def test_a_call_waiting_on_the_lock_does_not_queue_the_others(db, tmp_path
         other.close()
     await asyncio.gather(waiting, second)  # both got the lock once it was free
     assert await db.calls.get_by_channel("f") and await db.calls.get_by_channel("g")
+
+
+async def test_a_step_queued_behind_others_gives_up_at_its_deadline_and_never_runs(tmp_path):
+    """Every calls' connection busy with steps waiting on another process's lock: a step queued
+    behind them returns at its own deadline (not after theirs), and never runs later."""
+    path = tmp_path / "q.db"
+    async with Database.open(path) as db:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        ran: list[str] = []
+
+        def write(conn: sqlite3.Connection, name: str) -> None:
+            ran.append(name)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+
+        try:
+            ahead = range(db.calls_connections * 2)  # two waiting steps queued on every connection
+            waiting = [asyncio.ensure_future(db.run_within(1.5, write, f"w{i}")) for i in ahead]
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable):
+                await db.run_within(0.3, write, "late")
+            assert time.monotonic() - started < 0.9  # its own bound, not the 1.5 s of those ahead
+            results = await asyncio.gather(*waiting, return_exceptions=True)
+            assert all(isinstance(r, StorageUnavailable) for r in results)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await asyncio.sleep(0.1)
+        assert "late" not in ran  # abandoned in the queue: never started
