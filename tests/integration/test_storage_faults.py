@@ -183,8 +183,8 @@ async def test_database_locked_by_another_process(sandbox, app_config, ami_event
             locker.wait()
         rows = await wait_final(database, channels, timeout=60)
         out = figures("locked", sandbox, app, channels, rows, ami_events)
-    # The fourth caller's creation of its row has waited until the lock ended in every run
-    # (7.5 s; the first three 2.0 s), though each step is bounded: not explained yet.
+    # (The fourth caller used to wait 7.5 s here: its step queued behind two others on a
+    # calls' connection; a step now waits until its own deadline only: Database.run_by.)
     assert_truthful(out)
     hit = [f for f in out if "storage_unavailable" in (f["row"]["error"] or "")]
     assert hit, "no call noticed the lock: the test did not test anything"
