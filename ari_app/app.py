@@ -270,15 +270,7 @@ class Application:
         if self.recorder is None:
             return
         await asyncio.wait_for(self.connected.wait(), 30)
-        for uniqueid in set(self.recorder.tracked()) | set(self.handed_off):
-            if self.ari is None or await self.ari.channel_exists(uniqueid):
-                continue
-            event(log, "call.hangup_missed", logging.WARNING, channel=uniqueid, why="ended while AMI was down")
-            self._hangup_causes.setdefault(uniqueid, "ended while the AMI link was down")
-            if self.recorder.is_tracking(uniqueid):
-                self.recorder.channel_gone(uniqueid)  # finalised, then completed (_recording_finalised)
-            else:
-                self._spawn(self._complete(uniqueid))
+        await self.settle_gone_channels(cause="ended while the AMI link was down", running_too=True)
 
     async def _recording_finalised(self, uniqueid: str) -> None:
         if uniqueid in self.handed_off:
@@ -325,11 +317,15 @@ class Application:
             except Exception as exc:  # ARI away: the next round tries again
                 event(log, "call.gone_check_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300])
 
-    async def settle_gone_channels(self) -> None:
+    async def settle_gone_channels(self, cause: str = "unknown (no AMI Hangup event; channel gone)",
+                                   running_too: bool = False) -> None:
         """Handed-off or recorded calls whose channel Asterisk no longer has, though no AMI
-        Hangup said so: finalise the recording and complete the call as the Hangup would."""
+        Hangup said so: finalise the recording and complete the call as the Hangup would.
+        ``running_too``: also the calls whose flow still runs (after AMI came back: their
+        Hangup is lost for good; otherwise a flow still running settles its own call)."""
         watched = set(self.handed_off) | (self.recorder.tracked() if self.recorder is not None else set())
-        watched -= set(self.tasks)  # a flow still running settles its own call
+        if not running_too:
+            watched -= set(self.tasks)
         if not watched or self.ari is None or not self.connected.is_set():
             return
         alive = await self.ari.channel_ids()
@@ -337,9 +333,9 @@ class Application:
             tracking = self.recorder is not None and self.recorder.is_tracking(uniqueid)
             if uniqueid not in self.handed_off and not tracking:
                 continue  # its Hangup came meanwhile
-            event(log, "call.hangup_not_seen", channel=uniqueid)
+            event(log, "call.hangup_not_seen", logging.WARNING, channel=uniqueid, why=cause)
             if uniqueid in self.handed_off:
-                self._hangup_causes.setdefault(uniqueid, "unknown (no AMI Hangup event; channel gone)")
+                self._hangup_causes.setdefault(uniqueid, cause)
             if tracking and self.recorder is not None:
                 self.recorder.stopped(uniqueid)  # then _recording_finalised completes the call
             else:

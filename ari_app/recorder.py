@@ -187,10 +187,6 @@ class Recorder:
     def is_tracking(self, uniqueid: str) -> bool:
         return uniqueid in self._by_uniqueid
 
-    def channel_gone(self, uniqueid: str) -> None:
-        """The channel hung up while AMI was away (its Hangup event lost): finalise now."""
-        self._on_stop_event(None, {"Uniqueid": uniqueid})
-
     def stats(self) -> dict[str, int]:
         """Recordings being tracked, finalised and started now (Application.stats)."""
         return {"recordings_tracked": len(self._by_uniqueid), "recordings_finalising": len(self._finalising),

@@ -55,8 +55,8 @@ class GoneAri:
     def __init__(self, alive: set[str]):
         self.alive = alive
 
-    async def channel_exists(self, channel_id):
-        return channel_id in self.alive
+    async def channel_ids(self):
+        return set(self.alive)
 
 
 class WatchingRecorder:
@@ -65,12 +65,12 @@ class WatchingRecorder:
         self.gone: list[str] = []
 
     def tracked(self):
-        return list(self._tracked)
+        return set(self._tracked)
 
     def is_tracking(self, uniqueid):
         return uniqueid in self._tracked
 
-    def channel_gone(self, uniqueid):
+    def stopped(self, uniqueid):
         self.gone.append(uniqueid)
 
 
