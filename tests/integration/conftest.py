@@ -83,7 +83,7 @@ from callproof.config import Config  # noqa: E402
 from callproof.demo import load_sandbox_config, write_config  # noqa: E402
 from callproof.prompts import generate_prompts  # noqa: E402
 
-from .harness import AmiEvents, CallHarness, ObservedApplication  # noqa: E402
+from .harness import AmiEvents, CallHarness, ObservedApplication, running  # noqa: E402
 
 
 def worker_prompts(tmp_path_factory: pytest.TempPathFactory, dest: Path) -> None:
@@ -111,16 +111,8 @@ def app_config(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Co
 
 @pytest.fixture(scope="session")
 async def harness(app_config: Config, sandbox: Sandbox):
-    app = ObservedApplication(app_config)
-    await app.start()
-    runner = asyncio.ensure_future(app.run())
-    try:
-        await asyncio.wait_for(app.connected.wait(), 20)
+    async with running(ObservedApplication(app_config)) as app:
         yield CallHarness(app, sandbox, sandbox.run_dir)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await app.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,10 @@ Local channel: its ``;1`` half is the customer (records what it hears), its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,20 @@ class ObservedApplication(Application):
             if local_prefix(flow.channel["name"]) == prefix:
                 return flow
         return None
+
+
+@contextlib.asynccontextmanager
+async def running(app: Application, connect_timeout: float = 20.0) -> AsyncIterator[Application]:
+    """``app`` started and connected to ARI for the block; stopped after it, whatever happens."""
+    await app.start()
+    runner = asyncio.ensure_future(app.run())
+    try:
+        await asyncio.wait_for(app.connected.wait(), connect_timeout)
+        yield app
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        await app.stop()
 
 
 def local_prefix(channel_name: str) -> str:

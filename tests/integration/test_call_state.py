@@ -24,7 +24,7 @@ from callproof.config import Config
 from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import Sandbox, originate_call
 
-from .harness import ObservedApplication
+from .harness import ObservedApplication, running
 
 APP = "cpstate"
 PER_CALL = ("flows", "tasks", "inboxes", "handed_off", "hangup_causes", "recordings_tracked",
@@ -54,15 +54,8 @@ async def app(sandbox: Sandbox, app_config: Config):
         protocol_reading={"repeat": 0, "replay_window_ms": 0}))
     application = ObservedApplication(config)
     application.gone_check_seconds = 0.5
-    await application.start()
-    runner = asyncio.ensure_future(application.run())
-    try:
-        await asyncio.wait_for(application.connected.wait(), 20)
+    async with running(application):
         yield application
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await application.stop()
 
 
 async def place(sandbox: Sandbox, caller: str, agent_seconds: int) -> dict[str, Any]:

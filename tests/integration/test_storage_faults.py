@@ -23,7 +23,7 @@ import pytest
 from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import originate_call
 
-from .harness import ObservedApplication
+from .harness import ObservedApplication, running
 from .storage_faults import heard_on
 
 pytestmark = pytest.mark.integration
@@ -51,16 +51,8 @@ async def application(sandbox, app_config, run: Path, **storage):
                                            storage={**STORAGE, **storage},
                                            recording={"root": str(run / "recordings")},
                                            protocol_reading={"replay_window_ms": 0, "repeat": 0}))  # one reading: ~10 s
-    app = ObservedApplication(cfg)
-    await app.start()
-    runner = asyncio.ensure_future(app.run())
-    try:
-        await asyncio.wait_for(app.connected.wait(), 20)
+    async with running(ObservedApplication(cfg)) as app:
         yield app
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await app.stop()
 
 
 async def place(sandbox, caller: str, max_seconds: int = 50) -> dict:
