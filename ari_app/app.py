@@ -48,12 +48,15 @@ AnyFlow = CallFlow | RequestIvrFlow
 # about half of a call's events, and their JSON, never reach us.
 FLOW_EVENTS = ["StasisStart", "StasisEnd", "PlaybackStarted", "PlaybackFinished",
                "ChannelDtmfReceived", "ChannelHangupRequest", "ChannelDestroyed",
-               "Dial"]  # Dial: only call-back channels dial (its dialstatus says BUSY / NOANSWER)
+               "Dial",  # Dial: only call-back channels dial (its dialstatus says BUSY / NOANSWER)
+               "ApplicationReplaced"]  # another process registered our application name
 
 # How often handed-off (and recorded) calls are checked against the channels Asterisk still has,
 # for a hang-up whose AMI event never came (AMI link lost, reconnecting): without it such a call
 # would stay handed_off, its recording unfinalised, and its entries held for ever.
 GONE_CHECK_SECONDS = 60.0
+# While another process holds our ARI application, how often we ask whether it still does.
+REPLACED_CHECK_SECONDS = 2.0
 
 
 def reconnect_delay(attempt: int, cap: float, first: float = 0.1) -> float:
@@ -68,6 +71,7 @@ class Application:
                  on_flow_done: Callable[[AnyFlow], Any] | None = None):
         self.config = config
         self.gone_check_seconds = GONE_CHECK_SECONDS
+        self.replaced_check_seconds = REPLACED_CHECK_SECONDS
         self.clock = clock or (lambda: datetime.now(UTC))
         self.on_flow_done = on_flow_done
         self.db: Any = None
@@ -187,6 +191,9 @@ class Application:
         channel_id = channel_id_of(ev)
         if self.callbacks is not None and self.callbacks.route(ev, channel_id):
             return  # a call-back channel (ari_app/callback.py)
+        if kind == "ApplicationReplaced" and self.ari is not None:
+            self._spawn(self._taken_over(self.ari))
+            return
         if channel_id is None:
             return
         if kind == "StasisStart":
@@ -340,6 +347,26 @@ class Application:
                 self.recorder.stopped(uniqueid)  # then _recording_finalised completes the call
             else:
                 self._spawn(self._complete(uniqueid))
+
+    async def _taken_over(self, session: AriSession) -> None:
+        """Another process registered our ARI application (a second instance with the same
+        ``[ari] app``): our calls' events now go to it, and it resumes them from their persisted
+        step, as after a drop.  Our flows stop now (two processes must never drive one call);
+        once Asterisk no longer has the application (that process stopped: Asterisk then
+        destroys it and our WebSocket would stay deaf) we reconnect, which registers it again."""
+        event(log, "ari.application_replaced", logging.ERROR, app=self.config.ari.app,
+              hint="another process connected with the same [ari] app; calls go to it until it stops")
+        await self.restart_interrupted_flows()
+        while self.ari is session:
+            await asyncio.sleep(self.replaced_check_seconds)
+            try:
+                if self.ari is not session or await session.is_registered():
+                    continue
+            except Exception:  # the link itself broke: the run loop reconnects anyway
+                return
+            event(log, "ari.application_free", logging.WARNING, app=self.config.ari.app)
+            await session.close()  # run() sees the WebSocket end and reconnects
+            return
 
     # ------------------------------------------------------------ resume
     async def restart_interrupted_flows(self) -> None:

@@ -117,6 +117,16 @@ class AriSession:
                 except ChannelGone:  # 404: not registered yet
                     await asyncio.sleep(0.01)
 
+    async def is_registered(self) -> bool:
+        """Whether Asterisk has our application now (False once a process that took it over
+        has gone: Asterisk destroys it then, and our WebSocket hears nothing any more)."""
+        self.counts["rest GET applications/{app}"] += 1
+        try:
+            await _call(self._client.applications.get(applicationName=self.app))
+        except ChannelGone:  # 404
+            return False
+        return True
+
     async def allow_only_events(self, event_types: list[str]) -> bool:
         """Ask Asterisk to send this application only these event types.
 

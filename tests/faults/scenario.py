@@ -39,10 +39,15 @@ class _Events(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.seen: list[tuple[str, str]] = []
+        self.trails: dict[str, list[str]] = {}  # channel -> its events with their fields, in order
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", None) or {}
-        self.seen.append((record.getMessage(), str(fields.get("channel", ""))))
+        channel = str(fields.get("channel", ""))
+        self.seen.append((record.getMessage(), channel))
+        if channel:
+            detail = " ".join(f"{k}={v}" for k, v in fields.items() if k != "channel")
+            self.trails.setdefault(channel, []).append(f"{record.getMessage()} {detail}".strip())
 
 
 class FaultApp(Application):
@@ -74,6 +79,7 @@ class CallReport:
     order_ok: bool
     heard_order_ok: bool
     problems: list[str] = field(default_factory=list)
+    trail: list[str] = field(default_factory=list)  # its log events, for a call with problems
 
 
 @dataclass
@@ -145,7 +151,7 @@ async def run_cuts(sandbox: Any, run_dir: Path, prompts_dir: Path, *, app_name: 
     run_dir.mkdir(parents=True, exist_ok=True)
     config = load_sandbox_config(write_config(sandbox, run_dir, prompts_dir, **sections))
     events = _Events()
-    flow_log = logging.getLogger("callproof.flow")
+    flow_log = logging.getLogger("callproof")  # the flow's and the application's events
     flow_log.addHandler(events)
     old_level = flow_log.level
     flow_log.setLevel(logging.INFO)
@@ -217,9 +223,10 @@ async def _analyse(app: FaultApp, sandbox: Any, placed: list[dict[str, Any]], ev
             continue
         row = await db.calls.get_by_channel(channel_id)
         recs: list[Any] = []
-        while row is not None and time.monotonic() < deadline:
+        while row is not None:  # read at least once, even when an earlier call used up the wait
             recs = await db.recordings.for_call(row["id"])
-            if row["status"] in FINAL and all(r["state"] != "recording" for r in recs):
+            settled = row["status"] in FINAL and all(r["state"] != "recording" for r in recs)
+            if settled or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.2)
             row = await db.calls.get_by_channel(channel_id)
@@ -263,4 +270,4 @@ async def _one(db: Any, sandbox: Any, name: str, channel_id: str, row: Any, recs
     if not heard_order_ok:
         problems.append("announcement heard after the protocol reading began")
     return CallReport(channel_id, status, consent, reading, count, restarts, len(recs), not_final, order_ok,
-                      heard_order_ok, problems)
+                      heard_order_ok, problems, events.trails.get(channel_id, []) if problems else [])

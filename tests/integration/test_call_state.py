@@ -44,15 +44,18 @@ def short_prompts(custom: Path, language: str = "pt_BR") -> Path:
     return custom
 
 
-@pytest.fixture
-async def app(sandbox: Sandbox, app_config: Config):
+def short_call_config(sandbox: Sandbox, app_config: Config) -> Config:
     run_dir = sandbox.run_dir / f"state-{uuid.uuid4().hex[:8]}"  # inside the sandbox's view
     run_dir.mkdir()
-    config = load_sandbox_config(write_config(
+    return load_sandbox_config(write_config(
         sandbox, run_dir, app_config.prompts.directory, ari={"app": APP},
         prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
         protocol_reading={"repeat": 0, "replay_window_ms": 0}))
-    application = ObservedApplication(config)
+
+
+@pytest.fixture
+async def app(sandbox: Sandbox, app_config: Config):
+    application = ObservedApplication(short_call_config(sandbox, app_config))
     application.gone_check_seconds = 0.5
     async with running(application):
         yield application
@@ -109,3 +112,25 @@ async def test_a_hangup_that_ami_never_reports_still_completes_the_call(app, san
     assert ami_events.handoffs_for(row["protocol"])  # what the caller noticed: an agent, with the protocol
     await asyncio.sleep(0.5)
     assert per_call_state(app) == {}
+
+
+async def test_a_second_instance_under_our_name_takes_the_calls_and_gives_them_back(app, sandbox, app_config,
+                                                                                     caplog):
+    """A second process with the same ``[ari] app`` takes the application over: it serves the calls
+    that arrive meanwhile (this one drives none of them).  When it stops Asterisk destroys the
+    application; this one notices and registers again, so the next caller is served, not
+    sent to the dialplan's fallback."""
+    app.replaced_check_seconds = 0.2
+    async with running(ObservedApplication(short_call_config(sandbox, app_config))) as other:
+        await place(sandbox, "11987008801", 1)
+        (taken,) = await rows_when(other, 1, {"completed"})
+        assert not app.done_flows and any(r.getMessage() == "ari.application_replaced" for r in caplog.records)
+    deadline = time.monotonic() + 10
+    while not any(r.getMessage() == "ari.application_free" for r in caplog.records) or not app.connected.is_set():
+        assert time.monotonic() < deadline, "the application was not registered again"
+        await asyncio.sleep(0.1)
+    await place(sandbox, "11987008802", 1)
+    (row,) = await rows_when(app, 1, {"completed"})
+    assert row["caller_number"].endswith("11987008802") and row["served_by"] == "ari"
+    assert consent_playbacks(app, row["channel_id"]) == ["done"]  # the caller heard the announcement, in full
+    assert taken["caller_number"].endswith("11987008801")

@@ -36,6 +36,9 @@ def check(report) -> None:
     summary = report.summary()
     print(summary)
     bad = {c.channel_id: c.problems for c in report.calls if c.problems}
+    for c in report.calls:
+        if c.problems:
+            print(f"{c.channel_id} {c.problems}:", *c.trail, sep="\n  ")
     assert not bad, f"seed {report.seed}: {bad}"
     assert summary["failed"] == 0 and summary["recording_rows_not_final"] == 0
     assert set(summary["statuses"]) == {"completed"}

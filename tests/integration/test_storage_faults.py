@@ -32,6 +32,9 @@ CALL_WAIT = 2.0
 MARGIN = 1.5            # Asterisk's own latency between two steps, on a loaded 2-core machine
 FINAL = {"completed", "failed", "abandoned_in_consent", "abandoned_in_protocol"}
 STORAGE = {"call_wait_seconds": CALL_WAIT}
+# Its own ARI application: under the session's name it would take that application over, and
+# once it stops Asterisk destroys it, leaving the session's application deaf for later tests.
+APP = "cpstorage"
 
 LOCKER = """
 import sqlite3, sys, time
@@ -47,7 +50,7 @@ conn.execute("ROLLBACK")
 @contextlib.asynccontextmanager
 async def application(sandbox, app_config, run: Path, **storage):
     run.mkdir(parents=True, exist_ok=True)
-    cfg = load_sandbox_config(write_config(sandbox, run, app_config.prompts.directory,
+    cfg = load_sandbox_config(write_config(sandbox, run, app_config.prompts.directory, ari={"app": APP},
                                            storage={**STORAGE, **storage},
                                            recording={"root": str(run / "recordings")},
                                            protocol_reading={"replay_window_ms": 0, "repeat": 0}))  # one reading: ~10 s
@@ -58,7 +61,8 @@ async def application(sandbox, app_config, run: Path, **storage):
 async def place(sandbox, caller: str, max_seconds: int = 50) -> dict:
     """A customer who stays on the line long enough for the announcement (8 s), the waits and
     the reading of the protocol (~10 s); the agents hang up a second after the hand-off."""
-    return await asyncio.to_thread(originate_call, sandbox, caller, max_seconds=max_seconds)
+    return await asyncio.to_thread(originate_call, sandbox, caller, max_seconds=max_seconds,
+                                   variables={"CALLPROOF_APP": APP})
 
 
 def rows_of(database: Path, channels: list[dict]) -> dict[str, dict | None]:

@@ -142,3 +142,31 @@ async def test_unconfirmed_mixmonitor_not_running_is_started_once_more(config, d
     recorder = UnconfirmedRecorder(fails=1)
     (rec,) = await _record_with(config, db, recorder, mixmonitor_runs=False)
     assert recorder.starts == 2 and rec["state"] == "recording"
+
+
+class HeldSession:
+    """ARI while another process holds our application: registered twice, then gone."""
+
+    def __init__(self, answers: list[bool]):
+        self.answers, self.closed = answers, False
+
+    async def is_registered(self):
+        return self.answers.pop(0)
+
+    async def close(self):
+        self.closed = True
+
+
+async def test_a_replaced_application_stops_its_flows_and_registers_again_once_free(config, caplog):
+    app = Application(config)
+    app.replaced_check_seconds = 0.01
+    session = HeldSession([True, True, False])
+    app.ari = session  # type: ignore[assignment]
+    flow = asyncio.ensure_future(asyncio.sleep(60))  # a call this process was driving
+    app.tasks["c-1"] = flow
+    app.route_event({"type": "ApplicationReplaced", "application": config.ari.app})
+    await asyncio.wait_for(asyncio.gather(*app._background), 2)
+    assert flow.cancelled() and "c-1" in app._interrupted  # the other process resumes it
+    assert session.closed and session.answers == []  # closed (run() reconnects) once Asterisk let go
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("ari.application")] == [
+        "ari.application_replaced", "ari.application_free"]
