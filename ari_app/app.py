@@ -232,21 +232,32 @@ class Application:
             if self.on_flow_done is not None:
                 self.on_flow_done(flow)
         if getattr(flow, "link_lost", False):
+            # interrupted like the flows a reconnect stops: its last request (the hand-off
+            # itself, maybe) may have been carried out though its answer was lost
+            self._interrupted.add(flow.channel_id)
             self._spawn(self._resume_after_link_error(flow.channel_id))
 
     async def _resume_after_link_error(self, channel_id: str) -> None:
         """A request of this call met a broken link while the events WebSocket looked up:
-        resume the call once connected (a reconnect in between resumes it first)."""
+        once connected, resume the call if it is still in our application, else settle it as
+        a reconnect would (handed off, if the lost request was the hand-off; ended, if gone).
+        A reconnect in between does this first."""
         await asyncio.sleep(0.1)
         await self.connected.wait()
         if channel_id in self.tasks or self.ari is None:
             return
         try:
-            channel = await self.ari.get_channel(channel_id)
+            kept = set(await self.ari.application_channel_ids())
+            channel = await self.ari.get_channel(channel_id) if channel_id in kept else None
+            if channel is None:
+                self._interrupted.add(channel_id)  # (a reconnect meanwhile has settled it: then a no-op)
+                await self.settle_unfinished(kept, only=channel_id)
+                self._interrupted.discard(channel_id)
+                return
         except Exception as exc:  # the link is still broken: the reconnect resumes it
             event(log, "call.resume_deferred", channel=channel_id, error=type(exc).__name__)
             return
-        if channel is not None and channel_id not in self.tasks:
+        if channel_id not in self.tasks:
             event(log, "call.resuming", channel=channel_id)
             self._start_flow({"type": "StasisStart", "channel": channel, "args": [], "resumed": True})
 
@@ -394,15 +405,18 @@ class Application:
         self._interrupted.clear()
         await settle_unfinished_ivr(self.db, self.ari, kept | set(self.tasks), self.clock)
 
-    async def settle_unfinished(self, kept: set[str], first_connection: bool = False) -> None:
+    async def settle_unfinished(self, kept: set[str], first_connection: bool = False,
+                                only: str | None = None) -> None:
         """Calls our storage thinks are live but Asterisk no longer has: record their end
         truthfully.  On the first connection after start-up they ended while this process
-        was not running; later, while its ARI link was down."""
+        was not running; later, while its ARI link was down.  ``only``: that channel's call."""
         away = "callproof was not running" if first_connection else "callproof's ARI link was down"
         assert self.ari is not None and self.recorder is not None
         waiting = await asyncio.to_thread(self.journal.channels_waiting)
         for row in await self.db.calls.unfinished():
             channel_id = row["channel_id"]
+            if only is not None and channel_id != only:
+                continue
             if channel_id in kept or channel_id in self.tasks or channel_id in waiting:
                 continue  # (waiting: its end is in the journal, replayed when storage is back)
             ours = row["served_by"] in (None, "ari")  # else an AGI path serves it (e.g. the dialplan's fallback)

@@ -170,3 +170,58 @@ async def test_a_replaced_application_stops_its_flows_and_registers_again_once_f
     assert session.closed and session.answers == []  # closed (run() reconnects) once Asterisk let go
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("ari.application")] == [
         "ari.application_replaced", "ari.application_free"]
+
+
+class OutOfStasisAri:
+    """ARI back after a REST request broke: the channel is up but no longer in our application."""
+
+    def __init__(self, up: bool):
+        self.up = up
+
+    async def application_channel_ids(self):
+        return []
+
+    async def channel_exists(self, channel_id):
+        return self.up
+
+
+class TrackingRecorder:
+    def __init__(self):
+        self.tracked: dict[str, int] = {}
+
+    def track(self, uniqueid, recording_id, path):
+        self.tracked[uniqueid] = recording_id
+
+
+class LinkLostFlow:
+    """A flow whose last request (the hand-off) broke with the link."""
+
+    def __init__(self, channel_id):
+        self.channel_id, self.outcome, self.link_lost = channel_id, None, True
+
+    async def run(self):
+        return "interrupted"
+
+
+@pytest.mark.parametrize("up", [True, False])
+async def test_a_flow_cut_off_in_its_hand_off_is_settled_as_a_reconnect_would(config, db, tmp_path, up):
+    """The continueInDialplan was carried out, its answer lost: the channel left our application.
+    The call must not stay 'recording' for ever: up, it is handed off and watched for its hang-up;
+    gone, it is settled."""
+    app = Application(config)
+    app.db, app.ari, app.recorder = db, OutOfStasisAri(up), TrackingRecorder()  # type: ignore[assignment]
+    app.connected.set()
+    call_id = await db.calls.create(NewCall("c-cut", "c-cut", None, "1", None, None, None, "pt_BR",
+                                            "2026-11-22T15:00:00Z"))
+    await advance(db, call_id, "recording")
+    rec_id = await db.recordings.create(call_id, None, str(tmp_path / "c.wav"), None, "2026-11-22T15:00:30Z")
+    await app._run_flow(LinkLostFlow("c-cut"))  # type: ignore[arg-type]
+    await asyncio.wait_for(asyncio.gather(*app._background), 2)
+    row = await db.calls.get(call_id)
+    if up:
+        assert row["status"] == "handed_off" and app.handed_off == {"c-cut": call_id}
+        assert app.recorder.tracked == {"c-cut": rec_id}  # finalised, then completed, on its Hangup
+    else:
+        assert row["status"] == "recording" and row["ended_at"]  # (a hang-up in 'recording' keeps it)
+        assert "ARI link was down" in row["hangup_cause"]
+    assert "c-cut" not in app._interrupted
