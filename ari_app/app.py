@@ -15,28 +15,25 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from callproof.callflow.decisions import iso
 from callproof.callflow.journal_replay import JournalReplayer
-from callproof.callflow.port import UNKNOWN_ROW
 from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
-from callproof.storage import is_storage_error, open_database
-from callproof.storage.call_status import CallStatus, when_ended
-from callproof.storage.errors import storage_problem
+from callproof.storage import open_database
 from callproof.storage.journal import Journal, mode_beside
 
 from .ari import AriSession
+from .call_endings import CallEndings
 from .call_events import CallInbox, channel_id_of
 from .callback import CallbackScheduler
 from .flow import CallFlow, Services
 from .heap import trim_periodically
 from .ivr_request import RequestIvrFlow, is_request_ivr, settle_unfinished_ivr
-from .recorder import AmiLink, Recorder, finalise_recording
+from .recorder import AmiLink, Recorder
 
 log = logging.getLogger("callproof.app")
 
@@ -66,7 +63,7 @@ def reconnect_delay(attempt: int, cap: float, first: float = 0.1) -> float:
     return min(cap, first * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
 
 
-class Application:
+class Application(CallEndings):
     def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None,
                  on_flow_done: Callable[[AnyFlow], Any] | None = None):
         self.config = config
@@ -268,97 +265,6 @@ class Application:
                         expect_handoff=self.expect_handoff, journal=self.journal,
                         replay=self.replayer.replay_within if self.replayer is not None else None)
 
-    # ------------------------------------------------ after the hand-off
-    def expect_handoff(self, channel_id: str, call_id: int) -> None:
-        """The flow is about to hand this channel to the dialplan: watch for its hang-up."""
-        self.handed_off[channel_id] = call_id
-
-    def _on_ami_hangup(self, manager: Any, message: Any) -> None:
-        uniqueid = message.get("Uniqueid", "")
-        if uniqueid not in self.handed_off:
-            return
-        self._hangup_causes[uniqueid] = message.get("Cause-txt")
-        if self.recorder is None or not self.recorder.is_tracking(uniqueid):
-            self._spawn(self._complete(uniqueid))  # unrecorded call: nothing to wait for
-
-    async def _reconcile_after_ami(self) -> None:
-        """AMI is back after a lost link: the Hangup events of the time it was away are lost.
-        Every channel we wait on (a recording to finalise, a handed-off call to complete) that
-        Asterisk no longer has is finalised now, so no row stays 'recording'."""
-        if self.recorder is None:
-            return
-        await asyncio.wait_for(self.connected.wait(), 30)
-        await self.settle_gone_channels(cause="ended while the AMI link was down", running_too=True)
-
-    async def _recording_finalised(self, uniqueid: str) -> None:
-        if uniqueid in self.handed_off:
-            await self._complete(uniqueid)
-
-    async def _complete(self, uniqueid: str) -> None:
-        """A handed-off call hung up and its recording is final: the call is complete."""
-        call_id = self.handed_off.pop(uniqueid, None)
-        cause = self._hangup_causes.pop(uniqueid, None)
-        if call_id is None:
-            return
-        flow_task = self.tasks.get(uniqueid)
-        if flow_task is not None:  # let the flow write its own last step first
-            await asyncio.wait([flow_task])
-        ended_at, hangup = iso(self.clock()), f"Hangup:{cause}" if cause else "Hangup"
-        if call_id == UNKNOWN_ROW or self.journal.pending(uniqueid):
-            # the row (or its last steps) waits in the journal: its end goes after them
-            self.journal.submit(uniqueid, "call.ended", ended_at=ended_at, hangup_cause=hangup)
-            event(log, "call.ended", channel=uniqueid, journalled=True)
-            return
-        try:
-            row = await self.db.calls.get(call_id)
-            if row is None or row["ended_at"] is not None:
-                return
-            if row["status"] == CallStatus.FAILED:  # failed, handed off all the same: when it ended
-                await self.db.calls.update(call_id, ended_at=ended_at, hangup_cause=hangup)
-                return
-            if row["status"] != CallStatus.HANDED_OFF:
-                return
-            await self.db.calls.update(call_id, status=CallStatus.COMPLETED, ended_at=ended_at, hangup_cause=hangup)
-        except Exception as exc:
-            if not is_storage_error(exc):
-                raise
-            self.journal.submit(uniqueid, "call.ended", ended_at=ended_at, hangup_cause=hangup)
-            event(log, "call.ended", logging.WARNING, channel=uniqueid, journalled=True, problem=storage_problem(exc))
-            return
-        event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=row["protocol"])
-
-    async def _check_gone_channels(self) -> None:
-        while True:
-            await asyncio.sleep(self.gone_check_seconds)
-            try:
-                await self.settle_gone_channels()
-            except Exception as exc:  # ARI away: the next round tries again
-                event(log, "call.gone_check_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300])
-
-    async def settle_gone_channels(self, cause: str = "unknown (no AMI Hangup event; channel gone)",
-                                   running_too: bool = False) -> None:
-        """Handed-off or recorded calls whose channel Asterisk no longer has, though no AMI
-        Hangup said so: finalise the recording and complete the call as the Hangup would.
-        ``running_too``: also the calls whose flow still runs (after AMI came back: their
-        Hangup is lost for good; otherwise a flow still running settles its own call)."""
-        watched = set(self.handed_off) | (self.recorder.tracked() if self.recorder is not None else set())
-        if not running_too:
-            watched -= set(self.tasks)
-        if not watched or self.ari is None or not self.connected.is_set():
-            return
-        alive = await self.ari.channel_ids()
-        for uniqueid in watched - alive:
-            tracking = self.recorder is not None and self.recorder.is_tracking(uniqueid)
-            if uniqueid not in self.handed_off and not tracking:
-                continue  # its Hangup came meanwhile
-            event(log, "call.hangup_not_seen", logging.WARNING, channel=uniqueid, why=cause)
-            if uniqueid in self.handed_off:
-                self._hangup_causes.setdefault(uniqueid, cause)
-            if tracking and self.recorder is not None:
-                self.recorder.stopped(uniqueid)  # then _recording_finalised completes the call
-            else:
-                self._spawn(self._complete(uniqueid))
-
     async def _taken_over(self, session: AriSession) -> None:
         """Another process registered our ARI application (a second instance with the same
         ``[ari] app``): our calls' events now go to it, and it resumes them from their persisted
@@ -404,50 +310,6 @@ class Application:
         await self.settle_unfinished(kept, first_connection=first_connection)
         self._interrupted.clear()
         await settle_unfinished_ivr(self.db, self.ari, kept | set(self.tasks), self.clock)
-
-    async def settle_unfinished(self, kept: set[str], first_connection: bool = False,
-                                only: str | None = None) -> None:
-        """Calls our storage thinks are live but Asterisk no longer has: record their end
-        truthfully.  On the first connection after start-up they ended while this process
-        was not running; later, while its ARI link was down.  ``only``: that channel's call."""
-        away = "callproof was not running" if first_connection else "callproof's ARI link was down"
-        assert self.ari is not None and self.recorder is not None
-        waiting = await asyncio.to_thread(self.journal.channels_waiting)
-        for row in await self.db.calls.unfinished():
-            channel_id = row["channel_id"]
-            if only is not None and channel_id != only:
-                continue
-            if channel_id in kept or channel_id in self.tasks or channel_id in waiting:
-                continue  # (waiting: its end is in the journal, replayed when storage is back)
-            ours = row["served_by"] in (None, "ari")  # else an AGI path serves it (e.g. the dialplan's fallback)
-            if await self.ari.channel_exists(channel_id):
-                if ours and channel_id in self._interrupted and row["status"] in (CallStatus.PROTOCOL_GIVEN,
-                                                                         CallStatus.RECORDING):
-                    # Our flow ran it when the link broke; up, and no longer in our application:
-                    # only our continueInDialplan sends it on, so that request was carried out
-                    # though its answer was lost.  (A channel an AGI path runs is never here.)
-                    await self.db.calls.update(row["id"], status=CallStatus.HANDED_OFF,
-                                               handed_off_at=iso(self.clock()))
-                    event(log, "call.handoff_confirmed", channel=channel_id, protocol=row["protocol"])
-                    row = {**row, "status": CallStatus.HANDED_OFF}
-                # A live AGI call is finalised by its own hangup handler: not ours to track.
-                if ours and row["status"] == CallStatus.HANDED_OFF:
-                    self.handed_off[channel_id] = row["id"]
-                    for rec in await self.db.recordings.for_call(row["id"]):
-                        if rec["state"] == "recording":
-                            self.recorder.track(channel_id, rec["id"], Path(rec["path"]))
-                continue
-            for rec in await self.db.recordings.for_call(row["id"]):
-                if rec["state"] == "recording":
-                    await self._finalise_orphan(rec)
-            status = when_ended(row["status"])
-            await self.db.calls.update(row["id"], status=status, ended_at=iso(self.clock()),
-                                       hangup_cause=f"ended while {away}" if ours
-                                       else f"ended; its {row['served_by']} hangup handler did not close the row")
-            event(log, "call.settled", channel=channel_id, protocol=row["protocol"], status=status)
-
-    async def _finalise_orphan(self, rec: Any) -> None:
-        await finalise_recording(self.db, rec["id"], Path(rec["path"]), iso(self.clock()), attempts=3)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
