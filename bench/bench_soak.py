@@ -1,7 +1,8 @@
 """Soak benchmark: thousands of real calls through the sandbox Asterisk 22 against the
 ``callproof run`` process; does its memory stay flat?
 
-    sudo .venv/bin/python bench/bench_soak.py            # 3,000 calls, 12 up at once, slope after 1,000 (~5 min)
+    sudo .venv/bin/python bench/bench_soak.py            # 8,000 calls, 12 up at once, slope after 3,000 (~12 min)
+    sudo .venv/bin/python bench/bench_soak.py --calls 3000 --warmup 1000   # quicker (~5 min), noisier
     sudo .venv/bin/python bench/bench_soak.py --calls 5000 --concurrency 20
     sudo .venv/bin/python bench/bench_soak.py --calls 700 --warmup 100 --tracemalloc 25 --snapshot-every 200
 
@@ -112,11 +113,12 @@ HEADER = (f"{'calls':>7}{'s':>7}{'RSS':>8}{'anon':>7}{'sqlite':>7}{'m.used':>7}{
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=3000, help="calls to place (default 3000)")
+    parser.add_argument("--calls", type=int, default=8000, help="calls to place (default 8000)")
     parser.add_argument("--concurrency", type=int, default=12, help="calls up at once (default 12)")
-    parser.add_argument("--warmup", type=int, default=1000,
-                        help="calls before the slope is measured: one-time costs, and SQLite's page cache "
-                             "(2 MiB by default) fills in the first ~650 calls")
+    parser.add_argument("--warmup", type=int, default=3000,
+                        help="calls before the slope is measured: one-time costs, SQLite's page cache "
+                             "(2 MiB by default) fills in the first ~650 calls, and glibc's heap settles "
+                             "in the first ~3,000 (docs/benchmarks.md)")
     parser.add_argument("--sample-every", type=int, default=100, help="sample the app every N calls ended")
     parser.add_argument("--agent-seconds", type=int, default=0, help="how long the sandbox agent talks")
     parser.add_argument("--caller-formats", default="ulaw", help="ARI originate formats of the customer leg")
