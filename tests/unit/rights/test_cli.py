@@ -39,6 +39,7 @@ def setup(tmp_path, monkeypatch):
     cfg.write_text(f'[storage]\ndatabase = "{db_path}"\n[recording]\nroot = "{rec}"\n'
                    f'[rights]\nidentity_key = "{KEY}"\nhistory_dir = "{hist}"\nexport_dir = "{exports}"\n'
                    'link_secret = "a-different-link-secret-of-32-chars-or-more"\n')
+    cfg.chmod(0o600)
     conn = connect_sync(db_path)
     b = Calls(conn, rec)
     now = datetime.now(UTC)
@@ -89,6 +90,7 @@ def test_missing_identity_key_is_named(setup, capsys, tmp_path):
     text = Path(cfg).read_text().replace(f'identity_key = "{KEY}"\n', "")
     no_key = tmp_path / "nokey.toml"
     no_key.write_text(text)
+    no_key.chmod(0o600)
     code, _, err = run(str(no_key), "lookup", "--cpf", "529.982.247-25", capsys=capsys)
     assert code == 2 and "rights.identity_key" in err
 
