@@ -57,6 +57,13 @@ def _run(fn: Command, args: argparse.Namespace, config: Config) -> int:
     """Open the database, run ``fn(args, config, db)``, turn expected errors into exit 2."""
     from callproof.storage import open_sync
 
+    from .cli_input import read_identifiers
+
+    try:
+        read_identifiers(args)  # --cpf / --customer-code: read, never from the command line
+    except ValueError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         db = open_sync(config)
     except Exception as exc:  # unreadable path, permissions, newer schema...
@@ -326,6 +333,10 @@ def cmd_history(args: argparse.Namespace, config: Config, db: SyncDatabase) -> i
 
     subject = resolve_subject(config, args.subject, phone=args.phone, cpf=args.cpf,
                               customer_code=args.customer_code)
+    if args.subject and subject.kind == "cpf":
+        from .cli_input import refusal
+
+        raise _Fail(refusal("cpf").replace("--cpf VALUE", "a CPF as the subject"))
     row = produce_history_sync(db, config, subject, fmt=args.format, actor=_actor(args), now=_now(),
                                out=args.out, language=args.language)
     if args.json:

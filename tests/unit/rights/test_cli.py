@@ -70,7 +70,7 @@ def test_lookup_by_protocol_and_phone(setup, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["lookup", "--protocol", "123"], "17 digits"),
     (["lookup", "--phone", "banana"], "not a valid phone number"),
-    (["lookup", "--cpf", "529.982.247-24"], "check digits"),
+    (["lookup", "--cpf", "529.982.247-24"], "process list"),
     (["lookup", "--protocol", "20260000000000001", "--from", "2026-01-01"], "--from/--to go with"),
     (["lookup", "--phone", CALLER, "--from", "01/02/2026"], "bad date"),
     (["request", "file", "20269999999999999"], "no call with protocol 20269999999999999"),
@@ -91,7 +91,11 @@ def test_missing_identity_key_is_named(setup, capsys, tmp_path):
     no_key = tmp_path / "nokey.toml"
     no_key.write_text(text)
     no_key.chmod(0o600)
-    code, _, err = run(str(no_key), "lookup", "--cpf", "529.982.247-25", capsys=capsys)
+    os.environ["CALLPROOF_CPF"] = "529.982.247-25"
+    try:
+        code, _, err = run(str(no_key), "lookup", "--cpf", capsys=capsys)
+    finally:
+        del os.environ["CALLPROOF_CPF"]
     assert code == 2 and "rights.identity_key" in err
 
 
@@ -171,3 +175,45 @@ def test_history_pdf_and_html(setup, capsys):
     assert code == 0, err
     assert json.loads(out)["path"] == str(out_file)
     assert calls[1]["protocol"] in out_file.read_text(encoding="utf-8")
+
+
+# -- a CPF or customer code never on the command line (ps, shell history) ----
+
+@pytest.mark.parametrize("argv", [
+    ["lookup", "--cpf", "529.982.247-25"],
+    ["lookup", "--customer-code", "C-1234"],
+    ["request", "file", "20260000000000001", "--cpf", "529.982.247-25"],
+    ["history", "--cpf", "529.982.247-25"],
+    ["history", "529.982.247-25"],
+])
+def test_identifier_on_the_command_line_is_refused_with_what_to_use(setup, capsys, argv):
+    cfg, *_ = setup
+    code, out, err = run(cfg, *argv, capsys=capsys)
+    assert code == 2 and out == ""
+    assert "process list" in err and "stdin" in err and "CALLPROOF_" in err
+    assert "529.982.247-25" not in err and "C-1234" not in err
+
+
+def test_cpf_read_from_stdin_the_environment_or_a_prompt(setup, capsys, monkeypatch):
+    from callproof.rights import cli_input
+
+    cfg, *_ = setup
+    monkeypatch.setattr("sys.stdin", io.StringIO("529.982.247-25\n"))
+    code, out, err = run(cfg, "lookup", "--cpf", capsys=capsys)
+    assert code == 1 and "no calls found" in out, err  # read and looked up (the calls have no CPF)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    monkeypatch.setenv("CALLPROOF_CPF", "529.982.247-24")
+    code, _, err = run(cfg, "lookup", "--cpf", capsys=capsys)
+    assert code == 2 and "check digits" in err  # the environment's value was the one read
+    monkeypatch.delenv("CALLPROOF_CPF")
+    code, _, err = run(cfg, "lookup", "--cpf", capsys=capsys)
+    assert code == 2 and "no CPF given" in err
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    asked = []
+    value = cli_input.read_identifier("cpf", cli_input.READ, env={}, stdin=Tty(),
+                                      prompt=lambda text: asked.append(text) or "529.982.247-25")
+    assert value == "529.982.247-25" and asked == ["CPF: "]
