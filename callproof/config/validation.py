@@ -246,6 +246,10 @@ def _validate_rights(r: RightsConfig, languages: tuple[str, ...]) -> None:
         raise ConfigError("rights.export_format", f"one of {', '.join(EXPORT_FORMATS)}")
     if not 1 <= r.link_lifetime_hours <= 24 * 30:
         raise ConfigError("rights.link_lifetime_hours", "must be between 1 and 720")
+    if not 1 <= r.code_lifetime_minutes <= 24 * 60:
+        raise ConfigError("rights.code_lifetime_minutes", "must be between 1 and 1440")
+    if not 1 <= r.code_max_attempts <= 10:
+        raise ConfigError("rights.code_max_attempts", "must be between 1 and 10")
     if not 1 <= r.link_max_downloads <= 100:
         raise ConfigError("rights.link_max_downloads", "must be between 1 and 100")
     url = urlparse(r.public_base_url)
