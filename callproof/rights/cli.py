@@ -174,7 +174,7 @@ def _deadline_text(row: dict) -> str:
 
 def _filed_text(config: Config, filed) -> str:
     verb = "filed" if filed.created else "already open (same requester)"
-    why = {"caller_number": "calling number matches the call",
+    why = {"caller_number": "calling number matches the call; the link goes only to that number",
            "cpf": "CPF matches the call", "customer_code": "customer code matches the call",
            "agent": "identity verified by an agent"}.get(filed.identity_basis or "", "")
     return (f"request {filed.id} {verb}: protocol {filed.request_protocol} for call {filed.call_protocol},"
@@ -193,6 +193,9 @@ def cmd_request_file(args: argparse.Namespace, config: Config, db: SyncDatabase)
         _dump(asdict(filed))
     else:
         print(_filed_text(config, filed))
+        if filed.code_sent:
+            print("  a one-time code went by SMS to the call's number: the requester returns it"
+                  " (POST /api/requests/<request protocol>/code), or an agent verifies identity")
         if filed.state == "needs_identity_check":
             print("  an agent must confirm identity: callproof request verify-identity "
                   f"{filed.id} --by AGENT (or refuse it)")

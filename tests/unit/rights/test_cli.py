@@ -104,7 +104,7 @@ def test_request_file_list_show_verify_refuse_metrics(setup, capsys):
     p0, p1 = calls[0]["protocol"], calls[1]["protocol"]
     code, out, err = run(cfg, "request", "file", p0, "--phone", "011 91234-5678", "--by", "ana", capsys=capsys)
     assert code == 0, err
-    assert "state received (calling number matches the call)" in out
+    assert "state received (calling number matches the call; the link goes only to that number)" in out
     code, out, _ = run(cfg, "request", "file", p1, "--phone", OTHER, "--by", "ana", "--json", capsys=capsys)
     other = json.loads(out)
     assert other["state"] == "needs_identity_check" and len(other["request_protocol"]) == 17
