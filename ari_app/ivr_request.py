@@ -1,8 +1,9 @@
 """The phone entry for recording requests: the caller types a protocol with DTMF.
 
-    announcement → "type the protocol, then #" → digits → request filed (channel 'ivr')
-    → "registered" / "an agent will check your identity" → the request's own protocol read aloud
-    → back to the dialplan ([callproof-request-done])
+    announcement → "type the protocol, then #" → 17 digits → request filed (channel 'ivr')
+    when a call has that protocol → "registered; the request's protocol goes by SMS to the
+    number of that call" (the same words whether or not the protocol exists or the number
+    matched) → back to the dialplan ([callproof-request-done])
 
 The dialplan enters it with ``Stasis(<app>,request-ivr,<language>)`` (context
 ``[callproof-request-entry]`` in dialplan/callproof.conf); :func:`is_request_ivr`
@@ -17,14 +18,20 @@ Rules the code keeps (docs/ivr.md):
 * Digits: only ``0``-``9`` count, ``#`` ends the entry, ``*`` starts it again,
   anything else is ignored; keys typed before the prompt started are ignored,
   keys typed while it plays stop it.  Exactly 17 digits, at most
-  :attr:`RequestIvrFlow.max_attempts` tries; a wrong length or a protocol that is
-  not a call's gets "not found" and another try.
+  :attr:`RequestIvrFlow.max_attempts` tries; a wrong length gets "that is not a
+  protocol" and another try.
+* The caller cannot learn whether a protocol exists (protocols are sequential, so
+  that would enumerate calls) nor whether their number is the call's: every entry of
+  17 digits ends the same way (``request-registered``, the same channel variables).
+  The request's own protocol goes by SMS to the *call's* number (only its owner
+  learns it); what really happened is in the rows and the audit log.
 * Nothing the caller typed reaches storage except an accepted protocol (17 ASCII
   digits of an existing call).  No request is filed unless the protocol was
   fully entered and accepted; every step is persisted before the next one, so a
   hang-up at any point leaves a truthful ``ivr_request_calls`` row.
-* ``received`` when the calling number (E.164) is the call's caller number,
-  else ``needs_identity_check`` (callproof/rights/requests.py decides).
+* ``received`` when the calling number (E.164) is the call's caller number (its
+  link then goes only to that number), else ``needs_identity_check``
+  (callproof/rights/requests.py decides).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from callproof.callflow import decisions
 from callproof.callflow.decisions import iso
 from callproof.logs import event
 from callproof.numbers import normalise_caller
+from callproof.rights.codes import notify_call_number_sync
 from callproof.rights.requests import FiledRequest, file_request_sync
 from callproof.storage import Database
 from callproof.storage.errors import NotFoundError
@@ -56,6 +64,9 @@ log = logging.getLogger("callproof.ivr_request")
 REQUEST_IVR_ARG = "request-ivr"
 #: Where the caller goes when the IVR is done (CALLPROOF_STATUS says how it went).
 DONE_CONTEXT = "callproof-request-done"
+
+#: What the dialplan is told after any 17-digit entry, filed or not (it must not tell).
+SUBMITTED = "submitted"
 
 # Status a row is left in when the caller hangs up during a step ('filed' stays
 # 'filed': the request exists whether or not they heard its whole protocol).
@@ -123,6 +134,7 @@ class RequestIvrFlow:
         self.caller_number: str | None = None
         self.started_at: datetime = services.clock()
         self.attempts = 0
+        self.entered = False                    # a 17-digit protocol was typed (known or not)
         self.request: FiledRequest | None = None
         self.protocol: str | None = None        # the request's own protocol, once filed
         self.request_state: str | None = None
@@ -149,7 +161,7 @@ class RequestIvrFlow:
             await self.play_consent()
             if self.status == "collecting":
                 await self.collect_and_file()
-            if self.status == "filed":
+            if self.status == "filed" or (self.status == "not_found" and self.entered):
                 await self.announce()
                 await self.finish("ok")
             elif self.status == "not_found":
@@ -222,10 +234,17 @@ class RequestIvrFlow:
             self.attempts += 1
             problem = entry.problem()
             if problem is None:
-                filed = await self._file(entry.protocol)
-                if filed is not None:
+                self.entered = True
+                if await self._file(entry.protocol) is not None:
                     return
-                problem = "unknown_protocol"
+                # No call has it: the caller hears what a filed request gets (no retry, no
+                # "not found"), so protocols cannot be enumerated by phone.
+                self.status = "not_found"
+                await self.repo.update(self.row_id, attempts=self.attempts, last_problem="unknown_protocol",
+                                       status="not_found")
+                event(log, "ivr.entry_rejected", channel=self.channel_id, problem="unknown_protocol",
+                      digits=entry.count, attempt=self.attempts)
+                return
             await self.repo.update(self.row_id, attempts=self.attempts, last_problem=problem)
             event(log, "ivr.entry_rejected", channel=self.channel_id, problem=problem, digits=entry.count,
                   attempt=self.attempts)
@@ -236,9 +255,7 @@ class RequestIvrFlow:
     async def _file(self, protocol: str) -> FiledRequest | None:
         """File the request for an accepted protocol; None when no call has it."""
         try:
-            filed = await self.s.db.run_sync(
-                file_request_sync, self.s.config, call_protocol=protocol, channel="ivr", actor="ivr",
-                now=self.s.clock(), requester_number=self.caller_number)
+            filed = await self.s.db.run_sync(self._file_and_notify, protocol)
         except NotFoundError:
             return None
         self.request, self.protocol, self.request_state = filed, filed.request_protocol, filed.state
@@ -250,31 +267,38 @@ class RequestIvrFlow:
               request_protocol=filed.request_protocol, state=filed.state, created=filed.created)
         return filed
 
+    def _file_and_notify(self, db: Any, protocol: str) -> FiledRequest:
+        """On the database's thread: file the request and, when it is new, tell the call's
+        number its protocol by SMS (the caller is not told it: see the module's rules)."""
+        filed = file_request_sync(db, self.s.config, call_protocol=protocol, channel="ivr", actor="ivr",
+                                  now=self.s.clock(), requester_number=self.caller_number)
+        if filed.created:
+            request, call = db.requests.get(filed.id), db.calls.get_by_protocol(protocol)
+            if request is not None and call is not None:
+                notify_call_number_sync(db, self.s.config, request, call, now=self.s.clock(), actor="ivr")
+        return filed
+
     async def announce(self) -> None:
-        """Which outcome, then the request's own protocol (read like a call's)."""
-        if self.protocol is None:
-            raise RuntimeError("request filed but its protocol is unknown")
-        cfg = self.s.config.protocol_reading
-        outcome = "request-identity-check" if self.request_state == "needs_identity_check" else "request-received"
-        reading = self.s.prompts.protocol_reading_media(self.language, self.protocol, cfg.groups)
-        first = [self.s.prompts.prompt(outcome, self.language).media, *reading]
-        for readings, media in enumerate([first] + [reading] * cfg.repeat, start=1):
-            await self._play(media, outcome if readings == 1 else "request-protocol")
-            await self.repo.update(self.row_id, request_read_count=readings)
-        self.timings.mark("request_protocol_read")
+        """The same words after every 17-digit entry: registered, and where its protocol goes."""
+        await self._play([self.s.prompts.prompt("request-registered", self.language).media], "request-registered")
+        if self.status == "filed":
+            await self.repo.update(self.row_id, request_read_count=1)
+        self.timings.mark("request_registered_played")
 
     async def give_up(self) -> None:
         await self._play([self.s.prompts.prompt("request-give-up", self.language).media], "request-give-up")
         await self.finish("not_found")
 
     async def finish(self, status: str) -> None:
-        """Hand the channel back to the dialplan with the outcome in channel variables."""
-        state = self.request_state if status == "ok" and self.request_state else "not_filed"
-        await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_PROTOCOL", self.protocol or "")
+        """Hand the channel back to the dialplan with the outcome in channel variables: after a
+        17-digit entry the same ones whether a request was filed or not (the dialplan must not
+        be able to tell the caller either); the rows hold the truth."""
+        state = SUBMITTED if status == "ok" else "not_filed"
+        await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_PROTOCOL", "")
         await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_STATE", state)
         await self.s.ari.set_variable(self.channel_id, "CALLPROOF_STATUS", status)
         await self.s.ari.continue_in_dialplan(self.channel_id, DONE_CONTEXT, "s", 1)
-        final = "completed" if status == "ok" else "not_found"
+        final = "completed" if status == "ok" and self.status == "filed" else "not_found"
         self.status, self.outcome = final, final
         await self.repo.update(self.row_id, status=final, ended_at=iso(self.s.clock()))
         event(log, "ivr.done", channel=self.channel_id, status=final, request_protocol=self.protocol,
@@ -303,9 +327,8 @@ class RequestIvrFlow:
             except Exception:
                 log.exception("could not record the IVR failure")
         try:
-            await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_PROTOCOL", self.protocol or "")
-            await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_STATE",
-                                          self.request_state or "not_filed")
+            await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_PROTOCOL", "")
+            await self.s.ari.set_variable(self.channel_id, "CALLPROOF_REQUEST_STATE", "not_filed")
             await self.s.ari.set_variable(self.channel_id, "CALLPROOF_STATUS", "failed")
             await self.s.ari.continue_in_dialplan(self.channel_id, DONE_CONTEXT, "s", 1)
         except Exception:

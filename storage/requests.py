@@ -76,6 +76,7 @@ class NewRequest:
     requester_number: str | None = None         # E.164
     requester_identity_hash: str | None = None  # keyed hash of a CPF / customer code
     deliver_to: str | None = None               # 'sms:+55...' or 'email:a@b'
+    identity_basis: str | None = None           # why it is 'received' (storage/request_codes.py)
 
 
 def _allocate_request_protocol(conn: sqlite3.Connection, year: int, at: str) -> str:
@@ -131,10 +132,10 @@ def create_request_sync(
         cur = conn.execute(
             "INSERT INTO recording_requests (protocol, opened_at, request_protocol, state, channel,"
             " due_at, requester_number, requester_identity_hash, deliver_to, created_by, updated_by,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_at, identity_basis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (new.call_protocol, opened_at, request_protocol, new.state, new.channel, due_at,
              new.requester_number, new.requester_identity_hash, new.deliver_to, new.created_by,
-             new.created_by, opened_at))
+             new.created_by, opened_at, new.identity_basis))
         request_id = inserted_id(cur)
         append_in_transaction_sync(
             conn, audit_action, new.created_by, opened_at, protocol=new.call_protocol,
@@ -249,6 +250,9 @@ def set_state_in_transaction_sync(
         " updated_by = ?, updated_at = ? WHERE id = ?",
         (state, closed_at, (reason or "").strip() if state == "refused" else row["refused_reason"],
          actor, at, request_id))
+    if (old, state) == ("needs_identity_check", "received"):  # who showed the requester is the caller
+        basis = (details or {}).get("identity_basis", "agent")
+        conn.execute("UPDATE recording_requests SET identity_basis = ? WHERE id = ?", (basis, request_id))
     action = _ACTIONS.get((old, state), f"request.{state}")
     audit = {"request_protocol": row["request_protocol"], "from": old, "to": state}
     if state == "refused":

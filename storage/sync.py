@@ -27,6 +27,7 @@ from . import links as _links
 from . import lookups as _lookups
 from . import pages as _pages
 from . import recordings as _recordings
+from . import request_codes as _codes
 from . import requests as _requests
 from . import webauth as _webauth
 
@@ -98,6 +99,11 @@ class RequestsRepo(_Repository):
     count_by_state = _Bound(_requests.count_by_state_sync)
     set_state = _Bound(_requests.set_state_sync)
     with_call = _Bound(_requests.request_with_call_sync)
+    queue_code = _Bound(_codes.queue_code_sync)
+    codes_sent_since = _Bound(_codes.codes_sent_since_sync)
+    check_code = _Bound(_codes.check_code_sync)
+    set_identity_basis = _Bound(_codes.set_identity_basis_sync)
+    queue_notice = _Bound(_codes.queue_notice_sync)
 
 
 class ExportsRepo(_Repository):

@@ -8,9 +8,11 @@ MixMonitor stopped (``ari_app/recorder.py``), the AGI paths from the hangup hand
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
+import stat
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,33 +44,61 @@ class NotReady(Exception):
 _READ_SIZE = 64 * 1024
 
 
+class NotFollowed(Exception):
+    """The recording's path is a symbolic link or not a regular file: refused, not waited for."""
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_recording(path: Path) -> int:
+    """A descriptor on the file at ``path`` itself: never through a symbolic link (O_NOFOLLOW),
+    never blocking on a FIFO (O_NONBLOCK), and only a regular file."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotFollowed("the recording's path is a symbolic link; refused") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotFollowed("the recording's path is not a regular file; refused")
+    return fd
+
+
 def measure_recording(path: Path) -> RecordingFacts:
-    """Size, duration and sha256 of a finished WAV file (blocking: run in a thread)."""
-    st = os.stat(path, follow_symlinks=False)
-    digest = hashlib.sha256()
-    buffer = bytearray(_READ_SIZE)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as fh:
+    """Size, duration and sha256 of a finished WAV file (blocking: run in a thread).
+
+    Everything is read through one descriptor opened with O_NOFOLLOW: the size, the
+    hash, the WAV header and the permission change all concern the same file, the one
+    at ``path`` (a link there raises :class:`NotFollowed`)."""
+    fd = _open_recording(path)
+    with open(fd, "rb", buffering=0) as fh:
+        st = os.fstat(fd)
+        digest = hashlib.sha256()
+        buffer = bytearray(_READ_SIZE)
+        view = memoryview(buffer)
         while n := fh.readinto(buffer):
             digest.update(view[:n])
-    try:
-        with wave.open(str(path), "rb") as w:
-            frames, rate = w.getnframes(), w.getframerate()
-            expected = 44 + frames * w.getsampwidth() * w.getnchannels()
-    except (wave.Error, EOFError) as exc:
-        raise NotReady(f"WAV header not readable yet: {exc}") from None
-    if st.st_size > 0 and frames == 0 and st.st_size > 44:
-        raise NotReady("WAV header not finalised yet")
-    if abs(expected - st.st_size) > 4096:
-        raise NotReady(f"WAV header says {expected} bytes, file has {st.st_size}")
-    if os.stat(path, follow_symlinks=False).st_size != st.st_size:
-        raise NotReady("file still growing")
-    try:  # recordings are evidence and personal data: never world-readable
-        if st.st_mode & 0o007:
-            os.chmod(path, st.st_mode & 0o770)
-    except PermissionError:
-        # the folder, not the file: a recording's name holds the caller's digits
-        log.warning("cannot tighten permissions of a recording in %s (owned by another user)", path.parent)
+        fh.seek(0)
+        try:
+            with wave.open(fh, "rb") as w:
+                frames, rate = w.getnframes(), w.getframerate()
+                expected = 44 + frames * w.getsampwidth() * w.getnchannels()
+        except (wave.Error, EOFError) as exc:
+            raise NotReady(f"WAV header not readable yet: {exc}") from None
+        if st.st_size > 0 and frames == 0 and st.st_size > 44:
+            raise NotReady("WAV header not finalised yet")
+        if abs(expected - st.st_size) > 4096:
+            raise NotReady(f"WAV header says {expected} bytes, file has {st.st_size}")
+        if os.fstat(fd).st_size != st.st_size:
+            raise NotReady("file still growing")
+        try:  # recordings are evidence and personal data: never world-readable
+            if st.st_mode & 0o007:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o770)
+        except PermissionError:
+            # the folder, not the file: a recording's name holds the caller's digits
+            log.warning("cannot tighten permissions of a recording in %s (owned by another user)", path.parent)
     return RecordingFacts(size_bytes=st.st_size, duration_ms=int(frames * 1000 / rate) if rate else 0,
                           sha256=digest.hexdigest())
 
@@ -78,6 +108,8 @@ async def wait_and_measure(path: Path, attempts: int = 40, delay: float = 0.25) 
     for _ in range(attempts):
         try:
             return await asyncio.to_thread(measure_recording, path)
+        except NotFollowed as exc:  # waiting will not turn a link into the recording
+            raise RecordingError(str(exc)) from None
         except (NotReady, FileNotFoundError) as exc:
             last = exc
             await asyncio.sleep(delay)

@@ -39,15 +39,8 @@ from .sections import (
     StorageConfig,
     WebConfig,
 )
-from .validation import (
-    EXPORT_FORMATS,
-    MIN_PASSWORD_LENGTH,
-    MIN_SECRET_LENGTH,
-    SMS_BACKENDS,
-    WELL_KNOWN_PASSWORDS,
-    _check_password,
-    validate,
-)
+from .strength import MIN_PASSWORD_LENGTH, MIN_SECRET_LENGTH, WELL_KNOWN_PASSWORDS
+from .validation import EXPORT_FORMATS, SMS_BACKENDS, _check_password, validate
 
 __all__ = [
     "CONFIG_ENV",

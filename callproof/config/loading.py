@@ -8,6 +8,7 @@ e.g. ``CALLPROOF_ARI_PASSWORD`` overrides ``[ari] password``.  The file's path c
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from .checks import check_file_mode
 from .errors import ConfigError
 from .sections import SECTION_CLASSES, SUBSECTION_CLASSES, Config
 from .validation import validate
@@ -23,9 +25,12 @@ ENV_PREFIX = "CALLPROOF_"
 CONFIG_ENV = "CALLPROOF_CONFIG"
 
 
-def _coerce(key: str, value: Any, annotation: str) -> Any:
-    """Convert a TOML or environment value to the declared field type."""
-    from_env = isinstance(value, str)
+def _coerce(key: str, value: Any, annotation: str, *, from_env: bool = False) -> Any:
+    """Convert a TOML or environment value to the declared field type.  Only an
+    environment value (always a string) is parsed: in the file, ``port = "5038"`` or
+    ``secure_cookies = "yes"`` is a string where a number or a boolean belongs."""
+    if from_env and not isinstance(value, str):  # pragma: no cover - the environment holds strings
+        raise TypeError(f"environment value for {key} is not a string")
     ann = annotation.replace(" ", "")
     try:
         if ann == "bool":
@@ -47,7 +52,10 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
         if ann == "float":
             if isinstance(value, bool):
                 raise TypeError
-            return float(value) if from_env or isinstance(value, int) else _require(value, float)
+            number = float(value) if from_env or isinstance(value, int) else _require(value, float)
+            if not math.isfinite(number):
+                raise ConfigError(key, f"must be a finite number, got {value!r}")
+            return number
         if ann in ("Path", "Path|None"):
             if ann == "Path|None" and value in ("", None):
                 return None
@@ -68,6 +76,8 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
             if any(isinstance(v, bool) for v in table.values()):
                 raise TypeError
             return {str(k): _require(v, int) for k, v in table.items()}
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         raise ConfigError(key, f"expected {annotation}, got {value!r}") from None
     raise ConfigError(key, f"unsupported type {annotation}")  # pragma: no cover
@@ -97,7 +107,7 @@ def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str],
                 raise ConfigError(key, "must be a table")
             values[fname] = _build_section(key, sub, env, SUBSECTION_CLASSES[annotation])
         elif env_name in env and not annotation.startswith("Mapping"):
-            values[fname] = _coerce(key, env[env_name], annotation)
+            values[fname] = _coerce(key, env[env_name], annotation, from_env=True)
         elif fname in table:
             values[fname] = _coerce(key, table[fname], annotation)
     return cls(**values)
@@ -118,11 +128,13 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
         p = Path(path)
         try:
             with p.open("rb") as fh:
+                mode = os.fstat(fh.fileno()).st_mode
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError("config", f"file not found: {p}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{p} is not valid TOML: {exc}") from None
+        check_file_mode(p, mode, data)
     for section in data:
         if section not in SECTION_CLASSES:
             raise ConfigError(section, "unknown section (typo?)")

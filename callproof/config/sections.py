@@ -206,6 +206,9 @@ class RightsConfig:
         }
     )
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    # the one-time code sent by SMS to a call's number to confirm a requester (docs/requests.md)
+    code_lifetime_minutes: int = 15
+    code_max_attempts: int = 5
 
 
 @dataclass(frozen=True)

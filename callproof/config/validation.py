@@ -10,30 +10,32 @@ import re
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .checks import check_numbers, check_template
 from .errors import ConfigError
 from .sections import CallbackConfig, Config, RetentionConfig, RightsConfig, SmsConfig, WebConfig
-
-# Passwords that appear in Asterisk samples, tutorials and our own docs.
-WELL_KNOWN_PASSWORDS = frozenset(
-    {
-        "", "asterisk", "password", "secret", "admin", "changeme", "change-me",
-        "callproof", "1234", "12345", "123456", "mysecret", "amp111", "passw0rd",
-        "ari", "ami", "test", "default", "letmein",
-    }
+from .strength import (
+    MIN_PASSWORD_LENGTH,
+    MIN_SECRET_LENGTH,
+    WELL_KNOWN_PASSWORDS,
+    check_password,
+    check_secret,
 )
-MIN_PASSWORD_LENGTH = 12
-MIN_SECRET_LENGTH = 32
+
+__all__ = ["EXPORT_FORMATS", "MIN_PASSWORD_LENGTH", "MIN_SECRET_LENGTH", "SMS_BACKENDS",
+           "WELL_KNOWN_PASSWORDS", "validate"]
+
 EXPORT_FORMATS = ("mp3", "ogg", "wav")
 SMS_BACKENDS = ("log", "smpp", "http", "sip")
 #: ``[sms] instance``: also part of a lock file's name (callproof.sms.identity)
 SENDER_INSTANCE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+#: the longest ``[recording] finalise_grace_seconds`` (a recording waits this long for its file)
+MAX_FINALISE_GRACE_SECONDS = 600.0
+_SMS_FIELDS = {"company": "X", "protocol": "2026" + "0" * 13, "date": "01/01/2026", "time": "00:00"}
+_LINK_FIELDS = {"company": "X", "protocol": "2026" + "0" * 13, "url": "https://x/d/t", "expires": "01/01/2026 00:00"}
 
 
-def _check_password(key: str, password: str) -> None:
-    if password.strip().lower() in WELL_KNOWN_PASSWORDS:
-        raise ConfigError(key, "empty or well-known password refused; set a strong secret")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ConfigError(key, f"password shorter than {MIN_PASSWORD_LENGTH} characters refused")
+def _check_password(key: str, password: str, *, username: str = "") -> None:
+    check_password(key, password, username=username)
 
 
 def _check_identifier(key: str, value: str) -> None:
@@ -43,13 +45,13 @@ def _check_identifier(key: str, value: str) -> None:
 
 
 def _check_secret(key: str, value: str) -> None:
-    """A set secret must be long and not a well-known word; empty means 'feature off'."""
-    if value and (value.strip().lower() in WELL_KNOWN_PASSWORDS or len(value) < MIN_SECRET_LENGTH):
-        raise ConfigError(key, f"must be a random secret of at least {MIN_SECRET_LENGTH} characters")
+    """A set secret must be long and random-looking; empty means 'feature off'."""
+    check_secret(key, value)
 
 
 def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     """Cross-field and semantic checks; raise ConfigError naming the key."""
+    check_numbers(config)
     g = config.general
     try:
         ZoneInfo(g.timezone)
@@ -61,6 +63,8 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         raise ConfigError("general.phone_region", "must be a two-letter region code like BR or ES")
 
     st = config.storage
+    if not st.database.is_absolute():
+        raise ConfigError("storage.database", f"must be an absolute path, got {str(st.database)!r}")
     if not 0.2 <= st.call_wait_seconds <= 30:
         raise ConfigError("storage.call_wait_seconds", "must be between 0.2 and 30 seconds")
     if st.journal is not None and not st.journal.is_absolute():
@@ -72,13 +76,13 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     _check_identifier("ari.username", config.ari.username)
     _check_identifier("ari.app", config.ari.app)
     if require_asterisk_apis or config.ari.password:
-        _check_password("ari.password", config.ari.password)
+        _check_password("ari.password", config.ari.password, username=config.ari.username)
     if config.ari.reconnect_max_seconds <= 0:
         raise ConfigError("ari.reconnect_max_seconds", "must be positive")
 
     _check_identifier("ami.username", config.ami.username)
     if require_asterisk_apis or config.ami.password:
-        _check_password("ami.password", config.ami.password)
+        _check_password("ami.password", config.ami.password, username=config.ami.username)
     if not 0 < config.ami.port < 65536:
         raise ConfigError("ami.port", "must be a TCP port number")
 
@@ -105,6 +109,10 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         raise ConfigError("recording.mixmonitor_options", "option letters only (no , ( ) |)")
     if not config.prompts.directory.is_absolute():
         raise ConfigError("prompts.directory", "must be an absolute path")
+    if config.prompts.custom_directory is not None and not config.prompts.custom_directory.is_absolute():
+        raise ConfigError("prompts.custom_directory", "must be an absolute path")
+    if not 0 <= config.recording.finalise_grace_seconds <= MAX_FINALISE_GRACE_SECONDS:
+        raise ConfigError("recording.finalise_grace_seconds", f"must be between 0 and {MAX_FINALISE_GRACE_SECONDS:g}")
     if not 0 <= config.prompts.pause_ms <= 3000:
         raise ConfigError("prompts.pause_ms", "must be between 0 and 3000")
 
@@ -122,10 +130,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         if lang not in s.templates:
             raise ConfigError(f"sms.templates.{lang}", "missing template for a configured language")
     for lang, template in s.templates.items():
-        try:
-            template.format(company="X", protocol="2026" + "0" * 13, date="01/01/2026", time="00:00")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"sms.templates.{lang}", f"cannot render: {exc!r}") from None
+        check_template(f"sms.templates.{lang}", template, _SMS_FIELDS)
     _validate_retention(config.retention)
     _validate_rights(config.rights, g.languages)
     _validate_web(config.web)
@@ -210,19 +215,14 @@ def _validate_sms(s: SmsConfig, *, sends: bool = True) -> None:
     if h.body_format not in ("json", "form"):
         raise ConfigError("sms.http.body_format", "json or form")
     for k, v in h.body_template.items():
-        try:
-            v.format(destination="+1", body="x", protocol="p", idempotency_key="k", outbox_id=1)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"sms.http.body_template.{k}", f"cannot render: {exc!r}") from None
+        check_template(f"sms.http.body_template.{k}", v, {"destination": "+1", "body": "x", "protocol": "p",
+                                                          "idempotency_key": "k", "outbox_id": 1})
     if not h.success_statuses or any(not 100 <= c <= 599 for c in h.success_statuses):
         raise ConfigError("sms.http.success_statuses", "HTTP status codes 100..599")
     if not 0 < h.timeout_seconds < s.lease_seconds / 2:
         raise ConfigError("sms.http.timeout_seconds", "must be > 0 and under half of sms.lease_seconds")
     sip = s.sip
-    try:
-        uri = sip.to_template.format(destination="+1", number="1")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError("sms.sip.to_template", f"cannot render: {exc!r}") from None
+    uri = check_template("sms.sip.to_template", sip.to_template, {"destination": "+1", "number": "1"})
     if ":" not in uri or uri == sip.to_template:
         raise ConfigError("sms.sip.to_template", "a tech:URI with {number} or {destination}")
     if not 0 < sip.timeout_seconds < s.lease_seconds / 2:
@@ -246,6 +246,10 @@ def _validate_rights(r: RightsConfig, languages: tuple[str, ...]) -> None:
         raise ConfigError("rights.export_format", f"one of {', '.join(EXPORT_FORMATS)}")
     if not 1 <= r.link_lifetime_hours <= 24 * 30:
         raise ConfigError("rights.link_lifetime_hours", "must be between 1 and 720")
+    if not 1 <= r.code_lifetime_minutes <= 24 * 60:
+        raise ConfigError("rights.code_lifetime_minutes", "must be between 1 and 1440")
+    if not 1 <= r.code_max_attempts <= 10:
+        raise ConfigError("rights.code_max_attempts", "must be between 1 and 10")
     if not 1 <= r.link_max_downloads <= 100:
         raise ConfigError("rights.link_max_downloads", "must be between 1 and 100")
     url = urlparse(r.public_base_url)
@@ -255,17 +259,14 @@ def _validate_rights(r: RightsConfig, languages: tuple[str, ...]) -> None:
         if lang not in r.sms_link_templates:
             raise ConfigError(f"rights.sms_link_templates.{lang}", "missing template for a configured language")
     for lang, template in r.sms_link_templates.items():
-        try:
-            template.format(company="X", protocol="2026" + "0" * 13, url="https://x/d/t", expires="01/01/2026 00:00")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"rights.sms_link_templates.{lang}", f"cannot render: {exc!r}") from None
+        check_template(f"rights.sms_link_templates.{lang}", template, _LINK_FIELDS)
     m = r.smtp
     if not 1 <= m.port <= 65535:
         raise ConfigError("rights.smtp.port", "must be 1..65535")
     if m.starttls and m.tls:
         raise ConfigError("rights.smtp.tls", "choose either tls (implicit) or starttls")
     if m.password:
-        _check_password("rights.smtp.password", m.password)
+        _check_password("rights.smtp.password", m.password, username=m.username)
     if m.sender and "@" not in m.sender:
         raise ConfigError("rights.smtp.sender", "an e-mail address")
     if m.timeout_seconds <= 0:
@@ -287,10 +288,8 @@ def _validate_web(w: WebConfig) -> None:
 
 
 def _validate_callback(c: CallbackConfig) -> None:
-    try:
-        endpoint = c.endpoint_template.format(number="5511999999999", e164="+5511999999999")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError("callback.endpoint_template", f"cannot render: {exc!r}") from None
+    endpoint = check_template("callback.endpoint_template", c.endpoint_template,
+                              {"number": "5511999999999", "e164": "+5511999999999"})
     if "/" not in endpoint or endpoint == c.endpoint_template:
         raise ConfigError("callback.endpoint_template", "a Tech/resource with {number} or {e164}")
     for key in ("first_delay_seconds", "retry_delay_seconds"):

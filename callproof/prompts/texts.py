@@ -28,12 +28,11 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
             "Para pedir a gravação de uma ligação, digite o número de protocolo dessa ligação, "
             "com dezessete dígitos, e depois a tecla cerquilha. Para recomeçar, tecle asterisco."
         ),
-        "request-not-found": "Não encontramos esse protocolo.",
-        "request-give-up": "Não foi possível encontrar o protocolo. Nenhum pedido foi registrado.",
-        "request-received": "Seu pedido foi registrado. Enviaremos a gravação dentro do prazo legal.",
-        "request-identity-check": (
-            "Seu pedido foi registrado. Como você está ligando de outro número, um atendente "
-            "vai confirmar a sua identidade antes de enviar a gravação."
+        "request-not-found": "Esse número não tem os dezessete dígitos de um protocolo.",
+        "request-give-up": "Não recebemos um número de protocolo. Nenhum pedido foi registrado.",
+        "request-registered": (
+            "Pedido recebido. Se esse protocolo for de uma ligação registrada, enviaremos por SMS, "
+            "ao número dessa ligação, o protocolo do pedido, e a gravação dentro do prazo legal."
         ),
     },
     "es": {
@@ -50,12 +49,11 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
             "Para solicitar la grabación de una llamada, marque el número de protocolo de esa llamada, "
             "de diecisiete dígitos, y luego la tecla numeral. Para empezar de nuevo, pulse asterisco."
         ),
-        "request-not-found": "No encontramos ese protocolo.",
-        "request-give-up": "No fue posible encontrar el protocolo. No se registró ninguna solicitud.",
-        "request-received": "Su solicitud fue registrada. Le enviaremos la grabación dentro del plazo legal.",
-        "request-identity-check": (
-            "Su solicitud fue registrada. Como usted llama desde otro número, un agente "
-            "confirmará su identidad antes de enviar la grabación."
+        "request-not-found": "Ese número no tiene los diecisiete dígitos de un protocolo.",
+        "request-give-up": "No recibimos un número de protocolo. No se registró ninguna solicitud.",
+        "request-registered": (
+            "Solicitud recibida. Si ese protocolo es de una llamada registrada, enviaremos por SMS, "
+            "al número de esa llamada, el protocolo de la solicitud, y la grabación dentro del plazo legal."
         ),
     },
     "en": {
@@ -72,14 +70,11 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
             "To request the recording of a call, type that call's seventeen-digit protocol number, "
             "then the hash key. To start again, press star."
         ),
-        "request-not-found": "We could not find that protocol.",
-        "request-give-up": "We could not find the protocol. No request has been registered.",
-        "request-received": (
-            "Your request has been registered. We will send you the recording within the legal deadline."
-        ),
-        "request-identity-check": (
-            "Your request has been registered. Because you are calling from a different number, "
-            "an agent will confirm your identity before the recording is sent."
+        "request-not-found": "That number does not have the seventeen digits of a protocol.",
+        "request-give-up": "We did not receive a protocol number. No request has been registered.",
+        "request-registered": (
+            "Request received. If that protocol belongs to a recorded call, we will send the request's "
+            "protocol by SMS to that call's number, and the recording within the legal deadline."
         ),
     },
 }
@@ -89,7 +84,7 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
 #: this automated contact keeps, before anything else is played.
 REQUEST_PROMPTS: tuple[str, ...] = (
     "request-consent", "request-enter", "request-not-found", "request-give-up",
-    "request-received", "request-identity-check",
+    "request-registered",
 )
 
 #: Digit words for the languages whose digits we generate (Asterisk core sounds

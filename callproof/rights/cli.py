@@ -57,6 +57,13 @@ def _run(fn: Command, args: argparse.Namespace, config: Config) -> int:
     """Open the database, run ``fn(args, config, db)``, turn expected errors into exit 2."""
     from callproof.storage import open_sync
 
+    from .cli_input import read_identifiers
+
+    try:
+        read_identifiers(args)  # --cpf / --customer-code: read, never from the command line
+    except ValueError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         db = open_sync(config)
     except Exception as exc:  # unreadable path, permissions, newer schema...
@@ -167,7 +174,7 @@ def _deadline_text(row: dict) -> str:
 
 def _filed_text(config: Config, filed) -> str:
     verb = "filed" if filed.created else "already open (same requester)"
-    why = {"caller_number": "calling number matches the call",
+    why = {"caller_number": "calling number matches the call; the link goes only to that number",
            "cpf": "CPF matches the call", "customer_code": "customer code matches the call",
            "agent": "identity verified by an agent"}.get(filed.identity_basis or "", "")
     return (f"request {filed.id} {verb}: protocol {filed.request_protocol} for call {filed.call_protocol},"
@@ -186,6 +193,9 @@ def cmd_request_file(args: argparse.Namespace, config: Config, db: SyncDatabase)
         _dump(asdict(filed))
     else:
         print(_filed_text(config, filed))
+        if filed.code_sent:
+            print("  a one-time code went by SMS to the call's number: the requester returns it"
+                  " (POST /api/requests/<request protocol>/code), or an agent verifies identity")
         if filed.state == "needs_identity_check":
             print("  an agent must confirm identity: callproof request verify-identity "
                   f"{filed.id} --by AGENT (or refuse it)")
@@ -326,6 +336,10 @@ def cmd_history(args: argparse.Namespace, config: Config, db: SyncDatabase) -> i
 
     subject = resolve_subject(config, args.subject, phone=args.phone, cpf=args.cpf,
                               customer_code=args.customer_code)
+    if args.subject and subject.kind == "cpf":
+        from .cli_input import refusal
+
+        raise _Fail(refusal("cpf").replace("--cpf VALUE", "a CPF as the subject"))
     row = produce_history_sync(db, config, subject, fmt=args.format, actor=_actor(args), now=_now(),
                                out=args.out, language=args.language)
     if args.json:

@@ -20,6 +20,7 @@ from .cli import (
     cmd_request_show,
     cmd_request_verify,
 )
+from .cli_input import add_identifier
 
 # -- registration ------------------------------------------------------------
 
@@ -35,8 +36,8 @@ def add_rights_commands(sub, load) -> None:
     sel = lk.add_mutually_exclusive_group(required=True)
     sel.add_argument("--protocol", help="17-digit call protocol")
     sel.add_argument("--phone", help="caller number, any spelling (+55 11 91234-5678, (11) 91234-5678...)")
-    sel.add_argument("--cpf", help="CPF, with or without punctuation (needs [rights] identity_key)")
-    sel.add_argument("--customer-code", help="the deployment's customer code (needs [rights] identity_key)")
+    add_identifier(sel, "cpf", "CPF, with or without punctuation (needs [rights] identity_key)")
+    add_identifier(sel, "customer_code", "the deployment's customer code (needs [rights] identity_key)")
     lk.add_argument("--from", dest="date_from", help="first local day YYYY-MM-DD (or ISO-8601 with offset)")
     lk.add_argument("--to", dest="date_to", help="last local day YYYY-MM-DD, inclusive")
     lk.add_argument("--limit", type=int, default=200, help="at most this many calls, newest first (200)")
@@ -48,8 +49,8 @@ def add_rights_commands(sub, load) -> None:
     f = req.add_parser("file", help="file a request for the recording of a call")
     f.add_argument("protocol", help="the call's 17-digit protocol")
     f.add_argument("--phone", help="the number the customer calls from / gave (matched against the caller)")
-    f.add_argument("--cpf", help="the customer's CPF (matched against the call's)")
-    f.add_argument("--customer-code", help="the customer's code (matched against the call's)")
+    add_identifier(f, "cpf", "the customer's CPF (matched against the call's)")
+    add_identifier(f, "customer_code", "the customer's code (matched against the call's)")
     f.add_argument("--deliver-to", help="sms:+5511... or email:name@example.com")
     f.add_argument("--verified-by", metavar="AGENT", help="the agent who verified identity another way")
     f.add_argument("--json", action="store_true")
@@ -106,8 +107,8 @@ def add_rights_commands(sub, load) -> None:
     hi = sub.add_parser("history", help="the customer's call history as a PDF or HTML document")
     hi.add_argument("subject", nargs="?", metavar="PHONE|CPF", help="phone number or CPF (told apart by shape)")
     hi.add_argument("--phone", help="say it is a phone number")
-    hi.add_argument("--cpf", help="say it is a CPF")
-    hi.add_argument("--customer-code", help="the deployment's customer code")
+    add_identifier(hi, "cpf", "the subject is a CPF")
+    add_identifier(hi, "customer_code", "the deployment's customer code")
     hi.add_argument("--format", choices=("pdf", "html"), default="pdf")
     hi.add_argument("--out", metavar="FILE", help="write here (default: a new file under [rights] history_dir)")
     hi.add_argument("--language", help="document language (default: [general] default_language)")

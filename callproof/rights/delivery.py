@@ -68,7 +68,7 @@ EMAIL_TEXTS: dict[str, dict[str, str]] = {
 
 class DeliveryError(Exception):
     """A delivery refused before anything was sent (no export, wrong state, bad
-    recipient...).  ``reason``: ``state``, ``no_export``, ``recipient``, ``config``."""
+    recipient...).  ``reason``: ``state``, ``no_export``, ``recipient``, ``config``, ``identity``."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -110,6 +110,12 @@ def deliver_request_sync(db: SyncDatabase, config: Config, request_id: int, *, v
         raise DeliveryError("config", str(ConfigError("rights.smtp.sender",
                                                       "required to deliver recordings by e-mail")))
     call = db.calls.get_by_protocol(request["protocol"])
+    own = f"sms:{call['caller_number']}" if call and call.get("caller_number") else None
+    if request.get("identity_basis") == "caller_number" and recipient != own:
+        raise DeliveryError("identity", f"request {request_id} was accepted on the call's number alone (caller"
+                            " ID can be spoofed): its link goes only to that number by SMS, until the"
+                            " requester returns the code sent there or an agent verifies identity"
+                            " (request verify-identity)")
     language = _language(config, call)
     link = issue_link_sync(db, config, export.id, recipient=recipient, actor=actor, now=at)
     texts = _texts(config, request, call, link, language)

@@ -3,9 +3,11 @@
 Intake is the same for every channel (CLI, HTTP API, IVR, web page): the call
 must exist, the request gets its own protocol and a due time in local calendar
 days, and it is ``received`` at once only when the requester is shown to be the
-caller (same number, same CPF / customer code, or an agent says they checked);
-otherwise it waits as ``needs_identity_check`` for an agent.  Both cases are
-audited in the transaction that stores the request.
+caller (same CPF / customer code, an agent says they checked, or the call's own
+number, which counts only while the link would go to that number: caller ID is
+spoofable); otherwise it waits as ``needs_identity_check`` for an agent or for the
+one-time code sent to the call's number (:mod:`.codes`).  Both cases are audited in
+the transaction that stores the request.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from callproof.storage import NotFoundError, SyncDatabase
 from callproof.storage.requests import CHANNELS, STATES, NewRequest
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
+from .codes import send_code_sync
 from .deadlines import days_remaining, deadline_status, due_at, local_day_end
 from .identity import identity_hash_for
 
@@ -55,6 +58,7 @@ class FiledRequest:
     due_at: str                 # stored UTC format
     created: bool               # False: an open request by the same requester already existed
     identity_basis: str | None  # why it was accepted at once: caller_number | cpf | customer_code | agent
+    code_sent: bool = False     # a one-time code went by SMS to the call's number (codes.py)
 
 
 def check_protocol(protocol: str, what: str = "protocol") -> str:
@@ -134,14 +138,18 @@ def file_request_sync(
     if call is None:
         raise NotFoundError(f"no call with protocol {call_protocol}")
 
-    if number is not None and number == call["caller_number"]:
-        basis = "caller_number"
-    elif cpf_hash is not None and cpf_hash == call.get("cpf_hash"):
-        basis = "cpf"
+    # Caller ID can be spoofed and a number is no secret: on its own, the call's number only
+    # ever sends the link to that number (callproof/rights/codes.py).
+    call_number = call["caller_number"]
+    number_matches = number is not None and number == call_number
+    if cpf_hash is not None and cpf_hash == call.get("cpf_hash"):
+        basis: str | None = "cpf"
     elif code_hash is not None and code_hash == call.get("customer_code_hash"):
         basis = "customer_code"
     elif verified_by is not None:
         basis = "agent"
+    elif number_matches and deliver in (None, f"sms:{call_number}"):
+        basis = "caller_number"
     else:
         basis = None
     state = "received" if basis else "needs_identity_check"
@@ -151,7 +159,7 @@ def file_request_sync(
     details: dict[str, Any] = {
         "identity_basis": basis,
         "number_given": number is not None,
-        "number_matches_caller": number is not None and number == call["caller_number"],
+        "number_matches_caller": number_matches,
         "cpf_given": cpf_hash is not None,
         "customer_code_given": code_hash is not None,
         "deliver_via": deliver.partition(":")[0] if deliver else None,
@@ -161,13 +169,17 @@ def file_request_sync(
     row, created = db.requests.create(
         NewRequest(call_protocol=call_protocol, state=state, channel=channel, opened_at=received,
                    due_at=due, created_by=actor.strip(), requester_number=number,
-                   requester_identity_hash=cpf_hash or code_hash, deliver_to=deliver),
+                   requester_identity_hash=cpf_hash or code_hash, deliver_to=deliver, identity_basis=basis),
         year=parse_db_time(received).astimezone(config.general.tz).year,
         audit_action=f"request.{state}", audit_details=details)
+    code_sent = False
+    if created and state == "needs_identity_check" and number_matches:
+        # the requester says they are the caller: let them show it with the phone itself
+        code_sent = send_code_sync(db, config, row, call, now=received, actor=actor.strip())
     return FiledRequest(
         id=row["id"], request_protocol=row["request_protocol"], call_protocol=row["protocol"],
         state=row["state"], received_at=row["opened_at"], due_at=row["due_at"], created=created,
-        identity_basis=basis if created else None)
+        identity_basis=basis if created else None, code_sent=code_sent)
 
 
 def resolve_request_sync(db: SyncDatabase, ref: str | int) -> dict[str, Any]:
@@ -191,9 +203,18 @@ def verify_identity_sync(db: SyncDatabase, config: Config, request_id: int, *,
                          actor: str, now: str | datetime, note: str | None = None) -> dict[str, Any]:
     """An agent confirmed the requester is the caller: ``needs_identity_check`` ->
     ``received``.  The due time stays the one set at intake."""
+    db = SyncDatabase.wrap(db)
     details = {"note": note.strip()} if note and note.strip() else None
-    return SyncDatabase.wrap(db).requests.set_state(request_id, "received", actor=actor, at=now,
-                                                    details=details)
+    row = db.requests.get(request_id)
+    if row is not None and row["state"] not in ("needs_identity_check", "refused") \
+            and row.get("identity_basis") == "caller_number":
+        # accepted on its caller number (so deliverable only there): the agent's check lets the
+        # link go to another address too
+        db.requests.set_identity_basis(request_id, "agent", actor=actor, at=now, details=details)
+        updated = db.requests.get(request_id)
+        assert updated is not None  # it was there a moment ago; requests are never deleted
+        return updated
+    return db.requests.set_state(request_id, "received", actor=actor, at=now, details=details)
 
 
 def refuse_request_sync(db: SyncDatabase, config: Config, request_id: int, *,

@@ -6,6 +6,13 @@ route answers 404 (the API is off).  The body is JSON
 "deliver_to": "sms:+55..." | "email:..."}``; only ``protocol`` is required.
 201 with the request's own protocol and due time; 200 when the same
 requester already had that request open; 400 naming the bad field.
+
+The call's phone number alone is not identity (caller ID is spoofable): with it, a
+request is ``received`` only when its link would go to that number.  Asking for
+another address makes it ``needs_identity_check`` and sends a one-time code by SMS to
+the call's number (``"identity": "code_sent"``); ``POST
+/api/requests/<request protocol>/code`` with ``{"code": "123456"}`` returns it
+(docs/requests.md, callproof/rights/codes.py).
 """
 
 from __future__ import annotations
@@ -114,4 +121,34 @@ async def create_request(request: web.Request) -> web.StreamResponse:
         "request_protocol": filed.request_protocol, "call_protocol": filed.call_protocol,
         "state": filed.state, "received_at": filed.received_at, "due_at": filed.due_at,
         "created": filed.created,
+        "identity": "code_sent" if filed.code_sent else (
+            "needs_agent" if filed.state == "needs_identity_check" else "accepted"),
     }, status=201 if filed.created else 200)
+
+
+@routes.post(r"/api/requests/{request_protocol:[0-9]{17}}/code")
+async def confirm_code(request: web.Request) -> web.StreamResponse:
+    """The one-time code the requester got by SMS on the call's number."""
+    ctx = ctx_of(request)
+    token = ctx.config.web.api_token
+    if not token:
+        raise web.HTTPNotFound(text="The request API is off ([web] api_token is not set).")
+    if not _authorised(request, token):
+        return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="callproof"'})
+    raw = await request.content.read(MAX_BODY + 1)
+    try:
+        body = json.loads(raw) if len(raw) <= MAX_BODY else None
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str) or set(body) != {"code"}:
+        return _error(400, 'the body must be {"code": "<the 6 digits>"}', "code")
+    try:
+        check = await ctx.db.run(rights_api.confirm_code, ctx.config, request.match_info["request_protocol"],
+                                 body["code"], actor="api", now=ctx.now())
+    except rights_api.InputError as exc:
+        return _error(404 if exc.not_found else 400, str(exc), "code")
+    status = {"verified": 200, "wrong": 400, "expired": 410, "spent": 410, "no_code": 409,
+              "not_waiting": 409}[check.outcome]
+    return web.json_response({"outcome": check.outcome, "state": check.state, "tries_left": check.tries_left},
+                             status=status)

@@ -16,9 +16,10 @@ from ..config import EXPORT_FORMATS, Config, ConfigError
 from ..rights.deadlines import days_remaining, deadline_status
 
 if TYPE_CHECKING:
+    from ..rights.codes import CodeCheck
     from ..rights.requests import FiledRequest
 
-__all__ = ["EXPORT_FORMATS", "InputError", "deadline_of", "deliver_request", "export_request",
+__all__ = ["EXPORT_FORMATS", "InputError", "confirm_code", "deadline_of", "deliver_request", "export_request",
            "file_request", "lookup", "open_requests", "refuse_request", "verify_identity"]
 
 
@@ -110,6 +111,19 @@ def file_request(db: SyncDatabase, config: Config, *, call_protocol: str, channe
         return file_request_sync(db, config, call_protocol=call_protocol, channel=channel, actor=actor, now=now,
                                  requester_number=requester_number, cpf=cpf, customer_code=customer_code,
                                  deliver_to=deliver_to, identity_verified_by=identity_verified_by)
+    except _refusals() as exc:
+        raise _refused(exc) from None
+
+
+def confirm_code(db: SyncDatabase, config: Config, request_protocol: str, code: str, *, actor: str,
+                 now: datetime) -> CodeCheck:
+    """``confirm_code_sync`` for the request named by its own protocol."""
+    from ..rights.codes import confirm_code_sync
+    from ..rights.requests import resolve_request_sync
+
+    try:
+        row = resolve_request_sync(db, request_protocol)
+        return confirm_code_sync(db, config, row["id"], code, actor=actor, now=now)
     except _refusals() as exc:
         raise _refused(exc) from None
 

@@ -23,6 +23,7 @@ root = "{tmp_path / 'rec'}"
 [protocol_reading]
 replay_window_ms = 0
 {extra}""")
+    path.chmod(0o600)  # it holds secrets: a world-readable file is refused
     return path
 
 

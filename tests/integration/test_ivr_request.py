@@ -54,7 +54,15 @@ async def enter_protocol(ivr, caller: str, protocol: str):
     return call, flow
 
 
-async def test_same_caller_gets_a_received_request_and_hears_its_protocol(ivr, sandbox):
+def names(files: list[str]) -> list[str]:
+    return [f.rsplit("/", 1)[-1] for f in files]
+
+
+async def outbox_rows(ivr, request_protocol: str) -> list[dict]:
+    return await ivr.sql("SELECT destination, body FROM sms_outbox WHERE protocol = ?", request_protocol)
+
+
+async def test_same_caller_gets_a_received_request_and_its_protocol_by_sms(ivr, sandbox):
     call_row = await finished_call(ivr, CALLER)
     protocol = call_row["protocol"]
 
@@ -64,47 +72,43 @@ async def test_same_caller_gets_a_received_request_and_hears_its_protocol(ivr, s
     assert req["state"] == "received" and req["channel"] == "ivr" and req["created_by"] == "ivr"
     assert re.fullmatch(r"\d{17}", req["request_protocol"]) and req["request_protocol"] != protocol
     assert req["requester_number"] == "+5511987654321" and req["due_at"] > req["opened_at"]
+    assert req["identity_basis"] == "caller_number"
     row = await ivr_row(ivr, flow)
     assert row["status"] == "completed" and row["call_protocol"] == protocol and row["request_id"] == req["id"]
     assert row["consent_outcome"] == "finished" and row["attempts"] == 1
 
-    # Asterisk's log: the announcement first, then the outcome and the request's own protocol, digit by digit.
+    # Asterisk's log: the announcement first, then the one answer every 17-digit entry gets.
     played = files_played(sandbox, flow.channel["name"])
     assert played and played[0].endswith("/request-consent"), played[:3]
-    assert any(f.endswith("/request-received") for f in played)
-    assert digits_after(played, "request-received") == req["request_protocol"] * 2  # read, then repeated
+    assert names(played)[-1] == "request-registered" and digits_after(played, "request-registered") == ""
+    # the request's own protocol went to the call's number, by SMS
+    [sms] = await outbox_rows(ivr, req["request_protocol"])
+    assert sms["destination"] == "+5511987654321" and req["request_protocol"] in sms["body"]
     # ... and the keys arrived as DTMF on the IVR's channel (ARI events).
     keys = [ev["digit"] for ev in ivr.app.events[flow.channel_id] if ev.get("type") == "ChannelDtmfReceived"]
     assert "".join(keys) == protocol + "#"
 
 
-async def test_another_number_needs_an_identity_check(ivr, sandbox):
+async def test_another_number_or_an_unknown_protocol_sound_the_same(ivr, sandbox):
+    """Before: 'request-identity-check' told a caller their number was not the call's, and
+    'request-not-found' that a protocol does not exist (protocols are sequential)."""
     protocol = (await finished_call(ivr, "11987650101"))["protocol"]
-    _call, flow = await enter_protocol(ivr, "21912345678", protocol)
-    assert flow.outcome == "completed"
+    _call, other = await enter_protocol(ivr, "21912345678", protocol)
+    unknown = protocol[:4] + "9" * 13
+    _call, missing = await enter_protocol(ivr, "21912345678", unknown)
+    assert other.outcome == "completed" and missing.outcome == "not_found"
+    heard_other = names(files_played(sandbox, other.channel["name"]))
+    heard_missing = names(files_played(sandbox, missing.channel["name"]))
+    assert heard_other == heard_missing and heard_other[-1] == "request-registered", (heard_other, heard_missing)
+    # the rows keep the truth
     [req] = await request_rows(ivr, protocol)
     assert req["state"] == "needs_identity_check" and req["requester_number"] == "+5521912345678"
-    played = files_played(sandbox, flow.channel["name"])
-    assert any(f.endswith("/request-identity-check") for f in played)
-    assert not any(f.endswith("/request-received") for f in played)
-    assert digits_after(played, "request-identity-check").startswith(req["request_protocol"])
-
-
-async def test_wrong_protocol_files_nothing_and_says_not_found(ivr, sandbox):
-    known = (await finished_call(ivr, "11987650102"))["protocol"]
-    unknown = known[:4] + "9" * 13
-    call = await ivr.call_ivr("11987650102")
-    await ivr.wait_prompt(call, "request-enter")
-    await ivr.type_keys(call, unknown + "#")
-    flow = await ivr.wait_prompt(call, "request-not-found")
-    await ivr.hang_up(call)
-    flow = await ivr.app.wait_flow(call.prefix, timeout=60)
-    assert flow.outcome == "abandoned_in_entry"
-    row = await ivr_row(ivr, flow)
-    assert row["attempts"] == 1 and row["last_problem"] == "unknown_protocol"
+    [sms] = await outbox_rows(ivr, req["request_protocol"])
+    assert sms["destination"] == "+5511987650101"  # the call's owner hears of it, the caller does not
+    row = await ivr_row(ivr, missing)
+    assert row["status"] == "not_found" and row["last_problem"] == "unknown_protocol"
     assert row["request_id"] is None and row["call_protocol"] is None
-    assert await request_rows(ivr, unknown) == [] and await request_rows(ivr, known) == []
-    assert any(f.endswith("/request-not-found") for f in files_played(sandbox, flow.channel["name"]))
+    assert await request_rows(ivr, unknown) == []
 
 
 async def test_hang_up_mid_entry_files_nothing(ivr):

@@ -24,8 +24,9 @@ import pytest
 from pydub.generators import Sine
 
 from callproof.config import Config, RecordingConfig, RightsConfig, SmtpConfig
+from callproof.rights.codes import confirm_code_sync
 from callproof.rights.delivery import deliver_request_sync
-from callproof.rights.export import export_request_sync
+from callproof.rights.export import ExportError, export_request_sync
 from callproof.rights.links import LinkError, resolve_token_sync
 from callproof.rights.requests import file_request_sync
 from callproof.sms import OutboxSender
@@ -89,11 +90,21 @@ async def test_recording_request_exported_and_delivered_by_email_and_sms(harness
     down = rights_config(app_config, tmp_path, free_port())
     up = rights_config(app_config, tmp_path, smtp_peer.port)
 
-    # 1. The customer (same number as the call) asks; the request is received at once.
+    # 1. The customer gives the call's number and wants the link by e-mail: the number alone
+    #    (caller ID, no secret) is not identity, so a one-time code goes by SMS to the call's
+    #    number, and the request is received once the code comes back.
     filed = await in_db(db_path, file_request_sync, down, call_protocol=protocol, channel="cli",
                         actor="ops-test", now=now, requester_number="(11) 98765-1234",
                         deliver_to="email:Cliente.Teste@example.com")
-    assert filed.state == "received" and filed.identity_basis == "caller_number"
+    assert filed.state == "needs_identity_check" and filed.code_sent
+    with pytest.raises(ExportError):  # nothing leaves before the code is back
+        await in_db(db_path, export_request_sync, down, filed.id, actor="ops-test", now=now)
+    [code_sms] = await in_db(db_path, lambda c: c.execute(
+        "SELECT destination, body FROM sms_outbox WHERE protocol = ?", (filed.request_protocol,)).fetchall())
+    assert code_sms[0] == "+5511987651234"
+    code = re.search(r"\b(\d{6})\b", code_sms[1])[1]
+    check = await in_db(db_path, confirm_code_sync, down, filed.id, code, now=now, actor="api")
+    assert (check.outcome, check.state) == ("verified", "received")
 
     # 2. Export to MP3 (the default): tags carry the protocol and the local call time.
     export = await in_db(db_path, export_request_sync, down, filed.id, actor="ops-test", now=now)
@@ -138,8 +149,12 @@ async def test_recording_request_exported_and_delivered_by_email_and_sms(harness
     sms_delivery = await in_db(db_path, deliver_request_sync, up, filed.id, via="sms", actor="ops-test",
                                now=datetime.now(UTC))
     assert sms_delivery["state"] == "queued" and sms_delivery["recipient"] == "sms:+5511987651234"
-    sms = await harness.wait_sms_state(filed.request_protocol, {"sent"})
-    assert sms["id"] == sms_delivery["outbox_id"] and sms["destination"] == "+5511987651234"
+    for _ in range(150):  # the code SMS is on the same protocol: wait for this row
+        sms = dict(await harness.app.db.outbox.get(sms_delivery["outbox_id"]))
+        if sms["state"] == "sent":
+            break
+        await asyncio.sleep(0.1)
+    assert sms["state"] == "sent" and sms["destination"] == "+5511987651234"
     assert "https://gravacoes.acme.example/d/" in sms["body"] and protocol in sms["body"]
     sms_token = TOKEN_IN_TEXT.search(sms["body"])[1]
     sms_link, _ = await in_db(db_path, resolve_token_sync, up, sms_token, now=datetime.now(UTC))
@@ -151,7 +166,8 @@ async def test_recording_request_exported_and_delivered_by_email_and_sms(harness
                             (protocol,)).fetchall()
     entries = await in_db(db_path, trail)
     actions = [a for a, _ in entries]
-    for wanted in ("request.received", "recording.exported", "request.exported", "link.issued",
+    for wanted in ("request.needs_identity_check", "request.code_sent", "request.identity_verified",
+                   "recording.exported", "request.exported", "link.issued",
                    "request.delivery", "request.delivered", "recording.downloaded"):
         assert wanted in actions, wanted
     outcomes = [json.loads(d)["outcome"] for a, d in entries if a == "request.delivery"]

@@ -72,6 +72,7 @@ def write_web_config(app_config: Config, run_dir: Path, port: int, **web: Any) -
     path = run_dir / "web.toml"
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
+    path.chmod(0o600)
     return path
 
 

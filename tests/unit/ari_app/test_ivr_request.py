@@ -116,35 +116,62 @@ async def requests(db) -> list[dict]:
     return await db.run_in_connection(q)
 
 
-async def test_same_caller_gets_a_received_request_and_hears_its_protocol(config, db, call_protocol):
+SAME_ANSWER = {"CALLPROOF_REQUEST_PROTOCOL": "", "CALLPROOF_REQUEST_STATE": "submitted", "CALLPROOF_STATUS": "ok"}
+
+
+async def outbox(db) -> list[tuple[str, str, str]]:
+    return await db.run_in_connection(lambda c: c.execute(
+        "SELECT protocol, destination, body FROM sms_outbox ORDER BY id").fetchall())
+
+
+async def test_same_caller_gets_a_received_request_and_its_protocol_by_sms(config, db, call_protocol):
     flow, ari, row = await run_ivr(config, db, [call_protocol + "#"])
     assert flow.outcome == "completed"
     [req] = await requests(db)
     assert req["state"] == "received" and req["channel"] == "ivr" and req["created_by"] == "ivr"
     assert req["protocol"] == call_protocol and req["requester_number"] == CALLER_E164
     assert len(req["request_protocol"]) == 17 and req["request_protocol"] != call_protocol
-    # what the caller heard, in order: the announcement first, the outcome, then the new protocol
-    assert ari.played() == ["request-consent", "request-enter", "request-received", "request-protocol"]
+    # what the caller heard, in order: the announcement first, then the one answer every entry gets
+    assert ari.played() == ["request-consent", "request-enter", "request-registered"]
     assert ari.ops[0] == ("answer",)
-    outcome_media = next(op[2] for op in ari.ops if op[0] == "play" and op[1] == "request-received")
-    assert outcome_media[1] == "sound:/prompts/pt_BR/protocol-is"
-    assert "".join(m.rsplit("/", 1)[1] for m in outcome_media[2:]) == req["request_protocol"]
-    assert ari.variables() == {"CALLPROOF_REQUEST_PROTOCOL": req["request_protocol"],
-                               "CALLPROOF_REQUEST_STATE": "received", "CALLPROOF_STATUS": "ok"}
+    assert ari.variables() == SAME_ANSWER
     assert ari.ops[-1] == ("continue", DONE_CONTEXT, "s", 1)
+    # the request's own protocol goes by SMS to the call's number (its owner), not by voice
+    [(sms_protocol, destination, body)] = await outbox(db)
+    assert (sms_protocol, destination) == (req["request_protocol"], CALLER_E164)
+    assert req["request_protocol"] in body and call_protocol in body
     assert row["status"] == "completed" and row["call_protocol"] == call_protocol
-    assert row["request_id"] == req["id"] and row["attempts"] == 1 and row["request_read_count"] == 2
+    assert row["request_id"] == req["id"] and row["attempts"] == 1 and row["request_read_count"] == 1
     assert row["consent_prompt"] == "request-consent" and row["consent_outcome"] == "finished"
     assert row["caller_number"] == CALLER_E164 and row["ended_at"]
 
 
-async def test_another_number_needs_an_identity_check(config, db, call_protocol):
+async def test_another_number_needs_an_identity_check_and_hears_the_same(config, db, call_protocol):
     _flow, ari, row = await run_ivr(config, db, [call_protocol + "#"], caller="21912345678")
     [req] = await requests(db)
     assert req["state"] == "needs_identity_check" and req["requester_number"] == "+5521912345678"
-    assert "request-identity-check" in ari.played() and "request-received" not in ari.played()
-    assert ari.variables()["CALLPROOF_REQUEST_STATE"] == "needs_identity_check"
+    # before: 'request-identity-check' told the caller their number did not match
+    assert ari.played() == ["request-consent", "request-enter", "request-registered"]
+    assert ari.variables() == SAME_ANSWER
     assert row["status"] == "completed"
+    [(_p, destination, _b)] = await outbox(db)
+    assert destination == CALLER_E164  # the call's owner learns someone asked, the caller does not
+
+
+async def test_an_unknown_protocol_sounds_exactly_like_a_known_one(config, db, call_protocol):
+    """Before: 'request-not-found' and another try for a protocol no call has, so sequential
+    protocols could be enumerated by phone."""
+    known_flow, known_ari, _ = await run_ivr(config, db, [call_protocol + "#"], caller="21912345678")
+    unknown = "2026" + "9" * 13
+    flow, ari, row = await run_ivr(config, db, [unknown + "#"], caller="21912345678")
+    assert ari.played() == known_ari.played() == ["request-consent", "request-enter", "request-registered"]
+    assert [op for op in ari.ops if op[0] != "play"] == [op for op in known_ari.ops if op[0] != "play"]
+    assert ari.variables() == known_ari.variables() == SAME_ANSWER
+    # the rows keep the truth: nothing filed, nothing typed stored, no SMS for it
+    assert flow.outcome == "not_found" and known_flow.outcome == "completed"
+    assert row["status"] == "not_found" and row["last_problem"] == "unknown_protocol" and row["attempts"] == 1
+    assert row["call_protocol"] is None and row["request_id"] is None and row["ended_at"]
+    assert len(await requests(db)) == 1 and len(await outbox(db)) == 1
 
 
 async def test_withheld_number_needs_an_identity_check(config, db, call_protocol):
@@ -154,9 +181,8 @@ async def test_withheld_number_needs_an_identity_check(config, db, call_protocol
     assert row["caller_number"] is None
 
 
-async def test_wrong_entries_get_not_found_then_a_retry(config, db, call_protocol):
-    unknown = "2026" + "9" * 13
-    flow, ari, row = await run_ivr(config, db, ["2026#", unknown + "#", call_protocol + "#"])
+async def test_wrong_lengths_get_not_a_protocol_then_a_retry(config, db, call_protocol):
+    flow, ari, row = await run_ivr(config, db, ["2026#", "2" * 18 + "#", call_protocol + "#"])
     assert flow.outcome == "completed"
     assert ari.played()[:4] == ["request-consent", "request-enter", "request-not-found", "request-not-found"]
     retry = next(op[2] for op in ari.ops if op[0] == "play" and op[1] == "request-not-found")
@@ -166,7 +192,7 @@ async def test_wrong_entries_get_not_found_then_a_retry(config, db, call_protoco
 
 
 async def test_three_failures_file_nothing(config, db, call_protocol):
-    flow, ari, row = await run_ivr(config, db, ["1#", "2026" + "9" * 13 + "#", "2" * 18 + "#"])
+    flow, ari, row = await run_ivr(config, db, ["1#", "2026" + "9" * 12 + "#", "2" * 18 + "#"])
     assert flow.outcome == "not_found"
     assert await requests(db) == []
     assert ari.played()[-1] == "request-give-up"
@@ -221,14 +247,14 @@ async def test_hang_up_during_the_announcement(config, db, call_protocol):
 
 
 async def test_hang_up_while_hearing_the_new_protocol_keeps_the_request(config, db, call_protocol):
-    _flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-received")
+    _flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-registered")
     [req] = await requests(db)
     assert row["status"] == "filed" and row["request_id"] == req["id"] and row["ended_at"]
     assert row["request_read_count"] == 0
 
 
 async def test_a_resumed_call_does_not_file_twice(config, db, call_protocol):
-    _flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-received",
+    _flow, _ari, row = await run_ivr(config, db, [call_protocol + "#"], hangup_in="request-registered",
                                    channel_id="1700000001.1")
     # ARI came back and the channel is still ours: the same row, told its protocol again
     await db.run_in_connection(lambda c: c.execute(
@@ -236,8 +262,9 @@ async def test_a_resumed_call_does_not_file_twice(config, db, call_protocol):
     flow2, ari2, row2 = await run_ivr(config, db, [], channel_id="1700000001.1")
     [req] = await requests(db)
     assert flow2.outcome == "completed" and row2["id"] == row["id"]
-    assert ari2.played() == ["request-received", "request-protocol"]
-    assert ari2.variables()["CALLPROOF_REQUEST_PROTOCOL"] == req["request_protocol"]
+    assert ari2.played() == ["request-registered"]
+    assert ari2.variables() == SAME_ANSWER and row2["request_id"] == req["id"]
+    assert len(await outbox(db)) == 1  # told once
 
 
 async def test_a_second_call_for_the_same_protocol_hears_the_open_request(config, db, call_protocol):
@@ -245,7 +272,7 @@ async def test_a_second_call_for_the_same_protocol_hears_the_open_request(config
     _flow, ari, row = await run_ivr(config, db, [call_protocol + "#"])
     reqs = await requests(db)
     assert len(reqs) == 1, "the open request by the same number is reused, not duplicated"
-    assert ari.variables()["CALLPROOF_REQUEST_PROTOCOL"] == reqs[0]["request_protocol"]
+    assert ari.variables() == SAME_ANSWER and len(await outbox(db)) == 1
     assert row["request_id"] == first["request_id"]
 
 

@@ -21,7 +21,7 @@ from tests.fakes.flow_config import flow_config
 from tests.unit.agi_scripts.test_flow import run as run_agi
 from tests.unit.ari_app.test_flow import NOW
 
-KEY = "k" * 16 + "unit-test-identity-key-0123456789"
+KEY = "unit-test-identity-key-5f1c9a7e3b2d4c6e8a0b"
 CPF = "529.982.247-25"        # valid check digits
 CPF_DIGITS = "52998224725"
 BAD_CPF = "529.982.247-26"     # check digit wrong

@@ -17,6 +17,7 @@ password = "s3cure-ami-passphrase"
 def write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "callproof.toml"
     p.write_text(text)
+    p.chmod(0o600)  # it holds secrets: world-readable is refused
     return p
 
 

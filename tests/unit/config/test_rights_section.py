@@ -6,12 +6,13 @@ import pytest
 
 from callproof.config import ConfigError, load_config, require_secret
 
-SECRET = "k" * 20 + "0123456789abcdef"
+SECRET = "unit-test-rights-secret-0123456789abcdef"
 
 
 def load(tmp_path: Path, text: str = "", env: dict | None = None):
     p = tmp_path / "callproof.toml"
     p.write_text(text)
+    p.chmod(0o600)  # it holds secrets: world-readable is refused
     return load_config(p, env=env or {}, require_asterisk_apis=False)
 
 

@@ -39,6 +39,7 @@ def setup(tmp_path, monkeypatch):
     cfg.write_text(f'[storage]\ndatabase = "{db_path}"\n[recording]\nroot = "{rec}"\n'
                    f'[rights]\nidentity_key = "{KEY}"\nhistory_dir = "{hist}"\nexport_dir = "{exports}"\n'
                    'link_secret = "a-different-link-secret-of-32-chars-or-more"\n')
+    cfg.chmod(0o600)
     conn = connect_sync(db_path)
     b = Calls(conn, rec)
     now = datetime.now(UTC)
@@ -69,7 +70,7 @@ def test_lookup_by_protocol_and_phone(setup, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["lookup", "--protocol", "123"], "17 digits"),
     (["lookup", "--phone", "banana"], "not a valid phone number"),
-    (["lookup", "--cpf", "529.982.247-24"], "check digits"),
+    (["lookup", "--cpf", "529.982.247-24"], "process list"),
     (["lookup", "--protocol", "20260000000000001", "--from", "2026-01-01"], "--from/--to go with"),
     (["lookup", "--phone", CALLER, "--from", "01/02/2026"], "bad date"),
     (["request", "file", "20269999999999999"], "no call with protocol 20269999999999999"),
@@ -89,7 +90,12 @@ def test_missing_identity_key_is_named(setup, capsys, tmp_path):
     text = Path(cfg).read_text().replace(f'identity_key = "{KEY}"\n', "")
     no_key = tmp_path / "nokey.toml"
     no_key.write_text(text)
-    code, _, err = run(str(no_key), "lookup", "--cpf", "529.982.247-25", capsys=capsys)
+    no_key.chmod(0o600)
+    os.environ["CALLPROOF_CPF"] = "529.982.247-25"
+    try:
+        code, _, err = run(str(no_key), "lookup", "--cpf", capsys=capsys)
+    finally:
+        del os.environ["CALLPROOF_CPF"]
     assert code == 2 and "rights.identity_key" in err
 
 
@@ -98,7 +104,7 @@ def test_request_file_list_show_verify_refuse_metrics(setup, capsys):
     p0, p1 = calls[0]["protocol"], calls[1]["protocol"]
     code, out, err = run(cfg, "request", "file", p0, "--phone", "011 91234-5678", "--by", "ana", capsys=capsys)
     assert code == 0, err
-    assert "state received (calling number matches the call)" in out
+    assert "state received (calling number matches the call; the link goes only to that number)" in out
     code, out, _ = run(cfg, "request", "file", p1, "--phone", OTHER, "--by", "ana", "--json", capsys=capsys)
     other = json.loads(out)
     assert other["state"] == "needs_identity_check" and len(other["request_protocol"]) == 17
@@ -169,3 +175,45 @@ def test_history_pdf_and_html(setup, capsys):
     assert code == 0, err
     assert json.loads(out)["path"] == str(out_file)
     assert calls[1]["protocol"] in out_file.read_text(encoding="utf-8")
+
+
+# -- a CPF or customer code never on the command line (ps, shell history) ----
+
+@pytest.mark.parametrize("argv", [
+    ["lookup", "--cpf", "529.982.247-25"],
+    ["lookup", "--customer-code", "C-1234"],
+    ["request", "file", "20260000000000001", "--cpf", "529.982.247-25"],
+    ["history", "--cpf", "529.982.247-25"],
+    ["history", "529.982.247-25"],
+])
+def test_identifier_on_the_command_line_is_refused_with_what_to_use(setup, capsys, argv):
+    cfg, *_ = setup
+    code, out, err = run(cfg, *argv, capsys=capsys)
+    assert code == 2 and out == ""
+    assert "process list" in err and "stdin" in err and "CALLPROOF_" in err
+    assert "529.982.247-25" not in err and "C-1234" not in err
+
+
+def test_cpf_read_from_stdin_the_environment_or_a_prompt(setup, capsys, monkeypatch):
+    from callproof.rights import cli_input
+
+    cfg, *_ = setup
+    monkeypatch.setattr("sys.stdin", io.StringIO("529.982.247-25\n"))
+    code, out, err = run(cfg, "lookup", "--cpf", capsys=capsys)
+    assert code == 1 and "no calls found" in out, err  # read and looked up (the calls have no CPF)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    monkeypatch.setenv("CALLPROOF_CPF", "529.982.247-24")
+    code, _, err = run(cfg, "lookup", "--cpf", capsys=capsys)
+    assert code == 2 and "check digits" in err  # the environment's value was the one read
+    monkeypatch.delenv("CALLPROOF_CPF")
+    code, _, err = run(cfg, "lookup", "--cpf", capsys=capsys)
+    assert code == 2 and "no CPF given" in err
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    asked = []
+    value = cli_input.read_identifier("cpf", cli_input.READ, env={}, stdin=Tty(),
+                                      prompt=lambda text: asked.append(text) or "529.982.247-25")
+    assert value == "529.982.247-25" and asked == ["CPF: "]

@@ -14,13 +14,14 @@ from callproof.config import SmtpConfig
 from callproof.rights.delivery import DeliveryError, deliver_request_sync
 from callproof.rights.export import export_request_sync
 from callproof.rights.links import resolve_token_sync
+from callproof.rights.requests import file_request_sync
 from callproof.sandbox.ports import free_port
 from callproof.storage import connect_sync
 from callproof.storage.audit import verify_chain_sync
 from callproof.storage.outbox import get_sync as get_outbox_sync
 from callproof.storage.requests import get_request_sync, set_state_sync
 
-from .test_export import NOW, audit_rows, file_request, make_config, make_recording, needs_ffmpeg
+from .test_export import CALLER, NOW, audit_rows, make_config, make_recording, needs_ffmpeg
 
 pytestmark = needs_ffmpeg
 
@@ -70,7 +71,11 @@ def world_for(tmp_path, *, language="pt_BR", deliver_to=None, smtp=None, export=
     config = make_config(tmp_path, smtp=smtp or SmtpConfig(sender="gravacoes@acme.example"))
     conn = connect_sync(tmp_path / "cp.db")
     rec = make_recording(conn, config, language=language)
-    request_id = file_request(conn, config, rec["protocol"], deliver_to=deliver_to)
+    # an agent checked identity: a request accepted on its caller number alone is delivered only
+    # to that number (tests/unit/rights/test_request_codes.py)
+    request_id = file_request_sync(conn, config, call_protocol=rec["protocol"], channel="cli", actor="ops",
+                                   now=NOW, requester_number=CALLER, deliver_to=deliver_to,
+                                   identity_verified_by="agent-ana").id
     if export:
         export_request_sync(conn, config, request_id, actor="ops", now=NOW)
     return config, conn, rec, request_id

@@ -12,6 +12,7 @@ ENV = {"CALLPROOF_ARI_PASSWORD": "a-long-ari-secret", "CALLPROOF_AMI_PASSWORD": 
 def load(tmp_path, text, **env):
     p = tmp_path / "c.toml"
     p.write_text(text)
+    p.chmod(0o600)  # it holds secrets: world-readable is refused
     return load_config(p, env={**ENV, **env})
 
 

@@ -131,6 +131,7 @@ def _config(tmp_path: Path, **web) -> Path:
              "[web]", *(f"{k} = {json.dumps(v)}" for k, v in web.items())]
     path = tmp_path / "cli.toml"
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
     return path
 
 

@@ -43,6 +43,7 @@ def write_config(tmp_path: Path, **web) -> Path:
     ]
     path = tmp_path / "callproof.toml"
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
     return path
 
 
