@@ -224,9 +224,11 @@ class Recorder:
                   error=f"{type(exc).__name__}: {exc}"[:300])
         finally:
             self._by_uniqueid.pop(uniqueid, None)
+        try:
+            if self.on_finalised is not None:  # whatever became of the file, the channel is gone
+                await self.on_finalised(uniqueid)  # (the call completed: still "finalising" until then,
+        finally:                                   # so drain() at shutdown waits for it too)
             self._finalising.pop(uniqueid, None)
-        if self.on_finalised is not None:  # whatever became of the file, the channel is gone
-            await self.on_finalised(uniqueid)
 
     async def drain(self) -> None:
         """Wait for finalisations under way (shutdown, tests)."""

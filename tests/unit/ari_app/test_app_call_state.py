@@ -213,3 +213,36 @@ async def test_a_failed_call_handed_on_gets_its_end_when_it_hangs_up(config, db)
     assert row["status"] == "failed" and row["ended_at"] and row["hangup_cause"] == "Hangup:Normal Clearing"
     assert [r["state"] for r in await db.recordings.for_call(row["id"])] == ["finalised"]
     assert per_call_state(app) == {}
+
+
+async def test_drain_waits_until_the_call_is_completed_not_only_its_recording(config, db):
+    """Shutdown drains the recorder: a call whose recording is finalised but whose completion
+    is still being written must be waited for too (else the database closes under it)."""
+    app, ari, ami = make_app(config, db)
+    gate = asyncio.Event()
+    complete = app._recording_finalised
+
+    async def slow_completion(uniqueid: str) -> None:
+        await gate.wait()
+        await complete(uniqueid)
+
+    assert app.recorder is not None
+    app.recorder.on_finalised = slow_completion
+    app.route_event(start_event(channel_id=CHANNEL))
+    await until(lambda: not app.tasks)
+    call_id = (await db.calls.get_by_channel(CHANNEL))["id"]
+    ari.alive.clear()
+    ami.emit("Hangup", Uniqueid=CHANNEL, **{"Cause-txt": "Normal Clearing"})
+
+    async def recording_final() -> bool:
+        return [r["state"] for r in await db.recordings.for_call(call_id)] == ["finalised"]
+
+    async with asyncio.timeout(5):
+        while not await recording_final():
+            await asyncio.sleep(0.01)
+    drain = asyncio.ensure_future(app.recorder.drain())
+    await asyncio.sleep(0.05)
+    assert not drain.done() and app.stats()["recordings_finalising"] == 1  # the completion is under way
+    gate.set()
+    await asyncio.wait_for(drain, 5)
+    assert (await db.calls.get(call_id))["status"] == "completed"
