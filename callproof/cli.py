@@ -387,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_web_commands(sub, _load)
     from .callback_cli import add_callback_commands
     add_callback_commands(sub, _load)
+    from .evidence.cli import add_evidence_commands
+    add_evidence_commands(sub, _load)
     return parser
 
 
