@@ -22,6 +22,7 @@ from callproof.callflow.decisions import iso
 from callproof.callflow.journal_replay import JournalReplayer
 from callproof.callflow.port import UNKNOWN_ROW
 from callproof.config import Config
+from callproof.evidence import records as evidence_records
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
@@ -99,6 +100,7 @@ class Application:
     async def start(self) -> None:
         """Open storage and AMI, start the SMS sender. ARI is connected by :meth:`run`."""
         cfg = self.config
+        evidence_records.configure(cfg)  # the signing key, before any call (a bad one: KeyFileError)
         self.db = await open_database(cfg)
         await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
         self.replayer = JournalReplayer(self.db, self.journal, cfg)

@@ -135,6 +135,8 @@ class TrustedKeys:
         """Every ``*.pem`` public key in ``folder`` (an unreadable or bad file is an error naming it)."""
         try:
             names = sorted(p for p in folder.iterdir() if p.suffix == ".pem")
+        except FileNotFoundError:  # no rotation yet
+            return
         except OSError as exc:
             raise KeyFileError(f"{folder}: cannot list the trusted keys folder: {exc.strerror}") from None
         for p in names:
