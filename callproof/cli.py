@@ -182,6 +182,10 @@ def cmd_retention_sweep(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if not args.dry_run:  # a host without calls still anchors its audit chain (docs/evidence.md)
+        from .evidence.checkpoints import anchor_once
+        if not anchor_once(config):
+            print("callproof: the audit checkpoint could not be written (see the log)", file=sys.stderr)
     if args.json:
         print(json_line({"type": "summary", **summary.as_dict()}))
     else:

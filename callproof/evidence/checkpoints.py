@@ -176,7 +176,8 @@ def verify(db: SyncDatabase, lines: list[dict[str, Any] | None], trusted: Truste
         if actual is None:
             report.intact = False
             report.problems.append(f"checkpoint of {when} saw {hid} entries; the log now ends at "
-                                   f"{report.head[0] if report.head else 0}: TRUNCATED")
+                                   f"{report.head[0] if report.head else 0}: entries were DELETED "
+                                   "(truncated, or removed and the chain rewritten)")
             continue
         if actual != hhash:
             report.intact = False
@@ -195,3 +196,40 @@ def verify(db: SyncDatabase, lines: list[dict[str, Any] | None], trusted: Truste
     if not report.intact:
         report.proven_id = 0
     return report
+
+
+# -- who writes them: `callproof run` on its interval, the retention sweep after each run ----
+
+def anchor_once(config: Config, signer: Signer | None = None, *, only_if_changed: bool = True) -> bool:
+    """One checkpoint now, if ``[audit] checkpoint_file`` is set; False when it could not be
+    written (logged).  Blocking: run it in a thread from async code."""
+    from callproof.storage import open_sync, utc_now
+    from callproof.storage.timefmt import to_db_time
+
+    from .keys import KeyFileError
+
+    if config.audit.checkpoint_file is None:
+        return True
+    try:
+        signer = signer or (Signer.load(config.evidence.signing_key) if config.evidence.signing_key else None)
+        if signer is None:
+            return False
+        with open_sync(config) as db:
+            write_checkpoint(config, db, signer, to_db_time(utc_now()), only_if_changed=only_if_changed)
+    except (KeyFileError, OSError, ValueError) as exc:
+        event(log, "audit.checkpoint_failed", logging.ERROR, error=str(exc))
+        return False
+    except Exception as exc:  # storage trouble: the next interval tries again
+        event(log, "audit.checkpoint_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        return False
+    return True
+
+
+async def anchor_periodically(config: Config, signer: Signer) -> None:
+    """``callproof run``: a checkpoint at start and every ``[audit] checkpoint_interval_seconds``
+    (skipped while the head has not moved)."""
+    import asyncio
+
+    while True:
+        await asyncio.to_thread(anchor_once, config, signer)
+        await asyncio.sleep(config.audit.checkpoint_interval_seconds)
