@@ -187,6 +187,43 @@ def cmd_audit_checkpoint(args: argparse.Namespace, load: Load) -> int:
     return 0 if "tsa_error" not in line else 1
 
 
+def cmd_export(args: argparse.Namespace, load: Load) -> int:
+    config = load(args)
+    from callproof.storage import open_sync, utc_now
+
+    from .package import PackageError, build_package
+
+    if not (len(args.protocol) == 17 and args.protocol.isdigit()):
+        print("callproof: PROTOCOL must be 17 digits", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        with open_sync(config) as db:
+            summary = build_package(db, config, args.protocol, out, chain=args.chain)
+            db.audit.append("evidence.exported", _actor(args), utc_now(), protocol=args.protocol,
+                            details={"recording_id": summary["recording_id"], "chain": args.chain,
+                                     "checkpoint": summary["checkpoint"], "file": out.name})
+    except (PackageError, KeyFileError) as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 1
+    except FileExistsError:
+        print(f"callproof: {out} exists already; not overwritten", file=sys.stderr)
+        return 1
+    print(f"evidence package of {args.protocol} written to {out}: {summary['entries']} audit entries, "
+          f"{'a checkpoint' if summary['checkpoint'] else 'NO checkpoint yet'}, key {summary['key']}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .package import verify_package
+
+    ok, notes = verify_package(Path(args.file), key=args.key)
+    for line in notes:
+        print(line)
+    print("evidence package VERIFIED" if ok else "evidence package DOES NOT VERIFY")
+    return 0 if ok else 1
+
+
 def add_evidence_commands(sub, load: Load) -> None:
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
     audit.add_parser("verify", help="walk the hash chain and check it against the signed checkpoints"
@@ -213,5 +250,16 @@ def add_evidence_commands(sub, load: Load) -> None:
     pk.set_defaults(func=lambda args: cmd_public_key(args, load))
     ev.add_parser("rotate", help="new signing key; the old public key stays trusted").set_defaults(
         func=lambda args: cmd_rotate(args, load))
+    ex = ev.add_parser("export", help="one file with a call's recording, signed record, audit entries, checkpoint")
+    ex.add_argument("protocol")
+    ex.add_argument("--out", required=True, help="the package file to write (never overwritten)")
+    ex.add_argument("--chain", action="store_true",
+                    help="also every audit entry up to the checkpoint (other calls' entries too)")
+    ex.add_argument("--by", help="who exports it (audit log; default: the login name)")
+    ex.set_defaults(func=lambda args: cmd_export(args, load))
+    vf = ev.add_parser("verify", help="check an evidence package offline (no database, no configuration)")
+    vf.add_argument("file")
+    vf.add_argument("--key", help="the fingerprint the record must be signed by")
+    vf.set_defaults(func=cmd_verify)
 
 

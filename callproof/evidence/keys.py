@@ -145,6 +145,9 @@ class TrustedKeys:
     def __contains__(self, fp: object) -> bool:
         return fp in self._keys
 
+    def public_key(self, fp: str) -> Ed25519PublicKey:
+        return self._keys[fp]
+
     def fingerprints(self) -> list[str]:
         return sorted(self._keys)
 

@@ -19,13 +19,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callproof.logs import event
 from callproof.storage import Database
 from callproof.storage.audit import canonical_json
 
-from .keys import KeyFileError, Signer, TrustedKeys, signer_from_config
+if TYPE_CHECKING:  # cryptography is imported only where a key is used: the classic AGI script
+    from .keys import Signer, TrustedKeys  # may run on a Python without it (a chrooted Asterisk)
 
 log = logging.getLogger("callproof.evidence")
 
@@ -51,13 +52,21 @@ def configure(config: Any, *, strict: bool = True) -> Signer | None:
     processes): a bad key file raises KeyFileError, naming it, before any call is taken.
     Not strict (the classic AGI script, where a call must go on): it is logged and the
     records of this process are unsigned."""
-    try:
-        signer = signer_from_config(config)
-    except KeyFileError as exc:
-        if strict:
-            raise
-        event(log, "evidence.key_unusable", logging.ERROR, error=str(exc))
-        signer = None
+    signer = None
+    if config.evidence.signing_key is not None:
+        try:
+            from .keys import KeyFileError, signer_from_config
+        except ImportError as exc:  # no cryptography on this Python
+            if strict:
+                raise
+            event(log, "evidence.key_unusable", logging.ERROR, error=f"cannot sign here: {exc}")
+        else:
+            try:
+                signer = signer_from_config(config)
+            except KeyFileError as exc:
+                if strict:
+                    raise
+                event(log, "evidence.key_unusable", logging.ERROR, error=str(exc))
     if signer is None and config.evidence.signing_key is None:
         event(log, "evidence.unsigned", logging.WARNING,
               detail="no [evidence] signing_key: evidence records are not signed and prove nothing")
