@@ -21,6 +21,7 @@ from tests.peers.tsa import LocalTsa
 from .test_checkpoints import cli
 from .world import finalised_call, signed_config
 
+
 def offline_verify(package: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``callproof evidence verify`` as a recipient runs it: its own process, no config, no
     database, another folder, no callproof environment variables."""
