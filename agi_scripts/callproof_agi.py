@@ -46,6 +46,9 @@ async def _run(agi, config_path: str | None) -> str:
         return "failed"
     prompts = PromptCatalogue(config.prompts.directory, default_language=config.general.default_language,
                               languages=config.general.languages, custom_dir=config.prompts.custom_directory)
+    from callproof.evidence import records as evidence_records
+
+    evidence_records.configure(config, strict=False)  # a bad key: logged, the call goes on unsigned
     db = None
     flow = AgiFlow(config, None, prompts, channel)
     try:

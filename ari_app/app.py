@@ -20,6 +20,7 @@ from typing import Any
 from callproof.callflow.decisions import iso
 from callproof.callflow.journal_replay import JournalReplayer
 from callproof.config import Config
+from callproof.evidence import records as evidence_records
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
@@ -96,7 +97,11 @@ class Application(CallEndings):
     async def start(self) -> None:
         """Open storage and AMI, start the SMS sender. ARI is connected by :meth:`run`."""
         cfg = self.config
+        signer = evidence_records.configure(cfg)  # the signing key, before any call (a bad one: KeyFileError)
         self.db = await open_database(cfg)
+        if signer is not None and cfg.audit.checkpoint_file is not None:  # the audit chain's anchor
+            from callproof.evidence.checkpoints import anchor_periodically
+            self._spawn(anchor_periodically(cfg, signer))
         await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
         self.replayer = JournalReplayer(self.db, self.journal, cfg)
         await self.replayer.replay_once()  # what a previous process could not write

@@ -24,8 +24,19 @@ def _load(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
         raise SystemExit(2) from None
 
 
+def _signing_key_or_exit(config) -> None:
+    """A configured signing key that cannot be used stops the command, naming the file."""
+    from .evidence.keys import KeyFileError, signer_from_config
+    try:
+        signer_from_config(config)
+    except KeyFileError as exc:
+        print(f"callproof: invalid configuration: config key 'evidence.signing_key': {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args, talks_to_asterisk=True)
+    _signing_key_or_exit(config)
     print(f"configuration OK: ARI {config.ari.url} app={config.ari.app}, AMI {config.ami.host}:{config.ami.port}, "
           f"database {config.storage.database}, recordings under {config.recording.root}")
     return 0
@@ -33,6 +44,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args, talks_to_asterisk=True)
+    _signing_key_or_exit(config)
     setup_logging(config.logging.level, config.logging.format)
     from callproof.ari_app.app import Application
 
@@ -59,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_fastagi(args: argparse.Namespace) -> int:
     """The FastAGI server (agi_scripts/fastagi.py) until SIGTERM/SIGINT."""
     config = _load(args)
+    _signing_key_or_exit(config)
     setup_logging(config.logging.level, config.logging.format)
     from callproof.agi_scripts.fastagi import FastAgiServer
 
@@ -169,6 +182,10 @@ def cmd_retention_sweep(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if not args.dry_run:  # a host without calls still anchors its audit chain (docs/evidence.md)
+        from .evidence.checkpoints import anchor_once
+        if not anchor_once(config):
+            print("callproof: the audit checkpoint could not be written (see the log)", file=sys.stderr)
     if args.json:
         print(json_line({"type": "summary", **summary.as_dict()}))
     else:
@@ -263,47 +280,6 @@ def cmd_hold_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    config = _load(args)
-    from callproof.storage import open_sync
-
-    with open_sync(config) as db:
-        broken = db.audit.verify_chain()
-        head = db.audit.head()
-    if broken is not None:
-        print(f"audit log BROKEN: first bad entry is id {broken} (its link or hash does not match)")
-        return 1
-    n, h = head if head else (0, "-")
-    print(f"audit log intact: {n} entries, head {h}")
-    return 0
-
-
-def cmd_recording_verify(args: argparse.Namespace) -> int:
-    config = _load(args)
-    from callproof.storage import open_sync, utc_now
-
-    from .integrity import verify_recordings
-
-    if args.protocol and not (len(args.protocol) == 17 and args.protocol.isdigit()):
-        print("callproof: PROTOCOL must be 17 digits", file=sys.stderr)
-        return 2
-    with open_sync(config) as db:
-        counts = {"ok": 0, "mismatch": 0, "missing": 0, "unreadable": 0}
-        for item in verify_recordings(db, config.recording.root, args.protocol):
-            counts[item["result"]] += 1
-            if item["result"] != "ok" or args.verbose:
-                print(f"{item['result']:>10}  {item['protocol']}  {item['path']}  {item.get('detail', '')}")
-        db.audit.append("recording.verified", _actor(args), utc_now(), protocol=args.protocol,
-                        details={**counts, "via": "cli"})
-    total = sum(counts.values())
-    if args.protocol and total == 0:
-        print(f"callproof: no finalised recording for protocol {args.protocol}", file=sys.stderr)
-        return 1
-    print(f"recordings verified: {total}; ok {counts['ok']}, MISMATCH {counts['mismatch']}, "
-          f"missing {counts['missing']}, unreadable {counts['unreadable']}")
-    return 0 if counts["ok"] == total else 1
-
-
 def _add_retention_commands(sub) -> None:
     retention = sub.add_parser("retention", help="recording retention").add_subparsers(dest="sub", required=True)
     sweep = retention.add_parser("sweep", help="delete expired recordings, anonymise old call records")
@@ -332,16 +308,6 @@ def _add_retention_commands(sub) -> None:
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_hold_list)
 
-    audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
-    audit.add_parser("verify", help="walk the hash chain; report the first broken link"
-                     ).set_defaults(func=cmd_audit_verify)
-
-    recording = sub.add_parser("recording", help="recordings").add_subparsers(dest="sub", required=True)
-    rv = recording.add_parser("verify", help="re-hash recordings against their stored sha256")
-    rv.add_argument("protocol", nargs="?")
-    rv.add_argument("--by", help="who is verifying (audit log; default: the login name)")
-    rv.add_argument("--verbose", "-v", action="store_true", help="also list the good ones")
-    rv.set_defaults(func=cmd_recording_verify)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -387,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_web_commands(sub, _load)
     from .callback_cli import add_callback_commands
     add_callback_commands(sub, _load)
+    from .evidence.cli import add_evidence_commands
+    add_evidence_commands(sub, _load)
     return parser
 
 

@@ -38,7 +38,14 @@ def prompts_cache_dir() -> Path:
 
 
 def write_config(sandbox: Any, run_dir: Path, prompts_dir: Path, **sections: dict[str, Any]) -> Path:
-    """A callproof.toml for this sandbox (the same file an admin writes)."""
+    """A callproof.toml for this sandbox (the same file an admin writes), with its own
+    evidence signing key (created here, mode 0600) and audit checkpoint file."""
+    from .evidence.keys import generate_key_file
+
+    signing_key = run_dir / "evidence" / "signing.pem"
+    if not signing_key.exists():
+        signing_key.parent.mkdir(mode=0o700, exist_ok=True)
+        generate_key_file(signing_key)
     values: dict[str, dict[str, Any]] = {
         "storage": {"database": str(run_dir / "callproof.db")},
         "ari": {"url": sandbox.ari_url, "username": sandbox.ari_username, "password": sandbox.ari_password},
@@ -48,6 +55,8 @@ def write_config(sandbox: Any, run_dir: Path, prompts_dir: Path, **sections: dic
         "recording": {"root": str(run_dir / "recordings")},
         "protocol_reading": {"replay_window_ms": 0},
         "logging": {"level": "WARNING"},
+        "evidence": {"signing_key": str(signing_key), "trusted_keys": str(run_dir / "evidence" / "trusted")},
+        "audit": {"checkpoint_file": str(run_dir / "audit-checkpoints.jsonl")},
     }
     for name, table in sections.items():
         values.setdefault(name, {}).update(table)

@@ -150,6 +150,28 @@ def head_sync(conn: sqlite3.Connection) -> tuple[int, str] | None:
     return None if row is None else (row[0], row[1])
 
 
+def count_sync(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+
+
+def hash_of_sync(conn: sqlite3.Connection, entry_id: int) -> str | None:
+    row = conn.execute("SELECT hash FROM audit_log WHERE id = ?", (entry_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def for_protocol_sync(conn: sqlite3.Connection, protocol: str) -> list[dict[str, Any]]:
+    """Every entry of a protocol with its chain fields, oldest first (evidence packages)."""
+    return fetch_all(conn.execute(
+        f"SELECT {', '.join(_FIELDS)}, prev_hash, hash FROM audit_log WHERE protocol = ? ORDER BY id", (protocol,)))
+
+
+def range_sync(conn: sqlite3.Connection, first_id: int, last_id: int) -> list[dict[str, Any]]:
+    """Entries ``first_id..last_id`` with their chain fields (a chain proof), in id order."""
+    return fetch_all(conn.execute(
+        f"SELECT {', '.join(_FIELDS)}, prev_hash, hash FROM audit_log WHERE id BETWEEN ? AND ? ORDER BY id",
+        (first_id, last_id)))
+
+
 class AuditLog:
     """Async repository (``db.audit``)."""
 

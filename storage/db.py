@@ -25,6 +25,7 @@ from .audit import AuditLog
 from .bounded import QueuedStep, within, within_unless_abandoned
 from .calls import Calls
 from .errors import StorageError, StorageUnavailable
+from .evidence import EvidenceRecords
 from .outbox import Outbox
 from .protocols import Protocols
 from .recordings import Recordings
@@ -201,6 +202,7 @@ class Database:
         self.recordings = Recordings(self)
         self.outbox = Outbox(self)
         self.audit = AuditLog(self)
+        self.evidence = EvidenceRecords(self)
 
     @classmethod
     def open(

@@ -20,6 +20,7 @@ from . import audit as _audit
 from . import callbacks as _callbacks
 from . import calls as _calls
 from . import deliveries as _deliveries
+from . import evidence as _evidence
 from . import exports as _exports
 from . import history as _history
 from . import holds as _holds
@@ -153,8 +154,19 @@ class AuditRepo(_Repository):
     append = _Bound(_audit.append_sync)
     verify_chain = _Bound(_audit.verify_chain_sync)
     head = _Bound(_audit.head_sync)
+    count = _Bound(_audit.count_sync)
+    hash_of = _Bound(_audit.hash_of_sync)
+    for_protocol = _Bound(_audit.for_protocol_sync)
+    range = _Bound(_audit.range_sync)
     page = _Bound(_audit.page_sync)
     for_subject = _Bound(_audit.for_subject_sync)
+
+
+class EvidenceRepo(_Repository):
+    facts = _Bound(_evidence.facts_sync)
+    insert = _Bound(_evidence.insert_sync)
+    for_recording = _Bound(_evidence.for_recording_sync)
+    finalised_batch = _Bound(_evidence.finalised_batch_sync)
 
 
 class HoldsRepo(_Repository):
@@ -207,6 +219,7 @@ class SyncDatabase:
         self.lookups = LookupsRepo(conn)
         self.pages = PagesRepo(conn)
         self.audit = AuditRepo(conn)
+        self.evidence = EvidenceRepo(conn)
         self.holds = HoldsRepo(conn)
         self.webauth = WebAuthRepo(conn)
         self.callbacks = CallbacksRepo(conn)

@@ -251,6 +251,24 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    """[evidence]: the key that signs each call's evidence record (docs/evidence.md)."""
+    signing_key: Path | None = None  # PEM PKCS8 Ed25519 private key, mode 0600; none = records unsigned
+    trusted_keys: Path | None = None  # folder of *.pem public keys of earlier (rotated) signing keys
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """[audit]: signed checkpoints of the audit chain's head, kept outside the database."""
+    checkpoint_file: Path | None = None  # append-only JSON lines; none = no checkpoints
+    checkpoint_interval_seconds: float = 3600.0
+    syslog: bool = False  # also send each checkpoint to syslog (LOG_AUTH)
+    tsa_url: str = ""  # RFC 3161 time-stamping authority; empty = no timestamp tokens
+    tsa_ca_file: Path | None = None  # the TSA's CA certificate(s), to verify its tokens
+    tsa_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -267,6 +285,8 @@ class Config:
     rights: RightsConfig = field(default_factory=RightsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     callback: CallbackConfig = field(default_factory=CallbackConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 #: TOML table name -> its section class, in the order of :class:`Config`'s fields.
@@ -276,6 +296,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "recording": RecordingConfig, "handoff": HandoffConfig, "sms": SmsConfig,
     "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
     "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
+    "evidence": EvidenceConfig, "audit": AuditConfig,
 }
 
 #: Annotation -> class of the sub-tables (``[sms.smpp]``, ``[rights.smtp]``, ...).

@@ -12,7 +12,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .checks import check_numbers, check_template
 from .errors import ConfigError
-from .sections import CallbackConfig, Config, RetentionConfig, RightsConfig, SmsConfig, WebConfig
+from .sections import (
+    AuditConfig,
+    CallbackConfig,
+    Config,
+    EvidenceConfig,
+    RetentionConfig,
+    RightsConfig,
+    SmsConfig,
+    WebConfig,
+)
 from .strength import (
     MIN_PASSWORD_LENGTH,
     MIN_SECRET_LENGTH,
@@ -135,6 +144,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     _validate_rights(config.rights, g.languages)
     _validate_web(config.web)
     _validate_callback(config.callback)
+    _validate_evidence(config.evidence, config.audit)
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", "one of DEBUG, INFO, WARNING, ERROR")
     if config.logging.format not in ("json", "text"):
@@ -301,3 +311,24 @@ def _validate_callback(c: CallbackConfig) -> None:
         raise ConfigError("callback.ring_timeout_seconds", "must be between 5 and 120")
     if any(not 1 <= cause <= 127 for cause in c.drop_causes):
         raise ConfigError("callback.drop_causes", "Q.850 cause codes 1..127")
+
+
+def _validate_evidence(e: EvidenceConfig, a: AuditConfig) -> None:
+    import math
+
+    for key, path in (("evidence.signing_key", e.signing_key), ("evidence.trusted_keys", e.trusted_keys),
+                      ("audit.checkpoint_file", a.checkpoint_file), ("audit.tsa_ca_file", a.tsa_ca_file)):
+        if path is not None and not path.is_absolute():
+            raise ConfigError(key, "must be an absolute path")
+    if not (math.isfinite(a.checkpoint_interval_seconds) and 10 <= a.checkpoint_interval_seconds <= 86400):
+        raise ConfigError("audit.checkpoint_interval_seconds", "must be between 10 and 86400")
+    if a.checkpoint_file is not None and e.signing_key is None:
+        raise ConfigError("audit.checkpoint_file", "checkpoints are signed: set evidence.signing_key too")
+    if a.tsa_url:
+        url = urlparse(a.tsa_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError("audit.tsa_url", f"{a.tsa_url!r} is not an http(s) URL")
+        if a.tsa_ca_file is None:
+            raise ConfigError("audit.tsa_ca_file", "required with audit.tsa_url (to verify its tokens)")
+    if not (math.isfinite(a.tsa_timeout_seconds) and 0.5 <= a.tsa_timeout_seconds <= 120):
+        raise ConfigError("audit.tsa_timeout_seconds", "must be between 0.5 and 120")

@@ -27,6 +27,7 @@ from typing import Any
 from pydub import AudioSegment
 
 from callproof.config import EXPORT_FORMATS, Config
+from callproof.integrity import EvidenceError, expected_sha256
 from callproof.storage import InvalidStateError, SyncDatabase
 from callproof.storage.exports import Export
 from callproof.storage.timefmt import parse_db_time, to_db_time
@@ -88,7 +89,7 @@ def export_request_sync(db: SyncDatabase, config: Config, request_id: int, *,
                 protocol=call["protocol"], exportable=EXPORTABLE_STATES,
                 audit_details={"request_id": request_id, "recording_id": recording["id"], "format": fmt,
                                "sha256": digest, "size_bytes": size, "file": final.name,
-                               "source_sha256": recording["sha256"]})
+                               "source_sha256": hashlib.sha256(source).hexdigest()})
         except InvalidStateError as exc:
             raise ExportError("state", str(exc)) from None
     except BaseException:
@@ -178,13 +179,23 @@ def _checked_source(db: SyncDatabase, config: Config, request: dict, recording: 
         raise ExportError("recording_missing", f"the recording file of protocol {protocol}"
                           f" cannot be read ({why}): {path}") from None
     actual = hashlib.sha256(data).hexdigest()
-    if actual != recording["sha256"]:
+    try:  # the signed evidence record, never the editable column alone (docs/evidence.md)
+        expected, signed = expected_sha256(db, config, recording)
+    except EvidenceError as exc:
+        db.audit.append("recording.integrity_failed", actor, at, protocol=protocol,
+                        subject=f"recording:{recording['id']}",
+                        details={"request_id": request["id"], "why": "no valid signed evidence record",
+                                 "actual_sha256": actual, "size_bytes": len(data)})
+        raise ExportError("integrity", f"the recording of protocol {protocol} cannot be proven: {exc};"
+                          " not exported") from None
+    if actual != expected:
         db.audit.append("recording.integrity_failed", actor, at, protocol=protocol,
                     subject=f"recording:{recording['id']}",
-                    details={"request_id": request["id"], "expected_sha256": recording["sha256"],
+                    details={"request_id": request["id"], "expected_sha256": expected, "signed": signed,
                              "actual_sha256": actual, "size_bytes": len(data)})
         raise ExportError("integrity", f"the recording of protocol {protocol} changed since it was"
-                          f" finalised (sha256 {actual} != stored {recording['sha256']}); not exported")
+                          f" finalised (sha256 {actual} != {'signed' if signed else 'stored'} {expected});"
+                          " not exported")
     return data
 
 

@@ -1,0 +1,255 @@
+"""The evidence package: one file a company hands to a consumer, Procon or a court, checked
+offline with ``callproof evidence verify FILE [--key FINGERPRINT]`` (docs/evidence.md).
+
+A zip (stored, not compressed: the recording is already audio) holding:
+
+``recording.<ext>``        the call's recording, byte for byte
+``record.json``            the signed evidence record, the exact signed bytes
+``record.sig``             its Ed25519 signature (base64)
+``keys/<fingerprint>.pem`` the public keys that signed the record and the checkpoint
+``audit.json``             the call's audit entries with their chain fields
+``checkpoint.json``        the first signed checkpoint that covers them, with its RFC 3161 token
+``tsa-ca.pem``             the time-stamping authority's CA certificate (when configured)
+``chain.json``             (``--chain``) every entry from the call's first to the checkpoint's head
+``manifest.json``          the sha256 of every other member
+``README.txt``             what this is and how to check it
+
+No database and no configuration is needed to verify it, only callproof (or any Ed25519 and
+sha256 tool, following README.txt).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from callproof.storage import SyncDatabase
+from callproof.storage.audit import GENESIS, entry_hash
+
+from .checkpoints import _valid, body_bytes, read_lines
+from .keys import KeyFileError, TrustedKeys, load_public_pem, public_pem, trusted_from_config
+from .records import check, signed_sha256
+from .tsa import TsaError, verify_token
+
+if TYPE_CHECKING:
+    from callproof.config import Config
+
+README = """callproof evidence package: protocol {protocol}
+
+This file proves that recording.{ext} is the recording callproof finalised for the call of
+protocol {protocol}, and when, as signed then by the company's evidence key
+{fingerprint}.
+
+Check it with callproof (no database or configuration needed):
+
+    callproof evidence verify THIS_FILE --key {fingerprint}
+
+or by hand: sha256(recording.{ext}) must equal record.json's recording.sha256; record.sig is the
+Ed25519 signature (base64) of the exact bytes of record.json by the public key in
+keys/{fingerprint}.pem (fingerprint: sha256 of the key's 32 raw bytes). audit.json holds the
+call's audit entries; each entry's hash is sha256(prev_hash + canonical JSON of id, at, actor,
+action, protocol, subject, details). checkpoint.json is a signed checkpoint of the audit chain
+taken after them{tsa_note}. Ask the company for the public key's fingerprint through another
+channel (its website, a letter): --key then proves the package was signed by that key.
+"""
+
+
+class PackageError(Exception):
+    """The package cannot be made (no finalised recording, no signed record, ...)."""
+
+
+def _member_sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *, chain: bool = False) -> dict:
+    """Write the package of ``protocol`` to ``out`` (never over an existing file); a summary."""
+    rec = db.recordings.latest_for_protocol(protocol)
+    if rec is None or rec["state"] != "finalised":
+        raise PackageError(f"no finalised recording for protocol {protocol}")
+    row = db.evidence.for_recording(rec["id"])
+    trusted = trusted_from_config(config)
+    checked = check(row["record"] if row else None, row["signature"] if row else None,
+                    row["key_fingerprint"] if row else None, trusted, recording_id=rec["id"])
+    if not checked.signed or row is None:
+        raise PackageError(f"recording {rec['id']} has no valid signed evidence record ({checked.detail})")
+    fd = os.open(rec["path"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as src:
+        audio = src.read()
+    if _member_sha(audio) != signed_sha256(checked):
+        raise PackageError(f"recording {rec['id']}: the file does not match its signed record; not packaged")
+    entries = db.audit.for_protocol(protocol)
+    members: dict[str, bytes] = {}
+    ext = Path(rec["path"]).suffix.lstrip(".").lower() or "wav"
+    members[f"recording.{ext}"] = audio
+    members["record.json"] = row["record"].encode("utf-8")
+    members["record.sig"] = row["signature"].encode("ascii")
+    members["audit.json"] = json.dumps(entries, indent=1, sort_keys=True).encode("utf-8")
+    keys = {row["key_fingerprint"]}
+    checkpoint = _covering_checkpoint(config, trusted, max((e["id"] for e in entries), default=0))
+    tsa_note = ""
+    if checkpoint is not None:
+        members["checkpoint.json"] = json.dumps(checkpoint, sort_keys=True).encode("utf-8")
+        keys.add(checkpoint["checkpoint"]["key"])
+        if checkpoint.get("tsa_token") and config.audit.tsa_ca_file is not None:
+            members["tsa-ca.pem"] = config.audit.tsa_ca_file.read_bytes()
+            tsa_note = ", and timestamped by an RFC 3161 authority (tsa-ca.pem is its CA)"
+        if chain and entries:
+            segment = db.audit.range(entries[0]["id"], checkpoint["checkpoint"]["head_id"])
+            members["chain.json"] = json.dumps(segment, indent=1, sort_keys=True).encode("utf-8")
+    for fp in sorted(keys):
+        members[f"keys/{fp}.pem"] = public_pem(trusted.public_key(fp)).encode("ascii")
+    members["README.txt"] = README.format(protocol=protocol, ext=ext, fingerprint=row["key_fingerprint"],
+                                          tsa_note=tsa_note).encode("utf-8")
+    members["manifest.json"] = json.dumps({"protocol": protocol, "files": {n: _member_sha(d) for n, d in
+                                                                             sorted(members.items())}},
+                                          indent=1, sort_keys=True).encode("utf-8")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0)), data)
+    return {"protocol": protocol, "recording_id": rec["id"], "entries": len(entries),
+            "checkpoint": checkpoint is not None, "key": row["key_fingerprint"]}
+
+
+def _covering_checkpoint(config: Config, trusted: TrustedKeys, last_id: int) -> dict[str, Any] | None:
+    """The first valid checkpoint whose head is at or after ``last_id`` (a timestamped one first)."""
+    path = config.audit.checkpoint_file
+    if path is None or last_id == 0:
+        return None
+    try:
+        lines = read_lines(path)
+    except FileNotFoundError:
+        return None
+    covering = [ln for ln in lines if ln and _valid(ln, trusted) and ln["checkpoint"]["head_id"] >= last_id]
+    stamped = [ln for ln in covering if ln.get("tsa_token")]
+    chosen = stamped or covering
+    return chosen[0] if chosen else None
+
+
+# -- offline verification ------------------------------------------------------------------
+
+def verify_package(path: Path, key: str | None = None) -> tuple[bool, list[str]]:
+    """(ok, lines of findings) for a package file, offline."""
+    notes: list[str] = []
+    ok = True
+
+    def bad(text: str) -> None:
+        nonlocal ok
+        ok = False
+        notes.append("FAIL: " + text)
+
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        return False, [f"FAIL: not an evidence package: {exc}"]
+    with zf:
+        names = set(zf.namelist())
+        try:
+            manifest = json.loads(zf.read("manifest.json"))
+            files: dict[str, str] = manifest["files"]
+        except (KeyError, ValueError) as exc:
+            return False, [f"FAIL: no readable manifest.json ({exc})"]
+        data = {n: zf.read(n) for n in names if n != "manifest.json"}
+    for name, digest in files.items():
+        if name not in data or _member_sha(data[name]) != digest:
+            bad(f"{name}: missing or changed since the package was made")
+    extra = set(data) - set(files)
+    if extra:
+        bad(f"members not in the manifest: {sorted(extra)}")
+    trusted = TrustedKeys()
+    for name, blob in data.items():
+        if name.startswith("keys/") and name.endswith(".pem"):
+            try:
+                key_fp = trusted.add(load_public_pem(blob, name))
+            except KeyFileError as exc:
+                bad(str(exc))
+                continue
+            if name != f"keys/{key_fp}.pem":
+                bad(f"{name}: named after another key ({key_fp})")
+    record = data.get("record.json", b"").decode("utf-8", "replace")
+    signature = data.get("record.sig", b"").decode("ascii", "replace").strip()
+    try:
+        parsed = json.loads(record) if record.startswith("{") else {}
+    except ValueError:
+        parsed = {}
+    fp_value = parsed.get("key") if isinstance(parsed, dict) else None
+    fp = fp_value if isinstance(fp_value, str) else None
+    checked = check(record or None, signature or None, fp, trusted)
+    if not checked.signed:
+        bad(f"the evidence record does not verify: {checked.detail}")
+    else:
+        notes.append(f"ok: record signed by key {fp}")
+    if key is not None and fp != key.lower():
+        bad(f"signed by key {fp}, not the expected {key}")
+    audio = [n for n in data if n.startswith("recording.")]
+    if len(audio) != 1:
+        bad("no recording in the package")
+    elif checked.signed:
+        actual = _member_sha(data[audio[0]])
+        if actual != signed_sha256(checked):
+            bad(f"{audio[0]} hashes to {actual}; the signed record says {signed_sha256(checked)}")
+        else:
+            rec = checked.record["recording"] if checked.record else {}
+            notes.append(f"ok: {audio[0]} is the recording of protocol {parsed.get('protocol')} "
+                         f"({rec.get('size_bytes')} bytes, {rec.get('duration_ms')} ms, "
+                         f"finalised {rec.get('finalised_at')})")
+    _verify_audit(data, trusted, notes, bad)
+    return ok, notes
+
+
+def _verify_audit(data: dict[str, bytes], trusted: TrustedKeys, notes: list[str], bad: Any) -> None:
+    try:
+        entries = json.loads(data.get("audit.json", b"[]"))
+    except ValueError:
+        bad("audit.json is not JSON")
+        return
+    for e in entries:
+        if entry_hash(e.get("prev_hash", GENESIS), e) != e.get("hash"):
+            bad(f"audit entry {e.get('id')}: its hash does not match its content")
+    notes.append(f"ok: {len(entries)} audit entries of the call, each consistent with its hash")
+    if "checkpoint.json" not in data:
+        notes.append("note: no checkpoint covers these entries yet (the audit chain is not anchored in this package)")
+        return
+    line = json.loads(data["checkpoint.json"])
+    body = _valid(line, trusted)
+    if body is None:
+        bad("checkpoint.json is not signed by a key in the package")
+        return
+    last = max((e["id"] for e in entries), default=0)
+    if body["head_id"] < last:
+        bad(f"the checkpoint (head {body['head_id']}) does not cover entry {last}")
+    notes.append(f"ok: checkpoint of {body['at']} signed by key {body['key']} (chain head {body['head_id']})")
+    token = line.get("tsa_token")
+    if token and "tsa-ca.pem" in data:
+        import tempfile
+        with tempfile.NamedTemporaryFile(suffix=".pem") as ca:
+            ca.write(data["tsa-ca.pem"])
+            ca.flush()
+            try:
+                when = verify_token(body_bytes(body), base64.b64decode(token), Path(ca.name))
+                notes.append(f"ok: the checkpoint was timestamped {when} (RFC 3161, tsa-ca.pem)")
+            except (TsaError, ValueError) as exc:
+                bad(f"the checkpoint's timestamp token does not verify: {exc}")
+    if "chain.json" not in data:
+        notes.append("note: no chain.json: the entries' place in the chain up to the checkpoint is not proven "
+                     "offline (the company's 'callproof audit verify' proves it; export with --chain to include it)")
+    else:
+        chain = json.loads(data["chain.json"])
+        prev = chain[0]["prev_hash"] if chain else GENESIS
+        for e in chain:
+            if e["prev_hash"] != prev or entry_hash(prev, e) != e["hash"]:
+                bad(f"chain.json: entry {e['id']} does not link")
+                break
+            prev = e["hash"]
+        else:
+            ids = {e["id"]: e["hash"] for e in chain}
+            if ids.get(body["head_id"]) != body["head_hash"] or any(ids.get(e["id"]) != e["hash"] for e in entries):
+                bad("chain.json does not lead from the call's entries to the checkpoint's head")
+            else:
+                notes.append(f"ok: the call's entries are in the chain up to the checkpoint ({len(chain)} entries)")

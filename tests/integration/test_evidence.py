@@ -1,0 +1,183 @@
+"""Signed evidence and the anchored audit chain on a real Asterisk 22.
+
+An application of its own (Stasis app ``cpevidence``, its own database, recordings, signing
+key and checkpoint file; 40 ms prompts so the calls are short) and a FastAGI server on the
+same configuration; a local RFC 3161 authority (``openssl ts``, tests/peers/tsa.py)
+timestamps the checkpoints. One call per transport gets a signed record that verifies
+(``callproof recording verify`` run as an admin runs it); then the review's attacks:
+finding 1 (a recording's bytes and its ``recordings.sha256`` swapped) and finding 2 (audit
+triggers dropped, entries deleted, every hash recomputed, triggers recreated), each now
+reported by the command an auditor runs, and the export refuses the forged file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from callproof.agi_scripts.fastagi import FastAgiServer
+from callproof.config import Config
+from callproof.demo import load_sandbox_config, write_config
+from callproof.evidence.checkpoints import read_lines
+from callproof.evidence.keys import Signer
+from callproof.rights.export import ExportError, export_request_sync
+from callproof.rights.requests import file_request_sync
+from callproof.sandbox import Sandbox
+from callproof.storage import open_sync, utc_now
+
+from .harness import ObservedApplication, running, sha256_of
+from .test_agi_calls import fastagi_vars, place, wait_final_recording, wait_row
+from .test_call_state import short_prompts
+
+pytestmark = pytest.mark.integration
+
+APP = "cpevidence"
+
+
+@pytest.fixture(scope="module")
+def tsa():
+    from tests.peers.tsa import LocalTsa
+
+    with LocalTsa() as authority:
+        yield authority
+
+
+@pytest.fixture(scope="module")
+def config(sandbox: Sandbox, app_config: Config, tsa) -> Config:
+    run_dir = sandbox.run_dir / f"evidence-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir()
+    return load_sandbox_config(write_config(
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP},
+        prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
+        protocol_reading={"repeat": 0, "replay_window_ms": 0},
+        audit={"tsa_url": tsa.url, "tsa_ca_file": str(tsa.ca_file)}))
+
+
+@pytest.fixture(scope="module")
+def config_path(config: Config) -> Path:
+    return Path(config.storage.database).parent / "callproof.toml"
+
+
+@pytest.fixture(scope="module")
+async def app(config: Config):
+    async with running(ObservedApplication(config)) as application:
+        yield application
+
+
+@pytest.fixture(scope="module")
+async def fastagi(config: Config):
+    server = await FastAgiServer(config).start(port=0)
+    yield server
+    await server.stop()
+
+
+def cli(config_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The command an admin or auditor runs, in its own process."""
+    return subprocess.run([sys.executable, "-m", "callproof.cli", "--config", str(config_path), *argv],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+async def calls(app, fastagi, sandbox: Sandbox) -> dict[str, dict]:
+    """One finished call per transport: {"ari"|"fastagi": {"row": ..., "recording": ...}}."""
+    plan = {"ari": ("11987650901", {"CALLPROOF_APP": APP}),
+            "fastagi": ("11987650902", {"CALLPROOF_APP": APP, **fastagi_vars(fastagi)})}
+    placed = await asyncio.gather(*(place(sandbox, path, caller, variables)
+                                    for path, (caller, variables) in plan.items()))
+    out = {}
+    for path, channel in zip(plan, placed, strict=True):
+        row = await wait_row(app.db, channel["id"], {"completed"}, timeout=60)
+        out[path] = {"row": row, "recording": await wait_final_recording(app.db, row["id"])}
+    return out
+
+
+async def test_each_transport_signs_its_recordings_evidence(calls, config: Config, config_path: Path) -> None:
+    signer = Signer.load(config.evidence.signing_key)
+    for path, call in calls.items():
+        rec, row = call["recording"], call["row"]
+        assert rec["state"] == "finalised", path
+        with open_sync(config) as db:
+            stored = db.evidence.for_recording(rec["id"])
+        assert stored is not None and stored["key_fingerprint"] == signer.fingerprint, path
+        signer.public_key.verify(base64.b64decode(stored["signature"]), stored["record"].encode())
+        record = json.loads(stored["record"])
+        assert record["protocol"] == row["protocol"] and record["call"]["served_by"] == path
+        assert record["recording"]["sha256"] == sha256_of(Path(rec["path"])) == rec["sha256"]
+        assert record["consent"]["sha256"] == row["consent_sha256"] and record["consent"]["outcome"] == "finished"
+        assert row["caller_number"][1:] not in stored["record"]  # no caller digits in the undeletable record
+        done = cli(config_path, "recording", "verify", row["protocol"], "--by", "auditor")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "ok 1 (signed)" in done.stdout and "UNSIGNED 0" in done.stdout
+
+
+async def test_finding_1_a_swapped_recording_is_reported_and_not_exported(calls, config: Config,
+                                                                          config_path: Path) -> None:
+    rec, row = calls["ari"]["recording"], calls["ari"]["row"]
+    path = Path(rec["path"])
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 400] = bytes(b ^ 0x55 for b in data[middle:middle + 400])  # 25 ms replaced
+    path.write_bytes(bytes(data))
+    forged = hashlib.sha256(bytes(data)).hexdigest()
+    with open_sync(config) as db:
+        db._conn.execute("UPDATE recordings SET sha256 = ? WHERE id = ?", (forged, rec["id"]))
+    done = cli(config_path, "recording", "verify")
+    assert done.returncode == 1
+    assert f"MISMATCH  recording {rec['id']}  {row['protocol']}" in done.stdout
+    assert "its signed evidence record says" in done.stdout
+    assert "ok 1 (signed), MISMATCH 1" in done.stdout  # the FastAGI call is untouched
+    rights = dataclasses.replace(config.rights, export_dir=Path(config.storage.database).parent / "exports")
+    with open_sync(config) as db:
+        request = file_request_sync(db, dataclasses.replace(config, rights=rights), call_protocol=row["protocol"],
+                                    channel="cli", actor="ops", now=utc_now(), requester_number=row["caller_number"])
+        with pytest.raises(ExportError) as exc:
+            export_request_sync(db, dataclasses.replace(config, rights=rights), request.id, actor="ops",
+                                now=utc_now())
+    assert exc.value.reason == "integrity"
+    assert not rights.export_dir.exists() or not any(rights.export_dir.iterdir())
+
+
+async def test_the_audit_chain_is_anchored_and_finding_2_is_caught(calls, app, config: Config,
+                                                                   config_path: Path, tsa) -> None:
+    first = read_lines(config.audit.checkpoint_file)
+    assert first and "tsa_token" in first[0]  # written by the application at start, timestamped
+    done = cli(config_path, "audit", "checkpoint")
+    assert done.returncode == 0 and "(timestamped)" in done.stdout, done.stdout + done.stderr
+    done = cli(config_path, "audit", "verify")
+    assert done.returncode == 0, done.stdout
+    assert "intact" in done.stdout and "timestamped" in done.stdout
+    # finding 2: rewrite the chain without the newest entries the review deleted (web.login.failed
+    # there; here every entry about the ARI call), behind the triggers' back
+    with open_sync(config) as db:
+        conn = db._conn
+        triggers = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'"
+                                               " AND tbl_name = 'audit_log'")]
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                                    " AND tbl_name = 'audit_log'").fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DELETE FROM audit_log WHERE protocol = ?", (calls["ari"]["row"]["protocol"],))
+        from callproof.storage.audit import GENESIS, entry_hash
+        rows = conn.execute("SELECT at, actor, action, protocol, subject, details"
+                            " FROM audit_log ORDER BY id").fetchall()
+        conn.execute("DELETE FROM audit_log")
+        prev = GENESIS
+        for n, values in enumerate(rows, 1):
+            entry = dict(zip(("at", "actor", "action", "protocol", "subject", "details"), values, strict=True), id=n)
+            h = entry_hash(prev, entry)
+            conn.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (n, *values, prev, h))
+            prev = h
+        for sql in triggers:
+            conn.execute(sql)
+        assert db.audit.verify_chain() is None  # the chain alone: "intact", as the review found
+    done = cli(config_path, "audit", "verify")
+    assert done.returncode == 1 and "BROKEN" in done.stdout
+    assert "entries were DELETED" in done.stdout or "REWRITTEN" in done.stdout, done.stdout

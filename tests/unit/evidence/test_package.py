@@ -1,0 +1,100 @@
+"""The evidence package: exported with the CLI, verified offline in a fresh process with no
+configuration and no database; any changed member, or another key, fails it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from callproof.config import AuditConfig
+from callproof.evidence.checkpoints import anchor_once
+from callproof.evidence.keys import Signer, generate_key_file
+from callproof.storage import connect_sync
+from tests.peers.tsa import LocalTsa
+
+from .test_checkpoints import cli
+from .world import finalised_call, signed_config
+
+
+def offline_verify(package: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``callproof evidence verify`` as a recipient runs it: its own process, no config, no
+    database, another folder, no callproof environment variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPROOF")}
+    env["HOME"] = str(cwd)
+    return subprocess.run([sys.executable, "-m", "callproof.cli", "evidence", "verify", str(package), *args],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=60, check=False)
+
+
+def rewrite_member(package: Path, name: str, change) -> Path:
+    out = package.with_name("changed-" + package.name)
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            dst.writestr(info, change(data) if info.filename == name else data)
+    return out
+
+
+@pytest.fixture
+def package(tmp_path: Path):
+    with LocalTsa() as tsa:
+        config = signed_config(tmp_path, checkpoints=True)
+        config = dataclasses.replace(config, audit=AuditConfig(
+            checkpoint_file=config.audit.checkpoint_file, tsa_url=tsa.url, tsa_ca_file=tsa.ca_file))
+        rec = finalised_call(config)
+        assert anchor_once(config)
+        out = tmp_path / "evidence.zip"
+        assert cli(config, tmp_path, "evidence", "export", rec["protocol"], "--out", str(out), "--chain") == 0
+        yield config, rec, out
+
+
+def test_a_package_verifies_offline_with_the_published_fingerprint(package, tmp_path: Path) -> None:
+    config, rec, out = package
+    fp = Signer.load(config.evidence.signing_key).fingerprint
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"recording.wav", "record.json", "record.sig", f"keys/{fp}.pem", "audit.json", "checkpoint.json",
+            "tsa-ca.pem", "chain.json", "manifest.json", "README.txt"} <= names
+    elsewhere = tmp_path / "recipient"
+    elsewhere.mkdir()
+    done = offline_verify(out, "--key", fp, cwd=elsewhere)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "VERIFIED" in done.stdout and f"recording of protocol {rec['protocol']}" in done.stdout
+    assert "timestamped" in done.stdout and "in the chain up to the checkpoint" in done.stdout
+    conn = connect_sync(config.storage.database)
+    assert conn.execute("SELECT count(*) FROM audit_log WHERE action = 'evidence.exported'").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("member", ["recording.wav", "record.json", "audit.json", "checkpoint.json"])
+def test_a_changed_member_fails(package, tmp_path: Path, member: str) -> None:
+    _, _, out = package
+
+    def flip(data: bytes) -> bytes:
+        i = len(data) // 2
+        return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+
+    done = offline_verify(rewrite_member(out, member, flip), cwd=tmp_path)
+    assert done.returncode == 1 and "DOES NOT VERIFY" in done.stdout and member in done.stdout
+
+
+def test_another_key_than_the_published_one_fails(package, tmp_path: Path) -> None:
+    _, _, out = package
+    generate_key_file(tmp_path / "o.pem")
+    other = Signer.load(tmp_path / "o.pem")
+    done = offline_verify(out, "--key", other.fingerprint, cwd=tmp_path)
+    assert done.returncode == 1 and "not the expected" in done.stdout
+
+
+def test_a_forged_recording_is_never_packaged(package, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, rec, _ = package
+    data = bytearray(rec["path"].read_bytes())
+    data[-1] ^= 0xFF
+    rec["path"].write_bytes(bytes(data))
+    capsys.readouterr()
+    assert cli(config, tmp_path, "evidence", "export", rec["protocol"], "--out", str(tmp_path / "x.zip")) == 1
+    assert "does not match its signed record" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
