@@ -24,8 +24,8 @@ pytestmark = pytest.mark.integration
 
 CALLER, CONTROL = "11976540601", "11976540602"
 E164 = "+55" + CALLER
-IDENTITY_KEY = "integration-identity-key-0123456789abcdef"
-LINK_SECRET = "integration-link-secret-0123456789abcdefgh"
+IDENTITY_KEY = "3375f8866eb96c1c9a62eab725610c2cc79e823ba4559786"  # random: configuration refuses regular secrets
+LINK_SECRET = "be52a5fa9a8fbd0ab7927bee4eef0e48c2a7e3eda3fdf0f9"  # random: configuration refuses regular secrets
 
 
 def rights_config(harness, app_config, tmp_path: Path) -> Path:

@@ -30,8 +30,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  # the test starts playback itself (from a script, not a click on the control)
                  "--autoplay-policy=no-user-gesture-required"]
-IDENTITY_KEY = "web-e2e-identity-key-0123456789abcdefgh"
-LINK_SECRET = "web-e2e-link-secret-0123456789abcdefghij"
+IDENTITY_KEY = "0841b8618bdca36754c0926a4c351b21f544db4f68af9ada"  # random: configuration refuses regular secrets
+LINK_SECRET = "fe82c5217a18b097d3749b319e6f12a6ffaf0281f733fe89"  # random: configuration refuses regular secrets
 
 
 def browser_unavailable(reason: str) -> NoReturn:
