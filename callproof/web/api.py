@@ -83,7 +83,7 @@ async def create_request(request: web.Request) -> web.StreamResponse:
     if not _authorised(request, token):
         # Counted, not logged one line each; an address guessing tokens is soon answered 429.
         remote = client_remote(request)
-        wait = ctx.limiter.check(remote)
+        wait = ctx.limiter.check(remote, "api")
         ctx.refusals.add("api.rate_limited" if wait else "api.unauthorised", remote, ctx.now())
         if wait:
             return web.json_response({"error": "too many requests"}, status=429,

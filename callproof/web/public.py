@@ -69,7 +69,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     token = request.match_info["token"]
     remote = client_remote(request)
-    wait = ctx.limiter.check(remote)
+    wait = ctx.limiter.check(remote, "download")
     if wait:
         ctx.refusals.add("download.rate_limited", remote, ctx.now())
         return _plain(429, "Too many requests. Try again later.", {"Retry-After": str(wait)})

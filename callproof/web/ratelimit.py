@@ -1,7 +1,7 @@
 """What anyone may ask without logging in, and what it leaves behind.
 
 * :class:`SourceLimiter`: a token bucket per client address (an IPv6 client
-  by its /64) for ``/d/``, ``POST /login`` and the API: ``[web]
+  by its /64), one each for ``/d/``, ``POST /login`` and the API: ``[web]
   public_rate_per_minute`` requests a minute, as a burst of that size; then
   429 with ``Retry-After``.  In memory, at most ``MAX_SOURCES`` addresses (the
   longest idle are forgotten first).
@@ -61,9 +61,10 @@ class SourceLimiter:
     clock: Callable[[], float] = time.monotonic
     _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
 
-    def check(self, remote: str | None) -> int:
-        """0 when the request may go on (one token taken), else seconds to wait."""
-        key, now = source_key(remote), self.clock()
+    def check(self, remote: str | None, what: str) -> int:
+        """0 when the request may go on (one token taken), else seconds to wait.
+        ``what`` (``download``, ``login``, ``api``): each has its own bucket per address."""
+        key, now = f"{what} {source_key(remote)}", self.clock()
         rate = self.per_minute / 60.0
         tokens, then = self._buckets.pop(key, (float(self.per_minute), now))
         tokens = min(float(self.per_minute), tokens + (now - then) * rate)

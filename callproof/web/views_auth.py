@@ -71,7 +71,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     remote = client_remote(request)
-    wait = ctx.limiter.check(remote)
+    wait = ctx.limiter.check(remote, "login")
     if wait:
         ctx.refusals.add("login.rate_limited", remote, ctx.now())
         return await _login_page(request, status=429, headers={"Retry-After": str(wait)},
