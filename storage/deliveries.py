@@ -65,11 +65,11 @@ def _audit(conn: sqlite3.Connection, a: DeliveryAudit, delivery_id: int, outcome
 
 
 def _insert(conn: sqlite3.Connection, a: DeliveryAudit, actor: str, at: str,
-            outbox_id: int | None = None) -> int:
+            outbox_id: int | None = None, redacted_body: str | None = None) -> int:
     return inserted_id(conn.execute(
         "INSERT INTO request_deliveries (request_id, link_id, channel, recipient, state, outbox_id,"
-        " created_at, created_by) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-        (a.request_id, a.link_id, a.channel, a.recipient, outbox_id, at, actor)))
+        " created_at, created_by, redacted_body) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+        (a.request_id, a.link_id, a.channel, a.recipient, outbox_id, at, actor, redacted_body)))
 
 
 def get_delivery_sync(conn: sqlite3.Connection, delivery_id: int) -> Delivery | None:
@@ -83,14 +83,18 @@ def deliveries_for_request_sync(conn: sqlite3.Connection, request_id: int) -> li
 
 
 def queue_sms_sync(conn: sqlite3.Connection, a: DeliveryAudit, *, sms_protocol: str, destination: str,
-                   language: str, body: str, actor: str, at: str | datetime) -> Delivery:
+                   language: str, body: str, actor: str, at: str | datetime,
+                   redacted_body: str | None = None) -> Delivery:
     """One ``sms_outbox`` row (the outbox sender sends it), the ``queued`` delivery,
-    its audit entry and the request's move to ``delivered``: one transaction."""
+    its audit entry and the request's move to ``delivered``: one transaction.
+
+    ``redacted_body``: the body without its download token; a trigger
+    (migration 0008) puts it in ``sms_outbox.body`` once the SMS is sent."""
     at = to_db_time(at)
     with immediate(conn):
         outbox_id = inserted_id(conn.execute(
             _SQL_SMS, (sms_protocol, None, destination, language, body, "pending", None, at, at, at)))
-        delivery_id = _insert(conn, a, actor, at, outbox_id)
+        delivery_id = _insert(conn, a, actor, at, outbox_id, redacted_body)
         _audit(conn, a, delivery_id, "queued", actor, at, outbox_id=outbox_id)
         set_state_in_transaction_sync(conn, a.request_id, "delivered", actor=actor, at=at,
                                       details={"delivery_id": delivery_id, "via": "sms"})

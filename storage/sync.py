@@ -184,8 +184,9 @@ class WebAuthRepo(_Repository):
     create_session = _Bound(_webauth.create_session_sync)
     get_session = _Bound(_webauth.get_session_sync)
     end_session = _Bound(_webauth.end_session_sync)
-    recent_failures = _Bound(_webauth.recent_failures_sync)
-    record_failure = _Bound(_webauth.record_failure_sync)
+    begin_login = _Bound(_webauth.begin_login_sync)
+    login_failed = _Bound(_webauth.login_failed_sync)
+    login_succeeded = _Bound(_webauth.login_succeeded_sync)
     prune_failures = _Bound(_webauth.prune_failures_sync)
 
 

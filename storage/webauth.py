@@ -9,14 +9,16 @@ accounts write an audit entry in the same transaction.
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .errors import AlreadyExistsError, NotFoundError
-from .timefmt import to_db_time
+from .timefmt import parse_db_time, to_db_time
 
 ROLES = ("viewer", "operator", "admin")
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -138,39 +140,80 @@ def end_session_sync(conn: sqlite3.Connection, id_hash: str, *, username: str,
 
 
 # -- failed logins --------------------------------------------------------------
+#
+# A login attempt is reserved before its password is checked: counting the recent
+# failures and writing the attempt's own row are one BEGIN IMMEDIATE transaction,
+# so concurrent attempts cannot all read the same count (the row counts as a
+# failure until the password proves right).  Counted per account *and* client
+# address (an attacker elsewhere cannot lock the owner out) and per address over
+# all accounts (spraying); past the limit the next attempt waits a time that
+# doubles with each further failure, up to the window, instead of a fixed lock.
 
-def recent_failures_sync(conn: sqlite3.Connection, username: str, remote: str | None,
-                         since: str | datetime) -> tuple[int, int]:
-    """(failures for ``username``, failures from ``remote``) at or after ``since``.
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """``attempt_id``: the reserved failure row, or None when refused unchecked
+    (then ``retry_after`` seconds, and ``why``: ``account`` or ``address``)."""
 
-    Failures for a username made before that user's last successful login do
-    not count, so a user who eventually typed the right password starts afresh."""
-    since = to_db_time(since)
-    last_login = conn.execute(
-        "SELECT max(s.created_at) FROM web_sessions s JOIN web_users u ON u.id = s.user_id"
-        " WHERE u.username = ?", (username,)).fetchone()[0]
-    user_since = max(since, last_login) if last_login else since
-    by_user = conn.execute("SELECT count(*) FROM web_login_failures WHERE username = ? AND at >= ?",
-                           (username, user_since)).fetchone()[0]
-    by_remote = 0
-    if remote:
-        by_remote = conn.execute("SELECT count(*) FROM web_login_failures WHERE remote = ? AND at >= ?",
-                                 (remote, since)).fetchone()[0]
-    return by_user, by_remote
+    attempt_id: int | None
+    retry_after: int = 0
+    why: str = ""
 
 
-def record_failure_sync(conn: sqlite3.Connection, username: str, remote: str | None, *,
-                        at: str | datetime, throttled: bool) -> None:
-    """A refused login: one row for the counters and one audit entry
-    (``web.login.failed``, or ``web.login.throttled`` when it was refused
-    without checking the password)."""
-    action = "web.login.throttled" if throttled else "web.login.failed"
+def _wait(conn: sqlite3.Connection, where: str, params: tuple, *, since: str, at: datetime,
+          limit: int, window: int, backoff: int) -> int:
+    """Seconds still to wait for the failures selected by ``where`` (0: may try)."""
+    failures, last = conn.execute(
+        f"SELECT count(*), max(at) FROM web_login_failures WHERE {where} AND at >= ?",
+        (*params, since)).fetchone()
+    if failures < limit:
+        return 0
+    wait = min(window, backoff * 2 ** min(failures - limit, 30))
+    remaining = (parse_db_time(last) - at).total_seconds() + wait
+    return max(0, math.ceil(remaining))
+
+
+def begin_login_sync(conn: sqlite3.Connection, username: str, remote: str | None, *, at: datetime,
+                     window_seconds: int, max_failures: int, max_per_remote: int,
+                     backoff_seconds: int) -> LoginAttempt:
+    """Reserve one login attempt (a failure row) unless the account+address, or
+    the address, must wait; see above."""
+    username = username[:64]
+    at_db = to_db_time(at)
+    at = parse_db_time(at_db)
+    since = to_db_time(at - timedelta(seconds=window_seconds))
     with immediate(conn):
-        if not throttled:
-            conn.execute("INSERT INTO web_login_failures (username, remote, at) VALUES (?, ?, ?)",
-                         (username[:64], remote, to_db_time(at)))
-        append_in_transaction_sync(conn, action, "web:anonymous", at,
-                                   subject=f"web_user:{username[:64]}", details={"remote": remote})
+        wait = _wait(conn, "username = ? AND remote IS ?", (username, remote), since=since, at=at,
+                     limit=max_failures, window=window_seconds, backoff=backoff_seconds)
+        if wait:
+            return LoginAttempt(None, wait, "account")
+        if remote is not None:
+            wait = _wait(conn, "remote = ?", (remote,), since=since, at=at, limit=max_per_remote,
+                         window=window_seconds, backoff=backoff_seconds)
+            if wait:
+                return LoginAttempt(None, wait, "address")
+        return LoginAttempt(inserted_id(conn.execute(
+            "INSERT INTO web_login_failures (username, remote, at) VALUES (?, ?, ?)",
+            (username, remote, at_db))))
+
+
+def login_failed_sync(conn: sqlite3.Connection, attempt_id: int, username: str, remote: str | None, *,
+                      at: str | datetime, prune_before: str | datetime) -> None:
+    """The reserved attempt was a wrong password: its row stays, audited
+    ``web.login.failed``; failures older than the window are forgotten (the
+    audit log keeps them)."""
+    with immediate(conn):
+        append_in_transaction_sync(conn, "web.login.failed", "web:anonymous", at,
+                                   subject=f"web_user:{username[:64]}",
+                                   details={"remote": remote, "attempt": attempt_id})
+        conn.execute("DELETE FROM web_login_failures WHERE at < ?", (to_db_time(prune_before),))
+
+
+def login_succeeded_sync(conn: sqlite3.Connection, attempt_id: int, username: str, remote: str | None) -> None:
+    """The reserved attempt was right: it and the account's failures from this
+    address are no longer failures (the session's audit entry is the login)."""
+    with immediate(conn):
+        conn.execute("DELETE FROM web_login_failures WHERE id = ? OR (username = ? AND remote IS ?)",
+                     (attempt_id, username[:64], remote))
 
 
 def prune_failures_sync(conn: sqlite3.Connection, before: str | datetime) -> int:

@@ -221,6 +221,10 @@ class WebConfig:
     login_max_failures: int = 5
     login_window_seconds: int = 900
     api_token: str = ""  # bearer token for the HTTP request-intake API; empty = API off
+    # Addresses / networks of reverse proxies whose X-Forwarded-For is believed; empty = ignore the header.
+    trusted_proxies: tuple[str, ...] = ()
+    # Requests per minute (per client address) to the pages that need no login: /d/, POST /login, the API.
+    public_rate_per_minute: int = 30
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Every failure raises :class:`ConfigError` naming the key (``ari.password``,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -295,6 +296,13 @@ def _validate_web(w: WebConfig) -> None:
     if not 10 <= w.login_window_seconds <= 86400:
         raise ConfigError("web.login_window_seconds", "must be between 10 and 86400")
     _check_secret("web.api_token", w.api_token)
+    for entry in w.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError("web.trusted_proxies", f"{entry!r} is not an IP address or network") from None
+    if not 1 <= w.public_rate_per_minute <= 10000:
+        raise ConfigError("web.public_rate_per_minute", "must be between 1 and 10000")
 
 
 def _validate_callback(c: CallbackConfig) -> None:

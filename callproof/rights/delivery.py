@@ -33,7 +33,7 @@ from callproof.storage.deliveries import Delivery, DeliveryAudit
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .export import latest_export_sync
-from .links import IssuedLink, issue_link_sync, revoke_link_sync
+from .links import IssuedLink, issue_link_sync, redact_link_tokens, revoke_link_sync
 from .requests import normalise_deliver_to
 
 VIA = ("sms", "email")
@@ -187,10 +187,15 @@ def _deliver_sms(db: SyncDatabase, config: Config, request: dict[str, Any], audi
         or config.rights.sms_link_templates[config.general.default_language]
     body = template.format(company=texts["company"], protocol=texts["protocol"], url=texts["url"],
                            expires=texts["expires"])
+    # Kept in the outbox only until it is sent: then the row holds this instead (a database
+    # copy must not hand out working links).
+    redacted = template.format(company=texts["company"], protocol=texts["protocol"],
+                               url=redact_link_tokens(texts["url"]), expires=texts["expires"])
     # The request's own protocol (a service contact); a bare retention hook row has none.
     sms_protocol = request["request_protocol"] or request["protocol"]
     return db.deliveries.queue_sms(audit, sms_protocol=sms_protocol, destination=audit.recipient.partition(":")[2],
-                                   language=language, body=body, actor=actor, at=at)
+                                   language=language, body=body, actor=actor, at=at,
+                                   redacted_body=redacted)
 
 
 def _deliver_email(db: SyncDatabase, config: Config, audit: DeliveryAudit, link: IssuedLink, language: str,

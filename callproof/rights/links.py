@@ -94,6 +94,21 @@ def parse_token(secret: str, token: str) -> tuple[int, datetime]:
     return link_id, datetime.fromtimestamp(expires, UTC)
 
 
+_ANY_TOKEN = re.compile(rf"{_B64}{{23}}\.{_B64}{{43}}")
+REDACTED = "[redacted]"
+
+
+def redact_link_tokens(text: str) -> str:
+    """``text`` with every download token in it replaced by ``[redacted]`` (for
+    logs and stored copies of a message already sent)."""
+    return _ANY_TOKEN.sub(REDACTED, text)
+
+
+def token_digest(token: str) -> str:
+    """How a token is named where it is recorded: a short sha256, never the token."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
+
+
 def link_url(config: Config, token: str) -> str:
     return f"{config.rights.public_base_url}d/{token}"
 
@@ -142,11 +157,14 @@ def revoke_link_sync(db: SyncDatabase, link_id: int, *, actor: str, now: str | d
 
 
 def resolve_token_sync(db: SyncDatabase, config: Config, token: str, *,
-                       now: str | datetime, remote: str | None = None) -> tuple[DownloadLink, Export]:
+                       now: str | datetime, remote: str | None = None,
+                       count: bool = True) -> tuple[DownloadLink, Export]:
     """``(link, export)`` for a valid token, counting one download; LinkError otherwise.
 
     The caller then serves ``export.path`` (already checked: present, same
-    sha256 as when exported).  Both outcomes are audited."""
+    sha256 as when exported).  Both outcomes are audited.  ``count=False``
+    (a HEAD, or a range that does not reach the file's end) checks the link
+    the same way, refusals audited, but neither counts nor audits a download."""
     db = SyncDatabase.wrap(db)
     secret = require_secret(config, "rights.link_secret")
     at = to_db_time(now)
@@ -164,6 +182,8 @@ def resolve_token_sync(db: SyncDatabase, config: Config, token: str, *,
         _refused(db, at, exc, remote, link=link, link_id=link_id)
         raise
     assert link is not None and export is not None
+    if not count:
+        return link, export
     refusal: LinkError | None = None
 
     def refused(changed: DownloadLink | None) -> dict[str, Any]:
@@ -226,7 +246,7 @@ def _refusal_details(exc: LinkError, remote: str | None, *, token: str | None = 
     if isinstance(token, str):
         # Never the token itself (a bearer credential): its length and a short digest.
         details["token_chars"] = len(token)
-        details["token_sha256_prefix"] = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
+        details["token_sha256_prefix"] = token_digest(token)
     return details
 
 

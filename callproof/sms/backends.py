@@ -49,8 +49,9 @@ class LogBackend:
     name = "log"
 
     async def send(self, message: Mapping[str, Any]) -> SendResult:
+        from callproof.rights.links import redact_link_tokens  # a link SMS: the token is a credential
         event(log, "sms.logged", protocol=message["protocol"], destination=message["destination"],
-              body=message["body"], outbox_id=message["id"])
+              body=redact_link_tokens(message["body"]), outbox_id=message["id"])
         return SendResult(accepted=True, gateway_message_id=f"log-{message['id']}")
 
     async def close(self) -> None:

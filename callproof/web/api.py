@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import logging
 
 from aiohttp import web
 
@@ -30,7 +29,6 @@ from .auth import client_remote
 from .context import ctx_of
 from .recfiles import is_protocol
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 FIELDS = ("protocol", "phone", "cpf", "customer_code", "deliver_to")
@@ -90,7 +88,13 @@ async def create_request(request: web.Request) -> web.StreamResponse:
     if not token:
         raise web.HTTPNotFound(text="The request API is off ([web] api_token is not set).")
     if not _authorised(request, token):
-        log.warning("API request refused: bad or missing bearer token from %s", client_remote(request))
+        # Counted, not logged one line each; an address guessing tokens is soon answered 429.
+        remote = client_remote(request)
+        wait = ctx.limiter.check(remote, "api")
+        ctx.refusals.add("api.rate_limited" if wait else "api.unauthorised", remote, ctx.now())
+        if wait:
+            return web.json_response({"error": "too many requests"}, status=429,
+                                     headers={"Retry-After": str(wait)})
         return web.json_response({"error": "missing or wrong bearer token"}, status=401,
                                  headers={"WWW-Authenticate": 'Bearer realm="callproof"'})
     if request.content_length is not None and request.content_length > MAX_BODY:

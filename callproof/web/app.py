@@ -9,21 +9,37 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from callproof.storage import open_pool
 
 from ..config import Config
 from . import api, public, views_admin, views_auth, views_calls, views_requests
+from .accesslog import ACCESS_LOG_NAME, AccessLogger
 from .context import CTX_KEY, WebContext, system_clock
 from .dbpool import DbPool
+from .ratelimit import summaries
+
+__all__ = ["ACCESS_LOG_NAME", "build_app", "runner_options", "serve"]
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 CONTENT_SECURITY_POLICY = ("default-src 'self'; base-uri 'none'; object-src 'none'; "
                            "frame-ancestors 'none'; form-action 'self'")
+# Files (audio, exports) are never documents: nothing in them may run or load anything.
+FILE_SECURITY_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
 MAX_BODY_BYTES = 64 * 1024
+# What the Server header says: no product versions to look up exploits for.
+SERVER_NAME = "callproof"
+# aiohttp answers a request its parser refuses itself, before any application hook,
+# with its own Server value; this is the module global it reads.
+web_response.SERVER_SOFTWARE = SERVER_NAME
+
+
+def runner_options() -> dict:
+    """How the server (and the tests' server) is run: our access log line."""
+    return {"access_log_class": AccessLogger, "access_log": logging.getLogger(ACCESS_LOG_NAME)}
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -31,7 +47,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     (a /d/ link must not leak onwards), and no caching of anything but the
     stylesheet -- pages and audio carry personal data."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers["Server"] = SERVER_NAME
+    is_page = headers.get("Content-Type", "").startswith("text/html")
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY if is_page else FILE_SECURITY_POLICY)
     headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "no-referrer"
@@ -52,6 +70,7 @@ def build_app(config: Config, *, db: DbPool | None = None,
         app.router.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR, follow_symlinks=False, show_index=False)
     app.on_response_prepare.append(_security_headers)
+    app.cleanup_ctx.append(summaries)
     if db is None:
         async def close_pool(_app: web.Application) -> None:
             pool.close()
@@ -62,7 +81,7 @@ def build_app(config: Config, *, db: DbPool | None = None,
 async def serve(config: Config, host: str, port: int, *, ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests and close."""
     app = build_app(config)
-    runner = web.AppRunner(app, access_log=logging.getLogger("callproof.web.access"))
+    runner = web.AppRunner(app, **runner_options())
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -1,5 +1,5 @@
 """Who is asking: sessions (cookie -> ``web_sessions``), roles, CSRF, and
-the remote address used for login throttling.
+the client address used for throttling (``[web] trusted_proxies``).
 
 The cookie holds a random value; the database holds only its sha256, so a
 copy of the database cannot be replayed as a login.  Every POST from a
@@ -46,22 +46,38 @@ def new_token() -> str:
 
 
 def client_remote(request: web.Request) -> str | None:
-    """The client's address: the TCP peer, or -- when the peer is a loopback
-    address, i.e. the TLS reverse proxy on this host -- the last address in
-    X-Forwarded-For (the one that proxy set; docs/web.md)."""
+    """The client's address: the TCP peer, unless the peer is one of ``[web]
+    trusted_proxies``; then the right-most address in X-Forwarded-For that is not
+    a trusted proxy (what the proxies appended; what the client wrote first is not
+    believed).  With no trusted proxy (the default) the header is ignored."""
     peer = request.remote
-    try:
-        loopback = peer is not None and ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        loopback = False
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    if loopback and forwarded:
-        last = forwarded.split(",")[-1].strip()
+    proxies = trusted_networks(ctx_of(request).config.web.trusted_proxies)
+    if not proxies or not _is_in(peer, proxies):
+        return peer
+    hops = [hop.strip() for value in request.headers.getall("X-Forwarded-For", []) for hop in value.split(",")]
+    for hop in reversed(hops):
         try:
-            return str(ipaddress.ip_address(last))
+            address = ipaddress.ip_address(hop)
         except ValueError:
-            return peer
+            return peer  # a proxy that wrote garbage: fall back to what we know
+        if not _is_in(str(address), proxies):
+            return str(address)
     return peer
+
+
+@functools.cache
+def trusted_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(e, strict=False) for e in entries)
+
+
+def _is_in(address: str | None, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    if address is None:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def set_cookie(response: web.StreamResponse, ctx: WebContext, name: str, value: str, *,

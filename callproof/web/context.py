@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from ..config import Config
 from .dbpool import DbPool
+from .ratelimit import RefusalTally, SourceLimiter
+
+MAX_NOTICES = 1000
 
 
 def system_clock() -> datetime:
@@ -21,9 +25,26 @@ class WebContext:
     config: Config
     db: DbPool
     clock: Callable[[], datetime] = system_clock
+    limiter: SourceLimiter = field(init=False)
+    refusals: RefusalTally = field(default_factory=RefusalTally)
+    # The queue's one-time notice after an action, by session (never in a URL: it may name
+    # the customer's number).  In memory: a restart loses a notice, nothing else.
+    notices: OrderedDict[str, str] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        self.limiter = SourceLimiter(self.config.web.public_rate_per_minute)
 
     def now(self) -> datetime:
         return self.clock()
+
+    def leave_notice(self, session_key: str, text: str) -> None:
+        self.notices.pop(session_key, None)
+        self.notices[session_key] = text
+        while len(self.notices) > MAX_NOTICES:
+            self.notices.popitem(last=False)
+
+    def take_notice(self, session_key: str) -> str:
+        return self.notices.pop(session_key, "")
 
 
 CTX_KEY = web.AppKey("callproof_web", WebContext)

@@ -1,18 +1,30 @@
 """``GET /d/{token}``: the customer's download link (no login).
 
-The token is checked by ``resolve_token_sync`` (signature, expiry, revocation,
-download count; both outcomes audited there).  A refusal answers with a
-short plain message and nothing about why beyond "invalid" or "no longer
-valid": the audit log has the detail, the public does not.
+Each client address has a rate limit (ratelimit.py).  A token that is not a
+download token, or whose signature does not match, is refused without touching
+the database: it is only counted (``web.refusals``).  A token with a valid
+signature is checked by ``resolve_token_sync`` (expiry, revocation, download
+count, the file's sha256; its refusals audited one by one).
+
+Only a GET that sends the file's last byte counts as a download: a whole-file
+GET, or a range that reaches the end (a resumed download counts once, when it
+finishes).  HEAD and ranges short of the end (link scanners, prefetchers, a
+player probing the file) are served without counting.  Conditional headers are
+ignored: every GET gets the bytes it asked for, so none can skip the count.
+
+A refusal answers with a short plain message and nothing about why beyond
+"invalid" or "no longer valid": the audit log has the detail, the public does not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from aiohttp import web
 
+from ..rights.links import LinkError, parse_token, resolve_token_sync, token_digest
 from .auth import client_remote
 from .context import ctx_of
 from .recfiles import UnsafeFile, file_inside
@@ -21,38 +33,122 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MAX_TOKEN_CHARS = 256
+CHUNK = 256 * 1024
 GONE_REASONS = frozenset({"expired", "revoked", "exhausted", "gone"})  # 410: ask for a new link
 CONTENT_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
 
 
-def _plain(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text + "\n", content_type="text/plain", charset="utf-8")
+def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=text + "\n", content_type="text/plain", charset="utf-8",
+                        headers=headers)
 
 
-@routes.get("/d/{token}")
+def _range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) asked for, the whole file without a Range; None when
+    the range cannot be satisfied (416).  One range only."""
+    if "Range" not in request.headers:
+        return 0, size
+    try:
+        asked = request.http_range
+    except ValueError:
+        return None
+    start, stop = asked.start, asked.stop
+    if start is None:
+        return 0, size
+    if start < 0:  # bytes=-N: the last N bytes
+        start = max(0, size + start)
+        stop = size
+    stop = size if stop is None else min(stop, size)
+    if start >= size or start >= stop:
+        return None
+    return start, stop
+
+
+@routes.get("/d/{token}")  # HEAD too (aiohttp adds it to a GET route)
 async def download(request: web.Request) -> web.StreamResponse:
-    from ..rights.links import LinkError, resolve_token_sync
-
     ctx = ctx_of(request)
     token = request.match_info["token"]
+    remote = client_remote(request)
+    wait = ctx.limiter.check(remote, "download")
+    if wait:
+        ctx.refusals.add("download.rate_limited", remote, ctx.now())
+        return _plain(429, "Too many requests. Try again later.", {"Retry-After": str(wait)})
     if len(token) > MAX_TOKEN_CHARS or not token.isascii():
+        ctx.refusals.add("download.malformed", remote, ctx.now())
         return _plain(403, "This download link is not valid.")
     try:
+        parse_token(ctx.config.rights.link_secret, token)
+    except LinkError as exc:  # anyone can make these: counted, not written one by one
+        ctx.refusals.add(f"download.{exc.reason}", remote, ctx.now())
+        return _plain(403, "This download link is not valid.")
+
+    export_path = await ctx.db.run(_export_path_of, ctx.config, token, ctx.now())
+    size = None
+    if export_path is not None:
+        try:
+            size = (await asyncio.to_thread(os.stat, export_path)).st_size
+        except OSError:
+            size = None
+    wanted = _range(request, size) if size is not None else (0, 0)
+    counts = request.method == "GET" and wanted is not None and size is not None and wanted[1] == size
+    try:
         link, export = await ctx.db.run(resolve_token_sync, ctx.config, token, now=ctx.now(),
-                                        remote=client_remote(request))
+                                        remote=remote, count=counts)
     except LinkError as exc:
         if exc.reason in GONE_REASONS:
             return _plain(410, "This download link is no longer valid. Ask for a new one.")
         return _plain(403, "This download link is not valid.")
     try:
         path = await asyncio.to_thread(file_inside, ctx.config.rights.export_dir, export.path)
+        size = (await asyncio.to_thread(os.stat, path)).st_size
     except (UnsafeFile, FileNotFoundError) as exc:
-        log.error("download link %s: export %s cannot be served: %s", link.id, export.id, exc)
+        log.error("download link %s: export %s cannot be served (%s)", link.id, export.id, type(exc).__name__)
         return _plain(410, "This recording is no longer available. Ask for a new link.")
-    fmt = export.format
-    name = f"{link.call_protocol or 'recording'}.{fmt}"
-    return web.FileResponse(path, headers={
-        "Content-Type": CONTENT_TYPES.get(fmt, "application/octet-stream"),
+    wanted = _range(request, size)
+    if wanted is None:
+        return _plain(416, "Requested range not satisfiable.", {"Content-Range": f"bytes */{size}"})
+    name = f"{link.call_protocol or 'recording'}.{export.format}"
+    return await _send(request, path, size, wanted, headers={
+        "Content-Type": CONTENT_TYPES.get(export.format, "application/octet-stream"),
         "Content-Disposition": f'attachment; filename="{name}"',
+        "Accept-Ranges": "bytes",
         "Cache-Control": "no-store",
     })
+
+
+def _export_path_of(db, config, token: str, now) -> str | None:
+    """The export file a signed token points at (to know its size before counting)."""
+    from callproof.storage import SyncDatabase
+    link_id, _expiry = parse_token(config.rights.link_secret, token)
+    db = SyncDatabase.wrap(db)
+    link = db.links.get(link_id)
+    export = db.exports.get(link.export_id) if link else None
+    return export.path if export is not None else None
+
+
+async def _send(request: web.Request, path: str, size: int, wanted: tuple[int, int], *,
+                headers: dict[str, str]) -> web.StreamResponse:
+    start, stop = wanted
+    partial = "Range" in request.headers
+    response = web.StreamResponse(status=206 if partial else 200, headers=headers)
+    response.content_length = stop - start
+    if partial:
+        response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    fh = await asyncio.to_thread(open, path, "rb")  # the file system is not the event loop's
+    with fh:
+        fh.seek(start)
+        left = stop - start
+        while left > 0:
+            chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
+            if not chunk:
+                break
+            await response.write(chunk)
+            left -= len(chunk)
+    await response.write_eof()
+    return response
+
+
+__all__ = ["download", "token_digest"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -13,7 +14,7 @@ from callproof.storage.sync import AuditRepo, PagesRepo, RecordingsRepo
 from . import rights_api
 from .auth import actor, requires
 from .context import ctx_of
-from .recfiles import UnsafeFile, file_inside, is_protocol
+from .recfiles import UnsafeFile, audio_type, file_inside, is_protocol
 from .render import not_found, render
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,19 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/search")
 @requires("viewer")
+async def search_form(request: web.Request) -> web.StreamResponse:
+    """The empty form.  A query string is never searched: a CPF or a number in a
+    URL ends up in access logs and browser history."""
+    return await render(request, "search.html", form=dict.fromkeys(SEARCH_FIELDS, ""), results=None,
+                        error=None)
+
+
+@routes.post("/search")
+@requires("viewer")
 async def search(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
-    form = {k: request.query.get(k, "").strip()[:64] for k in SEARCH_FIELDS}
+    posted = await request.post()
+    form = {k: str(posted.get(k, "")).strip()[:64] for k in SEARCH_FIELDS}
     results, error = None, None
     if any(form[k] for k in ("protocol", "phone", "cpf", "customer_code")):
         try:
@@ -43,6 +54,8 @@ async def search(request: web.Request) -> web.StreamResponse:
             error = str(exc)
     elif form["from"] or form["to"]:
         error = "Give a protocol, a phone number or a CPF (the dates narrow a phone or CPF search)."
+    else:
+        error = "Give a protocol, a phone number, a CPF or a customer code."
     return await render(request, "search.html", form=form, results=results, error=error,
                         status=400 if error else 200)
 
@@ -86,19 +99,29 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
         path = await asyncio.to_thread(file_inside, ctx.config.recording.root, row["path"])
     except FileNotFoundError:
         raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
-    except UnsafeFile as exc:
-        log.error("refusing to serve recording %s of %s: %s", row["id"], protocol, exc)
-        await ctx.db.run(AuditRepo.append, "recording.refused", actor(request), ctx.now(), protocol=protocol,
-                         subject=f"recording:{row['id']}", details={"why": "path outside the recordings root"})
-        raise web.HTTPNotFound(text=f"The recording of protocol {protocol} cannot be served.") from None
+    except UnsafeFile:
+        # Not the path in the log line: a recording's file name carries the caller's number.
+        await _refuse(request, row, protocol, "path outside the recordings root")
+    if await asyncio.to_thread(audio_type, path) != "audio/wav":
+        await _refuse(request, row, protocol, "not a WAV file")
     await ctx.db.run(AuditRepo.append, "recording.downloaded" if download else "recording.streamed",
                      actor(request), ctx.now(), protocol=protocol, subject=f"recording:{row['id']}",
                      details={"via": "web", "range": request.headers.get("Range")})
     disposition = "attachment" if download else "inline"
+    # The type is what the file is (checked above), never what its name says.
     return web.FileResponse(path, chunk_size=AUDIO_CHUNK, headers={
+        "Content-Type": "audio/wav",
         "Content-Disposition": f'{disposition}; filename="{protocol}.wav"',
         "Cache-Control": "no-store",
     })
+
+
+async def _refuse(request: web.Request, row: dict, protocol: str, why: str) -> NoReturn:
+    ctx = ctx_of(request)
+    log.error("refusing to serve recording %s of %s: %s", row["id"], protocol, why)
+    await ctx.db.run(AuditRepo.append, "recording.refused", actor(request), ctx.now(), protocol=protocol,
+                     subject=f"recording:{row['id']}", details={"why": why})
+    raise web.HTTPNotFound(text=f"The recording of protocol {protocol} cannot be served.")
 
 
 @routes.get(r"/calls/{protocol:[0-9]{17}}/audio")

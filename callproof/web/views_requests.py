@@ -9,7 +9,7 @@ from aiohttp import web
 from callproof.storage.sync import RequestsRepo
 
 from . import rights_api
-from .auth import actor, redirect, requires
+from .auth import actor, logged_in, redirect, requires
 from .context import ctx_of
 from .recfiles import is_protocol
 from .render import not_found, render
@@ -29,7 +29,7 @@ async def queue(request: web.Request) -> web.StreamResponse:
         row.update(rights_api.deadline_of(row, ctx.config, now))
     counts = {s: sum(1 for r in rows if r["deadline"] == s) for s in ("overdue", "due_soon", "on_time")}
     return await render(request, "queue.html", requests=rows, counts=counts,
-                        notice=request.query.get("notice", "")[:200],
+                        notice=ctx.take_notice(logged_in(request)["id_hash"]),
                         formats=rights_api.EXPORT_FORMATS, default_format=ctx.config.rights.export_format)
 
 
@@ -82,9 +82,10 @@ async def _act(request: web.Request, what: str, fn, **kwargs) -> web.StreamRespo
     except rights_api.InputError as exc:
         return await render(request, "error.html", status=409, title=f"Could not {what}",
                             message=f"Request {row['request_protocol'] or request_id}: {exc}")
-    from urllib.parse import quote
-    notice = f"Request {row['request_protocol'] or request_id}: {outcome}"
-    return redirect(f"/requests?notice={quote(notice)}")
+    # Shown once on the queue, kept by the server: it may name the customer's number,
+    # which must not be in a URL (access logs, browser history).
+    ctx.leave_notice(logged_in(request)["id_hash"], f"Request {row['request_protocol'] or request_id}: {outcome}")
+    return redirect("/requests")
 
 
 @routes.post(r"/requests/{request_id:[0-9]+}/verify")

@@ -27,7 +27,7 @@ from callproof.config import Config, RecordingConfig, RightsConfig, SmtpConfig
 from callproof.rights.codes import confirm_code_sync
 from callproof.rights.delivery import deliver_request_sync
 from callproof.rights.export import ExportError, export_request_sync
-from callproof.rights.links import LinkError, resolve_token_sync
+from callproof.rights.links import LinkError, make_token, redact_link_tokens, resolve_token_sync
 from callproof.rights.requests import file_request_sync
 from callproof.sms import OutboxSender
 from callproof.sms.smpp import SmppBackend, SmppSettings
@@ -155,8 +155,12 @@ async def test_recording_request_exported_and_delivered_by_email_and_sms(harness
             break
         await asyncio.sleep(0.1)
     assert sms["state"] == "sent" and sms["destination"] == "+5511987651234"
-    assert "https://gravacoes.acme.example/d/" in sms["body"] and protocol in sms["body"]
-    sms_token = TOKEN_IN_TEXT.search(sms["body"])[1]
+    # Sent: the stored body keeps its text, not the token (the customer's SMS had it).
+    assert "https://gravacoes.acme.example/d/[redacted]" in sms["body"] and protocol in sms["body"]
+    assert TOKEN_IN_TEXT.search(sms["body"]) is None
+    [(expires_at,)] = await in_db(db_path, lambda c: c.execute(
+        "SELECT expires_at FROM download_links WHERE id = ?", (sms_delivery["link_id"],)).fetchall())
+    sms_token = make_token(up.rights.link_secret, sms_delivery["link_id"], datetime.fromisoformat(expires_at))
     sms_link, _ = await in_db(db_path, resolve_token_sync, up, sms_token, now=datetime.now(UTC))
     assert sms_link["id"] == sms_delivery["link_id"] != link["id"]
 
@@ -244,6 +248,7 @@ async def test_link_sms_reaches_a_real_smsc(tmp_path, smpp_peer):
     assert row["state"] == "sent", row
     text = "".join(decode_text(r) for r in smpp_peer.records())
     assert all(r["destination"] == "5511912345678" for r in smpp_peer.records())
-    assert text == row["body"] and "http://127.0.0.1:8089/d/" in text
+    # The customer got the link; the row, once sent, holds the same text without the token.
+    assert row["body"] == redact_link_tokens(text) != text and "http://127.0.0.1:8089/d/" in text
     link, export = await in_db(db_path, resolve_token_sync, config, TOKEN_IN_TEXT.search(text)[1], now=now)
     assert link["id"] == delivery["link_id"] and export["format"] == "ogg"

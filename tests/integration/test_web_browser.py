@@ -14,11 +14,23 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import datetime
 from urllib.request import ProxyHandler, build_opener
 
 import pytest
 
-from .web_fixtures import add_web_user, chromium, cli, free_port, screenshot, web_server, write_web_config
+from callproof.rights.links import make_token
+
+from .web_fixtures import (
+    LINK_SECRET,
+    add_web_user,
+    chromium,
+    cli,
+    free_port,
+    screenshot,
+    web_server,
+    write_web_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -148,8 +160,15 @@ async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
         await screenshot(page, "05-call-page-delivered")
         [(state,)] = await _db(harness, "SELECT state FROM recording_requests WHERE id = ?", request_id)
         assert state == "delivered"
-        [(body,)] = await _db(harness, "SELECT body FROM sms_outbox WHERE protocol = ?", request_protocol)
-        link = re.search(r"http://127\.0\.0\.1:\d+/d/\S+", body).group(0)
+        # The session's sender sends the SMS; once sent, its stored body no longer holds the token.
+        sent = await harness.wait_sms_state(request_protocol, {"sent"})
+        assert "/d/[redacted]" in sent["body"], sent["body"]
+        # The customer's SMS carried the link: the same token, made from the link's row and the secret.
+        [(link_id, expires_at)] = await _db(harness, "SELECT id, expires_at FROM download_links"
+                                                     " ORDER BY id DESC LIMIT 1")
+        token = make_token(LINK_SECRET, link_id, datetime.fromisoformat(expires_at))
+        assert token not in sent["body"]
+        link = f"{base}/d/{token}"
 
         # -- the customer's link works without a login (the mp3, audited) ...
         direct = build_opener(ProxyHandler({}))  # loopback, never through a proxy from the environment
@@ -195,8 +214,11 @@ async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
         assert statuses == [401, 401, 401, 429]
         assert "Too many failed logins" in await page.inner_text(".error")
         await screenshot(page, "07-login-throttled")
-        throttled = await _db(harness, "SELECT count(*) FROM audit_log WHERE action = 'web.login.throttled'")
-        assert throttled[0][0] >= 1
+        failed = await _db(harness, "SELECT count(*) FROM audit_log WHERE action = 'web.login.failed'")
+        assert failed[0][0] >= 3
         csp = [m for m in console_errors if "Content Security Policy" in m]
         assert not csp, csp  # the pages need nothing the policy blocks
         await context.close()
+    # The throttled attempt was counted, and written when the server stopped (web.refusals).
+    summaries = await _db(harness, "SELECT details FROM audit_log WHERE action = 'web.refusals'")
+    assert any(json.loads(d).get("counts", {}).get("login.throttled.account") for (d,) in summaries), summaries

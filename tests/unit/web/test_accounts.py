@@ -104,22 +104,33 @@ def test_sessions_expire_end_and_die_with_a_disabled_account_or_new_password(con
         webauth.disable_user_sync(conn, "nobody", actor="t", at=NOW)
 
 
-def test_failure_counts_by_user_since_last_login_and_by_remote(conn):
-    uid = webauth.create_user_sync(conn, "ana", "scrypt$x", "viewer", actor="t", at=NOW)
-    for i in range(3):
-        webauth.record_failure_sync(conn, "ana", "10.0.0.1", at=NOW + timedelta(seconds=i), throttled=False)
-    webauth.record_failure_sync(conn, "bob", "10.0.0.1", at=NOW, throttled=False)
-    since = NOW - timedelta(minutes=15)
-    assert webauth.recent_failures_sync(conn, "ana", "10.0.0.1", since) == (3, 4)
-    assert webauth.recent_failures_sync(conn, "ana", "10.0.0.2", since) == (3, 0)
-    _session(conn, uid, "ana", "s1", at=NOW + timedelta(seconds=10))  # she got in after all
-    assert webauth.recent_failures_sync(conn, "ana", None, since) == (0, 0)
-    assert webauth.recent_failures_sync(conn, "ana", None, NOW + timedelta(hours=1)) == (0, 0)
-    webauth.record_failure_sync(conn, "ana", "10.0.0.1", at=NOW, throttled=True)  # not counted again
-    assert webauth.recent_failures_sync(conn, "bob", "10.0.0.1", since) == (1, 4)
-    assert webauth.prune_failures_sync(conn, NOW + timedelta(hours=1)) == 4
-    actions = [a for (a,) in conn.execute("SELECT action FROM audit_log WHERE action LIKE 'web.login%'")]
-    assert actions.count("web.login.failed") == 4 and actions.count("web.login.throttled") == 1
+LIMITS = {"window_seconds": 900, "max_failures": 3, "max_per_remote": 9, "backoff_seconds": 30}
+
+
+def test_login_attempts_are_reserved_per_account_and_address_with_a_growing_wait(conn):
+    def begin(user, remote, at):
+        return webauth.begin_login_sync(conn, user, remote, at=at, **LIMITS)
+
+    ids = [begin("ana", "10.0.0.1", NOW + timedelta(seconds=i)).attempt_id for i in range(3)]
+    assert all(ids) and len(set(ids)) == 3  # each a row, counted before any password check
+    refused = begin("ana", "10.0.0.1", NOW + timedelta(seconds=3))
+    assert refused.attempt_id is None and refused.why == "account" and refused.retry_after == 29
+    assert begin("ana", "10.0.0.2", NOW + timedelta(seconds=3)).attempt_id  # another address: not locked
+    fourth = begin("ana", "10.0.0.1", NOW + timedelta(seconds=32))  # the wait is over: one more try
+    assert fourth.attempt_id
+    assert begin("ana", "10.0.0.1", NOW + timedelta(seconds=33)).retry_after == 59  # then twice as long
+    webauth.login_failed_sync(conn, fourth.attempt_id, "ana", "10.0.0.1", at=NOW, prune_before=NOW)
+    webauth.login_succeeded_sync(conn, ids[0], "ana", "10.0.0.1")  # she got in: her address starts afresh
+    assert begin("ana", "10.0.0.1", NOW + timedelta(seconds=40)).attempt_id
+    # Spraying from one address over many accounts meets the address's own limit.
+    for i in range(8):
+        assert begin(f"user{i}", "10.0.0.9", NOW + timedelta(seconds=i)).attempt_id
+    assert begin("user8", "10.0.0.9", NOW + timedelta(seconds=9)).attempt_id
+    spray = begin("user9", "10.0.0.9", NOW + timedelta(seconds=10))
+    assert spray.attempt_id is None and spray.why == "address"
+    assert webauth.prune_failures_sync(conn, NOW + timedelta(hours=1)) > 0
+    assert [a for (a,) in conn.execute("SELECT action FROM audit_log WHERE action LIKE 'web.login%'")] \
+        == ["web.login.failed"]
 
 
 # -- the CLI ----------------------------------------------------------------------
