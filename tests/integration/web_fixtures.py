@@ -63,6 +63,9 @@ def write_web_config(app_config: Config, run_dir: Path, port: int, **web: Any) -
                    "export_dir": str(run_dir / "exports"),
                    "public_base_url": f"http://127.0.0.1:{port}/"},
         "web": {"host": "127.0.0.1", "port": port, **web},
+        # the one configuration of the host: exports check recordings against the signed evidence
+        "evidence": {k: str(v) for k, v in (("signing_key", app_config.evidence.signing_key),
+                                            ("trusted_keys", app_config.evidence.trusted_keys)) if v},
         "logging": {"level": "INFO", "format": "text"},
     }
     lines = []
@@ -71,7 +74,6 @@ def write_web_config(app_config: Config, run_dir: Path, port: int, **web: Any) -
         lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
     path = run_dir / "web.toml"
     path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
     path.chmod(0o600)
     return path
 
