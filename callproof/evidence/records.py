@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,17 +35,23 @@ RECORD_TYPE = "callproof.evidence_record"
 RECORD_VERSION = 1
 
 _active: Signer | None = None
-_configured = False
+#: the key of each database this process writes (its configuration's ``storage.database``):
+#: one process may hold several configurations (the test suite does), each with its own key
+_by_database: dict[str, Signer | None] = {}
 
 
-def use_signer(signer: Signer | None) -> None:
-    """The key this process signs its records with (None: records are written unsigned)."""
-    global _active, _configured
-    _active, _configured = signer, True
+def use_signer(signer: Signer | None, database: str | os.PathLike[str] | None = None) -> None:
+    """The key records are signed with (None: written unsigned): for ``database``'s records,
+    or, without one, for every database no configuration named."""
+    global _active
+    if database is None:
+        _active = signer
+    else:
+        _by_database[os.fspath(database)] = signer
 
 
-def active_signer() -> Signer | None:
-    return _active
+def signer_for(database: str | os.PathLike[str]) -> Signer | None:
+    return _by_database.get(os.fspath(database), _active)
 
 
 def configure(config: Any, *, strict: bool = True) -> Signer | None:
@@ -70,7 +77,7 @@ def configure(config: Any, *, strict: bool = True) -> Signer | None:
     if signer is None and config.evidence.signing_key is None:
         event(log, "evidence.unsigned", logging.WARNING,
               detail="no [evidence] signing_key: evidence records are not signed and prove nothing")
-    use_signer(signer)
+    use_signer(signer, config.storage.database)
     return signer
 
 
@@ -131,7 +138,7 @@ async def seal(db: Database, recording_id: int, signed_at: str) -> Sealed | None
     facts = await db.evidence.facts(recording_id)
     if facts is None or facts["recording"]["state"] != "finalised":
         return None
-    sealed = seal_facts(facts, signed_at, _active)
+    sealed = seal_facts(facts, signed_at, signer_for(db.path))
     await db.evidence.insert(recording_id, facts["recording"]["protocol"], sealed.record, sealed.record_sha256,
                              sealed.signature, sealed.key_fingerprint, signed_at)
     return sealed

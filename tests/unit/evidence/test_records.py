@@ -166,3 +166,19 @@ def test_without_a_key_records_are_unsigned_and_verify_says_so(tmp_path: Path,
     forged = swap_file_and_column(conn, rec)
     (item,) = verify_recordings(conn, config.recording.root)
     assert item["result"] == "unsigned" and item["sha256"] == forged
+
+
+def test_each_database_is_signed_with_its_own_configurations_key(tmp_path: Path) -> None:
+    """Two configurations in one process (two applications, as in the test suite): each one's
+    records carry its own key, not the key of whichever started last."""
+    a, b = tmp_path / "a.pem", tmp_path / "b.pem"
+    generate_key_file(a)
+    generate_key_file(b)
+    records.use_signer(Signer.load(a), tmp_path / "a.db")
+    records.use_signer(Signer.load(b), tmp_path / "b.db")
+    try:
+        assert records.signer_for(str(tmp_path / "a.db")).fingerprint == Signer.load(a).fingerprint
+        assert records.signer_for(tmp_path / "b.db").fingerprint == Signer.load(b).fingerprint
+    finally:
+        records.use_signer(None, tmp_path / "a.db")
+        records.use_signer(None, tmp_path / "b.db")
