@@ -42,8 +42,11 @@ PACKAGES = (
     "asterisk-core-sounds-en-gsm",
     "asterisk-core-sounds-es",
     "asterisk-core-sounds-es-gsm",
-    # classic AGI scripts (agi_scripts/): Asterisk runs them inside the chroot
+    # classic AGI scripts (agi_scripts/): Asterisk runs them inside the chroot,
+    # and they sign each call's evidence record with Debian's cryptography (the
+    # virtual environment's build is for another Python)
     "python3",
+    "python3-cryptography",
 )
 
 
