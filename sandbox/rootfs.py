@@ -49,6 +49,12 @@ PACKAGES = (
     "python3-cryptography",
 )
 
+#: Packages debootstrap must be named explicitly because it does not resolve
+#: virtual packages: python3-cryptography depends on
+#: ``python3-cffi-backend-api-min``, which only python3-cffi-backend provides.
+#: They follow from ``PACKAGES``, so the marker does not list them.
+VIRTUAL_DEPENDENCY_PROVIDERS = ("python3-cffi-backend",)
+
 
 def default_cache_dir() -> Path:
     """Where the rootfs is cached: ``$CALLPROOF_SANDBOX_CACHE`` or ``~/.cache/callproof/sandbox``.
@@ -159,7 +165,7 @@ def _debootstrap(target: Path, log_file: Path, log: Callable[[str], Any], lock_f
     command = [
         *die_with_parent(),
         "unshare", "--mount", "--propagation", "private", "--",
-        "debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
+        "debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES + VIRTUAL_DEPENDENCY_PROVIDERS),
         DEBIAN_SUITE, str(target), mirror,
     ]
     log(f"sandbox: debootstrap {DEBIAN_SUITE} with Asterisk into {target} (about a minute)")
