@@ -30,7 +30,10 @@ OUR_PACKAGE = "callproof"
 OUR_SUBPACKAGES = ("storage", "ari_app", "agi_scripts", "dialplan")
 LEFT_OUT = ("sandbox",)
 # stdnum: CPF validation when the dialplan sets CALLPROOF_CPF (callproof/call_identity.py).
-DEPENDENCIES = ("asterisk", "six", "aiosqlite", "typing_extensions", "phonenumbers", "panoramisk", "stdnum")
+# bech32: the age recipients recordings are encrypted to (callproof/encryption/keys.py).
+DEPENDENCIES = (
+    "asterisk", "six", "aiosqlite", "typing_extensions", "phonenumbers", "panoramisk", "stdnum", "bech32",
+)
 
 
 def _module_path(name: str) -> Path:
