@@ -167,6 +167,10 @@ class EvidenceRepo(_Repository):
     insert = _Bound(_evidence.insert_sync)
     for_recording = _Bound(_evidence.for_recording_sync)
     finalised_batch = _Bound(_evidence.finalised_batch_sync)
+    has_signed = _Bound(_evidence.has_signed_sync)
+    unsigned_batch = _Bound(_evidence.unsigned_batch_sync)
+    finalised_entries = _Bound(_evidence.finalised_entries_sync)
+    insert_sealed_late = _Bound(_evidence.insert_sealed_late_sync)
 
 
 class HoldsRepo(_Repository):
