@@ -33,6 +33,7 @@ from callproof.storage.audit import GENESIS, entry_hash
 
 from .checkpoints import _valid, body_bytes, read_lines
 from .keys import KeyFileError, TrustedKeys, load_public_pem, public_pem, trusted_from_config
+from .late_seal import describe as describe_late
 from .records import check, signed_sha256
 from .tsa import TsaError, verify_token
 
@@ -54,7 +55,7 @@ Ed25519 signature (base64) of the exact bytes of record.json by the public key i
 keys/{fingerprint}.pem (fingerprint: sha256 of the key's 32 raw bytes). audit.json holds the
 call's audit entries; each entry's hash is sha256(prev_hash + canonical JSON of id, at, actor,
 action, protocol, subject, details). checkpoint.json is a signed checkpoint of the audit chain
-taken after them{tsa_note}. Ask the company for the public key's fingerprint through another
+taken after them{tsa_note}.{late_note} Ask the company for the public key's fingerprint through another
 channel (its website, a letter): --key then proves the package was signed by that key.
 """
 
@@ -104,8 +105,10 @@ def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *,
             members["chain.json"] = json.dumps(segment, indent=1, sort_keys=True).encode("utf-8")
     for fp in sorted(keys):
         members[f"keys/{fp}.pem"] = public_pem(trusted.public_key(fp)).encode("ascii")
+    late = describe_late(checked.record)
+    late_note = f"\n\nThis record was {late}." if late else ""
     members["README.txt"] = README.format(protocol=protocol, ext=ext, fingerprint=row["key_fingerprint"],
-                                          tsa_note=tsa_note).encode("utf-8")
+                                          tsa_note=tsa_note, late_note=late_note).encode("utf-8")
     members["manifest.json"] = json.dumps({"protocol": protocol, "files": {n: _member_sha(d) for n, d in
                                                                              sorted(members.items())}},
                                           indent=1, sort_keys=True).encode("utf-8")
@@ -114,7 +117,7 @@ def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *,
         for name, data in members.items():
             zf.writestr(zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0)), data)
     return {"protocol": protocol, "recording_id": rec["id"], "entries": len(entries),
-            "checkpoint": checkpoint is not None, "key": row["key_fingerprint"]}
+            "checkpoint": checkpoint is not None, "key": row["key_fingerprint"], "sealed_late": bool(late)}
 
 
 def _covering_checkpoint(config: Config, trusted: TrustedKeys, last_id: int) -> dict[str, Any] | None:
@@ -185,6 +188,8 @@ def verify_package(path: Path, key: str | None = None) -> tuple[bool, list[str]]
         bad(f"the evidence record does not verify: {checked.detail}")
     else:
         notes.append(f"ok: record signed by key {fp}")
+        if late := describe_late(checked.record):
+            notes.append(f"note: {late}")
     if key is not None and fp != key.lower():
         bad(f"signed by key {fp}, not the expected {key}")
     audio = [n for n in data if n.startswith("recording.")]

@@ -9,8 +9,8 @@ import json
 from callproof.callflow.journal_replay import journal_for
 from callproof.evidence import records
 from callproof.evidence.keys import Signer, trusted_from_config
-from callproof.storage import connect_sync
 from callproof.storage import calls as calls_table
+from callproof.storage import connect_sync
 from callproof.storage.evidence import for_recording_sync
 from callproof.storage.journal import replay_sync
 from tests.unit.storage.test_journal import CHANNEL, NOW, new_call
