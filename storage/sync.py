@@ -156,6 +156,7 @@ class AuditRepo(_Repository):
     head = _Bound(_audit.head_sync)
     count = _Bound(_audit.count_sync)
     hash_of = _Bound(_audit.hash_of_sync)
+    hashes_upto = _Bound(_audit.hashes_upto_sync)
     for_protocol = _Bound(_audit.for_protocol_sync)
     range = _Bound(_audit.range_sync)
     page = _Bound(_audit.page_sync)
