@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from callproof.rights.export import ExportError, export_request_sync
 from callproof.storage import connect_sync
+from tests.unit.rights.test_export import NOW, file_request, needs_ffmpeg
 
 from .test_records import cli, swap_file_and_column
 from .world import finalised_call, signed_config
@@ -85,3 +87,16 @@ def test_seal_refuses_when_the_audit_chain_is_broken(tmp_path: Path, capsys: pyt
     assert cli(config, tmp_path, "evidence", "seal") == 1
     assert "audit chain does not verify" in capsys.readouterr().err
     assert conn.execute("SELECT count(*) FROM evidence_records WHERE signature IS NOT NULL").fetchone()[0] == 0
+
+
+@needs_ffmpeg
+def test_the_export_for_a_request_refuses_the_unsigned_recording_and_accepts_it_sealed(tmp_path: Path) -> None:
+    rec, config = unsigned_then_keyed(tmp_path)
+    conn = connect_sync(config.storage.database)
+    request_id = file_request(conn, config, rec["protocol"])
+    with pytest.raises(ExportError) as exc:
+        export_request_sync(conn, config, request_id, actor="ops", now=NOW)
+    assert exc.value.reason == "integrity"
+    assert cli(config, tmp_path, "evidence", "seal") == 0
+    exported = export_request_sync(conn, config, request_id, actor="ops", now=NOW)
+    assert Path(exported.path).is_file() and exported.size_bytes > 0
