@@ -269,25 +269,26 @@ async def recording_started(database: Path, channel: dict, timeout: float = 60) 
     raise TimeoutError("the call's recording never started")
 
 
-async def test_disk_full_while_recording(sandbox, app_config, ami_events):
-    """The disk fills up during a call's recording and stays full until the call has ended: the
-    recording's end waits in the journal, and once space comes back the replay finalises it with
-    its signed evidence record and recording.finalised audit entry, like a live finalisation."""
-    run = sandbox.run_dir / "db-full-recording"
-    with small_tmpfs(run / "fs", "4m") as fs:
-        async with application(sandbox, app_config, run, database=str(fs / "callproof.db"),
-                               journal=str(run / "callproof.journal")) as app:
-            database = Path(app.config.storage.database)
-            channels = [await place(sandbox, "11987650720")]
-            await recording_started(database, channels[0])
-            conn = sqlite3.connect(database)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next write must grow the WAL file
-            conn.close()
-            filler = fill(fs)
+async def test_database_locked_from_the_recording_to_the_end_of_the_call(sandbox, app_config, ami_events):
+    """Another process takes the write lock once the call's recording has started and holds it
+    until the call has ended: the recording's end waits in the journal, and once the lock is
+    gone the replay finalises it with its signed evidence record and recording.finalised audit
+    entry, like a live finalisation."""
+    run = sandbox.run_dir / "db-locked-recording"
+    async with application(sandbox, app_config, run) as app:
+        database = Path(app.config.storage.database)
+        channels = [await place(sandbox, "11987650720")]
+        await recording_started(database, channels[0])
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database), "300"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:  # (waited for in a thread: the application runs on this event loop)
+            assert (await asyncio.to_thread(locker.stdout.readline)).strip() == "locked"
             await journalled_finalisations(Path(app.config.storage.journal_path), 1)
-            filler.unlink()
-            rows = await wait_final(database, channels, timeout=60)
-            out = figures("disk full while recording", sandbox, app, channels, rows, ami_events)
-            assert_truthful(out)
-            journalled = assert_signed_evidence(app.config, out)
+        finally:
+            locker.kill()
+            locker.wait()
+        rows = await wait_final(database, channels, timeout=60)
+        out = figures("locked during the recording", sandbox, app, channels, rows, ami_events)
+        assert_truthful(out)
+        journalled = assert_signed_evidence(app.config, out)
     assert journalled == 1, "the recording was not finalised from the journal: the test did not test that"
