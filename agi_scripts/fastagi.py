@@ -14,14 +14,13 @@ import asyncio
 import logging
 from typing import Any
 
-from callproof.callflow.journal_replay import JournalReplayer
+from callproof.callflow.journal_replay import JournalReplayer, journal_for
 from callproof.callflow.reasons import Reason
 from callproof.config import Config
 from callproof.evidence import records as evidence_records
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database, open_database
-from callproof.storage.journal import Journal, mode_beside
 
 from .channel import AgiCommandError, AgiHangup, StreamChannel
 from .flow import AgiFlow
@@ -42,7 +41,7 @@ class FastAgiServer:
             languages=config.general.languages, custom_dir=config.prompts.custom_directory)
         self._tasks: set[asyncio.Task[None]] = set()
         # calls' writes while storage is unavailable (storage/journal.py)
-        self.journal = Journal(config.storage.journal_path, mode_beside(config.storage.database))
+        self.journal = journal_for(config)
         self._replayer: JournalReplayer | None = None
         self._replaying: asyncio.Task[None] | None = None
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from callproof.callflow import endings
 from callproof.callflow.flow import CallFlow, FlowDeps, Step
+from callproof.callflow.journal_replay import journal_for
 from callproof.callflow.port import CallerHungUp
 from callproof.callflow.reasons import Reason
 from callproof.callflow.timings import CallTimings
@@ -35,7 +36,7 @@ from callproof.config import Config
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database
-from callproof.storage.journal import Journal, mode_beside
+from callproof.storage.journal import Journal
 
 from .call_port import AgiCallPort, strip_sound
 from .channel import AgiChannel, AgiCommandError
@@ -53,7 +54,7 @@ class AgiFlow:
     def __init__(self, config: Config, db: Database | None, prompts: PromptCatalogue, channel: AgiChannel,
                  clock: Callable[[], datetime] | None = None, journal: Journal | None = None):
         self.config, self.db, self.prompts = config, db, prompts
-        self.journal = journal or Journal(config.storage.journal_path, mode_beside(config.storage.database))
+        self.journal = journal or journal_for(config)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.port = AgiCallPort(channel, config)
         self.channel_id = self.port.facts.channel_id

@@ -18,14 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callproof.callflow.decisions import iso
-from callproof.callflow.journal_replay import JournalReplayer
+from callproof.callflow.journal_replay import JournalReplayer, journal_for
 from callproof.config import Config
 from callproof.evidence import records as evidence_records
 from callproof.logs import event
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
 from callproof.storage import open_database
-from callproof.storage.journal import Journal, mode_beside
 
 from .ari import AriSession
 from .call_endings import CallEndings
@@ -90,7 +89,7 @@ class Application(CallEndings):
         self._background: set[asyncio.Task[Any]] = set()
         self.callbacks: CallbackScheduler | None = None  # [callback] enabled: calls back dropped calls
         # calls' writes while storage is unavailable (storage/journal.py)
-        self.journal = Journal(config.storage.journal_path, mode_beside(config.storage.database))
+        self.journal = journal_for(config)
         self.replayer: JournalReplayer | None = None
 
     # ----------------------------------------------------------- lifecycle

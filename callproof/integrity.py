@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from callproof.storage import SyncDatabase
 
 from .evidence.keys import KeyFileError, TrustedKeys, trusted_from_config
+from .evidence.late_seal import describe as describe_late
 from .evidence.records import Checked, check, signed_sha256
 from .retention import SafeTree, UnsafePath
 
@@ -40,11 +41,13 @@ def judge(checked: Checked, actual: str, column: str | None) -> tuple[str, str]:
     """(result, detail) for a file hashing to ``actual`` whose record check gave ``checked``."""
     if checked.signed:
         expected = signed_sha256(checked)
+        late = describe_late(checked.record)
         if actual != expected:
             return "mismatch", f"file hashes to {actual}, its signed evidence record says {expected}"
         if column != expected:
-            return "ok", f"(the recordings.sha256 column was altered to {column}; the file matches the signed record)"
-        return "ok", ""
+            return "ok", " ".join(filter(None, (late, f"(the recordings.sha256 column was altered to {column}; "
+                                                      "the file matches the signed record)")))
+        return "ok", late
     if checked.status in ("untrusted_key", "bad_signature"):
         return "forged", f"evidence record does not verify: {checked.detail}"
     if actual != column:

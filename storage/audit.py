@@ -159,6 +159,12 @@ def hash_of_sync(conn: sqlite3.Connection, entry_id: int) -> str | None:
     return None if row is None else row[0]
 
 
+def hashes_upto_sync(conn: sqlite3.Connection, last_id: int) -> list[tuple[int, str]]:
+    """``(id, hash)`` of every entry up to ``last_id``, in id order (a checkpoint's Merkle tree)."""
+    return [(r[0], r[1]) for r in conn.execute("SELECT id, hash FROM audit_log WHERE id <= ? ORDER BY id",
+                                               (last_id,))]
+
+
 def for_protocol_sync(conn: sqlite3.Connection, protocol: str) -> list[dict[str, Any]]:
     """Every entry of a protocol with its chain fields, oldest first (evidence packages)."""
     return fetch_all(conn.execute(

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import calls as calls_table
+from . import evidence as evidence_table
 from . import recordings as recordings_table
 from .call_status import IllegalTransitionError, when_ended
 from .errors import (
@@ -68,8 +69,12 @@ class ReplayResult:
 class Journal:
     """The append side (thread-safe) and the bookkeeping of channels with entries not yet replayed."""
 
-    def __init__(self, path: str | os.PathLike[str], mode: int = FILE_MODE):
+    def __init__(self, path: str | os.PathLike[str], mode: int = FILE_MODE,
+                 sealer: evidence_table.Sealer | None = None):
         self.path = Path(path)
+        #: signs the evidence record of each recording the replay finalises, like a live
+        #: finalisation does (callproof/evidence/records.py ``sealer_for``); None: no record
+        self.sealer = sealer
         self.mode = mode & 0o660 | 0o600  # never for others; the group's when the database is the group's
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -254,7 +259,8 @@ def _call_id(conn: sqlite3.Connection, channel: str) -> int | None:
     return None if row is None else int(row["id"])
 
 
-def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str) -> bool:
+def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str,
+           sealer: evidence_table.Sealer | None = None) -> bool:
     """Apply one entry; False when the database already had it."""
     op, channel = entry["op"], entry["channel"]
     if op == "call.create":
@@ -305,6 +311,8 @@ def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str) -> bool:
         return True
     if existing is None:
         raise NotFoundError("journal: a recording entry without its row")
+    if existing["state"] != "recording":  # finalised or failed already (a replay repeated)
+        return False
     try:
         if op == "recording.fail":
             recordings_table.fail_sync(conn, existing["id"], entry["error"], entry.get("state", "failed"))
@@ -312,16 +320,19 @@ def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str) -> bool:
             recordings_table.finalise_sync(conn, existing["id"], **entry["facts"])
     except InvalidStateError:
         return False
+    if op == "recording.finalise":  # its evidence record and audit entry, as a live finalisation writes
+        evidence_table.seal_finalised_in_transaction_sync(conn, existing["id"], sealer, now, journalled=True)
     return True
 
 
-def apply_entries(conn: sqlite3.Connection, entries: list[dict[str, Any]], now: str) -> tuple[int, int]:
+def apply_entries(conn: sqlite3.Connection, entries: list[dict[str, Any]], now: str,
+                  sealer: evidence_table.Sealer | None = None) -> tuple[int, int]:
     """Apply ``entries`` in order, each in its own transaction; (applied, skipped)."""
     applied = skipped = 0
     for entry in entries:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            done = _apply(conn, entry, now)
+            done = _apply(conn, entry, now, sealer)
         except (NotFoundError, ValueError, TypeError, KeyError) as exc:  # this entry, not the database
             conn.execute("ROLLBACK")
             log.error("journal: entry %r left out: %s", entry.get("op"), type(exc).__name__)
@@ -361,11 +372,11 @@ def _replay_locked(conn: sqlite3.Connection, journal: Journal, now: str) -> Repl
     try:
         for path in files:
             entries = read_entries(path)
-            a, s = apply_entries(conn, entries, now)
+            a, s = apply_entries(conn, entries, now, journal.sealer)
             applied, skipped = applied + a, skipped + s
             channels.update(e["channel"] for e in entries)
             path.unlink(missing_ok=True)
-        a, s = apply_entries(conn, memory, now)
+        a, s = apply_entries(conn, memory, now, journal.sealer)
         applied, skipped = applied + a, skipped + s
         channels.update(e["channel"] for e in memory)
         memory = []

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from ._sqlutil import fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
@@ -36,26 +38,41 @@ def _queue_sms(conn: sqlite3.Connection, protocol: str, destination: str, langua
         _SQL_SMS, (protocol, None, destination, language, body, "pending", None, at, at, at)))
 
 
+def _queue_request_sms(conn: sqlite3.Connection, request_id: int, *, destination: str, language: str,
+                       body: str, at: str, actor: str, action: str,
+                       then: Callable[[dict[str, Any], int], dict[str, Any]] | None = None) -> int:
+    """What every SMS about a request does, inside the caller's write transaction: load the
+    request (NotFoundError if gone), queue the SMS on the request's own protocol, and audit
+    ``action`` with its outbox id and what ``then(request, outbox_id)`` wrote. The outbox id."""
+    request = get_request_sync(conn, request_id)
+    if request is None:
+        raise NotFoundError(f"recording request {request_id} does not exist")
+    outbox_id = _queue_sms(conn, request["request_protocol"] or request["protocol"], destination, language, body, at)
+    details = {**(then(request, outbox_id) if then else {}), "outbox_id": outbox_id}
+    append_in_transaction_sync(conn, action, actor, at, protocol=request["protocol"],
+                               subject=f"request:{request_id}", details=details)
+    return outbox_id
+
+
 def queue_code_sync(conn: sqlite3.Connection, request_id: int, *, code: str, salt: str, destination: str,
                     language: str, body: str, at: str | datetime, expires_at: str | datetime,
                     actor: str) -> int:
     """The code's SMS (outbox, on the request's own protocol), its row and the audit entry
     ``request.code_sent`` (never the code), in one transaction.  Returns the code row's id."""
     at, expires = to_db_time(at), to_db_time(expires_at)
-    with immediate(conn):
-        request = get_request_sync(conn, request_id)
-        if request is None:
-            raise NotFoundError(f"recording request {request_id} does not exist")
-        outbox_id = _queue_sms(conn, request["request_protocol"] or request["protocol"], destination,
-                               language, body, at)
-        code_id = inserted_id(conn.execute(
+    made: list[int] = []
+
+    def code_row(request: dict[str, Any], outbox_id: int) -> dict[str, Any]:
+        made.append(inserted_id(conn.execute(
             "INSERT INTO request_codes (request_id, protocol, destination, salt, code_hash, outbox_id,"
             " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (request_id, request["protocol"], destination, salt, _digest(salt, code), outbox_id, at, expires)))
-        append_in_transaction_sync(conn, "request.code_sent", actor, at, protocol=request["protocol"],
-                                   subject=f"request:{request_id}",
-                                   details={"code_id": code_id, "outbox_id": outbox_id, "expires_at": expires})
-    return code_id
+            (request_id, request["protocol"], destination, salt, _digest(salt, code), outbox_id, at, expires))))
+        return {"code_id": made[0], "expires_at": expires}
+
+    with immediate(conn):
+        _queue_request_sms(conn, request_id, destination=destination, language=language, body=body, at=at,
+                           actor=actor, action="request.code_sent", then=code_row)
+    return made[0]
 
 
 def codes_sent_since_sync(conn: sqlite3.Connection, call_protocol: str, since: str | datetime) -> int:
@@ -123,13 +140,6 @@ def queue_notice_sync(conn: sqlite3.Connection, request_id: int, *, destination:
                       body: str, at: str | datetime, actor: str) -> int:
     """An SMS telling the call's number that a request was filed (its own protocol), with its
     audit entry ``request.notice_sent``.  Returns the outbox id."""
-    at = to_db_time(at)
     with immediate(conn):
-        request = get_request_sync(conn, request_id)
-        if request is None:
-            raise NotFoundError(f"recording request {request_id} does not exist")
-        outbox_id = _queue_sms(conn, request["request_protocol"] or request["protocol"], destination,
-                               language, body, at)
-        append_in_transaction_sync(conn, "request.notice_sent", actor, at, protocol=request["protocol"],
-                                   subject=f"request:{request_id}", details={"outbox_id": outbox_id})
-    return outbox_id
+        return _queue_request_sms(conn, request_id, destination=destination, language=language, body=body,
+                                  at=to_db_time(at), actor=actor, action="request.notice_sent")

@@ -156,6 +156,7 @@ class AuditRepo(_Repository):
     head = _Bound(_audit.head_sync)
     count = _Bound(_audit.count_sync)
     hash_of = _Bound(_audit.hash_of_sync)
+    hashes_upto = _Bound(_audit.hashes_upto_sync)
     for_protocol = _Bound(_audit.for_protocol_sync)
     range = _Bound(_audit.range_sync)
     page = _Bound(_audit.page_sync)
@@ -167,6 +168,10 @@ class EvidenceRepo(_Repository):
     insert = _Bound(_evidence.insert_sync)
     for_recording = _Bound(_evidence.for_recording_sync)
     finalised_batch = _Bound(_evidence.finalised_batch_sync)
+    has_signed = _Bound(_evidence.has_signed_sync)
+    unsigned_batch = _Bound(_evidence.unsigned_batch_sync)
+    finalised_entries = _Bound(_evidence.finalised_entries_sync)
+    insert_sealed_late = _Bound(_evidence.insert_sealed_late_sync)
 
 
 class HoldsRepo(_Repository):

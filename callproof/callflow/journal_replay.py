@@ -16,12 +16,21 @@ import time
 from typing import Any
 
 from callproof.config import Config
+from callproof.evidence.records import sealer_for
 from callproof.logs import event
 from callproof.storage import Database, is_storage_error
 from callproof.storage.errors import StorageUnavailable, storage_problem
-from callproof.storage.journal import Journal, ReplayConnection, ReplayResult, replay_sync
+from callproof.storage.journal import Journal, ReplayConnection, ReplayResult, mode_beside, replay_sync
 
 log = logging.getLogger("callproof.storage.journal")
+
+def journal_for(config: Config) -> Journal:
+    """The configuration's journal (every process of a host appends to the same one): its
+    replay finalises recordings with their signed evidence record, by this database's key,
+    like a live finalisation."""
+    return Journal(config.storage.journal_path, mode_beside(config.storage.database),
+                   sealer=sealer_for(config.storage.database))
+
 
 INTERVAL = 1.0
 #: The background replay's busy wait: short, so that a call bringing its own journal in

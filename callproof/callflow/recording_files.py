@@ -133,13 +133,9 @@ async def finalise_recording(db: Database, recording_id: int, path: Path, now_is
         return False
     await db.recordings.finalise(recording_id, size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
                                  sha256=facts.sha256, finalised_at=now_iso)
-    # the signed evidence record (callproof/evidence/records.py), made by this process's key
-    sealed = await seal(db, recording_id, now_iso)
-    await db.audit.append("recording.finalised", actor="callproof", protocol=protocol, subject=str(path),
-                          details={"sha256": facts.sha256, "size_bytes": facts.size_bytes,
-                                   "duration_ms": facts.duration_ms,
-                                   "evidence_sha256": sealed.record_sha256 if sealed else None,
-                                   "evidence_key": sealed.key_fingerprint if sealed else None})
+    # the signed evidence record (callproof/evidence/records.py), made by this process's key, and
+    # the recording.finalised audit entry, in one transaction (the journal's replay writes the same)
+    await seal(db, recording_id, now_iso)
     event(log, "recording.finalised", recording_id=recording_id, protocol=protocol,
           bytes=facts.size_bytes, duration_ms=facts.duration_ms, sha256=facts.sha256)
     return True

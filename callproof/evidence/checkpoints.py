@@ -1,6 +1,6 @@
 """Signed checkpoints of the audit chain's head, kept outside the database (docs/evidence.md).
 
-A checkpoint is ``{head_id, head_hash, count, at, key}`` signed with the evidence key, one
+A checkpoint is ``{head_id, head_hash, count, at, key, entries_root}`` signed with the evidence key, one
 JSON line appended to ``[audit] checkpoint_file`` (mode 0640, opened O_APPEND|O_NOFOLLOW,
 never rewritten), optionally sent to syslog and timestamped by an RFC 3161 authority.
 ``verify`` checks the chain against every checkpoint: a rewritten chain (hashes recomputed
@@ -26,6 +26,7 @@ from callproof.logs import event
 from callproof.storage import SyncDatabase
 from callproof.storage.audit import canonical_json
 
+from . import merkle
 from .keys import Signer, TrustedKeys
 from .tsa import TsaError, request_token, verify_token
 
@@ -46,8 +47,12 @@ def make_checkpoint(db: SyncDatabase, signer: Signer, at: str) -> dict[str, Any]
     """A signed checkpoint line (a dict) of the chain's head now."""
     head = db.audit.head()
     head_id, head_hash = head if head else (0, "0" * 64)
+    hashes = [h for _, h in db.audit.hashes_upto(head_id)]
     body = {"type": CHECKPOINT_TYPE, "version": 1, "head_id": head_id, "head_hash": head_hash,
-            "count": db.audit.count(), "at": at, "key": signer.fingerprint, "host": socket.gethostname()}
+            "count": db.audit.count(), "at": at, "key": signer.fingerprint, "host": socket.gethostname(),
+            # every entry's hash up to the head under one Merkle root: a package proves a call's
+            # entries with a few sibling hashes, without the other entries (merkle.py)
+            "entries_root": merkle.root(hashes), "entries_in_root": len(hashes), "tree": merkle.TREE}
     return {"checkpoint": body, "signature": base64.b64encode(signer.sign(body_bytes(body))).decode("ascii")}
 
 
@@ -193,9 +198,33 @@ def verify(db: SyncDatabase, lines: list[dict[str, Any] | None], trusted: Truste
                 except (TsaError, ValueError) as exc:
                     report.problems.append(f"checkpoint of {when}: its timestamp token does not verify ({exc})")
                     report.intact = False
+    _check_roots(db, lines, trusted, report)
     if not report.intact:
         report.proven_id = 0
     return report
+
+
+def _check_roots(db: SyncDatabase, lines: list[dict[str, Any] | None], trusted: TrustedKeys,
+                 report: ChainReport) -> None:
+    """Each checkpoint's ``entries_root`` against the chain's hashes, in one pass."""
+    wanted: dict[int, list[tuple[str, int, str]]] = {}
+    for line in lines:
+        body = _valid(line, trusted)
+        if body is not None and isinstance(body.get("entries_root"), str) and body["head_id"] > 0:
+            wanted.setdefault(body["head_id"], []).append((body["entries_root"], body.get("entries_in_root", -1),
+                                                           body["at"]))
+    if not wanted:
+        return
+    acc = merkle.Accumulator()
+    pending = sorted(wanted)
+    for entry_id, entry_hash in db.audit.hashes_upto(pending[-1]):
+        acc.add(entry_hash)
+        while pending and pending[0] <= entry_id:
+            for expected, size, when in wanted[pending.pop(0)]:
+                if acc.root() != expected or acc.size != size:
+                    report.intact = False
+                    report.problems.append(f"checkpoint of {when}: its Merkle root of the entries does not match "
+                                           "the chain's")
 
 
 # -- who writes them: `callproof run` on its interval, the retention sweep after each run ----

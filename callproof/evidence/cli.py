@@ -98,18 +98,21 @@ def cmd_recording_verify(args: argparse.Namespace, load: Load) -> int:
     trusted = _trusted(config)
     with open_sync(config) as db:
         counts = dict.fromkeys(RESULTS, 0)
+        late = 0
         for item in verify_recordings(db, config.recording.root, args.protocol, trusted=trusted):
             counts[item["result"]] += 1
+            late += item["result"] == "ok" and item.get("detail", "").startswith("SEALED LATE")
             if item["result"] != "ok" or args.verbose or item.get("detail"):
                 print(f"{item['result'].upper() if item['result'] != 'ok' else 'ok':>10}  recording {item['id']}"
                       f"  {item['protocol']}  {item['path']}  {item.get('detail', '')}")
         db.audit.append("recording.verified", _actor(args), utc_now(), protocol=args.protocol,
-                        details={**counts, "via": "cli"})
+                        details={**counts, "sealed_late": late, "via": "cli"})
     total = sum(counts.values())
     if args.protocol and total == 0:
         print(f"callproof: no finalised recording for protocol {args.protocol}", file=sys.stderr)
         return 1
-    print(f"recordings verified: {total}; ok {counts['ok']} (signed), MISMATCH {counts['mismatch']}, "
+    signed = f"signed, {late} sealed late" if late else "signed"
+    print(f"recordings verified: {total}; ok {counts['ok']} ({signed}), MISMATCH {counts['mismatch']}, "
           f"FORGED record {counts['forged']}, UNSIGNED {counts['unsigned']}, missing {counts['missing']}, "
           f"unreadable {counts['unreadable']}")
     if counts["unsigned"]:
@@ -187,6 +190,43 @@ def cmd_audit_checkpoint(args: argparse.Namespace, load: Load) -> int:
     return 0 if "tsa_error" not in line else 1
 
 
+def cmd_seal(args: argparse.Namespace, load: Load) -> int:
+    """Sign, after the fact, the records of recordings finalised before a key existed."""
+    config = load(args)
+    from collections import Counter
+
+    from callproof.storage import open_sync, utc_now
+    from callproof.storage.timefmt import to_db_time
+
+    from .late_seal import ChainNotTrusted, seal_late, summary
+
+    if config.evidence.signing_key is None:
+        print("callproof: config key 'evidence.signing_key': required to seal records", file=sys.stderr)
+        return 2
+    try:
+        signer = Signer.load(config.evidence.signing_key)
+    except KeyFileError as exc:
+        print(f"callproof: config key 'evidence.signing_key': {exc}", file=sys.stderr)
+        return 2
+    trusted = _trusted(config)
+    counts: Counter[str] = Counter()
+    actor = _actor(args)
+    try:
+        with open_sync(config) as db:
+            for item in seal_late(db, config, signer, trusted, actor=actor, now=to_db_time(utc_now())):
+                counts[item["result"]] += 1
+                if item["result"] != "sealed" or args.verbose:
+                    print(f"{item['result'].upper() if item['result'] != 'sealed' else 'sealed':>14}  recording "
+                          f"{item['id']}  {item['protocol']}  {item.get('detail', '')}")
+            db.audit.append("evidence.seal_run", actor, utc_now(), details={**counts, "key": signer.fingerprint})
+    except ChainNotTrusted as exc:
+        print(f"callproof: the audit chain does not verify, so its entries cannot vouch for any recording; "
+              f"nothing sealed ({exc})", file=sys.stderr)
+        return 1
+    print(f"recordings without a signed record: {sum(counts.values())}; {summary(counts)}")
+    return 0 if sum(counts.values()) == counts["sealed"] else 1
+
+
 def cmd_export(args: argparse.Namespace, load: Load) -> int:
     config = load(args)
     from callproof.storage import open_sync, utc_now
@@ -210,7 +250,8 @@ def cmd_export(args: argparse.Namespace, load: Load) -> int:
         print(f"callproof: {out} exists already; not overwritten", file=sys.stderr)
         return 1
     print(f"evidence package of {args.protocol} written to {out}: {summary['entries']} audit entries, "
-          f"{'a checkpoint' if summary['checkpoint'] else 'NO checkpoint yet'}, key {summary['key']}")
+          f"{'a checkpoint' if summary['checkpoint'] else 'NO checkpoint yet'}, key {summary['key']}"
+          f"{' (its record was SEALED LATE: see the package README)' if summary['sealed_late'] else ''}")
     return 0
 
 
@@ -250,6 +291,11 @@ def add_evidence_commands(sub, load: Load) -> None:
     pk.set_defaults(func=lambda args: cmd_public_key(args, load))
     ev.add_parser("rotate", help="new signing key; the old public key stays trusted").set_defaults(
         func=lambda args: cmd_rotate(args, load))
+    se = ev.add_parser("seal", help="sign, after the fact, the records of recordings finalised without a key "
+                       "(hash from the audit chain; the record says it was sealed late)")
+    se.add_argument("--by", help="who seals (audit log; default: the login name)")
+    se.add_argument("--verbose", "-v", action="store_true", help="also list the recordings sealed")
+    se.set_defaults(func=lambda args: cmd_seal(args, load))
     ex = ev.add_parser("export", help="one file with a call's recording, signed record, audit entries, checkpoint")
     ex.add_argument("protocol")
     ex.add_argument("--out", required=True, help="the package file to write (never overwritten)")

@@ -10,6 +10,8 @@ A zip (stored, not compressed: the recording is already audio) holding:
 ``audit.json``             the call's audit entries with their chain fields
 ``checkpoint.json``        the first signed checkpoint that covers them, with its RFC 3161 token
 ``tsa-ca.pem``             the time-stamping authority's CA certificate (when configured)
+``chain_proof.json``       each of the call's entries' Merkle proof against the checkpoint's
+                           ``entries_root`` (sibling hashes only: no other entry's content)
 ``chain.json``             (``--chain``) every entry from the call's first to the checkpoint's head
 ``manifest.json``          the sha256 of every other member
 ``README.txt``             what this is and how to check it
@@ -31,8 +33,10 @@ from typing import TYPE_CHECKING, Any
 from callproof.storage import SyncDatabase
 from callproof.storage.audit import GENESIS, entry_hash
 
+from . import merkle
 from .checkpoints import _valid, body_bytes, read_lines
 from .keys import KeyFileError, TrustedKeys, load_public_pem, public_pem, trusted_from_config
+from .late_seal import describe as describe_late
 from .records import check, signed_sha256
 from .tsa import TsaError, verify_token
 
@@ -54,7 +58,10 @@ Ed25519 signature (base64) of the exact bytes of record.json by the public key i
 keys/{fingerprint}.pem (fingerprint: sha256 of the key's 32 raw bytes). audit.json holds the
 call's audit entries; each entry's hash is sha256(prev_hash + canonical JSON of id, at, actor,
 action, protocol, subject, details). checkpoint.json is a signed checkpoint of the audit chain
-taken after them{tsa_note}. Ask the company for the public key's fingerprint through another
+taken after them{tsa_note}; its entries_root is a Merkle tree (RFC 6962, SHA-256) of every
+entry's hash up to its head, and chain_proof.json gives each of the call's entries' leaf
+index and sibling hashes, so the entries are proven to be in the chain it signed without
+disclosing any other entry.{late_note} Ask the company for the public key's fingerprint through another
 channel (its website, a letter): --key then proves the package was signed by that key.
 """
 
@@ -99,13 +106,18 @@ def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *,
         if checkpoint.get("tsa_token") and config.audit.tsa_ca_file is not None:
             members["tsa-ca.pem"] = config.audit.tsa_ca_file.read_bytes()
             tsa_note = ", and timestamped by an RFC 3161 authority (tsa-ca.pem is its CA)"
+        proof = _chain_proof(db, checkpoint["checkpoint"], entries)
+        if proof is not None:
+            members["chain_proof.json"] = json.dumps(proof, indent=1, sort_keys=True).encode("utf-8")
         if chain and entries:
             segment = db.audit.range(entries[0]["id"], checkpoint["checkpoint"]["head_id"])
             members["chain.json"] = json.dumps(segment, indent=1, sort_keys=True).encode("utf-8")
     for fp in sorted(keys):
         members[f"keys/{fp}.pem"] = public_pem(trusted.public_key(fp)).encode("ascii")
+    late = describe_late(checked.record)
+    late_note = f"\n\nThis record was {late}." if late else ""
     members["README.txt"] = README.format(protocol=protocol, ext=ext, fingerprint=row["key_fingerprint"],
-                                          tsa_note=tsa_note).encode("utf-8")
+                                          tsa_note=tsa_note, late_note=late_note).encode("utf-8")
     members["manifest.json"] = json.dumps({"protocol": protocol, "files": {n: _member_sha(d) for n, d in
                                                                              sorted(members.items())}},
                                           indent=1, sort_keys=True).encode("utf-8")
@@ -114,7 +126,21 @@ def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *,
         for name, data in members.items():
             zf.writestr(zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0)), data)
     return {"protocol": protocol, "recording_id": rec["id"], "entries": len(entries),
-            "checkpoint": checkpoint is not None, "key": row["key_fingerprint"]}
+            "checkpoint": checkpoint is not None, "key": row["key_fingerprint"], "sealed_late": bool(late)}
+
+
+def _chain_proof(db: SyncDatabase, body: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Each of the call's entries' place in the checkpoint's Merkle tree of entry hashes: its
+    leaf index and sibling hashes (other entries' contents never enter the package). None
+    for a checkpoint made before checkpoints carried a root."""
+    if not isinstance(body.get("entries_root"), str) or not entries:
+        return None
+    ids_hashes = db.audit.hashes_upto(body["head_id"])
+    tree = merkle.levels([h for _, h in ids_hashes])
+    index = {entry_id: n for n, (entry_id, _) in enumerate(ids_hashes)}
+    return {"tree": merkle.TREE, "size": len(ids_hashes), "root": body["entries_root"],
+            "entries": {str(e["id"]): {"index": index[e["id"]], "path": merkle.audit_path(tree, index[e["id"]])}
+                        for e in entries if e["id"] in index}}
 
 
 def _covering_checkpoint(config: Config, trusted: TrustedKeys, last_id: int) -> dict[str, Any] | None:
@@ -127,9 +153,10 @@ def _covering_checkpoint(config: Config, trusted: TrustedKeys, last_id: int) -> 
     except FileNotFoundError:
         return None
     covering = [ln for ln in lines if ln and _valid(ln, trusted) and ln["checkpoint"]["head_id"] >= last_id]
-    stamped = [ln for ln in covering if ln.get("tsa_token")]
-    chosen = stamped or covering
-    return chosen[0] if chosen else None
+    # the first that is timestamped and carries a Merkle root, else the best of the others
+    ranked = sorted(covering, key=lambda ln: (not ln.get("tsa_token") or "entries_root" not in ln["checkpoint"],
+                                              "entries_root" not in ln["checkpoint"], not ln.get("tsa_token")))
+    return ranked[0] if ranked else None
 
 
 # -- offline verification ------------------------------------------------------------------
@@ -185,6 +212,8 @@ def verify_package(path: Path, key: str | None = None) -> tuple[bool, list[str]]
         bad(f"the evidence record does not verify: {checked.detail}")
     else:
         notes.append(f"ok: record signed by key {fp}")
+        if late := describe_late(checked.record):
+            notes.append(f"note: {late}")
     if key is not None and fp != key.lower():
         bad(f"signed by key {fp}, not the expected {key}")
     audio = [n for n in data if n.startswith("recording.")]
@@ -201,6 +230,31 @@ def verify_package(path: Path, key: str | None = None) -> tuple[bool, list[str]]
                          f"finalised {rec.get('finalised_at')})")
     _verify_audit(data, trusted, notes, bad)
     return ok, notes
+
+
+def _verify_chain_proof(data: dict[str, bytes], body: dict[str, Any], entries: list[dict[str, Any]],
+                        notes: list[str], bad: Any) -> bool:
+    """chain_proof.json: every one of the call's entries is a leaf of the checkpoint's signed
+    Merkle root. True when that is proven."""
+    if "chain_proof.json" not in data:
+        return False
+    try:
+        proof = json.loads(data["chain_proof.json"])
+        size, root, leaves = proof["size"], body["entries_root"], proof["entries"]
+    except (ValueError, KeyError, TypeError) as exc:
+        bad(f"chain_proof.json is not a chain proof of this checkpoint ({exc})")
+        return False
+    if size != body.get("entries_in_root") or proof.get("root") != root:
+        bad("chain_proof.json is not for this checkpoint's tree")
+        return False
+    for e in entries:
+        leaf = leaves.get(str(e.get("id")))
+        if leaf is None or merkle.root_from_path(e["hash"], leaf["index"], size, leaf["path"]) != root:
+            bad(f"audit entry {e.get('id')}: not in the chain the checkpoint signed (its Merkle proof fails)")
+            return False
+    notes.append(f"ok: the call's {len(entries)} audit entries are in the chain the checkpoint signed "
+                 f"(Merkle proof against its root of {size} entries; no other entry disclosed)")
+    return True
 
 
 def _verify_audit(data: dict[str, bytes], trusted: TrustedKeys, notes: list[str], bad: Any) -> None:
@@ -236,9 +290,11 @@ def _verify_audit(data: dict[str, bytes], trusted: TrustedKeys, notes: list[str]
                 notes.append(f"ok: the checkpoint was timestamped {when} (RFC 3161, tsa-ca.pem)")
             except (TsaError, ValueError) as exc:
                 bad(f"the checkpoint's timestamp token does not verify: {exc}")
+    proven = _verify_chain_proof(data, body, entries, notes, bad)
     if "chain.json" not in data:
-        notes.append("note: no chain.json: the entries' place in the chain up to the checkpoint is not proven "
-                     "offline (the company's 'callproof audit verify' proves it; export with --chain to include it)")
+        if not proven:
+            notes.append("note: no chain proof: the entries' place in the chain up to the checkpoint is not proven "
+                         "offline (the checkpoint predates Merkle roots; export with --chain to include the chain)")
     else:
         chain = json.loads(data["chain.json"])
         prev = chain[0]["prev_hash"] if chain else GENESIS

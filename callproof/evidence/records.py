@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,15 +134,19 @@ def seal_facts(facts: dict[str, Any], signed_at: str, signer: Signer | None) -> 
     return Sealed(data.decode("utf-8"), hashlib.sha256(data).hexdigest(), sig, fp)
 
 
+def sealer_for(database: str | os.PathLike[str]) -> Callable[[dict[str, Any], str], Sealed]:
+    """How storage seals what it finalises for ``database`` (a live call's finalisation, the
+    journal's replay): with that database's key, looked up when sealing."""
+    def sealer(facts: dict[str, Any], signed_at: str) -> Sealed:
+        return seal_facts(facts, signed_at, signer_for(database))
+    return sealer
+
+
 async def seal(db: Database, recording_id: int, signed_at: str) -> Sealed | None:
-    """Sign and store the evidence record of a just-finalised recording (None if its row is gone)."""
-    facts = await db.evidence.facts(recording_id)
-    if facts is None or facts["recording"]["state"] != "finalised":
-        return None
-    sealed = seal_facts(facts, signed_at, signer_for(db.path))
-    await db.evidence.insert(recording_id, facts["recording"]["protocol"], sealed.record, sealed.record_sha256,
-                             sealed.signature, sealed.key_fingerprint, signed_at)
-    return sealed
+    """Sign and store the evidence record of a just-finalised recording, with its
+    ``recording.finalised`` audit entry (None if its row is gone)."""
+    sealed = await db.evidence.seal_finalised(recording_id, sealer_for(db.path), signed_at)
+    return sealed if isinstance(sealed, Sealed) else None
 
 
 # -- verification ----------------------------------------------------------------------------

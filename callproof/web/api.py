@@ -48,6 +48,24 @@ def _authorised(request: web.Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def _refused(request: web.Request) -> web.StreamResponse | None:
+    """The one check of every API route: 404 when the API is off; without the bearer token,
+    401, counted (not logged one line each), and 429 to an address that keeps guessing."""
+    ctx = ctx_of(request)
+    token = ctx.config.web.api_token
+    if not token:
+        raise web.HTTPNotFound(text="The request API is off ([web] api_token is not set).")
+    if _authorised(request, token):
+        return None
+    remote = client_remote(request)
+    wait = ctx.limiter.check(remote, "api")
+    ctx.refusals.add("api.rate_limited" if wait else "api.unauthorised", remote, ctx.now())
+    if wait:
+        return web.json_response({"error": "too many requests"}, status=429, headers={"Retry-After": str(wait)})
+    return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer realm="callproof"'})
+
+
 def _validate(config: Config, body: dict) -> tuple[str, str] | None:
     """(field, problem) for the first bad field, or None."""
     from ..numbers import normalise_caller
@@ -84,19 +102,9 @@ def _bad(problem: str):
 @routes.post("/api/requests")
 async def create_request(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
-    token = ctx.config.web.api_token
-    if not token:
-        raise web.HTTPNotFound(text="The request API is off ([web] api_token is not set).")
-    if not _authorised(request, token):
-        # Counted, not logged one line each; an address guessing tokens is soon answered 429.
-        remote = client_remote(request)
-        wait = ctx.limiter.check(remote, "api")
-        ctx.refusals.add("api.rate_limited" if wait else "api.unauthorised", remote, ctx.now())
-        if wait:
-            return web.json_response({"error": "too many requests"}, status=429,
-                                     headers={"Retry-After": str(wait)})
-        return web.json_response({"error": "missing or wrong bearer token"}, status=401,
-                                 headers={"WWW-Authenticate": 'Bearer realm="callproof"'})
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     if request.content_length is not None and request.content_length > MAX_BODY:
         return _error(413, f"body larger than {MAX_BODY} bytes")
     raw = await request.content.read(MAX_BODY + 1)
@@ -134,12 +142,9 @@ async def create_request(request: web.Request) -> web.StreamResponse:
 async def confirm_code(request: web.Request) -> web.StreamResponse:
     """The one-time code the requester got by SMS on the call's number."""
     ctx = ctx_of(request)
-    token = ctx.config.web.api_token
-    if not token:
-        raise web.HTTPNotFound(text="The request API is off ([web] api_token is not set).")
-    if not _authorised(request, token):
-        return web.json_response({"error": "missing or wrong bearer token"}, status=401,
-                                 headers={"WWW-Authenticate": 'Bearer realm="callproof"'})
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     raw = await request.content.read(MAX_BODY + 1)
     try:
         body = json.loads(raw) if len(raw) <= MAX_BODY else None

@@ -130,3 +130,11 @@ async def ami_events(sandbox: Sandbox):
     assert manager.authenticated, "AMI login failed"
     yield events
     manager.close()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory):
+    """callproof's wheel installed into a fresh virtual environment (tests/integration/wheel_venv.py)."""
+    from .wheel_venv import installed_wheel
+
+    return installed_wheel(tmp_path_factory)

@@ -2,9 +2,11 @@
 
 An application of its own (Stasis app ``cpevidence``, its own database, recordings, signing
 key and checkpoint file; 40 ms prompts so the calls are short) and a FastAGI server on the
-same configuration; a local RFC 3161 authority (``openssl ts``, tests/peers/tsa.py)
-timestamps the checkpoints. One call per transport gets a signed record that verifies
-(``callproof recording verify`` run as an admin runs it); then the review's attacks:
+same configuration, and the classic AGI script installed into the sandbox's agi-bin (run by
+Asterisk inside its chroot, on the chroot's Python and Debian's cryptography); a local
+RFC 3161 authority (``openssl ts``, tests/peers/tsa.py) timestamps the checkpoints. One call
+per transport gets a signed record that verifies (``callproof recording verify`` run as an
+admin runs it); then the review's attacks:
 finding 1 (a recording's bytes and its ``recordings.sha256`` swapped) and finding 2 (audit
 triggers dropped, entries deleted, every hash recomputed, triggers recreated), each now
 reported by the command an auditor runs, and the export refuses the forged file.
@@ -20,6 +22,7 @@ import json
 import subprocess
 import sys
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,7 @@ from callproof.rights.requests import file_request_sync
 from callproof.sandbox import Sandbox
 from callproof.storage import open_sync, utc_now
 
+from .agi_install import install_classic_agi
 from .harness import ObservedApplication, running, sha256_of
 from .test_agi_calls import fastagi_vars, place, wait_final_recording, wait_row
 from .test_call_state import short_prompts
@@ -87,9 +91,18 @@ def cli(config_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-async def calls(app, fastagi, sandbox: Sandbox) -> dict[str, dict]:
-    """One finished call per transport: {"ari"|"fastagi": {"row": ..., "recording": ...}}."""
+def classic_agi(sandbox: Sandbox, config_path: Path):
+    """The classic script on this module's configuration (removed after: see agi_install.py)."""
+    wrapper = install_classic_agi(sandbox, config_path)
+    yield wrapper
+    wrapper.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+async def calls(app, fastagi, classic_agi, sandbox: Sandbox) -> dict[str, dict]:
+    """One finished call per transport: {"ari"|"agi"|"fastagi": {"row": ..., "recording": ...}}."""
     plan = {"ari": ("11987650901", {"CALLPROOF_APP": APP}),
+            "agi": ("11987650903", {"CALLPROOF_APP": APP}),
             "fastagi": ("11987650902", {"CALLPROOF_APP": APP, **fastagi_vars(fastagi)})}
     placed = await asyncio.gather(*(place(sandbox, path, caller, variables)
                                     for path, (caller, variables) in plan.items()))
@@ -119,6 +132,41 @@ async def test_each_transport_signs_its_recordings_evidence(calls, config: Confi
         assert "ok 1 (signed)" in done.stdout and "UNSIGNED 0" in done.stdout
 
 
+async def test_a_package_verifies_offline_in_a_fresh_venv_from_the_wheel(calls, config: Config, config_path: Path,
+                                                                        wheel, tmp_path: Path) -> None:
+    """Another machine's view: callproof installed from its wheel into a fresh virtual
+    environment, no database, no configuration, another folder; the classic AGI call's package."""
+    from .wheel_venv import run
+
+    protocol = calls["agi"]["row"]["protocol"]
+    done = cli(config_path, "audit", "checkpoint")  # one that covers the call's entries, timestamped
+    assert done.returncode == 0, done.stdout + done.stderr
+    package = tmp_path / "evidence.zip"
+    done = cli(config_path, "evidence", "export", protocol, "--out", str(package))
+    assert done.returncode == 0, done.stdout + done.stderr
+    recipient = tmp_path / "recipient"
+    recipient.mkdir()
+    env = {k: v for k, v in wheel.env.items() if not k.startswith("CALLPROOF")} | {"HOME": str(recipient)}
+    key = Signer.load(config.evidence.signing_key).fingerprint
+    ok = run([str(wheel.callproof), "evidence", "verify", str(package), "--key", key], cwd=recipient,
+             timeout=120, env=env).stdout
+    assert "evidence package VERIFIED" in ok and f"recording of protocol {protocol}" in ok
+    assert "timestamped" in ok and "(Merkle proof" in ok
+    with zipfile.ZipFile(package) as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    audio = next(n for n in members if n.startswith("recording."))
+    data = bytearray(members[audio])
+    data[len(data) // 2] ^= 0x01
+    members[audio] = bytes(data)
+    tampered = recipient / "tampered.zip"
+    with zipfile.ZipFile(tampered, "w") as dst:
+        for name, blob in members.items():
+            dst.writestr(name, blob)
+    bad = run([str(wheel.callproof), "evidence", "verify", str(tampered)], cwd=recipient, timeout=120, env=env,
+              expect=None)
+    assert bad.returncode == 1 and "DOES NOT VERIFY" in bad.stdout and f"FAIL: {audio}" in bad.stdout, bad.stdout
+
+
 async def test_finding_1_a_swapped_recording_is_reported_and_not_exported(calls, config: Config,
                                                                           config_path: Path) -> None:
     rec, row = calls["ari"]["recording"], calls["ari"]["row"]
@@ -134,7 +182,7 @@ async def test_finding_1_a_swapped_recording_is_reported_and_not_exported(calls,
     assert done.returncode == 1
     assert f"MISMATCH  recording {rec['id']}  {row['protocol']}" in done.stdout
     assert "its signed evidence record says" in done.stdout
-    assert "ok 1 (signed), MISMATCH 1" in done.stdout  # the FastAGI call is untouched
+    assert "ok 2 (signed), MISMATCH 1" in done.stdout  # the AGI and FastAGI calls are untouched
     rights = dataclasses.replace(config.rights, export_dir=Path(config.storage.database).parent / "exports")
     with open_sync(config) as db:
         request = file_request_sync(db, dataclasses.replace(config, rights=rights), call_protocol=row["protocol"],

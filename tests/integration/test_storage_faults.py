@@ -22,6 +22,7 @@ import pytest
 
 from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import originate_call
+from callproof.storage.journal import read_entries
 
 from .harness import ObservedApplication, running
 from .storage_faults import heard_on
@@ -177,6 +178,7 @@ async def test_database_locked_by_another_process(sandbox, app_config, ami_event
         rows = await wait_final(database, channels, timeout=60)
         out = figures("locked", sandbox, app, channels, rows, ami_events)
     assert_truthful(out)
+    assert_signed_evidence(app.config, out)
     hit = [f for f in out if "storage_unavailable" in (f["row"]["error"] or "")]
     assert hit, "no call noticed the lock: the test did not test anything"
 
@@ -189,6 +191,38 @@ def small_tmpfs(where: Path, size: str):
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+async def journalled_finalisations(journal: Path, count: int, timeout: float = 120) -> int:
+    """Wait until ``count`` recordings' ends wait in the journal (its file, or one a failed
+    replay renamed): the calls finished while the disk was full."""
+    deadline = time.monotonic() + timeout
+    found = 0
+    while time.monotonic() < deadline:
+        files = [f for f in journal.parent.glob(journal.name + "*") if not f.name.endswith(".lock")]
+        found = sum(1 for f in files if f.exists() for e in read_entries(f) if e.get("op") == "recording.finalise")
+        if found >= count:
+            return found
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"only {found} of {count} recordings' ends reached the journal")
+
+
+def assert_signed_evidence(config, out: list[dict]) -> int:
+    """Each finalised recording has a signed evidence record that verifies against its file,
+    and a recording.finalised audit entry; the number finalised from the journal."""
+    from callproof.evidence.keys import trusted_from_config
+    from callproof.integrity import verify_recordings
+    from callproof.storage import open_sync
+
+    ids = {rec["id"] for f in out for rec in f["row"]["recordings"]}
+    with open_sync(config) as db:
+        trusted = trusted_from_config(config)
+        results = {r["id"]: r for r in verify_recordings(db, config.recording.root, trusted=trusted)}
+        entries = list(db.audit.page(action="recording.finalised", limit=100))
+    assert all(results[i]["result"] == "ok" and results[i]["signed"] for i in ids), \
+        {i: (results[i]["result"], results[i].get("detail")) for i in ids}
+    assert len(entries) == len(ids), entries
+    return sum(1 for e in entries if '"journalled":true' in (e["details"] or ""))
 
 
 def fill(directory: Path) -> Path:
@@ -220,5 +254,41 @@ async def test_disk_full(sandbox, app_config, ami_events):
             filler.unlink()
             rows = await wait_final(database, channels, timeout=60)
             out = figures("disk full", sandbox, app, channels, rows, ami_events)
-    assert_truthful(out)
+            assert_truthful(out)
+            assert_signed_evidence(app.config, out)
     assert any("storage_unavailable" in (f["row"]["error"] or "") for f in out), "the full disk went unnoticed"
+
+
+async def recording_started(database: Path, channel: dict, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = rows_of(database, [channel])[channel["id"]]
+        if row and row["recordings"]:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the call's recording never started")
+
+
+async def test_database_locked_from_the_recording_to_the_end_of_the_call(sandbox, app_config, ami_events):
+    """Another process takes the write lock once the call's recording has started and holds it
+    until the call has ended: the recording's end waits in the journal, and once the lock is
+    gone the replay finalises it with its signed evidence record and recording.finalised audit
+    entry, like a live finalisation."""
+    run = sandbox.run_dir / "db-locked-recording"
+    async with application(sandbox, app_config, run) as app:
+        database = Path(app.config.storage.database)
+        channels = [await place(sandbox, "11987650720")]
+        await recording_started(database, channels[0])
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database), "300"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:  # (waited for in a thread: the application runs on this event loop)
+            assert (await asyncio.to_thread(locker.stdout.readline)).strip() == "locked"
+            await journalled_finalisations(Path(app.config.storage.journal_path), 1)
+        finally:
+            locker.kill()
+            locker.wait()
+        rows = await wait_final(database, channels, timeout=60)
+        out = figures("locked during the recording", sandbox, app, channels, rows, ami_events)
+        assert_truthful(out)
+        journalled = assert_signed_evidence(app.config, out)
+    assert journalled == 1, "the recording was not finalised from the journal: the test did not test that"

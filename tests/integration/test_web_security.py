@@ -23,7 +23,7 @@ from callproof.rights.delivery import deliver_request_sync
 from callproof.rights.export import export_request_sync
 from callproof.rights.requests import file_request_sync
 from callproof.storage import connect_sync
-from tests.unit.web.test_app import CALLER, NOW, PASSWORD, add_user, seed_call, write_config
+from tests.unit.web.test_app import API_TOKEN, CALLER, NOW, PASSWORD, add_user, seed_call, write_config
 
 from .web_fixtures import chromium, free_port, web_server
 
@@ -90,7 +90,7 @@ async def _post_login(session, base, token, username, password, forwarded=None) 
 
 async def test_attacks_on_the_real_server(tmp_path):
     port = free_port()
-    config_path = _server_config(tmp_path, port, public_rate_per_minute=20)
+    config_path = _server_config(tmp_path, port, public_rate_per_minute=20, api_token=API_TOKEN)
     _call, link = _seed(config_path)
     log_path = tmp_path / "web.log"
     audit_before = _rows(config_path, "SELECT count(*) FROM audit_log")[0][0]
@@ -129,6 +129,16 @@ async def test_attacks_on_the_real_server(tmp_path):
                     flood.append(resp.status)
         assert set(flood) == {403, 429} and flood.count(429) >= 280, flood
 
+        # Guessing the API token on the one-time code route: 429 after the burst, like the request route.
+        async with _session() as guesser:
+            guesses = []
+            for i in range(30):
+                async with guesser.post(f"{base}/api/requests/20260000000000001/code", json={"code": "123456"},
+                                        headers={"Authorization": f"Bearer guess-{i:036d}"}) as resp:
+                    guesses.append(resp.status)
+        # (the bucket refills one token every 3 s: a slow machine may let one more through)
+        assert guesses[:20] == [401] * 20 and set(guesses) == {401, 429} and guesses.count(429) >= 5, guesses
+
         # The Server header of a request aiohttp's parser refuses.
         def raw() -> bytes:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -146,6 +156,7 @@ async def test_attacks_on_the_real_server(tmp_path):
     counts = json.loads(details)["counts"]
     assert counts["download.bad_signature"] + counts["download.rate_limited"] == 300
     assert counts["login.throttled.account"] + counts.get("login.rate_limited", 0) == 38
+    assert counts["api.unauthorised"] + counts["api.rate_limited"] == 30 and counts["api.rate_limited"] >= 5
     # 7: the server's log holds no token.
     log = log_path.read_text()
     assert "/d/[token]" in log and link.removeprefix("/d/") not in log

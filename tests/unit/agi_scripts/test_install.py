@@ -27,3 +27,16 @@ def test_a_config_that_does_not_load_is_a_warning(tmp_path, capsys):
     assert main(["--agi-bin", str(tmp_path / "agi-bin"), "--config", str(config)]) == 0
     err = capsys.readouterr().err
     assert "does not load here" in err and "config_error" in err
+
+
+def test_the_bundle_never_carries_a_compiled_cryptography(tmp_path):
+    """The classic script signs with the cryptography of the Python that runs it (a chroot's:
+    Debian's python3-cryptography); a copy of this virtualenv's build, compiled for another
+    Python, would shadow it and leave every record unsigned."""
+    from callproof.agi_scripts.install import bundle
+
+    dest = bundle(tmp_path / "lib")
+    top = {p.name for p in dest.iterdir()}
+    assert "callproof" in top and not {"cryptography", "_cffi_backend", "cffi"} & top
+    assert not list(dest.rglob("*.so")), "compiled modules in the bundle would be for this Python only"
+    assert (dest / "callproof" / "evidence" / "records.py").is_file()

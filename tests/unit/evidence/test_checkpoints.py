@@ -241,3 +241,29 @@ async def test_callproof_run_anchors_at_start_and_on_its_interval(world) -> None
         await asyncio.gather(task, return_exceptions=True)
     (line,) = read_lines(config.audit.checkpoint_file)
     assert line["checkpoint"]["head_id"] == 2
+
+
+def test_each_checkpoint_signs_a_merkle_root_that_audit_verify_checks(tmp_path: Path) -> None:
+    """The root of every entry's hash up to the head (what packages prove entries against):
+    from an empty log on, each checkpoint's root matches the chain; one signed over other
+    hashes (a key holder's mistake or forgery) is reported."""
+    from callproof.evidence import merkle
+    from callproof.evidence.checkpoints import append_line, body_bytes
+
+    config = signed_config(tmp_path, checkpoints=True)
+    conn = connect_sync(config.storage.database)
+    signer = Signer.load(config.evidence.signing_key)
+    db = SyncDatabase.wrap(conn)
+    write_checkpoint(config, db, signer, AT)  # the empty log: entries_in_root 0
+    fill(conn, 5)
+    line = write_checkpoint(config, db, signer, AT)
+    assert line is not None
+    body = line["checkpoint"]
+    hashes = [r[0] for r in conn.execute("SELECT hash FROM audit_log ORDER BY id")]
+    assert body["entries_root"] == merkle.root(hashes) and body["entries_in_root"] == 5
+    assert verify(db, read_lines(config.audit.checkpoint_file), trusted_from_config(config)).intact
+    wrong = {**body, "entries_root": merkle.root([*hashes[:4], "00" * 32])}
+    append_line(config.audit.checkpoint_file, {"checkpoint": wrong, "signature": base64.b64encode(
+        signer.sign(body_bytes(wrong))).decode()})
+    report = verify(db, read_lines(config.audit.checkpoint_file), trusted_from_config(config))
+    assert not report.intact and any("Merkle root" in p for p in report.problems)

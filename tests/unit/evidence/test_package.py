@@ -98,3 +98,85 @@ def test_a_forged_recording_is_never_packaged(package, tmp_path: Path, capsys: p
     assert cli(config, tmp_path, "evidence", "export", rec["protocol"], "--out", str(tmp_path / "x.zip")) == 1
     assert "does not match its signed record" in capsys.readouterr().err
     assert not (tmp_path / "x.zip").exists()
+
+
+def _rewrite_with_manifest(package: Path, name: str, change) -> Path:
+    """Change a member and recompute the (unsigned) manifest, as a forger would."""
+    import hashlib
+    import json
+
+    out = package.with_name("forged-" + package.name)
+    with zipfile.ZipFile(package) as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    members[name] = change(members[name])
+    manifest = json.loads(members["manifest.json"])
+    manifest["files"] = {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != "manifest.json"}
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(out, "w") as dst:
+        for n, d in members.items():
+            dst.writestr(n, d)
+    return out
+
+
+@pytest.fixture
+def default_package(tmp_path: Path):
+    """Two calls, one checkpoint after both, the first call's package exported WITHOUT --chain."""
+    config = signed_config(tmp_path, checkpoints=True)
+    first = finalised_call(config, channel="ch-1")
+    second = finalised_call(config, channel="ch-2")
+    assert anchor_once(config)
+    out = tmp_path / "evidence.zip"
+    assert cli(config, tmp_path, "evidence", "export", first["protocol"], "--out", str(out)) == 0
+    return config, first, second, out
+
+
+def test_a_default_package_proves_the_chain_without_other_calls_entries(default_package, tmp_path: Path) -> None:
+    _, _, second, out = default_package
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+        everything = b"".join(zf.read(n) for n in names)
+    assert "chain_proof.json" in names and "chain.json" not in names
+    assert second["protocol"].encode() not in everything  # nothing of the other customer's call
+    assert str(second["path"].name).encode() not in everything
+    done = offline_verify(out, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "are in the chain the checkpoint signed (Merkle proof" in done.stdout
+
+
+def test_a_rewritten_entry_with_its_hash_and_the_manifest_recomputed_fails(default_package, tmp_path: Path) -> None:
+    """What the entries' own hashes cannot catch (the hash is public): the Merkle proof against
+    the signed root does."""
+    import json
+
+    from callproof.storage.audit import entry_hash
+
+    _, _, _, out = default_package
+
+    def rewrite(data: bytes) -> bytes:
+        entries = json.loads(data)
+        e = next(e for e in entries if e["action"] == "recording.finalised")
+        assert '"duration_ms":1000' in e["details"]
+        e["details"] = e["details"].replace('"duration_ms":1000', '"duration_ms":9000')
+        e["hash"] = entry_hash(e["prev_hash"], e)
+        return json.dumps(entries).encode()
+
+    done = offline_verify(_rewrite_with_manifest(out, "audit.json", rewrite), cwd=tmp_path)
+    assert done.returncode == 1 and "not in the chain the checkpoint signed" in done.stdout, done.stdout
+
+
+def test_a_package_without_a_chain_proof_still_verifies_and_says_so(default_package, tmp_path: Path) -> None:
+    """Packages made before checkpoints carried a Merkle root have none: still verifiable."""
+    _, _, _, out = default_package
+    import json
+
+    with zipfile.ZipFile(out) as src:
+        members = {n: src.read(n) for n in src.namelist() if n != "chain_proof.json"}
+    manifest = json.loads(members["manifest.json"])
+    del manifest["files"]["chain_proof.json"]
+    members["manifest.json"] = json.dumps(manifest).encode()
+    old = tmp_path / "old.zip"
+    with zipfile.ZipFile(old, "w") as dst:
+        for n, d in members.items():
+            dst.writestr(n, d)
+    done = offline_verify(old, cwd=tmp_path)
+    assert done.returncode == 0 and "note: no chain proof" in done.stdout, done.stdout

@@ -536,6 +536,27 @@ async def test_api_files_a_request_with_the_bearer_token(api_site):
     assert again.status == 200 and (await again.json())["request_protocol"] == body["request_protocol"]
 
 
+async def test_every_api_route_counts_wrong_tokens_and_answers_429_to_a_guesser(tmp_path):
+    """The code route shares the request route's check: a wrong token is counted, and an
+    address that keeps guessing is answered 429 there too (it used to get 401 for ever)."""
+    s = await make_site(tmp_path, api_token=API_TOKEN, public_rate_per_minute=3)
+    try:
+        wrong = {"Authorization": "Bearer " + "x" * 40}
+        code_url = "/api/requests/20260000000000001/code"
+        statuses = [(await s.client.post(code_url, json={"code": "123456"}, headers=wrong)).status
+                    for _ in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        limited = await s.client.post("/api/requests", json={"protocol": s.call["protocol"]}, headers=wrong)
+        assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1  # one bucket for the API
+        await s.app_ctx.refusals.flush(s.app_ctx)
+        [summary] = s.audit("web.refusals")
+        assert summary["details"]["counts"] == {"api.unauthorised": 3, "api.rate_limited": 2}
+    finally:
+        await s.client.close()
+        s.pool.close()
+        s.conn.close()
+
+
 # -- public download -------------------------------------------------------------
 
 async def test_public_download_refuses_bad_tokens_plainly(site):
