@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, load_config
 from .logs import event, setup_logging
@@ -47,10 +48,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     _signing_key_or_exit(config)
     setup_logging(config.logging.level, config.logging.format)
     from callproof.ari_app.app import Application
+    from callproof.ari_app.logins import EXIT_LOGIN_REFUSED, LoginRefused
 
     async def main() -> None:
         app = Application(config)
-        await app.start()
+        try:
+            await app.start()
+        except BaseException:
+            await app.stop()
+            raise
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -58,13 +64,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         # SIGUSR1: one 'app.stats' log line (tasks, calls and recordings held); docs/operations.md
         loop.add_signal_handler(signal.SIGUSR1, lambda: event(logging.getLogger("callproof.app"), "app.stats",
                                                               **app.stats()))
-        runner = asyncio.ensure_future(app.run())
-        await stop.wait()
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await app.stop()
+        runner: asyncio.Future[Any] = asyncio.ensure_future(app.run())
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        assert app.ami is not None
+        watched: tuple[asyncio.Future[Any], ...] = (runner, stopping, app.ami.refused)
+        try:
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await app.stop()
+        for fut in (app.ami.refused, runner):
+            error = fut.exception() if fut.done() and not fut.cancelled() else None
+            if error is not None:
+                raise error
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except LoginRefused as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return EXIT_LOGIN_REFUSED
     return 0
 
 

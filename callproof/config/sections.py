@@ -48,6 +48,8 @@ class AriConfig:
     password: str = ""
     app: str = "callproof"
     reconnect_max_seconds: float = 1.0
+    # refusals of the login in a row (HTTP 401) before ``callproof run`` stops (exit 3)
+    max_login_failures: int = 5
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class AmiConfig:
     port: int = 5038
     username: str = "callproof"
     password: str = ""
+    # refusals of the login in a row before ``callproof run`` stops (exit 3)
+    max_login_failures: int = 5
 
 
 @dataclass(frozen=True)
