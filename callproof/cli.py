@@ -6,23 +6,34 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, load_config
+from .config import DEFAULT_CONFIG, ConfigError, load_config_and_sources
+from .config.secrets_file import config_path
 from .logs import event, setup_logging
 
 
-def _load(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
-    """The configuration; ARI/AMI passwords are required only where they are used
-    (``run``, ``check-config``): AGI-only installs and ops commands need none."""
+def _load_with_sources(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
+    """The configuration and the files it came from: ``--config``, ``$CALLPROOF_CONFIG``, else
+    /etc/callproof/callproof.toml if it exists, and the secrets file beside it.  ARI/AMI
+    passwords are required only where they are used (``run``, ``check-config``): AGI-only
+    installs and ops commands need none."""
     try:
-        return load_config(args.config, require_asterisk_apis=talks_to_asterisk)
+        return load_config_and_sources(args.config, require_asterisk_apis=talks_to_asterisk,
+                                       default_path=DEFAULT_CONFIG)
     except ConfigError as exc:
-        print(f"callproof: invalid configuration: {exc}", file=sys.stderr)
+        chosen = config_path(args.config, os.environ, DEFAULT_CONFIG)
+        where = f"{chosen}" if chosen else "built-in defaults, no configuration file"
+        print(f"callproof: invalid configuration ({where}): {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _load(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
+    return _load_with_sources(args, talks_to_asterisk=talks_to_asterisk)[0]
 
 
 def _signing_key_or_exit(config) -> None:
@@ -36,8 +47,14 @@ def _signing_key_or_exit(config) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args, talks_to_asterisk=True)
+    config, sources = _load_with_sources(args, talks_to_asterisk=True)
     _signing_key_or_exit(config)
+    print(f"files: {sources.describe()}")
+    for note in sources.notes:
+        print(f"note: {note}")
+    if config.sms.backend == "log":
+        print("warning: [sms] backend is 'log': no SMS is sent, each is only logged (state 'logged');"
+              " set [sms] backend to smpp, http or sip (docs/sms.md)", file=sys.stderr)
     print(f"configuration OK: ARI {config.ari.url} app={config.ari.app}, AMI {config.ami.host}:{config.ami.port}, "
           f"database {config.storage.database}, recordings under {config.recording.root}")
     return 0
@@ -332,7 +349,8 @@ def _add_retention_commands(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callproof", description=__doc__)
-    parser.add_argument("--config", help="TOML config file (default: $CALLPROOF_CONFIG)")
+    parser.add_argument("--config", help="TOML config file (default: $CALLPROOF_CONFIG, else "
+                                         "/etc/callproof/callproof.toml; secrets.env beside it is read too)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", help="run the ARI application").set_defaults(func=cmd_run)

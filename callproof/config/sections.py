@@ -21,6 +21,10 @@ class GeneralConfig:
     company_name: str = "Atendimento"
     phone_region: str = "BR"
     use_channel_language: bool = False
+    # the user the service runs as: commands started as root drop to it (docs/operations.md)
+    service_user: str = "asterisk"
+    # the systemd EnvironmentFile with the secrets (default: secrets.env beside the config file)
+    secrets_file: Path | None = None
 
     @property
     def tz(self) -> ZoneInfo:
