@@ -43,7 +43,7 @@ def test_the_environment_wins_over_the_secrets_file(tmp_path):
 
 def test_a_world_readable_secrets_file_is_refused(tmp_path):
     cfg = write_config(tmp_path, f"CALLPROOF_ARI_PASSWORD={STRONG_ARI}\n", secrets_mode=0o644)
-    with pytest.raises(ConfigError, match="general.secrets_file.*readable or writable by every user.*chmod 0600"):
+    with pytest.raises(ConfigError, match=r"general\.secrets_file.*readable or writable by every user.*chmod 0600"):
         load_config_and_sources(cfg, env={})
 
 
