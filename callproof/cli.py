@@ -12,9 +12,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_CONFIG, ConfigError, load_config_and_sources
+from .config import DEFAULT_CONFIG, ConfigError, GeneralConfig, Sources, load_config_and_sources
 from .config.secrets_file import config_path
 from .logs import event, setup_logging
+from .service_user import EXIT_NO_PERMISSION, ServiceUserError, drop_to_service_user, permission_message
+
+#: The files read as root, before a command dropped to the service user (see main()).
+_as_root: Sources | None = None
+
+#: Commands that stay root when started as root: the sandbox demo builds a chroot, the
+#: dialplan goes to /etc/asterisk, doctor checks what the service user may do, and an
+#: evidence package is checked offline (no configuration, nothing written).
+STAYS_ROOT = frozenset({"demo", "dialplan", "doctor", "evidence verify"})
 
 
 def _load_with_sources(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
@@ -23,8 +32,11 @@ def _load_with_sources(args: argparse.Namespace, *, talks_to_asterisk: bool = Fa
     passwords are required only where they are used (``run``, ``check-config``): AGI-only
     installs and ops commands need none."""
     try:
-        return load_config_and_sources(args.config, require_asterisk_apis=talks_to_asterisk,
-                                       default_path=DEFAULT_CONFIG)
+        config, sources = load_config_and_sources(args.config, require_asterisk_apis=talks_to_asterisk,
+                                                  default_path=DEFAULT_CONFIG)
+        if _as_root is not None and _as_root.config_file == sources.config_file:
+            sources = _as_root  # read as root before dropping to the service user: what it read then
+        return config, sources
     except ConfigError as exc:
         chosen = config_path(args.config, os.environ, DEFAULT_CONFIG)
         where = f"{chosen}" if chosen else "built-in defaults, no configuration file"
@@ -396,9 +408,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _become_service_user(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """As root: read the configuration and its root-only secrets file, keep the secrets in
+    the environment, then become the service user for the rest of the command (nothing
+    it creates is root's).  Returns the service user's name and the database path."""
+    global _as_root
+    if os.geteuid() != 0 or {args.command, f"{args.command} {getattr(args, 'sub', '')}"} & STAYS_ROOT:
+        try:
+            config, _ = load_config_and_sources(args.config, require_asterisk_apis=False,
+                                                default_path=DEFAULT_CONFIG)
+        except ConfigError:
+            return GeneralConfig().service_user, None  # the command itself reports it
+        return config.general.service_user, config.storage.database
+    config, _as_root = _load_with_sources(args)
+    for name, value in _as_root.secret_env.items():
+        os.environ.setdefault(name, value)
+    try:
+        drop_to_service_user(config.general.service_user)
+    except (ServiceUserError, OSError) as exc:
+        print(f"callproof: running as root: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_NO_PERMISSION) from None
+    return config.general.service_user, config.storage.database
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    service_user, database = _become_service_user(args)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:  # a permission problem is one line; anything else stays what it is
+        message = permission_message(exc, service_user, database)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return EXIT_NO_PERMISSION
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,6 +42,8 @@ class Sources:
     secrets_read: bool = False
     secrets_note: str = ""  # why the secrets file was not read
     notes: list[str] = field(default_factory=list)
+    #: the CALLPROOF_* values the secrets file held (a command that drops root keeps them)
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def describe(self) -> str:
         parts = [f"read {self.config_file}" if self.config_file else
@@ -114,4 +116,5 @@ def read_secrets(path: Path, sources: Sources) -> dict[str, str]:
     if unknown:
         sources.notes.append(f"{path}: ignored {', '.join(unknown)} (not CALLPROOF_*)")
     sources.secrets_read = True
-    return {k: v for k, v in values.items() if k.startswith("CALLPROOF_")}
+    sources.secret_env = {k: v for k, v in values.items() if k.startswith("CALLPROOF_")}
+    return dict(sources.secret_env)

@@ -64,7 +64,7 @@ def test_default_file_used_when_none_is_given(tmp_path):
 
 def test_check_config_says_which_files_it_read_and_warns_about_the_log_backend(tmp_path, capsys, monkeypatch):
     cfg = write_config(tmp_path, f"CALLPROOF_ARI_PASSWORD={STRONG_ARI}\nCALLPROOF_AMI_PASSWORD={STRONG_AMI}\n")
-    for name in [n for n in os.environ if n.startswith("CALLPROOF_")]:
+    for name in [n for n in os.environ if n.startswith("CALLPROOF_") and n != "CALLPROOF_GENERAL_SERVICE_USER"]:
         monkeypatch.delenv(name)
     assert main(["--config", str(cfg), "check-config"]) == 0
     out, err = capsys.readouterr()
@@ -74,7 +74,7 @@ def test_check_config_says_which_files_it_read_and_warns_about_the_log_backend(t
 
 def test_an_invalid_configuration_names_the_file(tmp_path, capsys, monkeypatch):
     cfg = write_config(tmp_path)
-    for name in [n for n in os.environ if n.startswith("CALLPROOF_")]:
+    for name in [n for n in os.environ if n.startswith("CALLPROOF_") and n != "CALLPROOF_GENERAL_SERVICE_USER"]:
         monkeypatch.delenv(name)
     with pytest.raises(SystemExit):
         main(["--config", str(cfg), "check-config"])
