@@ -67,7 +67,7 @@ class AmiLink:
         self._relogin_tasks: set[asyncio.Task[None]] = set()
         # actions sent and events received by name; logged as 'ami.counts' on close
         self.counts: Counter[str] = Counter()
-        self.manager = _Manager(
+        self.manager = ReportingManager(
             self._login_answered, host=host, port=port, username=username, secret=password, events=AMI_EVENT_CLASSES,
             ping_delay=10, ping_interval=10, reconnect_timeout=1, forgetable_actions=FORGETABLE_ACTIONS,
             on_login=self._on_login, on_disconnect=self._on_disconnect,
@@ -163,7 +163,7 @@ class AmiLink:
         self.manager.close()
 
 
-class _Manager(Manager):
+class ReportingManager(Manager):
     """panoramisk's Manager, telling us how each Login was answered (it only reconnects)."""
 
     def __init__(self, answered: Callable[[bool, Any], None], **config: Any):

@@ -405,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_callback_commands(sub, _load)
     from .evidence.cli import add_evidence_commands
     add_evidence_commands(sub, _load)
+    from .doctor.cli import add_doctor_command
+    add_doctor_command(sub)
     return parser
 
 
