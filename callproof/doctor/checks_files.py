@@ -143,6 +143,9 @@ def _writable_folder(check: str, folder: Path, user: Who, what: str) -> Result:
     if why.endswith("does not exist"):
         return fail(check, f"{what} {folder} does not exist",
                     f"install -d -o {user.name} -g {user.name} -m 0750 {folder}")
+    if " cannot enter " in why:
+        return fail(check, why, f"let {user.name} through that folder (chmod o+x, or chgrp it to a group of "
+                                f"{user.name} and chmod g+x)")
     return fail(check, why, f"chown {user.name}: {folder} (and chmod u+rwx)")
 
 
