@@ -4,6 +4,7 @@ accounts, and the dialplan contexts callproof's calls go through."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from typing import Any
 from urllib.parse import urljoin
@@ -25,9 +26,10 @@ async def check_ari(config: Config) -> Result:
     """``GET /ari/asterisk/info`` as the configured user."""
     cfg = config.ari
     url = urljoin(cfg.url, "ari/asterisk/info")
+    token = base64.b64encode(f"{cfg.username}:{cfg.password}".encode()).decode("ascii")
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session, \
-                session.get(url, auth=aiohttp.BasicAuth(cfg.username, cfg.password)) as response:
+                session.get(url, headers={"Authorization": f"Basic {token}"}) as response:
             if response.status == 401:
                 return fail("ari-login", f"HTTP 401 from {url}", refusal_hint("ARI", cfg.username))
             if response.status == 404:
