@@ -15,7 +15,13 @@ from typing import Any
 from .config import DEFAULT_CONFIG, ConfigError, GeneralConfig, Sources, load_config_and_sources
 from .config.secrets_file import config_path
 from .logs import event, setup_logging
-from .service_user import EXIT_NO_PERMISSION, ServiceUserError, drop_to_service_user, permission_message
+from .service_user import (
+    EXIT_NO_PERMISSION,
+    ServiceUserError,
+    account,
+    drop_to_service_user,
+    permission_message,
+)
 
 #: The files read as root, before a command dropped to the service user (see main()).
 _as_root: Sources | None = None
@@ -415,6 +421,7 @@ def _become_service_user(args: argparse.Namespace) -> tuple[str, Path | None]:
     the environment, then become the service user for the rest of the command (nothing
     it creates is root's).  Returns the service user's name and the database path."""
     global _as_root
+    _as_root = None
     if os.geteuid() != 0 or {args.command, f"{args.command} {getattr(args, 'sub', '')}"} & STAYS_ROOT:
         try:
             config, _ = load_config_and_sources(args.config, require_asterisk_apis=False,
@@ -423,9 +430,10 @@ def _become_service_user(args: argparse.Namespace) -> tuple[str, Path | None]:
             return GeneralConfig().service_user, None  # the command itself reports it
         return config.general.service_user, config.storage.database
     config, _as_root = _load_with_sources(args)
-    for name, value in _as_root.secret_env.items():
-        os.environ.setdefault(name, value)
     try:
+        if account(config.general.service_user).uid != 0:  # the user will not be able to read them
+            for name, value in _as_root.secret_env.items():
+                os.environ.setdefault(name, value)
         drop_to_service_user(config.general.service_user)
     except (ServiceUserError, OSError) as exc:
         print(f"callproof: running as root: {exc}", file=sys.stderr)
