@@ -32,6 +32,7 @@ def callproof(config: Path, *args: str, timeout: float = 120) -> subprocess.Comp
 def doctor(sandbox, config: Path) -> tuple[int, dict[str, str]]:
     done = callproof(config, "doctor", "--asterisk-root", str(sandbox.rootfs))
     assert "Traceback" not in done.stderr, done.stderr
+    print(done.stdout)  # what an admin reads (pytest -s)
     lines = {}
     for line in done.stdout.splitlines()[:-1]:
         status, rest = line.split(None, 1)
