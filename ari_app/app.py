@@ -33,6 +33,7 @@ from .callback import CallbackScheduler
 from .flow import CallFlow, Services
 from .heap import trim_periodically
 from .ivr_request import RequestIvrFlow, is_request_ivr, settle_unfinished_ivr
+from .logins import LoginFailures, is_unauthorised
 from .recorder import AmiLink, Recorder
 
 log = logging.getLogger("callproof.app")
@@ -105,7 +106,8 @@ class Application(CallEndings):
         self.replayer = JournalReplayer(self.db, self.journal, cfg)
         await self.replayer.replay_once()  # what a previous process could not write
         self._spawn(self.replayer.run())
-        self.ami = AmiLink(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password)
+        self.ami = AmiLink(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password,
+                           max_login_failures=cfg.ami.max_login_failures)
         self.recorder = Recorder(self.ami, self.db, cfg.recording.mixmonitor_options,
                                  now_iso=lambda: iso(self.clock()), on_finalised=self._recording_finalised)
         self.recorder.journal = self.journal
@@ -147,12 +149,14 @@ class Application(CallEndings):
             await self.db.close()
 
     async def run(self) -> None:
-        """Stay connected to ARI for ever.  When the link ends, every call's flow is stopped
+        """Stay connected to ARI (until Asterisk refused the login ``[ari] max_login_failures``
+        times in a row: LoginRefused, see :mod:`.logins`).  When the link ends, every call's flow is stopped
         at once (none may go on with the closed session), the first reconnect goes out within
         ~0.1 s, then with capped, jittered back-off (:func:`reconnect_delay`); once connected,
         the calls Asterisk kept are resumed from their persisted step."""
         cfg = self.config.ari
         attempt, first = 0, True
+        refusals = LoginFailures("ARI", cfg.username, cfg.max_login_failures)
         while True:
             runner: asyncio.Future[None] | None = None
             try:
@@ -164,6 +168,7 @@ class Application(CallEndings):
                 self.connected.set()
                 event(log, "ari.connected", url=cfg.url, app=cfg.app, attempt=attempt)
                 attempt = 0
+                refusals.succeeded()
                 await self.resume_kept_channels(first_connection=first)
                 first = False
                 await runner
@@ -171,8 +176,11 @@ class Application(CallEndings):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                event(log, "ari.connect_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300],
-                      attempt=attempt)
+                if not is_unauthorised(exc):  # a network fault: keep retrying
+                    event(log, "ari.connect_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300],
+                          attempt=attempt)
+                elif (refused := refusals.refused(f"HTTP 401 from {cfg.url}")) is not None:
+                    raise refused from None
             finally:
                 self.connected.clear()
                 await self.restart_interrupted_flows()  # before anything else: no flow keeps the old session

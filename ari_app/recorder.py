@@ -32,6 +32,8 @@ from callproof.logs import event
 from callproof.storage import is_storage_error
 from callproof.storage.journal import Journal
 
+from .logins import LoginFailures
+
 log = logging.getLogger("callproof.recording")
 
 # Events we need from AMI; everything else is filtered out by Asterisk so a
@@ -54,20 +56,33 @@ AMI_READY_WAIT_S = 10.0
 class AmiLink:
     """One AMI connection (panoramisk reconnects by itself) with an event filter."""
 
-    def __init__(self, host: str, port: int, username: str, password: str):
+    def __init__(self, host: str, port: int, username: str, password: str, max_login_failures: int = 5):
         self._ready = asyncio.Event()
+        self._refusals = LoginFailures("AMI", username, max_login_failures)
+        #: set with LoginRefused once Asterisk refused the login max_login_failures times in a row
+        self.refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._filters: asyncio.Future[None] | None = None
         self._logins = 0
         self._after_relogin: list[Callable[[], Awaitable[None]]] = []
         self._relogin_tasks: set[asyncio.Task[None]] = set()
         # actions sent and events received by name; logged as 'ami.counts' on close
         self.counts: Counter[str] = Counter()
-        self.manager = Manager(
-            host=host, port=port, username=username, secret=password, events=AMI_EVENT_CLASSES,
+        self.manager = ReportingManager(
+            self._login_answered, host=host, port=port, username=username, secret=password, events=AMI_EVENT_CLASSES,
             ping_delay=10, ping_interval=10, reconnect_timeout=1, forgetable_actions=FORGETABLE_ACTIONS,
             on_login=self._on_login, on_disconnect=self._on_disconnect,
         )
         self.manager.register_event("*", self._count_event)
+
+    def _login_answered(self, ok: bool, answer: Any) -> None:
+        if ok:
+            self._refusals.succeeded()
+            return
+        failed = self._refusals.refused(str(answer.get("Message", "")) if hasattr(answer, "get") else "")
+        if failed is not None and not self.refused.done():
+            self.refused.set_exception(failed)
+            self.manager.stopped = True  # no further attempts: the password will not change by itself
+            self.manager.close()
 
     def _on_login(self, manager: Manager) -> None:
         self._logins += 1
@@ -113,8 +128,18 @@ class AmiLink:
         event(log, "ami.ready")
 
     async def connect(self, timeout: float = 10.0) -> None:
+        """Connected, logged in and filtered; LoginRefused if Asterisk keeps refusing the login."""
         self.manager.connect()
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        ready: asyncio.Future[Any] = asyncio.ensure_future(self._ready.wait())
+        try:
+            done, _ = await asyncio.wait((ready, self.refused), timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self.refused.done():
+            self.refused.result()  # raises LoginRefused
+        if not done:
+            raise TimeoutError(f"AMI not ready within {timeout} s")
 
     async def wait_ready(self, timeout: float) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
@@ -136,6 +161,25 @@ class AmiLink:
             event(log, "ami.counts", counts=dict(sorted(self.counts.items())))
             self.counts.clear()
         self.manager.close()
+
+
+class ReportingManager(Manager):
+    """panoramisk's Manager, telling us how each Login was answered (it only reconnects)."""
+
+    def __init__(self, answered: Callable[[bool, Any], None], **config: Any):
+        super().__init__(**config)
+        self._answered = answered
+        self.stopped = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        if self.stopped:  # panoramisk schedules a reconnect after every lost connection
+            return None
+        return super().connect(*args, **kwargs)
+
+    def login(self, future: asyncio.Future[Any]) -> bool:
+        ok = bool(super().login(future))
+        self._answered(ok, future.result())
+        return ok
 
 
 class Recorder:

@@ -6,22 +6,52 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
-from .config import ConfigError, load_config
+from .config import DEFAULT_CONFIG, ConfigError, GeneralConfig, Sources, load_config_and_sources
+from .config.secrets_file import config_path
 from .logs import event, setup_logging
+from .service_user import (
+    EXIT_NO_PERMISSION,
+    ServiceUserError,
+    account,
+    drop_to_service_user,
+    permission_message,
+)
+
+#: The files read as root, before a command dropped to the service user (see main()).
+_as_root: Sources | None = None
+
+#: Commands that stay root when started as root: the sandbox demo builds a chroot, the
+#: dialplan goes to /etc/asterisk, doctor checks what the service user may do, and an
+#: evidence package is checked offline (no configuration, nothing written).
+STAYS_ROOT = frozenset({"demo", "dialplan", "doctor", "evidence verify"})
+
+
+def _load_with_sources(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
+    """The configuration and the files it came from: ``--config``, ``$CALLPROOF_CONFIG``, else
+    /etc/callproof/callproof.toml if it exists, and the secrets file beside it.  ARI/AMI
+    passwords are required only where they are used (``run``, ``check-config``): AGI-only
+    installs and ops commands need none."""
+    try:
+        config, sources = load_config_and_sources(args.config, require_asterisk_apis=talks_to_asterisk,
+                                                  default_path=DEFAULT_CONFIG)
+        if _as_root is not None and _as_root.config_file == sources.config_file:
+            sources = _as_root  # read as root before dropping to the service user: what it read then
+        return config, sources
+    except ConfigError as exc:
+        chosen = config_path(args.config, os.environ, DEFAULT_CONFIG)
+        where = f"{chosen}" if chosen else "built-in defaults, no configuration file"
+        print(f"callproof: invalid configuration ({where}): {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _load(args: argparse.Namespace, *, talks_to_asterisk: bool = False):
-    """The configuration; ARI/AMI passwords are required only where they are used
-    (``run``, ``check-config``): AGI-only installs and ops commands need none."""
-    try:
-        return load_config(args.config, require_asterisk_apis=talks_to_asterisk)
-    except ConfigError as exc:
-        print(f"callproof: invalid configuration: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return _load_with_sources(args, talks_to_asterisk=talks_to_asterisk)[0]
 
 
 def _signing_key_or_exit(config) -> None:
@@ -35,8 +65,14 @@ def _signing_key_or_exit(config) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args, talks_to_asterisk=True)
+    config, sources = _load_with_sources(args, talks_to_asterisk=True)
     _signing_key_or_exit(config)
+    print(f"files: {sources.describe()}")
+    for note in sources.notes:
+        print(f"note: {note}")
+    if config.sms.backend == "log":
+        print("warning: [sms] backend is 'log': no SMS is sent, each is only logged (state 'logged');"
+              " set [sms] backend to smpp, http or sip (docs/sms.md)", file=sys.stderr)
     print(f"configuration OK: ARI {config.ari.url} app={config.ari.app}, AMI {config.ami.host}:{config.ami.port}, "
           f"database {config.storage.database}, recordings under {config.recording.root}")
     return 0
@@ -47,10 +83,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     _signing_key_or_exit(config)
     setup_logging(config.logging.level, config.logging.format)
     from callproof.ari_app.app import Application
+    from callproof.ari_app.logins import EXIT_LOGIN_REFUSED, LoginRefused
 
     async def main() -> None:
         app = Application(config)
-        await app.start()
+        try:
+            await app.start()
+        except BaseException:
+            await app.stop()
+            raise
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -58,13 +99,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         # SIGUSR1: one 'app.stats' log line (tasks, calls and recordings held); docs/operations.md
         loop.add_signal_handler(signal.SIGUSR1, lambda: event(logging.getLogger("callproof.app"), "app.stats",
                                                               **app.stats()))
-        runner = asyncio.ensure_future(app.run())
-        await stop.wait()
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await app.stop()
+        runner: asyncio.Future[Any] = asyncio.ensure_future(app.run())
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        assert app.ami is not None
+        watched: tuple[asyncio.Future[Any], ...] = (runner, stopping, app.ami.refused)
+        try:
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await app.stop()
+        for fut in (app.ami.refused, runner):
+            error = fut.exception() if fut.done() and not fut.cancelled() else None
+            if error is not None:
+                raise error
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except LoginRefused as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return EXIT_LOGIN_REFUSED
     return 0
 
 
@@ -312,7 +367,8 @@ def _add_retention_commands(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callproof", description=__doc__)
-    parser.add_argument("--config", help="TOML config file (default: $CALLPROOF_CONFIG)")
+    parser.add_argument("--config", help="TOML config file (default: $CALLPROOF_CONFIG, else "
+                                         "/etc/callproof/callproof.toml; secrets.env beside it is read too)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", help="run the ARI application").set_defaults(func=cmd_run)
@@ -355,12 +411,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_callback_commands(sub, _load)
     from .evidence.cli import add_evidence_commands
     add_evidence_commands(sub, _load)
+    from .doctor.cli import add_doctor_command
+    add_doctor_command(sub)
     return parser
+
+
+def _become_service_user(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """As root: read the configuration and its root-only secrets file, keep the secrets in
+    the environment, then become the service user for the rest of the command (nothing
+    it creates is root's).  Returns the service user's name and the database path."""
+    global _as_root
+    _as_root = None
+    if os.geteuid() != 0 or {args.command, f"{args.command} {getattr(args, 'sub', '')}"} & STAYS_ROOT:
+        try:
+            config, _ = load_config_and_sources(args.config, require_asterisk_apis=False,
+                                                default_path=DEFAULT_CONFIG)
+        except ConfigError:
+            return GeneralConfig().service_user, None  # the command itself reports it
+        return config.general.service_user, config.storage.database
+    config, _as_root = _load_with_sources(args)
+    try:
+        if account(config.general.service_user).uid != 0:  # the user will not be able to read them
+            for name, value in _as_root.secret_env.items():
+                os.environ.setdefault(name, value)
+        drop_to_service_user(config.general.service_user)
+    except (ServiceUserError, OSError) as exc:
+        print(f"callproof: running as root: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_NO_PERMISSION) from None
+    return config.general.service_user, config.storage.database
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    service_user, database = _become_service_user(args)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:  # a permission problem is one line; anything else stays what it is
+        message = permission_message(exc, service_user, database)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return EXIT_NO_PERMISSION
 
 
 if __name__ == "__main__":  # pragma: no cover

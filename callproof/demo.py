@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pwd
 import shutil
 import sys
 import tempfile
@@ -47,6 +49,8 @@ def write_config(sandbox: Any, run_dir: Path, prompts_dir: Path, **sections: dic
         signing_key.parent.mkdir(mode=0o700, exist_ok=True)
         generate_key_file(signing_key)
     values: dict[str, dict[str, Any]] = {
+        # the sandbox's Asterisk runs as whoever started it, and so do its callproof commands
+        "general": {"service_user": pwd.getpwuid(os.geteuid()).pw_name},
         "storage": {"database": str(run_dir / "callproof.db")},
         "ari": {"url": sandbox.ari_url, "username": sandbox.ari_username, "password": sandbox.ari_password},
         "ami": {"host": sandbox.ami_host, "port": sandbox.ami_port, "username": sandbox.ami_username,

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 _CHUNK = 1 << 20
 
 #: Results of :func:`verify_recordings`; only ``ok`` proves the file is the call's.
-RESULTS = ("ok", "mismatch", "forged", "unsigned", "missing", "unreadable")
+#: ``empty``: the file holds no audio (a header-only WAV, 0 ms): nothing to prove.
+RESULTS = ("ok", "mismatch", "forged", "unsigned", "missing", "unreadable", "empty")
 
 
 class EvidenceError(Exception):
@@ -57,7 +58,7 @@ def judge(checked: Checked, actual: str, column: str | None) -> tuple[str, str]:
 
 def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
                       batch: int = 500, trusted: TrustedKeys | None = None) -> Iterator[dict[str, Any]]:
-    """One result per finalised recording (see :data:`RESULTS`), in id order, in bounded
+    """One result per finalised or empty recording (see :data:`RESULTS`), in id order, in bounded
     batches.  Files are opened without following symlinks, under the recordings root only."""
     db = SyncDatabase.wrap(db)
     trusted = trusted or TrustedKeys()
@@ -72,6 +73,10 @@ def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
             for row in rows:
                 rid, path = row["id"], row["path"]
                 item = {"id": rid, "protocol": row["protocol"], "path": path, "sha256": row["sha256"]}
+                if row.get("state") == "empty":
+                    yield {**item, "result": "empty",
+                           "detail": f"no audio ({row['size_bytes']} bytes, 0 ms): not a recording of the call"}
+                    continue
                 try:
                     parts = tree.parts(path)
                     pfd = tree._parent_fd(parts[:-1])

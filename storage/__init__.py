@@ -28,6 +28,7 @@ from .errors import (
     ProtocolRangeError,
     StorageError,
     is_storage_error,
+    is_unopenable,
 )
 from .opening import open_database, open_pool, open_sync
 from .pool import SyncPool
@@ -55,6 +56,7 @@ __all__ = [
     "connect_sync",
     "format_protocol",
     "is_storage_error",
+    "is_unopenable",
     "migrate",
     "open_database",
     "open_pool",

@@ -49,6 +49,13 @@ def is_storage_error(exc: BaseException) -> bool:
     return isinstance(exc, StorageError | sqlite3.Error)
 
 
+def is_unopenable(exc: BaseException) -> bool:
+    """True for the driver's "cannot open / cannot write the file" errors (a database, or
+    its folder, owned by another user): a permission problem, not a broken database."""
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        text in str(exc) for text in ("unable to open database file", "readonly database"))
+
+
 class StorageUnavailable(StorageError):
     """Storage did not answer a call's step within ``[storage] call_wait_seconds``, or refused
     the write (locked, read-only, disk full); ``problem`` names which, for the logs."""

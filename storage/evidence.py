@@ -161,15 +161,16 @@ def insert_sealed_late_sync(conn: sqlite3.Connection, recording_id: int, protoco
 
 def finalised_batch_sync(conn: sqlite3.Connection, *, after_id: int, protocol: str | None = None,
                          limit: int = 500) -> list[dict[str, Any]]:
-    """Finalised recordings with id > ``after_id`` (id order), each with its evidence record's
-    columns (``record``, ``signature``, ``key_fingerprint``; NULL when it has none)."""
-    where = "r.state = 'finalised' AND r.id > ?"
+    """Finalised (and 'empty': no audio) recordings with id > ``after_id`` (id order), each with
+    its state and its evidence record's columns (``record``, ``signature``, ``key_fingerprint``;
+    NULL when it has none)."""
+    where = "r.state IN ('finalised', 'empty') AND r.id > ?"
     params: list[object] = [after_id]
     if protocol:
         where += " AND r.protocol = ?"
         params.append(protocol)
     return fetch_all(conn.execute(
-        "SELECT r.id, r.protocol, r.path, r.sha256, r.size_bytes, e.record, e.signature, e.key_fingerprint"
+        "SELECT r.id, r.protocol, r.path, r.sha256, r.size_bytes, r.state, e.record, e.signature, e.key_fingerprint"
         f" FROM recordings r LEFT JOIN evidence_records e ON e.id = ({_CHOSEN.format(rid='r.id')})"
         f" WHERE {where} ORDER BY r.id LIMIT ?", (*params, limit)))
 

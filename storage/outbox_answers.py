@@ -14,6 +14,8 @@ from .outbox_receipts import attach_early_receipts, held_gateway_ids
 from .timefmt import to_db_time
 
 ATTEMPT_OUTCOMES = ("accepted", "transient", "throttled", "rejected", "unknown")
+#: What a finished attempt leaves its outbox row as.
+ROW_STATES = ("sent", "logged", "pending", "dead")
 
 
 def _finish(
@@ -63,7 +65,8 @@ def finish_attempt_sync(
 ) -> None:
     """Record the gateway's answer and move the outbox row on, atomically.
 
-    ``row_state``: 'sent' (accepted), 'pending' (retry at ``next_attempt_at``;
+    ``row_state``: 'sent' (accepted), 'logged' (accepted by the development ``log``
+    backend: written to the log, nothing sent), 'pending' (retry at ``next_attempt_at``;
     a 'throttled' outcome does not count as an attempt) or 'dead'.
     """
     with immediate(conn):
@@ -121,6 +124,8 @@ _OWNED = (" WHERE id = (SELECT outbox_id FROM sms_attempts WHERE id = ?) AND sta
 _GROUP_SQL = {
     "sent": "UPDATE sms_outbox SET state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
             " reason = NULL, updated_at = ?, lease_owner = NULL, lease_until = NULL" + _OWNED,
+    "logged": "UPDATE sms_outbox SET state = 'logged', gateway_message_id = ?, next_attempt_at = NULL,"
+              " reason = NULL, updated_at = ?, lease_owner = NULL, lease_until = NULL" + _OWNED,
     "throttled": "UPDATE sms_outbox SET state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
                  " attempts = max(attempts - 1, 0), throttled = throttled + 1,"
                  " lease_owner = NULL, lease_until = NULL" + _OWNED,
@@ -147,13 +152,16 @@ def _finish_group(conn: sqlite3.Connection, items: list[tuple[int, dict]]) -> bo
     accepted: list[tuple[int, str]] = []
     for attempt_id, kw in items:
         outcome, state = kw.get("outcome"), kw.get("row_state")
-        if (outcome not in ATTEMPT_OUTCOMES or state not in ("sent", "pending", "dead")
+        if (outcome not in ATTEMPT_OUTCOMES or state not in ROW_STATES
                 or (state == "pending" and kw.get("next_attempt_at") is None)
+                or (state == "logged" and outcome != "accepted")
                 or not set(kw) <= _FINISH_KEYS):
             return False
         now, owner, gw, reason = db_time(kw["now"]), kw["owner"], kw.get("gateway_message_id"), kw.get("reason")
         attempts.append((outcome, now, gw, reason, attempt_id))
-        if state == "sent":
+        if state == "logged":
+            rows["logged"].append((gw, now, attempt_id, owner))
+        elif state == "sent":
             rows["sent"].append((gw, now, attempt_id, owner))
             if gw:
                 accepted.append((attempt_id, gw))
@@ -198,8 +206,10 @@ def _finish_attempt_in_tx(
 ) -> None:
     if outcome not in ATTEMPT_OUTCOMES:
         raise ValueError(f"outcome must be one of {ATTEMPT_OUTCOMES}, got {outcome!r}")
-    if row_state not in ("sent", "pending", "dead"):
-        raise ValueError(f"row_state must be sent, pending or dead, got {row_state!r}")
+    if row_state not in ROW_STATES:
+        raise ValueError(f"row_state must be one of {ROW_STATES}, got {row_state!r}")
+    if row_state == "logged" and outcome != "accepted":
+        raise ValueError("a logged row is one the log backend accepted (outcome 'accepted')")
     if row_state == "pending" and next_attempt_at is None:
         raise ValueError("a pending row needs next_attempt_at")
     now = to_db_time(now)
@@ -212,7 +222,11 @@ def _finish_attempt_in_tx(
         (outcome, now, gateway_message_id, reason, attempt_id),
     )
     oid = att["outbox_id"]
-    if row_state == "sent":
+    if row_state == "logged":  # nothing reached a gateway: no receipt can come for it
+        _finish(conn, oid, owner, ("sending",),
+                "state = 'logged', gateway_message_id = ?, next_attempt_at = NULL,"
+                " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it logged")
+    elif row_state == "sent":
         _finish(conn, oid, owner, ("sending",),
                 "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
                 " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")

@@ -64,18 +64,26 @@ def finalise_sync(
     sha256: str,
     finalised_at: str | datetime,
 ) -> None:
-    """'recording' -> 'finalised'.  Repeating it with the same sha256 is a no-op."""
+    """'recording' -> 'finalised', or 'empty' when the file holds no audio (0 ms, e.g. a
+    header-only WAV): a row never presents a silent file as a recording.  Repeating it
+    with the same sha256 is a no-op."""
     sha256 = sha256.lower()
+    state = finished_state(duration_ms)
     cur = conn.execute(
-        "UPDATE recordings SET state = 'finalised', size_bytes = ?, duration_ms = ?,"
+        "UPDATE recordings SET state = ?, size_bytes = ?, duration_ms = ?,"
         " sha256 = ?, finalised_at = ?, error = NULL WHERE id = ? AND state = 'recording'",
-        (size_bytes, duration_ms, sha256, to_db_time(finalised_at), rec_id),
+        (state, size_bytes, duration_ms, sha256, to_db_time(finalised_at), rec_id),
     )
     if cur.rowcount == 0:
         row = get_sync(conn, rec_id)
-        if row is not None and row["state"] == "finalised" and row["sha256"] == sha256:
+        if row is not None and row["state"] == state and row["sha256"] == sha256:
             return
         _require_recording(conn, rec_id, "finalise")
+
+
+def finished_state(duration_ms: int) -> str:
+    """The state a measured recording ends in: 'empty' when it holds no audio."""
+    return "finalised" if duration_ms > 0 else "empty"
 
 
 def fail_sync(conn: sqlite3.Connection, rec_id: int, error: str, state: str = "failed") -> None:

@@ -121,7 +121,7 @@ class RetentionStore(Protocol):
 
     def expired(self, after: int, limit: int, now: datetime,
                 grace_cutoff: datetime) -> list[ExpiredRecording]:
-        """Unmarked 'finalised'/'failed' recordings whose retention ended by ``now``."""
+        """Unmarked 'finalised'/'empty'/'failed' recordings whose retention ended by ``now``."""
 
     def mark(self, ids: Sequence[int], run_id: str, grace_cutoff: datetime) -> set[int]:
         """Mark for deletion, in its own transaction, those still unmarked and not
@@ -167,7 +167,7 @@ _SQL_EXPIRED = (
     f"SELECT {_REC_COLUMNS}, {_HELD_REC} AS held FROM recordings r"
     " JOIN calls c ON c.id = r.call_id"
     " WHERE r.retention_until IS NOT NULL AND r.retention_until <= :now"
-    " AND r.state IN ('finalised', 'failed') AND r.sweep_mark IS NULL"
+    " AND r.state IN ('finalised', 'empty', 'failed') AND r.sweep_mark IS NULL"
     " AND r.id > :last ORDER BY r.id LIMIT :n")
 _SQL_AGED_CALLS = (
     f"SELECT c.id, c.protocol, {_HELD_CALL} FROM calls c WHERE c.anonymised_at IS NULL"
@@ -210,7 +210,7 @@ class _SqliteWrites:
     def set_not_found(self, recording_id: int) -> bool:
         return self._conn.execute(
             "UPDATE recordings SET state = 'missing', error = 'file not found by the"
-            " retention sweep' WHERE id = ? AND state = 'finalised'", (recording_id,)).rowcount > 0
+            " retention sweep' WHERE id = ? AND state IN ('finalised', 'empty')", (recording_id,)).rowcount > 0
 
     def unmark(self, recording_id: int) -> None:
         self._conn.execute("UPDATE recordings SET sweep_mark = NULL WHERE id = ?", (recording_id,))
@@ -252,7 +252,7 @@ class SqliteRetentionStore:
     def count_expired(self, now: datetime) -> int:
         return self._conn.execute(
             "SELECT count(*) FROM recordings WHERE retention_until IS NOT NULL"
-            " AND retention_until <= ? AND state IN ('finalised', 'failed')",
+            " AND retention_until <= ? AND state IN ('finalised', 'empty', 'failed')",
             (to_db_time(now),)).fetchone()[0]
 
     def marked(self, after: int, limit: int, grace_cutoff: datetime) -> list[ExpiredRecording]:
@@ -275,14 +275,14 @@ class SqliteRetentionStore:
             # placed after the caller's SELECT wins
             return {r[0] for r in self._conn.execute(
                 f"UPDATE recordings AS r SET sweep_mark = :run WHERE r.id IN ({marks})"
-                " AND r.sweep_mark IS NULL AND r.state IN ('finalised', 'failed')"
+                " AND r.sweep_mark IS NULL AND r.state IN ('finalised', 'empty', 'failed')"
                 f" AND NOT {_HELD_REC_SUBQUERY} RETURNING id",
                 {**names, "run": run_id, "grace_cutoff": to_db_time(grace_cutoff)})}
 
     def live(self, after: int, limit: int) -> list[LiveRecording]:
         return [LiveRecording(*r) for r in self._conn.execute(
             "SELECT id, protocol, path, sha256, retention_class, retention_until FROM recordings"
-            " WHERE state = 'finalised' AND sweep_mark IS NULL AND id > ? ORDER BY id LIMIT ?",
+            " WHERE state IN ('finalised', 'empty') AND sweep_mark IS NULL AND id > ? ORDER BY id LIMIT ?",
             (after, limit))]
 
     def state_of_path(self, path: str) -> str | None:

@@ -21,12 +21,19 @@ removed when every test passed and kept, with its path printed, otherwise.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Commands started as root act as the service user ([general] service_user, default
+# 'asterisk'; callproof/service_user.py).  The suite runs as root on CI and its files are
+# root's, so its commands and their subprocesses act as the user running the suite; the
+# tests of that rule (tests/integration/test_service_user.py) name a user of their own.
+os.environ.setdefault("CALLPROOF_GENERAL_SERVICE_USER", pwd.getpwuid(os.geteuid()).pw_name)
 
 RUNS_ROOT = Path("/var/tmp") / f"callproof-tests-{os.getuid()}"
 _OWN_BASETEMP = pytest.StashKey[Path]()

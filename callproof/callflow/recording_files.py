@@ -133,6 +133,13 @@ async def finalise_recording(db: Database, recording_id: int, path: Path, now_is
         return False
     await db.recordings.finalise(recording_id, size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
                                  sha256=facts.sha256, finalised_at=now_iso)
+    if facts.duration_ms == 0:  # storage made the row 'empty': no audio to seal or to present as proof
+        await db.audit.append("recording.empty", actor="callproof", protocol=protocol, subject=str(path),
+                              details={"sha256": facts.sha256, "size_bytes": facts.size_bytes, "duration_ms": 0})
+        event(log, "recording.empty", logging.WARNING, recording_id=recording_id, protocol=protocol,
+              bytes=facts.size_bytes, duration_ms=0,
+              hint="the file holds no audio: did the call hang up at once after hand-off? (docs/operations.md)")
+        return True
     # the signed evidence record (callproof/evidence/records.py), made by this process's key, and
     # the recording.finalised audit entry, in one transaction (the journal's replay writes the same)
     await seal(db, recording_id, now_iso)
@@ -153,6 +160,7 @@ async def journal_recording_end(journal: Journal, channel: str, path: Path, now_
     journal.submit(channel, "recording.finalise", path=str(path),
                    facts={"size_bytes": facts.size_bytes, "duration_ms": facts.duration_ms,
                           "sha256": facts.sha256, "finalised_at": now_iso})
-    event(log, "recording.finalised", channel=channel, bytes=facts.size_bytes, duration_ms=facts.duration_ms,
-          sha256=facts.sha256, journalled=True)
+    event(log, "recording.empty" if facts.duration_ms == 0 else "recording.finalised",
+          logging.WARNING if facts.duration_ms == 0 else logging.INFO, channel=channel, bytes=facts.size_bytes,
+          duration_ms=facts.duration_ms, sha256=facts.sha256, journalled=True)
     return True

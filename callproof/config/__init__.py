@@ -16,7 +16,8 @@ and :mod:`.errors`.  Import from ``callproof.config``; the sub-modules are its i
 from __future__ import annotations
 
 from .errors import ConfigError
-from .loading import CONFIG_ENV, ENV_PREFIX, load_config, require_secret
+from .loading import CONFIG_ENV, ENV_PREFIX, load_config, load_config_and_sources, require_secret
+from .secrets_file import DEFAULT_CONFIG, Sources
 from .sections import (
     AmiConfig,
     AriConfig,
@@ -46,6 +47,7 @@ from .validation import EXPORT_FORMATS, SMS_BACKENDS, _check_password, validate
 
 __all__ = [
     "CONFIG_ENV",
+    "DEFAULT_CONFIG",
     "ENV_PREFIX",
     "EXPORT_FORMATS",
     "MIN_PASSWORD_LENGTH",
@@ -73,11 +75,13 @@ __all__ = [
     "SmsHttpConfig",
     "SmsSipConfig",
     "SmtpConfig",
+    "Sources",
     "StorageConfig",
     "WebConfig",
     # The web account passwords follow the same rule as the ARI/AMI ones (web/passwords.py).
     "_check_password",
     "load_config",
+    "load_config_and_sources",
     "require_secret",
     "validate",
 ]

@@ -3,7 +3,8 @@ converted to its field's declared type; the result is validated before it is ret
 
 Environment overrides: ``CALLPROOF_<SECTION>_<KEY>`` (upper case, dots as underscores),
 e.g. ``CALLPROOF_ARI_PASSWORD`` overrides ``[ari] password``.  The file's path comes from
-``--config`` or ``CALLPROOF_CONFIG``.
+``--config`` or ``CALLPROOF_CONFIG`` (the CLI falls back to ``/etc/callproof/callproof.toml``);
+the secrets file beside it (``secrets.env``) is read too, see :mod:`.secrets_file`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from .checks import check_file_mode
 from .errors import ConfigError
+from .secrets_file import Sources, config_path, read_secrets, secrets_path
 from .sections import SECTION_CLASSES, SUBSECTION_CLASSES, Config
 from .validation import validate
 
@@ -114,18 +116,30 @@ def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str],
 
 
 def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None, *,
-                require_asterisk_apis: bool = True) -> Config:
+                require_asterisk_apis: bool = True, default_path: Path | None = None) -> Config:
     """Load, override from the environment and validate.  Raises ConfigError.
 
     ``require_asterisk_apis=False`` is for programs that never talk to ARI/AMI
     (AGI scripts, the FastAGI server, ops commands on the database): an empty
     ARI/AMI password is then accepted, but a set one must still be strong.
+    ``default_path``: the file read when neither ``path`` nor ``CALLPROOF_CONFIG`` names
+    one, if it exists (the CLI passes ``/etc/callproof/callproof.toml``).
     """
+    return load_config_and_sources(path, env, require_asterisk_apis=require_asterisk_apis,
+                                   default_path=default_path)[0]
+
+
+def load_config_and_sources(path: Path | str | None = None, env: Mapping[str, str] | None = None, *,
+                            require_asterisk_apis: bool = True,
+                            default_path: Path | None = None) -> tuple[Config, Sources]:
+    """:func:`load_config`, and which files it read (the TOML file, the secrets file)."""
     env = os.environ if env is None else env
-    path = path or env.get(CONFIG_ENV)
+    path = config_path(path, env, default_path)
     data: dict[str, Any] = {}
+    sources = Sources()
     if path:
         p = Path(path)
+        sources.config_file = p
         try:
             with p.open("rb") as fh:
                 mode = os.fstat(fh.fileno()).st_mode
@@ -135,6 +149,9 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{p} is not valid TOML: {exc}") from None
         check_file_mode(p, mode, data)
+    secrets = secrets_path(sources.config_file, data, env)
+    if secrets is not None:
+        env = {**read_secrets(secrets, sources), **env}  # the real environment wins
     for section in data:
         if section not in SECTION_CLASSES:
             raise ConfigError(section, "unknown section (typo?)")
@@ -143,7 +160,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     sections = {name: _build_section(name, data.get(name, {}), env) for name in SECTION_CLASSES}
     config = Config(**sections)
     validate(config, require_asterisk_apis=require_asterisk_apis)
-    return config
+    return config, sources
 
 
 def require_secret(config: Config, key: str) -> str:

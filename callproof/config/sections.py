@@ -21,6 +21,10 @@ class GeneralConfig:
     company_name: str = "Atendimento"
     phone_region: str = "BR"
     use_channel_language: bool = False
+    # the user the service runs as: commands started as root drop to it (docs/operations.md)
+    service_user: str = "asterisk"
+    # the systemd EnvironmentFile with the secrets (default: secrets.env beside the config file)
+    secrets_file: Path | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -48,6 +52,8 @@ class AriConfig:
     password: str = ""
     app: str = "callproof"
     reconnect_max_seconds: float = 1.0
+    # refusals of the login in a row (HTTP 401) before ``callproof run`` stops (exit 3)
+    max_login_failures: int = 5
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class AmiConfig:
     port: int = 5038
     username: str = "callproof"
     password: str = ""
+    # refusals of the login in a row before ``callproof run`` stops (exit 3)
+    max_login_failures: int = 5
 
 
 @dataclass(frozen=True)

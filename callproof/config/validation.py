@@ -89,6 +89,9 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         _check_password("ari.password", config.ari.password, username=config.ari.username)
     if config.ari.reconnect_max_seconds <= 0:
         raise ConfigError("ari.reconnect_max_seconds", "must be positive")
+    for api in ("ari", "ami"):
+        if getattr(config, api).max_login_failures < 1:
+            raise ConfigError(f"{api}.max_login_failures", "must be at least 1")
 
     _check_identifier("ami.username", config.ami.username)
     if require_asterisk_apis or config.ami.password:

@@ -33,6 +33,7 @@ class SendResult:
     throttled: bool = False  # the gateway asked us to slow down: not an attempt used up
     retry_after: float | None = None  # seconds, when the gateway said how long
     unknown: bool = False  # may have reached the gateway, no answer (e.g. timeout)
+    logged: bool = False  # the log backend: written to the log, nothing sent (row state 'logged')
 
 
 class SmsBackend(Protocol):
@@ -43,16 +44,27 @@ class SmsBackend(Protocol):
     async def close(self) -> None: ...
 
 
+def masked_destination(number: str | None) -> str:
+    """A phone number fit for a log line: personal data, so only its last two digits."""
+    if not number:
+        return "-"
+    return "*" * max(len(number) - 2, 0) + number[-2:] if len(number) > 4 else "****"
+
+
 class LogBackend:
-    """Writes the SMS to the log instead of sending it (development, demos)."""
+    """Writes a line about the SMS to the log instead of sending it (development, demos).
+
+    Nothing reaches a gateway, so its rows end ``logged``, never ``sent``.  The line holds
+    neither the phone number (masked) nor the text (which may carry a one-time code or a
+    link token): personal data and credentials never go to the log."""
 
     name = "log"
 
     async def send(self, message: Mapping[str, Any]) -> SendResult:
-        from callproof.rights.links import redact_link_tokens  # a link SMS: the token is a credential
-        event(log, "sms.logged", protocol=message["protocol"], destination=message["destination"],
-              body=redact_link_tokens(message["body"]), outbox_id=message["id"])
-        return SendResult(accepted=True, gateway_message_id=f"log-{message['id']}")
+        event(log, "sms.logged", protocol=message["protocol"], outbox_id=message["id"],
+              destination=masked_destination(message["destination"]), chars=len(message["body"]),
+              note="log backend: nothing was sent (set [sms] backend)")
+        return SendResult(accepted=True, gateway_message_id=f"log-{message['id']}", logged=True)
 
     async def close(self) -> None:
         return None

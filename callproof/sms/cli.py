@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from callproof.config import Config
     from callproof.storage import Database
 
-STATES = ("pending", "sending", "sent", "failed", "dead", "not_sendable")
+from .metrics import OUTBOX_STATES as STATES
 
 
 def _masked(number: str | None) -> str:

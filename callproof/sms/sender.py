@@ -348,9 +348,10 @@ class OutboxSender:
         oid, now = row["id"], self.clock()
         common = {"now": _iso(now), "owner": self.owner, "reason": result.reason}
         if result.accepted:
-            event(log, "sms.sent", protocol=row["protocol"], outbox_id=oid, backend=self.backend.name,
-                  gateway_message_id=result.gateway_message_id)
-            return row["attempt_id"], dict(outcome="accepted", row_state="sent",
+            if not result.logged:
+                event(log, "sms.sent", protocol=row["protocol"], outbox_id=oid, backend=self.backend.name,
+                      gateway_message_id=result.gateway_message_id)
+            return row["attempt_id"], dict(outcome="accepted", row_state="logged" if result.logged else "sent",
                                            gateway_message_id=result.gateway_message_id, **common)
         if result.throttled:
             delay = result.retry_after if result.retry_after is not None else self.throttle_seconds

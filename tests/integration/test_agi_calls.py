@@ -176,7 +176,7 @@ async def test_parity_ari_agi_fastagi(harness, sandbox, classic_agi, fastagi, am
         assert re.fullmatch(r"\d{17}", row["protocol"]) and row["protocol"][:4] == rows["ari"]["protocol"][:4]
         assert row["protocol_read_count"] == 2 and row["caller_number"] == "+55" + plan[p]
         assert row["language"] == rows["ari"]["language"] and row["ended_at"]
-        sms = await wait_sms(db, row["protocol"], {"sent"})
+        sms = await wait_sms(db, row["protocol"], {"logged"})
         assert sms["destination"] == "+55" + plan[p] and row["protocol"] in sms["body"]
         rec = await wait_final_recording(db, row["id"])
         path = Path(rec["path"])

@@ -127,7 +127,7 @@ async def test_kill_9_mid_call_calls_while_down_and_restarting(sandbox, config_p
         rows = dict(zip(calls, await asyncio.gather(*(
             wait_row(db, ch["id"], {"completed"}, timeout=120) for ch in calls.values())), strict=True))
         reports = {name: await wait_handoff(ami_events, ch, timeout=10) for name, ch in calls.items()}
-        sms = {name: await wait_sms(db, row["protocol"], {"sent"}, timeout=20) for name, row in rows.items()}
+        sms = {name: await wait_sms(db, row["protocol"], {"logged"}, timeout=20) for name, row in rows.items()}
     finally:
         run.stop()
     heard = {name: heard_sequence(sandbox, ch) for name, ch in calls.items()}
@@ -150,7 +150,7 @@ async def test_kill_9_mid_call_calls_while_down_and_restarting(sandbox, config_p
             "SELECT * FROM protocols WHERE protocol = ?", (p,))))
         assert (row["consent_finished_at"] <= protocol["allocated_at"] <= row["protocol_read_finished_at"]
                 <= row["recording_started_at"]), (name, row, protocol)
-        assert len(await db.outbox.get_for_protocol(row["protocol"])) == 1 and sms[name]["state"] == "sent"
+        assert len(await db.outbox.get_for_protocol(row["protocol"])) == 1 and sms[name]["state"] == "logged"
         recordings = await db.recordings.for_call(row["id"])
         assert len(recordings) == 1, (name, recordings)
         rec = await wait_final_recording(db, row["id"])

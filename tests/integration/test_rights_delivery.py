@@ -151,11 +151,11 @@ async def test_recording_request_exported_and_delivered_by_email_and_sms(harness
     assert sms_delivery["state"] == "queued" and sms_delivery["recipient"] == "sms:+5511987651234"
     for _ in range(150):  # the code SMS is on the same protocol: wait for this row
         sms = dict(await harness.app.db.outbox.get(sms_delivery["outbox_id"]))
-        if sms["state"] == "sent":
+        if sms["state"] == "logged":
             break
         await asyncio.sleep(0.1)
-    assert sms["state"] == "sent" and sms["destination"] == "+5511987651234"
-    # Sent: the stored body keeps its text, not the token (the customer's SMS had it).
+    assert sms["state"] == "logged" and sms["destination"] == "+5511987651234"
+    # Logged (the session's log backend): the stored body keeps its text, not the token.
     assert "https://gravacoes.acme.example/d/[redacted]" in sms["body"] and protocol in sms["body"]
     assert TOKEN_IN_TEXT.search(sms["body"]) is None
     [(expires_at,)] = await in_db(db_path, lambda c: c.execute(

@@ -161,7 +161,7 @@ async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
         [(state,)] = await _db(harness, "SELECT state FROM recording_requests WHERE id = ?", request_id)
         assert state == "delivered"
         # The session's sender sends the SMS; once sent, its stored body no longer holds the token.
-        sent = await harness.wait_sms_state(request_protocol, {"sent"})
+        sent = await harness.wait_sms_state(request_protocol, {"logged"})
         assert "/d/[redacted]" in sent["body"], sent["body"]
         # The customer's SMS carried the link: the same token, made from the link's row and the secret.
         [(link_id, expires_at)] = await _db(harness, "SELECT id, expires_at FROM download_links"

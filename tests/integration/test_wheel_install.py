@@ -31,4 +31,4 @@ def test_demo_call_from_the_installed_wheel(tmp_path: Path, wheel: InstalledWhee
     assert summary["status"] == "completed"
     assert len(summary["protocol"]) == 17 and summary["protocol"].isdigit()
     assert summary["recording_bytes"] > 10_000 and len(summary["recording_sha256"]) == 64
-    assert summary["sms_status"] in ("sent", "delivered")
+    assert summary["sms_status"] in ("logged",)
