@@ -1,4 +1,4 @@
-"""Migration 0011 rebuilds sms_outbox and recordings (new states 'logged' and 'empty')
+"""Migration 0012 rebuilds sms_outbox and recordings (new states 'logged' and 'empty')
 without losing a row or a foreign key of the tables that point at them."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def test_rows_and_references_survive_the_rebuild():
     conn.isolation_level = None
     conn.execute("PRAGMA foreign_keys = ON")
     migrations = load_migrations()
-    migrate(conn, migrations[:10])
+    migrate(conn, migrations[:11])
     conn.execute("INSERT INTO protocols VALUES ('20260000000000001', 2026, 1, 't', 'call', NULL)")
     conn.execute("INSERT INTO calls (id, channel_id, caller_number_raw, started_at, updated_at, protocol)"
                  " VALUES (1, 'ch', 'x', 't', 't', '20260000000000001')")
@@ -27,7 +27,7 @@ def test_rows_and_references_survive_the_rebuild():
     conn.execute("INSERT INTO recordings (id, call_id, path, started_at, state) VALUES (1, 1, '/r', 't', 'finalised')")
     conn.execute("INSERT INTO evidence_records (recording_id, record, record_sha256, created_at)"
                  f" VALUES (1, 'r', '{'a' * 64}', 't')")
-    assert migrate(conn, migrations) == [11]
+    assert migrate(conn, migrations) == [12]
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     assert conn.execute("SELECT state FROM sms_outbox").fetchall() == [("sent",)]
     assert conn.execute("SELECT state FROM recordings").fetchall() == [("finalised",)]
