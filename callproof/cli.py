@@ -355,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_callback_commands(sub, _load)
     from .evidence.cli import add_evidence_commands
     add_evidence_commands(sub, _load)
+    from .installer.cli import add_install_command
+    add_install_command(sub)
     return parser
 
 
