@@ -34,7 +34,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_install_command(sub) -> None:
+def add_install_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("install", help="set this machine's Asterisk up for callproof (run as root; "
                                             "the Debian package runs it)")
     parser.add_argument("--root", default="/", help=argparse.SUPPRESS)  # tests install into a folder

@@ -195,7 +195,8 @@ def test_package_installs_serves_calls_and_upgrades(tmp_path: Path) -> None:
             machine.stop(process)
         machine.stop(asterisk)
 
-    timings = {"install_s": round(installed - began, 1), "bare_to_first_recorded_call_s": round(first_call_at - began, 1)}
+    timings = {"install_s": round(installed - began, 1),
+               "bare_to_first_recorded_call_s": round(first_call_at - began, 1)}
     print(f"package test timings: {json.dumps(timings)}")
     digest = hashlib.sha256(deb.read_bytes()).hexdigest()[:12]
     print(f"package {deb.name} sha256 {digest}")

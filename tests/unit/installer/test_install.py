@@ -164,7 +164,7 @@ def test_the_admins_config_and_site_dialplan_are_never_rewritten(layout: Layout)
 def test_a_weak_password_already_in_the_secrets_file_stops_the_install(layout: Layout) -> None:
     layout.etc.mkdir(parents=True)
     layout.secrets.write_text("CALLPROOF_ARI_PASSWORD=asterisk\n")
-    with pytest.raises(ConfigError, match="ari.password"):
+    with pytest.raises(ConfigError, match=r"ari\.password"):
         install(layout, rx=FakeAsterisk(running=False), prompts=False)
 
 
