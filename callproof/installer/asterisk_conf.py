@@ -133,7 +133,9 @@ def plan(layout: Layout, *, ari_password: str, ami_password: str, ari_user: str 
         missing = [line for line in lines if line not in text.splitlines()]
         if missing:
             sep = "" if not text or text.endswith("\n") else "\n"
-            result.files[etc / name] = text + sep + "\n" + MARKER + "\n" + "\n".join(missing) + "\n"
+            # no blank line: `apt purge` deletes the marker and include lines, and the file is
+            # as it was (with a final newline if it had none)
+            result.files[etc / name] = text + sep + MARKER + "\n" + "\n".join(missing) + "\n"
             result.admin_files.add(etc / name)
             result.reload_for[etc / name] = RELOADS[name]
     return result

@@ -129,9 +129,11 @@ def check_call(machine: TargetMachine, result: dict) -> str:
     assert size == recording["size_bytes"] > 10_000
     assert sms["destination"] == "+55" + CALLER and protocol in sms["body"]
     assert sms["state"] in ("sent", "logged")  # the shipped config's `log` backend
-    shown = json.loads(machine.run(["callproof", "protocol", "show", protocol], user="asterisk",
-                                   env={"CALLPROOF_CONFIG": "/etc/callproof/callproof.toml"}).stdout)
+    # a bare `callproof` (/usr/bin's wrapper: the installed config and secrets), as the operator
+    shown = json.loads(machine.run(["callproof", "protocol", "show", protocol], user="asterisk").stdout)
     assert shown["call"]["protocol"] == protocol and shown["recordings"][0]["sha256"] == recording["sha256"]
+    verified = machine.run(["callproof", "recording", "verify", protocol], user="asterisk", check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr  # signed with the generated key
     return protocol
 
 
@@ -193,6 +195,23 @@ def test_package_installs_serves_calls_and_upgrades(tmp_path: Path) -> None:
         assert query(machine, "SELECT status FROM calls WHERE protocol = ?", first)[0]["status"] == "completed"
         for process in services:
             machine.stop(process)
+        recording = query(machine, "SELECT path FROM recordings WHERE protocol = ?", first)[0]["path"]
+
+        # remove keeps the configuration, the secrets, the database and the recordings ...
+        machine.run(["dpkg", "--remove", "callproof"])
+        for path in ("/etc/callproof/secrets.env", "/var/lib/callproof/callproof.db", recording):
+            assert machine.merged_path(path).exists(), f"apt remove deleted {path}"
+        assert not machine.merged_path("/opt/callproof").exists()
+        assert not machine.merged_path("/usr/bin/callproof").exists()
+        # ... purge removes them, and the include lines, leaving the admin's files as they were
+        machine.run(["dpkg", "--purge", "callproof"])
+        for path in ("/etc/callproof", "/var/lib/callproof", "/var/spool/asterisk/callproof", recording,
+                     "/etc/asterisk/callproof"):
+            assert not machine.merged_path(path).exists(), f"apt purge left {path}"
+        for conf in ("http", "ari", "manager", "extensions"):
+            # (a file without a final newline keeps the one the install added)
+            assert machine.merged_path(f"/etc/asterisk/{conf}.conf").read_bytes().rstrip(b"\n") == \
+                lower.joinpath(f"etc/asterisk/{conf}.conf").read_bytes().rstrip(b"\n"), f"purge left {conf}.conf changed"
         machine.stop(asterisk)
 
     timings = {"install_s": round(installed - began, 1),

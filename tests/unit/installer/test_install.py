@@ -78,7 +78,7 @@ def test_the_admins_files_only_gain_include_lines(layout: Layout) -> None:
     for name, stock in STOCK.items():
         text = (layout.asterisk_etc / name).read_text()
         assert text.startswith(stock), name
-        assert text[len(stock):].splitlines()[1] == MARKER
+        assert text[len(stock):].splitlines()[0] == MARKER
     assert (layout.asterisk_etc / "http.conf").read_text().endswith('#tryinclude "callproof/http.conf"\n')
     extensions = (layout.asterisk_etc / "extensions.conf").read_text()
     assert '#tryinclude "/usr/share/callproof/dialplan/callproof.conf"' in extensions
