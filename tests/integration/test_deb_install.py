@@ -53,9 +53,13 @@ def dpkg_install(machine: TargetMachine, deb: Path) -> str:
 
 
 def start_asterisk(machine: TargetMachine, log: Path):
-    """As Debian's asterisk.service starts it, with the UMask= of the package's drop-in."""
-    dropin = machine.merged_path(f"{UNITS}/asterisk.service.d/callproof.conf").read_text()
-    umask = int(next(line.split("=", 1)[1] for line in dropin.splitlines() if line.startswith("UMask=")), 8)
+    """As Debian's asterisk.service starts it, with the UMask= of the package's drop-in once
+    the package is installed."""
+    dropin = machine.merged_path(f"{UNITS}/asterisk.service.d/callproof.conf")
+    umask = None
+    if dropin.exists():
+        umask = int(next(line.split("=", 1)[1] for line in dropin.read_text().splitlines()
+                         if line.startswith("UMask=")), 8)
     machine.run(["install", "-d", "-o", "asterisk", "-g", "asterisk", "/run/asterisk"])  # RuntimeDirectory=
     process = machine.start(["/usr/sbin/asterisk", "-f", "-U", "asterisk", "-G", "asterisk"], log, umask=umask)
     machine.wait_until("Asterisk fully booted", lambda: machine.run(
@@ -145,10 +149,20 @@ def test_package_installs_serves_calls_and_upgrades(tmp_path: Path) -> None:
     deb = build_deb(tmp_path / "dist")
 
     with TargetMachine(lower, tmp_path / "machine") as machine:
+        # the admin's server: Debian's Asterisk running with its stock configuration (HTTP off)
+        asterisk = start_asterisk(machine, logs / "asterisk-stock.log")
+        assert "Server Disabled" in rx(machine, "http show status")
         began = time.monotonic()
         out = dpkg_install(machine, deb)
-        assert "Asterisk is not running" in out, out
         installed = time.monotonic()
+        # it reloaded exactly what it touched, and the running Asterisk took it: ARI is up
+        for command in ("module reload http", "module reload res_ari.so", "module reload manager",
+                        "dialplan reload"):
+            assert f"reloaded asterisk -rx '{command}'" in out, out
+        assert "Server Enabled and Bound to 127.0.0.1:8088" in rx(machine, "http show status")
+        assert "callproof" in rx(machine, "ari show users")
+        assert "callproof" in rx(machine, "manager show users")
+        assert "callproof-entry" in rx(machine, "dialplan show callproof-first-call")
 
         # what the install left: generated strong secrets, files not world-readable
         assert uid_gid_names(machine, "/etc/callproof/secrets.env")[:3] == ("root", "asterisk", 0o640)
@@ -167,6 +181,8 @@ def test_package_installs_serves_calls_and_upgrades(tmp_path: Path) -> None:
                 ("/etc/callproof/callproof.toml", "/etc/callproof/secrets.env", "/etc/callproof/evidence/signing.pem",
                  "/etc/asterisk/extensions.conf", "/etc/asterisk/callproof/extensions.conf")}
 
+        # docs/install.md's next step: restart Asterisk, so it runs with the drop-in's UMask=
+        machine.stop(asterisk)
         asterisk = start_asterisk(machine, logs / "asterisk.log")
         services = start_services(machine, logs)
         sweep = machine.run_unit_once(f"{UNITS}/callproof-retention.service")
