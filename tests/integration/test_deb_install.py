@@ -226,8 +226,9 @@ def test_package_installs_serves_calls_and_upgrades(tmp_path: Path) -> None:
             assert not machine.merged_path(path).exists(), f"apt purge left {path}"
         for conf in ("http", "ari", "manager", "extensions"):
             # (a file without a final newline keeps the one the install added)
-            assert machine.merged_path(f"/etc/asterisk/{conf}.conf").read_bytes().rstrip(b"\n") == \
-                lower.joinpath(f"etc/asterisk/{conf}.conf").read_bytes().rstrip(b"\n"), f"purge left {conf}.conf changed"
+            after = machine.merged_path(f"/etc/asterisk/{conf}.conf").read_bytes()
+            before = lower.joinpath(f"etc/asterisk/{conf}.conf").read_bytes()
+            assert after.rstrip(b"\n") == before.rstrip(b"\n"), f"purge left {conf}.conf changed"
         machine.stop(asterisk)
 
     timings = {"install_s": round(installed - began, 1),
