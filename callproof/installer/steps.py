@@ -91,8 +91,9 @@ def install(layout: Layout, *, rx: Rx | None = asterisk_rx, prompts: bool = True
         if path.exists() and path.read_text() == text:
             continue
         if path in asterisk.admin_files and path.exists():
-            st = path.stat()
-            write_file(path, text, mode=st.st_mode & 0o7777, user_id=st.st_uid, group_id=st.st_gid)
+            target = path.resolve()  # an admin's file may be a link (to a config repository, ...)
+            st = target.stat()
+            write_file(target, text, mode=st.st_mode & 0o7777, user_id=st.st_uid, group_id=st.st_gid)
         else:
             write_file(path, text, mode=0o640, user_id=root_uid, group_id=gid)
         report.written.append(str(path))

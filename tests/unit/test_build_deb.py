@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -61,3 +63,30 @@ def test_the_sandbox_rootfs_carries_the_packages_debian_dependencies() -> None:
 def test_the_units_the_package_ships_exist() -> None:
     for unit in _build_deb().UNITS:
         assert (REPO / "deploy" / unit).is_file(), unit
+
+
+def test_the_maintainer_scripts_and_the_wrapper_are_valid_sh() -> None:
+    sh = shutil.which("sh")
+    assert sh is not None
+    for name in ("postinst", "prerm", "postrm", "callproof.sh"):
+        done = subprocess.run([sh, "-n", str(REPO / "packaging" / "deb" / name)], capture_output=True, text=True)
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+
+
+def test_the_wrapper_exports_the_secrets_as_data_and_lets_the_caller_win(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("# comment\nCALLPROOF_ARI_PASSWORD=a b$(touch pwned)\nCALLPROOF_X$(touch pwned2)=1\n"
+                       "CALLPROOF_AMI_PASSWORD=from-file\n")
+    wrapper = (REPO / "packaging" / "deb" / "callproof.sh").read_text()
+    wrapper = wrapper.replace("/etc/callproof/secrets.env", str(secrets))
+    wrapper = wrapper.replace('exec /opt/callproof/bin/callproof "$@"', "env")
+    script = tmp_path / "callproof"
+    script.write_text(wrapper)
+    done = subprocess.run(["sh", str(script)], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "CALLPROOF_AMI_PASSWORD": "mine"})
+    env = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    assert env["CALLPROOF_ARI_PASSWORD"] == "a b$(touch pwned)"
+    assert env["CALLPROOF_AMI_PASSWORD"] == "mine"
+    assert env["CALLPROOF_CONFIG"] == "/etc/callproof/callproof.toml"
+    assert not any(k.startswith("CALLPROOF_X") for k in env)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()

@@ -179,3 +179,20 @@ def test_an_unknown_service_user_is_a_clear_error(tmp_path: Path) -> None:
     from callproof.installer.steps import InstallError
     with pytest.raises(InstallError, match="apt install asterisk"):
         install(Layout(root=tmp_path, user="no-such-user-callproof"), rx=None, prompts=False)
+
+
+def test_an_admins_file_that_is_a_link_stays_a_link(layout: Layout) -> None:
+    real = layout.root / "srv" / "asterisk-config" / "manager.conf"
+    real.parent.mkdir(parents=True)
+    (layout.asterisk_etc / "manager.conf").rename(real)
+    (layout.asterisk_etc / "manager.conf").symlink_to(real)
+    install(layout, rx=FakeAsterisk(running=False), prompts=False)
+    assert (layout.asterisk_etc / "manager.conf").is_symlink()
+    assert real.read_text().endswith('#tryinclude "callproof/manager.conf"\n')
+
+
+def test_the_command_refuses_to_install_on_this_machine_without_root(monkeypatch, capsys) -> None:
+    from callproof.cli import main
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert main(["install"]) == 1
+    assert "run it as root" in capsys.readouterr().err
