@@ -27,6 +27,8 @@ def cmd_install(args: argparse.Namespace) -> int:
         print(f"  wrote    {line}")
     for line in report.kept:
         print(f"  kept     {line}")
+    for line in report.ready:
+        print(f"  ready    {line}")
     for command in report.reloaded:
         print(f"  reloaded asterisk -rx '{command}'")
     for note in report.notes:

@@ -32,6 +32,7 @@ class InstallError(Exception):
 class InstallReport:
     written: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    ready: list[str] = field(default_factory=list)   # rewritten from the package on every run
     reloaded: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -70,8 +71,10 @@ def install(layout: Layout, *, rx: Rx | None = asterisk_rx, prompts: bool = True
         make_dir(folder, mode=0o750, user_id=uid, group_id=gid)
 
     values, added = ensure_secrets(layout.secrets, group_id=gid)
-    (report.written if added else report.kept).append(
-        f"{layout.secrets} ({'generated: ' + ', '.join(added) if added else 'kept'})")
+    if added:
+        report.written.append(f"{layout.secrets} (generated: {', '.join(added)})")
+    else:
+        report.kept.append(str(layout.secrets))
 
     asterisk = plan(layout, ari_password=values["CALLPROOF_ARI_PASSWORD"],
                     ami_password=values["CALLPROOF_AMI_PASSWORD"])
@@ -101,9 +104,9 @@ def install(layout: Layout, *, rx: Rx | None = asterisk_rx, prompts: bool = True
     if _shipped_dialplan_changed(layout):
         reloads.add(RELOADS["extensions.conf"])
 
-    report.written.append(_install_agi_script(layout, gid, root_uid))
+    report.ready.append(_install_agi_script(layout, gid, root_uid))
     if prompts:
-        report.written.append(_generate_prompts(layout, uid, gid))
+        report.ready.append(_generate_prompts(layout, uid, gid))
     _reload(rx, sorted(reloads), report)
     return report
 
