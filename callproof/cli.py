@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_evidence_commands(sub, _load)
     from .doctor.cli import add_doctor_command
     add_doctor_command(sub)
+    from .installer.cli import add_install_command
+    add_install_command(sub)
     return parser
 
 

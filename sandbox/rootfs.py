@@ -47,6 +47,21 @@ PACKAGES = (
     # virtual environment's build is for another Python)
     "python3",
     "python3-cryptography",
+    # the Debian dependencies of the callproof package (packaging/deb/control), so that
+    # tests/integration/test_deb_install.py installs the .deb into a copy of this rootfs
+    # with dpkg -i and no network; keep the two lists in step
+    "espeak-ng",
+    "python3-aiohttp",
+    "python3-aiosqlite",
+    "python3-audioop-lts",
+    "python3-fpdf",
+    "python3-jinja2",
+    "python3-panoramisk",
+    "python3-pydub",
+    "python3-six",
+    "python3-stdnum",
+    "python3-tqdm",
+    "python3-venv",
 )
 
 #: Packages debootstrap must be named explicitly because it does not resolve
