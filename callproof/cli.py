@@ -27,9 +27,10 @@ from .service_user import (
 _as_root: Sources | None = None
 
 #: Commands that stay root when started as root: the sandbox demo builds a chroot, the
-#: dialplan goes to /etc/asterisk, doctor checks what the service user may do, and an
-#: evidence package is checked offline (no configuration, nothing written).
-STAYS_ROOT = frozenset({"demo", "dialplan", "doctor", "evidence verify"})
+#: dialplan goes to /etc/asterisk, install writes /etc and sets owners (the package's
+#: postinst runs it), doctor checks what the service user may do, and an evidence package
+#: is checked offline (no configuration, nothing written).
+STAYS_ROOT = frozenset({"demo", "dialplan", "install", "doctor", "evidence verify"})
 
 
 def _load_with_sources(args: argparse.Namespace, *, talks_to_asterisk: bool = False):

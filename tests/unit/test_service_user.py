@@ -80,3 +80,15 @@ def _drop_and_write(tmp_path: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert (tmp_path / "made").stat().st_uid == account("nobody").uid
+
+
+@pytest.mark.parametrize("argv", [["install"], ["doctor"], ["dialplan", "install", "/x"]])
+def test_commands_that_write_etc_or_check_the_user_stay_root(argv, monkeypatch):
+    """`callproof install` runs from the package's postinst as root: dropping to the service
+    user first made it refuse ('run it as root'), and dpkg -i failed."""
+    args = cli.build_parser().parse_args(argv)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    dropped = []
+    monkeypatch.setattr(cli, "drop_to_service_user", lambda name: dropped.append(name))
+    cli._become_service_user(args)
+    assert dropped == []
