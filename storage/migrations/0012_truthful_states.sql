@@ -11,9 +11,10 @@
 -- aside, dropped and created again under its own name, then filled back.  The foreign
 -- keys of the tables that point at them are deferred for this transaction, so the
 -- rows that were orphaned by the DROP are matched again by the refill before COMMIT.
--- Measured: 1.7 s for a database of 100,000 calls (each with its SMS and recording row) on a
--- loaded 2-core machine; the first process to open the database after the upgrade holds the
--- write lock that long (a call meanwhile waits [storage] call_wait_seconds, then is journalled).
+-- Measured (bench/bench_migration.py): 2.2-2.4 s for a database of 100,000 calls, each with its
+-- SMS and recording row, on a loaded 2-core machine; the first process to open the database
+-- after the upgrade holds the write lock that long (a call meanwhile waits
+-- [storage] call_wait_seconds, then is journalled).
 
 PRAGMA defer_foreign_keys = ON;
 
