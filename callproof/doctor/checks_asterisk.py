@@ -92,19 +92,32 @@ def shipped_contexts() -> dict[str, list[str]]:
     return {path.name: _CONTEXT.findall(path.read_text(encoding="utf-8")) for path in shipped_dialplans()}
 
 
+class DialplanNotListable(Exception):
+    """The AMI account may not run ShowDialPlan (its ``write`` classes lack ``reporting``)."""
+
+
 async def loaded(manager: Any, context: str) -> bool:
-    answer = await asyncio.wait_for(manager.send_command(f"dialplan show {context}"), TIMEOUT_S)
-    output = answer.get("Output", "") if hasattr(answer, "get") else ""
-    text = "\n".join(output) if isinstance(output, list) else str(output)
-    text += str(getattr(answer, "content", "") or "")
-    return f"'{context}'" in text and "There is no existence" not in text
+    """Whether ``context`` is in the running dialplan, by AMI ``ShowDialPlan`` (write class
+    ``reporting``: read-only queries), not the ``Command`` action, whose ``command`` class
+    would let the account run any CLI command."""
+    answer = await asyncio.wait_for(manager.send_action({"Action": "ShowDialPlan", "Context": context}), TIMEOUT_S)
+    messages = answer if isinstance(answer, list) else [answer]
+    for message in messages:
+        if message.get("Response") == "Error" and "ermission denied" in str(message.get("Message", "")):
+            raise DialplanNotListable(str(message.get("Message")))
+    return any(m.get("Event") == "ListDialplan" and m.get("Context") == context for m in messages)
 
 
 async def check_dialplan(config: Config, manager: Any) -> Result:
     """The hand-off context, and every context of at least one shipped dialplan file, are loaded."""
     files = shipped_contexts()
     wanted = sorted({config.handoff.context, *(c for names in files.values() for c in names)})
-    present = {c for c in wanted if await loaded(manager, c)}
+    try:
+        present = {c for c in wanted if await loaded(manager, c)}
+    except DialplanNotListable:
+        return fail("dialplan", f"the AMI account {config.ami.username!r} may not list the dialplan (ShowDialPlan:"
+                    " permission denied)", "add 'reporting' to its write = line in manager.conf, then"
+                    " asterisk -rx 'manager reload'")
     complete = [name for name, names in files.items() if set(names) <= present]
     missing_handoff = config.handoff.context not in present
     if complete and not missing_handoff:

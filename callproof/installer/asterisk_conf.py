@@ -31,8 +31,10 @@ RELOADS = {
     "extensions.conf": "dialplan reload",
 }
 
-AMI_READ = "call,system,user,dtmf"
-AMI_WRITE = "call,system,originate"
+#: The AMI account's classes: read ``agent`` for the queue events (time to agent), write
+#: ``reporting`` for ShowDialPlan (callproof doctor's dialplan check), never ``command``.
+AMI_READ = "call,system,user,dtmf,agent"
+AMI_WRITE = "call,system,originate,reporting"
 
 
 @dataclass

@@ -47,11 +47,17 @@ class Manager:
     def __init__(self, loaded: set[str]):
         self.loaded = loaded
 
-    async def send_command(self, command: str):
-        context = command.removeprefix("dialplan show ")
+    async def send_action(self, action: dict):
+        """What Asterisk 22 answers to ShowDialPlan, as panoramisk hands it over."""
+        assert action["Action"] == "ShowDialPlan"
+        context = action["Context"]
+        if self.loaded == "denied":
+            return {"Response": "Error", "Message": "Permission denied"}
         if context in self.loaded:
-            return {"Output": [f"[ Context '{context}' created by 'pbx_config' ]", "  's' => 1. NoOp()"]}
-        return {"Output": f"There is no existence of '{context}' context"}
+            return [{"Response": "Success", "EventList": "start"},
+                    {"Event": "ListDialplan", "Context": context, "Extension": "s", "Priority": "1"},
+                    {"Event": "ShowDialPlanComplete", "EventList": "Complete", "ListItems": "1"}]
+        return {"Response": "Error", "Message": f"Did not find context {context}"}
 
 
 async def test_dialplan_names_the_missing_contexts():
@@ -64,6 +70,8 @@ async def test_dialplan_names_the_missing_contexts():
     assert partial.status == "FAIL" and "callproof-entry-run" in partial.detail
     assert "#include callproof/callproof.conf" in partial.fix and "dialplan reload" in partial.fix
     no_handoff = dataclasses.replace(config, handoff=dataclasses.replace(config.handoff, context="agents-x"))
+    denied = await check_dialplan(config, Manager("denied"))  # type: ignore[arg-type]
+    assert denied.status == "FAIL" and "write = line" in denied.fix and "reporting" in denied.fix
     result = await check_dialplan(no_handoff, Manager(everything))
     assert result.status == "FAIL" and "'agents-x'" in result.detail
 
