@@ -56,6 +56,7 @@ class AgiFlow:
         self.journal = journal or Journal(config.storage.journal_path, mode_beside(config.storage.database))
         self.clock = clock or (lambda: datetime.now(UTC))
         self.port = AgiCallPort(channel, config)
+        self.port.timings.mark("agi_start")  # the request arrived (the ARI flow's stasis_start)
         self.channel_id = self.port.facts.channel_id
         self.step_name = channel.env.get("agi_arg_1", "") or Step.ALL
         self.cause_raw = channel.env.get("agi_arg_2", "")  # finalise: ${HANGUPCAUSE}
