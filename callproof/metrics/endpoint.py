@@ -11,11 +11,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from callproof.logs import event
 
 log = logging.getLogger("callproof.metrics")
+
+#: The text format generate_latest() writes, understood by every Prometheus 2 and 3 server.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def metrics_app(registry: CollectorRegistry, refreshers: Sequence[Callable[[], Awaitable[None]]] = ()) \
@@ -27,7 +30,7 @@ def metrics_app(registry: CollectorRegistry, refreshers: Sequence[Callable[[], A
             except Exception as exc:  # storage down: the in-process figures still come, the rest is stale
                 event(log, "metrics.refresh_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300])
         body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST,
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE,
                                                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
     app = web.Application()
