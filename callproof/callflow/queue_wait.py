@@ -105,3 +105,22 @@ def connect_queue_events(host: str, port: int, username: str, password: str, wat
         manager.register_event(name, watch.on_event)
     manager.connect()
     return manager
+
+
+def agent_wait(call: Any) -> dict[str, Any] | None:
+    """What the call page and ``callproof lookup`` show of the wait for an agent:
+    ``outcome`` answered / abandoned / not_seen (handed off, no queue event recorded: no
+    queue, or no process watching AMI), ``waited_seconds`` from the hand-off; None for a
+    call never handed off."""
+    handed_off_at = call.get("handed_off_at") if call else None
+    if not handed_off_at:
+        return None
+    end, outcome = call.get("agent_answered_at"), "answered"
+    if not end:
+        end, outcome = call.get("queue_abandoned_at"), "abandoned"
+    if not end:
+        return {"handed_off_at": handed_off_at, "queue": call.get("queue_name"), "outcome": "not_seen",
+                "waited_seconds": None}
+    waited = (parse_db_time(end) - parse_db_time(handed_off_at)).total_seconds()
+    return {"handed_off_at": handed_off_at, "queue": call.get("queue_name"), "outcome": outcome,
+            "waited_seconds": round(max(0.0, waited), 1), "at": end}
