@@ -45,7 +45,7 @@ async def metrics_app(sandbox: Sandbox, app_config: Config):
         yield application, path
 
 
-async def scrape(app: ObservedApplication) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def scrape(app: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     assert app.metrics is not None and app.metrics.address is not None
     host, port = app.metrics.address
     assert host == "127.0.0.1"  # loopback
@@ -65,7 +65,7 @@ async def place(sandbox: Sandbox, caller: str, **variables: str) -> dict[str, An
                                    variables={"CALLPROOF_APP": APP, **variables})
 
 
-async def row_when(app: ObservedApplication, caller: str, ready: Any, timeout: float = 60) -> dict[str, Any]:
+async def row_when(app: Any, caller: str, ready: Any, timeout: float = 60) -> dict[str, Any]:
     """The call row of ``caller`` once ``ready(row)`` holds."""
     deadline = time.monotonic() + timeout
     row: Any = None
@@ -159,6 +159,46 @@ async def test_time_to_agent_abandoned_by_the_caller(metrics_app, sandbox: Sandb
         - value(before, "callproof_handoff_to_agent_seconds_count", outcome="abandoned") == 1
     assert value(after, "callproof_queue_outcomes_total", outcome="abandoned") \
         - value(before, "callproof_queue_outcomes_total", outcome="abandoned") == 1
+
+
+@pytest.fixture(scope="module")
+async def fastagi_server(sandbox: Sandbox, app_config: Config):
+    """A FastAGI server of its own (own database), with [ami] (the sandbox's) and /metrics."""
+    from callproof.agi_scripts.fastagi import FastAgiServer
+
+    run_dir = sandbox.run_dir / f"metrics-fastagi-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir()
+    path = write_config(sandbox, run_dir, app_config.prompts.directory, ari={"app": "cpmetrics_fastagi"},
+                        prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
+                        protocol_reading={"repeat": 0, "replay_window_ms": 0},
+                        metrics={"fastagi_listen": "127.0.0.1:0"})
+    server = await FastAgiServer(load_sandbox_config(path)).start(port=0)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_time_to_agent_of_a_fastagi_call_through_the_same_queue(fastagi_server, sandbox: Sandbox):
+    """The same measurement for a call served over FastAGI (one compliance flow, any transport)."""
+    server = fastagi_server
+    deadline = time.monotonic() + 30
+    while not value(await scrape(server), "callproof_link_up", link="ami") and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)  # panoramisk logs in in the background
+    caller = "11987650401"
+    await asyncio.to_thread(originate_call, sandbox, caller, entry_context="callproof-fastagi-entry", max_seconds=90,
+                            variables={"CALLPROOF_FASTAGI": f"agi://127.0.0.1:{server.port}/callproof",
+                                       "SANDBOX_QUEUE": "sandbox-answer", "SANDBOX_AGENT_SECONDS": "1"})
+    row = await row_when(server, caller, lambda r: r["agent_answered_at"] is not None and r["ended_at"] is not None)
+    assert row["served_by"] == "fastagi" and row["queue_name"] == "sandbox-answer"
+    assert row["handed_off_at"] <= row["queue_joined_at"] < row["agent_answered_at"]
+    server.metrics.stored.cache_seconds = 0
+    found = await scrape(server)
+    assert value(found, "callproof_link_up", link="ami") == 1
+    assert value(found, "callproof_handoff_to_agent_seconds_count", outcome="answered") == 1
+    assert value(found, "callproof_stasis_to_consent_seconds_count") == 1  # from the AGI request
+    assert value(found, "callproof_queue_outcomes_total", outcome="answered") == 1
+    assert value(found, "callproof_calls_ended_total", status="completed") == 1
 
 
 def test_the_alert_rules_pass_promtool():
