@@ -387,6 +387,7 @@ class Database:
         return await self.run_in_connection(schema_version)
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.figures.close)
         conns, self._call_conns = self._call_conns, []
         for conn in conns:
             if conn is not self._conn:

@@ -13,7 +13,9 @@ values <= ``bounds[i]``.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,12 +102,37 @@ def figures_sync(conn: sqlite3.Connection, *, now: str | datetime, soon_until: s
 
 
 class FiguresReader:
-    """Async repository (``db.figures``)."""
+    """Async repository (``db.figures``).
+
+    The read runs on a read-only connection of its own, on a thread of its own: on a large
+    database it is a scan of the calls, and it must never queue the SMS sender's or a call's
+    statements behind it (WAL: a reader blocks no writer).  An in-memory database has one
+    connection, which it shares."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one read at a time on the connection
+
+    def _read_sync(self, **kw: object) -> Figures:
+        with self._lock:
+            if self._conn is None:
+                conn = sqlite3.connect(self._db.path, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {int(self._db._busy_timeout_ms)}")
+                conn.execute("PRAGMA query_only = ON")
+                self._conn = conn
+            return figures_sync(self._conn, **kw)  # type: ignore[arg-type]
 
     async def read(self, *, now: str | datetime, soon_until: str | datetime, sms_bounds: Sequence[float],
                    wait_bounds: Sequence[float]) -> Figures:
-        return await self._db.run_in_connection(figures_sync, now=now, soon_until=soon_until,
-                                                sms_bounds=sms_bounds, wait_bounds=wait_bounds)
+        if self._db.path == ":memory:":
+            return await self._db.run_in_connection(figures_sync, now=now, soon_until=soon_until,
+                                                    sms_bounds=sms_bounds, wait_bounds=wait_bounds)
+        return await asyncio.to_thread(self._read_sync, now=now, soon_until=soon_until, sms_bounds=sms_bounds,
+                                       wait_bounds=wait_bounds)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

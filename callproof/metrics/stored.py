@@ -100,33 +100,68 @@ def families(f: Figures) -> Iterator[Metric]:
 
 
 class StoredFigures(Collector):
-    """The database figures, cached for ``cache_seconds`` between reads."""
+    """The database figures, cached between reads.
+
+    Scrape cost stays bounded on a large database: the read runs on storage's own read-only
+    connection and thread (calls and the SMS sender never wait behind it); a scrape waits for a
+    fresh read at most ``wait_seconds`` and is otherwise served the previous snapshot while the
+    read finishes; and reads are at least ``READ_SPACING`` times their own duration apart, so
+    the database spends at most about a tenth of its time on them whatever the scrape rate."""
+
+    READ_SPACING = 10.0
 
     def __init__(self, db: Any, *, soon_until: Callable[[datetime], datetime], cache_seconds: float = 5.0,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 wait_seconds: float = 2.0, clock: Callable[[], datetime] | None = None) -> None:
         self.db = db
         self.soon_until = soon_until
         self.cache_seconds = cache_seconds
+        self.wait_seconds = wait_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
         self._snapshot: Figures | None = None
         self._read_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._read_seconds = 0.0
+        self._reading: asyncio.Future[None] | None = None
         self.reads = 0  # how many times the database was read (tests, bench)
+        self.stale_serves = 0  # scrapes answered with the previous snapshot (a read took too long)
+
+    def _fresh(self) -> bool:
+        spacing = max(self.cache_seconds, self.READ_SPACING * self._read_seconds) if self.cache_seconds else 0.0
+        return self._snapshot is not None and time.monotonic() - self._read_at < spacing
+
+    async def _read(self) -> None:
+        began, now = time.monotonic(), self.clock()
+        snapshot = await self.db.figures.read(now=now, soon_until=self.soon_until(now),
+                                              sms_bounds=SMS_BUCKETS, wait_bounds=AGENT_BUCKETS)
+        self._snapshot, self._read_at = snapshot, time.monotonic()
+        self._read_seconds = self._read_at - began
+        self.reads += 1
 
     async def refresh(self) -> None:
-        """Read the figures unless the last read is recent; concurrent scrapes share one read."""
-        async with self._lock:
-            if time.monotonic() - self._read_at < self.cache_seconds and self._snapshot is not None:
+        """A fresh snapshot, unless the last one is recent; concurrent scrapes share one read."""
+        if self._reading is None or self._reading.done():
+            if self._fresh():
                 return
-            now = self.clock()
-            self._snapshot = await self.db.figures.read(now=now, soon_until=self.soon_until(now),
-                                                        sms_bounds=SMS_BUCKETS, wait_bounds=AGENT_BUCKETS)
-            self._read_at = time.monotonic()
-            self.reads += 1
+            self._reading = asyncio.ensure_future(self._read())
+            self._reading.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if self._snapshot is None:  # nothing to serve yet: wait for the first read
+            await asyncio.shield(self._reading)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reading), self.wait_seconds)
+        except TimeoutError:
+            self.stale_serves += 1
 
     def collect(self) -> Iterator[Metric]:
-        if self._snapshot is not None:
-            yield from families(self._snapshot)
+        if self._snapshot is None:
+            return
+        yield from families(self._snapshot)
+        age = GaugeMetricFamily("callproof_metrics_figures_age_seconds",
+                                "Age of the database figures on this page (they are re-read every few seconds).")
+        age.add_metric([], max(0.0, time.monotonic() - self._read_at))
+        yield age
+        took = GaugeMetricFamily("callproof_metrics_figures_read_seconds", "How long the last read of them took.")
+        took.add_metric([], self._read_seconds)
+        yield took
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no fixed description: registering does not call collect() (no read yet)

@@ -75,3 +75,14 @@ async def test_events_of_other_channels_and_other_events_change_nothing(tmp_path
         await watch.drain()
         row = await db.calls.get(cid)
         assert row is not None and row["agent_answered_at"] is None and row["queue_name"] is None
+
+
+def test_agent_wait_as_shown_to_ops():
+    from callproof.callflow.queue_wait import agent_wait
+
+    assert agent_wait({"handed_off_at": None}) is None
+    base = {"handed_off_at": "2026-03-02T12:00:00.000000Z", "queue_name": "support",
+            "agent_answered_at": None, "queue_abandoned_at": None}
+    assert agent_wait(base)["outcome"] == "not_seen"
+    gave_up = agent_wait({**base, "queue_abandoned_at": "2026-03-02T12:03:20.000000Z"})
+    assert gave_up["outcome"] == "abandoned" and gave_up["waited_seconds"] == 200.0

@@ -63,6 +63,7 @@ async def test_endpoint_on_loopback_with_storage_latency(tmp_path):
             assert service.address is not None
             host, port = service.address
             assert host == "127.0.0.1"
+            await db.calls.get(1)
             async with aiohttp.ClientSession() as s:
                 async with s.get(f"http://{host}:{port}/metrics") as r:
                     assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -70,7 +71,7 @@ async def test_endpoint_on_loopback_with_storage_latency(tmp_path):
                 async with s.get(f"http://{host}:{port}/other") as r:
                     assert r.status == 404
             assert 'callproof_calls_ended_total{status="completed"} 0.0' in text
-            assert 'callproof_storage_seconds_count{operation="figures_sync"} 1.0' in text
+            assert 'callproof_storage_seconds_count{operation="get_sync"} 1.0' in text
         finally:
             await service.close()
 

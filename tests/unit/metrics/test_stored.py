@@ -94,4 +94,39 @@ async def test_two_processes_on_one_database_report_the_same(seeded):
     b, rb = stored(seeded)
     await a.refresh()
     await b.refresh()
-    assert samples(ra) == samples(rb)
+
+    def stored_figures(registry):
+        return {k: v for k, v in samples(registry).items() if not k[0].startswith("callproof_metrics_figures_")}
+    assert stored_figures(ra) == stored_figures(rb)
+
+
+async def test_a_slow_read_serves_the_previous_snapshot_and_finishes_behind(seeded):
+    import asyncio
+
+    figures, registry = stored(seeded, cache_seconds=0)
+    figures.wait_seconds = 0.01
+    await figures.refresh()
+    real = seeded.figures.read
+    release = asyncio.Event()
+
+    async def slow(**kw):
+        await release.wait()
+        return await real(**kw)
+
+    seeded.figures.read = slow
+    await seeded.queue_wait.mark("uid-0", ANSWERED, T0 + timedelta(seconds=5), "support")
+    await figures.refresh()  # the read is held: the scrape does not wait for it
+    assert figures.stale_serves == 1
+    assert value(samples(registry), "callproof_queue_outcomes_total", outcome="answered") == 0
+    release.set()
+    await figures.refresh()  # the same read, now done
+    assert value(samples(registry), "callproof_queue_outcomes_total", outcome="answered") == 1
+    assert figures.reads == 2
+
+
+async def test_reads_are_spaced_by_their_own_cost(seeded):
+    figures, _registry = stored(seeded, cache_seconds=1)
+    await figures.refresh()
+    figures._read_seconds = 30.0  # as if the last read took 30 s: the next one waits 300 s
+    await figures.refresh()
+    assert figures.reads == 1
