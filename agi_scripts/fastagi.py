@@ -15,10 +15,12 @@ import logging
 from typing import Any
 
 from callproof.callflow.journal_replay import JournalReplayer, journal_for
+from callproof.callflow.queue_wait import QueueWatch, connect_queue_events
 from callproof.callflow.reasons import Reason
 from callproof.config import Config
 from callproof.evidence import records as evidence_records
 from callproof.logs import event
+from callproof.metrics import MetricsService, start_metrics
 from callproof.prompts import PromptCatalogue
 from callproof.storage import Database, open_database
 
@@ -44,6 +46,9 @@ class FastAgiServer:
         self.journal = journal_for(config)
         self._replayer: JournalReplayer | None = None
         self._replaying: asyncio.Task[None] | None = None
+        self.metrics: MetricsService | None = None  # [metrics] fastagi_listen: GET /metrics
+        self.queue_watch: QueueWatch | None = None  # time to agent, when [ami] is configured
+        self._ami: Any = None
 
     @property
     def port(self) -> int:
@@ -58,6 +63,14 @@ class FastAgiServer:
         self._replayer = JournalReplayer(self.db, self.journal, cfg)
         await self._replayer.replay_once()  # what a previous process could not write
         self._replaying = asyncio.ensure_future(self._replayer.run())
+        self.metrics = await start_metrics(cfg, self.db, "fastagi", cfg.metrics.fastagi_listen,
+                                           "metrics.fastagi_listen")
+        if cfg.ami.password:  # time to agent for the calls this server hands off (queue events)
+            self.queue_watch = QueueWatch(self.db, observe=self.metrics.process.observe_agent)
+            self._ami = connect_queue_events(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password,
+                                             self.queue_watch)
+            ami = self._ami
+            self.metrics.process.link("ami", lambda: bool(ami.authenticated))
         self.server = await asyncio.start_server(
             self._serve, host or cfg.fastagi.host, cfg.fastagi.port if port is None else port)
         event(log, "fastagi.listening", host=host or cfg.fastagi.host, port=self.port)
@@ -70,6 +83,12 @@ class FastAgiServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ami is not None:
+            self._ami.close()
+        if self.queue_watch is not None:
+            await self.queue_watch.drain()
+        if self.metrics is not None:
+            await self.metrics.close()
         if self._replaying is not None:
             self._replaying.cancel()
             await asyncio.gather(self._replaying, return_exceptions=True)
@@ -97,6 +116,8 @@ class FastAgiServer:
                 await flow.fail(Reason.BAD_STEP, f"unknown FastAGI script {script!r}; use agi://host:port/{SCRIPT}")
             else:
                 await flow.run()
+            if self.metrics is not None and flow.flow is not None:
+                self.metrics.process.observe_call(flow.timings)
             if self.on_flow_done is not None:
                 self.on_flow_done(flow)
         except (AgiHangup, AgiCommandError, TimeoutError, ConnectionError) as exc:

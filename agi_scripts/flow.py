@@ -57,6 +57,7 @@ class AgiFlow:
         self.journal = journal or journal_for(config)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.port = AgiCallPort(channel, config)
+        self.port.timings.mark("agi_start")  # the request arrived (the ARI flow's stasis_start)
         self.channel_id = self.port.facts.channel_id
         self.step_name = channel.env.get("agi_arg_1", "") or Step.ALL
         self.cause_raw = channel.env.get("agi_arg_2", "")  # finalise: ${HANGUPCAUSE}

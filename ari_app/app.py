@@ -19,9 +19,11 @@ from typing import Any
 
 from callproof.callflow.decisions import iso
 from callproof.callflow.journal_replay import JournalReplayer, journal_for
+from callproof.callflow.queue_wait import QUEUE_EVENTS, QueueWatch
 from callproof.config import Config
 from callproof.evidence import records as evidence_records
 from callproof.logs import event
+from callproof.metrics import MetricsService, start_metrics
 from callproof.prompts import PromptCatalogue
 from callproof.sms import OutboxSender, make_sender
 from callproof.storage import open_database
@@ -92,6 +94,8 @@ class Application(CallEndings):
         # calls' writes while storage is unavailable (storage/journal.py)
         self.journal = journal_for(config)
         self.replayer: JournalReplayer | None = None
+        self.metrics: MetricsService | None = None  # [metrics] listen: GET /metrics
+        self.queue_watch: QueueWatch | None = None  # time to agent (AMI queue events)
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -106,8 +110,15 @@ class Application(CallEndings):
         self.replayer = JournalReplayer(self.db, self.journal, cfg)
         await self.replayer.replay_once()  # what a previous process could not write
         self._spawn(self.replayer.run())
+        self.metrics = await start_metrics(cfg, self.db, "run", cfg.metrics.listen, "metrics.listen")
         self.ami = AmiLink(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password,
                            max_login_failures=cfg.ami.max_login_failures)
+        ami = self.ami
+        self.metrics.process.link("ari", self.connected.is_set)
+        self.metrics.process.link("ami", lambda: ami.ready)
+        self.queue_watch = QueueWatch(self.db, clock=self.clock, observe=self.metrics.process.observe_agent)
+        for name in QUEUE_EVENTS:
+            self.ami.on_event(name, self.queue_watch.on_event)
         self.recorder = Recorder(self.ami, self.db, cfg.recording.mixmonitor_options,
                                  now_iso=lambda: iso(self.clock()), on_finalised=self._recording_finalised)
         self.recorder.journal = self.journal
@@ -141,6 +152,10 @@ class Application(CallEndings):
             await self.ari.close()
         if self.ami is not None:
             self.ami.close()
+        if self.queue_watch is not None:
+            await self.queue_watch.drain()
+        if self.metrics is not None:
+            await self.metrics.close()
         await asyncio.to_thread(self.journal.flush)  # every journalled write on disk before the end
         if self.replayer is not None:
             await self.replayer.replay_once()  # the last writes of this process, if storage is back
@@ -238,6 +253,8 @@ class Application(CallEndings):
                 # handed to the dialplan all the same: its Hangup writes when it ended.)
                 self.handed_off.pop(flow.channel_id, None)
                 self._hangup_causes.pop(flow.channel_id, None)
+            if self.metrics is not None and isinstance(flow, CallFlow):
+                self.metrics.process.observe_call(flow.timings)
             if self.on_flow_done is not None:
                 self.on_flow_done(flow)
         if getattr(flow, "link_lost", False):

@@ -20,6 +20,7 @@ from typing import Any
 from panoramisk import Manager
 
 from callproof.callflow.port import UNKNOWN_ROW, RecordingError
+from callproof.callflow.queue_wait import QUEUE_EVENT_CLASS, QUEUE_EVENTS
 from callproof.callflow.recording_files import (  # noqa: F401
     NotReady,
     RecordingFacts,
@@ -38,13 +39,14 @@ log = logging.getLogger("callproof.recording")
 
 # Events we need from AMI; everything else is filtered out by Asterisk so a
 # busy PBX does not make us parse thousands of Newexten/VarSet events.
-AMI_EVENTS = ("MixMonitorStart", "MixMonitorStop", "Hangup")
-# The session's event classes: the three above are all class "call"; "system" keeps
+AMI_EVENTS = ("MixMonitorStart", "MixMonitorStop", "Hangup", *QUEUE_EVENTS)
+# The session's event classes: the three above are all class "call", the queue events
+# (time to agent, callproof/callflow/queue_wait.py) class "agent"; "system" keeps
 # FullyBooted, on which panoramisk resends actions a reconnect interrupted.  Asterisk
 # queues an event to a session only if its class is in the mask, so Newexten and
 # VarSet (class "dialplan", most of a call's events) never reach the session's
 # queue, thread and filters.
-AMI_EVENT_CLASSES = "call,system"
+AMI_EVENT_CLASSES = f"call,system,{QUEUE_EVENT_CLASS}"
 # Actions panoramisk must not send again after a reconnect: a MixMonitor whose reply
 # was lost with the link may have started; sent again it would open a second writer
 # on the same file.  The flow asks the channel instead (MIXMONITOR_FILENAME).
@@ -126,6 +128,11 @@ class AmiLink:
             log.exception("could not install AMI event filters; continuing unfiltered")
         self._ready.set()
         event(log, "ami.ready")
+
+    @property
+    def ready(self) -> bool:
+        """Logged in, with the event filters in place."""
+        return self._ready.is_set()
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Connected, logged in and filtered; LoginRefused if Asterisk keeps refusing the login."""

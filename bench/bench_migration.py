@@ -1,11 +1,11 @@
-"""Upgrade cost of schema migration 0011 (the sms_outbox and recordings rebuild for the
+"""Upgrade cost of schema migration 0012 (the sms_outbox and recordings rebuild for the
 'logged' and 'empty' states): how long the first process to open an upgraded database
 holds its write lock.
 
     .venv/bin/python bench/bench_migration.py [--calls 100000]
 
-A database at schema version 10 is filled with ``--calls`` calls, each with its protocol,
-SMS (and one attempt) and recording row; then migration 0011 is applied and timed.  The
+A database at schema version 11 is filled with ``--calls`` calls, each with its protocol,
+SMS (and one attempt) and recording row; then migration 0012 is applied and timed.  The
 baseline, in the same run on the same file, is ``VACUUM INTO`` a copy: SQLite copying every
 table and index of the database once.  Printed: both times and their ratio (how many full
 copies of the database the rebuild costs).  No timing is asserted anywhere.
@@ -52,7 +52,7 @@ def main() -> None:
         conn.isolation_level = None
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA journal_mode = WAL")
-        migrate(conn, migrations[:10])
+        migrate(conn, migrations[:11])
         fill(conn, args.calls)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         size = path.stat().st_size
@@ -60,13 +60,13 @@ def main() -> None:
         conn.execute(f"VACUUM INTO '{Path(tmp) / 'copy.db'}'")
         copy_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        applied = migrate(conn, migrations)
+        applied = migrate(conn, migrations[:12])
         migrate_s = time.perf_counter() - t0
-        assert applied == [11] and conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert applied == [12] and conn.execute("PRAGMA foreign_key_check").fetchall() == []
         conn.close()
     print(f"database: {args.calls} calls, {size / 1e6:.0f} MB")
     print(f"baseline VACUUM INTO (one copy of the database): {copy_s:.2f} s")
-    print(f"migration 0011 (write lock held):                {migrate_s:.2f} s")
+    print(f"migration 0012 (write lock held):                {migrate_s:.2f} s")
     print(f"ratio migration / copy: {migrate_s / copy_s:.2f}")
 
 

@@ -43,7 +43,7 @@ NOLOAD_PATTERNS = (
     "res_pgsql.so", "res_curl.so", "func_curl.so", "res_config_curl.so",
     # features the sandbox does not use
     "app_voicemail*.so", "app_minivm.so", "app_festival.so",
-    "app_alarmreceiver.so", "app_followme.so", "app_amd.so", "app_queue.so",
+    "app_alarmreceiver.so", "app_followme.so", "app_amd.so",
     "app_confbridge.so", "app_page.so", "app_agent_pool.so", "res_parking.so",
     "app_adsiprog.so", "app_getcpeid.so", "res_adsi.so", "app_jack.so",
     "res_calendar*.so", "res_phoneprov.so", "res_snmp.so", "res_statsd.so",
@@ -69,6 +69,14 @@ QUIET_CONFIGS = {
     "stasis.conf": "",
     "pjproject.conf": "",  # res_rtp_asterisk (ARI external media) needs res_pjproject
     "websocket_client.conf": "",  # res_ari needs res_websocket_client
+    # two queues for the time-to-agent tests (callproof-sandbox-queue in the dialplan)
+    "queues.conf": (
+        "[general]\npersistentmembers = no\n\n"
+        "[sandbox-answer]\nstrategy = ringall\ntimeout = 30\nretry = 1\n"
+        "member => Local/agent@callproof-sandbox-queue-members/n\n\n"
+        "[sandbox-noanswer]\nstrategy = ringall\ntimeout = 300\nretry = 1\n"
+        "member => Local/ring@callproof-sandbox-queue-members/n\n"
+    ),
 }
 
 SANDBOX_DIALPLAN = """\
@@ -98,7 +106,9 @@ exten => s,1,Answer()
 
 [callproof-sandbox-agents]
 ; the agents' queue: the hand-off target; tells observers what arrived, then ends
-exten => s,1,Answer()
+; (with SANDBOX_QUEUE set: a real Queue() instead, see [callproof-sandbox-queue])
+exten => s,1,GotoIf($[${LEN(${SANDBOX_QUEUE})} > 0]?callproof-sandbox-queue,s,1)
+ same => n,Answer()
  same => n,UserEvent(CallproofHandoff,Protocol: ${CALLPROOF_PROTOCOL},Recording: ${CALLPROOF_RECORDING},Status: ${CALLPROOF_STATUS},Reason: ${CALLPROOF_REASON},Channel: ${CHANNEL},Uniqueid: ${UNIQUEID})
  ; the "agent" talks: a tone, so the call recording has real audio in it
  same => n,Playtones(440/300,0/200)
@@ -107,6 +117,23 @@ exten => s,1,Answer()
  same => n,Hangup()
 exten => _X.,1,Goto(s,1)
 exten => i,1,Goto(s,1)
+
+[callproof-sandbox-queue]
+; a real app_queue Queue() (queues.conf): sandbox-answer has an agent who answers after a
+; second of ringing, sandbox-noanswer one who never answers (the caller gives up)
+exten => s,1,Queue(${SANDBOX_QUEUE},r)
+ same => n,Hangup()
+
+[callproof-sandbox-queue-members]
+exten => agent,1,Ringing()
+ same => n,Wait(1)
+ same => n,Answer()
+ same => n,Playtones(440/300,0/200)
+ same => n,Wait(${IF($[${LEN(${SANDBOX_AGENT_SECONDS})} = 0]?2:${SANDBOX_AGENT_SECONDS})})
+ same => n,Hangup()
+exten => ring,1,Ringing()
+ same => n,Wait(300)
+ same => n,Hangup()
 """  # noqa: E501 (a dialplan line cannot be wrapped)
 
 

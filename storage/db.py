@@ -26,8 +26,10 @@ from .bounded import QueuedStep, within, within_unless_abandoned
 from .calls import Calls
 from .errors import StorageError, StorageUnavailable
 from .evidence import EvidenceRecords
+from .figures import FiguresReader
 from .outbox import Outbox
 from .protocols import Protocols
+from .queue_wait import QueueWait
 from .recordings import Recordings
 from .schema import Migration, load_migrations, migrate, schema_version, split_statements
 from .timefmt import to_db_time, utc_now
@@ -203,6 +205,10 @@ class Database:
         self.outbox = Outbox(self)
         self.audit = AuditLog(self)
         self.evidence = EvidenceRecords(self)
+        self.queue_wait = QueueWait(self)
+        self.figures = FiguresReader(self)
+        #: told ``(operation, seconds)`` after each storage call (the metrics' storage latency)
+        self.latency_observer: Callable[[str, float], None] | None = None
 
     @classmethod
     def open(
@@ -263,7 +269,21 @@ class Database:
         def call() -> T:
             return fn(aconn._conn, *args, **kwargs)
 
-        return await aconn._execute(call)
+        if self.latency_observer is None:
+            return await aconn._execute(call)
+        began = time.monotonic()
+        try:
+            return await aconn._execute(call)
+        finally:
+            self._observed(fn, began)
+
+    def _observed(self, fn: Callable[..., Any], began: float) -> None:
+        observer = self.latency_observer
+        if observer is not None:
+            try:
+                observer(getattr(fn, "__name__", "other"), time.monotonic() - began)
+            except Exception:  # a metrics bug never fails a storage call
+                log.exception("storage latency observer failed")
 
     async def run_within(
         self,
@@ -314,10 +334,14 @@ class Database:
             return fn(aconn._conn, *args, **kwargs)
 
         self._in_flight[index] += 1
+        began = time.monotonic()
         try:
             return await aconn._execute(call)
         finally:
             self._in_flight[index] -= 1
+            if self.latency_observer is not None:
+                # the step itself (fn is within_unless_abandoned: the real one is its 3rd argument)
+                self._observed(args[2] if fn is within_unless_abandoned and len(args) > 2 else fn, began)
 
     async def _calls_connections(self) -> list[aiosqlite.Connection]:
         if self._call_conns:
@@ -363,6 +387,7 @@ class Database:
         return await self.run_in_connection(schema_version)
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.figures.close)
         conns, self._call_conns = self._call_conns, []
         for conn in conns:
             if conn is not self._conn:

@@ -257,6 +257,16 @@ class FastAgiConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: Prometheus ``/metrics`` of ``callproof run`` (listen) and ``callproof fastagi``
+    (fastagi_listen), as ``host:port``; empty = not served.  Loopback unless you say otherwise."""
+    listen: str = ""
+    fastagi_listen: str = ""
+    # how long figures read from the database are reused between scrapes
+    cache_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "json"
@@ -299,6 +309,7 @@ class Config:
     callback: CallbackConfig = field(default_factory=CallbackConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 #: TOML table name -> its section class, in the order of :class:`Config`'s fields.
@@ -308,7 +319,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "recording": RecordingConfig, "handoff": HandoffConfig, "sms": SmsConfig,
     "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
     "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
-    "evidence": EvidenceConfig, "audit": AuditConfig,
+    "evidence": EvidenceConfig, "audit": AuditConfig, "metrics": MetricsConfig,
 }
 
 #: Annotation -> class of the sub-tables (``[sms.smpp]``, ``[rights.smtp]``, ...).

@@ -18,6 +18,7 @@ from .sections import (
     CallbackConfig,
     Config,
     EvidenceConfig,
+    MetricsConfig,
     RetentionConfig,
     RightsConfig,
     SmsConfig,
@@ -149,6 +150,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     _validate_web(config.web)
     _validate_callback(config.callback)
     _validate_evidence(config.evidence, config.audit)
+    _validate_metrics(config.metrics)
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", "one of DEBUG, INFO, WARNING, ERROR")
     if config.logging.format not in ("json", "text"):
@@ -322,6 +324,30 @@ def _validate_callback(c: CallbackConfig) -> None:
         raise ConfigError("callback.ring_timeout_seconds", "must be between 5 and 120")
     if any(not 1 <= cause <= 127 for cause in c.drop_causes):
         raise ConfigError("callback.drop_causes", "Q.850 cause codes 1..127")
+
+
+def parse_listen(key: str, value: str) -> tuple[str, int] | None:
+    """``host:port`` (``[::1]:port`` for IPv6) of a metrics endpoint; None when empty (off)."""
+    if not value.strip():
+        return None
+    host, sep, port = value.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
+        raise ConfigError(key, f"{value!r} must be host:port, e.g. 127.0.0.1:9464 (empty: not served)")
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ConfigError(key, f"{host!r} is not an address to listen on")
+    return host, int(port)
+
+
+def _validate_metrics(m: MetricsConfig) -> None:
+    import math
+
+    run = parse_listen("metrics.listen", m.listen)
+    fastagi = parse_listen("metrics.fastagi_listen", m.fastagi_listen)
+    if run is not None and run == fastagi and run[1] != 0:
+        raise ConfigError("metrics.fastagi_listen", "must differ from metrics.listen (both processes may run)")
+    if not (math.isfinite(m.cache_seconds) and 0 <= m.cache_seconds <= 300):
+        raise ConfigError("metrics.cache_seconds", "must be between 0 and 300")
 
 
 def _validate_evidence(e: EvidenceConfig, a: AuditConfig) -> None:

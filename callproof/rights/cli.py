@@ -135,6 +135,13 @@ def _print_call(config: Config, r: dict) -> None:
               f" sha256 {consent['sha256']}")
     else:
         print("  consent: not played")
+    wait = r.get("time_to_agent")
+    if wait is not None:
+        queue = f" to queue {wait['queue']}" if wait["queue"] else ""
+        print(f"  handed off {_local(config, wait['handed_off_at'])}{queue}"
+              + {"answered": f", agent answered after {wait['waited_seconds']} s",
+                 "abandoned": f", caller gave up after {wait['waited_seconds']} s",
+                 "not_seen": ", no queue event seen"}[wait["outcome"]])
     for rec in r["recordings"] or [None]:
         if rec is None:
             print("  recording: none")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from callproof.callflow.queue_wait import agent_wait
 from callproof.config import Config
 from callproof.numbers import normalise_caller
 from callproof.storage import SyncDatabase
@@ -129,6 +130,7 @@ def _describe(db: SyncDatabase, config: Config, call: dict[str, Any], now: str,
     return {
         "call": {k: call.get(k) for k in _CALL_FIELDS},
         "consent": {name: call.get(col) for name, col in _CONSENT_FIELDS},
+        "time_to_agent": agent_wait(call),
         "recordings": recordings,
         "hold": _holds(db, call, grace_cutoff),
         "sms": sms,

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from aiohttp import web
 
+from callproof.callflow.queue_wait import agent_wait
 from callproof.storage.sync import AuditRepo, PagesRepo, RecordingsRepo
 
 from . import rights_api
@@ -73,7 +74,8 @@ async def call_page(request: web.Request) -> web.StreamResponse:
                  **rights_api.deadline_of(req.row, ctx.config, now)} for req in page.requests]
     audit = [{**entry, "details_text": _details_text(entry["details"])} for entry in page.audit]
     return await render(request, "call.html", protocol=protocol, call=page.call, recordings=page.recordings,
-                        sms=page.sms, requests=requests, holds=page.holds, audit=audit)
+                        sms=page.sms, requests=requests, holds=page.holds, audit=audit,
+                        wait=agent_wait(page.call))
 
 
 def _details_text(details: str | None) -> str:

@@ -8,9 +8,11 @@ import logging
 import wave
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from callproof.callflow.recording_files import finalise_recording
 from callproof.integrity import verify_recordings
-from callproof.sms.metrics import exposition
+from callproof.metrics import StoredFigures
 from callproof.storage import Database, NewCall, SyncDatabase
 
 NOW = "2026-03-10T14:00:00.000000Z"
@@ -42,9 +44,13 @@ async def test_a_header_only_wav_is_finalised_empty_with_a_warning(tmp_path, cap
         assert (row["state"], row["duration_ms"], row["size_bytes"]) == ("empty", 0, 44)
         assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == ["recording.empty"]
         assert await db.evidence.for_recording(rec) is None  # nothing sealed as evidence of the call
-        metrics = exposition(await db.outbox.counters())
-        assert 'callproof_recordings{state="empty"} 1' in metrics
-        assert 'callproof_recordings{state="finalised"} 0' in metrics
+        figures = StoredFigures(db, soon_until=lambda now: now)
+        registry = CollectorRegistry()
+        registry.register(figures)
+        await figures.refresh()
+        metrics = generate_latest(registry).decode()  # what /metrics serves
+        assert 'callproof_recordings{state="empty"} 1.0' in metrics
+        assert 'callproof_recordings{state="finalised"} 0.0' in metrics
 
 
 async def test_verify_reports_empty_not_ok(tmp_path):

@@ -83,15 +83,15 @@ def test_metrics_exposition(setup, capsys):
     assert main(["--config", cfg, "sms", "metrics"]) == 0
     text = capsys.readouterr().out
     assert "# TYPE callproof_sms_sent_total counter" in text
-    assert "callproof_sms_sent_total 1" in text
-    assert 'callproof_sms_failed_total{outcome="rejected"} 1' in text
-    assert "callproof_sms_dlr_delivered_total 1" in text
-    assert 'callproof_sms_outbox{state="dead"} 1' in text
+    assert "callproof_sms_sent_total 1.0" in text
+    assert 'callproof_sms_failed_total{outcome="rejected"} 1.0' in text
+    assert "callproof_sms_dlr_delivered_total 1.0" in text
+    assert 'callproof_sms_outbox{state="dead"} 1.0' in text
 
 
 def test_exposition_escapes_labels():
     text = exposition({"dlrs": {'we"ird\n': 2}})
-    assert 'callproof_sms_dlr_total{status="we\\"ird\\n"} 2' in text
+    assert 'callproof_sms_dlr_total{status="we\\"ird\\n"} 2.0' in text
 
 
 async def test_metrics_endpoint_on_loopback(tmp_path):
@@ -105,6 +105,6 @@ async def test_metrics_endpoint_on_loopback(tmp_path):
             assert host == "127.0.0.1"
             async with aiohttp.ClientSession() as s, s.get(f"http://{host}:{port}/metrics") as r:
                 assert r.status == 200 and r.content_type == "text/plain"
-                assert "callproof_sms_sent_total 0" in await r.text()
+                assert "callproof_sms_sent_total 0.0" in await r.text()
         finally:
             await runner.cleanup()

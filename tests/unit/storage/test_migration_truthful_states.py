@@ -27,7 +27,7 @@ def test_rows_and_references_survive_the_rebuild():
     conn.execute("INSERT INTO recordings (id, call_id, path, started_at, state) VALUES (1, 1, '/r', 't', 'finalised')")
     conn.execute("INSERT INTO evidence_records (recording_id, record, record_sha256, created_at)"
                  f" VALUES (1, 'r', '{'a' * 64}', 't')")
-    assert migrate(conn, migrations) == [12]
+    assert migrate(conn, migrations[:12]) == [12]
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     assert conn.execute("SELECT state FROM sms_outbox").fetchall() == [("sent",)]
     assert conn.execute("SELECT state FROM recordings").fetchall() == [("finalised",)]

@@ -681,3 +681,15 @@ async def test_logging_in_again_ends_the_browsers_previous_session(site):
                              " WHERE s.ended_at IS NULL").fetchall()
     assert live == [("otto",)]
     assert site.audit("web.logout")[-1]["actor"] == "web:vera"
+
+
+async def test_call_page_shows_the_wait_for_an_agent(site):
+    await login(site.client, "vera")
+    protocol = site.call["protocol"]
+    site.conn.execute("UPDATE calls SET handed_off_at = '2026-03-02T12:00:00.000000Z', queue_name = 'support',"
+                      " queue_joined_at = '2026-03-02T12:00:01.000000Z',"
+                      " agent_answered_at = '2026-03-02T12:00:42.500000Z' WHERE id = ?", (site.call["call_id"],))
+    html = await (await site.client.get(f"/calls/{protocol}")).text()
+    wait = re.search(r'<dd id="time-to-agent">(.*?)</dd>', html)
+    assert wait is not None
+    assert "to support; agent answered after 42.5 s" in wait.group(1)
