@@ -89,6 +89,12 @@ class RecordingsRepo(_Repository):
     for_call = _Bound(_recordings.for_call_sync)
     latest_for_protocol = _Bound(_recordings.latest_for_protocol_sync)
     finalised_batch = _Bound(_recordings.finalised_batch_sync)
+    mark_encrypted = _Bound(_recordings.mark_encrypted_sync)
+    mark_rewrapped = _Bound(_recordings.mark_rewrapped_sync)
+    mark_encryption_pending = _Bound(_recordings.mark_encryption_pending_sync)
+    with_key = _Bound(_recordings.recordings_with_key_sync)
+    plaintext_batch = _Bound(_recordings.plaintext_batch_sync)
+    encrypted_batch = _Bound(_recordings.encrypted_unfinished_sync)
 
 
 class RequestsRepo(_Repository):
