@@ -355,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_callback_commands(sub, _load)
     from .evidence.cli import add_evidence_commands
     add_evidence_commands(sub, _load)
+    from .encryption.cli import add_keys_commands
+    add_keys_commands(sub, _load)
     return parser
 
 

@@ -24,6 +24,7 @@ from . import evidence as _evidence
 from . import exports as _exports
 from . import history as _history
 from . import holds as _holds
+from . import keys as _keys
 from . import links as _links
 from . import lookups as _lookups
 from . import pages as _pages
@@ -181,6 +182,12 @@ class HoldsRepo(_Repository):
     list = _Bound(_holds.list_holds_sync)
 
 
+class KeysRepo(_Repository):
+    held = _Bound(_keys.recording_held_sync)
+    record_rewrap = _Bound(_keys.record_rewrap_sync)
+    audit = _Bound(_keys.audit_key_sync)
+
+
 class WebAuthRepo(_Repository):
     create_user = _Bound(_webauth.create_user_sync)
     get_user = _Bound(_webauth.get_user_sync)
@@ -228,6 +235,7 @@ class SyncDatabase:
         self.audit = AuditRepo(conn)
         self.evidence = EvidenceRepo(conn)
         self.holds = HoldsRepo(conn)
+        self.keys = KeysRepo(conn)
         self.webauth = WebAuthRepo(conn)
         self.callbacks = CallbacksRepo(conn)
 

@@ -245,8 +245,13 @@ class PublicKeyring:
         return found
 
     def recipients_for(self, retention_class: str, expires_at: datetime) -> RecipientSet:
-        """The period key (retention class x expiry month); KeyringError if it does not exist."""
+        """The period key (retention class x expiry month); KeyringError if it does not exist,
+        or if the recording has expired already (its period key may be destroyed any time:
+        a file encrypted to it could never be read)."""
         key_id = period_key_id(retention_class, expires_at)
+        if expires_at <= datetime.now(UTC):
+            raise KeyringError(f"the recording expired at {expires_at.isoformat()}: its period key {key_id} is "
+                               "due for destruction; left plaintext for retention to delete")
         return RecipientSet((self.recipient(key_id),), (key_id,))
 
 
