@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from callproof.storage import SyncDatabase
 
-from .evidence.keys import KeyFileError, TrustedKeys, trusted_from_config
 from .encryption.errors import AgeError
+from .evidence.keys import KeyFileError, TrustedKeys, trusted_from_config
 from .evidence.records import Checked, check, signed_payload_sha256, signed_sha256
 from .retention import SafeTree, UnsafePath
 
@@ -78,8 +78,8 @@ class _Discard:
 def age_digests(fd: int, identities: list | None = None) -> AgeDigests:
     """Read the age file at ``fd`` once, streaming: the payload's sha256 and plaintext size;
     with ``identities`` it is decrypted (every chunk authenticated) and hashed as well."""
-    from .encryption.stream import NONCE_SIZE, decrypt, plaintext_size
     from .encryption.header import read_header
+    from .encryption.stream import NONCE_SIZE, decrypt, plaintext_size
 
     with open(fd, "rb", buffering=_CHUNK, closefd=False) as fh:
         if identities is not None:
