@@ -75,7 +75,7 @@ class _Discard:
         return len(data)
 
 
-def age_digests(fd: int, identities: list | None = None) -> AgeDigests:
+def age_digests(fd: int, identities: list[Any] | None = None) -> AgeDigests:
     """Read the age file at ``fd`` once, streaming: the payload's sha256 and plaintext size;
     with ``identities`` it is decrypted (every chunk authenticated) and hashed as well."""
     from .encryption.header import read_header
@@ -142,7 +142,7 @@ def judge_encrypted(checked: Checked, age: AgeDigests, row: dict[str, Any],
 
 def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
                       batch: int = 500, trusted: TrustedKeys | None = None,
-                      identities: list | None = None) -> Iterator[dict[str, Any]]:
+                      identities: list[Any] | None = None) -> Iterator[dict[str, Any]]:
     """One result per finalised recording (see :data:`RESULTS`), in id order, in bounded
     batches.  Files are opened without following symlinks, under the recordings root only.
     ``identities`` (the private keyring's): encrypted recordings are decrypted too."""
@@ -160,6 +160,7 @@ def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
                 rid = row["id"]
                 encrypted = row.get("encryption") == "encrypted"
                 path = row["age_path"] if encrypted else row["path"]
+                age, actual = None, ""
                 item = {"id": rid, "protocol": row["protocol"], "path": path, "sha256": row["sha256"]}
                 try:
                     parts = tree.parts(path)
@@ -179,7 +180,7 @@ def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
                     yield {**item, "result": "unreadable", "detail": str(exc)}
                     continue
                 checked = check(row["record"], row["signature"], row["key_fingerprint"], trusted, recording_id=rid)
-                if encrypted:
+                if age is not None:
                     bound = None if signed_payload_sha256(checked) else audited_payload(db, rid)
                     result, detail = judge_encrypted(checked, age, row, bound)
                 else:

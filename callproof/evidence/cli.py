@@ -252,6 +252,8 @@ def add_evidence_commands(sub, load: Load) -> None:
                     help="also decrypt encrypted recordings (needs the private keyring) and check the plaintext "
                          "sha256; without it their age payload is checked, no key needed")
     rv.set_defaults(func=lambda args: cmd_recording_verify(args, load))
+    from callproof.encryption.migration_cli import add_encrypt_command
+    add_encrypt_command(recording, load)
 
     ev = sub.add_parser("evidence", help="signed evidence: keys, records, packages").add_subparsers(
         dest="sub", required=True)

@@ -81,6 +81,7 @@ def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *,
     if not checked.signed or row is None:
         raise PackageError(f"recording {rec['id']} has no valid signed evidence record ({checked.detail})")
     signed = signed_sha256(checked)
+    assert signed is not None  # a signed record holds its sha256
     identities = _identities_for(config, rec)
     entries = db.audit.for_protocol(protocol)
     members: dict[str, bytes] = {}
@@ -142,10 +143,10 @@ def _identities_for(config: Config, rec: dict[str, Any]) -> list[Any] | None:
 def _copy_recording(rec: dict[str, Any], dst: Any, identities: list[Any] | None) -> str:
     """Copy the recording's plaintext into ``dst``, streaming (decrypting an encrypted one, every
     chunk authenticated); its sha256."""
-    encrypted = identities is not None
-    fd = os.open(rec["age_path"] if encrypted else rec["path"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(rec["age_path"] if identities is not None else rec["path"],
+                 os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as src:
-        if encrypted:
+        if identities is not None:
             from callproof.encryption import AgeError, decrypt
             try:
                 return decrypt(src, dst, identities).plaintext_sha256

@@ -75,7 +75,7 @@ def open_plaintext(path: str | os.PathLike[str], identities: Sequence[Any] | Non
             if not identities:
                 raise ValueError("the file is encrypted and this process holds no private key")
             from ..encryption import AgeReader
-            reader = AgeReader(fh, identities)  # type: ignore[arg-type]
+            reader = AgeReader(fh, identities)
             return Opened(reader, reader.size, True)
         return Opened(fh, os.fstat(fd).st_size, False)
     except BaseException:

@@ -85,7 +85,7 @@ def test_a_tampered_encrypted_recording_is_not_exported(enc):
 
 
 def test_without_the_private_keyring_nothing_is_exported(enc):
-    config, conn, rec, request_id = enc
+    config, conn, _rec, request_id = enc
     for p in config.encryption.private_keys_dir.iterdir():
         p.unlink()
     with pytest.raises(ExportError) as exc:
