@@ -142,7 +142,7 @@ def cmd_destroy_expired(args: argparse.Namespace, load: Load) -> int:
     except (KeyringError, OSError) as exc:
         return _fail(exc)
     if not outcomes:
-        print("no period key is due for destruction")
+        print("no key is due for destruction (no period over, no retired hold key)")
     for outcome in outcomes:
         print(outcome.describe())
     if not args.dry_run and any(o.result == "destroyed" for o in outcomes):

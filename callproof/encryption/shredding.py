@@ -12,6 +12,10 @@ For each period key (retention class x expiry month) whose month ended at least
 3. otherwise the private key is destroyed (:func:`.keystore.destroy_private_key`) and an
    audit entry names its id and fingerprint.
 
+A hold key older than the current one (``keys rotate --hold`` made a new one) is retired the
+same way: every recording still wrapped to it is re-wrapped to the current hold key, then it
+is destroyed, so copies made while a recording was held die with it.
+
 From then on every copy of the period's recordings, wherever it is (a backup, a stray
 copy), holds a file key wrapped only to a private key that no longer exists.
 """
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from .errors import NoIdentityError
 from .header import read_header
-from .keyring import PrivateKeyring, parse_period
+from .keyring import PrivateKeyring, is_hold_key, parse_period
 from .keys import Identity, Recipient
 from .keystore import destroy_private_key, fsync_dir, period_over
 from .stream import rewrap
@@ -150,14 +154,16 @@ def _key_ids(row: dict) -> tuple[str, ...]:
 
 
 def shred_period(config: Config, db: SyncDatabase, keyring: PrivateKeyring, key_id: str, *,
-                 now: datetime, actor: str, dry_run: bool = False) -> PeriodOutcome:
+                 now: datetime, actor: str, dry_run: bool = False, move_all: bool = False) -> PeriodOutcome:
+    """Re-wrap what must outlive ``key_id`` to the current hold key, then destroy it.  ``move_all``
+    (a retired hold key): every recording still wrapped to it is moved, none blocks."""
     outcome = PeriodOutcome(key_id, "refused")
     period_identity = keyring.identity(key_id)
     hold = keyring.hold_recipients()
     hold_identity = keyring.identity(hold.key_ids[0])
     grace_cutoff = now - timedelta(days=config.retention.request_grace_days)
     for row in db.recordings.with_key(key_id):
-        if not db.keys.held(row["id"], grace_cutoff=grace_cutoff):
+        if not move_all and not db.keys.held(row["id"], grace_cutoff=grace_cutoff):
             outcome.blocking.append({"id": row["id"], "protocol": row["protocol"],
                                      "retention_until": row.get("retention_until")})
             continue
@@ -186,7 +192,8 @@ def shred_period(config: Config, db: SyncDatabase, keyring: PrivateKeyring, key_
     elif dry_run:
         outcome.result = "would-destroy"
     else:
-        destroy_private_key(keyring.directory, key_id, at=now, reason="period over")
+        destroy_private_key(keyring.directory, key_id, at=now,
+                            reason="hold key retired" if move_all else "period over")
         outcome.result = "destroyed"
     if not dry_run:
         details = {"key_id": key_id, "fingerprint": fingerprint, "result": outcome.result,
@@ -202,8 +209,12 @@ def shred_period(config: Config, db: SyncDatabase, keyring: PrivateKeyring, key_
 
 
 def due_period_keys(keyring: PrivateKeyring, now: datetime, margin_days: int) -> list[str]:
+    """Period keys whose month is over by the margin, then hold keys older than the current one
+    (``keys rotate --hold`` made a new one: the old one is retired)."""
     due = []
     for key_id in keyring.key_ids():
+        if is_hold_key(key_id) and key_id != keyring.hold_key_id:
+            due.append(key_id)
         period = parse_period(key_id)
         if period is not None and period_over(period[1], now, margin_days):
             due.append(key_id)
@@ -217,7 +228,8 @@ def destroy_expired(config: Config, db: SyncDatabase, *, now: datetime, actor: s
     keyring = keyring or PrivateKeyring.from_dir(config.encryption.private_keys_dir)
     outcomes = []
     for key_id in due_period_keys(keyring, now, config.encryption.destroy_margin_days):
-        outcome = shred_period(config, db, keyring, key_id, now=now, actor=actor, dry_run=dry_run)
+        outcome = shred_period(config, db, keyring, key_id, now=now, actor=actor, dry_run=dry_run,
+                               move_all=is_hold_key(key_id))
         outcomes.append(outcome)
         from callproof.logs import event
         event(log, "keys.shred", logging.INFO if outcome.result in ("destroyed", "would-destroy")

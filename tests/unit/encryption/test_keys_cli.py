@@ -72,12 +72,15 @@ def test_init_list_rotate_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "12 written" in capsys.readouterr().out
     assert not any("AGE-SECRET" in p.read_text() for p in elsewhere.iterdir())
 
+    # the old hold key is retired (nothing was wrapped to it), then nothing more is due
     assert _run(cfg, "destroy-expired") == 0
-    assert "no period key is due" in capsys.readouterr().out
+    assert "hold-1: destroyed" in capsys.readouterr().out
+    assert _run(cfg, "destroy-expired") == 0
+    assert "no key is due" in capsys.readouterr().out
 
     actions = _audit(tmp_path)
     assert [a for a, _, _ in actions] == ["keys.created", "keys.exported", "keys.listed", "keys.created",
-                                          "keys.exported", "keys.exported"]
+                                          "keys.exported", "keys.exported", "keys.destroyed", "keys.exported"]
     assert all(who == "alice" for _, who, _ in actions)
     created = actions[0][2]["keys"]
     assert created["hold-1"] == private.identity("hold-1").recipient.fingerprint

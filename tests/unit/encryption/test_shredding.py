@@ -205,3 +205,26 @@ def test_a_file_outside_the_recordings_root_is_not_touched(world, tmp_path):
     conn.close()
     outcome = _shred(config)[MARCH]
     assert outcome.result == "failed" and "recordings root" in outcome.describe()
+
+
+def test_a_retired_hold_key_takes_the_copies_made_while_held_with_it(world):
+    """Released recordings stay on the hold key until retention deletes them; after
+    ``keys rotate --hold`` the next run moves whatever is still on the old hold key to the new
+    one and destroys the old one, so copies made while they were held die too."""
+    from callproof.encryption.keystore import new_hold_key
+
+    config, ring = world
+    rec = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
+    conn = connect_sync(config.storage.database)
+    place_hold_sync(conn, "protocol", protocol=rec["protocol"], reason="r", placed_by="legal", at=AFTER_MARCH)
+    conn.close()
+    assert _shred(config)[MARCH].result == "destroyed"
+    on_hold_1 = config.recording.root.parent / "copy-while-held.age"
+    shutil.copy(rec["age_path"], on_hold_1)
+    new_hold_key(config.encryption.private_keys_dir, AFTER_MARCH)
+    outcome = _shred(config)["hold-1"]
+    assert outcome.result == "destroyed" and outcome.rewrapped == [rec["recording_id"]]
+    after = PrivateKeyring.from_dir(config.encryption.private_keys_dir)
+    assert "hold-1" not in after.key_ids() and after.hold_key_id == "hold-2"
+    assert decrypts_with(rec["age_path"], [after.identity("hold-2")]) == rec["plaintext_sha256"]
+    assert decrypts_with(on_hold_1, after.identities()) is None
