@@ -12,9 +12,12 @@ For each period key (retention class x expiry month) whose month ended at least
 3. otherwise the private key is destroyed (:func:`.keystore.destroy_private_key`) and an
    audit entry names its id and fingerprint.
 
-A hold key older than the current one (``keys rotate --hold`` made a new one) is retired the
-same way: every recording still wrapped to it is re-wrapped to the current hold key, then it
-is destroyed, so copies made while a recording was held die with it.
+A hold key older than the current one (``keys rotate --hold`` made a new one) is retired on
+demand (``keys retire-hold``, :func:`retire_hold_key`): every recording still wrapped to it
+is re-wrapped to the current hold key, then it is destroyed, so copies made while a
+recording was held die with it.  Exports and history documents are stored encrypted to the
+hold key too (callproof/rights/): while one of them still opens with the old hold key, the
+retirement is refused, naming the files.
 
 From then on every copy of the period's recordings, wherever it is (a backup, a stray
 copy), holds a file key wrapped only to a private key that no longer exists.
@@ -209,12 +212,10 @@ def shred_period(config: Config, db: SyncDatabase, keyring: PrivateKeyring, key_
 
 
 def due_period_keys(keyring: PrivateKeyring, now: datetime, margin_days: int) -> list[str]:
-    """Period keys whose month is over by the margin, then hold keys older than the current one
-    (``keys rotate --hold`` made a new one: the old one is retired)."""
+    """Period keys whose month is over by the margin (hold keys are retired only on demand:
+    :func:`retire_hold_key`)."""
     due = []
     for key_id in keyring.key_ids():
-        if is_hold_key(key_id) and key_id != keyring.hold_key_id:
-            due.append(key_id)
         period = parse_period(key_id)
         if period is not None and period_over(period[1], now, margin_days):
             due.append(key_id)
@@ -228,11 +229,50 @@ def destroy_expired(config: Config, db: SyncDatabase, *, now: datetime, actor: s
     keyring = keyring or PrivateKeyring.from_dir(config.encryption.private_keys_dir)
     outcomes = []
     for key_id in due_period_keys(keyring, now, config.encryption.destroy_margin_days):
-        outcome = shred_period(config, db, keyring, key_id, now=now, actor=actor, dry_run=dry_run,
-                               move_all=is_hold_key(key_id))
+        outcome = shred_period(config, db, keyring, key_id, now=now, actor=actor, dry_run=dry_run)
         outcomes.append(outcome)
         from callproof.logs import event
         event(log, "keys.shred", logging.INFO if outcome.result in ("destroyed", "would-destroy")
               else logging.WARNING, key_id=key_id, result=outcome.result, rewrapped=len(outcome.rewrapped),
               blocking=len(outcome.blocking), errors=len(outcome.errors))
     return outcomes
+
+
+def files_wrapped_to(directories: list[Path], identity: Identity) -> list[Path]:
+    """The ``*.age`` files under ``directories`` whose header opens with ``identity`` (the
+    header only is read: one X25519 exchange per stanza)."""
+    found = []
+    for directory in directories:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.rglob("*.age")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                with path.open("rb") as f:
+                    read_header(f).file_key([identity])
+            except (OSError, ValueError):  # AgeError is a ValueError: not wrapped to it, or not age
+                continue
+            found.append(path)
+    return found
+
+
+def retire_hold_key(config: Config, db: SyncDatabase, key_id: str, *, now: datetime, actor: str,
+                    dry_run: bool = False) -> PeriodOutcome:
+    """Move every recording off an old hold key to the current one, then destroy it.  Refused
+    (KeyringError) for the current hold key, or while an export or history document under
+    ``[rights] export_dir`` / ``history_dir`` still opens with it."""
+    from .keyring import KeyringError
+
+    keyring = PrivateKeyring.from_dir(config.encryption.private_keys_dir)
+    if not is_hold_key(key_id):
+        raise KeyringError(f"{key_id} is not a hold key (hold-<n>); period keys go with 'keys destroy-expired'")
+    if key_id == keyring.hold_key_id:
+        raise KeyringError(f"{key_id} is the current hold key: make a new one first ('callproof keys rotate --hold')")
+    dependants = files_wrapped_to([config.rights.export_dir, config.rights.history_dir], keyring.identity(key_id))
+    if dependants:
+        names = ", ".join(str(p) for p in dependants[:5])
+        more = f" and {len(dependants) - 5} more" if len(dependants) > 5 else ""
+        raise KeyringError(f"{key_id}: {len(dependants)} export(s) or history document(s) are still encrypted to it "
+                           f"({names}{more}); retire it once retention has deleted them")
+    return shred_period(config, db, keyring, key_id, now=now, actor=actor, dry_run=dry_run, move_all=True)

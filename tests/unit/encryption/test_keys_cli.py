@@ -72,11 +72,12 @@ def test_init_list_rotate_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "12 written" in capsys.readouterr().out
     assert not any("AGE-SECRET" in p.read_text() for p in elsewhere.iterdir())
 
-    # the old hold key is retired (nothing was wrapped to it), then nothing more is due
-    assert _run(cfg, "destroy-expired") == 0
-    assert "hold-1: destroyed" in capsys.readouterr().out
     assert _run(cfg, "destroy-expired") == 0
     assert "no key is due" in capsys.readouterr().out
+    assert _run(cfg, "retire-hold", "hold-2") == 1
+    assert "current hold key" in capsys.readouterr().err
+    assert _run(cfg, "retire-hold", "hold-1") == 0
+    assert "hold-1: destroyed" in capsys.readouterr().out
 
     actions = _audit(tmp_path)
     assert [a for a, _, _ in actions] == ["keys.created", "keys.exported", "keys.listed", "keys.created",

@@ -209,9 +209,10 @@ def test_a_file_outside_the_recordings_root_is_not_touched(world, tmp_path):
 
 def test_a_retired_hold_key_takes_the_copies_made_while_held_with_it(world):
     """Released recordings stay on the hold key until retention deletes them; after
-    ``keys rotate --hold`` the next run moves whatever is still on the old hold key to the new
-    one and destroys the old one, so copies made while they were held die too."""
+    ``keys rotate --hold``, ``keys retire-hold hold-1`` moves whatever is still on the old hold
+    key to the new one and destroys the old one, so copies made while they were held die too."""
     from callproof.encryption.keystore import new_hold_key
+    from callproof.encryption.shredding import retire_hold_key
 
     config, ring = world
     rec = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
@@ -222,9 +223,30 @@ def test_a_retired_hold_key_takes_the_copies_made_while_held_with_it(world):
     on_hold_1 = config.recording.root.parent / "copy-while-held.age"
     shutil.copy(rec["age_path"], on_hold_1)
     new_hold_key(config.encryption.private_keys_dir, AFTER_MARCH)
-    outcome = _shred(config)["hold-1"]
+    assert "hold-1" not in _shred(config)  # never on its own
+    with _db(config) as db:
+        outcome = retire_hold_key(config, db, "hold-1", now=AFTER_MARCH, actor="ops")
     assert outcome.result == "destroyed" and outcome.rewrapped == [rec["recording_id"]]
     after = PrivateKeyring.from_dir(config.encryption.private_keys_dir)
     assert "hold-1" not in after.key_ids() and after.hold_key_id == "hold-2"
     assert decrypts_with(rec["age_path"], [after.identity("hold-2")]) == rec["plaintext_sha256"]
     assert decrypts_with(on_hold_1, after.identities()) is None
+
+
+def test_a_hold_key_an_export_still_needs_is_not_retired(world):
+    from callproof.encryption import encrypt
+    from callproof.encryption.keyring import KeyringError
+    from callproof.encryption.keystore import new_hold_key
+    from callproof.encryption.shredding import retire_hold_key
+
+    config, ring = world
+    config.rights.export_dir.mkdir(parents=True)
+    export = config.rights.export_dir / "request-1-x-1.mp3.age"
+    import io
+    with export.open("wb") as out:
+        encrypt(io.BytesIO(b"mp3"), out, [ring.identity("hold-1").recipient])
+    new_hold_key(config.encryption.private_keys_dir, AFTER_MARCH)
+    with _db(config) as db, pytest.raises(KeyringError) as err:
+        retire_hold_key(config, db, "hold-1", now=AFTER_MARCH, actor="ops")
+    assert str(export) in str(err.value) and "still encrypted to it" in str(err.value)
+    assert "hold-1" in PrivateKeyring.from_dir(config.encryption.private_keys_dir).key_ids()
