@@ -1,4 +1,4 @@
-"""CLI: ``callproof keys init | list | rotate | export-public | destroy-expired`` (docs/keys.md).
+"""CLI: ``callproof keys init | list | rotate | export-public | destroy-expired | retire-hold`` (docs/keys.md).
 
 Every command writes an audit entry naming the keys by id and fingerprint, never key material.
 """
@@ -142,7 +142,7 @@ def cmd_destroy_expired(args: argparse.Namespace, load: Load) -> int:
     except (KeyringError, OSError) as exc:
         return _fail(exc)
     if not outcomes:
-        print("no period key is due for destruction")
+        print("no key is due for destruction (no period over, no retired hold key)")
     for outcome in outcomes:
         print(outcome.describe())
     if not args.dry_run and any(o.result == "destroyed" for o in outcomes):
@@ -152,6 +152,24 @@ def cmd_destroy_expired(args: argparse.Namespace, load: Load) -> int:
             print(f"callproof: destroyed keys' public halves not removed from the PBX directory: {exc}",
                   file=sys.stderr)
     return 0 if all(o.result in ("destroyed", "would-destroy") for o in outcomes) else 1
+
+
+def cmd_retire_hold(args: argparse.Namespace, load: Load) -> int:
+    config = load(args)
+    from callproof.storage import open_sync
+
+    from .shredding import retire_hold_key
+
+    try:
+        with open_sync(config) as db:
+            outcome = retire_hold_key(config, db, args.key_id, now=_now(args), actor=_actor(args),
+                                      dry_run=args.dry_run)
+        if outcome.result == "destroyed":
+            _export(config, _actor(args))
+    except (KeyringError, OSError) as exc:
+        return _fail(exc)
+    print(outcome.describe())
+    return 0 if outcome.result in ("destroyed", "would-destroy") else 1
 
 
 def add_keys_commands(sub, load: Load) -> None:
@@ -173,3 +191,7 @@ def add_keys_commands(sub, load: Load) -> None:
     destroy = command("destroy-expired", cmd_destroy_expired,
                       "re-wrap held recordings to the hold key, then destroy the private keys of periods over")
     destroy.add_argument("--dry-run", action="store_true", help="say what would be re-wrapped and destroyed")
+    retire = command("retire-hold", cmd_retire_hold,
+                     "move every recording off an old hold key to the current one, then destroy it")
+    retire.add_argument("key_id", help="the old hold key, e.g. hold-1")
+    retire.add_argument("--dry-run", action="store_true", help="say what would be re-wrapped and destroyed")

@@ -133,11 +133,11 @@ def wanted_period_ids(classes: Mapping[str, int], now: datetime, months_ahead: i
     """Per retention class, the expiry months of recordings made from a month ago to
     ``months_ahead`` months from now: a call today expires ``days`` later, a call the journal
     replays late somewhat earlier."""
-    ids = []
+    ids: list[str] = []
     for cls, days in classes.items():
         first = (now + timedelta(days=days)).astimezone(UTC).strftime("%Y-%m")
         first = add_months(first, -1)
-        ids.extend(f"{cls}-{add_months(first, i)}" for i in range(months_ahead + 1))
+        ids.extend(f"{cls}-{add_months(first, i)}" for i in range(months_ahead + 2))
     return ids
 
 

@@ -12,6 +12,13 @@ For each period key (retention class x expiry month) whose month ended at least
 3. otherwise the private key is destroyed (:func:`.keystore.destroy_private_key`) and an
    audit entry names its id and fingerprint.
 
+A hold key older than the current one (``keys rotate --hold`` made a new one) is retired on
+demand (``keys retire-hold``, :func:`retire_hold_key`): every recording still wrapped to it
+is re-wrapped to the current hold key, then it is destroyed, so copies made while a
+recording was held die with it.  Exports and history documents are stored encrypted to the
+hold key too (callproof/rights/): while one of them still opens with the old hold key, the
+retirement is refused, naming the files.
+
 From then on every copy of the period's recordings, wherever it is (a backup, a stray
 copy), holds a file key wrapped only to a private key that no longer exists.
 """
@@ -30,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from .errors import NoIdentityError
 from .header import read_header
-from .keyring import PrivateKeyring, parse_period
+from .keyring import PrivateKeyring, is_hold_key, parse_period
 from .keys import Identity, Recipient
 from .keystore import destroy_private_key, fsync_dir, period_over
 from .stream import rewrap
@@ -150,14 +157,16 @@ def _key_ids(row: dict) -> tuple[str, ...]:
 
 
 def shred_period(config: Config, db: SyncDatabase, keyring: PrivateKeyring, key_id: str, *,
-                 now: datetime, actor: str, dry_run: bool = False) -> PeriodOutcome:
+                 now: datetime, actor: str, dry_run: bool = False, move_all: bool = False) -> PeriodOutcome:
+    """Re-wrap what must outlive ``key_id`` to the current hold key, then destroy it.  ``move_all``
+    (a retired hold key): every recording still wrapped to it is moved, none blocks."""
     outcome = PeriodOutcome(key_id, "refused")
     period_identity = keyring.identity(key_id)
     hold = keyring.hold_recipients()
     hold_identity = keyring.identity(hold.key_ids[0])
     grace_cutoff = now - timedelta(days=config.retention.request_grace_days)
     for row in db.recordings.with_key(key_id):
-        if not db.keys.held(row["id"], grace_cutoff=grace_cutoff):
+        if not move_all and not db.keys.held(row["id"], grace_cutoff=grace_cutoff):
             outcome.blocking.append({"id": row["id"], "protocol": row["protocol"],
                                      "retention_until": row.get("retention_until")})
             continue
@@ -186,7 +195,8 @@ def shred_period(config: Config, db: SyncDatabase, keyring: PrivateKeyring, key_
     elif dry_run:
         outcome.result = "would-destroy"
     else:
-        destroy_private_key(keyring.directory, key_id, at=now, reason="period over")
+        destroy_private_key(keyring.directory, key_id, at=now,
+                            reason="hold key retired" if move_all else "period over")
         outcome.result = "destroyed"
     if not dry_run:
         details = {"key_id": key_id, "fingerprint": fingerprint, "result": outcome.result,
@@ -202,6 +212,8 @@ def shred_period(config: Config, db: SyncDatabase, keyring: PrivateKeyring, key_
 
 
 def due_period_keys(keyring: PrivateKeyring, now: datetime, margin_days: int) -> list[str]:
+    """Period keys whose month is over by the margin (hold keys are retired only on demand:
+    :func:`retire_hold_key`)."""
     due = []
     for key_id in keyring.key_ids():
         period = parse_period(key_id)
@@ -224,3 +236,43 @@ def destroy_expired(config: Config, db: SyncDatabase, *, now: datetime, actor: s
               else logging.WARNING, key_id=key_id, result=outcome.result, rewrapped=len(outcome.rewrapped),
               blocking=len(outcome.blocking), errors=len(outcome.errors))
     return outcomes
+
+
+def files_wrapped_to(directories: list[Path], identity: Identity) -> list[Path]:
+    """The ``*.age`` files under ``directories`` whose header opens with ``identity`` (the
+    header only is read: one X25519 exchange per stanza)."""
+    found = []
+    for directory in directories:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.rglob("*.age")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                with path.open("rb") as f:
+                    read_header(f).file_key([identity])
+            except (OSError, ValueError):  # AgeError is a ValueError: not wrapped to it, or not age
+                continue
+            found.append(path)
+    return found
+
+
+def retire_hold_key(config: Config, db: SyncDatabase, key_id: str, *, now: datetime, actor: str,
+                    dry_run: bool = False) -> PeriodOutcome:
+    """Move every recording off an old hold key to the current one, then destroy it.  Refused
+    (KeyringError) for the current hold key, or while an export or history document under
+    ``[rights] export_dir`` / ``history_dir`` still opens with it."""
+    from .keyring import KeyringError
+
+    keyring = PrivateKeyring.from_dir(config.encryption.private_keys_dir)
+    if not is_hold_key(key_id):
+        raise KeyringError(f"{key_id} is not a hold key (hold-<n>); period keys go with 'keys destroy-expired'")
+    if key_id == keyring.hold_key_id:
+        raise KeyringError(f"{key_id} is the current hold key: make a new one first ('callproof keys rotate --hold')")
+    dependants = files_wrapped_to([config.rights.export_dir, config.rights.history_dir], keyring.identity(key_id))
+    if dependants:
+        names = ", ".join(str(p) for p in dependants[:5])
+        more = f" and {len(dependants) - 5} more" if len(dependants) > 5 else ""
+        raise KeyringError(f"{key_id}: {len(dependants)} export(s) or history document(s) are still encrypted to it "
+                           f"({names}{more}); retire it once retention has deleted them")
+    return shred_period(config, db, keyring, key_id, now=now, actor=actor, dry_run=dry_run, move_all=True)

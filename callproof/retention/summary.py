@@ -52,7 +52,7 @@ def print_summary(s: SweepSummary, out: TextIO | None = None) -> None:
           f" recovered {s.recovered}; call records anonymised {s.calls_anonymised}"
           f" (held {s.calls_held}); request exports deleted {s.exports_deleted}", file=out)
     for line in s.key_outcomes:
-        print(f"  period key {line}", file=out)
+        print(f"  key {line}", file=out)
     for line in s.error_samples:
         print(f"  error: {line}", file=out)
 
