@@ -160,7 +160,8 @@ async def test_the_web_app_plays_the_encrypted_recording_by_range(calls, config:
     port = free_port()
     web_config = write_web_config(config, run_dir, port)
     add_web_user(web_config, "vera", "viewer", PASSWORD)
-    async with web_server(web_config, port, run_dir / "web.log") as base, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies of 127.0.0.1: an address, not a host name
+    async with web_server(web_config, port, run_dir / "web.log") as base, aiohttp.ClientSession(cookie_jar=jar) as http:
         page = await http.get(f"{base}/login")
         html = await page.text()
         token = html.split('name="login_token" value="', 1)[1].split('"', 1)[0]
