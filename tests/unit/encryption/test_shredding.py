@@ -250,3 +250,12 @@ def test_a_hold_key_an_export_still_needs_is_not_retired(world):
         retire_hold_key(config, db, "hold-1", now=AFTER_MARCH, actor="ops")
     assert str(export) in str(err.value) and "still encrypted to it" in str(err.value)
     assert "hold-1" in PrivateKeyring.from_dir(config.encryption.private_keys_dir).key_ids()
+
+
+def test_every_generation_of_a_period_goes_when_the_period_is_over(world):
+    from callproof.encryption.keystore import replace_key
+
+    config, _ = world
+    replace_key(config.encryption.private_keys_dir, MARCH, AFTER_MARCH)
+    outcomes = _shred(config)
+    assert outcomes[MARCH].result == outcomes[f"{MARCH}.2"].result == "destroyed"
