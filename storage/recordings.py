@@ -11,7 +11,7 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, NoReturn
 
-from ._sqlutil import fetch_all, fetch_one, inserted_id
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .errors import AlreadyExistsError, InvalidStateError, NotFoundError
 from .timefmt import to_db_time, to_db_time_or_none
 
@@ -157,8 +157,11 @@ class Recordings:
     async def for_call(self, call_id: int) -> list[dict]:
         return await self._db.run_in_connection(for_call_sync, call_id)
 
-    async def mark_encrypted(self, rec_id: int, **facts: object) -> None:
-        await self._db.run_in_connection(mark_encrypted_sync, rec_id, **facts)
+    async def mark_encrypted(self, rec_id: int, *, age_path: str, ciphertext_sha256: str, ciphertext_size: int,
+                             payload_sha256: str, key_ids: tuple[str, ...] | list[str]) -> None:
+        await self._db.run_in_connection(mark_encrypted_sync, rec_id, age_path=age_path,
+                                         ciphertext_sha256=ciphertext_sha256, ciphertext_size=ciphertext_size,
+                                         payload_sha256=payload_sha256, key_ids=key_ids)
 
     async def mark_encryption_pending(self, rec_id: int, reason: str) -> None:
         await self._db.run_in_connection(mark_encryption_pending_sync, rec_id, reason)
@@ -252,3 +255,21 @@ def encrypted_unfinished_sync(conn: sqlite3.Connection, *, after_id: int, limit:
     return fetch_all(conn.execute(
         "SELECT * FROM recordings WHERE state = 'finalised' AND encryption = 'encrypted' AND id > ?"
         " ORDER BY id LIMIT ?", (after_id, limit)))
+
+
+def record_encrypted_sync(conn: sqlite3.Connection, rec_id: int, *, age_path: str, ciphertext_sha256: str,
+                          ciphertext_size: int, payload_sha256: str, key_ids: tuple[str, ...] | list[str],
+                          actor: str, at: str | datetime, details: dict) -> None:
+    """:func:`mark_encrypted_sync` and its ``recording.encrypted`` audit entry in one transaction
+    (the migration: the entry is what binds the payload of a recording signed before it was
+    encrypted, so the row never says encrypted without it)."""
+    from .audit import append_in_transaction_sync
+
+    with immediate(conn):
+        mark_encrypted_sync(conn, rec_id, age_path=age_path, ciphertext_sha256=ciphertext_sha256,
+                            ciphertext_size=ciphertext_size, payload_sha256=payload_sha256, key_ids=key_ids)
+        row = get_sync(conn, rec_id)
+        append_in_transaction_sync(conn, "recording.encrypted", actor, at, protocol=row["protocol"] if row else None,
+                                   subject=f"recording:{rec_id}",
+                                   details={**details, "payload_sha256": payload_sha256.lower(),
+                                            "ciphertext_sha256": ciphertext_sha256.lower(), "key_ids": list(key_ids)})

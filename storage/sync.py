@@ -95,6 +95,7 @@ class RecordingsRepo(_Repository):
     with_key = _Bound(_recordings.recordings_with_key_sync)
     plaintext_batch = _Bound(_recordings.plaintext_batch_sync)
     encrypted_batch = _Bound(_recordings.encrypted_unfinished_sync)
+    record_encrypted = _Bound(_recordings.record_encrypted_sync)
 
 
 class RequestsRepo(_Repository):

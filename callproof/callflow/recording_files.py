@@ -112,7 +112,7 @@ def measure_recording(path: Path, encrypt_to: EncryptTo | None = None) -> Record
         if abs(expected - st.st_size) > 4096:
             raise NotReady(f"WAV header says {expected} bytes, file has {st.st_size}")
         fh.seek(0)
-        encrypted, failure, dir_fd = None, None, None
+        encrypted, failure, dir_fd, digest = None, None, None, ""
         if encrypt_to is not None:
             try:
                 from callproof.encryption.atrest import encrypt_beside, open_dir

@@ -108,3 +108,26 @@ def remove_plaintext(dir_fd: int, name: str) -> None:
 
 def open_dir(path: str | os.PathLike[str]) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+
+
+def hold_recipients(config: Any) -> Any:
+    """The newest hold key's public half (``public_keys_dir``): what exports' and history
+    documents' at-rest copies are encrypted to.  KeyringError naming what is missing."""
+    from .keyring import HOLD_KEY_ID, KeyringError, PublicKeyring, RecipientSet
+
+    keyring = PublicKeyring.from_dir(config.encryption.public_keys_dir)
+    holds = sorted((int(m["number"]), k) for k in keyring.key_ids() if (m := HOLD_KEY_ID.fullmatch(k)))
+    if not holds:
+        raise KeyringError(f"{config.encryption.public_keys_dir}: no hold key (hold-1.pub); run 'callproof keys "
+                           "init' or 'callproof keys export-public' on the key host")
+    key_id = holds[-1][1]
+    return RecipientSet((keyring.recipient(key_id),), (key_id,))
+
+
+def encrypt_bytes(data: bytes, recipients: Sequence[Recipient]) -> bytes:
+    """A small document (a history) as an age file's bytes."""
+    import io
+
+    out = io.BytesIO()
+    encrypt(io.BytesIO(data), out, recipients)
+    return out.getvalue()

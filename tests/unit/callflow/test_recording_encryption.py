@@ -108,7 +108,7 @@ def test_a_keyring_that_could_not_be_loaded_leaves_the_recording_pending(tmp_pat
 
 
 def test_a_recording_kept_for_ever_has_no_period_key_and_stays_pending(tmp_path):
-    path, data, row, _ = _run(tmp_path, FakeKeyring(), retention_until=None)
+    path, _data, row, _ = _run(tmp_path, FakeKeyring(), retention_until=None)
     assert path.exists() and row["encryption"] == "pending"
     assert "no retention expiry" in row["encryption_error"]
 
