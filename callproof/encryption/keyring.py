@@ -254,6 +254,16 @@ class PublicKeyring:
 
     @classmethod
     def from_dir(cls, directory: Path) -> PublicKeyring:
+        try:
+            mode = stat.S_IMODE(os.stat(directory).st_mode)
+        except FileNotFoundError:
+            raise KeyringError(f"{directory}: the public keys directory does not exist (write it with 'callproof "
+                               "keys export-public' on the key host)") from None
+        except OSError as exc:
+            raise KeyringError(f"{directory}: cannot read the public keys directory ({exc.strerror})") from None
+        if mode & 0o022:  # whoever adds a newer key generation there receives the next recordings
+            raise KeyringError(f"{directory}: mode {mode:04o} lets group or others add public keys; refused "
+                               "(chmod 755 it)")
         return cls(directory, read_public_dir(directory))
 
     def key_ids(self) -> list[str]:
