@@ -125,10 +125,16 @@ def cmd_list(args: argparse.Namespace, load: Load) -> int:
     if not infos:
         print(f"no keys in {enc.private_keys_dir} nor {enc.public_keys_dir} (create them: 'callproof keys init')")
         return 1
+    from callproof.storage import open_sync
+
+    with open_sync(config) as db:
+        counts = db.keys.recordings_per_key()
+        db.keys.audit("keys.listed", _actor(args), datetime.now(UTC), details={"keys": len(infos)})
+    print(f"{'key id':<40} {'kind':<6} {'state':<11} {'recordings':>10}  fingerprint")
     for info in infos:
         when = f"  destroyed {info.destroyed_at}" if info.destroyed_at else ""
-        print(f"{info.key_id:<40} {info.kind:<6} {info.state:<11} {info.fingerprint}{when}")
-    _audit(config, "keys.listed", _actor(args), details={"keys": len(infos)})
+        print(f"{info.key_id:<40} {info.kind:<6} {info.state:<11} {counts.get(info.key_id, 0):>10}  "
+              f"{info.fingerprint}{when}")
     return 0
 
 

@@ -259,3 +259,13 @@ def test_every_generation_of_a_period_goes_when_the_period_is_over(world):
     replace_key(config.encryption.private_keys_dir, MARCH, AFTER_MARCH)
     outcomes = _shred(config)
     assert outcomes[MARCH].result == outcomes[f"{MARCH}.2"].result == "destroyed"
+
+
+def test_keys_list_counts_the_recordings_each_key_opens(world):
+    config, ring = world
+    a = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
+    encrypted_recording(config, ring, MARCH, channel="b", retention_until=IN_MARCH)
+    encrypted_recording(config, ring, APRIL, channel="c", retention_until=IN_APRIL)
+    _delete(config, a)
+    with _db(config) as db:
+        assert db.keys.recordings_per_key() == {MARCH: 1, APRIL: 1}
