@@ -269,3 +269,13 @@ def test_keys_list_counts_the_recordings_each_key_opens(world):
     _delete(config, a)
     with _db(config) as db:
         assert db.keys.recordings_per_key() == {MARCH: 1, APRIL: 1}
+
+
+def test_retire_hold_refuses_a_period_key(world):
+    from callproof.encryption.keyring import KeyringError
+    from callproof.encryption.shredding import retire_hold_key
+
+    config, _ = world
+    with _db(config) as db, pytest.raises(KeyringError, match="not a hold key"):
+        retire_hold_key(config, db, MARCH, now=AFTER_MARCH, actor="ops")
+    assert MARCH in PrivateKeyring.from_dir(config.encryption.private_keys_dir).key_ids()
