@@ -49,6 +49,17 @@ def record_rewrap_sync(conn: sqlite3.Connection, recording_id: int, *, from_key:
                      "ciphertext_sha256": ciphertext_sha256.lower(), "fingerprints": fingerprints})
 
 
+def recordings_per_key_sync(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many encrypted recordings not deleted each key id opens (``keys list``)."""
+    counts: dict[str, int] = {}
+    for key_ids, n in conn.execute("SELECT key_ids, count(*) FROM recordings WHERE encryption = 'encrypted'"
+                                   " AND state <> 'deleted' GROUP BY key_ids"):
+        for key_id in (key_ids or "").split(","):
+            if key_id:
+                counts[key_id] = counts.get(key_id, 0) + n
+    return counts
+
+
 def audit_key_sync(conn: sqlite3.Connection, action: str, actor: str, at: str | datetime, *,
                    key_id: str | None = None, details: dict[str, Any] | None = None) -> int:
     """One audit entry of a key action (``keys.created``, ``keys.destroyed``, ...)."""

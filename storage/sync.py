@@ -186,6 +186,7 @@ class HoldsRepo(_Repository):
 class KeysRepo(_Repository):
     held = _Bound(_keys.recording_held_sync)
     record_rewrap = _Bound(_keys.record_rewrap_sync)
+    recordings_per_key = _Bound(_keys.recordings_per_key_sync)
     audit = _Bound(_keys.audit_key_sync)
 
 

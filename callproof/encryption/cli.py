@@ -83,7 +83,7 @@ def cmd_init(args: argparse.Namespace, load: Load) -> int:
 
 def cmd_rotate(args: argparse.Namespace, load: Load) -> int:
     config = load(args)
-    from .keystore import new_hold_key, top_up
+    from .keystore import new_hold_key, replace_key, top_up
 
     enc = config.encryption
     try:
@@ -91,6 +91,8 @@ def cmd_rotate(args: argparse.Namespace, load: Load) -> int:
                          enc.destroy_margin_days)
         if args.hold:
             created.append(new_hold_key(enc.private_keys_dir, _now(args)))
+        for key_id in args.replace or ():
+            created.append(replace_key(enc.private_keys_dir, key_id, _now(args)))
         _created(config, _actor(args), created)
         written, removed = _export(config, _actor(args))
     except (KeyringError, OSError) as exc:
@@ -123,10 +125,16 @@ def cmd_list(args: argparse.Namespace, load: Load) -> int:
     if not infos:
         print(f"no keys in {enc.private_keys_dir} nor {enc.public_keys_dir} (create them: 'callproof keys init')")
         return 1
+    from callproof.storage import open_sync
+
+    with open_sync(config) as db:
+        counts = db.keys.recordings_per_key()
+        db.keys.audit("keys.listed", _actor(args), datetime.now(UTC), details={"keys": len(infos)})
+    print(f"{'key id':<40} {'kind':<6} {'state':<11} {'recordings':>10}  fingerprint")
     for info in infos:
         when = f"  destroyed {info.destroyed_at}" if info.destroyed_at else ""
-        print(f"{info.key_id:<40} {info.kind:<6} {info.state:<11} {info.fingerprint}{when}")
-    _audit(config, "keys.listed", _actor(args), details={"keys": len(infos)})
+        print(f"{info.key_id:<40} {info.kind:<6} {info.state:<11} {counts.get(info.key_id, 0):>10}  "
+              f"{info.fingerprint}{when}")
     return 0
 
 
@@ -186,6 +194,8 @@ def add_keys_commands(sub, load: Load) -> None:
     command("list", cmd_list, "every key: id, kind, state, fingerprint (never key material)")
     rotate = command("rotate", cmd_rotate, "create the period keys now due ahead; --hold: a new hold key")
     rotate.add_argument("--hold", action="store_true", help="also a new hold key (after a compromise)")
+    rotate.add_argument("--replace", action="append", metavar="KEY_ID",
+                        help="a new generation of a lost or compromised key, used for new recordings (repeatable)")
     export = command("export-public", cmd_export_public, "write the public keys a PBX host needs")
     export.add_argument("--to", help="directory (default: [encryption] public_keys_dir)")
     destroy = command("destroy-expired", cmd_destroy_expired,

@@ -47,8 +47,10 @@ PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
 DESTROYED_SUFFIX = ".destroyed"
 HOLD_PREFIX = "hold-"
-#: ``<retention class>-<YYYY-MM>``; retention class names are letters, digits, ``_ - + .``
-PERIOD_KEY_ID = re.compile(r"(?P<retention_class>[A-Za-z0-9_+.-]+)-(?P<month>[0-9]{4}-(?:0[1-9]|1[0-2]))")
+#: ``<retention class>-<YYYY-MM>[.<n>]``; retention class names are letters, digits, ``_ - + .``;
+#: ``.<n>`` (n >= 2): the replacement of a lost or compromised period key (``keys rotate --replace``)
+PERIOD_KEY_ID = re.compile(r"(?P<retention_class>[A-Za-z0-9_+.-]+)-(?P<month>[0-9]{4}-(?:0[1-9]|1[0-2]))"
+                           r"(?:\.(?P<generation>[2-9]|[1-9][0-9]{1,3}))?")
 HOLD_KEY_ID = re.compile(r"hold-(?P<number>[1-9][0-9]{0,5})")
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
@@ -94,6 +96,34 @@ def parse_period(key_id: str) -> tuple[str, str] | None:
         return None
     m = PERIOD_KEY_ID.fullmatch(key_id)
     return None if m is None else (m["retention_class"], m["month"])
+
+
+def generation(key_id: str) -> int:
+    """1 for a first key, n for its n-th replacement (``….n`` / ``hold-n``)."""
+    m = HOLD_KEY_ID.fullmatch(key_id)
+    if m:
+        return int(m["number"])
+    m = PERIOD_KEY_ID.fullmatch(key_id)
+    return int(m["generation"]) if m and m["generation"] else 1
+
+
+def period_base(key_id: str) -> str:
+    """A period key id without its generation: the period it belongs to."""
+    m = PERIOD_KEY_ID.fullmatch(key_id)
+    return key_id if m is None else f"{m['retention_class']}-{m['month']}"
+
+
+def next_generation(key_id: str) -> str:
+    """The id of the key that replaces ``key_id``."""
+    if is_hold_key(key_id):
+        return hold_key_id(generation(key_id) + 1)
+    return f"{period_base(key_id)}.{generation(key_id) + 1}"
+
+
+def newest(key_ids: Iterable[str], base: str) -> str | None:
+    """The newest generation of period ``base`` among ``key_ids``."""
+    found = [k for k in key_ids if k == base or (k.startswith(base + ".") and period_base(k) == base)]
+    return max(found, key=generation) if found else None
 
 
 def valid_key_id(key_id: str) -> bool:
@@ -224,6 +254,16 @@ class PublicKeyring:
 
     @classmethod
     def from_dir(cls, directory: Path) -> PublicKeyring:
+        try:
+            mode = stat.S_IMODE(os.stat(directory).st_mode)
+        except FileNotFoundError:
+            raise KeyringError(f"{directory}: the public keys directory does not exist (write it with 'callproof "
+                               "keys export-public' on the key host)") from None
+        except OSError as exc:
+            raise KeyringError(f"{directory}: cannot read the public keys directory ({exc.strerror})") from None
+        if mode & 0o022:  # whoever adds a newer key generation there receives the next recordings
+            raise KeyringError(f"{directory}: mode {mode:04o} lets group or others add public keys; refused "
+                               "(chmod 755 it)")
         return cls(directory, read_public_dir(directory))
 
     def key_ids(self) -> list[str]:
@@ -244,14 +284,23 @@ class PublicKeyring:
             self._keys[key_id] = found
         return found
 
+    def _listed(self) -> list[str]:
+        try:
+            names = os.listdir(self.directory)
+        except OSError as exc:
+            raise KeyringError(f"{self.directory}: cannot list the public keys directory ({exc.strerror})") from None
+        return [n[: -len(PUBLIC_SUFFIX)] for n in names if n.endswith(PUBLIC_SUFFIX)]
+
     def recipients_for(self, retention_class: str, expires_at: datetime) -> RecipientSet:
-        """The period key (retention class x expiry month); KeyringError if it does not exist,
-        or if the recording has expired already (its period key may be destroyed any time:
-        a file encrypted to it could never be read)."""
-        key_id = period_key_id(retention_class, expires_at)
+        """The period key (retention class x expiry month; its newest generation, when it
+        was replaced); KeyringError if it does not exist, or if the recording has expired
+        already (its period key may be destroyed any time: a file encrypted to it could
+        never be read)."""
+        base = period_key_id(retention_class, expires_at)
         if expires_at <= datetime.now(UTC):
-            raise KeyringError(f"the recording expired at {expires_at.isoformat()}: its period key {key_id} is "
+            raise KeyringError(f"the recording expired at {expires_at.isoformat()}: its period key {base} is "
                                "due for destruction; left plaintext for retention to delete")
+        key_id = newest(self._listed(), base) or base  # one listing: a replacement is seen at once
         return RecipientSet((self.recipient(key_id),), (key_id,))
 
 

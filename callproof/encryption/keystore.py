@@ -26,7 +26,10 @@ from .keyring import (
     check_private_dir,
     hold_key_id,
     is_hold_key,
+    newest,
+    next_generation,
     parse_period,
+    period_base,
     read_destroyed,
     read_private_key,
     read_public_dir,
@@ -46,7 +49,7 @@ class KeyInfo:
     key_id: str
     kind: str  # 'period' | 'hold'
     fingerprint: str
-    state: str  # 'active' | 'destroyed' | 'public-only'
+    state: str  # 'active' | 'destroyed' | 'LOST' (private dir: public half only) | 'public-only' (public dir)
     destroyed_at: str | None = None
 
 
@@ -141,9 +144,20 @@ def wanted_period_ids(classes: Mapping[str, int], now: datetime, months_ahead: i
     return ids
 
 
+def _ids(directory: Path, suffix: str) -> list[str]:
+    return sorted(p.name[: -len(suffix)] for p in directory.iterdir()
+                  if p.name.endswith(suffix) and valid_key_id(p.name[: -len(suffix)]))
+
+
 def private_key_ids(directory: Path) -> list[str]:
-    return sorted(p.name[: -len(PRIVATE_SUFFIX)] for p in directory.iterdir()
-                  if p.name.endswith(PRIVATE_SUFFIX) and valid_key_id(p.name[: -len(PRIVATE_SUFFIX)]))
+    return _ids(directory, PRIVATE_SUFFIX)
+
+
+def known_key_ids(directory: Path) -> set[str]:
+    """Every id the private dir has ever held: its keys, the public halves kept beside them
+    (a key whose private file was lost keeps its id) and the destroyed keys' records.  An id
+    is never given to a second key."""
+    return set(_ids(directory, PRIVATE_SUFFIX)) | set(_ids(directory, PUBLIC_SUFFIX)) | set(read_destroyed(directory))
 
 
 def top_up(directory: Path, classes: Mapping[str, int], now: datetime, months_ahead: int,
@@ -152,7 +166,7 @@ def top_up(directory: Path, classes: Mapping[str, int], now: datetime, months_ah
     ``keys rotate`` and the retention run.  Never recreates a destroyed key, nor a key for a
     period already over."""
     ensure_private_dir(directory)
-    have = set(private_key_ids(directory)) | set(read_destroyed(directory))
+    have = known_key_ids(directory)
     created = []
     if not any(is_hold_key(k) for k in private_key_ids(directory)):
         holds = [int(m["number"]) for k in have if (m := HOLD_KEY_ID.fullmatch(k))]
@@ -160,26 +174,42 @@ def top_up(directory: Path, classes: Mapping[str, int], now: datetime, months_ah
         created.append((key_id, create_key(directory, key_id, now=now)))
     for key_id in wanted_period_ids(classes, now, months_ahead):
         period = parse_period(key_id)
-        if key_id in have or period is None or period_over(period[1], now, margin_days):
+        if newest(have, key_id) is not None or period is None or period_over(period[1], now, margin_days):
             continue
         created.append((key_id, create_key(directory, key_id, now=now)))
         have.add(key_id)
     return created
 
 
+def replace_key(directory: Path, key_id: str, now: datetime) -> tuple[str, Identity]:
+    """A new key for the period (or hold role) of ``key_id``, lost or compromised: the next
+    generation (``consumer_service-2027-03.2``, ``hold-2``), which the PBX takes for new
+    recordings as soon as it is exported.  The old key stays until destroyed as usual."""
+    ensure_private_dir(directory)
+    known = known_key_ids(directory)
+    if key_id not in known:
+        raise KeyringError(f"{directory}: no key {key_id} ('callproof keys list' shows the keys)")
+    current = (hold_key_id(max(int(m["number"]) for k in known if (m := HOLD_KEY_ID.fullmatch(k))))
+               if is_hold_key(key_id) else newest(known, period_base(key_id)))
+    if current != key_id:
+        raise KeyringError(f"{key_id} was replaced already, by {current}; replace {current} if it is the one affected")
+    new_id = next_generation(key_id)
+    return new_id, create_key(directory, new_id, now=now)
+
+
 def new_hold_key(directory: Path, now: datetime) -> tuple[str, Identity]:
     """A new hold key (after a compromise of the current one): ``hold-<n+1>``."""
     ensure_private_dir(directory)
-    known = set(private_key_ids(directory)) | set(read_destroyed(directory))
+    known = known_key_ids(directory)
     numbers = [int(m["number"]) for k in known if (m := HOLD_KEY_ID.fullmatch(k))]
     key_id = hold_key_id(max(numbers, default=0) + 1)
     return key_id, create_key(directory, key_id, now=now)
 
 
 def export_public(private_dir: Path, public_dir: Path) -> tuple[list[str], list[str]]:
-    """Write every held key's ``.pub`` to ``public_dir`` and remove the ``.pub`` of destroyed
-    keys there (the PBX must never encrypt to a key whose private half is gone).  Returns
-    (written, removed) key ids."""
+    """Write every held key's ``.pub`` to ``public_dir`` and remove there the ``.pub`` of
+    every key whose private half is gone, destroyed or lost (the PBX must never encrypt to
+    it).  Returns (written, removed) key ids."""
     check_private_dir(private_dir)
     ensure_public_dir(public_dir)
     written = []
@@ -195,10 +225,10 @@ def export_public(private_dir: Path, public_dir: Path) -> tuple[list[str], list[
             write_replacing(target, text)
             written.append(key_id)
     removed = []
-    for key_id in read_destroyed(private_dir):
-        target = public_dir / f"{key_id}{PUBLIC_SUFFIX}"
-        if target.exists():
-            target.unlink()
+    held = set(private_key_ids(private_dir))
+    for key_id in _ids(public_dir, PUBLIC_SUFFIX):
+        if key_id not in held:
+            (public_dir / f"{key_id}{PUBLIC_SUFFIX}").unlink()
             removed.append(key_id)
     if removed:
         fsync_dir(public_dir)
@@ -249,6 +279,9 @@ def list_keys(private_dir: Path | None, public_dir: Path | None) -> list[KeyInfo
             ident = read_private_key(private_dir / f"{key_id}{PRIVATE_SUFFIX}")
             infos[key_id] = KeyInfo(key_id, "hold" if is_hold_key(key_id) else "period",
                                     ident.recipient.fingerprint, "active")
+        for key_id, rec in read_public_dir(private_dir).items():
+            if key_id not in infos or infos[key_id].state == "public-only":
+                infos[key_id] = KeyInfo(key_id, "hold" if is_hold_key(key_id) else "period", rec.fingerprint, "LOST")
         for key_id, record in read_destroyed(private_dir).items():
             if key_id in infos and infos[key_id].state == "active":
                 continue  # a destruction interrupted before the unlink: still active until finished

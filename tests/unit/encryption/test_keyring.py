@@ -87,6 +87,18 @@ def test_a_public_key_others_could_replace_is_refused(config):
     assert str(path) in str(err.value) and "chmod 644" in str(err.value)
 
 
+def test_a_public_keys_dir_others_could_add_keys_to_is_refused(config):
+    config.encryption.public_keys_dir.chmod(0o775)
+    with pytest.raises(KeyringError) as err:
+        PublicKeyring.load(config)
+    assert str(config.encryption.public_keys_dir) in str(err.value) and "chmod 755" in str(err.value)
+
+
+def test_a_missing_public_keys_dir_says_how_to_write_it(tmp_path):
+    with pytest.raises(KeyringError, match="callproof keys export-public"):
+        PublicKeyring.load(key_config(tmp_path))
+
+
 def test_the_private_side_holds_every_key_and_the_hold_key(config):
     ring = PrivateKeyring.load(config)
     assert ring.hold_recipients().key_ids == ("hold-1",)

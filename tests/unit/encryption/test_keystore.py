@@ -119,3 +119,37 @@ def test_list_shows_fingerprints_never_secrets(tmp_path):
     hold = next(i for i in infos if i.key_id == "hold-1")
     assert hold.kind == "hold" and hold.state == "active"
     assert hold.fingerprint == ring.identity("hold-1").recipient.fingerprint
+
+
+def test_a_lost_key_keeps_its_id_and_leaves_the_pbx_directory(tmp_path):
+    config = key_config(tmp_path)
+    make_keys(config)
+    enc = config.encryption
+    export_public(enc.private_keys_dir, enc.public_keys_dir)
+    (enc.private_keys_dir / f"{MARCH}.key").unlink()  # a disk error, an operator's mistake
+    assert [i.state for i in list_keys(enc.private_keys_dir, None) if i.key_id == MARCH] == ["LOST"]
+    assert top_up(enc.private_keys_dir, config.retention.classes, KEYS_MADE, 6, 7) == []  # id never reused
+    assert export_public(enc.private_keys_dir, enc.public_keys_dir) == ([], [MARCH])
+
+
+def test_a_replaced_period_key_is_what_the_pbx_encrypts_to_next(tmp_path):
+    from callproof.encryption.keystore import replace_key
+
+    config = key_config(tmp_path)
+    make_keys(config)
+    enc = config.encryption
+    export_public(enc.private_keys_dir, enc.public_keys_dir)
+    pbx = PublicKeyring.from_dir(enc.public_keys_dir)
+    in_march = datetime(2027, 3, 10, tzinfo=UTC)
+    assert pbx.recipients_for("consumer_service", in_march).key_ids == (MARCH,)
+    new_id, new = replace_key(enc.private_keys_dir, MARCH, KEYS_MADE)
+    assert new_id == f"{MARCH}.2"
+    export_public(enc.private_keys_dir, enc.public_keys_dir)
+    chosen = pbx.recipients_for("consumer_service", in_march)  # the running PBX, no restart
+    assert chosen.key_ids == (new_id,) and chosen.recipients == (new.recipient,)
+    with pytest.raises(KeyringError, match=f"replaced already, by {MARCH}.2"):
+        replace_key(enc.private_keys_dir, MARCH, KEYS_MADE)
+    assert replace_key(enc.private_keys_dir, f"{MARCH}.2", KEYS_MADE)[0] == f"{MARCH}.3"
+    assert replace_key(enc.private_keys_dir, "hold-1", KEYS_MADE)[0] == "hold-2"
+    ring = PrivateKeyring.from_dir(enc.private_keys_dir)
+    assert {MARCH, f"{MARCH}.2", f"{MARCH}.3"} <= set(ring.key_ids()) and ring.hold_key_id == "hold-2"

@@ -250,3 +250,32 @@ def test_a_hold_key_an_export_still_needs_is_not_retired(world):
         retire_hold_key(config, db, "hold-1", now=AFTER_MARCH, actor="ops")
     assert str(export) in str(err.value) and "still encrypted to it" in str(err.value)
     assert "hold-1" in PrivateKeyring.from_dir(config.encryption.private_keys_dir).key_ids()
+
+
+def test_every_generation_of_a_period_goes_when_the_period_is_over(world):
+    from callproof.encryption.keystore import replace_key
+
+    config, _ = world
+    replace_key(config.encryption.private_keys_dir, MARCH, AFTER_MARCH)
+    outcomes = _shred(config)
+    assert outcomes[MARCH].result == outcomes[f"{MARCH}.2"].result == "destroyed"
+
+
+def test_keys_list_counts_the_recordings_each_key_opens(world):
+    config, ring = world
+    a = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
+    encrypted_recording(config, ring, MARCH, channel="b", retention_until=IN_MARCH)
+    encrypted_recording(config, ring, APRIL, channel="c", retention_until=IN_APRIL)
+    _delete(config, a)
+    with _db(config) as db:
+        assert db.keys.recordings_per_key() == {MARCH: 1, APRIL: 1}
+
+
+def test_retire_hold_refuses_a_period_key(world):
+    from callproof.encryption.keyring import KeyringError
+    from callproof.encryption.shredding import retire_hold_key
+
+    config, _ = world
+    with _db(config) as db, pytest.raises(KeyringError, match="not a hold key"):
+        retire_hold_key(config, db, MARCH, now=AFTER_MARCH, actor="ops")
+    assert MARCH in PrivateKeyring.from_dir(config.encryption.private_keys_dir).key_ids()
