@@ -56,6 +56,8 @@ async def test_ranges_of_an_encrypted_recording_are_the_original_bytes(tmp_path)
         size = len(data)
         assert size > 2 * 65536  # several chunks
         await login(site.client, "vera")
+        page = await (await site.client.get(f"/calls/{site.call['protocol']}")).text()
+        assert "encrypted (age) to consumer-" in page and site.call["path"].name not in page
         url = f"/calls/{site.call['protocol']}/audio"
         for first, last in ((100, 1099), (65530, 65545), (65536, 131071), (0, 0), (size - 1, size - 1)):
             part = await site.client.get(url, headers={"Range": f"bytes={first}-{last}"})
