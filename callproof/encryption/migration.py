@@ -41,6 +41,7 @@ from callproof.storage import SyncDatabase
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .atrest import AGE_SUFFIX, encrypt_beside, hold_recipients, remove_plaintext
+from .errors import AgeError
 from .header import read_header
 from .keyring import KeyringError, PublicKeyring, RecipientSet
 
@@ -121,12 +122,20 @@ def _target(config: Any, keyring: PublicKeyring, row: dict[str, Any]) -> Recipie
     return keyring.recipients_for(row["retention_class"] or "", parse_db_time(row["retention_until"]))
 
 
-class _Dir:
-    """The recording's directory, opened without following a link, and its name in it."""
+class OutsideRoot(Exception):
+    """A row's path is not under ``[recording] root`` (an edited database): never touched."""
 
-    def __init__(self, path: str) -> None:
+
+class _Dir:
+    """The recording's directory, opened without following a link, and its name in it; only
+    under the recordings root."""
+
+    def __init__(self, path: str, root: Path) -> None:
         self.path = path
         folder, self.name = os.path.split(path)
+        real_root = os.path.realpath(root)
+        if not self.name or os.path.commonpath([real_root, os.path.realpath(folder)]) != real_root:
+            raise OutsideRoot("its path is not under [recording] root; not touched")
         self.fd = os.open(folder, _DIR_FLAGS)
 
     def exists(self, name: str) -> bool:
@@ -162,9 +171,11 @@ def encrypt_one(config: Any, db: SyncDatabase, keyring: PublicKeyring, trusted: 
     except KeyringError as exc:
         return "no_key", str(exc)
     try:
-        d = _Dir(row["path"])
+        d = _Dir(row["path"], config.recording.root)
     except FileNotFoundError:
         return "missing", "its folder is gone"
+    except OutsideRoot as exc:
+        return "error", str(exc)
     try:
         age_name = d.name + AGE_SUFFIX
         if d.exists(age_name):  # a crash's leftover, or a finalisation under way right now
@@ -197,19 +208,21 @@ def encrypt_one(config: Any, db: SyncDatabase, keyring: PublicKeyring, trusted: 
         d.close()
 
 
-def finish_one(db: SyncDatabase, row: dict[str, Any]) -> tuple[str, str] | None:
+def finish_one(config: Any, db: SyncDatabase, row: dict[str, Any]) -> tuple[str, str] | None:
     """An encrypted row whose plaintext is still there (a crash after the row was written):
     the plaintext is removed once the age file's payload matches the row; None: nothing to do."""
     try:
-        d = _Dir(row["path"])
+        d = _Dir(row["path"], config.recording.root)
     except FileNotFoundError:
         return None
+    except OutsideRoot as exc:
+        return "error", str(exc)
     try:
         if not d.exists(d.name):
             return None
         try:
             payload = payload_sha256_of(d.fd, d.name + AGE_SUFFIX)
-        except (OSError, ValueError, Exception) as exc:  # an unreadable age file: keep the plaintext
+        except (OSError, AgeError) as exc:  # an unreadable age file: keep the plaintext
             return "error", f"the age file cannot be read ({exc}); the plaintext is kept"
         if payload != row["payload_sha256"]:
             return "error", "the age file's payload is not the one its row records; the plaintext is kept"
@@ -239,7 +252,7 @@ def run_migration(config: Any, db: SyncDatabase, *, actor: str, report: Callable
     while rows := db.recordings.encrypted_batch(after_id=last, limit=BATCH):
         last = rows[-1]["id"]
         for row in rows:
-            done = finish_one(db, row)
+            done = finish_one(config, db, row)
             if done is not None:
                 note(row, *done)
     last = 0

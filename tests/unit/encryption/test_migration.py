@@ -197,3 +197,17 @@ def test_the_cli_refuses_when_encryption_is_off(tmp_path, capsys, enabled):
     p.chmod(0o600)
     assert main(["--config", str(p), "recording", "encrypt"]) == 2
     assert "encryption.enabled" in capsys.readouterr().err
+
+
+def test_a_row_pointing_outside_the_recordings_root_is_not_touched(tmp_path):
+    config = encrypted_config(tmp_path)
+    recs, _ = plaintext_calls(config, 1)
+    outside = tmp_path / "elsewhere" / "victim.wav"
+    outside.parent.mkdir()
+    outside.write_bytes(recs[0]["plaintext"])  # the very bytes its record signs
+    conn = connect_sync(config.storage.database)
+    conn.execute("UPDATE recordings SET path = ? WHERE id = ?", (str(outside), recs[0]["recording_id"]))
+    conn.close()
+    _, items = _migrate(config)
+    assert [i["result"] for i in items] == ["error"] and "not under [recording] root" in items[0]["detail"]
+    assert outside.exists() and not Path(str(outside) + ".age").exists()
