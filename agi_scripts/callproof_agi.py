@@ -49,6 +49,7 @@ async def _run(agi, config_path: str | None) -> str:
     from callproof.evidence import records as evidence_records
 
     evidence_records.configure(config, strict=False)  # a bad key: logged, the call goes on unsigned
+    _configure_encryption(config)  # a keyring that cannot be read: logged, recordings kept for 'recording encrypt'
     db = None
     flow = AgiFlow(config, None, prompts, channel)
     try:
@@ -61,6 +62,18 @@ async def _run(agi, config_path: str | None) -> str:
         return await flow.run()
     finally:
         await db.close()
+
+
+def _configure_encryption(config) -> None:
+    """The public keyring for this call's recording; never fails the call (not strict)."""
+    if not config.encryption.enabled:
+        return
+    try:
+        from callproof.encryption import atrest
+    except ImportError as exc:  # no cryptography on this Python: the recording stays plaintext, pending
+        logging.getLogger("callproof.encryption").error("cannot encrypt here: %s", exc)
+        return
+    atrest.configure(config, strict=False)
 
 
 async def _fail_without_config(channel, message: str) -> None:

@@ -18,6 +18,7 @@ from callproof.callflow.journal_replay import JournalReplayer, journal_for
 from callproof.callflow.queue_wait import QueueWatch, connect_queue_events
 from callproof.callflow.reasons import Reason
 from callproof.config import Config
+from callproof.encryption import atrest as encryption_at_rest
 from callproof.evidence import records as evidence_records
 from callproof.logs import event
 from callproof.metrics import MetricsService, start_metrics
@@ -58,6 +59,7 @@ class FastAgiServer:
     async def start(self, host: str | None = None, port: int | None = None) -> FastAgiServer:
         cfg = self.config
         evidence_records.configure(cfg)  # the signing key, before any call (a bad one: KeyFileError)
+        encryption_at_rest.configure(cfg)  # the public keys recordings are encrypted to (a bad one: KeyringError)
         self.db = await open_database(cfg)
         await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
         self._replayer = JournalReplayer(self.db, self.journal, cfg)

@@ -21,6 +21,7 @@ from callproof.callflow.decisions import iso
 from callproof.callflow.journal_replay import JournalReplayer, journal_for
 from callproof.callflow.queue_wait import QUEUE_EVENTS, QueueWatch
 from callproof.config import Config
+from callproof.encryption import atrest as encryption_at_rest
 from callproof.evidence import records as evidence_records
 from callproof.logs import event
 from callproof.metrics import MetricsService, start_metrics
@@ -102,6 +103,7 @@ class Application(CallEndings):
         """Open storage and AMI, start the SMS sender. ARI is connected by :meth:`run`."""
         cfg = self.config
         signer = evidence_records.configure(cfg)  # the signing key, before any call (a bad one: KeyFileError)
+        encryption_at_rest.configure(cfg)  # the public keys recordings are encrypted to (a bad one: KeyringError)
         self.db = await open_database(cfg)
         if signer is not None and cfg.audit.checkpoint_file is not None:  # the audit chain's anchor
             from callproof.evidence.checkpoints import anchor_periodically

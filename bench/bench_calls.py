@@ -98,6 +98,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,6 +161,9 @@ def main() -> int:
     parser.add_argument("--app-nice", type=int, default=0,
                         help="run callproof at this nice value (e.g. -10: what a CPUWeight= or its own cgroup "
                              "gives it in production, where it does not share a cgroup with Asterisk)")
+    parser.add_argument("--encryption", action=argparse.BooleanOptionalAction, default=False,
+                        help="[encryption] enabled, keys made by 'callproof keys init': each recording is "
+                             "encrypted at finalisation (compare the ratio with and without)")
     parser.add_argument("--out", type=Path, help="directory for the app log and profiles (kept)")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
     args = parser.parse_args()
@@ -187,14 +191,22 @@ def main() -> int:
     try:
         with Sandbox(rootfs, run_dir, DIALPLAN_DIR, extra_dialplan=extra, bind_paths=[prompts_dir]) as sandbox:
             ast_pid = asterisk_pid(sandbox)
-            config = write_config(sandbox, run_dir, prompts_dir, logging={"level": "INFO", "format": "json"})
+            sections: dict = {"logging": {"level": "INFO", "format": "json"}}
+            if args.encryption:
+                sections["encryption"] = {"enabled": True, "public_keys_dir": str(run_dir / "keys" / "public"),
+                                          "private_keys_dir": str(run_dir / "keys" / "private")}
+            config = write_config(sandbox, run_dir, prompts_dir, **sections)
+            if args.encryption:
+                subprocess.run([sys.executable, "-m", "callproof.cli", "--config", str(config), "keys", "init",
+                                "--by", "bench"], check=True, capture_output=True)
             app = AppProcess(config, app_log, args.profile, out_dir, args.spy_rate, args.app_nice)
             bench = Bench(args, sandbox, ast_pid, app, app_log, recordings)
             print(f"Asterisk {sandbox.version} (pid {ast_pid}, Sandbox.pid {sandbox.pid}); "
                   f"Python {platform.python_version()}; {os.cpu_count()} CPUs; "
                   f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; levels {args.levels}; "
                   f"agent talks {args.agent_seconds} s; ramp {args.ramp_seconds} s; app nice {args.app_nice}; "
-                  f"caller formats {args.caller_formats or 'default (slin192)'}",
+                  f"caller formats {args.caller_formats or 'default (slin192)'}; "
+                  f"encryption {'on' if args.encryption else 'off'}",
                   flush=True)
             try:
                 for index, level in enumerate(args.levels):
@@ -256,6 +268,7 @@ def main() -> int:
         "app_log_whole_run": {"lines": len(app_log.entries), "errors": len(run_errors),
                               "warnings": len(run_warnings), "not_json": len(app_log.other_lines)},
         "profile": args.profile,
+        "encryption": args.encryption,
         "app_nice": args.app_nice,
         "warmup_calls": args.warmup_calls,
         "ramp_seconds": args.ramp_seconds,

@@ -416,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_command(sub)
     from .installer.cli import add_install_command
     add_install_command(sub)
+    from .encryption.cli import add_keys_commands
+    add_keys_commands(sub, _load)
     return parser
 
 

@@ -1,5 +1,5 @@
 """What happened to a call after its hand-off: the queue it waited in, and whether an agent
-answered or the caller gave up (``calls.queue_*``, ``calls.agent_answered_at``; migration 0011).
+answered or the caller gave up (``calls.queue_*``, ``calls.agent_answered_at``; migration 0013).
 
 Asterisk's queue events name the caller's channel by its uniqueid (the channel our flow ran
 on: ``calls.uniqueid``).  Each column is written once, by the first event that sets it, so

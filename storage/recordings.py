@@ -11,7 +11,7 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, NoReturn
 
-from ._sqlutil import fetch_all, fetch_one, inserted_id
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .errors import AlreadyExistsError, InvalidStateError, NotFoundError
 from .timefmt import to_db_time, to_db_time_or_none
 
@@ -165,6 +165,18 @@ class Recordings:
     async def for_call(self, call_id: int) -> list[dict]:
         return await self._db.run_in_connection(for_call_sync, call_id)
 
+    async def mark_encrypted(self, rec_id: int, *, age_path: str, ciphertext_sha256: str, ciphertext_size: int,
+                             payload_sha256: str, key_ids: tuple[str, ...] | list[str]) -> None:
+        await self._db.run_in_connection(mark_encrypted_sync, rec_id, age_path=age_path,
+                                         ciphertext_sha256=ciphertext_sha256, ciphertext_size=ciphertext_size,
+                                         payload_sha256=payload_sha256, key_ids=key_ids)
+
+    async def mark_encryption_pending(self, rec_id: int, reason: str) -> None:
+        await self._db.run_in_connection(mark_encryption_pending_sync, rec_id, reason)
+
+    async def with_key(self, key_id: str) -> list[dict]:
+        return await self._db.run_in_connection(recordings_with_key_sync, key_id)
+
     async def unfinalised(self) -> list[dict]:
         """Rows still 'recording' (e.g. after a crash), oldest first."""
         return await self._db.run_in_connection(unfinalised_sync)
@@ -186,3 +198,86 @@ def finalised_batch_sync(conn: sqlite3.Connection, *, after_id: int, protocol: s
         params.append(protocol)
     return [tuple(r) for r in conn.execute(
         f"SELECT id, protocol, path, sha256 FROM recordings WHERE {where} ORDER BY id LIMIT ?", (*params, limit))]
+
+
+# -- encryption at rest (migration 0014; callproof/encryption/atrest.py) -----------------
+
+def mark_encrypted_sync(conn: sqlite3.Connection, rec_id: int, *, age_path: str, ciphertext_sha256: str,
+                        ciphertext_size: int, payload_sha256: str, key_ids: tuple[str, ...] | list[str]) -> None:
+    """A finalised recording's file is now the age file at ``age_path`` (same sha256 twice: no-op)."""
+    cur = conn.execute(
+        "UPDATE recordings SET encryption = 'encrypted', encryption_error = NULL, age_path = ?,"
+        " ciphertext_sha256 = ?, ciphertext_size = ?, payload_sha256 = ?, key_ids = ?"
+        " WHERE id = ? AND state = 'finalised' AND (encryption IS NULL OR encryption = 'pending'"
+        "  OR (encryption = 'encrypted' AND payload_sha256 = ?))",
+        (age_path, ciphertext_sha256.lower(), ciphertext_size, payload_sha256.lower(), ",".join(key_ids),
+         rec_id, payload_sha256.lower()))
+    if cur.rowcount == 0:
+        _require_recording(conn, rec_id, "mark it encrypted")
+
+
+def mark_rewrapped_sync(conn: sqlite3.Connection, rec_id: int, *, ciphertext_sha256: str, ciphertext_size: int,
+                        key_ids: tuple[str, ...] | list[str]) -> None:
+    """An encrypted recording's header now wraps its file key to ``key_ids`` (payload unchanged)."""
+    cur = conn.execute(
+        "UPDATE recordings SET ciphertext_sha256 = ?, ciphertext_size = ?, key_ids = ?"
+        " WHERE id = ? AND encryption = 'encrypted'",
+        (ciphertext_sha256.lower(), ciphertext_size, ",".join(key_ids), rec_id))
+    if cur.rowcount == 0:
+        _require_recording(conn, rec_id, "record its re-wrap")
+
+
+def mark_encryption_pending_sync(conn: sqlite3.Connection, rec_id: int, reason: str) -> None:
+    """The plaintext stays (encryption failed or no key fitted); ``reason`` says why."""
+    cur = conn.execute(
+        "UPDATE recordings SET encryption = 'pending', encryption_error = ?"
+        " WHERE id = ? AND state = 'finalised' AND (encryption IS NULL OR encryption = 'pending')",
+        (reason, rec_id))
+    if cur.rowcount == 0:
+        _require_recording(conn, rec_id, "mark its encryption pending")
+
+
+def key_ids_of(row: dict) -> tuple[str, ...]:
+    """The key ids of a recording row (empty when it is not encrypted)."""
+    return tuple(k for k in (row.get("key_ids") or "").split(",") if k)
+
+
+def recordings_with_key_sync(conn: sqlite3.Connection, key_id: str) -> list[dict]:
+    """Encrypted recordings not deleted whose header is wrapped to ``key_id`` (id order)."""
+    rows = fetch_all(conn.execute(
+        "SELECT * FROM recordings WHERE encryption = 'encrypted' AND state <> 'deleted'"
+        " AND (',' || key_ids || ',') LIKE ? ESCAPE '\\' ORDER BY id",
+        ("%," + key_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ",%",)))
+    return rows
+
+
+def plaintext_batch_sync(conn: sqlite3.Connection, *, after_id: int, limit: int = 200) -> list[dict]:
+    """Finalised recordings not yet encrypted (never, or pending), id > ``after_id``, in id order."""
+    return fetch_all(conn.execute(
+        "SELECT * FROM recordings WHERE state = 'finalised' AND (encryption IS NULL OR encryption = 'pending')"
+        " AND id > ? ORDER BY id LIMIT ?", (after_id, limit)))
+
+
+def encrypted_unfinished_sync(conn: sqlite3.Connection, *, after_id: int, limit: int = 200) -> list[dict]:
+    """Encrypted recordings (any id > ``after_id``): the migration checks their plaintext is gone."""
+    return fetch_all(conn.execute(
+        "SELECT * FROM recordings WHERE state = 'finalised' AND encryption = 'encrypted' AND id > ?"
+        " ORDER BY id LIMIT ?", (after_id, limit)))
+
+
+def record_encrypted_sync(conn: sqlite3.Connection, rec_id: int, *, age_path: str, ciphertext_sha256: str,
+                          ciphertext_size: int, payload_sha256: str, key_ids: tuple[str, ...] | list[str],
+                          actor: str, at: str | datetime, details: dict) -> None:
+    """:func:`mark_encrypted_sync` and its ``recording.encrypted`` audit entry in one transaction
+    (the migration: the entry is what binds the payload of a recording signed before it was
+    encrypted, so the row never says encrypted without it)."""
+    from .audit import append_in_transaction_sync
+
+    with immediate(conn):
+        mark_encrypted_sync(conn, rec_id, age_path=age_path, ciphertext_sha256=ciphertext_sha256,
+                            ciphertext_size=ciphertext_size, payload_sha256=payload_sha256, key_ids=key_ids)
+        row = get_sync(conn, rec_id)
+        append_in_transaction_sync(conn, "recording.encrypted", actor, at, protocol=row["protocol"] if row else None,
+                                   subject=f"recording:{rec_id}",
+                                   details={**details, "payload_sha256": payload_sha256.lower(),
+                                            "ciphertext_sha256": ciphertext_sha256.lower(), "key_ids": list(key_ids)})

@@ -151,7 +151,8 @@ class RetentionStore(Protocol):
 # SQLite
 # --------------------------------------------------------------------------
 
-_REC_COLUMNS = ("r.id, r.protocol, r.path, r.sha256, r.size_bytes, r.state, r.retention_until,"
+# an encrypted recording's file is its .age file (migration 0014): that is what the sweeper removes
+_REC_COLUMNS = ("r.id, r.protocol, COALESCE(r.age_path, r.path), r.sha256, r.size_bytes, r.state, r.retention_until,"
                 " r.retention_class, r.started_at")
 # the caller number of a recording's call, for the hold rule
 _HELD_REC = held_sql("r.protocol", "c.caller_number", "r.started_at")
@@ -281,14 +282,15 @@ class SqliteRetentionStore:
 
     def live(self, after: int, limit: int) -> list[LiveRecording]:
         return [LiveRecording(*r) for r in self._conn.execute(
-            "SELECT id, protocol, path, sha256, retention_class, retention_until FROM recordings"
-            " WHERE state IN ('finalised', 'empty') AND sweep_mark IS NULL AND id > ? ORDER BY id LIMIT ?",
+            "SELECT id, protocol, COALESCE(age_path, path), sha256, retention_class, retention_until"
+            " FROM recordings WHERE state IN ('finalised', 'empty') AND sweep_mark IS NULL AND id > ? ORDER BY id LIMIT ?",
             (after, limit))]
 
     def state_of_path(self, path: str) -> str | None:
         if self._lookup is None:  # one cursor for the many lookups of a scan
             self._lookup = self._conn.cursor()
-        row = self._lookup.execute("SELECT state FROM recordings WHERE path = ?", (path,)).fetchone()
+        row = self._lookup.execute("SELECT state FROM recordings WHERE path = ? OR age_path = ?",
+                                   (path, path)).fetchone()
         return None if row is None else row[0]
 
     def aged_calls(self, after: int, limit: int, cutoff: datetime,

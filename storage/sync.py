@@ -24,6 +24,7 @@ from . import evidence as _evidence
 from . import exports as _exports
 from . import history as _history
 from . import holds as _holds
+from . import keys as _keys
 from . import links as _links
 from . import lookups as _lookups
 from . import pages as _pages
@@ -88,6 +89,13 @@ class RecordingsRepo(_Repository):
     for_call = _Bound(_recordings.for_call_sync)
     latest_for_protocol = _Bound(_recordings.latest_for_protocol_sync)
     finalised_batch = _Bound(_recordings.finalised_batch_sync)
+    mark_encrypted = _Bound(_recordings.mark_encrypted_sync)
+    mark_rewrapped = _Bound(_recordings.mark_rewrapped_sync)
+    mark_encryption_pending = _Bound(_recordings.mark_encryption_pending_sync)
+    with_key = _Bound(_recordings.recordings_with_key_sync)
+    plaintext_batch = _Bound(_recordings.plaintext_batch_sync)
+    encrypted_batch = _Bound(_recordings.encrypted_unfinished_sync)
+    record_encrypted = _Bound(_recordings.record_encrypted_sync)
 
 
 class RequestsRepo(_Repository):
@@ -180,6 +188,13 @@ class HoldsRepo(_Repository):
     list = _Bound(_holds.list_holds_sync)
 
 
+class KeysRepo(_Repository):
+    held = _Bound(_keys.recording_held_sync)
+    record_rewrap = _Bound(_keys.record_rewrap_sync)
+    recordings_per_key = _Bound(_keys.recordings_per_key_sync)
+    audit = _Bound(_keys.audit_key_sync)
+
+
 class WebAuthRepo(_Repository):
     create_user = _Bound(_webauth.create_user_sync)
     get_user = _Bound(_webauth.get_user_sync)
@@ -227,6 +242,7 @@ class SyncDatabase:
         self.audit = AuditRepo(conn)
         self.evidence = EvidenceRepo(conn)
         self.holds = HoldsRepo(conn)
+        self.keys = KeysRepo(conn)
         self.webauth = WebAuthRepo(conn)
         self.callbacks = CallbacksRepo(conn)
 

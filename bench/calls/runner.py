@@ -109,7 +109,8 @@ class Bench:
 
     def recording_files(self, mode: str) -> dict[Path, int]:
         root = self.recordings[mode]
-        return {p: p.stat().st_size for p in root.rglob("*.wav")} if root.exists() else {}
+        # *.wav and *.wav.age: with --encryption a finalised recording is its age file
+        return {p: p.stat().st_size for p in root.rglob("*.wav*")} if root.exists() else {}
 
     def channel_count(self) -> int:
         return len(ari_request(self.sandbox, "GET", "channels", timeout=30) or [])

@@ -291,6 +291,22 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class EncryptionConfig:
+    """[encryption]: recordings encrypted at rest to per-period age keys (docs/keys.md)."""
+    enabled: bool = False  # off until 'callproof keys init' has made the keys
+    # age1... recipients, one <key id>.pub per key: all the PBX side (run, AGI, FastAGI) needs
+    public_keys_dir: Path = Path("/etc/callproof/keys/public")
+    # AGE-SECRET-KEY-1... identities, one <key id>.key (0600) per key, dir 0700: web, export, migrate
+    private_keys_dir: Path = Path("/etc/callproof/keys/private")
+    # systemd credential name (LoadCredential=NAME:<private_keys_dir>): read-only processes then
+    # take the private keys from $CREDENTIALS_DIRECTORY instead of private_keys_dir
+    private_keys_credential: str = ""
+    months_ahead: int = 24  # period keys kept ready per retention class (init, rotate, retention run)
+    # a period key is destroyed this many days after its expiry month is over (docs/keys.md)
+    destroy_margin_days: int = 7
+
+
+@dataclass(frozen=True)
 class Config:
     general: GeneralConfig = field(default_factory=GeneralConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -310,6 +326,7 @@ class Config:
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
 
 
 #: TOML table name -> its section class, in the order of :class:`Config`'s fields.
@@ -320,6 +337,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
     "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
     "evidence": EvidenceConfig, "audit": AuditConfig, "metrics": MetricsConfig,
+    "encryption": EncryptionConfig,
 }
 
 #: Annotation -> class of the sub-tables (``[sms.smpp]``, ``[rights.smtp]``, ...).

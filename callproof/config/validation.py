@@ -17,6 +17,7 @@ from .sections import (
     AuditConfig,
     CallbackConfig,
     Config,
+    EncryptionConfig,
     EvidenceConfig,
     MetricsConfig,
     RetentionConfig,
@@ -151,6 +152,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     _validate_callback(config.callback)
     _validate_evidence(config.evidence, config.audit)
     _validate_metrics(config.metrics)
+    _validate_encryption(config.encryption)
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", "one of DEBUG, INFO, WARNING, ERROR")
     if config.logging.format not in ("json", "text"):
@@ -369,3 +371,22 @@ def _validate_evidence(e: EvidenceConfig, a: AuditConfig) -> None:
             raise ConfigError("audit.tsa_ca_file", "required with audit.tsa_url (to verify its tokens)")
     if not (math.isfinite(a.tsa_timeout_seconds) and 0.5 <= a.tsa_timeout_seconds <= 120):
         raise ConfigError("audit.tsa_timeout_seconds", "must be between 0.5 and 120")
+
+
+#: ``[encryption] private_keys_credential``: a systemd credential name
+CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _validate_encryption(e: EncryptionConfig) -> None:
+    for key in ("public_keys_dir", "private_keys_dir"):
+        if not getattr(e, key).is_absolute():
+            raise ConfigError(f"encryption.{key}", "must be an absolute path")
+    if e.public_keys_dir == e.private_keys_dir:
+        raise ConfigError("encryption.public_keys_dir",
+                          "must differ from encryption.private_keys_dir (a PBX host holds only public keys)")
+    if e.private_keys_credential and not CREDENTIAL_NAME.fullmatch(e.private_keys_credential):
+        raise ConfigError("encryption.private_keys_credential", "a systemd credential name: letters, digits, _ . -")
+    if not 1 <= e.months_ahead <= 120:
+        raise ConfigError("encryption.months_ahead", "must be between 1 and 120")
+    if not 1 <= e.destroy_margin_days <= 365:
+        raise ConfigError("encryption.destroy_margin_days", "must be between 1 and 365")

@@ -96,17 +96,27 @@ def cmd_recording_verify(args: argparse.Namespace, load: Load) -> int:
         print("callproof: PROTOCOL must be 17 digits", file=sys.stderr)
         return 2
     trusted = _trusted(config)
+    identities = None
+    if getattr(args, "plaintext", False):  # decrypt the encrypted ones too: the private keyring
+        from callproof.encryption.keyring import KeyringError, PrivateKeyring
+        try:
+            identities = PrivateKeyring.load(config).identities()
+        except KeyringError as exc:
+            print(f"callproof: --plaintext needs the private keyring ([encryption] private_keys_dir): {exc}",
+                  file=sys.stderr)
+            return 2
     with open_sync(config) as db:
         counts = dict.fromkeys(RESULTS, 0)
         late = 0
-        for item in verify_recordings(db, config.recording.root, args.protocol, trusted=trusted):
+        for item in verify_recordings(db, config.recording.root, args.protocol, trusted=trusted,
+                                      identities=identities):
             counts[item["result"]] += 1
             late += item["result"] == "ok" and item.get("detail", "").startswith("SEALED LATE")
             if item["result"] != "ok" or args.verbose or item.get("detail"):
                 print(f"{item['result'].upper() if item['result'] != 'ok' else 'ok':>10}  recording {item['id']}"
                       f"  {item['protocol']}  {item['path']}  {item.get('detail', '')}")
         db.audit.append("recording.verified", _actor(args), utc_now(), protocol=args.protocol,
-                        details={**counts, "sealed_late": late, "via": "cli"})
+                        details={**counts, "sealed_late": late, "via": "cli", "plaintext": identities is not None})
     total = sum(counts.values())
     if args.protocol and total == 0:
         print(f"callproof: no finalised recording for protocol {args.protocol}", file=sys.stderr)
@@ -279,7 +289,12 @@ def add_evidence_commands(sub, load: Load) -> None:
     rv.add_argument("--verbose", "-v", action="store_true", help="also list the good ones")
     rv.add_argument("--allow-unsigned", action="store_true",
                     help="exit 0 even if some recordings have no signed record (still listed)")
+    rv.add_argument("--plaintext", action="store_true",
+                    help="also decrypt encrypted recordings (needs the private keyring) and check the plaintext "
+                         "sha256; without it their age payload is checked, no key needed")
     rv.set_defaults(func=lambda args: cmd_recording_verify(args, load))
+    from callproof.encryption.migration_cli import add_encrypt_command
+    add_encrypt_command(recording, load)
 
     ev = sub.add_parser("evidence", help="signed evidence: keys, records, packages").add_subparsers(
         dest="sub", required=True)

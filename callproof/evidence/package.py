@@ -3,7 +3,9 @@ offline with ``callproof evidence verify FILE [--key FINGERPRINT]`` (docs/eviden
 
 A zip (stored, not compressed: the recording is already audio) holding:
 
-``recording.<ext>``        the call's recording, byte for byte
+``recording.<ext>``        the call's recording, byte for byte (an encrypted one decrypted
+                           into it, streaming, with the private keyring: the package is what
+                           the company hands over, so it holds the plaintext)
 ``record.json``            the signed evidence record, the exact signed bytes
 ``record.sig``             its Ed25519 signature (base64)
 ``keys/<fingerprint>.pem`` the public keys that signed the record and the checkpoint
@@ -85,15 +87,13 @@ def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *,
                     row["key_fingerprint"] if row else None, trusted, recording_id=rec["id"])
     if not checked.signed or row is None:
         raise PackageError(f"recording {rec['id']} has no valid signed evidence record ({checked.detail})")
-    fd = os.open(rec["path"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as src:
-        audio = src.read()
-    if _member_sha(audio) != signed_sha256(checked):
-        raise PackageError(f"recording {rec['id']}: the file does not match its signed record; not packaged")
+    signed = signed_sha256(checked)
+    assert signed is not None  # a signed record holds its sha256
+    identities = _identities_for(config, rec)
     entries = db.audit.for_protocol(protocol)
     members: dict[str, bytes] = {}
     ext = Path(rec["path"]).suffix.lstrip(".").lower() or "wav"
-    members[f"recording.{ext}"] = audio
+    recording_name = f"recording.{ext}"
     members["record.json"] = row["record"].encode("utf-8")
     members["record.sig"] = row["signature"].encode("ascii")
     members["audit.json"] = json.dumps(entries, indent=1, sort_keys=True).encode("utf-8")
@@ -118,13 +118,23 @@ def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *,
     late_note = f"\n\nThis record was {late}." if late else ""
     members["README.txt"] = README.format(protocol=protocol, ext=ext, fingerprint=row["key_fingerprint"],
                                           tsa_note=tsa_note, late_note=late_note).encode("utf-8")
-    members["manifest.json"] = json.dumps({"protocol": protocol, "files": {n: _member_sha(d) for n, d in
-                                                                             sorted(members.items())}},
+    files = {n: _member_sha(d) for n, d in members.items()}
+    files[recording_name] = signed  # checked below, as the recording is copied in
+    members["manifest.json"] = json.dumps({"protocol": protocol, "files": dict(sorted(files.items()))},
                                           indent=1, sort_keys=True).encode("utf-8")
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-    with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in members.items():
-            zf.writestr(zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0)), data)
+    try:
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+            with zf.open(zipfile.ZipInfo(recording_name, date_time=(2000, 1, 1, 0, 0, 0)), "w",
+                         force_zip64=True) as dst:
+                actual = _copy_recording(rec, dst, identities)
+            if actual != signed:
+                raise PackageError(f"recording {rec['id']}: the file does not match its signed record; not packaged")
+            for name, data in members.items():
+                zf.writestr(zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0)), data)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     return {"protocol": protocol, "recording_id": rec["id"], "entries": len(entries),
             "checkpoint": checkpoint is not None, "key": row["key_fingerprint"], "sealed_late": bool(late)}
 
@@ -141,6 +151,38 @@ def _chain_proof(db: SyncDatabase, body: dict[str, Any], entries: list[dict[str,
     return {"tree": merkle.TREE, "size": len(ids_hashes), "root": body["entries_root"],
             "entries": {str(e["id"]): {"index": index[e["id"]], "path": merkle.audit_path(tree, index[e["id"]])}
                         for e in entries if e["id"] in index}}
+
+
+def _identities_for(config: Config, rec: dict[str, Any]) -> list[Any] | None:
+    """The private keyring's identities for an encrypted recording (PackageError naming what is
+    missing); None for a plaintext one."""
+    if rec.get("encryption") != "encrypted":
+        return None
+    from callproof.encryption.keyring import KeyringError, PrivateKeyring
+    try:
+        return PrivateKeyring.load(config).identities()
+    except KeyringError as exc:
+        raise PackageError(f"recording {rec['id']} is encrypted: the evidence package needs the private keyring "
+                           f"([encryption] private_keys_dir): {exc}") from None
+
+
+def _copy_recording(rec: dict[str, Any], dst: Any, identities: list[Any] | None) -> str:
+    """Copy the recording's plaintext into ``dst``, streaming (decrypting an encrypted one, every
+    chunk authenticated); its sha256."""
+    fd = os.open(rec["age_path"] if identities is not None else rec["path"],
+                 os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as src:
+        if identities is not None:
+            from callproof.encryption import AgeError, decrypt
+            try:
+                return decrypt(src, dst, identities).plaintext_sha256
+            except AgeError as exc:
+                raise PackageError(f"recording {rec['id']} cannot be decrypted: {exc}; not packaged") from None
+        h = hashlib.sha256()
+        while block := src.read(1 << 20):
+            h.update(block)
+            dst.write(block)
+        return h.hexdigest()
 
 
 def _covering_checkpoint(config: Config, trusted: TrustedKeys, last_id: int) -> dict[str, Any] | None:

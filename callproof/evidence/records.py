@@ -89,7 +89,7 @@ def path_digest(path: str) -> str:
 def build_record(facts: dict[str, Any], signed_at: str, fingerprint: str | None) -> dict[str, Any]:
     """The record of one finalised recording from its row and its call's facts."""
     rec, call = facts["recording"], facts["call"] or {}
-    return {
+    record = {
         "type": RECORD_TYPE, "version": RECORD_VERSION,
         "protocol": rec["protocol"] or call.get("protocol"),
         "call": {
@@ -113,6 +113,24 @@ def build_record(facts: dict[str, Any], signed_at: str, fingerprint: str | None)
         "key": fingerprint,
         "signed_at": signed_at,
     }
+    if rec.get("encryption") == "encrypted":
+        record["encryption"] = encryption_facts(rec)
+    return record
+
+
+def encryption_facts(rec: dict[str, Any]) -> dict[str, Any]:
+    """What a record binds of an encrypted recording: the age payload's sha256 (everything after
+    the header: a re-wrap to other keys, for a legal hold, leaves it as it is) and the key ids
+    the header was made for (the header itself is not bound: re-wraps change it)."""
+    return {"format": "age-v1", "payload_sha256": rec["payload_sha256"],
+            "key_ids": [k for k in (rec.get("key_ids") or "").split(",") if k]}
+
+
+def signed_payload_sha256(checked: Checked) -> str | None:
+    """The age payload sha256 a signed record binds (None: the record predates the encryption)."""
+    enc = (checked.record or {}).get("encryption") or {}
+    value = enc.get("payload_sha256") if isinstance(enc, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def encode(record: dict[str, Any]) -> bytes:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +48,50 @@ def run_sweep(config: Config, *, dry_run: bool = False, scan: bool = True,
                 export_dir=config.rights.export_dir)
             if progress_total is not None:
                 sweeper.progress = progress_total(sweeper.count_expired()) or sweeper.progress
-            return sweeper.sweep(dry_run=dry_run, scan=scan)
+            summary = sweeper.sweep(dry_run=dry_run, scan=scan)
         finally:
             store.close()
+        if not dry_run and config.encryption.enabled:
+            shred_after_sweep(config, now(), summary)
+        return summary
+
+
+def shred_after_sweep(config: Config, now: datetime, summary: SweepSummary) -> None:
+    """The retention run's key step, on the host that holds the private keys (a PBX host
+    holds only public keys: it skips): create the period keys now due ahead, then destroy
+    the private keys of periods that are over (callproof.encryption.shredding).  A failure
+    is counted in the summary; the sweep's own work stands."""
+    from callproof.encryption.keyring import KeyringError
+    from callproof.encryption.keystore import top_up
+    from callproof.encryption.shredding import destroy_expired
+    from callproof.logs import event
+    from callproof.storage import open_sync
+
+    enc = config.encryption
+    if not enc.private_keys_dir.exists():
+        event(logging.getLogger("callproof.keys"), "keys.shred_skipped",
+              reason="no private keys on this host: run 'callproof keys destroy-expired' on the key host")
+        return
+    try:
+        created = top_up(enc.private_keys_dir, config.retention.classes, now, enc.months_ahead,
+                         enc.destroy_margin_days)
+        with open_sync(config) as db:
+            if created:
+                db.keys.audit("keys.created", "retention", now, details={
+                    "keys": {k: i.recipient.fingerprint for k, i in created}})
+            outcomes = destroy_expired(config, db, now=now, actor="retention")
+        if created or any(o.result == "destroyed" for o in outcomes):
+            from callproof.encryption.keystore import export_public
+            export_public(enc.private_keys_dir, enc.public_keys_dir)
+    except (KeyringError, OSError) as exc:
+        summary.error(f"keys: {exc}")
+        return
+    for outcome in outcomes:
+        summary.key_outcomes.append(outcome.describe())
+        if outcome.result == "destroyed":
+            summary.keys_destroyed += 1
+        else:
+            summary.keys_refused += 1
 
 
 async def periodic_sweep(config: Config, *, first_delay: float = 60.0) -> None:

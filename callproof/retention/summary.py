@@ -26,6 +26,10 @@ class SweepSummary:
     calls_anonymised: int = 0
     calls_held: int = 0
     exports_deleted: int = 0
+    # crypto-shredding after the sweep ([encryption], docs/keys.md): period keys destroyed / kept
+    keys_destroyed: int = 0
+    keys_refused: int = 0
+    key_outcomes: list[str] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
 
     def error(self, text: str) -> None:
@@ -47,6 +51,8 @@ def print_summary(s: SweepSummary, out: TextIO | None = None) -> None:
           f" (quarantined {s.quarantined}); symlinks {s.symlinks};"
           f" recovered {s.recovered}; call records anonymised {s.calls_anonymised}"
           f" (held {s.calls_held}); request exports deleted {s.exports_deleted}", file=out)
+    for line in s.key_outcomes:
+        print(f"  key {line}", file=out)
     for line in s.error_samples:
         print(f"  error: {line}", file=out)
 

@@ -42,7 +42,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     kinds: list[type[BaseException]] = [ValueError, StorageError, ConfigError, FontMissing, _Fail]
     for module, name in (("callproof.rights.export", "ExportError"),
                          ("callproof.rights.delivery", "DeliveryError"),
-                         ("callproof.rights.links", "LinkError")):
+                         ("callproof.rights.links", "LinkError"),
+                         ("callproof.encryption.keyring", "KeyringError")):
         try:
             kinds.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):

@@ -8,7 +8,13 @@ proved.  The subject is stored as E.164 for a phone number and as the keyed
 hash for a CPF / customer code (never the CPF itself).
 
 The file name is built from the row id and the time only: nothing the customer
-typed reaches a path.  Files are mode 0640.
+typed reaches a path.  Files are mode 0640.  With ``[encryption] enabled`` the
+document stored under ``[rights] history_dir`` is encrypted (``….pdf.age``) to the
+newest hold key's public key (docs/keys.md): like an export, it belongs to a customer's
+request, not to a recording's retention period.  It is read with the hold key
+(``age -d -i hold-N.key``).  The row's sha256 is the document's (what the customer gets).
+A document written to an explicit ``--out`` file is the operator's copy to hand over:
+written as asked, in plaintext.
 """
 
 from __future__ import annotations
@@ -389,6 +395,10 @@ def produce_history_sync(
         raise ValueError("a history needs who asked for it (actor)")
     if fmt == "pdf":
         find_fonts()  # fail before anything is recorded
+    hold = None
+    if out is None and config.encryption.enabled:  # the key it is stored encrypted to: checked first too
+        from callproof.encryption.atrest import hold_recipients
+        hold = hold_recipients(config)
     received = to_db_time(now)
     due = to_db_time(due_at(received, config.rights.history_due_days, config.general.tz))
     if out is None:
@@ -399,17 +409,27 @@ def produce_history_sync(
     data = collect_history_sync(db, subject)
     view = _view(config, subject, data, {"id": history_id, "received_at": received, "due_at": due}, language)
     document = render_pdf(view) if fmt == "pdf" else render_html(view)
+    digest = hashlib.sha256(document).hexdigest()
+    stored: dict[str, Any] = {}
     if out is None:
         stamp = parse_db_time(received).strftime("%Y%m%dT%H%M%SZ")
         path = Path(config.rights.history_dir) / f"history-{history_id:08d}-{stamp}.{fmt}"
-        _write_private(path, document, exclusive=True)
+        if hold is not None:  # at rest: to the hold key
+            from callproof.encryption.atrest import encrypt_bytes
+            document_at_rest = encrypt_bytes(document, hold.recipients)
+            path = path.with_name(path.name + ".age")
+            stored = {"encrypted_to": list(hold.key_ids),
+                      "stored_sha256": hashlib.sha256(document_at_rest).hexdigest()}
+            _write_private(path, document_at_rest, exclusive=True)
+        else:
+            _write_private(path, document, exclusive=True)
     else:
         path = Path(out)
         _write_private(path, document, exclusive=False)
-    digest = hashlib.sha256(document).hexdigest()
     produced = max(to_db_time(datetime.now(UTC)), received)  # text compare: fixed-width UTC
     protocols = [c.protocol for c in data.calls if c.protocol]
     return db.history.mark_produced(
         history_id, produced_at=produced, fmt=fmt, path=str(path.resolve()), sha256=digest, actor=actor,
         audit_details={"format": fmt, "sha256": digest, "size_bytes": len(document),
-                       "calls": len(data.calls), "requests": len(data.requests), "protocols": protocols[:50]})
+                       "calls": len(data.calls), "requests": len(data.requests), "protocols": protocols[:50],
+                       **stored})

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web, web_response
 
@@ -60,12 +61,24 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
 
 
+def load_keyring(config: Config) -> Any:
+    """The private keyring the web process decrypts with; None when encryption is off.
+    KeyringError, naming what is missing, when it is on and the keys cannot be read: the web
+    side does not start without them (it could serve nothing encrypted)."""
+    if not config.encryption.enabled:
+        return None
+    from ..encryption.keyring import PrivateKeyring
+    return PrivateKeyring.load(config)
+
+
 def build_app(config: Config, *, db: DbPool | None = None,
-              clock: Callable[[], datetime] = system_clock) -> web.Application:
-    """The application; ``db`` defaults to a pool on ``[storage] database`` (closed on cleanup)."""
+              clock: Callable[[], datetime] = system_clock, keyring: Any = None) -> web.Application:
+    """The application; ``db`` defaults to a pool on ``[storage] database`` (closed on cleanup);
+    ``keyring`` to the private keyring of ``[encryption]`` (KeyringError when it is on and missing)."""
+    keyring = keyring if keyring is not None else load_keyring(config)
     pool = db or open_pool(config)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[CTX_KEY] = WebContext(config=config, db=pool, clock=clock)
+    app[CTX_KEY] = WebContext(config=config, db=pool, clock=clock, keyring=keyring)
     for module in (views_auth, views_calls, views_requests, views_admin, public, api):
         app.router.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR, follow_symlinks=False, show_index=False)
@@ -78,9 +91,10 @@ def build_app(config: Config, *, db: DbPool | None = None,
     return app
 
 
-async def serve(config: Config, host: str, port: int, *, ready: Callable[[str], None] | None = None) -> None:
+async def serve(config: Config, host: str, port: int, *, ready: Callable[[str], None] | None = None,
+                keyring: Any = None) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests and close."""
-    app = build_app(config)
+    app = build_app(config, keyring=keyring)
     runner = web.AppRunner(app, **runner_options())
     await runner.setup()
     try:

@@ -43,8 +43,9 @@ def _new_password_hash() -> str:
 
 def cmd_web(args: argparse.Namespace, load: Load) -> int:
     config = load(args)
+    from ..encryption.keyring import KeyringError
     from ..logs import setup_logging
-    from .app import serve
+    from .app import load_keyring, serve
 
     try:
         # The web page issues download links; without this secret /d/ links cannot be checked.
@@ -52,10 +53,16 @@ def cmd_web(args: argparse.Namespace, load: Load) -> int:
     except ConfigError as exc:
         print(f"callproof: {exc}", file=sys.stderr)
         return 2
+    try:  # encrypted recordings and exports are served decrypted: not without the private keys
+        keyring = load_keyring(config)
+    except KeyringError as exc:
+        print(f"callproof: [encryption] is enabled and the web side needs the private keyring: {exc}",
+              file=sys.stderr)
+        return 2
     setup_logging(config.logging.level, config.logging.format)
     host = args.host or config.web.host
     port = config.web.port if args.port is None else args.port
-    asyncio.run(serve(config, host, port,
+    asyncio.run(serve(config, host, port, keyring=keyring,
                       ready=lambda where: print(f"callproof web listening on {where}", flush=True)))
     return 0
 

@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -25,6 +26,9 @@ class WebContext:
     config: Config
     db: DbPool
     clock: Callable[[], datetime] = system_clock
+    # the private keyring ([encryption] enabled): encrypted recordings, exports and history
+    # documents are decrypted, streaming, to be served; None: encryption off
+    keyring: Any = None
     limiter: SourceLimiter = field(init=False)
     refusals: RefusalTally = field(default_factory=RefusalTally)
     # The queue's one-time notice after an action, by session (never in a URL: it may name
@@ -36,6 +40,9 @@ class WebContext:
 
     def now(self) -> datetime:
         return self.clock()
+
+    def identities(self) -> list[Any] | None:
+        return self.keyring.identities() if self.keyring is not None else None
 
     def leave_notice(self, session_key: str, text: str) -> None:
         self.notices.pop(session_key, None)

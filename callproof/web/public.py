@@ -20,20 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from aiohttp import web
 
+from ..encryption.errors import AgeError
 from ..rights.links import LinkError, parse_token, resolve_token_sync, token_digest
 from .auth import client_remote
 from .context import ctx_of
+from .filesend import open_plaintext, send
+from .filesend import parse_range as _range
 from .recfiles import UnsafeFile, file_inside
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MAX_TOKEN_CHARS = 256
-CHUNK = 256 * 1024
 GONE_REASONS = frozenset({"expired", "revoked", "exhausted", "gone"})  # 410: ask for a new link
 CONTENT_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
 
@@ -41,27 +42,6 @@ CONTENT_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
 def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=text + "\n", content_type="text/plain", charset="utf-8",
                         headers=headers)
-
-
-def _range(request: web.Request, size: int) -> tuple[int, int] | None:
-    """(start, end exclusive) asked for, the whole file without a Range; None when
-    the range cannot be satisfied (416).  One range only."""
-    if "Range" not in request.headers:
-        return 0, size
-    try:
-        asked = request.http_range
-    except ValueError:
-        return None
-    start, stop = asked.start, asked.stop
-    if start is None:
-        return 0, size
-    if start < 0:  # bytes=-N: the last N bytes
-        start = max(0, size + start)
-        stop = size
-    stop = size if stop is None else min(stop, size)
-    if start >= size or start >= stop:
-        return None
-    return start, stop
 
 
 @routes.get("/d/{token}")  # HEAD too (aiohttp adds it to a GET route)
@@ -84,11 +64,8 @@ async def download(request: web.Request) -> web.StreamResponse:
 
     export_path = await ctx.db.run(_export_path_of, ctx.config, token, ctx.now())
     size = None
-    if export_path is not None:
-        try:
-            size = (await asyncio.to_thread(os.stat, export_path)).st_size
-        except OSError:
-            size = None
+    if export_path is not None:  # the plaintext's size: an export is encrypted at rest
+        size = await asyncio.to_thread(_plaintext_size, export_path, ctx.identities())
     wanted = _range(request, size) if size is not None else (0, 0)
     counts = request.method == "GET" and wanted is not None and size is not None and wanted[1] == size
     try:
@@ -100,20 +77,31 @@ async def download(request: web.Request) -> web.StreamResponse:
         return _plain(403, "This download link is not valid.")
     try:
         path = await asyncio.to_thread(file_inside, ctx.config.rights.export_dir, export.path)
-        size = (await asyncio.to_thread(os.stat, path)).st_size
-    except (UnsafeFile, FileNotFoundError) as exc:
+        opened = await asyncio.to_thread(open_plaintext, path, ctx.identities())
+    except (UnsafeFile, OSError, AgeError, ValueError) as exc:
         log.error("download link %s: export %s cannot be served (%s)", link.id, export.id, type(exc).__name__)
         return _plain(410, "This recording is no longer available. Ask for a new link.")
-    wanted = _range(request, size)
+    wanted = _range(request, opened.size)
     if wanted is None:
-        return _plain(416, "Requested range not satisfiable.", {"Content-Range": f"bytes */{size}"})
+        await asyncio.to_thread(opened.close)
+        return _plain(416, "Requested range not satisfiable.", {"Content-Range": f"bytes */{opened.size}"})
     name = f"{link.call_protocol or 'recording'}.{export.format}"
-    return await _send(request, path, size, wanted, headers={
+    return await send(request, opened, wanted, headers={
         "Content-Type": CONTENT_TYPES.get(export.format, "application/octet-stream"),
         "Content-Disposition": f'attachment; filename="{name}"',
-        "Accept-Ranges": "bytes",
         "Cache-Control": "no-store",
     })
+
+
+def _plaintext_size(path: str, identities) -> int | None:
+    """The size of the export's plaintext (decrypting its header and last chunk); None when
+    it cannot be opened (the resolution then refuses and audits why)."""
+    try:
+        opened = open_plaintext(path, identities)
+    except (OSError, AgeError, ValueError):
+        return None
+    opened.close()
+    return opened.size
 
 
 def _export_path_of(db, config, token: str, now) -> str | None:
@@ -124,31 +112,6 @@ def _export_path_of(db, config, token: str, now) -> str | None:
     link = db.links.get(link_id)
     export = db.exports.get(link.export_id) if link else None
     return export.path if export is not None else None
-
-
-async def _send(request: web.Request, path: str, size: int, wanted: tuple[int, int], *,
-                headers: dict[str, str]) -> web.StreamResponse:
-    start, stop = wanted
-    partial = "Range" in request.headers
-    response = web.StreamResponse(status=206 if partial else 200, headers=headers)
-    response.content_length = stop - start
-    if partial:
-        response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-    await response.prepare(request)
-    if request.method == "HEAD":
-        return response
-    fh = await asyncio.to_thread(open, path, "rb")  # the file system is not the event loop's
-    with fh:
-        fh.seek(start)
-        left = stop - start
-        while left > 0:
-            chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
-            if not chunk:
-                break
-            await response.write(chunk)
-            left -= len(chunk)
-    await response.write_eof()
-    return response
 
 
 __all__ = ["download", "token_digest"]

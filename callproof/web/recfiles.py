@@ -41,14 +41,3 @@ def file_inside(root: str | os.PathLike[str], stored_path: str) -> str:
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeFile(f"{real!r} is not a regular file")
     return real
-
-
-def audio_type(path: str) -> str | None:
-    """The content type of the file by its first bytes: ``audio/wav`` for a RIFF
-    WAVE file (what MixMonitor writes), else None -- never by the name's extension."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(12)
-    except OSError:
-        return None
-    return "audio/wav" if head[:4] == b"RIFF" and head[8:12] == b"WAVE" else None

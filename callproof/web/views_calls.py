@@ -12,17 +12,18 @@ from aiohttp import web
 from callproof.callflow.queue_wait import agent_wait
 from callproof.storage.sync import AuditRepo, PagesRepo, RecordingsRepo
 
+from ..encryption.errors import AgeError
 from . import rights_api
 from .auth import actor, requires
 from .context import ctx_of
-from .recfiles import UnsafeFile, audio_type, file_inside, is_protocol
+from .filesend import open_plaintext, parse_range, send, unsatisfiable
+from .recfiles import UnsafeFile, file_inside, is_protocol
 from .render import not_found, render
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 SEARCH_FIELDS = ("protocol", "phone", "cpf", "customer_code", "from", "to")
-AUDIO_CHUNK = 256 * 1024
 
 
 @routes.get("/")
@@ -97,21 +98,38 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
     if row is None or row["state"] != "finalised":
         state = row["state"] if row else "none"
         raise web.HTTPNotFound(text=f"No playable recording for protocol {protocol} (state: {state}).")
+    encrypted = row.get("encryption") == "encrypted"
     try:
-        path = await asyncio.to_thread(file_inside, ctx.config.recording.root, row["path"])
+        path = await asyncio.to_thread(file_inside, ctx.config.recording.root,
+                                       row["age_path"] if encrypted else row["path"])
     except FileNotFoundError:
         raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
     except UnsafeFile:
         # Not the path in the log line: a recording's file name carries the caller's number.
         await _refuse(request, row, protocol, "path outside the recordings root")
-    if await asyncio.to_thread(audio_type, path) != "audio/wav":
+    try:  # the plaintext view: through the private keyring when the file is encrypted
+        opened = await asyncio.to_thread(open_plaintext, path, ctx.identities())
+    except (AgeError, ValueError) as exc:
+        await _refuse(request, row, protocol, f"cannot be decrypted here: {exc}")
+    except OSError:
+        raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
+    if encrypted != opened.encrypted:  # the row and the file disagree: someone changed one
+        opened.close()
+        await _refuse(request, row, protocol, "the file is not what its row says (encrypted or not)")
+    head = await asyncio.to_thread(opened.head, 12)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        await asyncio.to_thread(opened.close)
         await _refuse(request, row, protocol, "not a WAV file")
+    wanted = parse_range(request, opened.size)
+    if wanted is None:
+        await asyncio.to_thread(opened.close)
+        return unsatisfiable(opened.size)
     await ctx.db.run(AuditRepo.append, "recording.downloaded" if download else "recording.streamed",
                      actor(request), ctx.now(), protocol=protocol, subject=f"recording:{row['id']}",
-                     details={"via": "web", "range": request.headers.get("Range")})
+                     details={"via": "web", "range": request.headers.get("Range"), "encrypted": encrypted})
     disposition = "attachment" if download else "inline"
     # The type is what the file is (checked above), never what its name says.
-    return web.FileResponse(path, chunk_size=AUDIO_CHUNK, headers={
+    return await send(request, opened, wanted, headers={
         "Content-Type": "audio/wav",
         "Content-Disposition": f'{disposition}; filename="{protocol}.wav"',
         "Cache-Control": "no-store",
@@ -129,7 +147,7 @@ async def _refuse(request: web.Request, row: dict, protocol: str, why: str) -> N
 @routes.get(r"/calls/{protocol:[0-9]{17}}/audio")
 @requires("viewer")
 async def call_audio(request: web.Request) -> web.StreamResponse:
-    """The recording for the page's <audio> player; Range requests get 206 / 416 (FileResponse)."""
+    """The recording for the page's <audio> player; Range requests get 206 / 416 (filesend.py)."""
     return await _serve_recording(request, download=False)
 
 

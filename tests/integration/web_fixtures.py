@@ -68,6 +68,10 @@ def write_web_config(app_config: Config, run_dir: Path, port: int, **web: Any) -
                                             ("trusted_keys", app_config.evidence.trusted_keys)) if v},
         "logging": {"level": "INFO", "format": "text"},
     }
+    if app_config.encryption.enabled:  # the web side decrypts with the private keyring
+        enc = app_config.encryption
+        tables["encryption"] = {"enabled": True, "public_keys_dir": str(enc.public_keys_dir),
+                                "private_keys_dir": str(enc.private_keys_dir)}
     lines = []
     for name, table in tables.items():
         lines.append(f"[{name}]")
