@@ -283,7 +283,8 @@ class SqliteRetentionStore:
     def live(self, after: int, limit: int) -> list[LiveRecording]:
         return [LiveRecording(*r) for r in self._conn.execute(
             "SELECT id, protocol, COALESCE(age_path, path), sha256, retention_class, retention_until"
-            " FROM recordings WHERE state IN ('finalised', 'empty') AND sweep_mark IS NULL AND id > ? ORDER BY id LIMIT ?",
+            " FROM recordings WHERE state IN ('finalised', 'empty') AND sweep_mark IS NULL AND id > ?"
+            " ORDER BY id LIMIT ?",
             (after, limit))]
 
     def state_of_path(self, path: str) -> str | None:
