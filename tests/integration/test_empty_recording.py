@@ -15,11 +15,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from callproof.config import Config
 from callproof.demo import load_sandbox_config, write_config
+from callproof.metrics import StoredFigures
 from callproof.sandbox import Sandbox, originate_call
-from callproof.sms.metrics import exposition
 
 from .harness import ObservedApplication, running
 from .test_call_state import short_prompts
@@ -59,7 +60,11 @@ async def test_a_call_that_hangs_up_at_once_after_hand_off_is_empty(app, sandbox
     assert (rec["state"], rec["duration_ms"]) == ("empty", 0), rec
     assert Path(rec["path"]).stat().st_size == rec["size_bytes"] <= 44 + 320  # a header, no audio to speak of
     assert any(r.getMessage() == "recording.empty" for r in caplog.records)
-    assert 'callproof_recordings{state="empty"} 1' in exposition(await app.db.outbox.counters())
+    figures = StoredFigures(app.db, soon_until=lambda now: now)
+    registry = CollectorRegistry()
+    registry.register(figures)
+    await figures.refresh()
+    assert 'callproof_recordings{state="empty"} 1.0' in generate_latest(registry).decode()  # what /metrics serves
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLPROOF_")}
     env.update(PYTHONPATH=str(REPO), CALLPROOF_GENERAL_SERVICE_USER=os.environ["CALLPROOF_GENERAL_SERVICE_USER"])
