@@ -79,16 +79,21 @@ def _owner(path: Path) -> str:
             st = candidate.stat()
         except OSError:
             continue
-        try:
-            user = pwd.getpwuid(st.st_uid).pw_name
-        except KeyError:
-            user = str(st.st_uid)
-        try:
-            group = grp.getgrgid(st.st_gid).gr_name
-        except KeyError:
-            group = str(st.st_gid)
-        return f"{candidate} is {user}:{group} {st.st_mode & 0o7777:04o}"
+        return f"{candidate} is {ownership(st)}"
     return f"{path} not found"
+
+
+def ownership(st: os.stat_result) -> str:
+    """'user:group mode' of a stat result (numeric ids when they have no name), as messages show it."""
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{user}:{group} {st.st_mode & 0o7777:04o}"
 
 
 def permission_message(exc: BaseException, service_user: str, database: Path | None = None) -> str | None:

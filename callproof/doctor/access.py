@@ -9,7 +9,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from callproof.service_user import Account, account
+from callproof.service_user import Account, account, ownership
 
 R, W, X = 4, 2, 1
 
@@ -50,7 +50,7 @@ def denied(path: Path, user: Who, want: int) -> str | None:
         except OSError as exc:
             return f"{folder}: {exc.strerror}"
         if not _allowed(st, user, X):
-            return f"{user.name} cannot enter {folder} ({_describe(st)})"
+            return f"{user.name} cannot enter {folder} ({ownership(st)})"
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -59,19 +59,5 @@ def denied(path: Path, user: Who, want: int) -> str | None:
         return f"{path}: {exc.strerror}"
     if not _allowed(st, user, want):
         need = "".join(c for c, bit in (("r", R), ("w", W), ("x", X)) if want & bit)
-        return f"{user.name} may not {need} {path} ({_describe(st)})"
+        return f"{user.name} may not {need} {path} ({ownership(st)})"
     return None
-
-
-def _describe(st: os.stat_result) -> str:
-    import grp
-    import pwd
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return f"{owner}:{group} {stat.S_IMODE(st.st_mode):04o}"

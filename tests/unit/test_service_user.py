@@ -92,3 +92,26 @@ def test_commands_that_write_etc_or_check_the_user_stay_root(argv, monkeypatch):
     monkeypatch.setattr(cli, "drop_to_service_user", lambda name: dropped.append(name))
     cli._become_service_user(args)
     assert dropped == []
+
+
+def test_ownership_names_owner_group_and_mode(tmp_path):
+    import pwd
+
+    from callproof.service_user import ownership
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    os.chmod(f, 0o640)
+    owner = pwd.getpwuid(os.getuid()).pw_name
+    assert ownership(f.stat()).startswith(f"{owner}:")
+    assert ownership(f.stat()).endswith(" 0640")
+
+
+def test_ownership_shows_numeric_ids_without_a_name(tmp_path):
+    from callproof.service_user import ownership
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    os.chown(f, 54321, 54322)  # ids with no passwd/group entry
+    os.chmod(f, 0o600)
+    assert ownership(f.stat()) == "54321:54322 0600"
