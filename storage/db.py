@@ -129,7 +129,7 @@ def configure(conn: sqlite3.Connection, busy_timeout_ms: int = DEFAULT_BUSY_TIME
         raise ValueError(f"busy_timeout_ms must be a non-negative int, got {busy_timeout_ms!r}")
     conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     # WAL: readers never block the writer and vice versa; persistent in the file.
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    mode = _switch_to_wal(conn, busy_timeout_ms)
     if mode.lower() not in ("wal", "memory"):
         raise StorageError(f"could not switch the database to WAL mode (got {mode!r})")
     # NORMAL is durable across application crashes in WAL mode; only an OS
@@ -138,6 +138,27 @@ def configure(conn: sqlite3.Connection, busy_timeout_ms: int = DEFAULT_BUSY_TIME
     conn.execute("PRAGMA foreign_keys = ON")
     if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
         raise StorageError("this SQLite build cannot enforce foreign keys")
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
+    """``PRAGMA journal_mode = WAL``, retried within the busy timeout.
+
+    Processes opening a fresh (rollback-journal) file at once each take a shared lock and then
+    want the exclusive one to switch it: SQLite breaks that deadlock by failing one of them with
+    "database is locked" at once, without its busy handler.  The switch is idempotent, so the
+    loser tries again until the file is in WAL mode (the winner's switch persists) or the busy
+    timeout has passed."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    pause = 0.005
+    while True:
+        try:
+            mode: str = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            return mode
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 # --------------------------------------------------------------------------
