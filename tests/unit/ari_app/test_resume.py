@@ -37,9 +37,10 @@ def new_flow(config, db, ari_setup=None, recorder=None, variables=None):
 async def interrupt(flow: CallFlow, until) -> None:
     """Run the flow until ``until()`` holds, then cancel it as the application does on a drop."""
     task = asyncio.ensure_future(flow.run())
-    for _ in range(200):
-        if await until():
-            break
+    deadline = asyncio.get_running_loop().time() + 30  # generous: a loaded CI machine is slow, not wrong
+    while not await until():
+        assert asyncio.get_running_loop().time() < deadline, "the flow never reached the point to cut"
+        assert not task.done(), f"the flow ended before the point to cut: {task.result()!r}"
         await asyncio.sleep(0.005)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -66,7 +67,7 @@ async def test_consent_still_playing_is_followed_not_replayed(config, db):
     asyncio.get_running_loop().call_later(0.05, inbox.push, {
         "type": "PlaybackFinished", "playback": {"id": playback, "state": "done",
                                                  "target_uri": f"channel:{second.channel_id}"}})
-    assert await asyncio.wait_for(second.run(), 5) == "handed_off"
+    assert await asyncio.wait_for(second.run(), 30) == "handed_off"
     assert ari2.played() == ["protocol", "protocol"], "the announcement was played again"
     assert ("playback_state", playback) in ari2.ops
     row = await row_of(db)
@@ -84,7 +85,7 @@ async def test_consent_that_ended_while_away_is_not_replayed(config, db, caplog)
     await interrupt(first, accepted)
     second, ari2, _ = new_flow(config, db)  # Asterisk no longer has the playback; the channel is up
     with caplog.at_level(logging.INFO, logger="callproof.flow"):
-        assert await asyncio.wait_for(second.run(), 5) == "handed_off"
+        assert await asyncio.wait_for(second.run(), 30) == "handed_off"
     assert ari2.played() == ["protocol", "protocol"]
     followed = [r for r in caplog.records if r.getMessage() == "consent.followed"]
     assert followed and followed[0].fields["seen"] == "ended while the link was down"
@@ -92,13 +93,13 @@ async def test_consent_that_ended_while_away_is_not_replayed(config, db, caplog)
 
 async def test_unacknowledged_consent_is_played_again_and_nothing_is_failed(config, db):
     first, _, _ = new_flow(config, db, lambda a: setattr(a, "unacknowledged_in", "consent"))
-    assert await asyncio.wait_for(first.run(), 5) == "interrupted"
+    assert await asyncio.wait_for(first.run(), 30) == "interrupted"
     assert first.link_lost and first.outcome is None
     row = await row_of(db)
     assert row["status"] == "consent_playing" and row["error"] is None and row["consent_playback_id"] is None
 
     second, ari2, _ = new_flow(config, db)
-    assert await asyncio.wait_for(second.run(), 5) == "handed_off"
+    assert await asyncio.wait_for(second.run(), 30) == "handed_off"
     assert ari2.played() == ["consent", "protocol", "protocol"]
     assert (await row_of(db))["consent_outcome"] == "finished"
 
@@ -122,7 +123,7 @@ async def test_finished_consent_is_never_heard_again(config, db):
     finally:
         db.protocols.allocate_for_call_within = real_allocate
     second, ari2, _ = new_flow(config, db)
-    assert await asyncio.wait_for(second.run(), 5) == "handed_off"
+    assert await asyncio.wait_for(second.run(), 30) == "handed_off"
     assert ari1.played() == ["consent"] and ari2.played() == ["protocol", "protocol"]
 
 
@@ -152,7 +153,7 @@ async def test_reading_in_progress_is_followed_and_counted_once(config, db):
     playback = row["protocol_playback_id"]
 
     second, ari2, _ = new_flow(config, db)  # it finished while we were away
-    assert await asyncio.wait_for(second.run(), 5) == "handed_off"
+    assert await asyncio.wait_for(second.run(), 30) == "handed_off"
     assert ari2.played() == [], "no reading was started again"
     row = await row_of(db)
     assert row["protocol_read_count"] == 2 and row["protocol_playback_id"] is None
@@ -171,7 +172,7 @@ async def test_running_mixmonitor_is_adopted_not_started_again(config, db):
 
     CallStore.update = no_recording_status  # type: ignore[method-assign]
     try:
-        await asyncio.gather(asyncio.wait_for(first.run(), 5), return_exceptions=True)
+        await asyncio.gather(asyncio.wait_for(first.run(), 30), return_exceptions=True)
     finally:
         CallStore.update = real_update  # type: ignore[method-assign]
     row = await row_of(db)
@@ -180,7 +181,7 @@ async def test_running_mixmonitor_is_adopted_not_started_again(config, db):
 
     recorder = FakeRecorder()
     second, _, _ = new_flow(config, db, recorder=recorder, variables={"MIXMONITOR_FILENAME": rec["path"]})
-    assert await asyncio.wait_for(second.run(), 5) == "handed_off"
+    assert await asyncio.wait_for(second.run(), 30) == "handed_off"
     assert recorder.started == [], "MixMonitor was started a second time"
     assert recorder.tracked == {second.channel_id: rec["id"]}
     assert len(await db.recordings.for_call(row["id"])) == 1
@@ -199,21 +200,21 @@ async def test_stopped_mixmonitor_is_started_on_the_same_row(config, db):
 
     CallStore.update = no_recording_status  # type: ignore[method-assign]
     try:
-        await asyncio.gather(asyncio.wait_for(first.run(), 5), return_exceptions=True)
+        await asyncio.gather(asyncio.wait_for(first.run(), 30), return_exceptions=True)
     finally:
         CallStore.update = real_update  # type: ignore[method-assign]
     row = await row_of(db)
     (rec,) = await db.recordings.for_call(row["id"])
     recorder = FakeRecorder()
     second, _, _ = new_flow(config, db, recorder=recorder)  # MIXMONITOR_FILENAME not set
-    assert await asyncio.wait_for(second.run(), 5) == "handed_off"
+    assert await asyncio.wait_for(second.run(), 30) == "handed_off"
     assert [Path(p) for _, _, p in recorder.started] == [Path(rec["path"])]
     assert [r["id"] for r in await db.recordings.for_call(row["id"])] == [rec["id"]]
 
 
 async def test_storage_refuses_evidence_out_of_order(config, db):
     flow, _, _ = new_flow(config, db)
-    assert await asyncio.wait_for(flow.run(), 5) == "handed_off"
+    assert await asyncio.wait_for(flow.run(), 30) == "handed_off"
     row = await row_of(db)
     with pytest.raises(EvidenceOrderError, match="consent must have finished before the protocol"):
         await db.calls.update(row["id"], consent_started_at="2026-11-22T16:00:00Z")
