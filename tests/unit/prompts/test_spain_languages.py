@@ -133,3 +133,25 @@ def test_start_up_names_the_language_and_its_missing_files(tmp_path):
 def test_start_up_reads_every_configured_language(tmp_path):
     catalogue = PromptCatalogue(tmp_path, default_language="es", languages=("es",))
     assert missing_prompts(catalogue, with_menu=False) == {"es": ["es/consent.wav", "es/protocol-is.wav"]}
+
+
+@pytest.mark.parametrize("command", ["run", "fastagi"])
+def test_callproof_run_and_fastagi_stop_at_start_up_naming_the_missing_prompts(tmp_path, capsys, command):
+    from tests.fakes.flow_config import write_flow_config
+
+    prompts = tmp_path / "prompts"
+    for name in ("consent", "protocol-is"):
+        write_wav(prompts / "es" / f"{name}.wav")
+    config = write_flow_config(tmp_path, f'''
+[general]
+languages = ["es", "gl"]
+default_language = "es"
+[prompts]
+directory = "{prompts}"
+''')
+    with pytest.raises(SystemExit) as stopped:
+        callproof_main(["--config", str(config), command])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "prompt files missing for configured language(s) -- gl: gl/consent.wav, gl/protocol-is.wav" in err
+    assert "es:" not in err  # es is complete (its digits are Asterisk's)
