@@ -118,6 +118,15 @@ class AgiCallPort:
             return False
         return reply.result not in ("", "0") and chr(int(reply.result)) == key
 
+    async def read_digit(self, seconds: float) -> str | None:
+        reply = await self.command(f"WAIT FOR DIGIT {int(seconds * 1000)}")
+        if reply.failed:
+            await self._check_alive()
+            return None
+        if reply.result in ("", "0") or not reply.result.isdigit():
+            return None
+        return chr(int(reply.result))
+
     async def get_variable(self, name: str) -> str | None:
         reply = await self.command(f"GET VARIABLE {quote(name)}")
         return reply.data if reply.result == "1" else None

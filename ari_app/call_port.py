@@ -137,6 +137,14 @@ class AriCallPort:
         self.inbox.take_dtmf()
         return True
 
+    async def read_digit(self, seconds: float) -> str | None:
+        try:
+            event = await self.inbox.wait_for(lambda e: e.get("type") == "ChannelDtmfReceived", timeout=seconds)
+        except TimeoutError:
+            return None
+        self.inbox.take_dtmf()
+        return str(event.get("digit") or "") or None
+
     async def get_variable(self, name: str) -> str | None:
         with _gone_is_hangup():
             return await self.s.ari.get_variable(self.channel_id, name)

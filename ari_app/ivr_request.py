@@ -43,7 +43,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from callproof.callflow import decisions
+from callproof.callflow import language_choice
 from callproof.callflow.decisions import iso
 from callproof.logs import event
 from callproof.numbers import normalise_caller
@@ -193,8 +193,10 @@ class RequestIvrFlow:
             event(log, "ivr.resumed", channel=self.channel_id, status=self.status)
             return
         asked = self.args[1] if len(self.args) > 1 else ""
-        self.language = decisions.choose_language(self.s.config, self.s.prompts, asked,
-                                                  self.channel.get("language"))
+        dialled = str((self.channel.get("dialplan") or {}).get("exten") or "")
+        self.language = language_choice.choose_language(
+            self.s.config, self.s.prompts, asked=asked, dialled=dialled,
+            channel_language=self.channel.get("language")).language
         raw = str((self.channel.get("caller") or {}).get("number") or "")
         self.caller_number = normalise_caller(raw, self.s.config.general.phone_region).e164
         answer = self._answer_if_needed()

@@ -79,9 +79,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompts_or_exit(config: Any) -> None:
+    """Every configured language has its prompt files (callproof/prompts/startup.py): a
+    language without them stops the service at start-up, not at a caller's first prompt."""
+    from .callflow.language_choice import any_menu
+    from .prompts import MissingPromptsError, PromptCatalogue, require_prompts
+
+    catalogue = PromptCatalogue(config.prompts.directory, default_language=config.general.default_language,
+                                languages=config.general.languages, custom_dir=config.prompts.custom_directory)
+    try:
+        require_prompts(catalogue, with_menu=any_menu(config))
+    except MissingPromptsError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args, talks_to_asterisk=True)
     _signing_key_or_exit(config)
+    _prompts_or_exit(config)
     setup_logging(config.logging.level, config.logging.format)
     from callproof.ari_app.app import Application
     from callproof.ari_app.logins import EXIT_LOGIN_REFUSED, LoginRefused
@@ -128,6 +144,7 @@ def cmd_fastagi(args: argparse.Namespace) -> int:
     """The FastAGI server (agi_scripts/fastagi.py) until SIGTERM/SIGINT."""
     config = _load(args)
     _signing_key_or_exit(config)
+    _prompts_or_exit(config)
     setup_logging(config.logging.level, config.logging.format)
     from callproof.agi_scripts.fastagi import FastAgiServer
 
@@ -172,11 +189,26 @@ def cmd_protocol_show(args: argparse.Namespace) -> int:
 
 
 def cmd_prompts_generate(args: argparse.Namespace) -> int:
-    from .prompts import generate_prompts
+    """The configured languages' prompts ([general] languages; --languages overrides it,
+    and is the default set with --dest and no configuration)."""
+    from .prompts import LANGUAGES, generate_prompts
+    from .prompts.cli import print_recordings_needed
 
-    dest = Path(args.dest) if args.dest else _load(args).prompts.directory
-    result = generate_prompts(dest, force=args.force)
-    print(f"prompts ready in {dest} ({len(result)} entries)")
+    config = None if args.dest else _load(args)
+    dest = Path(args.dest) if args.dest else config.prompts.directory  # type: ignore[union-attr]
+    if args.languages:
+        languages = [x.strip() for x in args.languages.split(",") if x.strip()]
+    else:
+        languages = list(config.general.languages if config else LANGUAGES)
+    custom = config.prompts.custom_directory if config else None
+    try:
+        result = generate_prompts(dest, languages, force=args.force, custom_dir=custom)
+    except ValueError as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return 2
+    print(f"prompts ready in {dest} ({len(result['created'])} created, {len(result['kept'])} kept; "
+          f"languages {', '.join(languages)})")
+    print_recordings_needed(result)
     return 0
 
 
@@ -394,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = prompts.add_parser("generate", help="generate the default prompts with espeak-ng")
     gen.add_argument("--dest", help="directory (default: [prompts] directory)")
     gen.add_argument("--force", action="store_true", help="regenerate existing files")
+    gen.add_argument("--languages", help="comma-separated (default: [general] languages)")
     gen.set_defaults(func=cmd_prompts_generate)
     dialplan = sub.add_parser("dialplan", help="the shipped dialplan contexts").add_subparsers(dest="sub",
                                                                                                 required=True)

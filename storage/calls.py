@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 # outbox consistent) and updated_at (set automatically).
 TIME_COLUMNS = frozenset({
     "consent_started_at", "consent_finished_at", "protocol_read_finished_at",
-    "recording_started_at", "handed_off_at", "ended_at",
+    "recording_started_at", "handed_off_at", "ended_at", "language_chosen_at",
 })
 UPDATABLE_COLUMNS = TIME_COLUMNS | {
     "uniqueid", "linkedid", "caller_number", "caller_name", "dialled_number", "language",
     "status", "consent_prompt", "consent_language", "consent_sha256", "consent_outcome",
     "protocol_read_count", "hangup_cause", "error",
     "consent_playback_id", "protocol_playback_id", "protocol_replays",
+    "language_source", "language_menu",
 }
 
 
@@ -37,6 +38,9 @@ UPDATABLE_COLUMNS = TIME_COLUMNS | {
 #: the classic AGI script, the FastAGI server, or one of the AGI paths run by the shipped
 #: dialplan because ``Stasis()`` failed (the ARI application was not connected).
 SERVED_BY_VALUES = ("ari", "agi", "fastagi", "agi_fallback", "fastagi_fallback")
+
+#: What chose a call's language (``calls.language_source``, migration 0015).
+LANGUAGE_SOURCES = ("dialplan", "did", "menu", "channel", "default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +55,19 @@ class NewCall:
     language: str | None
     started_at: str | datetime
     served_by: str | None = None  # one of SERVED_BY_VALUES (None: not known)
+    # what chose ``language``: dialplan | did | channel | default (migration 0015; 'menu' later)
+    language_source: str | None = None
 
 
 _INSERT_COLUMNS = [f.name for f in fields(NewCall)]
-_SQL_INSERT = (
-    f"INSERT INTO calls ({', '.join(_INSERT_COLUMNS)}, status, updated_at)"
-    f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)}, '{INITIAL.value}', ?)"
-)
+#: Written only when set (NULL is their column default): a row can be created by code that
+#: knows a column the schema it writes to does not have yet (a migration test's older schema).
+_OPTIONAL_COLUMNS = frozenset({"language_source"})
+
+
+def _sql_insert(columns: list[str]) -> str:
+    return (f"INSERT INTO calls ({', '.join(columns)}, status, updated_at)"
+            f" VALUES ({', '.join('?' for _ in columns)}, '{INITIAL.value}', ?)")
 
 
 def create_sync(conn: sqlite3.Connection, call: NewCall, updated_at: str | datetime) -> int:
@@ -65,8 +75,13 @@ def create_sync(conn: sqlite3.Connection, call: NewCall, updated_at: str | datet
         raise ValueError(f"calls.served_by must be one of {', '.join(SERVED_BY_VALUES)}, not {call.served_by!r}")
     values = list(astuple(call))
     values[_INSERT_COLUMNS.index("started_at")] = to_db_time(call.started_at)
+    if call.language_source is not None and call.language_source not in LANGUAGE_SOURCES:
+        raise ValueError(f"calls.language_source must be one of {', '.join(LANGUAGE_SOURCES)}, "
+                         f"not {call.language_source!r}")
+    kept = [(c, v) for c, v in zip(_INSERT_COLUMNS, values, strict=True)
+            if v is not None or c not in _OPTIONAL_COLUMNS]
     try:
-        cur = conn.execute(_SQL_INSERT, (*values, to_db_time(updated_at)))
+        cur = conn.execute(_sql_insert([c for c, _ in kept]), (*(v for _, v in kept), to_db_time(updated_at)))
     except sqlite3.IntegrityError as e:
         existing = get_by_channel_sync(conn, call.channel_id)
         if existing is not None:

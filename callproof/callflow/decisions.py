@@ -19,6 +19,10 @@ from callproof.retention.policy import RetentionChoice, choose_class
 from callproof.sms.text import render_sms
 from callproof.storage import SmsDraft
 
+from . import language_choice
+from .language_choice import LanguageChoice
+from .port import CallFacts
+
 log = logging.getLogger("callproof.flow")
 
 
@@ -27,17 +31,21 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def choose_language(config: Config, prompts: PromptCatalogue, asked: str | None,
-                    channel_language: str | None) -> str:
-    """The dialplan's CALLPROOF_LANGUAGE if set, else the channel's language when
-    ``general.use_channel_language`` trusts it, else the default language.
+def choose_language(config: Config, prompts: PromptCatalogue, facts: CallFacts) -> LanguageChoice:
+    """The dialplan's CALLPROOF_LANGUAGE if set, else ``[languages] by_did`` on the DID,
+    else the channel's language when ``general.use_channel_language`` trusts it, else
+    the default language (:mod:`.language_choice`).
 
     Asterisk reports "en" for every channel whose language was never set, which is
     why the channel language is not used unless configured.
     """
-    if not asked and config.general.use_channel_language:
-        asked = channel_language or ""
-    return prompts.resolve_language(asked or None)
+    return language_choice.choose_language(config, prompts, asked=facts.language, dialled=facts.dialled,
+                                           channel_language=facts.channel_language)
+
+
+def menu_for(config: Config, dialled: str) -> tuple[str, ...]:
+    """The languages the menu after the announcement offers on this DID; () = none."""
+    return language_choice.menu_for(config, dialled)
 
 
 def protocol_year(config: Config, started_at: datetime) -> int:

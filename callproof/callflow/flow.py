@@ -1,6 +1,6 @@
 """One call's compliance flow, step by step, each outcome persisted -- for both transports.
 
-    consent → protocol → read aloud → SMS (outbox, same transaction) → record → hand off
+    consent → [language menu] → protocol → read aloud → SMS (outbox, same transaction) → record → hand off
 
 Read :meth:`CallFlow.run` top to bottom: that is the order a caller lives through.
 Every step writes its outcome to the call row before the next one starts, so a
@@ -43,6 +43,8 @@ from callproof.storage.journal import Journal
 from . import decisions, endings, resume
 from .call_store import CallStore
 from .decisions import iso
+from .language_menu import DONE as MENU_DONE
+from .language_menu import MenuOutcome, offer_menu
 from .port import UNKNOWN_ROW, CallerHungUp, CallPort, LinkLost, finish_before_cancel
 from .reasons import (
     PROTOCOL_VARIABLE,
@@ -128,6 +130,7 @@ class CallFlow:
             await self.enter()
             if self._runs(Step.CONSENT):
                 await self.play_consent()
+                await self.language_menu()
             if self._runs(Step.PROTOCOL):
                 await self.allocate_protocol()
             if self._runs(Step.READ):
@@ -176,7 +179,8 @@ class CallFlow:
         facts, cfg = self.port.facts, self.d.config
         caller = await self.port.caller_id()
         self.caller_raw, self.dialled = caller.number, facts.dialled
-        self.language = decisions.choose_language(cfg, self.d.prompts, facts.language, facts.channel_language)
+        choice = decisions.choose_language(cfg, self.d.prompts, facts)
+        self.language = choice.language
         number = normalise_caller(caller.number, cfg.general.phone_region)
         # The row, the answer and the identity variables together: consent playback must start fast.
         created, answered, identity = await asyncio.gather(
@@ -184,7 +188,7 @@ class CallFlow:
                 channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=facts.linkedid,
                 caller_number_raw=caller.number, caller_number=number.e164, caller_name=caller.name,
                 dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at),
-                served_by=facts.served_by or None))),
+                served_by=facts.served_by or None, language_source=choice.source))),
             self._marked("answered", self.port.answer()), self._captured_identity(), return_exceptions=True)
         if isinstance(created, BaseException):
             raise created
@@ -197,7 +201,8 @@ class CallFlow:
         if identity:
             await self.store.identity({"cpf_hash": identity.cpf_hash,
                                        "customer_code_hash": identity.customer_code_hash})
-        self._event("call.entered", call_id=self.call_id, language=self.language, served_by=facts.served_by)
+        self._event("call.entered", call_id=self.call_id, language=self.language, language_source=choice.source,
+                    served_by=facts.served_by)
 
     async def _marked(self, mark: str, step: Awaitable[T]) -> T:
         """``step``, with the time it was done among the call's timings (call.timings)."""
@@ -247,6 +252,32 @@ class CallFlow:
             raise
         await store.update(consent_outcome="finished", consent_finished_at=iso(clock()))
         self._event("consent.finished", prompt=self._was("consent_prompt") or "consent")
+
+    async def language_menu(self) -> None:
+        """The language menu, when the DID has one ([languages] menu / menu_by_did), after the
+        announcement and before the protocol: the protocol, its reading and its SMS are in
+        the language chosen.  Its outcome is on the row before anything else is played, so
+        a resumed call never hears the menu again once it ended (callflow/language_menu.py)."""
+        if step_done(self.status, S.CONSENT_PLAYING) or self._was("language_menu") in MENU_DONE:
+            return
+        options = decisions.menu_for(self.d.config, self.dialled)
+        if not options:
+            return
+        lc = self.d.config.languages
+        try:
+            result = await offer_menu(self.port, self.d.prompts, options, self.language,
+                                      timeout=lc.menu_timeout_seconds, repeats=lc.menu_repeats)
+        except CallerHungUp:
+            await self.store.update(language_menu=MenuOutcome.CALLER_LEFT, language_chosen_at=iso(self.d.clock()))
+            self._event("language.menu_left")
+            raise
+        changes: dict[str, object] = {"language_menu": result.outcome, "language_chosen_at": iso(self.d.clock())}
+        if result.outcome is MenuOutcome.CHOSEN:
+            self.language = result.language
+            changes.update(language=result.language, language_source="menu")
+        await self.store.update(**changes)
+        self.timings.mark("language_chosen")
+        self._event("language.menu", outcome=result.outcome, language=self.language, rounds=result.rounds)
 
     async def _play_consent_anew(self) -> None:
         prompt = self.d.prompts.prompt("consent", self.language)

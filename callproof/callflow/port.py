@@ -12,7 +12,8 @@ second flow:
 
 * keys pressed while a prompt plays: ARI hears them (:meth:`CallPort.take_digits`
   returns them, so ``*`` during a reading earns a replay); AGI ``Playback`` does not
-  (always ``[]``), so on AGI the replay key counts only within the replay window;
+  (always ``[]``), so on AGI the replay key counts only within the replay window, and
+  a language-menu key only once the menu has been played (:meth:`CallPort.read_digit`);
 * the hang-up cause: ARI knows it from the ending event, at once; AGI learns it in
   the hangup handler (the ``finalise`` step, ``HANGUPCAUSE``), so
   :meth:`CallPort.hangup_cause` returns None there;
@@ -141,6 +142,10 @@ class CallPort(Protocol):
 
     async def wait_for_digit(self, key: str, seconds: float) -> bool:
         """True when ``key`` is pressed within ``seconds``."""
+        ...
+
+    async def read_digit(self, seconds: float) -> str | None:
+        """The next key pressed within ``seconds`` (the language menu), None when none is."""
         ...
 
     async def get_variable(self, name: str) -> str | None:

@@ -32,6 +32,22 @@ class GeneralConfig:
 
 
 @dataclass(frozen=True)
+class LanguagesConfig:
+    """Which language a call is served in, and the menu after the announcement
+    (docs/prompts.md#languages).  DIDs are written as the dialplan passes them (their
+    digits); a leading ``+`` and separators in a key are ignored."""
+    # DID -> language: after the dialplan's CALLPROOF_LANGUAGE, before the channel's
+    by_did: Mapping[str, str] = field(default_factory=dict)
+    # the languages offered after the announcement (key 1, 2, ... in this order); () = no menu
+    menu: tuple[str, ...] = ()
+    # DID -> "es,ca" (comma-separated; "" = no menu on that DID): wins over ``menu``
+    menu_by_did: Mapping[str, str] = field(default_factory=dict)
+    menu_timeout_seconds: float = 5.0
+    # times the menu is offered again after no key or a wrong key (then the language stays)
+    menu_repeats: int = 1
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     database: Path = Path("/var/lib/callproof/callproof.db")
     busy_timeout_ms: int = 5000
@@ -158,6 +174,9 @@ class SmsConfig:
             "pt_BR": "{company}: protocolo de atendimento {protocol} em {date} {time}.",
             "es": "{company}: protocolo de atencion {protocol} el {date} {time}.",
             "en": "{company}: service protocol {protocol} on {date} {time}.",
+            "ca": "{company}: protocol d'atencio {protocol} el {date} {time}.",
+            "eu": "{company}: arreta-protokoloa {protocol}, {date} {time}.",
+            "gl": "{company}: protocolo de atencion {protocol} o {date} {time}.",
         }
     )
 
@@ -211,6 +230,9 @@ class RightsConfig:
             "pt_BR": "{company}: gravacao do protocolo {protocol}: {url} (valido ate {expires}).",
             "es": "{company}: grabacion del protocolo {protocol}: {url} (valido hasta {expires}).",
             "en": "{company}: recording of protocol {protocol}: {url} (valid until {expires}).",
+            "ca": "{company}: enregistrament del protocol {protocol}: {url} (valid fins al {expires}).",
+            "eu": "{company}: {protocol} protokoloaren grabazioa: {url} ({expires} arte baliozkoa).",
+            "gl": "{company}: gravacion do protocolo {protocol}: {url} (valida ata o {expires}).",
         }
     )
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -327,6 +349,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
+    languages: LanguagesConfig = field(default_factory=LanguagesConfig)
 
 
 #: TOML table name -> its section class, in the order of :class:`Config`'s fields.
@@ -337,7 +360,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
     "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
     "evidence": EvidenceConfig, "audit": AuditConfig, "metrics": MetricsConfig,
-    "encryption": EncryptionConfig,
+    "encryption": EncryptionConfig, "languages": LanguagesConfig,
 }
 
 #: Annotation -> class of the sub-tables (``[sms.smpp]``, ``[rights.smtp]``, ...).

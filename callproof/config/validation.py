@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .checks import check_numbers, check_template
 from .errors import ConfigError
+from .language_rules import validate_languages
 from .sections import (
     AuditConfig,
     CallbackConfig,
@@ -146,6 +147,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
             raise ConfigError(f"sms.templates.{lang}", "missing template for a configured language")
     for lang, template in s.templates.items():
         check_template(f"sms.templates.{lang}", template, _SMS_FIELDS)
+    validate_languages(config.languages, g.languages)
     _validate_retention(config.retention)
     _validate_rights(config.rights, g.languages)
     _validate_web(config.web)

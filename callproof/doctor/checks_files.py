@@ -7,15 +7,17 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
+from callproof.callflow.language_choice import any_menu
 from callproof.config import Config, Sources
-from callproof.prompts import PromptCatalogue
+from callproof.prompts import CALL_PROMPTS as FLOW_PROMPTS
+from callproof.prompts import MENU_PROMPTS, PromptCatalogue
 from callproof.prompts.catalogue import PromptNotFoundError
 
 from .access import R, W, Who, X, denied
 from .report import Result, fail, ok
 
 #: The prompts a call needs in each language (the request IVR's are checked when it is reachable).
-CALL_PROMPTS = ("consent", "protocol-is")
+CALL_PROMPTS = FLOW_PROMPTS
 #: Where Debian's Asterisk keeps its sounds (astdatadir/sounds).
 SOUNDS = PurePosixPath("/usr/share/asterisk/sounds")
 SOUND_EXTENSIONS = (".wav", ".gsm", ".ulaw", ".alaw", ".sln", ".g722", ".sln16")
@@ -92,9 +94,10 @@ def check_prompts(config: Config, user: Who, asterisk_root: Path = Path("/")) ->
     catalogue = PromptCatalogue(config.prompts.directory, default_language=config.general.default_language,
                                 languages=config.general.languages, custom_dir=config.prompts.custom_directory)
     results = []
+    names = (*CALL_PROMPTS, *MENU_PROMPTS) if any_menu(config) else CALL_PROMPTS
     for language in catalogue.languages:
         missing, unreadable, files = [], [], []
-        for name in CALL_PROMPTS:
+        for name in names:
             try:
                 files.append(catalogue.prompt(name, language).path)
             except PromptNotFoundError:
@@ -131,7 +134,7 @@ def check_prompts(config: Config, user: Who, asterisk_root: Path = Path("/")) ->
             results.append(fail(f"prompts {language}", unreadable[0],
                                 f"make the prompts readable by {user.name} (chmod -R o+rX or chgrp it)"))
         else:
-            results.append(ok(f"prompts {language}", f"{len(CALL_PROMPTS)} prompts and 10 digits, "
+            results.append(ok(f"prompts {language}", f"{len(names)} prompts and 10 digits, "
                                                      f"readable by {user.name}"))
     return results
 

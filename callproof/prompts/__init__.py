@@ -11,7 +11,12 @@ Two halves:
       <dest>/<lang>/consent.wav           # recording / consent announcement
       <dest>/<lang>/protocol-is.wav       # "your protocol number is"
       <dest>/<lang>/request-*.wav         # the recording-request IVR (REQUEST_PROMPTS)
+      <dest>/<lang>/language-*.wav        # the language menu after the announcement
       <dest>/pt_BR/digits/0.wav .. 9.wav  # Asterisk core sounds have no pt_BR digits
+                                          # (nor ca, eu: generated too)
+
+  Galician (``gl``) has texts but no espeak-ng voice: its prompts are recordings an
+  admin makes (``custom/gl/<name>.wav``); generation lists them (:class:`RecordingNeeded`).
 
   Generation never touches ``<dest>/custom/``: that is where admins put their
   own recordings (``custom/<lang>/<name>.wav``), which win over the generated
@@ -41,19 +46,26 @@ from .generator import (
     SAMPLE_RATE,
     SAMPLE_WIDTH,
     EspeakNotFoundError,
+    RecordingNeeded,
     generate_prompts,
+    recordings_needed,
 )
+from .startup import MissingPromptsError, missing_prompts, require_prompts
 from .texts import (
+    CALL_PROMPTS,
     DEFAULT_CORE_DIGITS,
     DIGIT_WORDS,
     ESPEAK_VOICES,
     LANGUAGES,
+    MENU_PROMPTS,
     PAUSE_NAME,
     PROMPT_TEXTS,
     REQUEST_PROMPTS,
+    SUPPORTED_LANGUAGES,
 )
 
 __all__ = [
+    "CALL_PROMPTS",
     "CHANNELS",
     "DEFAULT_CORE_DIGITS",
     "DIGIT_WORDS",
@@ -61,16 +73,23 @@ __all__ = [
     "LANGUAGES",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
+    "MENU_PROMPTS",
     "PAUSE_NAME",
     "PROMPT_TEXTS",
     "REQUEST_PROMPTS",
     "SAMPLE_RATE",
     "SAMPLE_WIDTH",
+    "SUPPORTED_LANGUAGES",
     "EspeakNotFoundError",
+    "MissingPromptsError",
     "Prompt",
     "PromptCatalogue",
     "PromptNotFoundError",
+    "RecordingNeeded",
     "generate_prompts",
     "group_digits",
     "main",
+    "missing_prompts",
+    "recordings_needed",
+    "require_prompts",
 ]

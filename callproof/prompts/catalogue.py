@@ -108,19 +108,24 @@ class PromptCatalogue:
     # -- languages ---------------------------------------------------------
 
     def resolve_language(self, channel_language: str | None) -> str:
-        """Map an Asterisk ``CHANNEL(language)`` value to a supported language.
+        """Map an Asterisk ``CHANNEL(language)`` value to a supported language
+        (:meth:`match_language`); anything else -> the default language."""
+        return self.match_language(channel_language) or self.default_language
+
+    def match_language(self, tag: str | None) -> str | None:
+        """The supported language *tag* names, or None.
 
         Exact match, then case/separator-insensitive (``pt-BR``, ``PT_br``),
         then by primary subtag (``es_MX`` -> ``es``, ``en_US`` -> ``en``,
-        ``pt`` -> ``pt_BR``); anything else -> the default language.
+        ``pt`` -> ``pt_BR``, ``ca_valencia`` -> ``ca``).
         """
-        if not channel_language or not isinstance(channel_language, str):
-            return self.default_language
-        if channel_language in self.languages:
-            return channel_language
-        wanted = _norm_lang(channel_language)
+        if not tag or not isinstance(tag, str):
+            return None
+        if tag in self.languages:
+            return tag
+        wanted = _norm_lang(tag)
         if not wanted:
-            return self.default_language
+            return None
         by_norm = {_norm_lang(lang): lang for lang in self.languages}
         if wanted in by_norm:
             return by_norm[wanted]
@@ -132,7 +137,7 @@ class PromptCatalogue:
         for norm, lang in by_norm.items():
             if norm.split("_", 1)[0] == primary:
                 return lang
-        return self.default_language
+        return None
 
     def _require_language(self, language: str) -> str:
         if language not in self.languages:

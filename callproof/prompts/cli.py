@@ -8,9 +8,23 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .generator import EspeakNotFoundError, generate_prompts
 from .texts import LANGUAGES
+
+
+def print_recordings_needed(result: dict[str, Any]) -> None:
+    """One line per prompt that must be a recording (a language espeak-ng cannot speak),
+    on stderr: the file to record and the text to read.  Not an error: the other
+    languages were generated; a configured language still missing its files stops
+    ``callproof run`` at start-up (callproof/prompts/startup.py)."""
+    needed = result.get("recordings_needed") or []
+    for item in needed:
+        print(f"recording needed: {item.describe()}", file=sys.stderr)
+    if needed:
+        print(f"{len(needed)} prompt(s) must be recorded (see docs/prompts.md#recording-a-language)",
+              file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,5 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(result['created'])} created, {len(result['kept'])} kept in {args.dest} "
         f"({time.monotonic() - started:.2f}s)"
     )
+    print_recordings_needed(result)
     return 0
 

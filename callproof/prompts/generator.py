@@ -72,10 +72,26 @@ class _Spec:
         return d
 
 
+@dataclass(frozen=True)
+class RecordingNeeded:
+    """A prompt espeak-ng cannot speak (no voice for its language): an admin records it."""
+
+    name: str        # the prompt, e.g. "consent" or "digits/7"
+    language: str
+    path: Path       # where the recording goes: custom/<lang>/<name>.wav
+    text: str        # what to say
+
+    def describe(self) -> str:
+        return (f"{self.language}/{self.name}: espeak-ng has no {self.language} voice; record it as {self.path} "
+                f"(8 kHz mono 16-bit WAV) saying: \"{self.text}\"")
+
+
 def _plan(languages: Sequence[str], pause_ms: int) -> list[_Spec]:
     specs: list[_Spec] = []
     for lang in languages:
         voice = ESPEAK_VOICES[lang]
+        if voice is None:  # recordings only (recordings_needed)
+            continue
         for name, text in PROMPT_TEXTS[lang].items():
             specs.append(_Spec(f"{lang}/{name}.wav", text, voice, "sentence", lang))
         for digit, word in enumerate(DIGIT_WORDS.get(lang, ())):
@@ -190,12 +206,32 @@ def _render(todo: Sequence[_Spec], dest: Path, espeak: str | None) -> list[str]:
     return created
 
 
+def recordings_needed(dest_dir: Path, languages: Iterable[str],
+                      custom_dir: Path | None = None) -> list[RecordingNeeded]:
+    """The prompts of the voiceless *languages* (Galician) that no recording provides yet,
+    in ``custom/<lang>/`` or ``<dest>/<lang>/``."""
+    dest = Path(dest_dir).absolute()
+    custom = Path(custom_dir).absolute() if custom_dir is not None else dest / "custom"
+    needed: list[RecordingNeeded] = []
+    for lang in dict.fromkeys(languages):
+        if ESPEAK_VOICES.get(lang, "") is not None:
+            continue
+        wanted = [*PROMPT_TEXTS[lang].items(),
+                  *((f"digits/{d}", word) for d, word in enumerate(DIGIT_WORDS.get(lang, ())))]
+        for name, text in wanted:
+            rel = f"{lang}/{name}.wav"
+            if not (custom / rel).is_file() and not (dest / rel).is_file():
+                needed.append(RecordingNeeded(name, lang, custom / rel, text))
+    return needed
+
+
 def generate_prompts(
     dest_dir: Path,
     languages: Iterable[str] = LANGUAGES,
     *,
     pause_ms: int = 400,
     force: bool = False,
+    custom_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Generate the default prompts under *dest_dir* (see the package docstring).
 
@@ -205,7 +241,13 @@ def generate_prompts(
     A file that exists without a manifest entry is always kept (unless
     *force*).  espeak-ng is only needed when something must be generated.
 
+    A language espeak-ng has no voice for (Galician) is not synthesised: each of its
+    prompts with no recording yet is listed in ``"recordings_needed"``
+    (:class:`RecordingNeeded`: the file to record under *custom_dir*, default
+    ``<dest>/custom``, and the text to read); the other languages are generated.
+
     Returns ``{"created": [relpath, ...], "kept": [relpath, ...],
+    "recordings_needed": [RecordingNeeded, ...],
     "manifest": <the dict written to manifest.json>}``; relpaths are POSIX
     paths relative to *dest_dir*.  ``manifest["files"][relpath]`` holds
     ``sha256``, ``text``, ``voice``, ``language`` (and ``pause_ms`` for the
@@ -277,4 +319,5 @@ def generate_prompts(
         write_atomic(manifest_path, lambda fh: fh.write(payload))
     if created:
         log.info("generated %d prompt file(s) in %.2fs", len(created), time.monotonic() - started)
-    return {"created": created, "kept": kept, "manifest": manifest}
+    return {"created": created, "kept": kept, "manifest": manifest,
+            "recordings_needed": recordings_needed(dest, langs, custom_dir)}

@@ -6,10 +6,18 @@ instead of editing these texts.
 
 from __future__ import annotations
 
+from .texts_spain import SPAIN_DIGIT_WORDS, SPAIN_ESPEAK_VOICES, SPAIN_PROMPT_TEXTS
+
+#: The languages generated and configured by default (``[general] languages``).
 LANGUAGES: tuple[str, ...] = ("pt_BR", "es", "en")
 
-#: callproof language -> espeak-ng voice name (``espeak-ng --voices``).
-ESPEAK_VOICES: dict[str, str] = {"pt_BR": "pt-br", "es": "es", "en": "en-us"}
+#: Every language callproof has texts for: the defaults, then Spain's co-official
+#: languages (:mod:`.texts_spain`).
+SUPPORTED_LANGUAGES: tuple[str, ...] = (*LANGUAGES, "ca", "eu", "gl")
+
+#: callproof language -> espeak-ng voice name (``espeak-ng --voices``); None: espeak-ng
+#: has no voice for it, every prompt of the language must be a recording.
+ESPEAK_VOICES: dict[str, str | None] = {"pt_BR": "pt-br", "es": "es", "en": "en-us", **SPAIN_ESPEAK_VOICES}
 
 #: Sentence prompts per language.  Admins who want other wording record their
 #: own file in ``custom/<lang>/<name>.wav`` instead of editing these.
@@ -20,6 +28,8 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
             "Você pode solicitar uma cópia da gravação."
         ),
         "protocol-is": "O número do seu protocolo é",
+        "language-option": "Para continuar em português, tecle",
+        "language-invalid": "Essa opção não é válida.",
         "request-consent": (
             "Este atendimento automático fica registrado: guardamos o protocolo que você digitar "
             "e o seu pedido, conforme a lei de defesa do consumidor."
@@ -41,6 +51,8 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
             "Usted puede solicitar una copia de la grabación."
         ),
         "protocol-is": "Su número de protocolo es",
+        "language-option": "Para continuar en castellano, pulse el",
+        "language-invalid": "Esa opción no es válida.",
         "request-consent": (
             "Esta atención automática queda registrada: guardamos el protocolo que usted marque "
             "y su solicitud, conforme a la ley de protección al consumidor."
@@ -62,6 +74,8 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
             "You may request a copy of the recording."
         ),
         "protocol-is": "Your protocol number is",
+        "language-option": "To continue in English, press",
+        "language-invalid": "That is not one of the options.",
         "request-consent": (
             "This automated service is logged: we keep the protocol number you type "
             "and your request, as consumer protection law requires."
@@ -77,7 +91,14 @@ PROMPT_TEXTS: dict[str, dict[str, str]] = {
             "protocol by SMS to that call's number, and the recording within the legal deadline."
         ),
     },
+    **SPAIN_PROMPT_TEXTS,
 }
+
+#: The prompts of the compliance flow (callproof/callflow/flow.py): the announcement, the
+#: protocol reading's lead-in, and the language menu after the announcement
+#: (``language-option`` is followed by the option's key, read in the same language).
+CALL_PROMPTS: tuple[str, ...] = ("consent", "protocol-is")
+MENU_PROMPTS: tuple[str, ...] = ("language-option", "language-invalid")
 
 #: The prompts of the recording-request IVR (``ari_app/ivr_request.py``, docs/ivr.md),
 #: in the order a caller may hear them.  ``request-consent`` comes first: it says what
@@ -92,6 +113,7 @@ REQUEST_PROMPTS: tuple[str, ...] = (
 #: a protocol number; an admin can record ``custom/pt_BR/digits/6.wav``.
 DIGIT_WORDS: dict[str, tuple[str, ...]] = {
     "pt_BR": ("zero", "um", "dois", "três", "quatro", "cinco", "seis", "sete", "oito", "nove"),
+    **SPAIN_DIGIT_WORDS,
 }
 
 #: Asterisk core-sound directories holding ``0``..``9`` per language, relative

@@ -40,6 +40,12 @@ CODE_TEXTS = {
           " protocolo {protocol}. Valido {minutes} min. No comparta este codigo.",
     "en": "{company}: code {code} confirms request {request_protocol} for the recording of protocol"
           " {protocol}. Valid for {minutes} min. Do not share this code.",
+    "ca": "{company}: codi {code} per confirmar la peticio {request_protocol} de l'enregistrament del"
+          " protocol {protocol}. Valid {minutes} min. No compartiu aquest codi.",
+    "eu": "{company}: {code} kodea, {protocol} protokoloaren grabazioaren {request_protocol} eskaera"
+          " berresteko. {minutes} min balio du. Ez eman kode hau inori.",
+    "gl": "{company}: codigo {code} para confirmar a solicitude {request_protocol} da gravacion do"
+          " protocolo {protocol}. Valido {minutes} min. Non comparta este codigo.",
 }
 NOTICE_TEXTS = {
     "pt_BR": "{company}: pedido {request_protocol} da gravacao do protocolo {protocol} registrado em {date}."
@@ -48,6 +54,12 @@ NOTICE_TEXTS = {
           " {date}. Plazo: {due}.",
     "en": "{company}: request {request_protocol} for the recording of protocol {protocol} registered on"
           " {date}. Due: {due}.",
+    "ca": "{company}: peticio {request_protocol} de l'enregistrament del protocol {protocol} registrada el"
+          " {date}. Termini: {due}.",
+    "eu": "{company}: {protocol} protokoloaren grabazioaren {request_protocol} eskaera erregistratu da."
+          " Data: {date}. Epea: {due}.",
+    "gl": "{company}: solicitude {request_protocol} da gravacion do protocolo {protocol} rexistrada o"
+          " {date}. Prazo: {due}.",
 }
 
 

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-DATE_FORMATS = {"pt_BR": "%d/%m/%Y", "es": "%d/%m/%Y", "en": "%Y-%m-%d"}
+# Basque writes the year first (2026/12/02), as its own date order does.
+DATE_FORMATS = {"pt_BR": "%d/%m/%Y", "es": "%d/%m/%Y", "en": "%Y-%m-%d", "ca": "%d/%m/%Y", "eu": "%Y/%m/%d",
+                "gl": "%d/%m/%Y"}
 
 
 def render_sms(templates: Mapping[str, str], language: str, *, company: str, protocol: str,

@@ -7,12 +7,13 @@ from callproof.agi_scripts.channel import parse_reply
 
 
 class FakeAsterisk:
-    """``hangup_in``: 'enter' | 'consent' | 'protocol' | 'record' -- the far end hangs up
-    there; ``hangup_cause``: the channel's HANGUPCAUSE afterwards (Q.850)."""
+    """``hangup_in``: 'enter' | 'consent' | 'language_menu' | 'protocol' | 'record' -- the
+    far end hangs up there; ``hangup_cause``: the channel's HANGUPCAUSE afterwards (Q.850).
+    ``keys``: what each ``WAIT FOR DIGIT`` hears in turn (``""``: nothing, a timeout)."""
 
     def __init__(self, *, caller="11987654321", uniqueid="1700000000.1", args=("all", "551130000000",
                  "1700000000.0", ""), hangup_in=None, mixmonitor_fails=False, playback_status="SUCCESS",
-                 hangup_cause: int | None = None):
+                 hangup_cause: int | None = None, keys: list[str] | None = None):
         self.env = {"agi_uniqueid": uniqueid, "agi_language": "en", "agi_extension": "s"}
         for i, a in enumerate(args, 1):
             self.env[f"agi_arg_{i}"] = a
@@ -25,6 +26,7 @@ class FakeAsterisk:
         self.dead = False
         self.commands: list[str] = []
         self.played: list[str] = []
+        self.keys = list(keys or [])
 
     async def command(self, line: str):
         self.commands.append(line)
@@ -46,7 +48,8 @@ class FakeAsterisk:
             return parse_reply("200 result=1")
         if line.startswith("EXEC Playback"):
             files = line.split(" ", 2)[2].strip('"')
-            what = "consent" if files.endswith("consent") else "protocol"
+            what = ("consent" if files.endswith("consent") else "language_menu" if "language-option" in files
+                    else "language_invalid" if "language-invalid" in files else "protocol")
             self.played.append(what)
             if self.hangup_in == what:
                 self.dead = True
@@ -63,7 +66,8 @@ class FakeAsterisk:
         if line == "CHANNEL STATUS":
             return parse_reply("200 result=6")
         if verb[0] == "WAIT":
-            return parse_reply("200 result=0")
+            key = self.keys.pop(0) if self.keys else ""
+            return parse_reply(f"200 result={ord(key) if key else 0}")
         return parse_reply("510 Invalid or unknown command")
 
     def callproof_vars(self) -> dict[str, str]:

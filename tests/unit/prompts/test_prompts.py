@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from callproof.prompts import (
+    MENU_PROMPTS,
     REQUEST_PROMPTS,
     EspeakNotFoundError,
     Prompt,
@@ -69,7 +70,7 @@ def expected_relpaths() -> set[str]:
     rels = {"pause.wav"}
     for lang in LANGS:
         rels |= {f"{lang}/consent.wav", f"{lang}/protocol-is.wav"}
-        rels |= {f"{lang}/{name}.wav" for name in REQUEST_PROMPTS}
+        rels |= {f"{lang}/{name}.wav" for name in (*REQUEST_PROMPTS, *MENU_PROMPTS)}
     rels |= {f"pt_BR/digits/{d}.wav" for d in range(10)}
     return rels
 
@@ -169,7 +170,7 @@ def test_idempotent_force_and_custom_untouched(tmp_path):
 
     again = generate_prompts(dest, ("pt_BR",))
     assert again["created"] == []
-    assert len(again["kept"]) == 13 + len(REQUEST_PROMPTS)
+    assert len(again["kept"]) == 13 + len(REQUEST_PROMPTS) + len(MENU_PROMPTS)
     assert {p: p.stat().st_mtime_ns for p in dest.rglob("*") if p.is_file()} == before
     assert (dest / "manifest.json").read_bytes() == manifest_before
 
@@ -178,7 +179,7 @@ def test_idempotent_force_and_custom_untouched(tmp_path):
     assert generate_prompts(dest, ("pt_BR",))["created"] == ["pt_BR/digits/5.wav"]
 
     forced = generate_prompts(dest, ("pt_BR",), force=True)
-    assert len(forced["created"]) == 13 + len(REQUEST_PROMPTS)
+    assert len(forced["created"]) == 13 + len(REQUEST_PROMPTS) + len(MENU_PROMPTS)
     assert sha(custom) == custom_hash  # admin recordings are never touched
     manifest = json.loads((dest / "manifest.json").read_text(encoding="utf-8"))
     assert not any(rel.startswith("custom/") for rel in manifest["files"])
@@ -228,7 +229,7 @@ def test_generate_rejects_bad_arguments(tmp_path, kwargs):
 @needs_espeak
 def test_cli(tmp_path, capsys):
     assert main([str(tmp_path), "--languages", "en", "--pause-ms", "300"]) == 0
-    assert f"{3 + len(REQUEST_PROMPTS)} created" in capsys.readouterr().out
+    assert f"{3 + len(REQUEST_PROMPTS) + len(MENU_PROMPTS)} created" in capsys.readouterr().out
     assert wav_info(tmp_path / "pause.wav")[3] == pytest.approx(0.3, abs=0.01)
     assert main([str(tmp_path), "--languages", "xx"]) == 2
 

@@ -693,3 +693,15 @@ async def test_call_page_shows_the_wait_for_an_agent(site):
     wait = re.search(r'<dd id="time-to-agent">(.*?)</dd>', html)
     assert wait is not None
     assert "to support; agent answered after 42.5 s" in wait.group(1)
+
+
+async def test_call_page_says_which_language_and_how_it_was_chosen(site):
+    site.conn.execute("UPDATE calls SET language = 'eu', language_source = 'menu', language_menu = 'chosen'"
+                      " WHERE id = ?", (site.call["call_id"],))
+    await login(site.client, "vera")
+    html = await (await site.client.get(f"/calls/{site.call['protocol']}")).text()
+    assert "eu (chosen by the caller&#39;s key in the language menu)" in html
+    site.conn.execute("UPDATE calls SET language = 'ca', language_source = 'did', language_menu = 'caller_left'"
+                      " WHERE id = ?", (site.call["call_id"],))
+    html = await (await site.client.get(f"/calls/{site.call['protocol']}")).text()
+    assert "ca (chosen by the dialled number); language menu: the caller hung up during it" in html
