@@ -69,8 +69,11 @@ class LocaleFormat:
         """A ratio (0.953) as a percentage (``95,3 %`` in pt_BR and es, ``95.3%`` in en)."""
         if ratio is None:
             return Markup("")
-        pattern = "#,##0" + ("." + "0" * digits if digits else "") + "%"
-        text = format_percent(ratio, format=pattern, locale=self._babel)
+        babel_locale = self._babel
+        pattern = str(babel_locale.percent_formats[None].pattern)  # "#,##0%" (pt), "#,##0 %" (es)
+        if digits:
+            pattern = pattern.replace("0", "0." + "0" * digits, 1)
+        text = format_percent(ratio, format=pattern, locale=babel_locale)
         return Markup('<data value="{}">{}</data>').format(ratio, text)
 
     def seconds(self, value: float | int | None, digits: int = 0) -> Markup:
