@@ -119,8 +119,8 @@ async def test_handler_messages_are_translated_too(site):
     site.client.session.cookie_jar.clear()
     await _login(site.client, "otto", PT)
     token = await csrf(site.client)
-    done = await site.client.post(f"/requests/{request_id}/refuse", data={"reason": "sem gravação", "csrf_token": token},
-                                  headers=PT)
+    done = await site.client.post(f"/requests/{request_id}/refuse",
+                                  data={"reason": "sem gravação", "csrf_token": token}, headers=PT)
     notice = re.search(r'<p class="notice" id="notice" role="status">(.*?)</p>', await done.text())
     assert notice is not None and notice.group(1).endswith(": recusada")
     empty = await site.client.post(f"/requests/{request_id}/refuse", data={"reason": " ", "csrf_token": token},
