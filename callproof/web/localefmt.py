@@ -44,7 +44,7 @@ class LocaleFormat:
         joined = str(babel_locale.datetime_formats["medium"]).replace("{1}", date).replace("{0}", time)
         return f"{joined} {local.strftime('%Z')}"
 
-    def datetime(self, value: str | datetime | None) -> Markup:
+    def moment(self, value: str | datetime | None) -> Markup:
         """A stored time as ``<time datetime="ISO">localised</time>``; empty for none."""
         if not value:
             return Markup("")

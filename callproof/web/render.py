@@ -76,7 +76,7 @@ async def render(request: web.Request, template: str, *, status: int = 200,
         "path": request.path,
         "lang": html_lang(locale),
         # every time, count, duration and percentage on a page goes through these
-        "t": fmt.datetime,
+        "t": fmt.moment,
         "num": fmt.number,
         "pct": fmt.percent,
         "secs": fmt.seconds,

@@ -68,11 +68,11 @@ def test_times_are_in_the_deployments_zone_in_each_locales_format_and_keep_the_e
     assert pt.datetime_text(MOMENT) == "22/11/2026 18:30:04 -03"
     assert es.datetime_text(MOMENT) == "22/11/2026, 18:30:04 -03"
     assert en.datetime_text(MOMENT).replace("\u202f", " ") == "11/22/2026, 6:30:04 PM -03"
-    assert str(pt.datetime(MOMENT)) == f'<time datetime="{MOMENT}">22/11/2026 18:30:04 -03</time>'
-    assert str(pt.datetime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))).startswith(
+    assert str(pt.moment(MOMENT)) == f'<time datetime="{MOMENT}">22/11/2026 18:30:04 -03</time>'
+    assert str(pt.moment(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))).startswith(
         '<time datetime="2026-01-02T03:04:05+00:00">02/01/2026 00:04:05')
     assert pt.date_text(MOMENT) == "22/11/2026" and en.date_text(MOMENT) == "11/22/2026"
-    assert str(pt.datetime(None)) == "" and str(pt.datetime("")) == ""
+    assert str(pt.moment(None)) == "" and str(pt.moment("")) == ""
 
 
 def test_counts_percentages_and_durations_follow_the_locale():
