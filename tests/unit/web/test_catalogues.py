@@ -78,3 +78,16 @@ def test_templates_have_no_bare_english_text():
             if words:
                 offenders.append((template.name, chunk.strip()))
     assert offenders == []
+
+
+def test_the_catalogues_ship_in_the_wheel_and_the_deb():
+    """The .po files are loaded at start (no .mo build step): pyproject's package data must
+    carry every one of them, or an installed page would quietly fall back to English."""
+    import fnmatch
+    import tomllib
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["callproof.web"]
+    web = REPO / "callproof" / "web"
+    files = [p.relative_to(web).as_posix() for p in LOCALE_DIR.rglob("*") if p.suffix in (".po", ".pot")]
+    assert len(files) == len(LOCALES)  # the template and one catalogue per translated language
+    assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), (files, globs)
