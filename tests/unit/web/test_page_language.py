@@ -146,3 +146,14 @@ def test_an_unknown_default_locale_fails_at_start_up_naming_the_key(tmp_path, va
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, default_locale=value), env={}, require_asterisk_apis=False)
     assert "web.default_locale" in str(err.value)
+
+
+async def test_the_call_page_names_stored_values_in_the_readers_language_and_keeps_them(site):
+    await _login(site.client, "vera", PT)
+    html = await (await site.client.get(f"/calls/{site.call['protocol']}", headers=PT)).text()
+    shown = visible(html)
+    assert "Prova do aviso de gravação" in shown and "Trilha de auditoria" in shown
+    assert '<span class="state state-completed" data-status="completed">concluída</span>' in html
+    assert '<span class="state state-finalised" id="recording-state" data-state="finalised">finalizada</span>' in html
+    assert '<data value="1.0">1,0 s</data>' in html  # the 1 s recording, in Brazilian format
+    assert "reproduzido por completo" in shown  # consent outcome 'finished'
