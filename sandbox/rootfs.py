@@ -54,6 +54,7 @@ PACKAGES = (
     "python3-aiohttp",
     "python3-aiosqlite",
     "python3-audioop-lts",
+    "python3-babel",
     "python3-fpdf",
     "python3-jinja2",
     "python3-panoramisk",

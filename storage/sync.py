@@ -201,6 +201,7 @@ class WebAuthRepo(_Repository):
     list_users = _Bound(_webauth.list_users_sync)
     disable_user = _Bound(_webauth.disable_user_sync)
     set_password = _Bound(_webauth.set_password_sync)
+    set_locale = _Bound(_webauth.set_locale_sync)
     create_session = _Bound(_webauth.create_session_sync)
     get_session = _Bound(_webauth.get_session_sync)
     end_session = _Bound(_webauth.end_session_sync)

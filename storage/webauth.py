@@ -21,6 +21,8 @@ from .errors import AlreadyExistsError, NotFoundError
 from .timefmt import parse_db_time, to_db_time
 
 ROLES = ("viewer", "operator", "admin")
+#: the languages an account may choose (migration 0016's CHECK; callproof/web/i18n.py ships them)
+LOCALES = ("en", "pt_BR", "es")
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
@@ -102,6 +104,25 @@ def set_password_sync(conn: sqlite3.Connection, username: str, password_hash: st
                                    subject=f"web_user:{username}", details={"sessions_ended": ended})
 
 
+def set_locale_sync(conn: sqlite3.Connection, username: str, locale: str | None, *,
+                    actor: str, at: str | datetime) -> bool:
+    """The account's page language (None: follow the browser), audited as
+    ``web.user.locale_changed`` with the old and new value.  False when it was already that;
+    NotFoundError if the account is unknown, ValueError for a locale not shipped."""
+    if locale is not None and locale not in LOCALES:
+        raise ValueError(f"locale {locale!r}: one of {', '.join(LOCALES)} (or none: the browser's)")
+    with immediate(conn):
+        user = get_user_sync(conn, username)
+        if user is None:
+            raise NotFoundError(f"no web user {username!r}")
+        if user["locale"] == locale:
+            return False
+        conn.execute("UPDATE web_users SET locale = ? WHERE id = ?", (locale, user["id"]))
+        append_in_transaction_sync(conn, "web.user.locale_changed", actor, at, subject=f"web_user:{username}",
+                                   details={"from": user["locale"], "to": locale})
+        return True
+
+
 # -- sessions -------------------------------------------------------------------
 
 def create_session_sync(conn: sqlite3.Connection, *, id_hash: str, user_id: int, username: str,
@@ -122,7 +143,7 @@ def get_session_sync(conn: sqlite3.Connection, id_hash: str, now: str | datetime
     unknown, ended, expired, or its account is disabled."""
     return fetch_one(conn.execute(
         "SELECT s.id_hash, s.csrf_token, s.created_at, s.expires_at,"
-        " u.id AS user_id, u.username, u.role"
+        " u.id AS user_id, u.username, u.role, u.locale"
         " FROM web_sessions s JOIN web_users u ON u.id = s.user_id"
         " WHERE s.id_hash = ? AND s.ended_at IS NULL AND s.expires_at > ? AND u.disabled_at IS NULL",
         (id_hash, to_db_time(now))))

@@ -255,6 +255,9 @@ class WebConfig:
     trusted_proxies: tuple[str, ...] = ()
     # Requests per minute (per client address) to the pages that need no login: /d/, POST /login, the API.
     public_rate_per_minute: int = 30
+    # The page's language when neither the account nor the browser's Accept-Language names a
+    # shipped one: en, pt_BR or es (callproof/web/i18n.py).
+    default_locale: str = "en"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ __all__ = ["EXPORT_FORMATS", "MIN_PASSWORD_LENGTH", "MIN_SECRET_LENGTH", "SMS_BA
            "WELL_KNOWN_PASSWORDS", "validate"]
 
 EXPORT_FORMATS = ("mp3", "ogg", "wav")
+# the ops web page's languages (callproof/web/i18n.py LOCALES; a unit test keeps them equal)
+WEB_LOCALES = ("en", "pt_BR", "es")
 SMS_BACKENDS = ("log", "smpp", "http", "sip")
 #: ``[sms] instance``: also part of a lock file's name (callproof.sms.identity)
 SENDER_INSTANCE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
@@ -312,6 +314,9 @@ def _validate_web(w: WebConfig) -> None:
             raise ConfigError("web.trusted_proxies", f"{entry!r} is not an IP address or network") from None
     if not 1 <= w.public_rate_per_minute <= 10000:
         raise ConfigError("web.public_rate_per_minute", "must be between 1 and 10000")
+    if w.default_locale not in WEB_LOCALES:
+        raise ConfigError("web.default_locale",
+                          f"{w.default_locale!r} is not a language the page ships: one of {', '.join(WEB_LOCALES)}")
 
 
 def _validate_callback(c: CallbackConfig) -> None:

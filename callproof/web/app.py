@@ -15,7 +15,7 @@ from aiohttp import web, web_response
 from callproof.storage import open_pool
 
 from ..config import Config
-from . import api, public, views_admin, views_auth, views_calls, views_requests
+from . import api, public, views_account, views_admin, views_auth, views_calls, views_requests
 from .accesslog import ACCESS_LOG_NAME, AccessLogger
 from .context import CTX_KEY, WebContext, system_clock
 from .dbpool import DbPool
@@ -79,7 +79,7 @@ def build_app(config: Config, *, db: DbPool | None = None,
     pool = db or open_pool(config)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[CTX_KEY] = WebContext(config=config, db=pool, clock=clock, keyring=keyring)
-    for module in (views_auth, views_calls, views_requests, views_admin, public, api):
+    for module in (views_auth, views_calls, views_requests, views_admin, views_account, public, api):
         app.router.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR, follow_symlinks=False, show_index=False)
     app.on_response_prepare.append(_security_headers)

@@ -7,7 +7,7 @@ reasons are caller- or operator-controlled text.
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -17,18 +17,27 @@ from callproof.storage.sync import AuditRepo
 
 from .auth import logged_in, session_of
 from .context import ctx_of
+from .i18n import html_lang, negotiate, translations
+from .labels import status_label
+from .localefmt import LocaleFormat
 
 
 @functools.cache
-def environment() -> jinja2.Environment:
+def environment(locale: str = "en") -> jinja2.Environment:
+    """The templates in ``locale``: one environment per language, each with its catalogue
+    installed (``{% trans %}`` and ``_()``; newstyle gettext, so a translated string is
+    autoescaped and its %(name)s placeholders filled like any other)."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("callproof.web", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.filters["grouped"] = group_protocol
+    env.globals["status"] = functools.partial(status_label, translations(locale).gettext)
     return env
 
 
@@ -39,29 +48,47 @@ def group_protocol(protocol: str | None) -> str:
     return f"{protocol[:4]} {protocol[4:8]} {protocol[8:12]} {protocol[12:]}"
 
 
-def local_time(request: web.Request, value: str | datetime | None) -> str:
-    """A stored UTC time in the deployment's time zone, e.g. ``22/11/2026 18:30:04 -03``."""
-    if not value:
-        return ""
-    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    tz = ctx_of(request).config.general.tz
-    return dt.astimezone(tz).strftime("%d/%m/%Y %H:%M:%S %Z")
+def locale_of(request: web.Request) -> str:
+    """This request's language (i18n.negotiate): the account's, the browser's, the default."""
+    session = session_of(request)
+    return negotiate(session.get("locale") if session else None, request.headers.get("Accept-Language"),
+                     ctx_of(request).config.web.default_locale)
+
+
+def gettext_of(request: web.Request) -> Callable[[str], str]:
+    """``_`` for the strings a handler writes: ``_ = gettext_of(request)``, then ``_("...")``."""
+    return translations(locale_of(request)).gettext
+
+
+def formats_of(request: web.Request) -> LocaleFormat:
+    return LocaleFormat(locale_of(request), ctx_of(request).config.general.tz)
 
 
 async def render(request: web.Request, template: str, *, status: int = 200,
                  headers: dict[str, str] | None = None, **values: Any) -> web.Response:
     session = session_of(request)
+    locale = locale_of(request)
+    fmt = LocaleFormat(locale, ctx_of(request).config.general.tz)
     base = {
         "user": session,
         "csrf_token": session["csrf_token"] if session else "",
         "company": ctx_of(request).config.general.company_name,
         "path": request.path,
-        "t": lambda v: local_time(request, v),
+        "lang": html_lang(locale),
+        # every time, count, duration and percentage on a page goes through these
+        "t": fmt.moment,
+        "num": fmt.number,
+        "pct": fmt.percent,
+        "secs": fmt.seconds,
+        "days": fmt.days,
         "role_at_least": lambda role: _role_at_least(session, role),
     }
-    html = environment().get_template(template).render(**base, **values)
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
-                        headers=headers)
+    html = environment(locale).get_template(template).render(**base, **values)
+    response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
+                            headers=headers)
+    response.headers["Content-Language"] = html_lang(locale)
+    response.headers["Vary"] = "Accept-Language, Cookie"
+    return response
 
 
 def _role_at_least(session: dict | None, role: str) -> bool:
@@ -77,10 +104,14 @@ async def forbidden(request: web.Request, *, needed: str) -> web.Response:
     await ctx.db.run(AuditRepo.append, "web.forbidden", f"web:{session['username']}", ctx.now(),
                      protocol=protocol, details={"method": request.method, "path": request.path,
                                                  "role": session["role"], "needed": needed})
-    return await render(request, "error.html", status=403, title="Not allowed",
-                        message=f"This needs the {needed} role; you are {session['role']}. "
-                                "Ask an administrator if you need it.")
+    _ = gettext_of(request)
+    return await render(request, "error.html", status=403, title=_("Not allowed"),
+                        message=_("This needs the %(needed)s role; you are %(role)s. "
+                                  "Ask an administrator if you need it.")
+                        % {"needed": status_label(_, needed), "role": status_label(_, session["role"])})
 
 
-async def not_found(request: web.Request, message: str = "There is nothing at this address.") -> web.Response:
-    return await render(request, "error.html", status=404, title="Not found", message=message)
+async def not_found(request: web.Request, message: str | None = None) -> web.Response:
+    _ = gettext_of(request)
+    return await render(request, "error.html", status=404, title=_("Not found"),
+                        message=message or _("There is nothing at this address."))

@@ -6,7 +6,8 @@ on (bad input, wrong state, missing recording, unset secret) comes back as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,22 +15,43 @@ from callproof.storage import NotFoundError, StorageError, SyncDatabase
 
 from ..config import EXPORT_FORMATS, Config, ConfigError
 from ..rights.deadlines import days_remaining, deadline_status
+from .i18n import N_
 
 if TYPE_CHECKING:
     from ..rights.codes import CodeCheck
     from ..rights.requests import FiledRequest
 
-__all__ = ["EXPORT_FORMATS", "InputError", "confirm_code", "deadline_of", "deliver_request", "export_request",
-           "file_request", "lookup", "open_requests", "refuse_request", "verify_identity"]
+__all__ = ["EXPORT_FORMATS", "InputError", "Outcome", "confirm_code", "deadline_of", "deliver_request",
+           "export_request", "file_request", "lookup", "open_requests", "refuse_request", "verify_identity"]
 
 
 class InputError(Exception):
     """Something the operator (or API client) asked for was refused; the message says why.
-    ``not_found``: the thing referred to (call, request) does not exist."""
+    ``not_found``: the thing referred to (call, request) does not exist.  A message of this
+    module is a catalogue entry with ``%(name)s`` placeholders filled from ``values``
+    (``str()`` is the English; ``in_language`` the reader's); one passed on from the rights
+    modules is shown as they wrote it."""
 
-    def __init__(self, message: str, *, not_found: bool = False):
-        super().__init__(message)
+    def __init__(self, message: str, *, not_found: bool = False, values: Mapping[str, Any] | None = None):
+        self.message, self.values = message, dict(values or {})
+        super().__init__(message % self.values if self.values else message)
         self.not_found = not_found
+
+    def in_language(self, gettext: Callable[[str], str]) -> str:
+        translated = gettext(self.message)
+        return translated % self.values if self.values else translated
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did, for the page to say in the reader's language: a catalogue message
+    (English, ``%(name)s`` placeholders) and its values; ``numbers`` are shown in the reader's
+    number format, ``states`` by their translated names (views_requests.py)."""
+
+    message: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    numbers: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
 
 
 def _refusals() -> tuple[type[BaseException], ...]:
@@ -82,21 +104,24 @@ def lookup(db: SyncDatabase, config: Config, *, actor: str, form: dict[str, str]
     return [_summary(r) for r in results]
 
 
+#: how the search results name a recording's state (translated where shown)
+RECORDING_TEXT = {"finalised": N_("present"), "deleted": N_("deleted (receipt in audit log)"),
+                  "none": N_("no recording"), "recording": N_("recording…"), "empty": N_("empty"),
+                  "missing": N_("missing"), "failed": N_("failed")}
+
+
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    """One search result row; stored values stay as stored (the page translates their names)."""
     call, recordings, sms = result["call"], result["recordings"], result["sms"]
     rec = recordings[-1] if recordings else None
     state = rec["state"] if rec else "none"
-    text = {"finalised": "present", "deleted": "deleted (receipt in audit log)", "none": "no recording",
-            "recording": "recording…"}.get(state, state)
-    if result["hold"]["held"] and state != "deleted":
-        text += ", held"
-    reqs = result["requests"]
     return {
         "protocol": call["protocol"], "started_at": call["started_at"], "caller": call["caller_number"],
-        "status": call["status"], "consent": result["consent"]["outcome"] or "—",
-        "recording_state": state, "recording_text": text,
-        "sms": sms[0]["state"] if sms else "—",
-        "requests": ", ".join(f"{r['request_protocol']} ({r['state']})" for r in reqs) if reqs else "—",
+        "status": call["status"], "consent": result["consent"]["outcome"],
+        "recording_state": state, "recording_text": RECORDING_TEXT.get(state, state),
+        "held": bool(result["hold"]["held"]) and state != "deleted",
+        "sms": sms[0]["state"] if sms else None,
+        "requests": [{"request_protocol": r["request_protocol"], "state": r["state"]} for r in result["requests"]],
     }
 
 
@@ -129,49 +154,51 @@ def confirm_code(db: SyncDatabase, config: Config, request_protocol: str, code: 
 
 
 def verify_identity(db: SyncDatabase, config: Config, request_id: int, *, actor: str, now: datetime,
-                    note: str | None = None) -> str:
+                    note: str | None = None) -> Outcome:
     from ..rights.requests import verify_identity_sync
 
     try:
         verify_identity_sync(db, config, request_id, actor=actor, now=now, note=note)
     except _refusals() as exc:
         raise _refused(exc) from None
-    return "identity verified; the request is received"
+    return Outcome(N_("identity verified; the request is received"))
 
 
 def refuse_request(db: SyncDatabase, config: Config, request_id: int, *, actor: str, now: datetime,
-                   reason: str) -> str:
+                   reason: str) -> Outcome:
     from ..rights.requests import refuse_request_sync
 
     if not reason.strip():
-        raise InputError("reason: say why the request is refused")
+        raise InputError(N_("reason: say why the request is refused"))
     try:
         refuse_request_sync(db, config, request_id, reason=reason, actor=actor, now=now)
     except _refusals() as exc:
         raise _refused(exc) from None
-    return "refused"
+    return Outcome(N_("refused"))
 
 
 def export_request(db: SyncDatabase, config: Config, request_id: int, *, actor: str, now: datetime,
-                   fmt: str | None = None) -> str:
+                   fmt: str | None = None) -> Outcome:
     from ..rights.export import export_request_sync
 
     try:
         row = export_request_sync(db, config, request_id, actor=actor, now=now, fmt=fmt)
     except _refusals() as exc:
         raise _refused(exc) from None
-    return f"exported as {row.format} ({row.size_bytes} bytes, sha256 {row.sha256[:12]}…)"
+    return Outcome(N_("exported as %(format)s (%(size)s bytes, sha256 %(sha256)s…)"),
+                   {"format": row.format, "size": row.size_bytes, "sha256": row.sha256[:12]}, numbers=("size",))
 
 
 def deliver_request(db: SyncDatabase, config: Config, request_id: int, *, actor: str, now: datetime,
-                    via: str, to: str | None = None) -> str:
+                    via: str, to: str | None = None) -> Outcome:
     from ..rights.delivery import deliver_request_sync
 
     if via not in ("sms", "email"):
-        raise InputError(f"via: deliver by sms or email, not {via!r}")
+        raise InputError(N_("via: deliver by sms or email, not %(via)r"), values={"via": via})
     try:
         row = deliver_request_sync(db, config, request_id, via=via, actor=actor, now=now, to=to)
     except _refusals() as exc:
         raise _refused(exc) from None
     recipient = row.recipient.removeprefix(f"{row.channel}:")
-    return f"link sent by {row.channel} to {recipient} ({row.state})"
+    return Outcome(N_("link sent by %(channel)s to %(recipient)s (%(state)s)"),
+                   {"channel": row.channel, "recipient": recipient, "state": row.state}, states=("state",))

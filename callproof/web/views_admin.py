@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -12,8 +13,9 @@ from callproof.storage.sync import AuditRepo, HoldsRepo, WebAuthRepo
 
 from .auth import actor, logged_in, redirect, requires
 from .context import ctx_of
+from .labels import status_label
 from .passwords import WeakPassword, check_password_strength, hash_password
-from .render import render
+from .render import gettext_of, render
 
 routes = web.RouteTableDef()
 
@@ -23,7 +25,21 @@ async def _users_page(request: web.Request, *, status: int = 200, error: str | N
     ctx = ctx_of(request)
     users = await ctx.db.run(WebAuthRepo.list_users)
     return await render(request, "users.html", status=status, users=users, roles=webauth.ROLES,
-                        error=error, notice=notice or request.query.get("notice", "")[:200])
+                        error=error, notice=notice or _done_notice(request))
+
+
+def _done_notice(request: web.Request) -> str:
+    """What the last add/disable did, said in the reader's language from the redirect's query
+    (an account name and a role: nothing personal)."""
+    _ = gettext_of(request)
+    query = request.query
+    added, disabled = query.get("added", "")[:64], query.get("disabled", "")[:64]
+    if added:
+        role = query.get("role", "")
+        return _("User %(username)s added as %(role)s.") % {"username": added, "role": status_label(_, role)}
+    if disabled:
+        return _("User %(username)s disabled.") % {"username": disabled}
+    return ""
 
 
 @routes.get("/admin/users")
@@ -37,6 +53,7 @@ async def users(request: web.Request) -> web.StreamResponse:
 async def add_user(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     form = await request.post()
+    _ = gettext_of(request)
     username, role = str(form.get("username", "")).strip(), str(form.get("role", ""))
     password = str(form.get("password", ""))
     try:
@@ -44,13 +61,13 @@ async def add_user(request: web.Request) -> web.StreamResponse:
         webauth.check_role(role)
         check_password_strength(password)
     except (ValueError, WeakPassword) as exc:
-        return await _users_page(request, status=400, error=str(exc))
+        return await _users_page(request, status=400, error=_(str(exc)))
     encoded = await asyncio.to_thread(hash_password, password)
     try:
         await ctx.db.run(WebAuthRepo.create_user, username, encoded, role, actor=actor(request), at=ctx.now())
     except AlreadyExistsError as exc:
         return await _users_page(request, status=409, error=str(exc))
-    return redirect(f"/admin/users?notice=user+{username}+added+as+{role}")
+    return redirect(f"/admin/users?{urlencode({'added': username, 'role': role})}")
 
 
 @routes.post(r"/admin/users/{username}/disable")
@@ -58,14 +75,16 @@ async def add_user(request: web.Request) -> web.StreamResponse:
 async def disable_user(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     username = request.match_info["username"]
+    _ = gettext_of(request)
     if username == logged_in(request)["username"]:
-        return await _users_page(request, status=400, error="You cannot disable your own account.")
+        return await _users_page(request, status=400,
+                                 error=_("You cannot disable your own account."))
     try:
         await ctx.db.run(WebAuthRepo.disable_user, webauth.check_username(username), actor=actor(request),
                          at=ctx.now())
     except (ValueError, NotFoundError) as exc:
         return await _users_page(request, status=404, error=str(exc))
-    return redirect(f"/admin/users?notice=user+{username}+disabled")
+    return redirect(f"/admin/users?{urlencode({'disabled': username})}")
 
 
 @routes.get("/admin/holds")

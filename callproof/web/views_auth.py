@@ -37,7 +37,7 @@ from .auth import (
 )
 from .context import ctx_of
 from .passwords import MAX_PASSWORD_LENGTH, verify_or_waste_time
-from .render import render
+from .render import gettext_of, render
 
 routes = web.RouteTableDef()
 
@@ -70,16 +70,19 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
+    _ = gettext_of(request)
     remote = client_remote(request)
     wait = ctx.limiter.check(remote, "login")
     if wait:
         ctx.refusals.add("login.rate_limited", remote, ctx.now())
         return await _login_page(request, status=429, headers={"Retry-After": str(wait)},
-                                 error=f"Too many requests. Wait {wait} seconds and try again.")
+                                 error=_("Too many requests. Wait %(seconds)s seconds and try again.")
+                                 % {"seconds": wait})
     form = await request.post()
     if not csrf_ok(request.cookies.get(PRELOGIN_COOKIE), form.get("login_token")):
         return await _login_page(request, status=403,
-                                 error="The login form expired or cookies are off; please try again.")
+                                 error=_("The login form expired or cookies are off; "
+                                                           "please try again."))
     username = str(form.get("username", "")).strip()[:64]
     password = str(form.get("password", ""))[:MAX_PASSWORD_LENGTH + 1]
     now = ctx.now()
@@ -95,7 +98,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(THROTTLED_DELAY_SECONDS)  # a client retrying in a loop is slowed too
         return await _login_page(
             request, status=429, username=username, headers={"Retry-After": str(attempt.retry_after)},
-            error=f"Too many failed logins. Wait {attempt.retry_after} seconds and try again.")
+            error=_("Too many failed logins. Wait %(seconds)s seconds and try again.")
+            % {"seconds": attempt.retry_after})
 
     user = await ctx.db.run(WebAuthRepo.get_user, username) if username else None
     usable = user is not None and user["disabled_at"] is None
@@ -105,7 +109,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         await ctx.db.run(WebAuthRepo.login_failed, attempt.attempt_id, username, remote, at=now,
                          prune_before=now - timedelta(seconds=web_config.login_window_seconds))
         return await _login_page(request, status=401, username=username,
-                                 error="Wrong username or password.")
+                                 error=_("Wrong username or password."))
     assert user is not None  # without an account nothing verifies
 
     previous = await load_session(request)

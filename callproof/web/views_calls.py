@@ -18,7 +18,7 @@ from .auth import actor, requires
 from .context import ctx_of
 from .filesend import open_plaintext, parse_range, send, unsatisfiable
 from .recfiles import UnsafeFile, file_inside, is_protocol
-from .render import not_found, render
+from .render import gettext_of, not_found, render
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -48,16 +48,17 @@ async def search(request: web.Request) -> web.StreamResponse:
     posted = await request.post()
     form = {k: str(posted.get(k, "")).strip()[:64] for k in SEARCH_FIELDS}
     results, error = None, None
+    _ = gettext_of(request)
     if any(form[k] for k in ("protocol", "phone", "cpf", "customer_code")):
         try:
             results = await ctx.db.run(rights_api.lookup, ctx.config, actor=actor(request), form=form,
                                         now=ctx.now())
         except rights_api.InputError as exc:
-            error = str(exc)
+            error = exc.in_language(_)
     elif form["from"] or form["to"]:
-        error = "Give a protocol, a phone number or a CPF (the dates narrow a phone or CPF search)."
+        error = _("Give a protocol, a phone number or a CPF (the dates narrow a phone or CPF search).")
     else:
-        error = "Give a protocol, a phone number, a CPF or a customer code."
+        error = _("Give a protocol, a phone number, a CPF or a customer code.")
     return await render(request, "search.html", form=form, results=results, error=error,
                         status=400 if error else 200)
 
@@ -67,9 +68,11 @@ async def search(request: web.Request) -> web.StreamResponse:
 async def call_page(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     protocol = request.match_info["protocol"]
+    _ = gettext_of(request)
     page = await ctx.db.run(PagesRepo.call_page, protocol, actor=actor(request), now=ctx.now())
     if page is None:
-        return await not_found(request, f"No call has protocol {protocol}.")
+        return await not_found(request, _("No call has protocol %(protocol)s.")
+                               % {"protocol": protocol})
     now = ctx.now()
     requests = [{**req.row, "exports": req.exports, "deliveries": req.deliveries,
                  **rights_api.deadline_of(req.row, ctx.config, now)} for req in page.requests]

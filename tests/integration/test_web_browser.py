@@ -144,7 +144,7 @@ async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
         await page.goto(f"{base}/requests")
         req_row = page.locator(f"#request-{request_id}")
         assert "received" in await req_row.inner_text()
-        days = await req_row.locator("td.days").inner_text()
+        days = await req_row.locator(".days").inner_text()
         assert days.strip() == str(app_config.rights.request_due_days), days  # filed today
         await screenshot(page, "04-request-queue")
         async with page.expect_navigation():

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: PyPI name -> the Debian package that provides it
 DEBIAN_NAMES = {
     "aiohttp": "python3-aiohttp", "aiosqlite": "python3-aiosqlite", "audioop-lts": "python3-audioop-lts",
+    "babel": "python3-babel",
     "cryptography": "python3-cryptography", "fpdf2": "python3-fpdf", "jinja2": "python3-jinja2",
     "panoramisk": "python3-panoramisk", "pydub": "python3-pydub", "python-stdnum": "python3-stdnum",
     "tqdm": "python3-tqdm",
