@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, cast
 
 from ._sqlutil import immediate
 from .audit import append_in_transaction_sync, append_many_in_transaction_sync
@@ -324,6 +324,8 @@ def retention_store(conn: SyncConnection | RetentionStore) -> RetentionStore:
     store), or ``conn`` itself when it already is one."""
     if isinstance(conn, sqlite3.Connection):
         return SqliteRetentionStore(conn)
+    if hasattr(conn, "dialect"):  # a storage.pg.PgConnection: the same SQL serves it
+        return SqliteRetentionStore(cast("sqlite3.Connection", conn))
     return conn
 
 
