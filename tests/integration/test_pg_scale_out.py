@@ -170,7 +170,7 @@ def test_nodes_share_one_gapless_sequence_through_kills_and_a_server_restart(pg_
             deadline = time.monotonic() + 120
             while _count(url, "protocols") < target:  # allocations go on: wait for the next batch
                 assert time.monotonic() < deadline, "allocations stopped"
-                for key, p in procs.items():
+                for p in procs.values():
                     assert p.poll() is None or p.returncode == -signal.SIGKILL, p.communicate()[1]
                 time.sleep(0.05)
             key = rng.choice(sorted(procs))
