@@ -329,8 +329,9 @@ def retention_store(conn: SyncConnection | RetentionStore) -> RetentionStore:
     return conn
 
 
-def open_retention_store(path: str | os.PathLike[str], *, busy_timeout_ms: int) -> RetentionStore:
-    """Open the database for a sweep: a store that owns its connection."""
+def open_retention_store(path: str | os.PathLike[str], *, busy_timeout_ms: int,
+                         password: str = "") -> RetentionStore:
+    """Open the database (a file, or a ``postgresql://`` URL) for a sweep: a store that owns its connection."""
     from .db import connect_sync
 
-    return SqliteRetentionStore(connect_sync(path, busy_timeout_ms=busy_timeout_ms), owned=True)
+    return SqliteRetentionStore(connect_sync(path, busy_timeout_ms=busy_timeout_ms, password=password), owned=True)
