@@ -87,6 +87,11 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         problem = check_url(st.url)
         if problem is not None:
             raise ConfigError("storage.url", f"{masked(st.url)!r} {problem}")
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None:
+            raise ConfigError("storage.url", "PostgreSQL needs psycopg 3: pip install 'callproof[postgresql]'"
+                                             " or apt-get install python3-psycopg")
 
     url = urlparse(config.ari.url)
     if url.scheme not in ("http", "https") or not url.hostname:

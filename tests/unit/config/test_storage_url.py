@@ -36,6 +36,16 @@ def test_a_postgresql_url_with_the_password_from_the_secrets(tmp_path):
     assert cfg.storage.password == "Kq8-pg-Secret-4f2"
 
 
+def test_postgresql_without_its_driver_is_refused_at_start_up(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD + '[storage]\nurl = "postgresql://callproof@db1/callproof"\n'), env={})
+    assert err.value.key == "storage.url" and "python3-psycopg" in str(err.value)
+
+
 @pytest.mark.parametrize(("url", "says"), [
     ("mysql://callproof@db1/callproof", "postgresql://"),
     ("postgresql://callproof:Hunter2-Secret@db1/callproof", "must not hold the password"),

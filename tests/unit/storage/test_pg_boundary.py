@@ -59,3 +59,30 @@ def test_the_postgresql_schema_has_sqlites_tables_columns_and_triggers(pg_cluste
         pg_cluster.drop(url)
     assert pg_cols == sqlite_cols
     assert sqlite_triggers <= pg_triggers, sqlite_triggers - pg_triggers
+
+
+def test_a_connection_the_server_dropped_fails_its_transaction_then_reopens(pg_cluster):
+    import sqlite3
+
+    import psycopg
+    import pytest
+
+    from callproof.storage import allocate_sync, connect_sync, is_storage_error
+
+    url = pg_cluster.new_database("dropped")
+    conn = connect_sync(url)
+    try:
+        assert allocate_sync(conn, year=2026, allocated_at="2026-03-10T14:00:00Z").protocol.endswith("1")
+        conn.execute("BEGIN")
+        conn.execute("UPDATE protocol_sequences SET last_value = 99")
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with psycopg.connect(url, autocommit=True) as other:  # what a restart or a failover does
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(sqlite3.Error) as cut:
+            conn.execute("COMMIT")
+        assert is_storage_error(cut.value) and not conn.in_transaction
+        # the next call opens a new connection; the cut transaction left nothing behind
+        assert allocate_sync(conn, year=2026, allocated_at="2026-03-10T14:00:00Z").protocol == "20260000000000002"
+    finally:
+        conn.close()
+        pg_cluster.drop(url)
