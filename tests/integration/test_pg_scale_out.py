@@ -199,7 +199,8 @@ def test_nodes_share_one_gapless_sequence_through_kills_and_a_server_restart(pg_
                 p.wait()
 
     total = _count(url, "protocols")
-    print(f"{total} protocols by {NODES}x{PER_NODE} processes, {killed} SIGKILLs, server restarted after {restarted_at}")
+    print(f"{total} protocols by {NODES}x{PER_NODE} processes, {killed} SIGKILLs,"
+          f" server restarted after {restarted_at}")
     assert restarted_at is not None and total > restarted_at + 100, "allocations did not go on after the restart"
     assert killed == 12
     # 0 duplicates, 0 gaps: the year's protocols are exactly 1..total, and the counter says total
