@@ -83,8 +83,7 @@ def bare_allocate(conn: sqlite3.Connection, call_id: int) -> str:
     conn.execute("BEGIN IMMEDIATE")
     try:
         _existing, _status = conn.execute(P._SQL_CALL, (call_id,)).fetchone()
-        conn.execute(P._SQL_BUMP, (YEAR,))
-        sequence = conn.execute(P._SQL_CURRENT, (YEAR,)).fetchone()[0]
+        sequence = conn.execute(P._SQL_BUMP, (YEAR,)).fetchall()[0][0]  # bump ... RETURNING
         protocol = f"{YEAR:04d}{sequence:013d}"
         conn.execute(P._SQL_PROTOCOL, (protocol, YEAR, sequence, AT, "call", call_id))
         conn.execute(P._SQL_LINK_CALL, (protocol, AT, call_id))

@@ -75,7 +75,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print("warning: [sms] backend is 'log': no SMS is sent, each is only logged (state 'logged');"
               " set [sms] backend to smpp, http or sip (docs/sms.md)", file=sys.stderr)
     print(f"configuration OK: ARI {config.ari.url} app={config.ari.app}, AMI {config.ami.host}:{config.ami.port}, "
-          f"database {config.storage.database}, recordings under {config.recording.root}")
+          f"database {_database_named(config)}, recordings under {config.recording.root}")
     return 0
 
 
@@ -92,6 +92,13 @@ def _prompts_or_exit(config: Any) -> None:
     except MissingPromptsError as exc:
         print(f"callproof: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _database_named(config: Any) -> str:
+    """The database as a message names it (a PostgreSQL URL without any password)."""
+    from callproof.storage.pg_url import masked
+
+    return masked(config.storage.target)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

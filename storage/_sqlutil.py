@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from .dialect import dialect_of
 
-@contextmanager
-def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+
+def immediate(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
     """Run the block in ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error).
 
     IMMEDIATE takes the write lock up front, so concurrent writers queue on
     ``busy_timeout`` instead of failing with SQLITE_BUSY when a deferred
     (read) transaction tries to upgrade to a write.  The connection must not
-    already be inside a transaction.
+    already be inside a transaction.  On PostgreSQL the same one-writer order
+    comes from an advisory transaction lock (:meth:`storage.dialect.Dialect.begin_write`).
     """
-    conn.execute("BEGIN IMMEDIATE")
+    return _transaction(conn, dialect_of(conn).begin_write)
+
+
+def row_locked(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
+    """A write transaction whose statements lock the rows they need themselves (the
+    protocol counter's ``UPDATE``, the SMS claim's ``FOR UPDATE SKIP LOCKED``): on
+    PostgreSQL it waits for no other writer; on SQLite it is :func:`immediate`."""
+    return _transaction(conn, dialect_of(conn).begin_rows)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, begin: Callable[[sqlite3.Connection], None]
+                 ) -> Iterator[sqlite3.Connection]:
+    begin(conn)
     try:
         yield conn
     except BaseException:

@@ -5,7 +5,9 @@ id, at, actor, action, protocol, subject and details (the stored JSON text),
 and canonical JSON is ``json.dumps(..., sort_keys=True, separators=(',', ':'),
 ensure_ascii=False)`` encoded as UTF-8.  The first entry links to
 :data:`GENESIS`.  Appends take BEGIN IMMEDIATE, so concurrent processes
-extend one chain.
+extend one chain; on PostgreSQL, where writers on several nodes do not share one
+write lock, an advisory transaction lock on the chain's head serialises them
+(:meth:`storage.dialect.Dialect.lock_chain`) before the head is read.
 
 Triggers refuse UPDATE/DELETE; ``verify_chain`` detects edits made after
 dropping them.  Removing the newest entries is only detectable against an
@@ -21,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._sqlutil import fetch_all, immediate
+from .dialect import dialect_of
 from .timefmt import to_db_time
 
 if TYPE_CHECKING:
@@ -107,6 +110,7 @@ def append_many_in_transaction_sync(
     if not actor or any(not action for action, *_ in items):
         raise ValueError("audit entries need a non-empty action and actor")
     at = to_db_time(at)
+    dialect_of(conn).lock_chain(conn, "audit_log")
     head = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     next_id, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
     rows = []
@@ -122,6 +126,7 @@ def append_many_in_transaction_sync(
 
 
 def _insert(conn: sqlite3.Connection, entry: dict[str, Any]) -> int:
+    dialect_of(conn).lock_chain(conn, "audit_log")
     head = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     entry["id"], prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
     conn.execute(

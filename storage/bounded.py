@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .dialect import dialect_of
 from .errors import StorageUnavailable, storage_problem
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ def within(conn: sqlite3.Connection, deadline: float, fn: Callable[..., T], *arg
     left = deadline - time.monotonic()
     if left <= 0:
         raise StorageUnavailable("timeout", "the wait ran out before the database was free")
-    conn.execute(f"PRAGMA busy_timeout = {max(1, int(left * 1000))}")
+    dialect_of(conn).set_lock_wait(conn, max(1, int(left * 1000)))
     try:
         return fn(conn, *args, **kwargs)
     except sqlite3.Error as exc:

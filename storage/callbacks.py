@@ -226,7 +226,7 @@ SELECT id FROM (
         WHERE state = 'scheduled' AND next_attempt_at <= :now
     UNION ALL
     SELECT id, lease_until AS due FROM callbacks WHERE state = 'dialling' AND lease_until <= :now
-) ORDER BY due, id LIMIT :limit
+) AS due_rows ORDER BY due, id LIMIT :limit
 """
 
 
@@ -321,7 +321,7 @@ def next_due_sync(conn: sqlite3.Connection) -> str | None:
     """When the next claim can find something (earliest due or lease end), else None."""
     row = conn.execute(
         "SELECT min(due) FROM (SELECT min(next_attempt_at) AS due FROM callbacks WHERE state = 'scheduled'"
-        " UNION ALL SELECT min(lease_until) FROM callbacks WHERE state = 'dialling')").fetchone()
+        " UNION ALL SELECT min(lease_until) FROM callbacks WHERE state = 'dialling') AS due_rows").fetchone()
     return row[0] if row else None
 
 

@@ -17,7 +17,7 @@ import stat
 import time
 from collections.abc import Callable, Generator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiosqlite
 
@@ -28,6 +28,7 @@ from .errors import StorageError, StorageUnavailable
 from .evidence import EvidenceRecords
 from .figures import FiguresReader
 from .outbox import Outbox
+from .pg_url import is_postgres_url
 from .protocols import Protocols
 from .queue_wait import QueueWait
 from .recordings import Recordings
@@ -180,12 +181,19 @@ def connect_sync(
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     file_mode: int = DEFAULT_FILE_MODE,
     now: Clock = utc_now,
+    password: str = "",
 ) -> sqlite3.Connection:
     """A plain sqlite3 connection with the same pragmas and schema as
     :meth:`Database.open`.  Autocommit mode (``isolation_level=None``): the
     storage functions issue their own ``BEGIN IMMEDIATE``.
+
+    ``path`` may be a ``postgresql://`` URL (``[storage] url``, with ``password``):
+    the connection is then a :class:`storage.pg.PgConnection`, which the storage
+    functions use exactly as a sqlite3 one (see :mod:`storage.dialect`).
     """
     path = os.fspath(path)
+    if is_postgres_url(path):
+        return connect_pg(path, password=password, busy_timeout_ms=busy_timeout_ms, now=now)
     _check_file_mode(file_mode)
     if path != MEMORY:
         _prepare_file(path, file_mode)
@@ -196,6 +204,55 @@ def connect_sync(
         conn.close()
         raise
     return conn
+
+
+def _pg_setup(busy_timeout_ms: int) -> tuple[str, ...]:
+    if not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
+        raise ValueError(f"busy_timeout_ms must be a non-negative int, got {busy_timeout_ms!r}")
+    # busy_timeout's meaning on PostgreSQL: how long a statement waits for a row or advisory lock
+    return (f"SET lock_timeout = {busy_timeout_ms}", "SET TIME ZONE 'UTC'")
+
+
+def connect_pg(url: str, *, password: str = "", busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+               now: Clock = utc_now, migrate_schema: bool = True) -> sqlite3.Connection:
+    """A :class:`storage.pg.PgConnection` to ``url`` (migrated), typed as what it stands in for."""
+    from .pg import PgConnection
+    from .pg_schema import migrate_pg
+    from .pg_url import conninfo
+
+    conn = PgConnection.connect(conninfo(url, password), _pg_setup(busy_timeout_ms))
+    try:
+        if migrate_schema:
+            migrate_pg(conn, now=now)
+    except BaseException:
+        conn.close()
+        raise
+    return cast("sqlite3.Connection", conn)
+
+
+class _ThreadConnection:
+    """What :class:`Database` needs of an aiosqlite connection (``_conn``, ``_execute``,
+    ``close``), for a PostgreSQL connection: one thread of its own runs its statements."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._conn = conn
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callproof-pg")
+
+    @classmethod
+    async def connect(cls, url: str, password: str, busy_timeout_ms: int, now: Clock,
+                      migrate_schema: bool) -> _ThreadConnection:
+        conn = await asyncio.to_thread(connect_pg, url, password=password, busy_timeout_ms=busy_timeout_ms,
+                                       now=now, migrate_schema=migrate_schema)
+        return cls(conn)
+
+    async def _execute(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    async def close(self) -> None:
+        await self._execute(self._conn.close)
+        self._thread.shutdown(wait=False)
 
 
 # --------------------------------------------------------------------------
@@ -211,9 +268,12 @@ class Database:
     other coroutines sharing this connection.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, path: str, now: Clock = utc_now) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: str, now: Clock = utc_now, password: str = "") -> None:
         self._conn = conn
         self.path = path
+        #: "sqlite" or "postgresql" (``path`` is then the URL, without its password)
+        self.engine = "postgresql" if is_postgres_url(path) else "sqlite"
+        self._password = password
         self._now = now
         self._busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS
         self._call_conns: list[aiosqlite.Connection] = []  # the calls' bounded steps (run_within)
@@ -239,11 +299,44 @@ class Database:
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         file_mode: int = DEFAULT_FILE_MODE,
         now: Clock = utc_now,
+        password: str = "",
     ) -> _Opening:
         """Open (creating if needed) and migrate.  Use as ``await Database.open(p)``,
         ``async with await Database.open(p)`` or ``async with Database.open(p)``.
+        ``path`` may be a ``postgresql://`` URL (``password`` from the secrets).
         """
-        return _Opening(cls._open(os.fspath(path), busy_timeout_ms, file_mode, now))
+        path = os.fspath(path)
+        if is_postgres_url(path):
+            return _Opening(cls._open_pg(path, busy_timeout_ms, now, password))
+        return _Opening(cls._open(path, busy_timeout_ms, file_mode, now))
+
+    @classmethod
+    async def _open_pg(cls, url: str, busy_timeout_ms: int, now: Clock, password: str) -> Database:
+        conn = await _ThreadConnection.connect(url, password, busy_timeout_ms, now, True)
+        db = cls(cast("aiosqlite.Connection", conn), url, now, password)
+        db._busy_timeout_ms = busy_timeout_ms
+        return db
+
+    async def _connect_more(self) -> aiosqlite.Connection:
+        """One more connection to the same database (the calls' connections)."""
+        if self.engine == "postgresql":
+            return cast("aiosqlite.Connection", await _ThreadConnection.connect(
+                self.path, self._password, self._busy_timeout_ms, self._now, False))
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn._execute(lambda c=conn: configure(c._conn, self._busy_timeout_ms))
+        return conn
+
+    def open_reader_sync(self) -> sqlite3.Connection:
+        """A read-only connection of its own (:class:`storage.figures.FiguresReader`)."""
+        if self.engine == "postgresql":
+            conn = connect_pg(self.path, password=self._password, busy_timeout_ms=self._busy_timeout_ms,
+                              now=self._now, migrate_schema=False)
+            conn.execute("SET default_transaction_read_only = on")
+            return conn
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA query_only = ON")
+        return conn
 
     @classmethod
     async def _open(cls, path: str, busy_timeout_ms: int, file_mode: int, now: Clock) -> Database:
@@ -377,9 +470,7 @@ class Database:
                 opened: list[aiosqlite.Connection] = []
                 try:
                     for _ in range(max(1, self.calls_connections)):
-                        conn = await aiosqlite.connect(self.path, isolation_level=None)
-                        opened.append(conn)
-                        await conn._execute(lambda c=conn: configure(c._conn, self._busy_timeout_ms))
+                        opened.append(await self._connect_more())
                 except BaseException:
                     for conn in opened:
                         await conn.close()

@@ -6,7 +6,7 @@ here.  Each query is an aggregate over an indexed or small table; the caller cac
 result for a few seconds so a scrape every few seconds costs one read, not one per scrape
 per process.
 
-Latency histograms read from stored timestamps (``julianday`` differences, in seconds)
+Latency histograms read from stored timestamps (differences in seconds, :mod:`.dialect`)
 are cumulative bucket counts, like a Prometheus histogram: ``buckets[i]`` counts the
 values <= ``bounds[i]``.
 """
@@ -21,15 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .dialect import dialect_of
 from .outbox_receipts import counters_sync
 from .requests import count_open_sync
 from .timefmt import to_db_time
 
 if TYPE_CHECKING:
     from .db import Database
-
-#: Seconds between stored times, for the stored-latency histograms.
-_SECONDS = "(julianday({end}) - julianday({start})) * 86400.0"
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,12 @@ def _grouped(conn: sqlite3.Connection, sql: str) -> dict[str, int]:
 
 def _histogram(conn: sqlite3.Connection, table: str, start: str, end: str, where: str,
                bounds: Sequence[float]) -> StoredHistogram:
-    seconds = _SECONDS.format(start=start, end=end)
-    sums = ", ".join(f"coalesce(sum(s <= {float(b)!r}), 0)" for b in bounds)
+    dialect = dialect_of(conn)
+    seconds = dialect.seconds_between(end, start)
+    sums = ", ".join(f"coalesce(sum(CASE WHEN s <= {float(b)!r} THEN 1 ELSE 0 END), 0)" for b in bounds)
     row = conn.execute(
         f"SELECT count(*), coalesce(sum(s), 0.0){', ' + sums if sums else ''}"
-        f" FROM (SELECT max(0.0, {seconds}) AS s FROM {table} WHERE {where})").fetchone()
+        f" FROM (SELECT {dialect.greatest('0.0', seconds)} AS s FROM {table} WHERE {where}) AS stored").fetchone()
     return StoredHistogram(tuple(bounds), tuple(int(n) for n in row[2:]), int(row[0]), float(row[1]))
 
 
@@ -117,10 +116,7 @@ class FiguresReader:
     def _read_sync(self, **kw: object) -> Figures:
         with self._lock:
             if self._conn is None:
-                conn = sqlite3.connect(self._db.path, isolation_level=None, check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {int(self._db._busy_timeout_ms)}")
-                conn.execute("PRAGMA query_only = ON")
-                self._conn = conn
+                self._conn = self._db.open_reader_sync()
             return figures_sync(self._conn, **kw)  # type: ignore[arg-type]
 
     async def read(self, *, now: str | datetime, soon_until: str | datetime, sms_bounds: Sequence[float],

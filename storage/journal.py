@@ -392,9 +392,10 @@ class ReplayConnection:
     dropped after a storage error, so the next attempt starts clean."""
 
     def __init__(self, database: str | os.PathLike[str], busy_timeout_ms: int,
-                 now: Callable[[], str] | None = None):
+                 now: Callable[[], str] | None = None, password: str = ""):
         self.database, self.busy_timeout_ms = os.fspath(database), busy_timeout_ms
         self._now = now
+        self._password = password  # a postgresql:// database's (never logged)
         self._conn: sqlite3.Connection | None = None
 
     def replay(self, journal: Journal) -> ReplayResult:
@@ -403,7 +404,8 @@ class ReplayConnection:
 
         try:
             if self._conn is None:
-                self._conn = connect_sync(self.database, busy_timeout_ms=self.busy_timeout_ms)
+                self._conn = connect_sync(self.database, busy_timeout_ms=self.busy_timeout_ms,
+                                          password=self._password)
             return replay_sync(self._conn, journal, self._now() if self._now else to_db_time(utc_now()))
         except BaseException:
             self.close()

@@ -7,6 +7,9 @@
   commands.
 * :func:`open_pool` -- the web page's pool of sync handles.
 
+``[storage] url`` (a ``postgresql://`` URL, the password from ``[storage] password``,
+i.e. the secrets file) takes the place of ``database`` when it is set.
+
 All of them go through :func:`storage.db.connect_sync` / :meth:`Database.open`,
 which create a missing file with the right mode and never open an existing
 database file outside SQLite (see :func:`storage.db._prepare_file`).
@@ -29,6 +32,10 @@ class _StorageSection(Protocol):
     def database(self) -> Path: ...
     @property
     def busy_timeout_ms(self) -> int: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def password(self) -> str: ...
 
 
 class _HasStorage(Protocol):
@@ -40,7 +47,8 @@ class _HasStorage(Protocol):
 
 def open_database(config: _HasStorage) -> _Opening:
     """``await open_database(config)`` or ``async with open_database(config) as db``."""
-    return Database.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    st = config.storage
+    return Database.open(st.target, busy_timeout_ms=st.busy_timeout_ms, password=st.password)
 
 
 async def open_for_one_call(config: _HasStorage) -> Database:
@@ -53,8 +61,10 @@ async def open_for_one_call(config: _HasStorage) -> Database:
 
 def open_sync(config: _HasStorage) -> SyncDatabase:
     """A sync handle; ``with open_sync(config) as db:`` closes it."""
-    return SyncDatabase.open(config.storage.database, busy_timeout_ms=config.storage.busy_timeout_ms)
+    st = config.storage
+    return SyncDatabase.open(st.target, busy_timeout_ms=st.busy_timeout_ms, password=st.password)
 
 
 def open_pool(config: _HasStorage, *, size: int = 4) -> SyncPool:
-    return SyncPool(config.storage.database, size=size, busy_timeout_ms=config.storage.busy_timeout_ms)
+    st = config.storage
+    return SyncPool(st.target, size=size, busy_timeout_ms=st.busy_timeout_ms, password=st.password)

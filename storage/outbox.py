@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ._sqlutil import fetch_all, fetch_one, immediate
+from ._sqlutil import fetch_all, fetch_one, immediate, row_locked
+from .dialect import dialect_of
 from .errors import InvalidStateError, NotFoundError
 
 # the answers and receipts (also importable from here, where they were before)
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 # :limit before the union (and the pending one walks the partial index
 # sms_outbox_due in order), so a claim reads ~2 x limit rows instead of sorting
 # the whole backlog (0.5 ms per claim with 2,000 rows pending, growing with it).
-_SQL_DUE = """
+_SQL_DUE_SQLITE = """
 SELECT id FROM (
     SELECT * FROM (SELECT id, next_attempt_at AS due FROM sms_outbox INDEXED BY sms_outbox_due
                     WHERE state = 'pending' AND next_attempt_at <= :now
@@ -43,6 +44,17 @@ SELECT id FROM (
                     ORDER BY lease_until, id LIMIT :limit)
 ) ORDER BY due, id LIMIT :limit
 """
+# PostgreSQL: senders on several nodes claim at once; each locks the rows it takes and
+# skips those another one holds (a row is attempted by one sender at a time), and a dead
+# sender's rows come back once their lease has run out.  The WHERE is checked again on a
+# row's newest version once locked, so a row another sender just leased is not taken.
+_SQL_DUE_POSTGRESQL = """
+SELECT id FROM sms_outbox
+ WHERE (state = 'pending' AND next_attempt_at <= :now) OR (state = 'sending' AND lease_until <= :now)
+ ORDER BY CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END, id
+ LIMIT :limit FOR UPDATE SKIP LOCKED
+"""
+_SQL_DUE = {"sqlite": _SQL_DUE_SQLITE, "postgresql": _SQL_DUE_POSTGRESQL}
 
 
 MAX_CLAIM = 30000  # SQLite allows 32,766 parameters per statement
@@ -85,9 +97,9 @@ def claim_for_send_sync(
 ) -> list[dict]:
     """Lease up to ``limit`` due rows to ``owner`` ('pending' rows whose
     next_attempt_at has come, 'sending' rows whose lease has expired) and
-    persist an attempt for each, in one BEGIN IMMEDIATE transaction, so two
-    owners never get the same row.  ``attempts`` counts claims, so crashed
-    attempts are visible.
+    persist an attempt for each, in one transaction, so two owners never get
+    the same row (SQLite: BEGIN IMMEDIATE; PostgreSQL: ``FOR UPDATE SKIP LOCKED``).
+    ``attempts`` counts claims, so crashed attempts are visible.
 
     Rows older than ``max_age_seconds`` are not returned: they go to 'dead'
     ('expired') in the same transaction, with no attempt.  Each returned row
@@ -100,7 +112,7 @@ def claim_for_send_sync(
     an ``UPDATE ... RETURNING``, the attempts one multi-row ``INSERT ...
     RETURNING``): the sender's cost per message is what bounds its rate.
     """
-    with immediate(conn):
+    with row_locked(conn):
         return _claim_for_send_in_tx(conn, owner, limit, lease_seconds, now, backend, max_age_seconds)
 
 
@@ -109,7 +121,7 @@ def _claim_for_send_in_tx(
     backend: str, max_age_seconds: float | None = None,
 ) -> list[dict]:
     now, lease_until = _lease_times(owner, limit, lease_seconds, now)
-    ids = [r[0] for r in conn.execute(_SQL_DUE, {"now": now, "limit": limit})]
+    ids = [r[0] for r in conn.execute(_SQL_DUE[dialect_of(conn).name], {"now": now, "limit": limit})]
     if not ids:
         return []
     marks = ", ".join("?" for _ in ids)
@@ -136,8 +148,8 @@ def _claim_for_send_in_tx(
     rows.sort(key=lambda r: r["id"])
     # earlier attempts of these rows: how many, and whether one is (or was left) unresolved
     earlier = {oid: (count, unresolved, in_flight) for oid, count, unresolved, in_flight in conn.execute(
-        "SELECT outbox_id, count(*), sum(outcome IN ('in_flight', 'unknown')),"
-        f" sum(outcome = 'in_flight') FROM sms_attempts WHERE outbox_id IN ({marks})"
+        "SELECT outbox_id, count(*), sum(CASE WHEN outcome IN ('in_flight', 'unknown') THEN 1 ELSE 0 END),"
+        f" sum(CASE WHEN outcome = 'in_flight' THEN 1 ELSE 0 END) FROM sms_attempts WHERE outbox_id IN ({marks})"
         " GROUP BY outbox_id", ids)}
     if any(v[2] for v in earlier.values()):
         conn.execute(
@@ -186,7 +198,8 @@ def release_unsent_in_tx(conn: sqlite3.Connection, attempt_ids: list[int], owner
             omarks = ", ".join("?" for _ in oids)
             released += conn.execute(
                 "UPDATE sms_outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?,"
-                " attempts = max(attempts - 1, 0), lease_owner = NULL, lease_until = NULL"
+                " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
+                " lease_owner = NULL, lease_until = NULL"
                 f" WHERE id IN ({omarks}) AND state = 'sending' AND lease_owner = ?", (at, now, *oids, owner)).rowcount
     return released
 
@@ -203,7 +216,7 @@ def sender_step_sync(
     (locking, the WAL append) is most of the cost of a small one.
     Returns (per answer None or the error that refused it, the claimed rows).
     """
-    with immediate(conn):
+    with row_locked(conn):  # the rows it writes are its own leases, or locked by the claim
         errors = finish_attempts_in_tx(conn, list(finish)) if finish else []
         if release:
             release_unsent_in_tx(conn, **release)

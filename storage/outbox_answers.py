@@ -127,7 +127,7 @@ _GROUP_SQL = {
     "logged": "UPDATE sms_outbox SET state = 'logged', gateway_message_id = ?, next_attempt_at = NULL,"
               " reason = NULL, updated_at = ?, lease_owner = NULL, lease_until = NULL" + _OWNED,
     "throttled": "UPDATE sms_outbox SET state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
-                 " attempts = max(attempts - 1, 0), throttled = throttled + 1,"
+                 " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, throttled = throttled + 1,"
                  " lease_owner = NULL, lease_until = NULL" + _OWNED,
     "pending": "UPDATE sms_outbox SET state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
                " lease_owner = NULL, lease_until = NULL" + _OWNED,
@@ -237,7 +237,7 @@ def _finish_attempt_in_tx(
         if outcome == "throttled":
             _finish(conn, oid, owner, ("sending",),
                     "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
-                    " attempts = max(attempts - 1, 0), throttled = throttled + 1",
+                    " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, throttled = throttled + 1",
                     (reason or "throttled", to_db_time(next_attempt_at), now),
                     "put it back after throttling")
         else:

@@ -27,6 +27,7 @@ import sqlite3
 from datetime import datetime, timedelta
 
 from ._sqlutil import fetch_all, immediate
+from .dialect import dialect_of
 from .timefmt import parse_db_time, to_db_time
 
 #: SMPP 3.4 appendix B states after which the message's fate does not change.
@@ -45,12 +46,13 @@ def _accepted_with(conn: sqlite3.Connection, gateway_message_id: str) -> list[in
     sent in parts), the last accepted first."""
     # CROSS JOIN: the outbox rows (found by index) first, then their attempts
     accepting = ("SELECT o.id, a.finished_at, a.id FROM sms_outbox o{hint}"
-                 " CROSS JOIN sms_attempts a ON a.outbox_id = o.id AND a.outcome = 'accepted'"
+                 " {join} sms_attempts a ON a.outbox_id = o.id AND a.outcome = 'accepted'"
                  " AND a.gateway_message_id = o.gateway_message_id WHERE {where}")
-    found = conn.execute(accepting.format(hint="", where="o.gateway_message_id = ?"),
+    join = dialect_of(conn).ordered_join
+    found = conn.execute(accepting.format(hint="", join=join, where="o.gateway_message_id = ?"),
                          (gateway_message_id,)).fetchall()
     found += conn.execute(accepting.format(
-        hint=" INDEXED BY sms_outbox_parts",
+        hint=" INDEXED BY sms_outbox_parts", join=join,
         where="o.gateway_message_id LIKE '%,%' AND instr(',' || o.gateway_message_id || ',', ?) > 0"),
         (f",{gateway_message_id},",)).fetchall()
     found.sort(key=lambda r: (r[1], r[2]), reverse=True)
@@ -68,7 +70,7 @@ def _set_row_receipt(conn: sqlite3.Connection, outbox_id: int, status: str, at: 
     replaces a final one (a message in parts: another part still en route)."""
     conn.execute(
         "UPDATE sms_outbox SET dlr_state = ?, dlr_at = ? WHERE id = ?"
-        f" AND (? OR dlr_state IS NULL OR dlr_state NOT IN ({_FINAL_SQL}))",
+        f" AND (? = 1 OR dlr_state IS NULL OR dlr_state NOT IN ({_FINAL_SQL}))",
         (status, at, outbox_id, is_final(status)))
 
 

@@ -8,7 +8,9 @@ queue on ``busy_timeout`` as in every other callproof process.
 
 The first connection is opened with :func:`connect_sync` (creates the file
 with the right mode, migrates); the others only get the pragmas.  Neither
-opens the database file outside SQLite.
+opens the database file outside SQLite.  With a ``postgresql://`` URL the
+handles are :class:`storage.pg.PgConnection` (MVCC: readers and writers run
+side by side on the server); each reopens itself when the server drops it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .db import DEFAULT_BUSY_TIMEOUT_MS, configure, connect_sync
+from .db import DEFAULT_BUSY_TIMEOUT_MS, configure, connect_pg, connect_sync
+from .pg_url import is_postgres_url
 from .sync import SyncDatabase
 
 P = ParamSpec("P")
@@ -31,14 +34,17 @@ T = TypeVar("T")
 
 class SyncPool:
     def __init__(self, path: str | os.PathLike[str], *, size: int = 4,
-                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, password: str = "") -> None:
         path = os.fspath(path)
-        connect_sync(path, busy_timeout_ms=busy_timeout_ms).close()
+        connect_sync(path, busy_timeout_ms=busy_timeout_ms, password=password).close()
         self._conns: list[sqlite3.Connection] = []
         self._free: queue.SimpleQueue[SyncDatabase] = queue.SimpleQueue()
         for _ in range(size):
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            configure(conn, busy_timeout_ms)
+            if is_postgres_url(path):  # each reconnects by itself when the server drops it
+                conn = connect_pg(path, password=password, busy_timeout_ms=busy_timeout_ms, migrate_schema=False)
+            else:
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                configure(conn, busy_timeout_ms)
             self._conns.append(conn)
             self._free.put(SyncDatabase(conn))
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="callproof-web-db")

@@ -3,7 +3,11 @@
 The sequence bump, the ``protocols`` row, the call update and the SMS outbox
 row are one transaction (:func:`allocate_sync`).  Because the counter is
 bumped inside that transaction, a rollback leaves no gap and concurrent
-processes (serialised by BEGIN IMMEDIATE) never get the same number.
+processes never get the same number: on SQLite they are serialised by BEGIN
+IMMEDIATE; on PostgreSQL the year's counter row is locked by the bump itself
+(``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``) until the transaction
+ends, on every node (never a SEQUENCE: a rolled-back nextval is a gap), and the
+call's row by ``SELECT ... FOR UPDATE``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ._sqlutil import fetch_one, immediate, inserted_id
+from ._sqlutil import fetch_one, inserted_id, row_locked
 from .bounded import within
 from .call_status import INITIAL
+from .dialect import dialect_of
 from .errors import InvalidStateError, NotFoundError, ProtocolRangeError, evidence_order_error
 from .timefmt import to_db_time
 
@@ -80,13 +85,13 @@ def _check_year(year: int) -> None:
             f"protocol year must be an int in {MIN_YEAR}..{MAX_YEAR}, got {year!r}")
 
 
-_SQL_CALL = "SELECT protocol, status FROM calls WHERE id = ?"
+_SQL_CALL = "SELECT protocol, status FROM calls WHERE id = ?"  # + the dialect's FOR UPDATE
 _SQL_EXISTING_SMS = "SELECT id, state FROM sms_outbox WHERE protocol = ? ORDER BY id LIMIT 1"
 _SQL_BUMP = (
     "INSERT INTO protocol_sequences (year, last_value) VALUES (?, 1)"
-    " ON CONFLICT (year) DO UPDATE SET last_value = last_value + 1"
+    " ON CONFLICT (year) DO UPDATE SET last_value = protocol_sequences.last_value + 1"
+    " RETURNING last_value"
 )
-_SQL_CURRENT = "SELECT last_value FROM protocol_sequences WHERE year = ?"
 _SQL_PROTOCOL = (
     "INSERT INTO protocols (protocol, year, sequence, allocated_at, kind, call_id)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -110,7 +115,7 @@ def allocate_sync(
     call_id: int | None = None,
     sms: SmsDraft | None = None,
 ) -> AllocatedProtocol:
-    """Allocate the next protocol of ``year`` in one BEGIN IMMEDIATE transaction.
+    """Allocate the next protocol of ``year`` in one transaction (see the module's doc).
 
     With ``call_id``: idempotent per call (a call that already has a protocol
     gets it back, ``reused=True``, nothing is written), otherwise the call's
@@ -123,9 +128,9 @@ def allocate_sync(
     """
     _check_year(year)
     allocated_at = to_db_time(allocated_at)
-    with immediate(conn):
+    with row_locked(conn):
         if call_id is not None:
-            row = conn.execute(_SQL_CALL, (call_id,)).fetchone()
+            row = conn.execute(_SQL_CALL + dialect_of(conn).for_update, (call_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"call {call_id} does not exist")
             existing, status = row
@@ -143,8 +148,7 @@ def allocate_sync(
                     f"allocated in {sorted(ALLOCATABLE_CALL_STATUSES)}"
                 )
 
-        conn.execute(_SQL_BUMP, (year,))
-        sequence = conn.execute(_SQL_CURRENT, (year,)).fetchone()[0]
+        sequence = conn.execute(_SQL_BUMP, (year,)).fetchall()[0][0]  # all: the statement ends
         if sequence > MAX_SEQUENCE:  # rollback keeps the counter at the maximum
             raise ProtocolRangeError(f"protocol sequence for {year} exhausted ({MAX_SEQUENCE})")
         protocol = f"{year:04d}{sequence:013d}"

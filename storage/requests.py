@@ -19,7 +19,7 @@ from typing import Any
 from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
 from .audit import append_in_transaction_sync
 from .errors import InvalidStateError, NotFoundError, ProtocolRangeError
-from .protocols import _SQL_BUMP, _SQL_CURRENT, _SQL_PROTOCOL, MAX_SEQUENCE, _check_year
+from .protocols import _SQL_BUMP, _SQL_PROTOCOL, MAX_SEQUENCE, _check_year
 from .timefmt import to_db_time
 
 __all__ = [
@@ -85,8 +85,7 @@ def _allocate_request_protocol(conn: sqlite3.Connection, year: int, at: str) -> 
     The same statements as storage.protocols.allocate_sync, which opens its own
     transaction and so cannot share ours."""
     _check_year(year)
-    conn.execute(_SQL_BUMP, (year,))
-    sequence = conn.execute(_SQL_CURRENT, (year,)).fetchone()[0]
+    sequence = conn.execute(_SQL_BUMP, (year,)).fetchall()[0][0]
     if sequence > MAX_SEQUENCE:
         raise ProtocolRangeError(f"protocol sequence for {year} exhausted ({MAX_SEQUENCE})")
     protocol = f"{year:04d}{sequence:013d}"
@@ -208,7 +207,8 @@ def count_open_sync(conn: sqlite3.Connection, *, now: str | datetime,
     ``now`` and ``soon_until``)."""
     now, soon_until = to_db_time(now), to_db_time(soon_until)
     row = conn.execute(
-        "SELECT count(*), coalesce(sum(due_at < ?), 0), coalesce(sum(due_at >= ? AND due_at <= ?), 0)"
+        "SELECT count(*), coalesce(sum(CASE WHEN due_at < ? THEN 1 ELSE 0 END), 0),"
+        " coalesce(sum(CASE WHEN due_at >= ? AND due_at <= ? THEN 1 ELSE 0 END), 0)"
         " FROM recording_requests WHERE closed_at IS NULL", (now, now, soon_until)).fetchone()
     return {"open": row[0], "overdue": row[1], "due_soon": row[2]}
 

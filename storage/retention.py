@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, cast
 
 from ._sqlutil import immediate
 from .audit import append_in_transaction_sync, append_many_in_transaction_sync
@@ -324,11 +324,14 @@ def retention_store(conn: SyncConnection | RetentionStore) -> RetentionStore:
     store), or ``conn`` itself when it already is one."""
     if isinstance(conn, sqlite3.Connection):
         return SqliteRetentionStore(conn)
+    if hasattr(conn, "dialect"):  # a storage.pg.PgConnection: the same SQL serves it
+        return SqliteRetentionStore(cast("sqlite3.Connection", conn))
     return conn
 
 
-def open_retention_store(path: str | os.PathLike[str], *, busy_timeout_ms: int) -> RetentionStore:
-    """Open the database for a sweep: a store that owns its connection."""
+def open_retention_store(path: str | os.PathLike[str], *, busy_timeout_ms: int,
+                         password: str = "") -> RetentionStore:
+    """Open the database (a file, or a ``postgresql://`` URL) for a sweep: a store that owns its connection."""
     from .db import connect_sync
 
-    return SqliteRetentionStore(connect_sync(path, busy_timeout_ms=busy_timeout_ms), owned=True)
+    return SqliteRetentionStore(connect_sync(path, busy_timeout_ms=busy_timeout_ms, password=password), owned=True)

@@ -247,6 +247,13 @@ class SyncDatabase:
         self.webauth = WebAuthRepo(conn)
         self.callbacks = CallbacksRepo(conn)
 
+    @property
+    def engine(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        from .dialect import dialect_of
+
+        return dialect_of(self._conn).name
+
     @classmethod
     def open(cls, path: str | os.PathLike[str], **options: Any) -> SyncDatabase:
         """Open (creating and migrating) like :func:`storage.connect_sync`; close it when done."""

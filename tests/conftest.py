@@ -88,3 +88,38 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+# --- the storage backends (storage tests run on SQLite and on a real PostgreSQL) ----------
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One throw-away PostgreSQL cluster per test session (tests/pg_cluster.py); skipped
+    when Debian's postgresql package is missing, except under CI=true, where it fails."""
+    from tests.pg_cluster import pg_bin_dir, start_cluster
+
+    if pg_bin_dir() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not installed (scripts/setup installs it)")
+        pytest.skip("PostgreSQL is not installed (scripts/setup installs it)")
+    cluster = start_cluster()
+    try:
+        cluster.create_template()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """What the storage under test opens: a new SQLite file, or a new PostgreSQL database
+    (a copy of the migrated template) on the session's cluster."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "cp.db")
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.new_database()
+    try:
+        yield url
+    finally:
+        cluster.drop(url)

@@ -42,8 +42,9 @@ class JournalReplayer:
     def __init__(self, db: Database, journal: Journal, config: Config):
         self.db, self.journal, self.config = db, journal, config
         self._lock = asyncio.Lock()
-        self._conn = ReplayConnection(config.storage.database,
-                                      min(config.storage.busy_timeout_ms, BACKGROUND_BUSY_MS), now=db.now)
+        self._conn = ReplayConnection(config.storage.target,
+                                      min(config.storage.busy_timeout_ms, BACKGROUND_BUSY_MS), now=db.now,
+                                      password=config.storage.password)
         self._last_problem: str | None = None
 
     def _report(self, result: ReplayResult) -> None:

@@ -55,6 +55,20 @@ class StorageConfig:
     call_wait_seconds: float = 3.0
     # what a call could not write while storage was unavailable (default: <database>.journal)
     journal: Path | None = None
+    # PostgreSQL instead of the SQLite file: "postgresql://user@host/dbname" (several nodes,
+    # one database: docs/scale-out.md); the password only from the secrets file
+    # (CALLPROOF_STORAGE_PASSWORD) or the service user's ~/.pgpass, never in the URL
+    url: str = ""
+    password: str = ""
+
+    @property
+    def target(self) -> str:
+        """What storage opens: the PostgreSQL URL when set, else the SQLite file."""
+        return self.url or str(self.database)
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.url else "sqlite"
 
     @property
     def journal_path(self) -> Path:

@@ -84,6 +84,17 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         raise ConfigError("storage.call_wait_seconds", "must be between 0.2 and 30 seconds")
     if st.journal is not None and not st.journal.is_absolute():
         raise ConfigError("storage.journal", "must be an absolute path")
+    if st.url:
+        from callproof.storage.pg_url import check_url, masked
+
+        problem = check_url(st.url)
+        if problem is not None:
+            raise ConfigError("storage.url", f"{masked(st.url)!r} {problem}")
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None:
+            raise ConfigError("storage.url", "PostgreSQL needs psycopg 3: pip install 'callproof[postgresql]'"
+                                             " or apt-get install python3-psycopg")
 
     url = urlparse(config.ari.url)
     if url.scheme not in ("http", "https") or not url.hostname:

@@ -35,8 +35,8 @@ def run_sweep(config: Config, *, dry_run: bool = False, scan: bool = True,
               now: Clock = utc_now, stop: threading.Event | None = None) -> SweepSummary:
     """Take the lock, open the database, sweep.  Raises SweepLocked."""
     with sweep_lock(lock_path(config)):
-        store = open_retention_store(config.storage.database,
-                                     busy_timeout_ms=config.storage.busy_timeout_ms)
+        store = open_retention_store(config.storage.target, busy_timeout_ms=config.storage.busy_timeout_ms,
+                                     password=config.storage.password)
         try:
             sweeper = Sweeper(
                 store, root=config.recording.root, tz=config.general.tz,

@@ -68,7 +68,10 @@ def _run(fn: Command, args: argparse.Namespace, config: Config) -> int:
     try:
         db = open_sync(config)
     except Exception as exc:  # unreadable path, permissions, newer schema...
-        print(f"callproof: cannot open the database {config.storage.database}: {exc}", file=sys.stderr)
+        from callproof.storage.pg_url import masked
+
+        print(f"callproof: cannot open the database {masked(config.storage.target)}: {masked(str(exc))}",
+              file=sys.stderr)
         return EXIT_USAGE
     with db:
         try:

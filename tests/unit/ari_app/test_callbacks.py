@@ -44,13 +44,14 @@ max_attempts = 2
 
 
 @pytest.fixture
-def config(config_path):
-    return load_config(config_path, env={})
+def config(config_path, target):
+    # the call-backs' storage on both engines: [storage] url when the target is PostgreSQL
+    return load_config(config_path, env={"CALLPROOF_STORAGE_URL": target} if "://" in target else {})
 
 
 @pytest.fixture
 async def db(config):
-    database = await Database.open(config.storage.database, now=lambda: T0)
+    database = await Database.open(config.storage.target, now=lambda: T0)
     yield database
     await database.close()
 
@@ -168,7 +169,7 @@ async def test_sweep_schedules_what_was_missed(db, config):
 
 # ----------------------------------------------------------- claim / retry
 def sync_conn(config):
-    return connect_sync(config.storage.database)
+    return connect_sync(config.storage.target)
 
 
 async def scheduled_callback(db, first_delay=0, max_attempts=2) -> int:
@@ -326,7 +327,7 @@ async def run_scheduler_until(scheduler, store, cid, states, timeout=5):
 async def test_scheduler_busy_then_answered_plays_announcement_and_protocol(config_path):
     config = load_config(config_path, env={"CALLPROOF_CALLBACK_RETRY_DELAY_SECONDS": "0",
                                            "CALLPROOF_CALLBACK_FIRST_DELAY_SECONDS": "0"})
-    async with Database.open(config.storage.database) as db:
+    async with Database.open(config.storage.target) as db:
         cid = await scheduled_callback(db)
         row = await cb.Callbacks(db).get(cid)
         ref: list = []
@@ -348,7 +349,9 @@ async def test_scheduler_busy_then_answered_plays_announcement_and_protocol(conf
 
 
 # -------------------------------------------------------------------- CLI
-async def test_cli_list_schedule_cancel(db, config, config_path, capsys):
+async def test_cli_list_schedule_cancel(db, config, config_path, capsys, monkeypatch):
+    if config.storage.url:  # the command reads its configuration itself: the same database
+        monkeypatch.setenv("CALLPROOF_STORAGE_URL", config.storage.url)
     call_id, protocol = await call_with_protocol(db)
     await advance(db, call_id, "protocol_given", ended_at=T0)
     base = ["--config", str(config_path)]

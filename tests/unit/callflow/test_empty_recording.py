@@ -42,7 +42,8 @@ async def test_a_header_only_wav_is_finalised_empty_with_a_warning(tmp_path, cap
             assert await finalise_recording(db, rec, path, NOW, attempts=3) is True
         row = await db.recordings.get(rec)
         assert (row["state"], row["duration_ms"], row["size_bytes"]) == ("empty", 0, 44)
-        assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == ["recording.empty"]
+        assert [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and r.name == "callproof.recording"] == ["recording.empty"]
         assert await db.evidence.for_recording(rec) is None  # nothing sealed as evidence of the call
         figures = StoredFigures(db, soon_until=lambda now: now)
         registry = CollectorRegistry()

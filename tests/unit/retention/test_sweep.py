@@ -288,9 +288,9 @@ async def test_periodic_sweep_runs_in_a_thread_and_skips_when_locked(tmp_path):
     conn = connect_sync(tmp_path / "cp.db")
     r = Builder(conn, root).add(datetime.now(UTC) - timedelta(days=100))
     conn.close()
-    from callproof.config import RetentionConfig
+    from callproof.config import RetentionConfig, StorageConfig
     config = SimpleNamespace(
-        storage=SimpleNamespace(database=tmp_path / "cp.db", busy_timeout_ms=5000),
+        storage=StorageConfig(database=tmp_path / "cp.db", busy_timeout_ms=5000),
         recording=SimpleNamespace(root=root), general=SimpleNamespace(tz=SP),
         rights=SimpleNamespace(export_dir=tmp_path / "exports"),
         retention=RetentionConfig(sweep_interval_seconds=60, sweep_in_run=True))

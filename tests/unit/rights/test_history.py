@@ -28,8 +28,8 @@ OTHER = "+5521998887777"
 
 
 @pytest.fixture
-def env(tmp_path):
-    conn = connect_sync(tmp_path / "cp.db")
+def env(tmp_path, target):
+    conn = connect_sync(target)
     b = Calls(conn, tmp_path / "rec")
     base = make_config()
     config = dataclasses.replace(base, rights=dataclasses.replace(base.rights, history_dir=tmp_path / "hist"))

@@ -30,11 +30,11 @@ RECIPIENT = "email:cliente@example.com"
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, target):
     """An export (a small file with its sha256, as export_request_sync records it)."""
     config = make_config(tmp_path, link_max_downloads=3, link_lifetime_hours=2,
                          public_base_url="https://rec.example.com/callproof/")
-    conn = connect_sync(tmp_path / "cp.db")
+    conn = connect_sync(target)
     rec = make_recording(conn, config)
     request_id = file_request(conn, config, rec["protocol"])
     config.rights.export_dir.mkdir()

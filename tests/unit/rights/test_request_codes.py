@@ -25,11 +25,11 @@ ATTACKER = "email:attacker@evil.example"
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, target):
     from callproof.config import SmtpConfig
 
     config = make_config(tmp_path, smtp=SmtpConfig(sender="gravacoes@acme.example"))
-    conn = connect_sync(tmp_path / "cp.db")
+    conn = connect_sync(target)
     rec = make_recording(conn, config)
     return config, conn, rec
 

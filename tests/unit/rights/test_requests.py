@@ -21,6 +21,7 @@ from callproof.rights.requests import (
 )
 from callproof.storage import InvalidStateError, NotFoundError, connect_sync
 from callproof.storage.audit import verify_chain_sync
+from callproof.storage.dialect import dialect_of
 from callproof.storage.holds import close_request_sync, open_request_sync
 from callproof.storage.requests import (
     get_request_sync,
@@ -35,6 +36,14 @@ KEY = "an-identity-key-of-at-least-32-characters"
 CALLER = "+5511912345678"
 CPF = "52998224725"
 NOW = datetime(2026, 1, 25, 13, 0, tzinfo=UTC)   # 10:00 in São Paulo
+
+def everything_stored(conn) -> str:
+    """Every row of every table as text (SQLite's dump; on PostgreSQL each row's text form)."""
+    if dialect_of(conn).name == "sqlite":
+        return "\n".join(conn.iterdump())
+    tables = [t for (t,) in conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()]
+    return "\n".join(str(row[0]) for t in tables for row in conn.execute(f"SELECT r::text FROM {t} r").fetchall())
 
 
 class Calls(Builder):
@@ -56,8 +65,8 @@ def make_config(**env):
 
 
 @pytest.fixture
-def env(tmp_path):
-    conn = connect_sync(tmp_path / "cp.db")
+def env(tmp_path, target):
+    conn = connect_sync(target)
     b = Calls(conn, tmp_path / "rec")
     call = b.add(NOW - timedelta(days=3), caller=CALLER)
     yield conn, b, call, make_config()
@@ -121,7 +130,7 @@ def test_cpf_and_customer_code_match_the_calls_keyed_hash(env):
     assert wrong.state == "needs_identity_check"
     stored = get_request_sync(conn, by_cpf.id)["requester_identity_hash"]
     assert stored == identity_hash(KEY, "cpf", CPF) and CPF not in stored
-    dump = "\n".join(conn.iterdump())
+    dump = everything_stored(conn)
     assert CPF not in dump and "529.982.247-25" not in dump
 
 
@@ -244,7 +253,7 @@ def test_set_state_inside_a_callers_transaction_rolls_back_with_it(env):
                           now=NOW, requester_number=CALLER)
     with pytest.raises(RuntimeError, match="open write transaction"):
         set_state_in_transaction_sync(conn, r.id, "exported", actor="x", at=NOW)
-    conn.execute("BEGIN IMMEDIATE")
+    dialect_of(conn).begin_write(conn)
     set_state_in_transaction_sync(conn, r.id, "exported", actor="x", at=NOW)
     conn.execute("ROLLBACK")
     assert get_request_sync(conn, r.id)["state"] == "received"

@@ -16,9 +16,14 @@ NOW = "2026-03-10T14:00:00.000000Z"
 
 
 @pytest.fixture
-async def db(tmp_path):
-    async with Database.open(tmp_path / "cp.db", now=lambda: NOW) as database:
+async def db(target):
+    async with Database.open(target, now=lambda: NOW) as database:
         yield database
+
+
+def drop_trigger(db, name):
+    """What someone with write access to the database would type to silence a trigger."""
+    return f"DROP TRIGGER {name}" + (" ON audit_log" if db.engine == "postgresql" else "")
 
 
 async def sql(db, statement, *params):
@@ -77,14 +82,14 @@ async def test_insert_must_link_to_head(db):
 
 async def test_tampered_row_detected(db):
     await fill(db, 4)
-    await sql(db, "DROP TRIGGER audit_log_no_update")
+    await sql(db, drop_trigger(db, "audit_log_no_update"))
     await sql(db, "UPDATE audit_log SET details = '{\"i\":99}' WHERE id = 3")
     assert await db.audit.verify_chain() == 3
 
 
 async def test_rehashed_row_breaks_next_link(db):
     await fill(db, 4)
-    await sql(db, "DROP TRIGGER audit_log_no_update")
+    await sql(db, drop_trigger(db, "audit_log_no_update"))
     # a forger who recomputes the row's own hash still breaks the next link
     await sql(db, "UPDATE audit_log SET hash = ? WHERE id = 2", "e" * 64)
     assert await db.audit.verify_chain() == 2
@@ -94,7 +99,7 @@ async def test_rehashed_row_breaks_next_link(db):
 
 async def test_deleted_row_detected(db):
     await fill(db, 4)
-    await sql(db, "DROP TRIGGER audit_log_no_delete")
+    await sql(db, drop_trigger(db, "audit_log_no_delete"))
     await sql(db, "DELETE FROM audit_log WHERE id = 2")
     assert await db.audit.verify_chain() == 3
 

@@ -14,8 +14,8 @@ MOBILE = "+5511912345678"
 
 
 @pytest.fixture
-async def db(tmp_path):
-    async with Database.open(tmp_path / "cp.db", now=lambda: T0) as database:
+async def db(target):
+    async with Database.open(target, now=lambda: T0) as database:
         yield database
 
 

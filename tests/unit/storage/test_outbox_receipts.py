@@ -12,8 +12,8 @@ from .test_outbox import T0, T_PLUS, accepted, answer, claim, queue
 
 
 @pytest.fixture
-async def db(tmp_path):
-    async with Database.open(tmp_path / "cp.db", now=lambda: T0) as database:
+async def db(target):
+    async with Database.open(target, now=lambda: T0) as database:
         yield database
 
 

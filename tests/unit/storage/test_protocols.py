@@ -35,8 +35,8 @@ def new_call(n: int) -> NewCall:
 
 
 @pytest.fixture
-async def db(tmp_path):
-    async with Database.open(tmp_path / "cp.db", now=lambda: AT) as database:
+async def db(target):
+    async with Database.open(target, now=lambda: AT) as database:
         yield database
 
 
@@ -251,8 +251,8 @@ async def test_concurrent_allocations_share_hops_and_fail_alone(db, monkeypatch)
     assert outbox == [(59,)]
 
 
-def test_allocate_sync_directly(tmp_path):
-    conn = connect_sync(tmp_path / "cp.db")
+def test_allocate_sync_directly(target):
+    conn = connect_sync(target)
     try:
         conn.execute(
             "INSERT INTO calls (channel_id, caller_number_raw, started_at, updated_at)"

@@ -13,8 +13,8 @@ SHA = "0123456789abcdef" * 4
 
 
 @pytest.fixture
-async def db(tmp_path):
-    async with Database.open(tmp_path / "cp.db", now=lambda: NOW) as database:
+async def db(target):
+    async with Database.open(target, now=lambda: NOW) as database:
         yield database
 
 

@@ -29,9 +29,9 @@ def counts(conn) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize("action", sorted(SENDS))
-def test_each_request_sms_is_queued_on_the_request_protocol_and_audited(tmp_path, action):
+def test_each_request_sms_is_queued_on_the_request_protocol_and_audited(tmp_path, target, action):
     config = make_config(tmp_path)
-    conn = connect_sync(tmp_path / "cp.db")
+    conn = connect_sync(target)
     rec = make_recording(conn, config)
     filed = file_request_sync(conn, config, call_protocol=rec["protocol"], channel="cli", actor="ops", now=NOW,
                               requester_number=CALLER)

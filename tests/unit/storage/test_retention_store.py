@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, target):
     root = tmp_path / "rec"
     root.mkdir()
-    conn = connect_sync(tmp_path / "cp.db")
+    conn = connect_sync(target)
     yield conn, Builder(conn, root), retention_store(conn)
     conn.close()
 

@@ -58,8 +58,8 @@ def test_a_long_unusual_password_is_accepted():
 # -- storage ----------------------------------------------------------------------
 
 @pytest.fixture
-def conn(tmp_path):
-    c = connect_sync(tmp_path / "db.sqlite")
+def conn(target):
+    c = connect_sync(target)
     yield c
     c.close()
 

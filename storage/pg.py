@@ -1,0 +1,280 @@
+"""The PostgreSQL connection, speaking what the table modules expect of a connection.
+
+The table modules' ``*_sync`` functions are written against the part of the DB-API
+that ``sqlite3.Connection`` offers; :class:`PgConnection` wraps a psycopg 3
+connection to offer the same, so every query has one code path for both engines:
+
+* ``execute(sql, params)`` with ``?`` (or ``:name``) placeholders, rewritten once per
+  distinct statement to psycopg's ``%s`` (a ``%`` in the SQL doubled; SQLite's
+  ``INDEXED BY`` hints dropped: PostgreSQL's planner picks its indexes; SQLite's
+  ``x IS ?`` is ``x IS NOT DISTINCT FROM %s``);
+* the cursor's ``fetchone``/``fetchall``/iteration/``description``/``rowcount``, and
+  ``lastrowid`` after an ``INSERT`` into a table keyed by ``id`` (the statement gets
+  ``RETURNING id``: PostgreSQL has no rowid);
+* ``in_transaction`` and explicit ``BEGIN``/``COMMIT``/``ROLLBACK`` statements
+  (the connection is in autocommit mode, as ``isolation_level=None`` is for sqlite3);
+* the driver's errors surface as the ``sqlite3`` exception the modules catch
+  (``IntegrityError`` worded like SQLite's, ``OperationalError``
+  for a lock wait that ran out, "database is locked", or a lost server), so the
+  callers' error handling is the same for both engines.
+
+Why psycopg 3 (sync) and not asyncpg: the same sync functions serve the CLI, the web
+page's pool, the AGI scripts and, on a thread, the async app; asyncpg would need an
+async copy of every query.  See README, "Dependencies".
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import TransactionStatus
+
+from .dialect import POSTGRESQL, Dialect
+from .pg_url import masked
+
+_INDEX_HINT = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
+_IS_PARAM = re.compile(r"\bIS\s+\?")  # SQLite's "x IS ?" compares NULLs as equal
+_INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
+#: The tables whose key is not an ``id`` column (an INSERT into any other one returns its id).
+NOT_ID_KEYED = frozenset({"protocols", "protocol_sequences", "web_sessions", "schema_migrations"})
+_TRANSLATED: dict[str, tuple[str, bool]] = {}
+_MAX_TRANSLATED = 4096
+
+
+def translate(sql: str) -> tuple[str, bool]:
+    """``?`` placeholders outside string literals to ``%s`` (``:name`` to ``%(name)s``), ``%`` doubled, index hints
+    dropped, and ``RETURNING id`` added to an INSERT into an id-keyed table; with whether
+    it was (the cursor's ``lastrowid``)."""
+    done = _TRANSLATED.get(sql)
+    if done is not None:
+        return done
+    text = "".join(_translated_pieces(_IS_PARAM.sub("IS NOT DISTINCT FROM ?", _INDEX_HINT.sub("", sql))))
+    insert = _INSERT_INTO.match(text)
+    returns_id = (insert is not None and insert.group(1).lower() not in NOT_ID_KEYED
+                  and "RETURNING" not in text.upper())
+    done = (text.rstrip().rstrip(";") + " RETURNING id" if returns_id else text, returns_id)
+    if len(_TRANSLATED) < _MAX_TRANSLATED:  # the statements are constants: a bounded cache
+        _TRANSLATED[sql] = done
+    return done
+
+
+def _translated_pieces(sql: str) -> Iterator[str]:
+    quoted = False
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch == "'":
+            quoted = not quoted
+        elif ch == "%":
+            ch = "%%"
+        elif not quoted and ch == "?":
+            ch = "%s"
+        elif not quoted and ch == ":" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_") \
+                and (i == 0 or sql[i - 1] != ":"):
+            j = i + 1
+            while j < n and (sql[j].isalnum() or sql[j] == "_"):
+                j += 1
+            yield f"%({sql[i + 1:j]})s"  # sqlite3's :name is psycopg's %(name)s
+            i = j
+            continue
+        yield ch
+        i += 1
+
+
+_CONSTRAINT_WORDS = ((pg_errors.CheckViolation, "CHECK"), (pg_errors.UniqueViolation, "UNIQUE"),
+                     (pg_errors.ForeignKeyViolation, "FOREIGN KEY"), (pg_errors.NotNullViolation, "NOT NULL"))
+
+
+def _as_sqlite_error(exc: psycopg.Error) -> sqlite3.Error:
+    """The ``sqlite3`` exception the table modules handle for a driver error."""
+    diag = getattr(exc, "diag", None)
+    text = (diag.message_primary if diag is not None else None) or str(exc)
+    if isinstance(exc, pg_errors.IntegrityError | pg_errors.RaiseException):
+        # worded like SQLite's ("CHECK constraint failed: ..."): the same text for both engines
+        for kind, words in _CONSTRAINT_WORDS:
+            if isinstance(exc, kind):
+                name = getattr(diag, "constraint_name", None) or getattr(diag, "column_name", None) or ""
+                return sqlite3.IntegrityError(f"{words} constraint failed: {name} ({text})")
+        return sqlite3.IntegrityError(text)
+    if isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled | pg_errors.DeadlockDetected):
+        return sqlite3.OperationalError(f"database is locked ({text})")
+    if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+        return sqlite3.OperationalError(f"attempt to write a readonly database ({text})")
+    if isinstance(exc, pg_errors.DiskFull):
+        return sqlite3.OperationalError(f"database or disk is full ({text})")
+    if isinstance(exc, psycopg.OperationalError):
+        return sqlite3.OperationalError(f"disk I/O error: the PostgreSQL server is unreachable ({masked(text)})")
+    if isinstance(exc, pg_errors.UndefinedTable):
+        return sqlite3.OperationalError(f"no such table ({text})")
+    return sqlite3.DatabaseError(text)
+
+
+def _without_nul(params: Any) -> Any:
+    """PostgreSQL's text cannot hold U+0000, which SQLite stores: a caller-supplied string
+    (a hostile caller ID) with one is stored with U+FFFD in its place rather than refused,
+    so the call's row is not lost."""
+    values = params.values() if isinstance(params, dict) else params
+    if not any(isinstance(v, str) and "\x00" in v for v in values):
+        return params
+    if isinstance(params, dict):
+        return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in params.items()}
+    return [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in params]
+
+
+class _BoolAsInteger(Dumper):
+    """A Python bool goes to the INTEGER 0/1 columns as SQLite stores it (``sms_dlrs.final``...)."""
+
+    oid = postgres.types["int8"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
+class PgCursor:
+    """The results of one statement, read like a ``sqlite3.Cursor``."""
+
+    __slots__ = ("_cur", "_lastrowid")
+
+    def __init__(self, cur: psycopg.Cursor[Any], returns_id: bool = False) -> None:
+        self._cur = cur
+        self._lastrowid: int | None = None
+        if returns_id:
+            row = cur.fetchone()
+            self._lastrowid = None if row is None else row[0]
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._lastrowid
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone() if self._cur.description is not None else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall() if self._cur.description is not None else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class _NoRows:
+    description = None
+    rowcount = -1
+    lastrowid = None
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+_NO_ROWS: Any = _NoRows()
+
+
+class PgConnection:
+    """A psycopg connection in autocommit mode behind the sqlite3-shaped interface."""
+
+    dialect: Dialect = POSTGRESQL
+
+    def __init__(self, conn: psycopg.Connection[Any], conninfo: str | None = None,
+                 setup: Sequence[str] = ()) -> None:
+        self._conn = conn
+        self._conninfo = conninfo
+        self._setup = tuple(setup)  # statements a reconnection replays (SET lock_timeout ...)
+
+    @classmethod
+    def connect(cls, conninfo: str, setup: Sequence[str] = ()) -> PgConnection:
+        made = cls(cls._open(conninfo), conninfo)
+        for statement in setup:
+            made.execute(statement)
+        made._setup = tuple(setup)
+        return made
+
+    @staticmethod
+    def _open(conninfo: str) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from None
+        conn.adapters.register_dumper(bool, _BoolAsInteger)
+        return conn
+
+    def _reconnect_if_lost(self) -> None:
+        """A connection the server dropped (a restart, a failover) is opened again before the
+        next statement that does not belong to a transaction: the transaction it was in is
+        gone (rolled back by the server) and its caller was told so by the failed statement."""
+        if not (self._conn.closed or self._conn.broken) or self._conninfo is None:
+            return
+        self._conn = self._open(self._conninfo)
+        for statement in self._setup:
+            self._conn.execute(statement.encode())
+
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        return self._conn
+
+    @property
+    def in_transaction(self) -> bool:
+        if self._conn.closed or self._conn.broken:
+            return False  # the server rolled it back when the connection went
+        return self._conn.info.transaction_status != TransactionStatus.IDLE
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
+        if self._conn.closed or self._conn.broken:
+            word = sql.strip().upper()
+            if word == "ROLLBACK":
+                return _NO_ROWS  # nothing left to roll back
+            if word == "COMMIT":
+                raise sqlite3.OperationalError("disk I/O error: the connection to PostgreSQL was lost"
+                                               " before COMMIT; the transaction was rolled back")
+            self._reconnect_if_lost()
+        cur = self._conn.cursor()
+        text, returns_id = translate(sql)
+        if params:
+            params = _without_nul(params)
+        try:
+            # without parameters psycopg sends the text as is: no %-escaping wanted
+            cur.execute(text if params else text.replace("%%", "%"), params or None)
+        except psycopg.Error as exc:
+            # a failed statement leaves PostgreSQL's transaction refusing every statement
+            # until ROLLBACK (which the modules' transaction helper issues): a caller that
+            # caught the error and went on would fail loudly, never commit half a change
+            raise _as_sqlite_error(exc) from None
+        return PgCursor(cur, returns_id)
+
+    def cursor(self) -> PgConnection:
+        """sqlite3's ``conn.cursor().execute(...)``: here every execute has its own cursor."""
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
+        cur = self._conn.cursor()
+        try:
+            cur.executemany(translate(sql)[0].removesuffix(" RETURNING id"), rows)
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from None
+        return PgCursor(cur)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
