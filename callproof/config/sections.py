@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 @dataclass(frozen=True)
 class GeneralConfig:
+    # a profile of defaults for a regulator's figures (callproof/config/jurisdictions.py); "" = none
+    jurisdiction: str = ""
     timezone: str = "America/Sao_Paulo"
     default_language: str = "pt_BR"
     languages: tuple[str, ...] = ("pt_BR", "es", "en")
@@ -267,6 +269,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ComplianceConfig:
+    """[compliance]: the figures the compliance report measures against (docs/compliance.md)."""
+    wait_thresholds_seconds: tuple[int, ...] = (60, 180)  # % of calls answered within each
+    sms_within_hours: int = 24  # the protocol SMS delivered within this many hours
+    request_due_days: int = 10  # a recording request delivered within this many days
+    history_due_days: int = 5  # a demand history sent within this many days
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "json"
@@ -327,6 +338,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
 
 
 #: TOML table name -> its section class, in the order of :class:`Config`'s fields.
@@ -337,7 +349,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
     "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
     "evidence": EvidenceConfig, "audit": AuditConfig, "metrics": MetricsConfig,
-    "encryption": EncryptionConfig,
+    "encryption": EncryptionConfig, "compliance": ComplianceConfig,
 }
 
 #: Annotation -> class of the sub-tables (``[sms.smpp]``, ``[rights.smtp]``, ...).
