@@ -3,6 +3,7 @@ configuration file itself.  Each failure is a ConfigError naming the key."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import stat
@@ -86,3 +87,16 @@ def check_file_mode(path: object, mode: int, data: Mapping[str, Any]) -> None:
         raise ConfigError("config", f"{path} holds secrets ({', '.join(held)}) and is readable by every"
                                     f" user (mode {perms:04o}); chmod 0640 (or 0600) {path}, or move the"
                                     " secrets to the environment (secrets.env, 0600)")
+
+
+def validate_compliance(c: Any) -> None:
+    """[compliance]: the report's wait thresholds (ascending, 1..3600 s) and SMS deadline."""
+    thresholds = c.wait_thresholds_seconds
+    if not thresholds or not all(isinstance(t, int) and not isinstance(t, bool) for t in thresholds):
+        raise ConfigError("compliance.wait_thresholds_seconds", "a non-empty list of whole seconds")
+    if not all(1 <= t <= 3600 for t in thresholds):
+        raise ConfigError("compliance.wait_thresholds_seconds", "each must be between 1 and 3600")
+    if any(a >= b for a, b in itertools.pairwise(thresholds)):
+        raise ConfigError("compliance.wait_thresholds_seconds", "must be ascending, without repeats")
+    if not 1 <= c.sms_within_hours <= 720:
+        raise ConfigError("compliance.sms_within_hours", "must be between 1 and 720")

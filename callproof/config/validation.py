@@ -11,7 +11,7 @@ import re
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .checks import check_numbers, check_template
+from .checks import check_numbers, check_template, validate_compliance
 from .errors import ConfigError
 from .sections import (
     AuditConfig,
@@ -152,6 +152,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     _validate_callback(config.callback)
     _validate_evidence(config.evidence, config.audit)
     _validate_metrics(config.metrics)
+    validate_compliance(config.compliance)
     _validate_encryption(config.encryption)
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", "one of DEBUG, INFO, WARNING, ERROR")
