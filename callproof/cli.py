@@ -419,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_install_command(sub)
     from .encryption.cli import add_keys_commands
     add_keys_commands(sub, _load)
+    from .report.cli import add_report_commands
+    add_report_commands(sub, _load)
     return parser
 
 

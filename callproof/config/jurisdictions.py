@@ -21,8 +21,9 @@ _BR_COMMON: dict[str, dict[str, Any]] = {
                 "default_language": "pt_BR", "phone_region": "BR"},
     # Decree 11.034/2022 art. 12: history within 5 calendar days; call record kept 2 years
     "rights": {"history_due_days": 5, "request_due_days": 10},
-    "compliance": {"wait_thresholds_seconds": (60,), "sms_within_hours": 24,
-                   "request_due_days": 10, "history_due_days": 5},
+    # the request and history deadlines live in [rights] only: the rights code enforces them and
+    # the compliance report reads them from there
+    "compliance": {"wait_thresholds_seconds": (60,), "sms_within_hours": 24},
 }
 
 PROFILES: dict[str, Profile] = {
@@ -46,8 +47,7 @@ PROFILES: dict[str, Profile] = {
                     "default_language": "es", "phone_region": "ES"},
         # no retention figure: the law sets none (docs/compliance.md); the built-in classes stay
         "rights": {"request_due_days": 15, "history_due_days": 15},
-        "compliance": {"wait_thresholds_seconds": (180,), "sms_within_hours": 24,
-                       "request_due_days": 15, "history_due_days": 15},
+        "compliance": {"wait_thresholds_seconds": (180,), "sms_within_hours": 24},
     },
 }
 

@@ -270,11 +270,11 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ComplianceConfig:
-    """[compliance]: the figures the compliance report measures against (docs/compliance.md)."""
-    wait_thresholds_seconds: tuple[int, ...] = (60, 180)  # % of calls answered within each
-    sms_within_hours: int = 24  # the protocol SMS delivered within this many hours
-    request_due_days: int = 10  # a recording request delivered within this many days
-    history_due_days: int = 5  # a demand history sent within this many days
+    """[compliance]: the targets the compliance report measures against (``callproof report
+    compliance``).  The request and history deadlines are [rights] request_due_days and
+    history_due_days."""
+    wait_thresholds_seconds: tuple[int, ...] = (60, 180)  # % of queued callers answered within each
+    sms_within_hours: int = 24  # protocol SMS delivered within this long of the call
 
 
 @dataclass(frozen=True)
@@ -337,8 +337,8 @@ class Config:
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
 
 
 #: TOML table name -> its section class, in the order of :class:`Config`'s fields.
@@ -349,7 +349,8 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
     "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
     "evidence": EvidenceConfig, "audit": AuditConfig, "metrics": MetricsConfig,
-    "encryption": EncryptionConfig, "compliance": ComplianceConfig,
+    "compliance": ComplianceConfig,
+    "encryption": EncryptionConfig,
 }
 
 #: Annotation -> class of the sub-tables (``[sms.smpp]``, ``[rights.smtp]``, ...).

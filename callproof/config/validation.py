@@ -407,6 +407,3 @@ def _validate_compliance(c: ComplianceConfig) -> None:
         raise ConfigError("compliance.wait_thresholds_seconds", "must be increasing, without repeats")
     if not 1 <= c.sms_within_hours <= 720:
         raise ConfigError("compliance.sms_within_hours", "must be between 1 and 720")
-    for key in ("request_due_days", "history_due_days"):
-        if not 1 <= getattr(c, key) <= 365:
-            raise ConfigError(f"compliance.{key}", "must be between 1 and 365")

@@ -1,9 +1,10 @@
-"""Admin pages: web users, legal holds, the audit log (role ``admin``)."""
+"""Admin pages: web users, legal holds, the audit log, the compliance report (role ``admin``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 
 from aiohttp import web
 
@@ -99,3 +100,35 @@ def _details(text: str | None) -> str:
     except ValueError:
         return text
     return ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else text
+
+
+_DOWNLOADS = {"csv": "text/csv; charset=utf-8", "json": "application/json", "pdf": "application/pdf"}
+
+
+@routes.get("/admin/report")
+@requires("admin")
+async def compliance_report(request: web.Request) -> web.StreamResponse:
+    """The compliance report (callproof/report/); ``?from=&to=`` (local days, default this month
+    so far), ``&format=csv|json|pdf`` to download it."""
+    from callproof.report.cli import render as render_report
+    from callproof.report.figures import read_report
+    from callproof.report.render_html import body
+
+    ctx = ctx_of(request)
+    now = ctx.now()
+    today = now.astimezone(ctx.config.general.tz).date()
+    try:
+        first = date.fromisoformat(request.query.get("from", "")[:10] or today.replace(day=1).isoformat())
+        last = date.fromisoformat(request.query.get("to", "")[:10] or today.isoformat())
+        report = await ctx.db.run(read_report, ctx.config, first, last, now)
+    except ValueError as exc:
+        return await render(request, "report.html", status=400, error=str(exc), body="",
+                            first=request.query.get("from", "")[:10], last=request.query.get("to", "")[:10])
+    fmt = request.query.get("format", "")
+    if fmt in _DOWNLOADS:
+        data = await asyncio.to_thread(render_report, report, fmt)
+        return web.Response(body=data, headers={
+            "Content-Type": _DOWNLOADS[fmt],
+            "Content-Disposition": f'attachment; filename="compliance-{first}-{last}.{fmt}"'})
+    return await render(request, "report.html", error=None, body=body(report), first=first.isoformat(),
+                        last=last.isoformat())

@@ -23,8 +23,6 @@ EXPLICIT = {
     "rights.history_due_days": ("history_due_days = 3", 3),
     "compliance.wait_thresholds_seconds": ("wait_thresholds_seconds = [30]", (30,)),
     "compliance.sms_within_hours": ("sms_within_hours = 12", 12),
-    "compliance.request_due_days": ("request_due_days = 7", 7),
-    "compliance.history_due_days": ("history_due_days = 3", 3),
 }
 
 #: the same keys through the environment (mappings are set in the file only)
@@ -38,8 +36,6 @@ ENV = {
     "rights.history_due_days": ("3", 3),
     "compliance.wait_thresholds_seconds": ("30,90", (30, 90)),
     "compliance.sms_within_hours": ("12", 12),
-    "compliance.request_due_days": ("7", 7),
-    "compliance.history_due_days": ("3", 3),
 }
 
 PROFILE_KEYS = sorted({(name, f"{section}.{key}") for name, profile in PROFILES.items()
@@ -149,8 +145,9 @@ def test_a_jurisdiction_that_is_not_a_string_is_refused(tmp_path):
     ("wait_thresholds_seconds = [180, 60]", "compliance.wait_thresholds_seconds"),
     ("wait_thresholds_seconds = [0]", "compliance.wait_thresholds_seconds"),
     ("sms_within_hours = 0", "compliance.sms_within_hours"),
-    ("request_due_days = 0", "compliance.request_due_days"),
-    ("history_due_days = 400", "compliance.history_due_days"),
+    ("[rights]\nrequest_due_days = 0", "rights.request_due_days"),
+    ("[rights]\nhistory_due_days = 400", "rights.history_due_days"),
+    ("request_due_days = 7", "compliance.request_due_days"),  # [rights] holds the deadlines
 ])
 def test_compliance_figures_are_checked(tmp_path, snippet, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
