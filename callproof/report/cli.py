@@ -1,7 +1,8 @@
 """CLI: ``callproof report compliance --from D --to D [--format html|pdf|csv|json] [--out FILE]``.
 
 The format defaults to the one ``--out``'s suffix names, else CSV; a PDF is not written to a
-terminal.  The file holds counts only (no number, name or protocol of anyone)."""
+terminal.  The file holds counts only (no number, name or protocol of anyone).  Each report
+made is audited (``report.viewed``, with its period and format), as on the web page."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def cmd_report_compliance(args: argparse.Namespace, load: Load) -> int:
+    from callproof.actors import cli_actor
     from callproof.storage import open_sync
 
     from .figures import read_report
@@ -53,9 +55,12 @@ def cmd_report_compliance(args: argparse.Namespace, load: Load) -> int:
         print("callproof: a PDF is not written to a terminal: give --out FILE", file=sys.stderr)
         return 2
     config = load(args)
+    now = datetime.now(UTC)
     try:
         with open_sync(config) as db:
-            report = read_report(db, config, args.first, args.last, datetime.now(UTC))
+            report = read_report(db, config, args.first, args.last, now)
+            db.audit.append("report.viewed", cli_actor(args.by), now,
+                            details={"from": args.first.isoformat(), "to": args.last.isoformat(), "format": fmt})
     except ValueError as exc:  # a backwards or too long period, or more rows than a report reads
         print(f"callproof: {exc}", file=sys.stderr)
         return 2
@@ -84,4 +89,5 @@ def add_report_commands(sub: argparse._SubParsersAction, load: Load) -> None:
     c.add_argument("--to", dest="last", type=parse_day, required=True, help="last day, included")
     c.add_argument("--format", choices=FORMATS, help="default: from --out's suffix, else csv")
     c.add_argument("--out", help="write to FILE instead of standard output")
+    c.add_argument("--by", help="who asks, for the audit log (default: your login name)")
     c.set_defaults(func=lambda args: cmd_report_compliance(args, load))

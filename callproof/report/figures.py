@@ -14,9 +14,10 @@ figure is its days' counts added, never an average of percentages.  Definitions
   queue (answered + abandoned), so a caller who gave up counts against every threshold.
 * recordings kept (finalised, still there), deleted (by retention), held (a legal hold or an
   open request keeps it now).
-* requests delivered in time: delivered no later than ``[rights] request_due_days`` after
-  they were received; late: delivered after that, or still open past it.  Histories in time:
-  produced no later than ``[rights] history_due_days`` after the request.
+* requests delivered in time: delivered by the end (23:59:59 local) of the day
+  ``[rights] request_due_days`` local calendar days after the day they were received, the
+  deadline the rights code enforces (callproof/rights/deadlines.py); late: delivered after it,
+  or still open past it.  Histories in time: produced by ``[rights] history_due_days``, alike.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from callproof.rights.deadlines import due_at
 from callproof.storage.report import ReportRows
 
 #: The longest period one report covers (a year and a bit: a year's months, each in full).
@@ -126,11 +128,13 @@ def pct(part: int, whole: int) -> float | None:
 def utc_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """``[first 00:00, last + 1 day 00:00)`` local time, in UTC.
 
-    Raises ValueError when the period is backwards or longer than :data:`MAX_DAYS`."""
+    Raises ValueError naming ``--from``/``--to`` when the period is backwards or longer than
+    :data:`MAX_DAYS`."""
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
-    if (last - first).days + 1 > MAX_DAYS:
-        raise ValueError(f"the period is {(last - first).days + 1} days; a report covers at most {MAX_DAYS}")
+    if (days := (last - first).days + 1) > MAX_DAYS:
+        raise ValueError(f"--from {first} --to {last} spans {days} days; a report covers at most {MAX_DAYS}:"
+                         " ask for a shorter period")
     start = datetime.combine(first, time(0), tz).astimezone(UTC)
     end = datetime.combine(last + timedelta(days=1), time(0), tz).astimezone(UTC)
     return start, end
@@ -184,25 +188,23 @@ def build_report(rows: ReportRows, *, first: date, last: date, tz: ZoneInfo, tar
         f.recordings_kept += state == "finalised"
         f.recordings_deleted += state == "deleted"
         f.recordings_held += bool(held) and state != "deleted"
-    request_due = timedelta(days=targets.request_due_days)
     for opened, state, closed in rows.requests:
         if (f := day_of(opened)) is None:
             continue
         f.requests_received += 1
-        deadline = datetime.fromisoformat(opened) + request_due
+        deadline = due_at(opened, targets.request_due_days, tz)
         if state == "delivered" and closed:
             in_time = datetime.fromisoformat(closed) <= deadline
             f.requests_in_time += in_time
             f.requests_late += not in_time
         elif not closed and now > deadline:
             f.requests_late += 1
-    history_due = timedelta(days=targets.history_due_days)
     for received, produced in rows.histories:
         if (f := day_of(received)) is None:
             continue
         f.histories_received += 1
         f.histories_in_time += bool(produced) and (
-            datetime.fromisoformat(produced) <= datetime.fromisoformat(received) + history_due)
+            datetime.fromisoformat(produced) <= due_at(received, targets.history_due_days, tz))
 
     months: dict[str, PeriodFigures] = {}
     total = PeriodFigures(f"{first.isoformat()} to {last.isoformat()}", within=[0] * n)

@@ -105,11 +105,26 @@ def _details(text: str | None) -> str:
 _DOWNLOADS = {"csv": "text/csv; charset=utf-8", "json": "application/json", "pdf": "application/pdf"}
 
 
+def _day(request: web.Request, name: str, default: date) -> date:
+    """The ``from``/``to`` query value as a local day; ValueError naming the field."""
+    text = request.query.get(name, "").strip()
+    if not text:
+        return default
+    problem = ValueError(f"{name}: not a date YYYY-MM-DD: {text[:40]!r}")
+    if len(text) != 10:
+        raise problem
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise problem from None
+
+
 @routes.get("/admin/report")
 @requires("admin")
 async def compliance_report(request: web.Request) -> web.StreamResponse:
     """The compliance report (callproof/report/); ``?from=&to=`` (local days, default this month
-    so far), ``&format=csv|json|pdf`` to download it."""
+    so far), ``&format=csv|json|pdf`` to download it.  Every report shown or downloaded is
+    audited (``report.viewed``), with its period and format."""
     from callproof.report.cli import render as render_report
     from callproof.report.figures import read_report
     from callproof.report.render_html import body
@@ -117,14 +132,16 @@ async def compliance_report(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     now = ctx.now()
     today = now.astimezone(ctx.config.general.tz).date()
-    try:
-        first = date.fromisoformat(request.query.get("from", "")[:10] or today.replace(day=1).isoformat())
-        last = date.fromisoformat(request.query.get("to", "")[:10] or today.isoformat())
-        report = await ctx.db.run(read_report, ctx.config, first, last, now)
-    except ValueError as exc:
-        return await render(request, "report.html", status=400, error=str(exc), body="",
-                            first=request.query.get("from", "")[:10], last=request.query.get("to", "")[:10])
     fmt = request.query.get("format", "")
+    fmt = fmt if fmt in _DOWNLOADS else "html"
+    try:
+        first, last = _day(request, "from", today.replace(day=1)), _day(request, "to", today)
+        report = await ctx.db.run(read_report, ctx.config, first, last, now)
+    except ValueError as exc:  # a bad day, a backwards or too long period, too many rows
+        return await render(request, "report.html", status=400, error=str(exc).replace("--", ""), body="",
+                            first=request.query.get("from", "")[:10], last=request.query.get("to", "")[:10])
+    await ctx.db.run(AuditRepo.append, "report.viewed", actor(request), now,
+                     details={"from": first.isoformat(), "to": last.isoformat(), "format": fmt})
     if fmt in _DOWNLOADS:
         data = await asyncio.to_thread(render_report, report, fmt)
         return web.Response(body=data, headers={
