@@ -73,6 +73,7 @@ def render_pdf(report: Report) -> bytes:
     y = pdf.get_y() + 2
     for i, chart in enumerate(charts(report)):
         _chart(pdf, chart, 10 + (i % 2) * 140, y + (i // 2) * 52, 130, 38)
+    pdf.set_fill_color(255, 255, 255)  # the bars' blue would otherwise fill the tables' cells
     pdf.set_xy(10, y + 2 * 52 + 2)
     cols = columns(report)
     total = replace(report.total, label="Total")
