@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -198,3 +199,33 @@ async def test_sandbox_calls_are_counted_by_the_report(harness, app_config, tmp_
     assert after["calls"] - before["calls"] == 2
     assert after["announcement_full"] - before["announcement_full"] == 2
     assert after["protocol_given"] - before["protocol_given"] == 2
+
+
+def test_a_jurisdiction_profile_reaches_the_commands(seeded, tmp_path):
+    """``[general] jurisdiction = "es"`` through the real CLI: ``check-config`` names the profile
+    and the keys it gave, and the report counts against its figures (Madrid days, 180 s, 15-day
+    requests) while ``[compliance] sms_within_hours``, set in the file, wins."""
+    config, _ = seeded
+    path = tmp_path / "es.toml"
+    path.write_text(f'[general]\njurisdiction = "es"\n[storage]\ndatabase = "{config.storage.database}"\n'
+                    "[compliance]\nsms_within_hours = 1\n")
+    path.chmod(0o600)
+    checked = subprocess.run([sys.executable, "-m", "callproof.cli", "--config", str(path), "check-config"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "CALLPROOF_ARI_PASSWORD": "a-long-ari-secret-4411",
+                                 "CALLPROOF_AMI_PASSWORD": "a-long-ami-secret-9023"})
+    assert checked.returncode == 0, checked.stderr
+    profile = next(line for line in checked.stdout.splitlines() if line.startswith("profile:"))
+    assert "'es'" in profile and "general.timezone" in profile and "rights.request_due_days" in profile
+    assert "compliance.sms_within_hours" not in profile  # set in the file
+
+    done = report_cli(path, "--from", "2026-10-01", "--to", "2026-11-30", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["timezone"] == "Europe/Madrid"
+    assert data["targets"] == {"wait_thresholds_seconds": [180], "sms_within_hours": 1,
+                               "request_due_days": 15, "history_due_days": 15}
+    assert data["total"]["calls"] == 8  # Z (30 Sep 23:30 in São Paulo) is 1 Oct in Madrid
+    assert data["months"][0]["requests_late"] == 0  # delivered on day 11: within 15
+    # within 1 h: Z (60 s), A (60 s), F (300 s) of the 6 calls given a protocol
+    assert (data["total"]["protocol_given"], data["total"]["sms_within"]) == (6, 3)

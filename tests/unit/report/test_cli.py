@@ -73,3 +73,29 @@ def test_a_backwards_or_too_long_period_names_the_options(cfg, seeded_config, ca
 def test_an_unwritable_out_file_is_a_clear_error(cfg, tmp_path, capsys):
     assert run(cfg, "--from", "2026-10-01", "--to", "2026-10-31", "--out", str(tmp_path / "no" / "r.csv")) == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_a_jurisdiction_profile_sets_the_reports_targets_and_time_zone(seeded_config, tmp_path, capsys):
+    """``es``: days in Madrid time (C, 23:59 in São Paulo, is 04:59 on the 6th there, and Z, 23:30
+    on 30 Sep in São Paulo, is 1 Oct in Madrid, inside the period), one wait
+    threshold of 180 s, 15-day deadlines (R2, delivered on day 11, is in time); a key set in the
+    file wins over the profile."""
+    es = tmp_path / "es.toml"
+    es.write_text(f'[general]\njurisdiction = "es"\n[storage]\ndatabase = "{seeded_config.storage.database}"\n'
+                  "[rights]\nhistory_due_days = 5\n")
+    es.chmod(0o600)
+    out = tmp_path / "es.json"
+    assert main(["--config", str(es), "report", "compliance", "--from", "2026-10-01", "--to", "2026-11-30",
+                 "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["timezone"] == "Europe/Madrid"
+    assert data["targets"] == {"wait_thresholds_seconds": [180], "sms_within_hours": 24,
+                               "request_due_days": 15, "history_due_days": 5}
+    days = {d["label"]: d["calls"] for d in data["days"] if d["calls"]}
+    assert days == {"2026-10-01": 1, "2026-10-05": 3, "2026-10-06": 1, "2026-11-10": 3}
+    october = data["months"][0]
+    assert (october["requests_in_time"], october["requests_late"]) == (2, 0)
+    assert list(october["answered_within"]) == ["180"]
+    # [rights] history_due_days = 5 from the file, not the profile's 15: both histories were
+    # produced on their 6th Madrid day (10 Oct 20:00 in São Paulo is 11 Oct 01:00 in Madrid)
+    assert data["total"]["histories_in_time"] == 0
