@@ -147,5 +147,6 @@ async def compliance_report(request: web.Request) -> web.StreamResponse:
         return web.Response(body=data, headers={
             "Content-Type": _DOWNLOADS[fmt],
             "Content-Disposition": f'attachment; filename="compliance-{first}-{last}.{fmt}"'})
-    return await render(request, "report.html", error=None, body=body(report), first=first.isoformat(),
+    html = await asyncio.to_thread(body, report)  # a year of days is a large table: not on the loop
+    return await render(request, "report.html", error=None, body=html, first=first.isoformat(),
                         last=last.isoformat())
