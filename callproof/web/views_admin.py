@@ -110,13 +110,18 @@ def _day(request: web.Request, name: str, default: date) -> date:
     text = request.query.get(name, "").strip()
     if not text:
         return default
-    problem = ValueError(f"{name}: not a date YYYY-MM-DD: {text[:40]!r}")
+    problem = ValueError(f"{name.capitalize()}: not a date YYYY-MM-DD: {text[:40]!r}")
     if len(text) != 10:
         raise problem
     try:
         return date.fromisoformat(text)
     except ValueError:
         raise problem from None
+
+
+def _as_form(message: str) -> str:
+    """The period errors name the CLI's options; on the page they name the form's fields."""
+    return message.replace("--from", "From").replace("--to", "To")
 
 
 @routes.get("/admin/report")
@@ -138,7 +143,7 @@ async def compliance_report(request: web.Request) -> web.StreamResponse:
         first, last = _day(request, "from", today.replace(day=1)), _day(request, "to", today)
         report = await ctx.db.run(read_report, ctx.config, first, last, now)
     except ValueError as exc:  # a bad day, a backwards or too long period, too many rows
-        return await render(request, "report.html", status=400, error=str(exc).replace("--", ""), body="",
+        return await render(request, "report.html", status=400, error=_as_form(str(exc)), body="",
                             first=request.query.get("from", "")[:10], last=request.query.get("to", "")[:10])
     await ctx.db.run(AuditRepo.append, "report.viewed", actor(request), now,
                      details={"from": first.isoformat(), "to": last.isoformat(), "format": fmt})

@@ -145,7 +145,7 @@ async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded,
         assert [m for m in console_errors if "Content Security Policy" in m] == []
 
         await page.goto(f"{base}/admin/report?from=2026-11-02&to=2026-11-01")
-        assert "to 2026-11-01 is before from 2026-11-02" in await page.inner_text("[role=alert]")
+        assert "To 2026-11-01 is before From 2026-11-02" in await page.inner_text("[role=alert]")
         await screenshot(page, "report-bad-period")
 
         viewer = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()

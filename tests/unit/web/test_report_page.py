@@ -78,10 +78,10 @@ async def test_without_a_session_the_report_goes_to_the_login_page(site):
 
 
 @pytest.mark.parametrize(("query", "message"), [
-    ("from=2026-10-xx&to=2026-11-30", "from: not a date YYYY-MM-DD: &#39;2026-10-xx&#39;"),
-    ("from=2026-10-01&to=30/11/2026", "to: not a date YYYY-MM-DD: &#39;30/11/2026&#39;"),
-    ("from=2026-11-02&to=2026-11-01", "to 2026-11-01 is before from 2026-11-02"),
-    ("from=2024-01-01&to=2026-11-30", "from 2024-01-01 to 2026-11-30 spans 1065 days"),
+    ("from=2026-10-xx&to=2026-11-30", "From: not a date YYYY-MM-DD: &#39;2026-10-xx&#39;"),
+    ("from=2026-10-01&to=30/11/2026", "To: not a date YYYY-MM-DD: &#39;30/11/2026&#39;"),
+    ("from=2026-11-02&to=2026-11-01", "To 2026-11-01 is before From 2026-11-02"),
+    ("from=2024-01-01&to=2026-11-30", "From 2024-01-01 To 2026-11-30 spans 1065 days"),
 ])
 async def test_a_bad_period_is_a_400_naming_the_field_and_is_not_a_report(site, query, message):
     await login(site.client, "ada")
