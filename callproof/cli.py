@@ -69,6 +69,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config, sources = _load_with_sources(args, talks_to_asterisk=True)
     _signing_key_or_exit(config)
     print(f"files: {sources.describe()}")
+    print(f"profile: {sources.describe_profile()}")
     for note in sources.notes:
         print(f"note: {note}")
     if config.sms.backend == "log":
@@ -458,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_install_command(sub)
     from .encryption.cli import add_keys_commands
     add_keys_commands(sub, _load)
+    from .report.cli import add_report_commands
+    add_report_commands(sub, _load)
     return parser
 
 

@@ -29,6 +29,7 @@ from . import links as _links
 from . import lookups as _lookups
 from . import pages as _pages
 from . import recordings as _recordings
+from . import report as _report
 from . import request_codes as _codes
 from . import requests as _requests
 from . import webauth as _webauth
@@ -154,6 +155,10 @@ class LookupsRepo(_Repository):
     sms_for_protocol = _Bound(_lookups.sms_for_protocol_sync)
 
 
+class ReportRepo(_Repository):
+    rows = _Bound(_report.report_rows_sync)
+
+
 class PagesRepo(_Repository):
     call_page = _Bound(_pages.call_page_sync)
 
@@ -240,6 +245,7 @@ class SyncDatabase:
         self.history = HistoryRepo(conn)
         self.lookups = LookupsRepo(conn)
         self.pages = PagesRepo(conn)
+        self.report = ReportRepo(conn)
         self.audit = AuditRepo(conn)
         self.evidence = EvidenceRepo(conn)
         self.holds = HoldsRepo(conn)

@@ -86,3 +86,4 @@ def check_file_mode(path: object, mode: int, data: Mapping[str, Any]) -> None:
         raise ConfigError("config", f"{path} holds secrets ({', '.join(held)}) and is readable by every"
                                     f" user (mode {perms:04o}); chmod 0640 (or 0600) {path}, or move the"
                                     " secrets to the environment (secrets.env, 0600)")
+

@@ -19,6 +19,7 @@ from typing import Any
 
 from .checks import check_file_mode
 from .errors import ConfigError
+from .jurisdictions import chosen_jurisdiction, profile_defaults
 from .secrets_file import Sources, config_path, read_secrets, secrets_path
 from .sections import SECTION_CLASSES, SUBSECTION_CLASSES, Config
 from .validation import validate
@@ -92,8 +93,12 @@ def _require(value: Any, kind: type) -> Any:
 
 
 def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str],
-                   cls: type[Any] | None = None) -> Any:
+                   cls: type[Any] | None = None, profile: Mapping[str, Any] | None = None,
+                   from_profile: list[str] | None = None) -> Any:
+    """One section: the environment, else the file, else the jurisdiction profile's default
+    (``profile``; the keys it gave are appended to ``from_profile``), else the built-in one."""
     cls = cls or SECTION_CLASSES[name]
+    profile = profile or {}
     known = {f.name: f for f in fields(cls)}
     for key in table:
         if key not in known:
@@ -112,6 +117,10 @@ def _build_section(name: str, table: Mapping[str, Any], env: Mapping[str, str],
             values[fname] = _coerce(key, env[env_name], annotation, from_env=True)
         elif fname in table:
             values[fname] = _coerce(key, table[fname], annotation)
+        elif fname in profile:
+            values[fname] = profile[fname]
+            if from_profile is not None:
+                from_profile.append(key)
     return cls(**values)
 
 
@@ -157,7 +166,11 @@ def load_config_and_sources(path: Path | str | None = None, env: Mapping[str, st
             raise ConfigError(section, "unknown section (typo?)")
         if not isinstance(data[section], dict):
             raise ConfigError(section, "must be a table")
-    sections = {name: _build_section(name, data.get(name, {}), env) for name in SECTION_CLASSES}
+    sources.jurisdiction = chosen_jurisdiction(data, env)
+    profile = profile_defaults(sources.jurisdiction)
+    sections = {name: _build_section(name, data.get(name, {}), env, profile=profile.get(name),
+                                     from_profile=sources.from_profile)
+                for name in SECTION_CLASSES}
     config = Config(**sections)
     validate(config, require_asterisk_apis=require_asterisk_apis)
     return config, sources

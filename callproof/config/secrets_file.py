@@ -42,6 +42,9 @@ class Sources:
     secrets_read: bool = False
     secrets_note: str = ""  # why the secrets file was not read
     notes: list[str] = field(default_factory=list)
+    #: the ``[general] jurisdiction`` profile applied ("" = none), and the keys it gave a value
+    jurisdiction: str = ""
+    from_profile: list[str] = field(default_factory=list)
     #: the CALLPROOF_* values the secrets file held (a command that drops root keeps them)
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -53,6 +56,13 @@ class Sources:
             parts.append(f"read {self.secrets_file}" if self.secrets_read
                          else f"{self.secrets_file} {self.secrets_note}")
         return "; ".join(parts)
+
+    def describe_profile(self) -> str:
+        """Which jurisdiction profile applied, and the keys whose value came from it."""
+        if not self.jurisdiction:
+            return "no jurisdiction profile ([general] jurisdiction unset): built-in defaults"
+        keys = ", ".join(self.from_profile) or "none (every key it sets is set explicitly)"
+        return f"jurisdiction profile {self.jurisdiction!r}; values from it: {keys}"
 
 
 def config_path(path: Path | str | None, env: Mapping[str, str], default: Path | None) -> Path | None:

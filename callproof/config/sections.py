@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 @dataclass(frozen=True)
 class GeneralConfig:
+    # a profile of defaults for a regulator's figures (callproof/config/jurisdictions.py); "" = none
+    jurisdiction: str = ""
     timezone: str = "America/Sao_Paulo"
     default_language: str = "pt_BR"
     languages: tuple[str, ...] = ("pt_BR", "es", "en")
@@ -306,6 +308,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ComplianceConfig:
+    """[compliance]: the targets the compliance report measures against (``callproof report
+    compliance``).  The request and history deadlines are [rights] request_due_days and
+    history_due_days."""
+    wait_thresholds_seconds: tuple[int, ...] = (60, 180)  # % of queued callers answered within each
+    sms_within_hours: int = 24  # protocol SMS delivered within this long of the call
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "json"
@@ -365,6 +376,7 @@ class Config:
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     languages: LanguagesConfig = field(default_factory=LanguagesConfig)
 
@@ -377,6 +389,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "logging": LoggingConfig, "fastagi": FastAgiConfig, "retention": RetentionConfig,
     "rights": RightsConfig, "web": WebConfig, "callback": CallbackConfig,
     "evidence": EvidenceConfig, "audit": AuditConfig, "metrics": MetricsConfig,
+    "compliance": ComplianceConfig,
     "encryption": EncryptionConfig, "languages": LanguagesConfig,
 }
 

@@ -13,10 +13,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .checks import check_numbers, check_template
 from .errors import ConfigError
+from .jurisdictions import PROFILES
 from .language_rules import validate_languages
 from .sections import (
     AuditConfig,
     CallbackConfig,
+    ComplianceConfig,
     Config,
     EncryptionConfig,
     EvidenceConfig,
@@ -68,6 +70,9 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     """Cross-field and semantic checks; raise ConfigError naming the key."""
     check_numbers(config)
     g = config.general
+    if g.jurisdiction and g.jurisdiction not in PROFILES:
+        raise ConfigError("general.jurisdiction", f"unknown jurisdiction {g.jurisdiction!r} "
+                                                  f"(valid: {', '.join(PROFILES)}; empty for none)")
     try:
         ZoneInfo(g.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -168,6 +173,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
     _validate_evidence(config.evidence, config.audit)
     _validate_metrics(config.metrics)
     _validate_encryption(config.encryption)
+    _validate_compliance(config.compliance)
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level", "one of DEBUG, INFO, WARNING, ERROR")
     if config.logging.format not in ("json", "text"):
@@ -408,3 +414,14 @@ def _validate_encryption(e: EncryptionConfig) -> None:
         raise ConfigError("encryption.months_ahead", "must be between 1 and 120")
     if not 1 <= e.destroy_margin_days <= 365:
         raise ConfigError("encryption.destroy_margin_days", "must be between 1 and 365")
+
+
+def _validate_compliance(c: ComplianceConfig) -> None:
+    if not c.wait_thresholds_seconds:
+        raise ConfigError("compliance.wait_thresholds_seconds", "give at least one threshold, e.g. [60, 180]")
+    if any(not 1 <= t <= 3600 for t in c.wait_thresholds_seconds):
+        raise ConfigError("compliance.wait_thresholds_seconds", "each threshold must be between 1 and 3600 seconds")
+    if list(c.wait_thresholds_seconds) != sorted(set(c.wait_thresholds_seconds)):
+        raise ConfigError("compliance.wait_thresholds_seconds", "must be increasing, without repeats")
+    if not 1 <= c.sms_within_hours <= 720:
+        raise ConfigError("compliance.sms_within_hours", "must be between 1 and 720")

@@ -1,9 +1,10 @@
-"""Admin pages: web users, legal holds, the audit log (role ``admin``)."""
+"""Admin pages: web users, legal holds, the audit log, the compliance report (role ``admin``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -118,3 +119,58 @@ def _details(text: str | None) -> str:
     except ValueError:
         return text
     return ", ".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) else text
+
+
+_DOWNLOADS = {"csv": "text/csv; charset=utf-8", "json": "application/json", "pdf": "application/pdf"}
+
+
+def _day(request: web.Request, name: str, default: date) -> date:
+    """The ``from``/``to`` query value as a local day; ValueError naming the field."""
+    text = request.query.get(name, "").strip()
+    if not text:
+        return default
+    problem = ValueError(f"{name.capitalize()}: not a date YYYY-MM-DD: {text[:40]!r}")
+    if len(text) != 10:
+        raise problem
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise problem from None
+
+
+def _as_form(message: str) -> str:
+    """The period errors name the CLI's options; on the page they name the form's fields."""
+    return message.replace("--from", "From").replace("--to", "To")
+
+
+@routes.get("/admin/report")
+@requires("admin")
+async def compliance_report(request: web.Request) -> web.StreamResponse:
+    """The compliance report (callproof/report/); ``?from=&to=`` (local days, default this month
+    so far), ``&format=csv|json|pdf`` to download it.  Every report shown or downloaded is
+    audited (``report.viewed``), with its period and format."""
+    from callproof.report.cli import render as render_report
+    from callproof.report.figures import read_report
+    from callproof.report.render_html import body
+
+    ctx = ctx_of(request)
+    now = ctx.now()
+    today = now.astimezone(ctx.config.general.tz).date()
+    fmt = request.query.get("format", "")
+    fmt = fmt if fmt in _DOWNLOADS else "html"
+    try:
+        first, last = _day(request, "from", today.replace(day=1)), _day(request, "to", today)
+        report = await ctx.db.run(read_report, ctx.config, first, last, now)
+    except ValueError as exc:  # a bad day, a backwards or too long period, too many rows
+        return await render(request, "report.html", status=400, error=_as_form(str(exc)), body="",
+                            first=request.query.get("from", "")[:10], last=request.query.get("to", "")[:10])
+    await ctx.db.run(AuditRepo.append, "report.viewed", actor(request), now,
+                     details={"from": first.isoformat(), "to": last.isoformat(), "format": fmt})
+    if fmt in _DOWNLOADS:
+        data = await asyncio.to_thread(render_report, report, fmt)
+        return web.Response(body=data, headers={
+            "Content-Type": _DOWNLOADS[fmt],
+            "Content-Disposition": f'attachment; filename="compliance-{first}-{last}.{fmt}"'})
+    html = await asyncio.to_thread(body, report)  # a year of days is a large table: not on the loop
+    return await render(request, "report.html", error=None, body=html, first=first.isoformat(),
+                        last=last.isoformat())

@@ -18,7 +18,7 @@ from callproof.web.i18n import LOCALE_DIR, LOCALES, po_path
 REPO = Path(__file__).resolve().parents[3]
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
 # names, not words: the same in every language
-NAMES = frozenset({"callproof", "sha", "SMS"})
+NAMES = frozenset({"callproof", "sha", "SMS", "PDF", "CSV", "JSON"})  # names, the same in every language
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sdr]")
 
 
