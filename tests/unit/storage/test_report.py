@@ -35,3 +35,17 @@ def test_a_period_with_more_rows_than_the_limit_is_refused_and_the_transaction_e
         report_rows_sync(conn, start=start, end=end, grace_cutoff=NOW, limit=6)
     assert not conn.in_transaction
     assert len(report_rows_sync(conn, start=start, end=end, grace_cutoff=NOW, limit=7).calls) == 7
+
+
+def test_both_engines_read_the_same_rows(target):
+    """The report's SQL on SQLite and on PostgreSQL ([storage] url): the same seeded rows read."""
+    c = connect_sync(target)
+    try:
+        seed_two_months(c)
+        start, end = utc_bounds(FIRST, LAST, TZ)
+        rows = report_rows_sync(c, start=start, end=end, grace_cutoff=NOW)
+        assert (len(rows.calls), len(rows.recordings), len(rows.requests), len(rows.histories)) == (7, 5, 4, 2)
+        with pytest.raises(ReportTooLarge):
+            report_rows_sync(c, start=start, end=end, grace_cutoff=NOW, limit=6)
+    finally:
+        c.close()
