@@ -51,6 +51,7 @@ class NewCall:
     language: str | None
     started_at: str | datetime
     served_by: str | None = None  # one of SERVED_BY_VALUES (None: not known)
+    ari_app: str | None = None    # the ARI application (instance) whose Stasis holds the call
 
 
 _INSERT_COLUMNS = [f.name for f in fields(NewCall)]
