@@ -89,14 +89,15 @@ def test_two_survivors_racing_for_one_dead_lease_exactly_one_wins(tmp_path):
         barrier = threading.Barrier(2)
         results: list[tuple[str, bool]] = []
 
-        def survivor(me: str, app: str = app, barrier: threading.Barrier = barrier) -> None:
+        def survivor(me: str, app: str = app, barrier: threading.Barrier = barrier,
+                     results: list[tuple[str, bool]] = results) -> None:
             conn = connect_sync(path)
             try:
                 seen = next(lease for lease in expired_sync(conn, T2) if lease.app == app)
                 barrier.wait()
                 won = take_over_sync(conn, seen, me, T2, T3)
                 if won:
-                    record_takeover_sync(conn, f"chan{n}", app, me, T2, "moved")
+                    record_takeover_sync(conn, f"chan-{app}", app, me, T2, "moved")
                 results.append((me, won))
             finally:
                 conn.close()
