@@ -55,10 +55,17 @@ class NewCall:
 
 
 _INSERT_COLUMNS = [f.name for f in fields(NewCall)]
-_SQL_INSERT = (
-    f"INSERT INTO calls ({', '.join(_INSERT_COLUMNS)}, status, updated_at)"
-    f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)}, '{INITIAL.value}', ?)"
-)
+
+
+def _sql_insert(columns: list[str]) -> str:
+    return (f"INSERT INTO calls ({', '.join(columns)}, status, updated_at)"
+            f" VALUES ({', '.join('?' for _ in columns)}, '{INITIAL.value}', ?)")
+
+
+_SQL_INSERT = _sql_insert(_INSERT_COLUMNS)
+# ari_app (migration 0015) only when set: an AGI call's row is written the same on a
+# database not yet migrated that far (a newer AGI script before `callproof migrate`)
+_SQL_INSERT_NO_ARI_APP = _sql_insert(_INSERT_COLUMNS[:-1])
 
 
 def create_sync(conn: sqlite3.Connection, call: NewCall, updated_at: str | datetime) -> int:
@@ -67,7 +74,10 @@ def create_sync(conn: sqlite3.Connection, call: NewCall, updated_at: str | datet
     values = list(astuple(call))
     values[_INSERT_COLUMNS.index("started_at")] = to_db_time(call.started_at)
     try:
-        cur = conn.execute(_SQL_INSERT, (*values, to_db_time(updated_at)))
+        if call.ari_app is None:
+            cur = conn.execute(_SQL_INSERT_NO_ARI_APP, (*values[:-1], to_db_time(updated_at)))
+        else:
+            cur = conn.execute(_SQL_INSERT, (*values, to_db_time(updated_at)))
     except sqlite3.IntegrityError as e:
         existing = get_by_channel_sync(conn, call.channel_id)
         if existing is not None:

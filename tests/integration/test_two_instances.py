@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,7 @@ async def test_sigkill_one_instance_the_other_resumes_its_calls_and_takes_new_on
         await b.wait_connected(1)
         await asyncio.sleep(0.5)  # inside the announcement of one, a reading of the other
         a.kill()
+        killed_at = datetime.now(UTC)
         dialled = time.monotonic()
         calls["after"] = await place(sandbox, "11987653203")
         after = await wait_row_exists(db, calls["after"]["id"], timeout=15)
@@ -170,6 +172,10 @@ async def test_sigkill_one_instance_the_other_resumes_its_calls_and_takes_new_on
             (f"{GROUP}_a", f"{GROUP}_b", "moved")], (name, moves)
         assert "disconnected" not in (row["hangup_cause"] or ""), (name, row["hangup_cause"])
     assert rows["after"]["ari_app"] == f"{GROUP}_b"
+    taken = [datetime.fromisoformat((await db.ari_leases.takeovers(rows[n]["channel_id"]))[0]["taken_at"])
+             for n in ("reading", "consent")]
+    print(f"in-flight calls moved to the survivor {(min(taken) - killed_at).total_seconds():.1f} s after the SIGKILL"
+          f" (heartbeat {HEARTBEAT:g} s, lease {LEASE:g} s)")
     heard = {name: heard_sequence(sandbox, ch) for name, ch in calls.items()}
     for name in calls:
         assert heard[name][0] == "consent" and heard[name].count("consent") == 1, (name, heard[name])
