@@ -35,6 +35,7 @@ from .call_events import CallInbox, channel_id_of
 from .callback import CallbackScheduler
 from .flow import CallFlow, Services
 from .heap import trim_periodically
+from .instances import Instances
 from .ivr_request import RequestIvrFlow, is_request_ivr, settle_unfinished_ivr
 from .logins import LoginFailures, is_unauthorised
 from .recorder import AmiLink, Recorder
@@ -97,6 +98,7 @@ class Application(CallEndings):
         self.replayer: JournalReplayer | None = None
         self.metrics: MetricsService | None = None  # [metrics] listen: GET /metrics
         self.queue_watch: QueueWatch | None = None  # time to agent (AMI queue events)
+        self.instances: Instances | None = None  # [ari] instance set: one of several (ari_app/instances.py)
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -134,6 +136,10 @@ class Application(CallEndings):
         if cfg.retention.sweep_in_run:  # "running alongside": cron/timer not needed
             from callproof.retention import periodic_sweep
             self._spawn(periodic_sweep(cfg))
+        if cfg.ari.instance:
+            self.instances = Instances(cfg, self.db, self.clock, session=lambda: self.ari, connected=self.connected,
+                                       on_lost=self._lease_lost, on_taken_over=self._took_over)
+            self._spawn(self.instances.run())
         if cfg.callback.enabled:
             self.callbacks = CallbackScheduler(cfg, self.db, self.prompts, clock=self.clock,
                                                ari=lambda: self.ari if self.connected.is_set() else None)
@@ -152,6 +158,8 @@ class Application(CallEndings):
             await self.sender.close()  # unbinds SMPP, closes HTTP sessions, gives up the sender's name
         if self.ari is not None:
             await self.ari.close()
+        if self.instances is not None:
+            await self.instances.give_up()  # after our WebSocket closed: a survivor takes our calls over
         if self.ami is not None:
             self.ami.close()
         if self.queue_watch is not None:
@@ -177,13 +185,15 @@ class Application(CallEndings):
         while True:
             runner: asyncio.Future[None] | None = None
             try:
-                self.ari = await AriSession.connect(cfg.url, cfg.username, cfg.password, cfg.app)
+                if self.instances is not None:
+                    await self.instances.acquire_own()  # never register an application a survivor still empties
+                self.ari = await AriSession.connect(cfg.url, cfg.username, cfg.password, cfg.registered_app)
                 self.ari.on_any_event(self.route_event)
                 runner = asyncio.ensure_future(self.ari.run())
                 await self.ari.wait_registered(runner)
-                await self.ari.allow_only_events(FLOW_EVENTS)
+                await self.ari.allow_only_events(FLOW_EVENTS + (["CallBroadcast"] if self.instances else []))
                 self.connected.set()
-                event(log, "ari.connected", url=cfg.url, app=cfg.app, attempt=attempt)
+                event(log, "ari.connected", url=cfg.url, app=cfg.registered_app, attempt=attempt)
                 attempt = 0
                 refusals.succeeded()
                 await self.resume_kept_channels(first_connection=first)
@@ -219,6 +229,10 @@ class Application(CallEndings):
             return  # a call-back channel (ari_app/callback.py)
         if kind == "ApplicationReplaced" and self.ari is not None:
             self._spawn(self._taken_over(self.ari))
+            return
+        if kind == "CallBroadcast":  # a new call offered to every instance (ari_app/instances.py)
+            if self.instances is not None and self.ari is not None and channel_id is not None:
+                self._spawn(self.instances.claim(self.ari, channel_id))
             return
         if channel_id is None:
             return
@@ -302,7 +316,7 @@ class Application(CallEndings):
         step, as after a drop.  Our flows stop now (two processes must never drive one call);
         once Asterisk no longer has the application (that process stopped: Asterisk then
         destroys it and our WebSocket would stay deaf) we reconnect, which registers it again."""
-        event(log, "ari.application_replaced", logging.ERROR, app=self.config.ari.app,
+        event(log, "ari.application_replaced", logging.ERROR, app=self.config.ari.registered_app,
               hint="another process connected with the same [ari] app; calls go to it until it stops")
         await self.restart_interrupted_flows()
         while self.ari is session:
@@ -312,9 +326,22 @@ class Application(CallEndings):
                     continue
             except Exception:  # the link itself broke: the run loop reconnects anyway
                 return
-            event(log, "ari.application_free", logging.WARNING, app=self.config.ari.app)
+            event(log, "ari.application_free", logging.WARNING, app=self.config.ari.registered_app)
             await session.close()  # run() sees the WebSocket end and reconnects
             return
+
+    async def _lease_lost(self) -> None:
+        """Our lease was taken over (we were stalled longer than ``[ari] lease_seconds``): a
+        survivor moves our calls; stop our flows now and register again once it is done."""
+        await self.restart_interrupted_flows()
+        if self.ari is not None:
+            await self.ari.close()  # run() sees the WebSocket end; acquire_own() waits for the lease
+
+    async def _took_over(self, dead_app: str, moved: set[str]) -> None:
+        """We moved a dead instance's calls into our application (their StasisStart resumes
+        them): its other unfinished calls are ours now too -- the handed-off ones to watch until
+        they hang up, the ones Asterisk no longer has to settle."""
+        await self.settle_unfinished(moved | set(self.tasks), first_connection=True, apps={dead_app})
 
     # ------------------------------------------------------------ resume
     async def restart_interrupted_flows(self) -> None:

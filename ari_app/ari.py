@@ -268,8 +268,31 @@ class AriSession:
         channels = await _call(self._op("channels", "list"))
         return {str(getattr(c, "json", c)["id"]) for c in channels or []}
 
-    async def application_channel_ids(self) -> list[str]:
-        """Channels Asterisk kept in our application while we were away."""
+    async def application_channel_ids(self, app: str | None = None) -> list[str]:
+        """Channels Asterisk kept in our application while we were away (or in ``app``, another
+        instance's: none when Asterisk has no such application any more)."""
         self.counts["rest GET applications/{app}"] += 1
-        app = await _call(self._op("applications", "get", applicationName=self.app))
-        return list(app.get("channel_ids", []))
+        try:
+            found = await _call(self._op("applications", "get", applicationName=app or self.app))
+        except ChannelGone:  # 404
+            if app is None:
+                raise
+            return []
+        return list(found.get("channel_ids", []))
+
+    # --- several instances (docs/scale-out.md) -------------------------------
+    async def claim(self, channel_id: str) -> bool:
+        """Claim a channel StasisBroadcast() offered (CallBroadcast): True if we won it (its
+        StasisStart follows), False if another instance was first or the offer is over."""
+        self.counts["rest POST events/claim"] += 1
+        try:
+            await _call(self._op("events", "claimChannel", channelId=channel_id, application=self.app))
+        except ChannelGone:  # 409 claimed by another, 404 no longer offered
+            return False
+        return True
+
+    async def move(self, channel_id: str, app: str) -> None:
+        """Move a channel (in any application's Stasis) into ``app``: Asterisk runs the move
+        after the channel's current playback, then ``app`` gets its StasisStart."""
+        self.counts["rest POST channels/move"] += 1
+        await _call(self._op("channels", "move", channelId=channel_id, app=app))

@@ -44,6 +44,8 @@ class CallEndings:
     _hangup_causes: dict[str, str | None]
     _interrupted: set[str]
 
+    config: Any
+
     def _spawn(self, coro: Any) -> None:
         raise NotImplementedError
 
@@ -138,23 +140,28 @@ class CallEndings:
                 self._spawn(self._complete(uniqueid))
 
     async def settle_unfinished(self, kept: set[str], first_connection: bool = False,
-                                only: str | None = None) -> None:
+                                only: str | None = None, apps: set[str] | None = None) -> None:
         """Calls our storage thinks are live but Asterisk no longer has: record their end
         truthfully.  On the first connection after start-up they ended while this process
-        was not running; later, while its ARI link was down.  ``only``: that channel's call."""
+        was not running; later, while its ARI link was down.  ``only``: that channel's call.
+        Only the calls of our application (``calls.ari_app``; none: one instance, as before
+        migration 0017), or of ``apps``: a dead instance's, taken over (ari_app/instances.py)."""
         away = "callproof was not running" if first_connection else "callproof's ARI link was down"
         assert self.ari is not None and self.recorder is not None
         waiting = await asyncio.to_thread(self.journal.channels_waiting)
+        mine = {None, self.config.ari.registered_app} if apps is None else apps
         for row in await self.db.calls.unfinished():
             channel_id = row["channel_id"]
             if only is not None and channel_id != only:
                 continue
+            if row.get("ari_app") not in mine and row["served_by"] in (None, "ari"):
+                continue  # another instance's call (an AGI path's is settled by whoever sees it gone)
             if channel_id in kept or channel_id in self.tasks or channel_id in waiting:
                 continue  # (waiting: its end is in the journal, replayed when storage is back)
             ours = row["served_by"] in (None, "ari")  # else an AGI path serves it (e.g. the dialplan's fallback)
             if await self.ari.channel_exists(channel_id):
-                if ours and channel_id in self._interrupted and row["status"] in (CallStatus.PROTOCOL_GIVEN,
-                                                                         CallStatus.RECORDING):
+                ran_it = channel_id in self._interrupted or apps is not None  # our flow, or the dead one's
+                if ours and ran_it and row["status"] in (CallStatus.PROTOCOL_GIVEN, CallStatus.RECORDING):
                     # Our flow ran it when the link broke; up, and no longer in our application:
                     # only our continueInDialplan sends it on, so that request was carried out
                     # though its answer was lost.  (A channel an AGI path runs is never here.)

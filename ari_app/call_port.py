@@ -59,7 +59,8 @@ def facts_of(start_event: dict[str, Any]) -> CallFacts:
         dialled=args[0] if args else str(dialplan.get("exten", "")),
         linkedid=args[1] if len(args) > 1 else channel["id"],
         language=arg(2), channel_language=channel.get("language"), retention_class=arg(3),
-        entry_context=arg(4) or str(dialplan.get("context", "")), served_by="ari")
+        entry_context=arg(4) or str(dialplan.get("context", "")), served_by="ari",
+        ari_app=str(start_event.get("application") or ""))
 
 
 class AriCallPort:

@@ -75,7 +75,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config.sms.backend == "log":
         print("warning: [sms] backend is 'log': no SMS is sent, each is only logged (state 'logged');"
               " set [sms] backend to smpp, http or sip (docs/sms.md)", file=sys.stderr)
-    print(f"configuration OK: ARI {config.ari.url} app={config.ari.app}, AMI {config.ami.host}:{config.ami.port}, "
+    print(f"configuration OK: ARI {config.ari.url} app={config.ari.registered_app}, "
+          f"AMI {config.ami.host}:{config.ami.port}, "
           f"database {_database_named(config)}, recordings under {config.recording.root}")
     return 0
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiosqlite
 
+from .ari_leases import AriLeases
 from .audit import AuditLog
 from .bounded import QueuedStep, within, within_unless_abandoned
 from .calls import Calls
@@ -287,6 +288,7 @@ class Database:
         self.audit = AuditLog(self)
         self.evidence = EvidenceRecords(self)
         self.queue_wait = QueueWait(self)
+        self.ari_leases = AriLeases(self)
         self.figures = FiguresReader(self)
         #: told ``(operation, seconds)`` after each storage call (the metrics' storage latency)
         self.latency_observer: Callable[[str, float], None] | None = None

@@ -43,7 +43,7 @@ _INDEX_HINT = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
 _IS_PARAM = re.compile(r"\bIS\s+\?")  # SQLite's "x IS ?" compares NULLs as equal
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 #: The tables whose key is not an ``id`` column (an INSERT into any other one returns its id).
-NOT_ID_KEYED = frozenset({"protocols", "protocol_sequences", "web_sessions", "schema_migrations"})
+NOT_ID_KEYED = frozenset({"protocols", "protocol_sequences", "web_sessions", "schema_migrations", "ari_leases"})
 _TRANSLATED: dict[str, tuple[str, bool]] = {}
 _MAX_TRANSLATED = 4096
 

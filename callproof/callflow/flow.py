@@ -188,7 +188,8 @@ class CallFlow:
                 channel_id=self.channel_id, uniqueid=self.channel_id, linkedid=facts.linkedid,
                 caller_number_raw=caller.number, caller_number=number.e164, caller_name=caller.name,
                 dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at),
-                served_by=facts.served_by or None, language_source=choice.source))),
+                served_by=facts.served_by or None, language_source=choice.source,
+                ari_app=facts.ari_app or None))),
             self._marked("answered", self.port.answer()), self._captured_identity(), return_exceptions=True)
         if isinstance(created, BaseException):
             raise created

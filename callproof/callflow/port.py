@@ -101,6 +101,7 @@ class CallFacts:
     retention_class: str        # CALLPROOF_RETENTION_CLASS ('' = by the rules)
     entry_context: str          # CALLPROOF_ENTRY_CONTEXT, else the context the call runs in
     served_by: str = ""         # the path serving the call (storage's SERVED_BY_VALUES; '' = not known)
+    ari_app: str = ""           # the ARI application (instance) the call is in ('' = not ARI)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,19 @@ class AriConfig:
     reconnect_max_seconds: float = 1.0
     # refusals of the login in a row (HTTP 401) before ``callproof run`` stops (exit 3)
     max_login_failures: int = 5
+    # Several ``callproof run`` on one Asterisk (docs/scale-out.md): this instance's name
+    # (letters and digits); it registers the ARI application ``<app>_<instance>`` and claims
+    # the calls the dialplan's StasisBroadcast() offers.  Empty: the one instance, ``<app>``.
+    instance: str = ""
+    # its lease on its application, renewed every heartbeat_seconds; a lease not renewed for
+    # lease_seconds means the instance is dead and a survivor takes its calls over
+    heartbeat_seconds: float = 2.0
+    lease_seconds: float = 10.0
+
+    @property
+    def registered_app(self) -> str:
+        """The ARI application this process registers: ``app``, or ``app_instance``."""
+        return f"{self.app}_{self.instance}" if self.instance else self.app
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from .errors import ConfigError
 from .jurisdictions import PROFILES
 from .language_rules import validate_languages
 from .sections import (
+    AriConfig,
     AuditConfig,
     CallbackConfig,
     ComplianceConfig,
@@ -59,6 +60,21 @@ def _check_identifier(key: str, value: str) -> None:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+.")
     if not value or any(c not in allowed for c in value):
         raise ConfigError(key, f"{value!r} must be non-empty letters, digits, _ - + .")
+
+
+def _check_instances(ari: AriConfig) -> None:
+    """``[ari] instance`` and its lease (docs/scale-out.md): the instance becomes part of an ARI
+    application name and of the dialplan's StasisBroadcast() filter, so letters and digits only;
+    the lease must outlast several heartbeats, or a slow but live instance would be robbed."""
+    if ari.instance and not (ari.instance.isascii() and ari.instance.isalnum()):
+        raise ConfigError("ari.instance", f"{ari.instance!r} must be letters and digits only (or empty)")
+    if ari.instance and not all(c.isascii() and (c.isalnum() or c == "_") for c in ari.app):
+        raise ConfigError("ari.app", f"{ari.app!r}: with [ari] instance set, letters, digits and _ only")
+    if ari.heartbeat_seconds <= 0:
+        raise ConfigError("ari.heartbeat_seconds", "must be positive")
+    if ari.lease_seconds < 3 * ari.heartbeat_seconds:
+        raise ConfigError("ari.lease_seconds", f"must be at least 3 heartbeats ({3 * ari.heartbeat_seconds:g} s):"
+                          " a live instance one late heartbeat behind would lose its calls")
 
 
 def _check_secret(key: str, value: str) -> None:
@@ -110,6 +126,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         _check_password("ari.password", config.ari.password, username=config.ari.username)
     if config.ari.reconnect_max_seconds <= 0:
         raise ConfigError("ari.reconnect_max_seconds", "must be positive")
+    _check_instances(config.ari)
     for api in ("ari", "ami"):
         if getattr(config, api).max_login_failures < 1:
             raise ConfigError(f"{api}.max_login_failures", "must be at least 1")

@@ -86,3 +86,20 @@ def test_a_connection_the_server_dropped_fails_its_transaction_then_reopens(pg_c
     finally:
         conn.close()
         pg_cluster.drop(url)
+
+
+def test_the_tables_without_an_id_column_are_the_ones_the_translation_knows(tmp_path):
+    """An INSERT gets ``RETURNING id`` unless its table is listed as having no ``id``: a new
+    table keyed otherwise must be listed, or every INSERT into it fails on PostgreSQL."""
+    from callproof.storage import connect_sync
+    from callproof.storage.pg import NOT_ID_KEYED
+
+    conn = connect_sync(tmp_path / "schema.db")
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                             " AND name NOT LIKE 'sqlite_%'")]
+        without_id = {t for t in tables
+                      if "id" not in [c[1] for c in conn.execute(f"PRAGMA table_info({t})")]}
+    finally:
+        conn.close()
+    assert without_id == set(NOT_ID_KEYED)
