@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -230,6 +230,37 @@ def finish_one(config: Any, db: SyncDatabase, row: dict[str, Any]) -> tuple[str,
         return "finished", "plaintext left by an interrupted run removed"
     finally:
         d.close()
+
+
+def settle_recordings(config: Any, db: SyncDatabase, ids: Iterable[int], *, actor: str,
+                      now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[int, tuple[str, str]]:
+    """The recordings a journal replay finalised with encryption facts, settled by the steps a
+    run takes (:func:`finish_one`, :func:`encrypt_one`): an encrypted one loses its plaintext
+    once its age file's payload matches the row; a pending one is encrypted now if a key
+    fits.  {id: (outcome, detail)}; nothing to do is left out."""
+    db = SyncDatabase.wrap(db)
+    out: dict[int, tuple[str, str]] = {}
+    keyring, trusted = None, None
+    for rid in sorted(ids):
+        row = db.recordings.get(rid)
+        if row is None or row["state"] != "finalised":
+            continue
+        try:
+            if row.get("encryption") == "encrypted":
+                done = finish_one(config, db, row)
+            elif row.get("encryption") == "pending":
+                if keyring is None:
+                    from callproof.evidence.keys import trusted_from_config
+                    keyring = PublicKeyring.from_dir(config.encryption.public_keys_dir)
+                    trusted = trusted_from_config(config)
+                done = encrypt_one(config, db, keyring, trusted, row, actor=actor, now=now)
+            else:
+                done = None
+        except (OSError, KeyringError) as exc:
+            done = "error", f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+        if done is not None:
+            out[rid] = done
+    return out
 
 
 def run_migration(config: Any, db: SyncDatabase, *, actor: str, report: Callable[[dict], None] | None = None,
