@@ -131,9 +131,13 @@ async def finalise(db: Database, config: Config, channel_id: str, *, cause: int 
     writes still wait in the journal (storage unavailable), its end joins them there."""
     if journal is not None and journal.has_pending:
         try:
-            await db.run_within(config.storage.call_wait_seconds, replay_sync, journal, db.now())
+            replayed = await db.run_within(config.storage.call_wait_seconds, replay_sync, journal, db.now())
         except StorageUnavailable as exc:
             event(log, "storage.journal_waiting", logging.WARNING, problem=exc.problem)
+        else:  # the caller has gone: the hangup handler settles what it replayed, as the replayer does
+            if replayed.to_settle and config.encryption.enabled:
+                from .journal_replay import settle_journalled
+                await asyncio.to_thread(settle_journalled, config, replayed.to_settle)
         if journal.entries_for(channel_id):
             return await _finalise_journalled(journal, channel_id, cause_raw, now, keyring_of(db))
     row = await db.calls.get_by_channel(channel_id)

@@ -201,3 +201,32 @@ def test_the_long_running_replayer_settles_what_it_replayed(tmp_path):
     row = asyncio.run(go())
     assert row["encryption"] == "encrypted" and not rec["path"].exists()
     assert _plaintext_of(Path(row["age_path"]), keyring) == rec["plaintext"]
+
+
+def test_the_agi_hangup_handler_settles_what_its_replay_finalised(tmp_path):
+    """Classic AGI and FastAGI: the hangup handler brings the journal in itself; the caller has
+    gone, so it removes the plaintext of what that replay recorded encrypted there and then."""
+    from datetime import UTC, datetime
+
+    from callproof.callflow.endings import finalise
+
+    config = encrypted_config(tmp_path)
+    rec = unfinalised_call(config, channel=CHANNEL)
+    keyring = FakeKeyring()
+    journal = _finalise_under_a_lock(config, rec, keyring)
+
+    async def go() -> dict:
+        records.use_signer(Signer.load(config.evidence.signing_key), config.storage.database)
+        db = await Database.open(config.storage.database)
+        try:
+            await finalise(db, config, CHANNEL, cause=16, cause_raw="16", now=datetime.now(UTC), journal=journal)
+            row = await db.recordings.get(rec["recording_id"])
+            assert row is not None
+            return row
+        finally:
+            await db.close()
+            records.use_signer(None, config.storage.database)
+
+    row = asyncio.run(go())
+    assert row["encryption"] == "encrypted" and not rec["path"].exists()
+    assert _plaintext_of(Path(row["age_path"]), keyring) == rec["plaintext"]

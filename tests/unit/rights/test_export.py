@@ -221,7 +221,7 @@ def test_failed_conversion_leaves_no_file_and_no_row(world):
 
 def test_without_ffmpeg_the_export_says_which_package_is_missing(world, monkeypatch):
     from callproof.rights import conversion
-    config, conn, rec, request_id = world
+    config, conn, _rec, request_id = world
     monkeypatch.setattr(conversion.shutil, "which", lambda name: None)
     with pytest.raises(ExportError) as exc:
         export_request_sync(conn, config, request_id, actor="ops", now=NOW, fmt="mp3")
