@@ -104,6 +104,17 @@ async def tell_dialplan_failed(port: CallPort, reason: Reason, protocol: str | N
         log.warning("could not hand a failed call to the dialplan", exc_info=True)
 
 
+async def _settle(config: Config, ids: frozenset[int]) -> None:
+    """Settle what the replay finalised (journal_replay.settle_journalled); never fails the
+    hangup handler: what is left is finished by 'callproof recording encrypt'."""
+    try:
+        from .journal_replay import settle_journalled
+        await asyncio.to_thread(settle_journalled, config, ids)
+    except Exception as exc:  # no cryptography on this Python, a storage error...
+        event(log, "recording.settle_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300],
+              hint="'callproof recording encrypt' finishes it (docs/keys.md)")
+
+
 async def _finalise_journalled(journal: Journal, channel_id: str, cause_raw: str, now: datetime,
                                keyring: Any = None) -> str:
     entries = journal.entries_for(channel_id)
@@ -136,8 +147,7 @@ async def finalise(db: Database, config: Config, channel_id: str, *, cause: int 
             event(log, "storage.journal_waiting", logging.WARNING, problem=exc.problem)
         else:  # the caller has gone: the hangup handler settles what it replayed, as the replayer does
             if replayed.to_settle and config.encryption.enabled:
-                from .journal_replay import settle_journalled
-                await asyncio.to_thread(settle_journalled, config, replayed.to_settle)
+                await _settle(config, replayed.to_settle)
         if journal.entries_for(channel_id):
             return await _finalise_journalled(journal, channel_id, cause_raw, now, keyring_of(db))
     row = await db.calls.get_by_channel(channel_id)
