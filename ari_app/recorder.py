@@ -26,6 +26,7 @@ from callproof.callflow.recording_files import (  # noqa: F401
     RecordingFacts,
     finalise_recording,
     journal_recording_end,
+    keyring_of,
     measure_recording,
     wait_and_measure,
 )
@@ -261,15 +262,17 @@ class Recorder:
         journal = self.journal
         try:
             if journal is not None and (recording_id == UNKNOWN_ROW or journal.pending(uniqueid)):
-                await journal_recording_end(journal, uniqueid, path, self.now_iso())
+                await journal_recording_end(journal, uniqueid, path, self.now_iso(), keyring=keyring_of(self.db))
             else:
-                try:
-                    await finalise_recording(self.db, recording_id, path, self.now_iso())
+                try:  # storage refusing the finalisation itself: what was measured waits in the journal
+                    await finalise_recording(self.db, recording_id, path, self.now_iso(), journal=journal,
+                                             channel=uniqueid)
                 except Exception as exc:
                     if journal is None or not is_storage_error(exc):
                         raise
-                    # the row exists; its end waits in the journal (keyed by the file) until storage is back
-                    await journal_recording_end(journal, uniqueid, path, self.now_iso(), attempts=3)
+                    # the row exists but could not be read; its end waits in the journal (keyed by the file)
+                    await journal_recording_end(journal, uniqueid, path, self.now_iso(), attempts=3,
+                                                keyring=keyring_of(self.db))
         except Exception as exc:  # the call still completes; the row stays as storage left it
             event(log, "recording.not_finalised", logging.ERROR, recording_id=recording_id,
                   error=f"{type(exc).__name__}: {exc}"[:300])

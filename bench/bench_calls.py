@@ -197,8 +197,10 @@ def main() -> int:
                                           "private_keys_dir": str(run_dir / "keys" / "private")}
             config = write_config(sandbox, run_dir, prompts_dir, **sections)
             if args.encryption:
-                subprocess.run([sys.executable, "-m", "callproof.cli", "--config", str(config), "keys", "init",
-                                "--by", "bench"], check=True, capture_output=True)
+                done = subprocess.run([sys.executable, "-m", "callproof.cli", "--config", str(config), "keys",
+                                       "init", "--by", "bench"], capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    raise SystemExit(f"callproof keys init failed: {done.stderr.strip() or done.stdout.strip()}")
             app = AppProcess(config, app_log, args.profile, out_dir, args.spy_rate, args.app_nice)
             bench = Bench(args, sandbox, ast_pid, app, app_log, recordings)
             print(f"Asterisk {sandbox.version} (pid {ast_pid}, Sandbox.pid {sandbox.pid}); "

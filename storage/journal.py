@@ -64,6 +64,10 @@ class ReplayResult:
     applied: int
     skipped: int           # already in the database (idempotent replay)
     channels: frozenset[str]
+    #: recordings the replay finalised with encryption facts (encrypted, the plaintext still
+    #: beside its age file, or encryption pending): the long-running process settles them
+    #: (callproof/encryption/migration.py ``settle_recordings``)
+    to_settle: frozenset[int] = frozenset()
 
 
 class Journal:
@@ -260,7 +264,7 @@ def _call_id(conn: sqlite3.Connection, channel: str) -> int | None:
 
 
 def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str,
-           sealer: evidence_table.Sealer | None = None) -> bool:
+           sealer: evidence_table.Sealer | None = None, settle: set[int] | None = None) -> bool:
     """Apply one entry; False when the database already had it."""
     op, channel = entry["op"], entry["channel"]
     if op == "call.create":
@@ -317,22 +321,27 @@ def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str,
         if op == "recording.fail":
             recordings_table.fail_sync(conn, existing["id"], entry["error"], entry.get("state", "failed"))
         else:
-            recordings_table.finalise_sync(conn, existing["id"], **entry["facts"])
+            recordings_table.finalise_sync(conn, existing["id"], **recordings_table.measured(entry["facts"]))
     except InvalidStateError:
         return False
     if op == "recording.finalise":  # its evidence record and audit entry, as a live finalisation writes
+        if recordings_table.apply_journalled_encryption_sync(conn, existing["id"], entry["facts"], now) \
+                and settle is not None:
+            settle.add(existing["id"])
+        # sealed after the encryption facts: the record binds the age payload too, as a live one
         evidence_table.seal_finalised_in_transaction_sync(conn, existing["id"], sealer, now, journalled=True)
     return True
 
 
 def apply_entries(conn: sqlite3.Connection, entries: list[dict[str, Any]], now: str,
-                  sealer: evidence_table.Sealer | None = None) -> tuple[int, int]:
-    """Apply ``entries`` in order, each in its own transaction; (applied, skipped)."""
+                  sealer: evidence_table.Sealer | None = None, settle: set[int] | None = None) -> tuple[int, int]:
+    """Apply ``entries`` in order, each in its own transaction; (applied, skipped).  The ids
+    of recordings finalised with encryption facts are added to ``settle``."""
     applied = skipped = 0
     for entry in entries:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            done = _apply(conn, entry, now, sealer)
+            done = _apply(conn, entry, now, sealer, settle)
         except (NotFoundError, ValueError, TypeError, KeyError) as exc:  # this entry, not the database
             conn.execute("ROLLBACK")
             log.error("journal: entry %r left out: %s", entry.get("op"), type(exc).__name__)
@@ -369,14 +378,15 @@ def _replay_locked(conn: sqlite3.Connection, journal: Journal, now: str) -> Repl
     files, memory = journal.take()
     applied = skipped = 0
     channels: set[str] = set()
+    settle: set[int] = set()
     try:
         for path in files:
             entries = read_entries(path)
-            a, s = apply_entries(conn, entries, now, journal.sealer)
+            a, s = apply_entries(conn, entries, now, journal.sealer, settle)
             applied, skipped = applied + a, skipped + s
             channels.update(e["channel"] for e in entries)
             path.unlink(missing_ok=True)
-        a, s = apply_entries(conn, memory, now, journal.sealer)
+        a, s = apply_entries(conn, memory, now, journal.sealer, settle)
         applied, skipped = applied + a, skipped + s
         channels.update(e["channel"] for e in memory)
         memory = []
@@ -384,7 +394,7 @@ def _replay_locked(conn: sqlite3.Connection, journal: Journal, now: str) -> Repl
         journal.give_back(memory)
         raise
     journal.replayed(channels)
-    return ReplayResult(applied, skipped, frozenset(channels))
+    return ReplayResult(applied, skipped, frozenset(channels), frozenset(settle))
 
 
 class ReplayConnection:

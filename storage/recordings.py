@@ -281,3 +281,41 @@ def record_encrypted_sync(conn: sqlite3.Connection, rec_id: int, *, age_path: st
                                    subject=f"recording:{rec_id}",
                                    details={**details, "payload_sha256": payload_sha256.lower(),
                                             "ciphertext_sha256": ciphertext_sha256.lower(), "key_ids": list(key_ids)})
+
+
+#: What a journalled ``recording.finalise`` entry's facts hold besides the measurements
+#: (callproof/callflow/recording_files.py ``journal_facts``).
+_JOURNALLED_ENCRYPTION = ("encryption", "encryption_pending")
+
+
+def measured(facts: dict) -> dict:
+    """A journalled finalisation's measurements (what :func:`finalise_sync` takes)."""
+    return {k: v for k, v in facts.items() if k not in _JOURNALLED_ENCRYPTION}
+
+
+def apply_journalled_encryption_sync(conn: sqlite3.Connection, rec_id: int, facts: dict, now: str) -> bool:
+    """Inside the replay's transaction, after :func:`finalise_sync`: what the call found of the
+    recording's encryption (its age file's digests, or why it stays pending), with the audit
+    entry a live finalisation writes.  True when the recording needs settling afterwards (its
+    plaintext removed, or its encryption retried): see ``ReplayResult.to_settle``."""
+    from .audit import append_in_transaction_sync
+
+    enc, pending = facts.get("encryption"), facts.get("encryption_pending")
+    row = get_sync(conn, rec_id)
+    if row is None or row["state"] != "finalised" or not (enc or pending):
+        return False  # an empty recording keeps what it has: no audio to protect or to prove
+    if enc:
+        key_ids = tuple(enc["key_ids"])
+        mark_encrypted_sync(conn, rec_id, age_path=enc["age_path"], ciphertext_sha256=enc["ciphertext_sha256"],
+                            ciphertext_size=int(enc["ciphertext_size"]), payload_sha256=enc["payload_sha256"],
+                            key_ids=key_ids)
+        details = {"sha256": row["sha256"], "payload_sha256": enc["payload_sha256"].lower(),
+                   "ciphertext_sha256": enc["ciphertext_sha256"].lower(), "key_ids": list(key_ids),
+                   "via": "journal"}
+        append_in_transaction_sync(conn, "recording.encrypted", "callproof", now, protocol=row["protocol"],
+                                   subject=f"recording:{rec_id}", details=details)
+    else:
+        mark_encryption_pending_sync(conn, rec_id, str(pending))
+        append_in_transaction_sync(conn, "recording.encryption_pending", "callproof", now, protocol=row["protocol"],
+                                   subject=f"recording:{rec_id}", details={"reason": str(pending), "via": "journal"})
+    return True

@@ -28,7 +28,7 @@ from .call_store import CallStore
 from .decisions import iso
 from .port import CallPort
 from .reasons import PROTOCOL_VARIABLE, REASON_VARIABLE, RECORDING_VARIABLE, STATUS_VARIABLE, DialplanStatus, Reason
-from .recording_files import finalise_recording, journal_recording_end
+from .recording_files import finalise_recording, journal_recording_end, keyring_of
 
 log = logging.getLogger("callproof.flow")
 
@@ -104,12 +104,24 @@ async def tell_dialplan_failed(port: CallPort, reason: Reason, protocol: str | N
         log.warning("could not hand a failed call to the dialplan", exc_info=True)
 
 
-async def _finalise_journalled(journal: Journal, channel_id: str, cause_raw: str, now: datetime) -> str:
+async def _settle(config: Config, ids: frozenset[int]) -> None:
+    """Settle what the replay finalised (journal_replay.settle_journalled); never fails the
+    hangup handler: what is left is finished by 'callproof recording encrypt'."""
+    try:
+        from .journal_replay import settle_journalled
+        await asyncio.to_thread(settle_journalled, config, ids)
+    except Exception as exc:  # no cryptography on this Python, a storage error...
+        event(log, "recording.settle_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300],
+              hint="'callproof recording encrypt' finishes it (docs/keys.md)")
+
+
+async def _finalise_journalled(journal: Journal, channel_id: str, cause_raw: str, now: datetime,
+                               keyring: Any = None) -> str:
     entries = journal.entries_for(channel_id)
     done = {e["path"] for e in entries if e["op"] in ("recording.finalise", "recording.fail")}
     for e in entries:
         if e["op"] == "recording.create" and e["path"] not in done:
-            await journal_recording_end(journal, channel_id, Path(e["path"]), iso(now))
+            await journal_recording_end(journal, channel_id, Path(e["path"]), iso(now), keyring=keyring)
     journal.submit(channel_id, "call.ended", ended_at=iso(now),
                    hangup_cause=f"Hangup:{cause_raw}" if cause_raw else "Hangup")
     await asyncio.to_thread(journal.flush)  # the hangup handler's process ends next
@@ -130,11 +142,14 @@ async def finalise(db: Database, config: Config, channel_id: str, *, cause: int 
     writes still wait in the journal (storage unavailable), its end joins them there."""
     if journal is not None and journal.has_pending:
         try:
-            await db.run_within(config.storage.call_wait_seconds, replay_sync, journal, db.now())
+            replayed = await db.run_within(config.storage.call_wait_seconds, replay_sync, journal, db.now())
         except StorageUnavailable as exc:
             event(log, "storage.journal_waiting", logging.WARNING, problem=exc.problem)
+        else:  # the caller has gone: the hangup handler settles what it replayed, as the replayer does
+            if replayed.to_settle and config.encryption.enabled:
+                await _settle(config, replayed.to_settle)
         if journal.entries_for(channel_id):
-            return await _finalise_journalled(journal, channel_id, cause_raw, now)
+            return await _finalise_journalled(journal, channel_id, cause_raw, now, keyring_of(db))
     row = await db.calls.get_by_channel(channel_id)
     if row is None:
         return "no_call"

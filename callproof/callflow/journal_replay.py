@@ -32,6 +32,20 @@ def journal_for(config: Config) -> Journal:
                    sealer=sealer_for(config.storage.database))
 
 
+def settle_journalled(config: Config, ids: frozenset[int]) -> None:
+    """Recordings a replay finalised with encryption facts (blocking: a worker thread): the
+    plaintext of an encrypted one removed, a pending one encrypted if a key fits now, by the
+    code of ``callproof recording encrypt`` (callproof/encryption/migration.py)."""
+    from callproof.encryption.migration import settle_recordings
+    from callproof.storage import open_sync
+
+    with open_sync(config) as db:
+        for rid, (outcome, detail) in settle_recordings(config, db, ids, actor="callproof").items():
+            bad = outcome not in ("encrypted", "finished")
+            event(log, "recording.settled", logging.WARNING if bad else logging.INFO, recording_id=rid,
+                  outcome=outcome, detail=detail, via="journal")
+
+
 INTERVAL = 1.0
 #: The background replay's busy wait: short, so that a call bringing its own journal in
 #: (replay_within) never waits long behind it; the next attempt is a second later anyway.
@@ -46,12 +60,29 @@ class JournalReplayer:
                                       min(config.storage.busy_timeout_ms, BACKGROUND_BUSY_MS), now=db.now,
                                       password=config.storage.password)
         self._last_problem: str | None = None
+        self._settling: set[asyncio.Future] = set()
 
     def _report(self, result: ReplayResult) -> None:
         if result.applied or result.skipped:
             event(log, "storage.journal_replayed", applied=result.applied, skipped=result.skipped,
                   calls=len(result.channels))
         self._last_problem = None
+        if result.to_settle and self.config.encryption.enabled:  # never on a call's time
+            task = asyncio.ensure_future(asyncio.to_thread(settle_journalled, self.config, result.to_settle))
+            self._settling.add(task)
+            task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Future) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            event(log, "recording.settle_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300],
+                  hint="'callproof recording encrypt' finishes it (docs/keys.md)")
+
+    async def settled(self) -> None:
+        """Wait for the settling of what earlier replays finalised (tests, shutdown)."""
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     def _failed(self, exc: BaseException) -> None:
         problem = storage_problem(exc)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from callproof.evidence.records import seal
 from callproof.logs import event
-from callproof.storage import Database
+from callproof.storage import Database, is_storage_error
 from callproof.storage.journal import Journal
 
 from .port import RecordingError
@@ -200,11 +200,15 @@ def encryption_target(keyring: Any, row: dict | None) -> tuple[EncryptTo | None,
     return EncryptTo(tuple(chosen.recipients), tuple(chosen.key_ids)), None
 
 
-async def finalise_recording(db: Database, recording_id: int, path: Path, now_iso: str, attempts: int = 40) -> bool:
-    """Measure (and encrypt) the finished file and finalise its row (or mark it failed); audit either way."""
+async def finalise_recording(db: Database, recording_id: int, path: Path, now_iso: str, attempts: int = 40,
+                             journal: Journal | None = None, channel: str = "") -> bool:
+    """Measure (and encrypt) the finished file and finalise its row (or mark it failed); audit either way.
+
+    With ``journal``: when storage refuses the row's finalisation, what was measured (and the
+    age file's digests) waits in the journal under ``channel`` instead (:func:`journal_facts`)."""
     row = await db.recordings.get(recording_id)
     protocol = row["protocol"] if row else None
-    target, pending = encryption_target(_keyring_of(db), row)
+    target, pending = encryption_target(keyring_of(db), row)
     try:
         facts = await wait_and_measure(path, attempts=attempts, encrypt_to=target)
     except RecordingError as exc:
@@ -213,9 +217,15 @@ async def finalise_recording(db: Database, recording_id: int, path: Path, now_is
                               details={"error": str(exc)})
         event(log, "recording.failed", logging.ERROR, recording_id=recording_id, protocol=protocol, error=str(exc))
         return False
-    await db.recordings.finalise(recording_id, size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
-                                 sha256=facts.sha256, finalised_at=now_iso)
     pending = pending or facts.encryption_error
+    try:
+        await db.recordings.finalise(recording_id, size_bytes=facts.size_bytes, duration_ms=facts.duration_ms,
+                                     sha256=facts.sha256, finalised_at=now_iso)
+    except Exception as exc:
+        if journal is None or not is_storage_error(exc):
+            raise
+        _journal_finalise(journal, channel, path, now_iso, facts, target, pending)
+        return True
     if facts.encrypted is not None and target is not None:
         await _record_encrypted(db, recording_id, protocol, facts, target)
     elif pending is not None:
@@ -263,7 +273,8 @@ async def _record_pending(db: Database, recording_id: int, protocol: str | None,
           reason=reason)
 
 
-def _keyring_of(db: Database) -> Any:
+def keyring_of(db: Database) -> Any:
+    """The public keyring finalisation encrypts with for ``db`` (None: encryption off)."""
     try:
         from callproof.encryption.atrest import keyring_for
     except ImportError:  # no cryptography on this Python: configure() said so, nothing to encrypt with
@@ -281,19 +292,61 @@ def _remove_plaintext(path: Path) -> None:
         os.close(dir_fd)
 
 
-async def journal_recording_end(journal: Journal, channel: str, path: Path, now_iso: str, attempts: int = 40) -> bool:
+#: Why a recording finalised from the journal is not encrypted at once, when the call could
+#: not know its retention period (its row was written before storage went away).
+NO_PERIOD_IN_JOURNAL = ("finalised while storage was unavailable, its retention period unknown to the call:"
+                        " encrypted once storage is back")
+
+
+def journalled_retention(journal: Journal, channel: str, path: Path) -> dict | None:
+    """The retention facts of the recording at ``path`` from its ``recording.create`` entry in
+    the journal (the row was journalled too), or None."""
+    for e in journal.entries_for(channel):
+        if e["op"] == "recording.create" and e.get("path") == str(path):
+            return dict(e.get("recording") or {})
+    return None
+
+
+async def journal_recording_end(journal: Journal, channel: str, path: Path, now_iso: str, attempts: int = 40,
+                                keyring: Any = None) -> bool:
     """The file of a recording whose row waits in the journal (storage unavailable): measured
-    now, its finalisation (or failure) journalled to be applied with the row."""
+    now, its finalisation (or failure) journalled to be applied with the row.  With a
+    ``keyring`` it is encrypted now, like a live finalisation, to the period key its journalled
+    row names (retention class x expiry month); the replay records the age file, and the
+    plaintext goes once the row says so (``ReplayResult.to_settle``)."""
+    row = journalled_retention(journal, channel, path) if keyring is not None else None
+    target, pending = encryption_target(keyring, row)
+    if keyring is not None and row is None and not isinstance(keyring, str):
+        pending = NO_PERIOD_IN_JOURNAL
     try:
-        facts = await wait_and_measure(path, attempts=attempts)
+        facts = await wait_and_measure(path, attempts=attempts, encrypt_to=target)
     except RecordingError as exc:
         journal.submit(channel, "recording.fail", path=str(path), error=str(exc))
         event(log, "recording.failed", logging.ERROR, channel=channel, error=str(exc), journalled=True)
         return False
-    journal.submit(channel, "recording.finalise", path=str(path),
-                   facts={"size_bytes": facts.size_bytes, "duration_ms": facts.duration_ms,
-                          "sha256": facts.sha256, "finalised_at": now_iso})
+    _journal_finalise(journal, channel, path, now_iso, facts, target, pending or facts.encryption_error)
+    return True
+
+
+def journal_facts(facts: RecordingFacts, now_iso: str, target: EncryptTo | None, pending: str | None) -> dict:
+    """A ``recording.finalise`` journal entry's facts: the measurements, and the age file's
+    digests (``encryption``) or why it is not encrypted (``encryption_pending``)."""
+    out: dict[str, Any] = {"size_bytes": facts.size_bytes, "duration_ms": facts.duration_ms,
+                           "sha256": facts.sha256, "finalised_at": now_iso}
+    enc = facts.encrypted
+    if enc is not None and target is not None:
+        out["encryption"] = {"age_path": facts.age_path, "ciphertext_sha256": enc.ciphertext_sha256,
+                             "ciphertext_size": enc.ciphertext_size, "payload_sha256": enc.payload_sha256,
+                             "key_ids": list(target.key_ids)}
+    elif pending is not None:
+        out["encryption_pending"] = pending
+    return out
+
+
+def _journal_finalise(journal: Journal, channel: str, path: Path, now_iso: str, facts: RecordingFacts,
+                      target: EncryptTo | None, pending: str | None) -> None:
+    journal.submit(channel, "recording.finalise", path=str(path), facts=journal_facts(facts, now_iso, target, pending))
     event(log, "recording.empty" if facts.duration_ms == 0 else "recording.finalised",
           logging.WARNING if facts.duration_ms == 0 else logging.INFO, channel=channel, bytes=facts.size_bytes,
-          duration_ms=facts.duration_ms, sha256=facts.sha256, journalled=True)
-    return True
+          duration_ms=facts.duration_ms, sha256=facts.sha256, journalled=True,
+          encrypted=facts.encrypted is not None and target is not None)

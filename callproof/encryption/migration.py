@@ -25,18 +25,18 @@ database).  Needs only the public keys; the private keys are never read here.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from callproof.single_run import AlreadyRunning, single_run_lock
 from callproof.storage import SyncDatabase
 from callproof.storage.timefmt import parse_db_time, to_db_time
 
@@ -52,7 +52,7 @@ OUTCOMES = ("encrypted", "finished", "mismatch", "forged", "unverifiable", "no_k
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class MigrationLocked(RuntimeError):
+class MigrationLocked(AlreadyRunning):
     """Another ``recording encrypt`` holds the lock."""
 
 
@@ -68,20 +68,8 @@ class Summary:
         return sum(self.counts[k] for k in ("mismatch", "forged", "error"))
 
 
-@contextmanager
-def migration_lock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-            raise MigrationLocked(f"another 'recording encrypt' is running ({holder}); lock file {path}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+def migration_lock(path: Path) -> AbstractContextManager[None]:
+    return single_run_lock(path, "'recording encrypt'", MigrationLocked)
 
 
 def lock_path(config: Any) -> Path:
@@ -230,6 +218,37 @@ def finish_one(config: Any, db: SyncDatabase, row: dict[str, Any]) -> tuple[str,
         return "finished", "plaintext left by an interrupted run removed"
     finally:
         d.close()
+
+
+def settle_recordings(config: Any, db: SyncDatabase, ids: Iterable[int], *, actor: str,
+                      now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[int, tuple[str, str]]:
+    """The recordings a journal replay finalised with encryption facts, settled by the steps a
+    run takes (:func:`finish_one`, :func:`encrypt_one`): an encrypted one loses its plaintext
+    once its age file's payload matches the row; a pending one is encrypted now if a key
+    fits.  {id: (outcome, detail)}; nothing to do is left out."""
+    db = SyncDatabase.wrap(db)
+    out: dict[int, tuple[str, str]] = {}
+    keyring, trusted = None, None
+    for rid in sorted(ids):
+        row = db.recordings.get(rid)
+        if row is None or row["state"] != "finalised":
+            continue
+        try:
+            if row.get("encryption") == "encrypted":
+                done = finish_one(config, db, row)
+            elif row.get("encryption") == "pending":
+                if keyring is None:
+                    from callproof.evidence.keys import trusted_from_config
+                    keyring = PublicKeyring.from_dir(config.encryption.public_keys_dir)
+                    trusted = trusted_from_config(config)
+                done = encrypt_one(config, db, keyring, trusted, row, actor=actor, now=now)
+            else:
+                done = None
+        except (OSError, KeyringError) as exc:
+            done = "error", f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+        if done is not None:
+            out[rid] = done
+    return out
 
 
 def run_migration(config: Any, db: SyncDatabase, *, actor: str, report: Callable[[dict], None] | None = None,

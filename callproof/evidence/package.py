@@ -45,6 +45,8 @@ from .tsa import TsaError, verify_token
 if TYPE_CHECKING:
     from callproof.config import Config
 
+_MEMBER_CHUNK = 1 << 20
+
 README = """callproof evidence package: protocol {protocol}
 
 This file proves that recording.{ext} is the recording callproof finalised for the call of
@@ -74,6 +76,14 @@ class PackageError(Exception):
 
 def _member_sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _streamed_member_sha(zf: zipfile.ZipFile, name: str) -> str:
+    h = hashlib.sha256()
+    with zf.open(name) as src:
+        while block := src.read(_MEMBER_CHUNK):
+            h.update(block)
+    return h.hexdigest()
 
 
 def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *, chain: bool = False) -> dict:
@@ -179,7 +189,7 @@ def _copy_recording(rec: dict[str, Any], dst: Any, identities: list[Any] | None)
             except AgeError as exc:
                 raise PackageError(f"recording {rec['id']} cannot be decrypted: {exc}; not packaged") from None
         h = hashlib.sha256()
-        while block := src.read(1 << 20):
+        while block := src.read(_MEMBER_CHUNK):
             h.update(block)
             dst.write(block)
         return h.hexdigest()
@@ -224,11 +234,15 @@ def verify_package(path: Path, key: str | None = None) -> tuple[bool, list[str]]
             files: dict[str, str] = manifest["files"]
         except (KeyError, ValueError) as exc:
             return False, [f"FAIL: no readable manifest.json ({exc})"]
-        data = {n: zf.read(n) for n in names if n != "manifest.json"}
+        # the recording is hashed as it streams out of the zip (a 3-hour call is never in
+        # memory); the other members are small documents, read whole
+        data = {n: zf.read(n) for n in names if n != "manifest.json" and not n.startswith("recording.")}
+        digests = {n: _streamed_member_sha(zf, n) if n not in data else _member_sha(data[n])
+                   for n in names if n != "manifest.json"}
     for name, digest in files.items():
-        if name not in data or _member_sha(data[name]) != digest:
+        if digests.get(name) != digest:
             bad(f"{name}: missing or changed since the package was made")
-    extra = set(data) - set(files)
+    extra = set(digests) - set(files)
     if extra:
         bad(f"members not in the manifest: {sorted(extra)}")
     trusted = TrustedKeys()
@@ -258,11 +272,11 @@ def verify_package(path: Path, key: str | None = None) -> tuple[bool, list[str]]
             notes.append(f"note: {late}")
     if key is not None and fp != key.lower():
         bad(f"signed by key {fp}, not the expected {key}")
-    audio = [n for n in data if n.startswith("recording.")]
+    audio = [n for n in digests if n.startswith("recording.")]
     if len(audio) != 1:
         bad("no recording in the package")
     elif checked.signed:
-        actual = _member_sha(data[audio[0]])
+        actual = digests[audio[0]]
         if actual != signed_sha256(checked):
             bad(f"{audio[0]} hashes to {actual}; the signed record says {signed_sha256(checked)}")
         else:

@@ -2,26 +2,23 @@
 :class:`SafeTree`, which reaches files under a root only through directory
 fds opened with O_NOFOLLOW (never a symlink, never outside the root).
 
-Only one sweeper runs at a time: an ``flock`` on the lock file, which the
-kernel releases when the holder dies, so a stale lock (a SIGKILLed sweeper)
-never blocks the next run; the file only carries the holder's pid for the
-message.
+Only one sweeper runs at a time: callproof/single_run.py's lock (an ``flock``
+the kernel releases when the holder dies, so a SIGKILLed sweeper never blocks
+the next run).
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import socket
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+from callproof.single_run import AlreadyRunning, single_run_lock
 
-class SweepLocked(RuntimeError):
+
+class SweepLocked(AlreadyRunning):
     """Another sweeper holds the lock."""
 
 
@@ -33,22 +30,8 @@ class UnsafePath(Exception):
 # Lock
 # --------------------------------------------------------------------------
 
-@contextmanager
-def sweep_lock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-            raise SweepLocked(
-                f"another retention sweep is running ({holder}); lock file {path}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                      f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the flock
+def sweep_lock(path: Path) -> AbstractContextManager[None]:
+    return single_run_lock(path, "retention sweep", SweepLocked)
 
 
 # --------------------------------------------------------------------------

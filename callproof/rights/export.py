@@ -2,8 +2,9 @@
 
 The customer asked for the recording of their call (docs/customer-rights.md).
 The finalised MixMonitor file is checked against the sha256 stored when it was
-finalised (a file changed since then is never handed out), converted with
-pydub (ffmpeg) to mp3 / ogg / wav with the call's protocol and local start
+finalised (a file changed since then is never handed out), converted by
+streaming it through ffmpeg (callproof/rights/conversion.py: no whole recording in
+memory) to mp3 / ogg / wav with the call's protocol and local start
 time in the file's own tags, and written atomically with mode 0640 under
 ``[rights] export_dir``.  The ``request_exports`` row, the ``recording.exported``
 audit entry and the request's move to ``exported`` record it.
@@ -11,20 +12,21 @@ audit entry and the request's move to ``exported`` record it.
 The output name is built from integers and the 17-digit protocol only
 (``request-<id>-<protocol>-<n>.<fmt>``): nothing a caller typed reaches a path.
 
-With ``[encryption] enabled`` an encrypted recording is decrypted, streaming, into a
-private temporary file (0600, removed afterwards) and checked against its signed record
-there; the export itself is stored encrypted, as ``….<fmt>.age``, to the hold key: an
-export exists because a customer's request is open, and what an open request keeps is
-readable by the hold key (docs/keys.md), whatever the recording's period.  Its row's
-sha256 is the stored file's (the download route checks it unchanged); the plaintext's is
-in the audit entry.  The download route decrypts it, streaming, as it sends it.
+The recording is hashed as it is fed to ffmpeg, and the digest checked against the signed
+record before anything is published: a changed recording is refused (``integrity``) even
+when ffmpeg could convert it.  With ``[encryption] enabled`` an encrypted recording is
+decrypted, chunk by chunk, straight into ffmpeg (every chunk authenticated); the export
+itself is stored encrypted, as ``….<fmt>.age``, to the hold key: an export exists because
+a customer's request is open, and what an open request keeps is readable by the hold key
+(docs/keys.md), whatever the recording's period.  Its row's sha256 is the stored file's
+(the download route checks it unchanged); the plaintext's is in the audit entry.  The
+download route decrypts it, streaming, as it sends it.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import re
 import tempfile
@@ -35,11 +37,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydub import AudioSegment
-
 from callproof.config import EXPORT_FORMATS, Config
 from callproof.encryption.errors import AgeError
 from callproof.integrity import EvidenceError, expected_sha256
+from callproof.rights.conversion import ConversionFailed, convert
 from callproof.storage import InvalidStateError, SyncDatabase
 from callproof.storage.exports import Export
 from callproof.storage.timefmt import parse_db_time, to_db_time
@@ -50,11 +51,7 @@ EXPORT_DIR_MODE = 0o750
 # second format for a request already answered does not reopen it).
 EXPORTABLE_STATES = frozenset({"received", "exported", "delivered"})
 _PROTOCOL = re.compile(r"[0-9]{17}")
-# ffmpeg settings per format: pydub writes WAV itself (without tags) unless a
-# codec is named, so WAV goes through ffmpeg too.
-_CODECS = {"mp3": {"codec": "libmp3lame", "bitrate": "64k"},
-           "ogg": {"codec": "libvorbis"},
-           "wav": {"codec": "pcm_s16le"}}
+_READ_CHUNK = 1 << 20
 _MAX_NAME_TRIES = 1000
 
 
@@ -88,12 +85,13 @@ def export_request_sync(db: SyncDatabase, config: Config, request_id: int, *,
     call, recording = _recording_of(db, request)
     keyring = _keyring(config)
     export_dir = _export_dir(config.rights.export_dir)
-    with _checked_source(db, config, request, recording, actor=actor, at=at, keyring=keyring,
-                         scratch=export_dir) as (source, source_sha256):
-        started = parse_db_time(call["started_at"]).astimezone(config.general.tz)
-        tags = recording_tags(call["protocol"], started, config.general.timezone)
+    started = parse_db_time(call["started_at"]).astimezone(config.general.tz)
+    tags = recording_tags(call["protocol"], started, config.general.timezone)
+    with _opened_source(db, config, request, recording, actor=actor, at=at) as (fh, encrypted):
+        source = _Source(db, config, request, recording, fh, encrypted, keyring, actor=actor, at=at)
         final, plain = _write_export(source, Path(recording["path"]).suffix.lstrip(".").lower() or "wav",
                                      fmt, tags, export_dir, request_id, call["protocol"], keyring)
+        source_sha256 = source.sha256
     try:
         digest, size = _sha256_and_size(final)
         details = {"request_id": request_id, "recording_id": recording["id"], "format": fmt,
@@ -187,10 +185,10 @@ def _keyring(config: Config) -> Any:
 
 
 @contextmanager
-def _checked_source(db: SyncDatabase, config: Config, request: dict, recording: dict, *,
-                    actor: str, at: str, keyring: Any, scratch: Path) -> Iterator[tuple[Any, str]]:
-    """The recording's plaintext (bytes, or a private temporary file for an encrypted one)
-    and its sha256, after checking that against the signed record."""
+def _opened_source(db: SyncDatabase, config: Config, request: dict, recording: dict, *,
+                   actor: str, at: str) -> Iterator[tuple[Any, bool]]:
+    """The recording's file (its age file when encrypted), open, never through a symlink,
+    only under ``recording.root``; and whether it is encrypted."""
     protocol = request["protocol"]
     encrypted = recording.get("encryption") == "encrypted"
     path = Path(recording["age_path"] if encrypted else recording["path"])
@@ -199,47 +197,73 @@ def _checked_source(db: SyncDatabase, config: Config, request: dict, recording: 
         _audit_failure(db, actor, at, protocol, recording, request["id"], "outside_root")
         raise ExportError("recording_missing", f"recording {recording['id']} is not under"
                           f" recording.root {root}; refusing to read it")
-    tmp: Path | None = None
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise _unreadable(db, actor, at, recording, request, path, exc) from None
+    with os.fdopen(fd, "rb") as fh:
+        yield fh, encrypted
+
+
+def _unreadable(db: SyncDatabase, actor: str, at: str, recording: dict, request: dict, path: Path,
+                exc: OSError) -> ExportError:
+    protocol = request["protocol"]
+    why = "symlink" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+    _audit_failure(db, actor, at, protocol, recording, request["id"], f"unreadable: {why}")
+    return ExportError("recording_missing", f"the recording file of protocol {protocol}"
+                       f" cannot be read ({why}): {path}")
+
+
+class _Source:
+    """Feeds the recording's plaintext into the converter, hashing it; ``check()`` then
+    holds the digest against the signed record (audited, ExportError when it fails)."""
+
+    def __init__(self, db: SyncDatabase, config: Config, request: dict, recording: dict, fh: Any,
+                 encrypted: bool, keyring: Any, *, actor: str, at: str) -> None:
+        self.db, self.config, self.request, self.recording = db, config, request, recording
+        self.fh, self.encrypted, self.keyring, self.actor, self.at = fh, encrypted, keyring, actor, at
+        self.sha256 = ""
+        self.size = 0
+
+    def feed(self, sink: Any) -> None:
+        protocol = self.request["protocol"]
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as fh:
-                if encrypted:
-                    tmp, actual, size = _decrypt_to_scratch(fh, keyring, scratch, recording["id"])
-                    source: Any = tmp
-                else:
-                    source = fh.read()
-                    actual, size = hashlib.sha256(source).hexdigest(), len(source)
+            if self.encrypted:
+                self.sha256, self.size = _decrypt_into(self.fh, sink, self.keyring, self.recording["id"])
+            else:
+                self.sha256, self.size = _copy_into(self.fh, sink)
         except OSError as exc:
-            why = "symlink" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
-            _audit_failure(db, actor, at, protocol, recording, request["id"], f"unreadable: {why}")
-            raise ExportError("recording_missing", f"the recording file of protocol {protocol}"
-                              f" cannot be read ({why}): {path}") from None
+            path = Path(self.recording["age_path"] if self.encrypted else self.recording["path"])
+            raise _unreadable(self.db, self.actor, self.at, self.recording, self.request, path, exc) from None
         except AgeError as exc:
-            _audit_failure(db, actor, at, protocol, recording, request["id"], f"cannot be decrypted: {exc}")
+            _audit_failure(self.db, self.actor, self.at, protocol, self.recording, self.request["id"],
+                           f"cannot be decrypted: {exc}")
             raise ExportError("integrity", f"the recording of protocol {protocol} cannot be decrypted: {exc};"
                               " not exported") from None
-        _check_against_record(db, config, request, recording, actual, size, actor=actor, at=at)
-        yield source, actual
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+
+    def check(self) -> None:
+        _check_against_record(self.db, self.config, self.request, self.recording, self.sha256, self.size,
+                              actor=self.actor, at=self.at)
 
 
-def _decrypt_to_scratch(fh: Any, keyring: Any, scratch: Path, recording_id: int) -> tuple[Path, str, int]:
-    """Decrypt, streaming, into a 0600 temporary file in ``scratch``: (its path, plaintext sha256, size)."""
+def _copy_into(fh: Any, sink: Any) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    while chunk := fh.read(_READ_CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+        sink.write(chunk)
+    return h.hexdigest(), size
+
+
+def _decrypt_into(fh: Any, sink: Any, keyring: Any, recording_id: int) -> tuple[str, int]:
+    """Decrypt, streaming, into ``sink``: (plaintext sha256, size).  A chunk that fails
+    authentication stops it (the converter's output is then thrown away)."""
     if keyring is None:
         raise AgeError(f"recording {recording_id} is encrypted and [encryption] is off here: no private key")
     from callproof.encryption import decrypt
-    fd, name = tempfile.mkstemp(prefix=".source-", suffix=".wav", dir=scratch)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digests = decrypt(fh, out, keyring.identities())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp, digests.plaintext_sha256, digests.plaintext_size
+    digests = decrypt(fh, sink, keyring.identities())
+    return digests.plaintext_sha256, digests.plaintext_size
 
 
 def _check_against_record(db: SyncDatabase, config: Config, request: dict, recording: dict, actual: str,
@@ -288,9 +312,10 @@ class _Plain:
     key_ids: tuple[str, ...]
 
 
-def _write_export(source: Any, source_format: str, fmt: str, tags: dict[str, str], export_dir: Path,
+def _write_export(source: _Source, source_format: str, fmt: str, tags: dict[str, str], export_dir: Path,
                   request_id: int, protocol: str, keyring: Any = None) -> tuple[Path, _Plain | None]:
-    """Convert and publish: temp file (0600) -> [encrypted to the hold key] -> 0640 -> hard
+    """Convert and publish: temp file (0600) written by ffmpeg as the source streams in ->
+    source checked against its signed record -> [encrypted to the hold key] -> 0640 -> hard
     link to a new name (never replaces an existing export) -> temps removed.  Returns the
     final path (and the plaintext's digest when it is stored encrypted)."""
     if not _PROTOCOL.fullmatch(protocol):
@@ -300,15 +325,15 @@ def _write_export(source: Any, source_format: str, fmt: str, tags: dict[str, str
     sealed: Path | None = None
     plain = None
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                audio = AudioSegment.from_file(io.BytesIO(source) if isinstance(source, bytes) else source,
-                                               format=source_format)
-                audio.export(out, format=fmt, tags=tags, **_CODECS[fmt])
-            except Exception as exc:  # pydub raises CouldntDecode/EncodeError, OSError...
-                raise ExportError("conversion", f"converting the recording to {fmt} failed: {exc}") from exc
-            out.flush()
-            os.fsync(out.fileno())
+        os.close(fd)  # ffmpeg writes it (its mode stays 0600)
+        try:
+            _, failure = convert(source.feed, source_format, fmt, tags, tmp)
+        except (ConversionFailed, ValueError, OSError) as exc:
+            raise ExportError("conversion", f"converting the recording to {fmt} failed: {exc}") from exc
+        source.check()  # a changed recording is refused even when ffmpeg could convert it
+        if failure is not None:
+            raise ExportError("conversion", f"converting the recording to {fmt} failed: {failure}")
+        _fsync_file(tmp)
         published = tmp
         if keyring is not None:
             sealed, plain = _encrypt_export(tmp, keyring, export_dir)
@@ -349,6 +374,14 @@ def _publish(tmp: Path, export_dir: Path, request_id: int, protocol: str, fmt: s
             continue
         return final
     raise ExportError("conversion", f"too many exports of request {request_id} in {export_dir}")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

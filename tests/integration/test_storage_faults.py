@@ -49,14 +49,26 @@ conn.execute("ROLLBACK")
 
 
 @contextlib.asynccontextmanager
-async def application(sandbox, app_config, run: Path, **storage):
+async def application(sandbox, app_config, run: Path, encryption: bool = False, **storage):
+    """The application on a database of its own; ``encryption``: ``[encryption] enabled`` with
+    keys made by ``callproof keys init`` before it starts, as an admin does."""
     run.mkdir(parents=True, exist_ok=True)
-    cfg = load_sandbox_config(write_config(sandbox, run, app_config.prompts.directory, ari={"app": APP},
-                                           storage={**STORAGE, **storage},
-                                           recording={"root": str(run / "recordings")},
-                                           protocol_reading={"replay_window_ms": 0, "repeat": 0}))  # one reading: ~10 s
-    async with running(ObservedApplication(cfg)) as app:
+    sections = {"encryption": {"enabled": True, "public_keys_dir": str(run / "keys" / "public"),
+                               "private_keys_dir": str(run / "keys" / "private")}} if encryption else {}
+    path = write_config(sandbox, run, app_config.prompts.directory, ari={"app": APP},
+                        storage={**STORAGE, **storage}, recording={"root": str(run / "recordings")},
+                        protocol_reading={"replay_window_ms": 0, "repeat": 0}, **sections)  # one reading: ~10 s
+    if encryption:
+        done = cli(path, "keys", "init", "--by", "ops")
+        assert done.returncode == 0, done.stdout + done.stderr
+    async with running(ObservedApplication(load_sandbox_config(path))) as app:
         yield app
+
+
+def cli(config_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The command an admin or auditor runs, in its own process."""
+    return subprocess.run([sys.executable, "-m", "callproof.cli", "--config", str(config_path), *argv],
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 async def place(sandbox, caller: str, max_seconds: int = 50) -> dict:
@@ -150,7 +162,8 @@ def assert_truthful(out: list[dict]) -> None:
         assert "disconnected" not in (row["hangup_cause"] or ""), row["hangup_cause"]
         for rec in row["recordings"]:
             assert rec["state"] == "finalised" and rec["sha256"], (f["channel"], rec)
-            assert Path(rec["path"]).is_file()
+            # the file the row names: the age file once it says encrypted
+            assert Path(rec["age_path"] if rec.get("encryption") == "encrypted" else rec["path"]).is_file()
         if row["protocol"] and row["status"] == "completed":
             assert row["recordings"], f"{f['channel']}: a protocol but no recording"
     assert not over, f"callers waited over {CALL_WAIT + MARGIN} s: {over}"
@@ -292,3 +305,70 @@ async def test_database_locked_from_the_recording_to_the_end_of_the_call(sandbox
         assert_truthful(out)
         journalled = assert_signed_evidence(app.config, out)
     assert journalled == 1, "the recording was not finalised from the journal: the test did not test that"
+
+
+async def encrypted_and_settled(database: Path, channel: dict, timeout: float = 60) -> dict:
+    """The call's recording row once it says encrypted and its plaintext is gone (the
+    application settles what the replay finalised, off the calls' time)."""
+    deadline = time.monotonic() + timeout
+    rec: dict = {}
+    while time.monotonic() < deadline:
+        row = rows_of(database, [channel])[channel["id"]]
+        rec = row["recordings"][0] if row and row["recordings"] else {}
+        if rec.get("encryption") == "encrypted" and not Path(rec["path"]).exists():
+            return rec
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"the recording did not end encrypted: {rec.get('encryption')} {rec.get('encryption_error')}")
+
+
+async def test_database_locked_from_the_recording_to_the_end_with_encryption(sandbox, app_config, ami_events):
+    """The same lock with ``[encryption]`` on: the recording finalised from the journal ends
+    encrypted like a live one: its age file opens with Debian's ``age -d`` and the period key
+    to the sha256 the signed record holds, the record binds the age payload too, no plaintext
+    is left, and ``callproof recording verify`` passes, without the private key and with it."""
+    import hashlib
+    import json
+
+    from .age_tool import age_binaries
+
+    age, _ = age_binaries()
+    run = sandbox.run_dir / "db-locked-recording-encrypted"
+    async with application(sandbox, app_config, run, encryption=True) as app:
+        database = Path(app.config.storage.database)
+        channels = [await place(sandbox, "11987650721")]
+        await recording_started(database, channels[0])
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database), "300"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:  # (waited for in a thread: the application runs on this event loop)
+            assert (await asyncio.to_thread(locker.stdout.readline)).strip() == "locked"
+            await journalled_finalisations(Path(app.config.storage.journal_path), 1)
+        finally:
+            locker.kill()
+            locker.wait()
+        rows = await wait_final(database, channels, timeout=60)
+        rec = await encrypted_and_settled(database, channels[0])
+        rows = rows_of(database, channels)
+        out = figures("locked during the recording, encrypted", sandbox, app, channels, rows, ami_events)
+        assert_truthful(out)
+        journalled = assert_signed_evidence(app.config, out)
+        config = app.config
+    assert journalled == 1, "the recording was not finalised from the journal: the test did not test that"
+    sealed = Path(rec["age_path"])
+    assert sealed == Path(rec["path"] + ".age") and sealed.is_file() and not Path(rec["path"]).exists()
+    (key_id,) = rec["key_ids"].split(",")
+    assert key_id.startswith("consumer_service-"), key_id  # its period key, not the hold key
+    opened = subprocess.run([age, "-d", "-i", str(config.encryption.private_keys_dir / f"{key_id}.key"),
+                             str(sealed)], capture_output=True, timeout=120)
+    assert opened.returncode == 0, opened.stderr.decode()
+    from callproof.storage import open_sync
+    with open_sync(config) as db:
+        stored = db.evidence.for_recording(rec["id"])
+    assert stored is not None and stored["signature"]
+    record = json.loads(stored["record"])
+    assert hashlib.sha256(opened.stdout).hexdigest() == record["recording"]["sha256"] == rec["sha256"]
+    assert record["encryption"]["payload_sha256"] == rec["payload_sha256"]
+    config_path = run / "callproof.toml"
+    done = cli(config_path, "recording", "verify", rows[channels[0]["id"]]["protocol"], "--by", "auditor")
+    assert done.returncode == 0 and "ok 1 (signed)" in done.stdout, done.stdout + done.stderr
+    done = cli(config_path, "recording", "verify", rows[channels[0]["id"]]["protocol"], "--plaintext", "-v")
+    assert done.returncode == 0 and "decrypted: plaintext matches" in done.stdout, done.stdout + done.stderr

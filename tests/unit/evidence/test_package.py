@@ -81,6 +81,23 @@ def test_a_changed_member_fails(package, tmp_path: Path, member: str) -> None:
     assert done.returncode == 1 and "DOES NOT VERIFY" in done.stdout and member in done.stdout
 
 
+def test_verifying_streams_the_recording_member_instead_of_reading_it_whole(package, monkeypatch) -> None:
+    """A 3-hour recording is ~170 MB in the package: the verifier hashes it as it streams
+    out of the zip; only the small documents are read whole."""
+    from callproof.evidence.package import verify_package
+    config, rec, out = package
+    whole = zipfile.ZipFile.read
+
+    def read(self, name, pwd=None):
+        assert not str(name).startswith("recording."), f"{name} read whole"
+        return whole(self, name, pwd)
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", read)
+    ok, notes = verify_package(out, Signer.load(config.evidence.signing_key).fingerprint)
+    assert ok, notes
+    assert any(f"recording of protocol {rec['protocol']}" in n for n in notes)
+
+
 def test_another_key_than_the_published_one_fails(package, tmp_path: Path) -> None:
     _, _, out = package
     generate_key_file(tmp_path / "o.pem")

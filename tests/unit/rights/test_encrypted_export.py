@@ -1,5 +1,5 @@
 """Exports and history documents with encryption on: an encrypted recording is decrypted,
-streaming, into a private temporary file and checked against its signed record there; the
+chunk by chunk, into ffmpeg and checked against its signed record before publishing; the
 export is stored encrypted to the hold key (``….wav.age``, 0640) and the customer's link
 serves its plaintext (HTTP Range, download counted on the last byte only); a history
 document is stored encrypted to the hold key.  No temporary file survives, and a tampered

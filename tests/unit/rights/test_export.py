@@ -213,8 +213,21 @@ def test_failed_conversion_leaves_no_file_and_no_row(world):
     with pytest.raises(ExportError) as exc:
         export_request_sync(conn, config, request_id, actor="ops", now=NOW, fmt="ogg")
     assert exc.value.reason == "conversion"
+    assert "ffmpeg exited with status" in str(exc.value)  # ffmpeg's own words follow, for the operator
     assert list(config.rights.export_dir.iterdir()) == []
     assert conn.execute("SELECT count(*) FROM request_exports").fetchone()[0] == 0
+    assert get_request_sync(conn, request_id)["state"] == "received"
+
+
+def test_without_ffmpeg_the_export_says_which_package_is_missing(world, monkeypatch):
+    from callproof.rights import conversion
+    config, conn, _rec, request_id = world
+    monkeypatch.setattr(conversion.shutil, "which", lambda name: None)
+    with pytest.raises(ExportError) as exc:
+        export_request_sync(conn, config, request_id, actor="ops", now=NOW, fmt="mp3")
+    assert exc.value.reason == "conversion"
+    assert "ffmpeg is not installed (Debian package ffmpeg)" in str(exc.value)
+    assert list(config.rights.export_dir.iterdir()) == []
     assert get_request_sync(conn, request_id)["state"] == "received"
 
 
