@@ -138,7 +138,8 @@ async def test_both_instances_serve_calls(sandbox, config_path, db, ami_events):
     assert protocols == list(range(protocols[0], protocols[0] + len(protocols))), "one gap-free sequence"
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, open in #14: after a previous test of this module stopped instance a, the restarted a receives no CallBroadcast (passes alone: pytest -k sigkill)")
+@pytest.mark.xfail(strict=False, reason="known bug, open in #14: after a previous test of this module"
+                   " stopped instance a, the restarted a receives no CallBroadcast (passes alone: -k sigkill)")
 async def test_sigkill_one_instance_the_other_resumes_its_calls_and_takes_new_ones(sandbox, config_path, db,
                                                                                     ami_events):
     a, b = Instance(config_path, "a"), Instance(config_path, "b")
