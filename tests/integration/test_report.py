@@ -28,7 +28,16 @@ from callproof.storage import connect_sync
 from tests.report_seed import seed_two_months
 
 from .conftest import in_ci
-from .web_fixtures import add_web_user, chromium, cli, free_port, screenshot, web_server, write_web_config
+from .web_fixtures import (
+    add_web_user,
+    chromium,
+    cli,
+    free_port,
+    login_in_browser,
+    screenshot,
+    web_server,
+    write_web_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -112,7 +121,7 @@ async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded,
         page = await context.new_page()
         console_errors: list[str] = []
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-        await _login(page, base, ADMIN, ADMIN_PW)
+        await login_in_browser(page, base, ADMIN, ADMIN_PW)
         async with page.expect_navigation():
             await page.click('nav a[href="/admin/report"]')
         # this month so far by default; then the seeded period through the form
@@ -149,7 +158,7 @@ async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded,
         await screenshot(page, "report-bad-period")
 
         viewer = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
-        await _login(viewer, base, VIEWER, VIEWER_PW)
+        await login_in_browser(viewer, base, VIEWER, VIEWER_PW)
         assert await viewer.locator('nav a[href="/admin/report"]').count() == 0
         response = await viewer.goto(f"{base}/admin/report?from=2026-10-01&to=2026-11-30")
         assert response.status == 403
@@ -168,14 +177,6 @@ async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded,
     assert {"from": "2026-10-01", "to": "2026-11-30", "format": "html"} in viewed
     assert [(a, json.loads(d)["path"]) for a, act, d in rows if act == "web.forbidden"] == \
         [(f"web:{VIEWER}", "/admin/report")]
-
-
-async def _login(page, base: str, username: str, password: str) -> None:
-    await page.goto(f"{base}/login")
-    await page.fill("#username", username)
-    await page.fill("#password", password)
-    async with page.expect_navigation():
-        await page.click("#login")
 
 
 async def test_sandbox_calls_are_counted_by_the_report(harness, app_config, tmp_path):

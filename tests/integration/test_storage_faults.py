@@ -282,6 +282,23 @@ async def recording_started(database: Path, channel: dict, timeout: float = 60) 
     raise TimeoutError("the call's recording never started")
 
 
+async def locked_through_the_recording(sandbox, app, number: str) -> dict:
+    """A call whose recording starts, then another process holds the write lock until the
+    call's recording end has gone to the journal; the lock is gone when this returns."""
+    database = Path(app.config.storage.database)
+    channel = await place(sandbox, number)
+    await recording_started(database, channel)
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database), "300"],
+                              stdout=subprocess.PIPE, text=True)
+    try:  # (waited for in a thread: the application runs on this event loop)
+        assert (await asyncio.to_thread(locker.stdout.readline)).strip() == "locked"
+        await journalled_finalisations(Path(app.config.storage.journal_path), 1)
+    finally:
+        locker.kill()
+        locker.wait()
+    return channel
+
+
 async def test_database_locked_from_the_recording_to_the_end_of_the_call(sandbox, app_config, ami_events):
     """Another process takes the write lock once the call's recording has started and holds it
     until the call has ended: the recording's end waits in the journal, and once the lock is
@@ -290,16 +307,7 @@ async def test_database_locked_from_the_recording_to_the_end_of_the_call(sandbox
     run = sandbox.run_dir / "db-locked-recording"
     async with application(sandbox, app_config, run) as app:
         database = Path(app.config.storage.database)
-        channels = [await place(sandbox, "11987650720")]
-        await recording_started(database, channels[0])
-        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database), "300"],
-                                  stdout=subprocess.PIPE, text=True)
-        try:  # (waited for in a thread: the application runs on this event loop)
-            assert (await asyncio.to_thread(locker.stdout.readline)).strip() == "locked"
-            await journalled_finalisations(Path(app.config.storage.journal_path), 1)
-        finally:
-            locker.kill()
-            locker.wait()
+        channels = [await locked_through_the_recording(sandbox, app, "11987650720")]
         rows = await wait_final(database, channels, timeout=60)
         out = figures("locked during the recording", sandbox, app, channels, rows, ami_events)
         assert_truthful(out)
@@ -335,16 +343,7 @@ async def test_database_locked_from_the_recording_to_the_end_with_encryption(san
     run = sandbox.run_dir / "db-locked-recording-encrypted"
     async with application(sandbox, app_config, run, encryption=True) as app:
         database = Path(app.config.storage.database)
-        channels = [await place(sandbox, "11987650721")]
-        await recording_started(database, channels[0])
-        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(database), "300"],
-                                  stdout=subprocess.PIPE, text=True)
-        try:  # (waited for in a thread: the application runs on this event loop)
-            assert (await asyncio.to_thread(locker.stdout.readline)).strip() == "locked"
-            await journalled_finalisations(Path(app.config.storage.journal_path), 1)
-        finally:
-            locker.kill()
-            locker.wait()
+        channels = [await locked_through_the_recording(sandbox, app, "11987650721")]
         rows = await wait_final(database, channels, timeout=60)
         rec = await encrypted_and_settled(database, channels[0])
         rows = rows_of(database, channels)

@@ -27,6 +27,7 @@ from .web_fixtures import (
     chromium,
     cli,
     free_port,
+    login_in_browser,
     screenshot,
     web_server,
     write_web_config,
@@ -41,14 +42,6 @@ CALLER = "11987654399"
 
 async def _db(harness, sql: str, *params):
     return await harness.app.db.run_in_connection(lambda c: c.execute(sql, params).fetchall())
-
-
-async def _login(page, base: str, username: str, password: str) -> None:
-    await page.goto(f"{base}/login")
-    await page.fill("#username", username)
-    await page.fill("#password", password)
-    async with page.expect_navigation():
-        await page.click("#login")
 
 
 async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
@@ -190,7 +183,7 @@ async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
         assert "/login" in page.url  # the session is over
 
         # -- a viewer can look but is refused the operator's work
-        await _login(page, base, VIEWER, VIEWER_PW)
+        await login_in_browser(page, base, VIEWER, VIEWER_PW)
         assert page.url.endswith("/search")
         refused = await page.goto(f"{base}/requests/new?protocol={protocol}")
         assert refused.status == 403 and "needs the operator role" in await page.inner_text("#message")

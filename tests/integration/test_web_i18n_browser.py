@@ -25,7 +25,16 @@ from callproof.storage import calls as calls_store
 from callproof.storage.requests import NewRequest, create_request_sync
 from tests.call_rows import advance_sync
 
-from .web_fixtures import IDENTITY_KEY, LINK_SECRET, add_web_user, chromium, free_port, screenshot, web_server
+from .web_fixtures import (
+    IDENTITY_KEY,
+    LINK_SECRET,
+    add_web_user,
+    chromium,
+    free_port,
+    screenshot,
+    web_server,
+    write_toml,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -68,14 +77,7 @@ def _write_config(run_dir: Path, port: int) -> Path:
         "web": {"host": "127.0.0.1", "port": port, "default_locale": "en"},
         "logging": {"level": "INFO", "format": "text"},
     }
-    lines = []
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
-    path = run_dir / "web.toml"
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
-    return path
+    return write_toml(run_dir / "web.toml", tables)
 
 
 def _seed(database: Path) -> dict:

@@ -53,6 +53,27 @@ def free_port() -> int:
     return sandbox_free_port()
 
 
+def write_toml(path: Path, tables: dict[str, dict[str, Any]]) -> Path:
+    """``tables`` as a TOML file (each value JSON-quoted, which TOML reads the same), 0600 like a
+    real configuration holding secrets."""
+    lines = []
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+async def login_in_browser(page: Any, base: str, username: str, password: str) -> None:
+    """Log ``page`` in through the login form, as a person does."""
+    await page.goto(f"{base}/login")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    async with page.expect_navigation():
+        await page.click("#login")
+
+
 def write_web_config(app_config: Config, run_dir: Path, port: int, **web: Any) -> Path:
     """A config for ``callproof web`` on the application's database and recordings."""
     tables: dict[str, dict[str, Any]] = {
@@ -72,14 +93,7 @@ def write_web_config(app_config: Config, run_dir: Path, port: int, **web: Any) -
         enc = app_config.encryption
         tables["encryption"] = {"enabled": True, "public_keys_dir": str(enc.public_keys_dir),
                                 "private_keys_dir": str(enc.private_keys_dir)}
-    lines = []
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
-    path = run_dir / "web.toml"
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
-    return path
+    return write_toml(run_dir / "web.toml", tables)
 
 
 def cli(config_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
