@@ -67,7 +67,8 @@ class CallEndings:
         Asterisk no longer has is finalised now, so no row stays 'recording'."""
         if self.recorder is None:
             return
-        await asyncio.wait_for(self.connected.wait(), 30)
+        async with asyncio.timeout(30):
+            await self.connected.wait()
         await self.settle_gone_channels(cause="ended while the AMI link was down", running_too=True)
 
     async def _recording_finalised(self, uniqueid: str) -> None:

@@ -223,7 +223,8 @@ class CallbackScheduler:
             delay = min(delay, max(0.0, (datetime.fromisoformat(due) - self.clock()).total_seconds()))
         self._wake.clear()
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.05))
+            async with asyncio.timeout(max(delay, 0.05)):
+                await self._wake.wait()
         except TimeoutError:
             pass
 
@@ -307,7 +308,8 @@ class CallbackScheduler:
     async def _settle(self, inbox: _AttemptInbox) -> None:
         """Wait briefly for ChannelDestroyed, which carries the final cause."""
         try:
-            await asyncio.wait_for(inbox.destroyed.wait(), timeout=2)
+            async with asyncio.timeout(2):
+                await inbox.destroyed.wait()
         except TimeoutError:
             pass
 

@@ -150,7 +150,8 @@ class AmiLink:
             raise TimeoutError(f"AMI not ready within {timeout} s")
 
     async def wait_ready(self, timeout: float) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._ready.wait()
 
     def on_event(self, name: str, callback: Callable[[Any, Any], Any]) -> None:
         self.manager.register_event(name, callback)
@@ -162,7 +163,8 @@ class AmiLink:
         if not self._ready.is_set():
             await self.wait_ready(timeout)
         self.counts[f"action {fields.get('Action')}"] += 1
-        return await asyncio.wait_for(self.manager.send_action(fields), timeout)
+        async with asyncio.timeout(timeout):
+            return await self.manager.send_action(fields)
 
     def close(self) -> None:
         if self.counts:
@@ -218,7 +220,8 @@ class Recorder:
                 {"Action": "MixMonitor", "Channel": channel_name, "File": str(path), "Options": self.options})
             if not getattr(reply, "success", False):
                 raise RecordingError(f"MixMonitor refused: {reply.get('Message') if hasattr(reply, 'get') else reply}")
-            await asyncio.wait_for(started, 5.0)
+            async with asyncio.timeout(5.0):
+                await started
         except (TimeoutError, OSError, AttributeError) as exc:
             raise RecordingError(f"MixMonitor not confirmed: {type(exc).__name__}: {exc}") from None
         finally:

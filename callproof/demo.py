@@ -104,9 +104,11 @@ async def place_demo_call(config: Config, sandbox: Any, caller: str, heard_path:
     await app.start()
     runner = asyncio.ensure_future(app.run())
     try:
-        await asyncio.wait_for(app.connected.wait(), 15)
+        async with asyncio.timeout(15):
+            await app.connected.wait()
         await asyncio.to_thread(originate_call, sandbox, caller, record_path=str(heard_path), max_seconds=60)
-        flow = await asyncio.wait_for(done, timeout)
+        async with asyncio.timeout(timeout):
+            flow = await done
         deadline = time.monotonic() + timeout
         while True:  # the call completes when the agent leg hangs up and the file is final
             call = await app.db.calls.get(flow.call_id)

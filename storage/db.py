@@ -428,7 +428,11 @@ class Database:
         job = asyncio.ensure_future(
             self.run_on_calls_connection(within_unless_abandoned, step, deadline, fn, *args, **kwargs))
         try:
-            return await asyncio.wait_for(asyncio.shield(job), max(0.0, deadline - time.monotonic()))
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result and loses
+            # the caller's cancellation when both land in the same loop turn (a stopping app's flow
+            # would then go on to its next step)
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await asyncio.shield(job)
         except TimeoutError:
             if step.abandon():
                 job.add_done_callback(_retrieve)

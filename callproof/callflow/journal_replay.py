@@ -109,7 +109,8 @@ class JournalReplayer:
         """A replay for a call waiting on it: within ``seconds`` or StorageUnavailable."""
         deadline = time.monotonic() + seconds
         try:
-            await asyncio.wait_for(self._lock.acquire(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._lock.acquire()
         except TimeoutError:
             raise StorageUnavailable("timeout", "a journal replay is under way") from None
         try:

@@ -53,7 +53,8 @@ async def check_ami(config: Config) -> list[Result]:
 
     cfg = config.ami
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(cfg.host, cfg.port), TIMEOUT_S)
+        async with asyncio.timeout(TIMEOUT_S):
+            _, writer = await asyncio.open_connection(cfg.host, cfg.port)
         writer.close()
     except (OSError, TimeoutError) as exc:
         return [fail("ami-login", f"cannot reach AMI at {cfg.host}:{cfg.port} ({type(exc).__name__}: {exc})"[:300],
@@ -71,7 +72,8 @@ async def check_ami(config: Config) -> list[Result]:
     manager.connect()
     try:
         try:
-            success, answer = await asyncio.wait_for(answered, TIMEOUT_S)
+            async with asyncio.timeout(TIMEOUT_S):
+                success, answer = await answered
         except TimeoutError:
             return [fail("ami-login", f"no answer to the AMI login at {cfg.host}:{cfg.port} within {TIMEOUT_S:.0f} s",
                          "is it Asterisk's manager port? see Asterisk's log")]
@@ -100,7 +102,8 @@ async def loaded(manager: Any, context: str) -> bool:
     """Whether ``context`` is in the running dialplan, by AMI ``ShowDialPlan`` (write class
     ``reporting``: read-only queries), not the ``Command`` action, whose ``command`` class
     would let the account run any CLI command."""
-    answer = await asyncio.wait_for(manager.send_action({"Action": "ShowDialPlan", "Context": context}), TIMEOUT_S)
+    async with asyncio.timeout(TIMEOUT_S):
+        answer = await manager.send_action({"Action": "ShowDialPlan", "Context": context})
     messages = answer if isinstance(answer, list) else [answer]
     for message in messages:
         if message.get("Response") == "Error" and "ermission denied" in str(message.get("Message", "")):

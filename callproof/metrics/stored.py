@@ -147,7 +147,8 @@ class StoredFigures(Collector):
             await asyncio.shield(self._reading)
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._reading), self.wait_seconds)
+            async with asyncio.timeout(self.wait_seconds):
+                await asyncio.shield(self._reading)
         except TimeoutError:
             self.stale_serves += 1
 

@@ -137,7 +137,8 @@ class OutboxSender:
                 await asyncio.sleep(pause)
             elif sent == 0:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 self._wake.clear()

@@ -160,3 +160,28 @@ async def test_a_step_queued_behind_others_gives_up_at_its_deadline_and_never_ru
             holder.close()
         await asyncio.sleep(0.1)
         assert "late" not in ran  # abandoned in the queue: never started
+
+
+async def test_a_cancellation_landing_as_the_step_ends_is_not_lost(db, monkeypatch):
+    """A flow cancelled (the app stopping, the ARI link lost) in the loop turn its storage step
+    completes stops there: Python 3.11's wait_for returned the result instead, and the flow went
+    on to its next step (seen as a resume test waiting 600 s on a step it should never reach)."""
+    loop = asyncio.get_running_loop()
+    caller: asyncio.Task | None = None
+
+    async def step_that_ends_now(fn, *args, **kwargs):
+        # the cancellation is made two turns on: after the step's result has reached the waiter
+        loop.call_soon(lambda: loop.call_soon(caller.cancel))
+        return "done"
+
+    monkeypatch.setattr(db, "run_on_calls_connection", step_that_ends_now)
+    went_on = []
+
+    async def flow():
+        await db.run_within(5.0, calls_table.get_by_channel_sync, "a")
+        went_on.append("next step")
+
+    caller = asyncio.ensure_future(flow())
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert went_on == []
