@@ -29,6 +29,10 @@ from .channel import AgiChannel, AgiHangup, AgiReply, quote
 
 #: CHANNEL STATUS results of a channel that is still there (ringing, ring, up).
 ALIVE = ("4", "5", "6")
+#: After a failed playback, how often and how far apart the channel is looked at again before
+#: the failure is called a failure rather than a hang-up (about one second, on that path only).
+HANGUP_SETTLE_CHECKS = 10
+HANGUP_SETTLE_SECONDS = 0.1
 
 
 def strip_sound(media: str) -> str:
@@ -81,6 +85,16 @@ class AgiCallPort:
         if reply.result not in ALIVE:
             raise CallerHungUp(f"AGI: channel status {reply.result}")
 
+    async def _still_up_after_a_failure(self) -> None:
+        """CallerHungUp if a failed command failed because the caller hung up.  Asterisk notices
+        a hang-up between commands, so the command right after a Playback cut by it can still
+        see the channel up (a FastAGI call hung up in the announcement was recorded 'failed',
+        not 'abandoned_in_consent'): look again for a moment before calling it a failure."""
+        for _ in range(HANGUP_SETTLE_CHECKS):
+            await self._check_alive()
+            await asyncio.sleep(HANGUP_SETTLE_SECONDS)
+        await self._check_alive()
+
     async def caller_id(self) -> CallerId:
         return CallerId(number=await self.get_variable("CALLERID(num)") or "",
                         name=await self.get_variable("CALLERID(name)") or "")
@@ -98,9 +112,8 @@ class AgiCallPort:
                 raise PlaybackFailed(f"prompt path {f!r} contains '&' or ','", Reason.PROMPT_MISSING)
         self.timings.mark(f"{what}_playback_started")
         reply = await self.command(f"EXEC Playback {quote('&'.join(files))}")
-        if reply.failed:
-            await self._check_alive()
-        if await self.get_variable("PLAYBACKSTATUS") != "SUCCESS":
+        if reply.failed or await self.get_variable("PLAYBACKSTATUS") != "SUCCESS":
+            await self._still_up_after_a_failure()
             raise PlaybackFailed(f"{what} playback failed (files {files[0]!r}...)")
         self.timings.mark_again(f"{what}_playback_finished")
 
@@ -141,7 +154,7 @@ class AgiCallPort:
             args += "," + self.config.recording.mixmonitor_options
         reply = await self.command(f"EXEC MixMonitor {quote(args)}")
         if reply.failed:
-            await self._check_alive()
+            await self._still_up_after_a_failure()
         started_file = await self.get_variable("MIXMONITOR_FILENAME")
         if reply.failed or started_file != str(path):
             raise RecordingError(f"MixMonitor did not start (result {reply.result}, "

@@ -262,3 +262,25 @@ async def test_a_failure_after_the_protocol_still_records_and_hands_off_with_it(
     [rec] = await db.recordings.for_call(row["id"])
     assert fake.vars["CALLPROOF_RECORDING"] == rec["path"] and rec["protocol"] == row["protocol"]
     assert any(c.startswith("EXEC MixMonitor") for c in fake.commands)
+
+
+async def test_a_hang_up_asterisk_notices_late_is_a_hang_up_not_a_failed_playback(config, db):
+    """FastAGI: the caller hangs up in the announcement; Asterisk's Playback ends FAILED, and the
+    next command or two still see the channel up before Asterisk marks it dead.  The row must
+    say what happened (the caller left in the consent), not 'failed: playback_failed'."""
+
+    class NoticedLate(FakeAsterisk):
+        status_checks = 0
+
+        async def command(self, line: str):
+            if line == "CHANNEL STATUS" and self.vars.get("PLAYBACKSTATUS") == "FAILED":
+                self.status_checks += 1
+                if self.status_checks == 3:
+                    self.dead = True
+            return await super().command(line)
+
+    fake = NoticedLate(playback_status="FAILED", hangup_cause=16)
+    _flow, outcome, row = await run(config, db, fake)
+    assert outcome == "abandoned_in_consent"
+    assert row["status"] == "abandoned_in_consent" and row["error"] is None, dict(row)
+    assert fake.played == ["consent"] and "CALLPROOF_STATUS" not in fake.vars
