@@ -30,13 +30,15 @@ def create_sync(
     started_at: str | datetime,
     retention_until: str | datetime | None = None,
     retention_class: str | None = None,
+    node: str | None = None,
 ) -> int:
+    """A new recording row; ``node``: the node whose root holds its file (migration 0018)."""
     try:
         cur = conn.execute(
             "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
-            " retention_until, retention_class) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?)",
+            " retention_until, retention_class, node) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?, ?)",
             (call_id, protocol, path, caller_number, to_db_time(started_at),
-             to_db_time_or_none(retention_until), retention_class),
+             to_db_time_or_none(retention_until), retention_class, node),
         )
     except sqlite3.IntegrityError as e:
         existing = get_by_path_sync(conn, path)
@@ -133,10 +135,11 @@ class Recordings:
         started_at: str | datetime,
         retention_until: str | datetime | None = None,
         retention_class: str | None = None,
+        node: str | None = None,
     ) -> int:
         return await self._db.run_in_connection(
             create_sync, call_id, protocol, path, caller_number, started_at,
-            retention_until, retention_class,
+            retention_until, retention_class, node,
         )
 
     async def finalise(
