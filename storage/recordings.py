@@ -33,13 +33,16 @@ def create_sync(
     node: str | None = None,
 ) -> int:
     """A new recording row; ``node``: the node whose root holds its file (migration 0018)."""
+    values = (call_id, protocol, path, caller_number, to_db_time(started_at),
+              to_db_time_or_none(retention_until), retention_class)
     try:
         cur = conn.execute(
             "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
             " retention_until, retention_class, node) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?, ?)",
-            (call_id, protocol, path, caller_number, to_db_time(started_at),
-             to_db_time_or_none(retention_until), retention_class, node),
-        )
+            (*values, node),
+        ) if node is not None else conn.execute(
+            "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
+            " retention_until, retention_class) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?)", values)
     except sqlite3.IntegrityError as e:
         existing = get_by_path_sync(conn, path)
         if existing is not None:
