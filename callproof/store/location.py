@@ -42,7 +42,7 @@ def locate(row: dict, config: Any, *, encrypted: bool | None = None) -> tuple[Pa
         if store is None:
             raise Elsewhere("the recording is in the shared recordings store, which [recording] store does not"
                             " name on this node")
-        return Path(store), os.path.join(os.fspath(store), store_path)
+        return Path(store), os.path.join(os.path.realpath(store), store_path)
     node = row.get("node")
     if node and node != node_name(config):
         raise Elsewhere(f"the recording's file is still on node {node} (not yet moved to the shared store)")
