@@ -112,7 +112,7 @@ def test_invalid_store_settings_stop_at_start_naming_the_key(tmp_path, key, valu
 def test_store_inside_the_root_is_refused(tmp_path):
     from callproof.config import ConfigError
 
-    with pytest.raises(ConfigError, match="recording.store"):
+    with pytest.raises(ConfigError, match=r"recording\.store"):
         load_config(_toml(tmp_path, store=tmp_path / "rec" / "store"), env={}, require_asterisk_apis=False)
 
 
