@@ -199,3 +199,29 @@ def test_encrypted_recordings_travel_as_their_age_file_and_pending_ones_wait(env
     assert _row(conn, enc["id"])["store_path"].endswith(f"{enc['protocol']}-{enc['id']}.wav.age")
     assert not os.path.exists(age)
     assert _row(conn, pending["id"])["store_path"] is None and _row(conn, plain["id"])["store_path"] is None
+
+
+def test_recording_move_command_initialises_the_store_and_moves_this_nodes_recordings(tmp_path, capsys):
+    import pwd
+
+    from callproof.cli import main
+
+    root, store = tmp_path / "rec", tmp_path / "shared"
+    root.mkdir()
+    store.mkdir()
+    config = tmp_path / "callproof.toml"
+    config.write_text(f'[general]\nservice_user = "{pwd.getpwuid(os.geteuid()).pw_name}"\n'
+                      f'[storage]\ndatabase = "{tmp_path / "cp.db"}"\n'
+                      f'[recording]\nroot = "{root}"\nstore = "{store}"\nnode = "a"\n')
+    conn = connect_sync(tmp_path / "cp.db")
+    try:
+        rec = _recording(conn, Builder(conn, root))
+        assert main(["--config", str(config), "recording", "move"]) == 1  # not initialised: stays local
+        assert "not mounted" in capsys.readouterr().out and os.path.exists(rec["path"])
+        assert main(["--config", str(config), "recording", "move", "--init", "--json"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert "initialised" in out[0] and json.loads(out[-1])["moved"] == 1
+        assert (store / MARKER).exists() and not os.path.exists(rec["path"])
+        assert _row(conn, rec["id"])["store_path"] is not None
+    finally:
+        conn.close()
