@@ -162,3 +162,46 @@ def test_on_postgresql_one_sweep_holds_the_database_lock(target):
     finally:
         first.close()
         second.close()
+
+
+def test_a_moved_recording_verifies_and_is_packaged_on_another_node(tmp_path, capsys, monkeypatch):
+    """Node b (its own root, the same store): `recording verify` re-hashes the store's copy
+    against the signed record, and the evidence package holds it and verifies."""
+    import zipfile
+
+    from callproof.integrity import verify_recordings
+    from callproof.storage import SyncDatabase
+    from tests.unit.evidence.test_checkpoints import cli
+    from tests.unit.evidence.world import finalised_call, signed_config
+
+    config = signed_config(tmp_path)
+    rec = finalised_call(config)
+    data = Path(rec["path"]).read_bytes()
+    store = _store(tmp_path)
+    conn = connect_sync(config.storage.database)
+    try:
+        conn.execute("UPDATE recordings SET node = 'a'")
+        assert Mover(conn, config.recording.root, store, "a").run().moved == 1
+        node_b = dataclasses.replace(config, recording=dataclasses.replace(
+            config.recording, root=tmp_path / "b-root", store=store, node="b"))
+        node_b.recording.root.mkdir()
+        from callproof.evidence.keys import trusted_from_config
+        (item,) = verify_recordings(SyncDatabase.wrap(conn), node_b.recording.root, store=store, node="b",
+                                    trusted=trusted_from_config(config))
+        assert item["result"] == "ok" and item["path"].startswith(os.path.realpath(store))
+        (away,) = verify_recordings(SyncDatabase.wrap(conn), node_b.recording.root, node="b",
+                                    trusted=trusted_from_config(config))
+        assert away["result"] == "unreadable" and "shared recordings store" in away["detail"]
+    finally:
+        conn.close()
+    monkeypatch.setenv("CALLPROOF_RECORDING_ROOT", str(node_b.recording.root))  # node b's command line
+    monkeypatch.setenv("CALLPROOF_RECORDING_STORE", str(store))
+    monkeypatch.setenv("CALLPROOF_RECORDING_NODE", "b")
+    capsys.readouterr()
+    assert cli(config, tmp_path, "recording", "verify", "--by", "test") == 0
+    assert "ok 1 (signed" in capsys.readouterr().out
+    out = tmp_path / "evidence.zip"
+    assert cli(config, tmp_path, "evidence", "export", rec["protocol"], "--out", str(out)) == 0
+    with zipfile.ZipFile(out) as z:
+        (member,) = [n for n in z.namelist() if n.startswith("recording")]
+        assert z.read(member) == data
