@@ -20,6 +20,7 @@ from callproof.store.layout import store_name
 from callproof.store.location import Elsewhere, locate
 from callproof.store.mover import MARKER, Mover
 from tests.retention_helpers import Builder, audit_actions, states
+from tests.unit.rights.test_export import needs_ffmpeg
 from tests.unit.web.test_app import login, make_site
 
 NOW = datetime(2026, 9, 1, 15, 0, tzinfo=UTC)
@@ -205,3 +206,28 @@ def test_a_moved_recording_verifies_and_is_packaged_on_another_node(tmp_path, ca
     with zipfile.ZipFile(out) as z:
         (member,) = [n for n in z.namelist() if n.startswith("recording")]
         assert z.read(member) == data
+
+
+@needs_ffmpeg
+def test_another_node_exports_a_moved_recording_and_refuses_one_still_local_elsewhere(tmp_path):
+    from callproof.rights.export import ExportError, export_request_sync
+    from tests.unit.rights.test_export import NOW as EXPORT_NOW
+    from tests.unit.rights.test_export import audit_rows, file_request, make_config, make_recording
+
+    config = make_config(tmp_path)
+    conn = connect_sync(tmp_path / "cp.db")
+    try:
+        rec = make_recording(conn, config)
+        request_id = file_request(conn, config, rec["protocol"])
+        conn.execute("UPDATE recordings SET node = 'a'")
+        store = _store(tmp_path)
+        node_b = dataclasses.replace(config, recording=dataclasses.replace(
+            config.recording, root=tmp_path / "b-root", store=store, node="b"))
+        with pytest.raises(ExportError, match="still on node a"):
+            export_request_sync(conn, node_b, request_id, actor="ops", now=EXPORT_NOW, fmt="wav")
+        assert "unreachable here" in audit_rows(conn, "recording.export_failed")[-1]["details"]["why"]
+        assert Mover(conn, config.recording.root, store, "a").run().moved == 1
+        row = export_request_sync(conn, node_b, request_id, actor="ops", now=EXPORT_NOW, fmt="wav")
+        assert Path(row["path"]).stat().st_size > 1000 and audit_rows(conn, "recording.exported")
+    finally:
+        conn.close()
