@@ -121,6 +121,10 @@ class Mover:
         source = str(row["age_path"] if encrypted else row["path"])
         expected = str((row["ciphertext_sha256"] if encrypted else row["sha256"]) or "").lower()
         rel = store_name(row)
+        if encrypted and os.path.lexists(str(row["path"])):
+            # its plaintext not yet removed (a finalisation under way, a journal replay to settle,
+            # an interrupted `recording encrypt`): the step that removes it needs the row local
+            return "skipped"
         try:
             adopted = self._copy(source, rel, expected)
         except Mismatch as exc:

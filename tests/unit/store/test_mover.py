@@ -194,6 +194,9 @@ def test_encrypted_recordings_travel_as_their_age_file_and_pending_ones_wait(env
     pending = _recording(conn, b)
     conn.execute("UPDATE recordings SET encryption = 'pending' WHERE id = ?", (pending["id"],))
     plain = _recording(conn, b)  # never encrypted: with [encryption] on it waits for `recording encrypt`
+    Path(enc["path"]).write_bytes(AUDIO)  # its plaintext still there: it waits for the step removing it
+    assert Mover(conn, root, store, "a", encrypted_only=True, clock=lambda: NOW).run().skipped == 1
+    os.unlink(enc["path"])
     s = Mover(conn, root, store, "a", encrypted_only=True, clock=lambda: NOW).run()
     assert s.moved == 1
     assert _row(conn, enc["id"])["store_path"].endswith(f"{enc['protocol']}-{enc['id']}.wav.age")
