@@ -49,6 +49,9 @@ async def _run(agi, config_path: str | None) -> str:
     from callproof.evidence import records as evidence_records
 
     evidence_records.configure(config, strict=False)  # a bad key: logged, the call goes on unsigned
+    from callproof import store as recordings_store
+
+    recordings_store.configure(config)  # the node named in the recording's row (moved later by `recording move`)
     _configure_encryption(config)  # a keyring that cannot be read: logged, recordings kept for 'recording encrypt'
     db = None
     flow = AgiFlow(config, None, prompts, channel)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
+from callproof import store as recordings_store
 from callproof.callflow.journal_replay import JournalReplayer, journal_for
 from callproof.callflow.queue_wait import QueueWatch, connect_queue_events
 from callproof.callflow.reasons import Reason
@@ -60,7 +61,11 @@ class FastAgiServer:
         cfg = self.config
         evidence_records.configure(cfg)  # the signing key, before any call (a bad one: KeyFileError)
         encryption_at_rest.configure(cfg)  # the public keys recordings are encrypted to (a bad one: KeyringError)
+        recordings_store.configure(cfg)  # the node named in each new recording's row
         self.db = await open_database(cfg)
+        if cfg.recording.store is not None:  # finalised recordings to the shared store, off the calls' path
+            from callproof.store.mover import periodic_move
+            self._tasks.add(asyncio.ensure_future(periodic_move(cfg)))
         await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
         self._replayer = JournalReplayer(self.db, self.journal, cfg)
         await self._replayer.replay_once()  # what a previous process could not write

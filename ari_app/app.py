@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from callproof import store as recordings_store
 from callproof.callflow.decisions import iso
 from callproof.callflow.journal_replay import JournalReplayer, journal_for
 from callproof.callflow.queue_wait import QUEUE_EVENTS, QueueWatch
@@ -106,7 +107,11 @@ class Application(CallEndings):
         cfg = self.config
         signer = evidence_records.configure(cfg)  # the signing key, before any call (a bad one: KeyFileError)
         encryption_at_rest.configure(cfg)  # the public keys recordings are encrypted to (a bad one: KeyringError)
+        recordings_store.configure(cfg)  # the node named in each new recording's row
         self.db = await open_database(cfg)
+        if cfg.recording.store is not None:  # finalised recordings to the shared store, off the calls' path
+            from callproof.store.mover import periodic_move
+            self._spawn(periodic_move(cfg))
         if signer is not None and cfg.audit.checkpoint_file is not None:  # the audit chain's anchor
             from callproof.evidence.checkpoints import anchor_periodically
             self._spawn(anchor_periodically(cfg, signer))

@@ -33,7 +33,7 @@ _CHUNK = 1 << 20
 
 #: Results of :func:`verify_recordings`; only ``ok`` proves the file is the call's.
 #: ``empty``: the file holds no audio (a header-only WAV, 0 ms): nothing to prove.
-RESULTS = ("ok", "mismatch", "forged", "unsigned", "missing", "unreadable", "empty")
+RESULTS = ("ok", "mismatch", "forged", "unsigned", "missing", "unreadable", "empty", "elsewhere")
 
 
 class EvidenceError(Exception):
@@ -146,13 +146,17 @@ def judge_encrypted(checked: Checked, age: AgeDigests, row: dict[str, Any],
 
 def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
                       batch: int = 500, trusted: TrustedKeys | None = None,
-                      identities: list[Any] | None = None) -> Iterator[dict[str, Any]]:
+                      identities: list[Any] | None = None, *, store: Path | None = None,
+                      node: str | None = None) -> Iterator[dict[str, Any]]:
     """One result per finalised or empty recording (see :data:`RESULTS`), in id order, in bounded
-    batches.  Files are opened without following symlinks, under the recordings root only.
-    ``identities`` (the private keyring's): encrypted recordings are decrypted too."""
+    batches.  Files are opened without following symlinks, under the recordings root only (or
+    the shared ``store``, for a recording moved there: migration 0018).  ``identities`` (the
+    private keyring's): encrypted recordings are decrypted too.  ``node``: this node's name; a
+    recording still local to another node is 'elsewhere' (verified on its node)."""
     db = SyncDatabase.wrap(db)
     trusted = trusted or TrustedKeys()
-    tree = SafeTree(root)
+    local_tree = SafeTree(root)
+    store_tree = SafeTree(store) if store is not None and os.path.isdir(store) else None
     try:
         last = 0
         while True:
@@ -164,11 +168,23 @@ def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
                 rid = row["id"]
                 encrypted = row.get("encryption") == "encrypted"
                 path = row["age_path"] if encrypted else row["path"]
+                tree: SafeTree | None = local_tree
+                if row.get("store_path"):
+                    tree = store_tree
+                    path = os.path.join(os.fspath(store), row["store_path"]) if store is not None else path
                 age, actual = None, ""
                 item = {"id": rid, "protocol": row["protocol"], "path": path, "sha256": row["sha256"]}
                 if row.get("state") == "empty":
                     yield {**item, "result": "empty",
                            "detail": f"no audio ({row['size_bytes']} bytes, 0 ms): not a recording of the call"}
+                    continue
+                if not row.get("store_path") and node and row.get("node") not in (None, node):
+                    yield {**item, "result": "elsewhere",
+                           "detail": f"still on node {row['node']} (not yet in the shared store): verify it there"}
+                    continue
+                if tree is None:
+                    yield {**item, "result": "unreadable", "detail": "in the shared recordings store, which "
+                           "[recording] store does not name (or is not mounted) here"}
                     continue
                 try:
                     parts = tree.parts(path)
@@ -196,7 +212,9 @@ def verify_recordings(db: SyncDatabase, root: Path, protocol: str | None = None,
                 yield {**item, "result": result, "detail": detail, "signed": checked.signed,
                        "encrypted": encrypted}
     finally:
-        tree.close()
+        local_tree.close()
+        if store_tree is not None:
+            store_tree.close()
 
 
 def expected_sha256(db: SyncDatabase, config: Config, recording: dict[str, Any]) -> tuple[str, bool]:

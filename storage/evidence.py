@@ -171,7 +171,7 @@ def finalised_batch_sync(conn: sqlite3.Connection, *, after_id: int, protocol: s
         params.append(protocol)
     return fetch_all(conn.execute(
         "SELECT r.id, r.protocol, r.path, r.sha256, r.size_bytes, r.state, e.record, e.signature, e.key_fingerprint,"
-        " r.encryption, r.age_path, r.payload_sha256"
+        " r.encryption, r.age_path, r.payload_sha256, r.node, r.store_path"
         f" FROM recordings r LEFT JOIN evidence_records e ON e.id = ({_CHOSEN.format(rid='r.id')})"
         f" WHERE {where} ORDER BY r.id LIMIT ?", (*params, limit)))
 

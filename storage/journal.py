@@ -311,7 +311,7 @@ def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str,
             return False
         r = entry["recording"]
         recordings_table.create_sync(conn, call_id, r["protocol"], path, r["caller_number"], r["started_at"],
-                                     r["retention_until"], r["retention_class"])
+                                     r["retention_until"], r["retention_class"], r.get("node"))
         return True
     if existing is None:
         raise NotFoundError("journal: a recording entry without its row")

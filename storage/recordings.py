@@ -30,14 +30,19 @@ def create_sync(
     started_at: str | datetime,
     retention_until: str | datetime | None = None,
     retention_class: str | None = None,
+    node: str | None = None,
 ) -> int:
+    """A new recording row; ``node``: the node whose root holds its file (migration 0018)."""
+    values = (call_id, protocol, path, caller_number, to_db_time(started_at),
+              to_db_time_or_none(retention_until), retention_class)
     try:
         cur = conn.execute(
             "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
-            " retention_until, retention_class) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?)",
-            (call_id, protocol, path, caller_number, to_db_time(started_at),
-             to_db_time_or_none(retention_until), retention_class),
-        )
+            " retention_until, retention_class, node) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?, ?)",
+            (*values, node),
+        ) if node is not None else conn.execute(
+            "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
+            " retention_until, retention_class) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?)", values)
     except sqlite3.IntegrityError as e:
         existing = get_by_path_sync(conn, path)
         if existing is not None:
@@ -133,10 +138,11 @@ class Recordings:
         started_at: str | datetime,
         retention_until: str | datetime | None = None,
         retention_class: str | None = None,
+        node: str | None = None,
     ) -> int:
         return await self._db.run_in_connection(
             create_sync, call_id, protocol, path, caller_number, started_at,
-            retention_until, retention_class,
+            retention_until, retention_class, node,
         )
 
     async def finalise(
@@ -203,15 +209,18 @@ def finalised_batch_sync(conn: sqlite3.Connection, *, after_id: int, protocol: s
 # -- encryption at rest (migration 0014; callproof/encryption/atrest.py) -----------------
 
 def mark_encrypted_sync(conn: sqlite3.Connection, rec_id: int, *, age_path: str, ciphertext_sha256: str,
-                        ciphertext_size: int, payload_sha256: str, key_ids: tuple[str, ...] | list[str]) -> None:
-    """A finalised recording's file is now the age file at ``age_path`` (same sha256 twice: no-op)."""
+                        ciphertext_size: int, payload_sha256: str, key_ids: tuple[str, ...] | list[str],
+                        store_path: str | None = None) -> None:
+    """A finalised recording's file is now the age file at ``age_path`` (same sha256 twice: no-op);
+    ``store_path``: the age file's place in the shared store, for a recording already there."""
     cur = conn.execute(
         "UPDATE recordings SET encryption = 'encrypted', encryption_error = NULL, age_path = ?,"
-        " ciphertext_sha256 = ?, ciphertext_size = ?, payload_sha256 = ?, key_ids = ?"
+        " ciphertext_sha256 = ?, ciphertext_size = ?, payload_sha256 = ?, key_ids = ?,"
+        " store_path = COALESCE(?, store_path)"
         " WHERE id = ? AND state = 'finalised' AND (encryption IS NULL OR encryption = 'pending'"
         "  OR (encryption = 'encrypted' AND payload_sha256 = ?))",
         (age_path, ciphertext_sha256.lower(), ciphertext_size, payload_sha256.lower(), ",".join(key_ids),
-         rec_id, payload_sha256.lower()))
+         store_path, rec_id, payload_sha256.lower()))
     if cur.rowcount == 0:
         _require_recording(conn, rec_id, "mark it encrypted")
 
@@ -267,7 +276,7 @@ def encrypted_unfinished_sync(conn: sqlite3.Connection, *, after_id: int, limit:
 
 def record_encrypted_sync(conn: sqlite3.Connection, rec_id: int, *, age_path: str, ciphertext_sha256: str,
                           ciphertext_size: int, payload_sha256: str, key_ids: tuple[str, ...] | list[str],
-                          actor: str, at: str | datetime, details: dict) -> None:
+                          actor: str, at: str | datetime, details: dict, store_path: str | None = None) -> None:
     """:func:`mark_encrypted_sync` and its ``recording.encrypted`` audit entry in one transaction
     (the migration: the entry is what binds the payload of a recording signed before it was
     encrypted, so the row never says encrypted without it)."""
@@ -275,7 +284,8 @@ def record_encrypted_sync(conn: sqlite3.Connection, rec_id: int, *, age_path: st
 
     with immediate(conn):
         mark_encrypted_sync(conn, rec_id, age_path=age_path, ciphertext_sha256=ciphertext_sha256,
-                            ciphertext_size=ciphertext_size, payload_sha256=payload_sha256, key_ids=key_ids)
+                            ciphertext_size=ciphertext_size, payload_sha256=payload_sha256, key_ids=key_ids,
+                            store_path=store_path)
         row = get_sync(conn, rec_id)
         append_in_transaction_sync(conn, "recording.encrypted", actor, at, protocol=row["protocol"] if row else None,
                                    subject=f"recording:{rec_id}",

@@ -49,6 +49,8 @@ class ExpiredRecording:
     retention_class: str | None
     started_at: str
     held: bool  # a legal hold or an open customer request keeps it
+    store_path: str | None = None  # in the shared recordings store (migration 0018): its path there
+    node: str | None = None        # the node that recorded it (whose root holds it until moved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,11 @@ class RetentionStore(Protocol):
     def write(self) -> AbstractContextManager[SweepWrites]:
         """One write transaction: commits when the block ends, rolls back on an error."""
 
+    def try_sweep_lock(self) -> tuple[bool | None, str | None]:
+        """The database's one-sweep-at-a-time lock (see :class:`SqliteRetentionStore`)."""
+
+    def release_sweep_lock(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -160,16 +167,21 @@ _HELD_REC_SUBQUERY = held_sql("r.protocol", "(SELECT caller_number FROM calls c 
                               "r.started_at")
 _HELD_CALL = held_sql("c.protocol", "c.caller_number", "c.started_at")
 
+# a node sweeps the shared store's recordings and its own local ones; another node's local
+# files are its own to delete (migration 0018).  :node NULL: every row (one host, or a caller
+# that names no node)
+_MINE = ("(CAST(:node AS TEXT) IS NULL OR r.store_path IS NOT NULL OR r.node IS NULL"
+         " OR r.node = CAST(:node AS TEXT))")
 _SQL_MARKED = (
-    f"SELECT {_REC_COLUMNS}, {_HELD_REC} AS held FROM recordings r"
+    f"SELECT {_REC_COLUMNS}, {_HELD_REC} AS held, r.store_path, r.node FROM recordings r"
     " JOIN calls c ON c.id = r.call_id WHERE r.sweep_mark IS NOT NULL"
-    " AND r.state <> 'deleted' AND r.id > :last ORDER BY r.id LIMIT :n")
+    f" AND r.state <> 'deleted' AND {_MINE} AND r.id > :last ORDER BY r.id LIMIT :n")
 _SQL_EXPIRED = (
-    f"SELECT {_REC_COLUMNS}, {_HELD_REC} AS held FROM recordings r"
+    f"SELECT {_REC_COLUMNS}, {_HELD_REC} AS held, r.store_path, r.node FROM recordings r"
     " JOIN calls c ON c.id = r.call_id"
     " WHERE r.retention_until IS NOT NULL AND r.retention_until <= :now"
     " AND r.state IN ('finalised', 'empty', 'failed') AND r.sweep_mark IS NULL"
-    " AND r.id > :last ORDER BY r.id LIMIT :n")
+    f" AND {_MINE} AND r.id > :last ORDER BY r.id LIMIT :n")
 _SQL_AGED_CALLS = (
     f"SELECT c.id, c.protocol, {_HELD_CALL} FROM calls c WHERE c.anonymised_at IS NULL"
     " AND c.ended_at IS NOT NULL AND c.started_at <= :cutoff AND c.id > :last"
@@ -187,7 +199,7 @@ _SQL_EXPIRED_EXPORTS = (
 
 
 def _recording(r: tuple) -> ExpiredRecording:
-    return ExpiredRecording(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]))
+    return ExpiredRecording(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], r[11])
 
 
 class _SqliteWrites:
@@ -249,6 +261,8 @@ class SqliteRetentionStore:
         self._conn = conn
         self._owned = owned
         self._lookup: sqlite3.Cursor | None = None
+        #: this node's name: its sweep leaves other nodes' local files to them (None: every row)
+        self.node: str | None = None
 
     def count_expired(self, now: datetime) -> int:
         return self._conn.execute(
@@ -258,13 +272,14 @@ class SqliteRetentionStore:
 
     def marked(self, after: int, limit: int, grace_cutoff: datetime) -> list[ExpiredRecording]:
         return [_recording(r) for r in self._conn.execute(
-            _SQL_MARKED, {"grace_cutoff": to_db_time(grace_cutoff), "last": after, "n": limit})]
+            _SQL_MARKED, {"grace_cutoff": to_db_time(grace_cutoff), "last": after, "n": limit,
+                          "node": self.node})]
 
     def expired(self, after: int, limit: int, now: datetime,
                 grace_cutoff: datetime) -> list[ExpiredRecording]:
         return [_recording(r) for r in self._conn.execute(
             _SQL_EXPIRED, {"now": to_db_time(now), "grace_cutoff": to_db_time(grace_cutoff),
-                           "last": after, "n": limit})]
+                           "last": after, "n": limit, "node": self.node})]
 
     def mark(self, ids: Sequence[int], run_id: str, grace_cutoff: datetime) -> set[int]:
         if not ids:
@@ -283,9 +298,10 @@ class SqliteRetentionStore:
     def live(self, after: int, limit: int) -> list[LiveRecording]:
         return [LiveRecording(*r) for r in self._conn.execute(
             "SELECT id, protocol, COALESCE(age_path, path), sha256, retention_class, retention_until"
-            " FROM recordings WHERE state IN ('finalised', 'empty') AND sweep_mark IS NULL AND id > ?"
-            " ORDER BY id LIMIT ?",
-            (after, limit))]
+            " FROM recordings r WHERE state IN ('finalised', 'empty') AND sweep_mark IS NULL AND id > :last"
+            # the files under this node's root: not those in the store, nor other nodes' own
+            f" AND store_path IS NULL AND {_MINE} ORDER BY id LIMIT :n",
+            {"last": after, "n": limit, "node": self.node})]
 
     def state_of_path(self, path: str) -> str | None:
         if self._lookup is None:  # one cursor for the many lookups of a scan
@@ -305,6 +321,19 @@ class SqliteRetentionStore:
         return [ExpiredExport(*r) for r in self._conn.execute(
             _SQL_EXPIRED_EXPORTS, {"now": to_db_time(now), "grace_cutoff": to_db_time(grace_cutoff),
                                    "last": after, "n": limit})]
+
+    def try_sweep_lock(self) -> tuple[bool | None, str | None]:
+        """The database's sweep lock (PostgreSQL: a session advisory lock, so one node sweeps at a
+        time): (True, None) taken, (False, who holds it) refused, (None, None) SQLite (the flock serves)."""
+        from .recording_store import sweep_lock_holder_sync, try_sweep_lock
+
+        got = try_sweep_lock(self._conn)
+        return got, (sweep_lock_holder_sync(self._conn) if got is False else None)
+
+    def release_sweep_lock(self) -> None:
+        from .recording_store import release_sweep_lock
+
+        release_sweep_lock(self._conn)
 
     @contextmanager
     def write(self) -> Iterator[_SqliteWrites]:

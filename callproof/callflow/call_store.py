@@ -28,6 +28,7 @@ from callproof.storage.callbacks import Plan, end_call_sync
 from callproof.storage.errors import StorageUnavailable, storage_problem
 from callproof.storage.journal import Journal, replay_sync
 from callproof.storage.protocols import AllocatedProtocol, SmsDraft
+from callproof.store import node_of
 
 from .reasons import Reason
 
@@ -131,11 +132,12 @@ class CallStore:
 
     async def recording_created(self, path: str, protocol: str, caller_part: str | None, started_at: str,
                                 retention_until: str | None, retention_class: str | None) -> int | None:
+        node = node_of(self.db.path)  # whose root holds the file until the mover takes it to the store
         data = {"path": path, "recording": {"protocol": protocol, "caller_number": caller_part,
                                             "started_at": started_at, "retention_until": retention_until,
-                                            "retention_class": retention_class}}
+                                            "retention_class": retention_class, "node": node}}
         return await self._write("recording", "recording.create", data, recordings_table.create_sync, self.call_id,
-                                 protocol, path, caller_part, started_at, retention_until, retention_class)
+                                 protocol, path, caller_part, started_at, retention_until, retention_class, node)
 
     async def recording_failed(self, rec_id: int | None, path: str, error: str) -> None:
         if rec_id is None and not self.journalled:

@@ -132,6 +132,11 @@ class RecordingConfig:
     root: Path = Path("/var/spool/asterisk/callproof")
     mixmonitor_options: str = ""
     finalise_grace_seconds: float = 10.0
+    # the shared recordings store (a folder on a file system every node mounts; docs/scale-out.md):
+    # unset = recordings stay under root, on the node that made them
+    store: Path | None = None
+    node: str = ""  # this node's name in the recordings' rows; empty = the host name
+    move_interval_seconds: float = 30.0  # how often the mover of `callproof run` / fastagi looks
 
 
 @dataclass(frozen=True)

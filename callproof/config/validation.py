@@ -7,6 +7,7 @@ Every failure raises :class:`ConfigError` naming the key (``ari.password``,
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +25,7 @@ from .sections import (
     EncryptionConfig,
     EvidenceConfig,
     MetricsConfig,
+    RecordingConfig,
     RetentionConfig,
     RightsConfig,
     SmsConfig,
@@ -46,6 +48,7 @@ WEB_LOCALES = ("en", "pt_BR", "es")
 SMS_BACKENDS = ("log", "smpp", "http", "sip")
 #: ``[sms] instance``: also part of a lock file's name (callproof.sms.identity)
 SENDER_INSTANCE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: the longest ``[recording] finalise_grace_seconds`` (a recording waits this long for its file)
 MAX_FINALISE_GRACE_SECONDS = 600.0
 _SMS_FIELDS = {"company": "X", "protocol": "2026" + "0" * 13, "date": "01/01/2026", "time": "00:00"}
@@ -75,6 +78,21 @@ def _check_instances(ari: AriConfig) -> None:
     if ari.lease_seconds < 3 * ari.heartbeat_seconds:
         raise ConfigError("ari.lease_seconds", f"must be at least 3 heartbeats ({3 * ari.heartbeat_seconds:g} s):"
                           " a live instance one late heartbeat behind would lose its calls")
+
+
+def _check_store(rec: RecordingConfig) -> None:
+    """``[recording] store`` / ``node`` / ``move_interval_seconds`` (docs/scale-out.md)."""
+    if rec.node and not _NODE_NAME.fullmatch(rec.node):
+        raise ConfigError("recording.node", "letters, digits, '.', '_' and '-' only, at most 64")
+    if rec.store is None:
+        return
+    if not rec.store.is_absolute():
+        raise ConfigError("recording.store", "must be an absolute path")
+    store, root = os.path.normpath(rec.store), os.path.normpath(rec.root)
+    if store == root or store.startswith(root + "/") or root.startswith(store + "/"):
+        raise ConfigError("recording.store", "must be outside recording.root (and not contain it)")
+    if not 1 <= rec.move_interval_seconds <= 86400:
+        raise ConfigError("recording.move_interval_seconds", "must be between 1 and 86400")
 
 
 def _check_secret(key: str, value: str) -> None:
@@ -162,6 +180,7 @@ def validate(config: Config, *, require_asterisk_apis: bool = True) -> None:
         raise ConfigError("prompts.directory", "must be an absolute path")
     if config.prompts.custom_directory is not None and not config.prompts.custom_directory.is_absolute():
         raise ConfigError("prompts.custom_directory", "must be an absolute path")
+    _check_store(config.recording)
     if not 0 <= config.recording.finalise_grace_seconds <= MAX_FINALISE_GRACE_SECONDS:
         raise ConfigError("recording.finalise_grace_seconds", f"must be between 0 and {MAX_FINALISE_GRACE_SECONDS:g}")
     if not 0 <= config.prompts.pause_ms <= 3000:

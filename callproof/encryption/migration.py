@@ -48,7 +48,8 @@ from .keyring import KeyringError, PublicKeyring, RecipientSet
 #: An age file no row names, younger than this, may belong to a finalisation under way.
 STRAY_AGE_SECONDS = 300
 BATCH = 200
-OUTCOMES = ("encrypted", "finished", "mismatch", "forged", "unverifiable", "no_key", "missing", "busy", "error")
+OUTCOMES = ("encrypted", "finished", "mismatch", "forged", "unverifiable", "no_key", "missing", "busy", "error",
+            "elsewhere")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -114,6 +115,20 @@ class OutsideRoot(Exception):
     """A row's path is not under ``[recording] root`` (an edited database): never touched."""
 
 
+def _plaintext_at(config: Any, row: dict[str, Any]) -> tuple[Path, str, str | None]:
+    """(the folder it must be under, the plaintext's path, its store path once encrypted) of a
+    recording: under this node's root, or in the shared store for one moved there (migration
+    0018); :class:`callproof.store.location.Elsewhere` when it is another node's local file."""
+    from callproof.store.location import locate
+
+    root, path = locate(row, config, encrypted=False)
+    store_path = row.get("store_path")
+    if not store_path:
+        return root, path, None
+    plain_rel = store_path[:-len(AGE_SUFFIX)] if store_path.endswith(AGE_SUFFIX) else store_path
+    return root, os.path.join(os.fspath(root), plain_rel), plain_rel + AGE_SUFFIX
+
+
 class _Dir:
     """The recording's directory, opened without following a link, and its name in it; only
     under the recordings root."""
@@ -158,8 +173,9 @@ def encrypt_one(config: Any, db: SyncDatabase, keyring: PublicKeyring, trusted: 
         target = _target(config, keyring, row)
     except KeyringError as exc:
         return "no_key", str(exc)
+    root, plain, store_path = _plaintext_at(config, row)
     try:
-        d = _Dir(row["path"], config.recording.root)
+        d = _Dir(plain, root)
     except FileNotFoundError:
         return "missing", "its folder is gone"
     except OutsideRoot as exc:
@@ -189,7 +205,8 @@ def encrypt_one(config: Any, db: SyncDatabase, keyring: PublicKeyring, trusted: 
                                        ciphertext_sha256=digests.ciphertext_sha256,
                                        ciphertext_size=digests.ciphertext_size, payload_sha256=digests.payload_sha256,
                                        key_ids=target.key_ids, actor=actor, at=at,
-                                       details={"sha256": expected, "checked_against": source, "via": "migration"})
+                                       details={"sha256": expected, "checked_against": source, "via": "migration"},
+                                       store_path=store_path)
         remove_plaintext(d.fd, d.name)
         return "encrypted", ",".join(target.key_ids)
     finally:
@@ -199,8 +216,9 @@ def encrypt_one(config: Any, db: SyncDatabase, keyring: PublicKeyring, trusted: 
 def finish_one(config: Any, db: SyncDatabase, row: dict[str, Any]) -> tuple[str, str] | None:
     """An encrypted row whose plaintext is still there (a crash after the row was written):
     the plaintext is removed once the age file's payload matches the row; None: nothing to do."""
+    root, plain, _ = _plaintext_at(config, row)
     try:
-        d = _Dir(row["path"], config.recording.root)
+        d = _Dir(plain, root)
     except FileNotFoundError:
         return None
     except OutsideRoot as exc:
@@ -267,10 +285,14 @@ def run_migration(config: Any, db: SyncDatabase, *, actor: str, report: Callable
         if report is not None:
             report({"id": row["id"], "protocol": row["protocol"], "result": outcome, "detail": detail})
 
+    from callproof.store.location import is_here
+
     last = 0
     while rows := db.recordings.encrypted_batch(after_id=last, limit=BATCH):
         last = rows[-1]["id"]
         for row in rows:
+            if not is_here(row, config):  # another node's local file: its own run finishes it
+                continue
             done = finish_one(config, db, row)
             if done is not None:
                 note(row, *done)
@@ -278,6 +300,11 @@ def run_migration(config: Any, db: SyncDatabase, *, actor: str, report: Callable
     while rows := db.recordings.plaintext_batch(after_id=last, limit=BATCH):
         last = rows[-1]["id"]
         for row in rows:
+            if not is_here(row, config):
+                note(row, "elsewhere", f"still on node {row.get('node')}: encrypted by the run there")
+                if progress is not None:
+                    progress(1)
+                continue
             try:
                 outcome, detail = encrypt_one(config, db, keyring, trusted, row, actor=actor, now=now)
             except OSError as exc:

@@ -63,7 +63,8 @@ def cmd_recording_encrypt(args: argparse.Namespace, load: Load) -> int:
     else:
         print(f"recordings encrypted: {c['encrypted']}; interrupted ones finished {c['finished']}; "
               f"MISMATCH {c['mismatch']}, FORGED record {c['forged']}, unverifiable {c['unverifiable']}, "
-              f"no key {c['no_key']}, missing {c['missing']}, busy {c['busy']}, errors {c['error']}")
+              f"no key {c['no_key']}, missing {c['missing']}, busy {c['busy']}, errors {c['error']}"
+              + (f", still on another node {c['elsewhere']}" if c["elsewhere"] else ""))
     return 1 if summary.problems else 0
 
 

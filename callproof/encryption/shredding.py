@@ -35,6 +35,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from callproof.store.location import Elsewhere, locate
+
 from .errors import NoIdentityError
 from .header import read_header
 from .keyring import PrivateKeyring, is_hold_key, parse_period
@@ -174,10 +176,11 @@ def shred_period(config: Config, db: SyncDatabase, keyring: PrivateKeyring, key_
             outcome.rewrapped.append(row["id"])
             continue
         try:
-            path = _checked_path(str(row["age_path"]), config.recording.root)
+            root, stored = locate(row, config)  # this node's root, or the shared store once moved
+            path = _checked_path(stored, root)
             sha, size = rewrap_file(path, [period_identity], list(hold.recipients),
                                     payload_sha256=row.get("payload_sha256"), already=[hold_identity])
-        except (OSError, ShredError, NoIdentityError, ValueError) as exc:
+        except (OSError, ShredError, NoIdentityError, ValueError, Elsewhere) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             outcome.errors.append(f"recording {row['id']} could not be re-wrapped to the hold key: {reason}")
             continue

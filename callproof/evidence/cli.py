@@ -108,8 +108,9 @@ def cmd_recording_verify(args: argparse.Namespace, load: Load) -> int:
     with open_sync(config) as db:
         counts = dict.fromkeys(RESULTS, 0)
         late = 0
+        from callproof.store import node_name
         for item in verify_recordings(db, config.recording.root, args.protocol, trusted=trusted,
-                                      identities=identities):
+                                      identities=identities, store=config.recording.store, node=node_name(config)):
             counts[item["result"]] += 1
             late += item["result"] == "ok" and item.get("detail", "").startswith("SEALED LATE")
             if item["result"] != "ok" or args.verbose or item.get("detail"):
@@ -124,11 +125,12 @@ def cmd_recording_verify(args: argparse.Namespace, load: Load) -> int:
     signed = f"signed, {late} sealed late" if late else "signed"
     print(f"recordings verified: {total}; ok {counts['ok']} ({signed}), MISMATCH {counts['mismatch']}, "
           f"FORGED record {counts['forged']}, UNSIGNED {counts['unsigned']}, missing {counts['missing']}, "
-          f"unreadable {counts['unreadable']}")
+          f"unreadable {counts['unreadable']}" + (f", on another node {counts['elsewhere']}"
+                                                   if counts["elsewhere"] else ""))
     if counts["unsigned"]:
         print(f"callproof: {counts['unsigned']} recording(s) have no signed evidence record: their files match "
               "only the editable recordings.sha256 column, which proves nothing (docs/evidence.md)", file=sys.stderr)
-    bad = total - counts["ok"] - (counts["unsigned"] if args.allow_unsigned else 0)
+    bad = total - counts["ok"] - counts["elsewhere"] - (counts["unsigned"] if args.allow_unsigned else 0)
     return 0 if bad == 0 else 1
 
 
@@ -295,6 +297,8 @@ def add_evidence_commands(sub, load: Load) -> None:
     rv.set_defaults(func=lambda args: cmd_recording_verify(args, load))
     from callproof.encryption.migration_cli import add_encrypt_command
     add_encrypt_command(recording, load)
+    from callproof.store.cli import add_move_command
+    add_move_command(recording, load)
 
     ev = sub.add_parser("evidence", help="signed evidence: keys, records, packages").add_subparsers(
         dest="sub", required=True)

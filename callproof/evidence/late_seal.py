@@ -114,27 +114,46 @@ def seal_late(db: SyncDatabase, config: Config, signer: Signer, trusted: Trusted
               now: str, batch: int = 200) -> Iterator[dict[str, Any]]:
     """Seal every finalised recording without a signed record, in id order; one result each
     (see :data:`RESULTS`). ChainNotTrusted (nothing sealed) when the audit chain is broken."""
+    from callproof.store.location import Elsewhere, locate
+
     anchor = chain_anchor(db, config, trusted)
     tree = SafeTree(config.recording.root)
+    store = config.recording.store
+    shared = SafeTree(store) if store is not None and os.path.isdir(store) else None
     try:
         last = 0
         while rows := db.evidence.unsigned_batch(after_id=last, limit=batch):
             last = rows[-1]["id"]
             for rec in rows:
-                yield _seal_one(db, tree, rec, anchor, signer, actor, now)
+                try:  # the plaintext under this node's root, or in the shared store once moved there
+                    _, path = locate(rec, config, encrypted=False)
+                except Elsewhere as exc:
+                    yield {"id": rec["id"], "protocol": rec["protocol"], "result": "unreadable", "detail": str(exc)}
+                    continue
+                if rec.get("store_path") and rec.get("encryption") == "encrypted":
+                    yield {"id": rec["id"], "protocol": rec["protocol"], "result": "missing"}  # no plaintext there
+                    continue
+                here = shared if rec.get("store_path") else tree
+                if here is None:
+                    yield {"id": rec["id"], "protocol": rec["protocol"], "result": "unreadable",
+                           "detail": "the shared recordings store is not mounted here"}
+                    continue
+                yield _seal_one(db, here, rec, anchor, signer, actor, now, path)
     finally:
         tree.close()
+        if shared is not None:
+            shared.close()
 
 
 def _seal_one(db: SyncDatabase, tree: SafeTree, rec: dict[str, Any], anchor: Anchor, signer: Signer, actor: str,
-              now: str) -> dict[str, Any]:
+              now: str, path: str | None = None) -> dict[str, Any]:
     item = {"id": rec["id"], "protocol": rec["protocol"]}
     found, entry = _finalised_entry(db, rec["path"])
     if entry is None:
         return {**item, "result": found}
     expected = entry["facts"]["sha256"]
     try:
-        actual = _hash_file(tree, rec["path"])
+        actual = _hash_file(tree, path or rec["path"])
     except FileNotFoundError:
         return {**item, "result": "missing"}
     except (UnsafePath, OSError) as exc:

@@ -137,7 +137,7 @@ def build_package(db: SyncDatabase, config: Config, protocol: str, out: Path, *,
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
             with zf.open(zipfile.ZipInfo(recording_name, date_time=(2000, 1, 1, 0, 0, 0)), "w",
                          force_zip64=True) as dst:
-                actual = _copy_recording(rec, dst, identities)
+                actual = _copy_recording(config, rec, dst, identities)
             if actual != signed:
                 raise PackageError(f"recording {rec['id']}: the file does not match its signed record; not packaged")
             for name, data in members.items():
@@ -176,11 +176,16 @@ def _identities_for(config: Config, rec: dict[str, Any]) -> list[Any] | None:
                            f"([encryption] private_keys_dir): {exc}") from None
 
 
-def _copy_recording(rec: dict[str, Any], dst: Any, identities: list[Any] | None) -> str:
+def _copy_recording(config: Config, rec: dict[str, Any], dst: Any, identities: list[Any] | None) -> str:
     """Copy the recording's plaintext into ``dst``, streaming (decrypting an encrypted one, every
-    chunk authenticated); its sha256."""
-    fd = os.open(rec["age_path"] if identities is not None else rec["path"],
-                 os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    chunk authenticated); its sha256.  The file is this node's, or the shared store's once moved."""
+    from callproof.store.location import Elsewhere, locate
+
+    try:
+        _, path = locate(rec, config, encrypted=identities is not None)
+    except Elsewhere as exc:
+        raise PackageError(f"recording {rec['id']}: {exc}") from None
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as src:
         if identities is not None:
             from callproof.encryption import AgeError, decrypt

@@ -33,11 +33,22 @@ def run_sweep(config: Config, *, dry_run: bool = False, scan: bool = True,
               report: Report | None = None,
               progress_total: Callable[[int], Callable[[int], Any] | None] | None = None,
               now: Clock = utc_now, stop: threading.Event | None = None) -> SweepSummary:
-    """Take the lock, open the database, sweep.  Raises SweepLocked."""
+    """Take the lock, open the database, sweep.  Raises SweepLocked.
+
+    The lock is this host's ``flock`` and, on PostgreSQL, the database's sweep lock (a session
+    advisory lock): of several nodes whose timers fire at once one sweeps -- the shared store's
+    recordings, its own local ones, the call records and exports -- and the others are refused
+    (exit 75) until it is done; a node's own files not yet in the store wait for its next run."""
+    from callproof.store import node_name
+
     with sweep_lock(lock_path(config)):
         store = open_retention_store(config.storage.target, busy_timeout_ms=config.storage.busy_timeout_ms,
                                      password=config.storage.password)
         try:
+            taken, holder = store.try_sweep_lock()
+            if taken is False:
+                raise SweepLocked(f"another node's retention sweep holds the database's sweep lock"
+                                  f" ({holder or 'holder unknown'})")
             sweeper = Sweeper(
                 store, root=config.recording.root, tz=config.general.tz,
                 classes=dict(config.retention.classes),
@@ -45,7 +56,8 @@ def run_sweep(config: Config, *, dry_run: bool = False, scan: bool = True,
                 request_grace_days=config.retention.request_grace_days,
                 batch_size=config.retention.batch_size,
                 quarantine_dir=config.retention.quarantine_dir, now=now, report=report, stop=stop,
-                export_dir=config.rights.export_dir)
+                export_dir=config.rights.export_dir, recordings_store=config.recording.store,
+                node=node_name(config))
             if progress_total is not None:
                 sweeper.progress = progress_total(sweeper.count_expired()) or sweeper.progress
             summary = sweeper.sweep(dry_run=dry_run, scan=scan)

@@ -81,11 +81,18 @@ class Sweeper:
         progress: Callable[[int], Any] | None = None,
         stop: threading.Event | None = None,
         export_dir: Path | None = None,
+        recordings_store: Path | None = None,
+        node: str | None = None,
     ) -> None:
-        """``store``: the database (a connection from ``connect_sync`` is wrapped)."""
+        """``store``: the database (a connection from ``connect_sync`` is wrapped).
+        ``recordings_store``: the shared store (``[recording] store``) whose files the rows that
+        were moved there name; ``node``: this node (other nodes' local files are left to them)."""
+        self.recordings_store = Path(recordings_store) if recordings_store is not None else None
         self.stop = stop or threading.Event()
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self.store = retention_store(store)
+        if node is not None:
+            self.store.node = node  # type: ignore[attr-defined]
         self.root = Path(root)
         self.tz = tz
         self.classes = classes or {}
@@ -218,27 +225,48 @@ class Sweeper:
                 self._record_outcomes(s, outcomes(pending[0]), False)
                 self.progress(pending[1])
 
-    def _unlink_all(self, tree: SafeTree, rows: list[ExpiredRecording], recovering: bool) -> list[Outcome]:
-        """Filesystem half of a batch (no database access: may run in the worker thread)."""
+    def _unlink_all(self, local: SafeTree, rows: list[ExpiredRecording], recovering: bool) -> list[Outcome]:
+        """Filesystem half of a batch (no database access: may run in the worker thread).  A row
+        moved to the shared store is deleted there (its own SafeTree on the store, this call's)."""
         outcomes: list[Outcome] = []
-        for row in rows:
-            if recovering and row.held:
-                try:
-                    tree.lstat(row.path)
-                    outcomes.append((row, "unmark", "held since it was marked"))
-                    continue
-                except (FileNotFoundError, UnsafePath):
-                    pass  # already gone: record the deletion we made
-            try:
-                size = tree.unlink(row.path)
-                outcomes.append((row, "deleted", size))
-            except FileNotFoundError:
-                outcomes.append((row, "deleted" if recovering else "missing", None))
-            except UnsafePath as e:
-                outcomes.append((row, "refused", str(e)))
-            except OSError as e:
-                outcomes.append((row, "error", f"{type(e).__name__}: {e.strerror or e}"))
+        shared: SafeTree | None = None
+        try:
+            for row in rows:
+                if row.store_path:
+                    if self.recordings_store is None:
+                        outcomes.append((row, "error", "in the shared recordings store, which [recording] store"
+                                         " does not name on this node"))
+                        continue
+                    if shared is None:
+                        try:
+                            shared = SafeTree(self.recordings_store)
+                        except OSError as e:
+                            outcomes.append((row, "error", f"the shared store cannot be opened: {e.strerror or e}"))
+                            continue
+                    outcomes.append(self._unlink_one(shared, row, os.path.join(shared.root, row.store_path),
+                                                     recovering))
+                else:
+                    outcomes.append(self._unlink_one(local, row, row.path, recovering))
+        finally:
+            if shared is not None:
+                shared.close()
         return outcomes
+
+    def _unlink_one(self, tree: SafeTree, row: ExpiredRecording, path: str, recovering: bool) -> Outcome:
+        if recovering and row.held:
+            try:
+                tree.lstat(path)
+                return (row, "unmark", "held since it was marked")
+            except (FileNotFoundError, UnsafePath):
+                pass  # already gone: record the deletion we made
+        try:
+            return (row, "deleted", tree.unlink(path))
+        except FileNotFoundError:
+            return (row, "deleted" if recovering else "missing", None)
+        except UnsafePath as e:
+            return (row, "refused", str(e))
+        except OSError as e:
+            return (row, "error", f"{type(e).__name__}: {e.strerror or e}")
 
     def _record_outcomes(self, s: SweepSummary, outcomes: list[Outcome], recovering: bool) -> None:
         if not outcomes:
@@ -264,7 +292,8 @@ class Sweeper:
         run = s.run_id
         for row, size in done:
             items.append(("recording.deleted", row.protocol, f"recording:{row.id}",
-                          {"path": row.path, "sha256": row.sha256,
+                          {"path": row.path, "sha256": row.sha256, **({"store_path": row.store_path}
+                                                                       if row.store_path else {}),
                            "policy": row.retention_class, "retention_until": row.retention_until,
                            "run": run, "reason": _why(row), "size_bytes": size, "recovered": recovering}))
         tx.audit_many(self.actor, at, items)

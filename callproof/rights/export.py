@@ -189,10 +189,16 @@ def _opened_source(db: SyncDatabase, config: Config, request: dict, recording: d
                    actor: str, at: str) -> Iterator[tuple[Any, bool]]:
     """The recording's file (its age file when encrypted), open, never through a symlink,
     only under ``recording.root``; and whether it is encrypted."""
+    from callproof.store.location import Elsewhere, locate
+
     protocol = request["protocol"]
     encrypted = recording.get("encryption") == "encrypted"
-    path = Path(recording["age_path"] if encrypted else recording["path"])
-    root = config.recording.root.resolve()
+    try:  # this node's root, or the shared store once the recording's node moved it there
+        where, stored = locate(recording, config)
+    except Elsewhere as exc:
+        _audit_failure(db, actor, at, protocol, recording, request["id"], f"unreachable here: {exc}")
+        raise ExportError("recording_missing", f"recording {recording['id']}: {exc}") from None
+    path, root = Path(stored), where.resolve()
     if not path.resolve().is_relative_to(root):
         _audit_failure(db, actor, at, protocol, recording, request["id"], "outside_root")
         raise ExportError("recording_missing", f"recording {recording['id']} is not under"

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from callproof.callflow.queue_wait import agent_wait
 from callproof.storage.sync import AuditRepo, PagesRepo, RecordingsRepo
+from callproof.store.location import Elsewhere, locate
 
 from ..encryption.errors import AgeError
 from . import rights_api
@@ -102,9 +103,12 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
         state = row["state"] if row else "none"
         raise web.HTTPNotFound(text=f"No playable recording for protocol {protocol} (state: {state}).")
     encrypted = row.get("encryption") == "encrypted"
+    try:  # this node's root, or the shared store once the recording's node moved it there
+        where, stored = locate(row, ctx.config)
+    except Elsewhere as exc:
+        raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not reachable here: {exc}.") from None
     try:
-        path = await asyncio.to_thread(file_inside, ctx.config.recording.root,
-                                       row["age_path"] if encrypted else row["path"])
+        path = await asyncio.to_thread(file_inside, where, stored)
     except FileNotFoundError:
         raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
     except UnsafeFile:

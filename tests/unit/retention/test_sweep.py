@@ -291,7 +291,7 @@ async def test_periodic_sweep_runs_in_a_thread_and_skips_when_locked(tmp_path):
     from callproof.config import RetentionConfig, StorageConfig
     config = SimpleNamespace(
         storage=StorageConfig(database=tmp_path / "cp.db", busy_timeout_ms=5000),
-        recording=SimpleNamespace(root=root), general=SimpleNamespace(tz=SP),
+        recording=SimpleNamespace(root=root, store=None, node=""), general=SimpleNamespace(tz=SP),
         rights=SimpleNamespace(export_dir=tmp_path / "exports"),
         retention=RetentionConfig(sweep_interval_seconds=60, sweep_in_run=True))
     with sweep_lock(lock_path(config)):
