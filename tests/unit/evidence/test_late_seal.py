@@ -12,11 +12,10 @@ import pytest
 
 from callproof.rights.export import ExportError, export_request_sync
 from callproof.storage import connect_sync
+from tests.engines import drop_trigger
 from tests.unit.rights.test_export import NOW, file_request, needs_ffmpeg
 
 from .test_records import cli, swap_file_and_column
-from tests.engines import drop_trigger
-
 from .world import finalised_call, signed_config
 
 
@@ -94,7 +93,8 @@ def test_seal_refuses_when_the_audit_chain_is_broken(tmp_path: Path, target: str
 
 
 @needs_ffmpeg
-def test_the_export_for_a_request_refuses_the_unsigned_recording_and_accepts_it_sealed(tmp_path: Path, target: str) -> None:
+def test_the_export_for_a_request_refuses_the_unsigned_recording_and_accepts_it_sealed(tmp_path: Path,
+                                                                                      target: str) -> None:
     rec, config = unsigned_then_keyed(tmp_path, target)
     conn = connect_sync(config.storage.target)
     request_id = file_request(conn, config, rec["protocol"])
