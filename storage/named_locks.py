@@ -7,6 +7,10 @@ beside, and its processes may run on several hosts.  There the name is held with
 lives: the server releases the lock when that session ends, however the process
 ended (``kill -9`` closes its socket), so holding the lock is the fact that the
 name's earlier owner is gone -- the same fact the ``flock`` gives.
+
+Unlike the ``flock``, the lock also goes when the server restarts or drops the session
+while the process lives on: the process keeps calling itself by the name, and a second
+process started with the same host and instance in that window would take the name too.
 """
 
 from __future__ import annotations
