@@ -211,3 +211,38 @@ def test_a_row_pointing_outside_the_recordings_root_is_not_touched(tmp_path, tar
     _, items = _migrate(config)
     assert [i["result"] for i in items] == ["error"] and "not under [recording] root" in items[0]["detail"]
     assert outside.exists() and not Path(str(outside) + ".age").exists()
+
+
+def test_the_configured_keyring_encrypts_the_recordings_of_its_database(tmp_path, target):
+    """``[encryption]`` loaded as ``callproof run`` loads it (atrest.configure): a recording
+    finalised on that configuration's database -- the SQLite file or the ``[storage] url`` --
+    is encrypted (the keyring was once filed under the file name alone, so a PostgreSQL
+    database's recordings stayed plaintext)."""
+    import asyncio
+    from datetime import datetime
+
+    from callproof.callflow.recording_files import finalise_recording
+    from callproof.encryption import atrest
+    from callproof.storage import Database
+    from tests.unit.evidence.world import NOW_ISO
+
+    config = encrypted_config(tmp_path, target=target)
+    keys = FakeKeyring()
+    keys.recipients_for(CLASS, datetime.fromisoformat(UNTIL))  # the recording's period key, on disk
+    write_keyring(config, keys)
+    rec = unfinalised_call(config)
+    atrest.configure(config)
+
+    async def finalise() -> None:
+        db = await Database.open(config.storage.target)
+        try:
+            assert await finalise_recording(db, rec["recording_id"], rec["path"], NOW_ISO, attempts=1)
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(finalise())
+    finally:
+        atrest.use_keyring(None, config.storage.target)
+    [row] = _rows(config).values()
+    assert row["encryption"] == "encrypted" and not rec["path"].exists()
