@@ -47,6 +47,26 @@ def _transaction(conn: sqlite3.Connection, begin: Callable[[sqlite3.Connection],
         raise
 
 
+@contextmanager
+def recoverable(conn: sqlite3.Connection) -> Iterator[None]:
+    """A statement whose failure the caller handles and then reads on in the same transaction
+    (an INSERT refused as a duplicate, then the row that was there): a failed statement
+    leaves SQLite's transaction usable, but aborts PostgreSQL's -- every later statement
+    refused until ROLLBACK.  Inside a PostgreSQL transaction the statement runs under a
+    savepoint, rolled back to when it fails; elsewhere nothing is added."""
+    if dialect_of(conn).name == "sqlite" or not conn.in_transaction:
+        yield
+        return
+    conn.execute("SAVEPOINT recoverable")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK TO SAVEPOINT recoverable")
+        raise
+    conn.execute("RELEASE SAVEPOINT recoverable")
+
+
 def inserted_id(cur: sqlite3.Cursor) -> int:
     """The rowid of the row the cursor's INSERT just wrote."""
     rowid = cur.lastrowid

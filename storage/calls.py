@@ -8,7 +8,7 @@ from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._sqlutil import fetch_all, fetch_one, inserted_id
+from ._sqlutil import fetch_all, fetch_one, inserted_id, recoverable
 from .call_status import INITIAL, STATUS_VALUES, IllegalTransitionError, parse, predecessors
 from .errors import AlreadyExistsError, NotFoundError, evidence_order_error
 from .timefmt import to_db_time, to_db_time_or_none
@@ -82,7 +82,8 @@ def create_sync(conn: sqlite3.Connection, call: NewCall, updated_at: str | datet
     kept = [(c, v) for c, v in zip(_INSERT_COLUMNS, values, strict=True)
             if v is not None or c not in _OPTIONAL_COLUMNS]
     try:
-        cur = conn.execute(_sql_insert([c for c, _ in kept]), (*(v for _, v in kept), to_db_time(updated_at)))
+        with recoverable(conn):
+            cur = conn.execute(_sql_insert([c for c, _ in kept]), (*(v for _, v in kept), to_db_time(updated_at)))
     except sqlite3.IntegrityError as e:
         existing = get_by_channel_sync(conn, call.channel_id)
         if existing is not None:

@@ -39,6 +39,7 @@ from . import calls as calls_table
 from . import evidence as evidence_table
 from . import recordings as recordings_table
 from .call_status import IllegalTransitionError, when_ended
+from .dialect import dialect_of
 from .errors import (
     AlreadyExistsError,
     InvalidStateError,
@@ -338,8 +339,9 @@ def apply_entries(conn: sqlite3.Connection, entries: list[dict[str, Any]], now: 
     """Apply ``entries`` in order, each in its own transaction; (applied, skipped).  The ids
     of recordings finalised with encryption facts are added to ``settle``."""
     applied = skipped = 0
+    begin = dialect_of(conn).begin_write  # SQLite's BEGIN IMMEDIATE, PostgreSQL's writer lock
     for entry in entries:
-        conn.execute("BEGIN IMMEDIATE")
+        begin(conn)
         try:
             done = _apply(conn, entry, now, sealer, settle)
         except (NotFoundError, ValueError, TypeError, KeyError) as exc:  # this entry, not the database

@@ -11,7 +11,7 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, NoReturn
 
-from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id
+from ._sqlutil import fetch_all, fetch_one, immediate, inserted_id, recoverable
 from .errors import AlreadyExistsError, InvalidStateError, NotFoundError
 from .timefmt import to_db_time, to_db_time_or_none
 
@@ -36,13 +36,14 @@ def create_sync(
     values = (call_id, protocol, path, caller_number, to_db_time(started_at),
               to_db_time_or_none(retention_until), retention_class)
     try:
-        cur = conn.execute(
-            "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
-            " retention_until, retention_class, node) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?, ?)",
-            (*values, node),
-        ) if node is not None else conn.execute(
-            "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
-            " retention_until, retention_class) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?)", values)
+        with recoverable(conn):
+            cur = conn.execute(
+                "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
+                " retention_until, retention_class, node) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?, ?)",
+                (*values, node),
+            ) if node is not None else conn.execute(
+                "INSERT INTO recordings (call_id, protocol, path, caller_number, started_at, state,"
+                " retention_until, retention_class) VALUES (?, ?, ?, ?, ?, 'recording', ?, ?)", values)
     except sqlite3.IntegrityError as e:
         existing = get_by_path_sync(conn, path)
         if existing is not None:

@@ -29,7 +29,7 @@ def journal_for(config: Config) -> Journal:
     replay finalises recordings with their signed evidence record, by this database's key,
     like a live finalisation."""
     return Journal(config.storage.journal_path, mode_beside(config.storage.database),
-                   sealer=sealer_for(config.storage.database))
+                   sealer=sealer_for(config.storage.target))
 
 
 def settle_journalled(config: Config, ids: frozenset[int]) -> None:

@@ -61,7 +61,7 @@ def configure(config: Any, *, strict: bool = True) -> Any:
             raise
         event(log, "encryption.keyring_unusable", logging.ERROR, error=str(exc))
         keyring = f"the public keyring cannot be read: {exc}"
-    use_keyring(keyring, config.storage.database)
+    use_keyring(keyring, config.storage.target)
     return keyring
 
 

@@ -36,7 +36,8 @@ RECORD_TYPE = "callproof.evidence_record"
 RECORD_VERSION = 1
 
 _active: Signer | None = None
-#: the key of each database this process writes (its configuration's ``storage.database``):
+#: the key of each database this process writes (its configuration's ``storage.target``: the file, or the
+#: ``[storage] url``, as the database handle names it):
 #: one process may hold several configurations (the test suite does), each with its own key
 _by_database: dict[str, Signer | None] = {}
 
@@ -78,7 +79,7 @@ def configure(config: Any, *, strict: bool = True) -> Signer | None:
     if signer is None and config.evidence.signing_key is None:
         event(log, "evidence.unsigned", logging.WARNING,
               detail="no [evidence] signing_key: evidence records are not signed and prove nothing")
-    use_signer(signer, config.storage.database)
+    use_signer(signer, config.storage.target)
     return signer
 
 

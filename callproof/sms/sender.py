@@ -89,7 +89,7 @@ class OutboxSender:
         if owner is not None and instance is not None:
             raise ValueError("give a sender an owner or an instance name, not both")
         if instance is not None:  # a name that survives restarts, held by this process alone
-            self.identity = SenderIdentity.acquire(db.path, instance)
+            self.identity = SenderIdentity.for_database(db, instance)
         else:
             self.identity = SenderIdentity(owner or f"{socket.gethostname()}:{os.getpid()}", False)
         self.owner = self.identity.owner

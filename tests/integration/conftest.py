@@ -115,6 +115,43 @@ async def harness(app_config: Config, sandbox: Sandbox):
         yield CallHarness(app, sandbox, sandbox.run_dir)
 
 
+#: The Stasis application of the session's PostgreSQL twin (letters only: the entry
+#: dialplan's FILTER keeps letters, digits and "_" of CALLPROOF_APP).
+PG_APP = "callproof_pgsuite"
+ENGINES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_app_config(sandbox: Sandbox, app_config: Config, pg_cluster: Any) -> Config:
+    """The session application's twin on PostgreSQL: ``[storage] url`` a database of the
+    session's throw-away cluster (tests/pg_cluster.py), its own Stasis application and run
+    folder (callproof.toml, recordings), and 40 ms prompts for what only takes time, so a
+    test run on both engines adds seconds, not the minute of the full announcement."""
+    from .test_call_state import short_prompts
+
+    run_dir = sandbox.run_dir / "pg-suite"
+    run_dir.mkdir()
+    return load_sandbox_config(write_config(
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": PG_APP},
+        storage={"url": pg_cluster.new_database("suite")},
+        prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
+        protocol_reading={"repeat": 0, "replay_window_ms": 0}))
+
+
+@pytest.fixture(scope="session")
+async def pg_harness(pg_app_config: Config, sandbox: Sandbox):
+    async with running(ObservedApplication(pg_app_config)) as app:
+        yield CallHarness(app, sandbox, pg_app_config.storage.database.parent, variables={"CALLPROOF_APP": PG_APP})
+
+
+@pytest.fixture(params=ENGINES)
+def harness_on(request: pytest.FixtureRequest) -> CallHarness:
+    """The session's application on SQLite (``harness``), then its twin on PostgreSQL
+    (``pg_harness``): a test taking this runs once on each engine.  Its configuration is
+    ``harness_on.app.config``; its callproof.toml is in ``harness_on.run_dir``."""
+    return request.getfixturevalue("harness" if request.param == "sqlite" else "pg_harness")
+
+
 @pytest.fixture(scope="session")
 async def ami_events(sandbox: Sandbox):
     """Every UserEvent Asterisk emits (the sandbox agents report each hand-off)."""

@@ -105,10 +105,13 @@ class AmiEvents:
 
 
 class CallHarness:
-    def __init__(self, app: ObservedApplication, sandbox: Any, run_dir: Path):
+    def __init__(self, app: ObservedApplication, sandbox: Any, run_dir: Path,
+                 variables: dict[str, str] | None = None):
         self.app = app
         self.sandbox = sandbox
         self.run_dir = run_dir
+        #: channel variables of every call placed (``CALLPROOF_APP``: the application that takes it)
+        self.variables = dict(variables or {})
         self._n = 0
 
     async def place(self, caller: str, *, record: bool = True, max_seconds: int = 300,
@@ -117,7 +120,7 @@ class CallHarness:
         heard = self.run_dir / "heard" / f"call-{self._n}-{time.monotonic_ns()}.wav" if record else None
         channel = await asyncio.to_thread(originate_call, self.sandbox, caller,
                                           record_path=str(heard) if heard else None,
-                                          max_seconds=max_seconds, variables=variables)
+                                          max_seconds=max_seconds, variables={**self.variables, **(variables or {})})
         return PlacedCall(prefix=local_prefix(channel["name"]), customer_channel_id=channel["id"], heard=heard)
 
     async def hang_up_customer(self, call: PlacedCall) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from callproof.rights.identity import identity_hash
 
-from .ivr_fixtures import IDENTITY_KEY, digits_after, files_played, ivr  # noqa: F401  (fixture)
+from .ivr_fixtures import IDENTITY_KEY, digits_after, files_played, ivr, ivr_on, ivr_pg  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,8 @@ async def outbox_rows(ivr, request_protocol: str) -> list[dict]:
     return await ivr.sql("SELECT destination, body FROM sms_outbox WHERE protocol = ?", request_protocol)
 
 
-async def test_same_caller_gets_a_received_request_and_its_protocol_by_sms(ivr, sandbox):
+async def test_same_caller_gets_a_received_request_and_its_protocol_by_sms(ivr_on, sandbox):
+    ivr = ivr_on  # SQLite, then PostgreSQL
     call_row = await finished_call(ivr, CALLER)
     protocol = call_row["protocol"]
 

@@ -1,6 +1,7 @@
-"""End to end on the sandbox Asterisk: a real call's recording row gets the
-retention class and retention_until from the config rules, and the sweeper
-(as its own process) deletes exactly that file once it is due."""
+"""End to end on the sandbox Asterisk, on SQLite and on PostgreSQL: a real call's
+recording row gets the retention class and retention_until from the config rules and a
+signed evidence record, and the sweeper (as its own process, opening the same
+``[storage]``) keeps what is not due."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 from callproof.retention.policy import retention_until
 
 
-async def test_real_calls_get_their_retention(harness, app_config):
+async def test_real_calls_get_their_retention(harness_on):
+    harness, app_config = harness_on, harness_on.app.config
     plain, mobile = await asyncio.gather(
         harness.place("11987650001", record=False),
         harness.place("11987650002", record=False,
@@ -29,6 +31,8 @@ async def test_real_calls_get_their_retention(harness, app_config):
         start = datetime.fromisoformat(rec["started_at"])
         want = retention_until(start, days, app_config.general.tz)
         assert datetime.fromisoformat(rec["retention_until"]) == want
+        evidence = await harness.app.db.evidence.for_recording(rec["id"])
+        assert evidence is not None and evidence["signature"]  # signed by [evidence] signing_key
         recs.append(rec)
 
     # Nothing is due today: a real sweep (own process, same config) keeps both files.

@@ -74,9 +74,9 @@ def ffprobe_tags(path: Path) -> tuple[str, dict[str, str]]:
     return info["format_name"], info.get("tags", {})
 
 
-async def test_recording_request_exported_and_delivered_by_email_and_sms(harness, app_config, smtp_peer,
-                                                                          tmp_path):
-    db_path = app_config.storage.database
+async def test_recording_request_exported_and_delivered_by_email_and_sms(harness_on, smtp_peer, tmp_path):
+    harness, app_config = harness_on, harness_on.app.config  # SQLite, then PostgreSQL
+    db_path = app_config.storage.target
     call = await harness.place("11987651234", record=False)
     flow = await harness.app.wait_flow(call.prefix, timeout=90)
     assert flow.outcome == "handed_off"

@@ -1,7 +1,8 @@
 """Customer requests end to end on the sandbox Asterisk: a real call, then the
 real ``callproof`` command (own process, a config file pointing at the test
 database) looks it up, files requests, lists them, produces the customer's
-history, and the retention sweeper keeps the requested recording."""
+history, and the retention sweeper keeps the requested recording; on SQLite and on
+PostgreSQL (the commands open the application's ``[storage]``)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def rights_config(harness, app_config, tmp_path: Path) -> Path:
     run_dir.mkdir()
     return write_config(
         harness.sandbox, run_dir, app_config.prompts.directory,
-        storage={"database": str(app_config.storage.database)},
+        storage={"database": str(app_config.storage.database), "url": app_config.storage.url},
         recording={"root": str(app_config.recording.root)},
         rights={"identity_key": IDENTITY_KEY, "link_secret": LINK_SECRET,
                 "history_dir": str(tmp_path / "history"), "export_dir": str(tmp_path / "exports")})
@@ -48,7 +49,8 @@ async def cli(cfg: Path, *argv: str, expect: int = 0) -> str:
     return done.stdout
 
 
-async def test_lookup_request_history_and_retention_with_the_real_cli(harness, app_config, tmp_path):
+async def test_lookup_request_history_and_retention_with_the_real_cli(harness_on, tmp_path):
+    harness, app_config = harness_on, harness_on.app.config
     requested, control = await asyncio.gather(harness.place(CALLER, record=False),
                                               harness.place(CONTROL, record=False))
     flows = await asyncio.gather(harness.app.wait_flow(requested.prefix, timeout=90),
@@ -113,7 +115,7 @@ async def test_lookup_request_history_and_retention_with_the_real_cli(harness, a
     assert protocol in html.read_text(encoding="utf-8")
 
     # Both recordings are now past retention; the sweeper (own process) keeps the requested one.
-    conn = connect_sync(app_config.storage.database)
+    conn = connect_sync(app_config.storage.target)
     try:
         conn.execute("UPDATE recordings SET retention_until = '2000-01-01T00:00:00.000000Z' WHERE id IN (?, ?)",
                      (recs[0]["id"], recs[1]["id"]))

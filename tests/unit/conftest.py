@@ -1,5 +1,6 @@
 """Fixtures the call-flow unit tests share: the flows' configuration and a database
-opened from it. A test module that needs another configuration defines its own
+opened from it (``[storage] target``: the file, or the PostgreSQL URL of a module
+that runs on both engines). A test module that needs another configuration defines its own
 ``config`` (pytest takes the module's over this one); ``db`` then opens that one."""
 
 from __future__ import annotations
@@ -21,6 +22,6 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def db(config: Config) -> AsyncIterator[Database]:
-    database = await Database.open(config.storage.database)
+    database = await Database.open(config.storage.target)
     yield database
     await database.close()

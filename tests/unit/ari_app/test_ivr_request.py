@@ -10,7 +10,6 @@ DTMF on the sandbox Asterisk in tests/integration/test_ivr_request.py.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import UTC, datetime
 
 import pytest
@@ -18,8 +17,12 @@ import pytest
 from callproof.ari_app.call_events import CallInbox
 from callproof.ari_app.flow import Services
 from callproof.ari_app.ivr_request import DONE_CONTEXT, REQUEST_IVR_ARG, DigitEntry, RequestIvrFlow, is_request_ivr
+from callproof.config import load_config
 from callproof.storage import NewCall
+from callproof.storage._sqlutil import fetch_all
+from tests.engines import everything_stored
 from tests.fakes import FakePrompts, ScriptedAri
+from tests.fakes.flow_config import write_flow_config
 
 NOW = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)
 CALLER = "11987654321"
@@ -74,6 +77,12 @@ def test_is_request_ivr():
 # --------------------------------------------------------------------------
 
 @pytest.fixture
+def config(tmp_path, target):
+    """The request IVR's storage on both engines: ``[storage] url`` when the target is PostgreSQL."""
+    return load_config(write_flow_config(tmp_path), env={"CALLPROOF_STORAGE_URL": target} if "://" in target else {})
+
+
+@pytest.fixture
 async def call_protocol(db):
     """A finished inbound call from CALLER, with its protocol."""
     call_id = await db.calls.create(NewCall(
@@ -107,13 +116,8 @@ async def run_ivr(config, db, entries, *, caller=CALLER, consent_keys="", hangup
 
 
 async def requests(db) -> list[dict]:
-    def q(conn):
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute("SELECT * FROM recording_requests ORDER BY id")]
-        finally:
-            conn.row_factory = None
-    return await db.run_in_connection(q)
+    return await db.run_in_connection(
+        lambda conn: fetch_all(conn.execute("SELECT * FROM recording_requests ORDER BY id")))
 
 
 SAME_ANSWER = {"CALLPROOF_REQUEST_PROTOCOL": "", "CALLPROOF_REQUEST_STATE": "submitted", "CALLPROOF_STATUS": "ok"}
@@ -235,9 +239,7 @@ async def test_hang_up_mid_entry_files_nothing_and_stores_no_digits(config, db, 
     assert row["status"] == "abandoned_in_entry" and row["attempts"] == 1 and row["ended_at"]
     assert row["call_protocol"] is None and row["hangup_cause"]
 
-    def dump(conn):
-        return "\n".join(conn.iterdump())
-    assert typed[:5] not in (await db.run_in_connection(dump)).replace(call_protocol, "")
+    assert typed[:5] not in (await db.run_in_connection(everything_stored)).replace(call_protocol, "")
 
 
 async def test_hang_up_during_the_announcement(config, db, call_protocol):

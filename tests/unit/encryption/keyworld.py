@@ -11,12 +11,13 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
-from callproof.config import Config, EncryptionConfig, RetentionConfig, StorageConfig
+from callproof.config import Config, EncryptionConfig, RetentionConfig
 from callproof.encryption import encrypt
 from callproof.encryption.keyring import PrivateKeyring
 from callproof.encryption.keystore import top_up
 from callproof.storage import connect_sync
 from callproof.storage import recordings as recordings_store
+from tests.engines import storage_config
 from tests.unit.rights.test_export import make_config, make_recording
 
 #: when the keys are made (``keys init``): recordings of March 2027 expire in that period
@@ -25,10 +26,11 @@ MARCH = "consumer_service-2027-03"
 APRIL = "consumer_service-2027-04"
 
 
-def key_config(tmp_path: Path, **encryption) -> Config:
+def key_config(tmp_path: Path, target: str | None = None, **encryption) -> Config:
+    """``target``: the database (tests/conftest.py's fixture; None: the SQLite file in ``tmp_path``)."""
     base = make_config(tmp_path)
     return dataclasses.replace(
-        base, storage=StorageConfig(database=tmp_path / "cp.db"),
+        base, storage=storage_config(tmp_path, target),
         retention=RetentionConfig(classes={"consumer_service": 90}, default_class="consumer_service"),
         encryption=EncryptionConfig(enabled=True, public_keys_dir=tmp_path / "keys" / "public",
                                     private_keys_dir=tmp_path / "keys" / "private",
@@ -44,7 +46,7 @@ def make_keys(config: Config) -> PrivateKeyring:
 def encrypted_recording(config: Config, keyring: PrivateKeyring, key_id: str, *, channel: str,
                         retention_until: str) -> dict:
     """A finalised recording encrypted to ``key_id``; its plaintext is removed."""
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     try:
         rec = make_recording(conn, config, channel=channel)
         path: Path = rec["path"]
@@ -59,7 +61,6 @@ def encrypted_recording(config: Config, keyring: PrivateKeyring, key_id: str, *,
             ciphertext_size=digests.ciphertext_size, payload_sha256=digests.payload_sha256, key_ids=(key_id,))
         conn.execute("UPDATE recordings SET retention_until = ?, retention_class = 'consumer_service'"
                      " WHERE id = ?", (retention_until, rec["recording_id"]))
-        conn.commit()
     finally:
         conn.close()
     return {**rec, "age_path": age_path, "plaintext_sha256": hashlib.sha256(plaintext).hexdigest(),

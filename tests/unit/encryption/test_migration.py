@@ -41,7 +41,7 @@ def plaintext_calls(config, n: int = 3, *, keyring=None) -> tuple[list[dict], Fa
 
 
 def _migrate(config, **kw):
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     try:
         items: list[dict] = []
         summary = run_migration(config, SyncDatabase.wrap(conn), actor="ops", report=items.append, **kw)
@@ -51,7 +51,7 @@ def _migrate(config, **kw):
 
 
 def _rows(config):
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     try:
         return {r["id"]: r for r in (recordings_store.get_sync(conn, i) for (i,) in
                                      conn.execute("SELECT id FROM recordings ORDER BY id"))}
@@ -66,8 +66,8 @@ def _plain_of(path: Path, keys: FakeKeyring) -> bytes:
     return out.getvalue()
 
 
-def test_plaintext_recordings_are_encrypted_checked_and_verify_without_a_key(tmp_path):
-    config = encrypted_config(tmp_path)
+def test_plaintext_recordings_are_encrypted_checked_and_verify_without_a_key(tmp_path, target):
+    config = encrypted_config(tmp_path, target=target)
     recs, keys = plaintext_calls(config)
     summary, _items = _migrate(config)
     assert summary.counts["encrypted"] == 3 and summary.problems == 0
@@ -78,7 +78,7 @@ def test_plaintext_recordings_are_encrypted_checked_and_verify_without_a_key(tmp
         assert not rec["path"].exists() and row["encryption"] == "encrypted" and row["age_path"] == str(age)
         assert row["key_ids"] == "consumer-2027-03"
         assert _plain_of(age, keys) == rec["plaintext"]
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     try:
         results = list(verify_recordings(conn, config.recording.root, trusted=trusted_from_config(config)))
         entries = [json.loads(d) for (d,) in conn.execute(
@@ -91,8 +91,8 @@ def test_plaintext_recordings_are_encrypted_checked_and_verify_without_a_key(tmp
     assert _migrate(config)[0].counts["encrypted"] == 0  # nothing left to do
 
 
-def test_a_plaintext_that_does_not_match_its_record_is_left_and_audited(tmp_path):
-    config = encrypted_config(tmp_path)
+def test_a_plaintext_that_does_not_match_its_record_is_left_and_audited(tmp_path, target):
+    config = encrypted_config(tmp_path, target=target)
     recs, _ = plaintext_calls(config, 2)
     victim = recs[0]["path"]
     data = bytearray(victim.read_bytes())
@@ -106,12 +106,12 @@ def test_a_plaintext_that_does_not_match_its_record_is_left_and_audited(tmp_path
     assert "signed evidence record says" in bad["detail"]
 
 
-def test_unsigned_recordings_are_checked_against_their_finalisation_audit_entry(tmp_path):
-    config = encrypted_config(tmp_path, key=False)
+def test_unsigned_recordings_are_checked_against_their_finalisation_audit_entry(tmp_path, target):
+    config = encrypted_config(tmp_path, target=target, key=False)
     _recs, _keys = plaintext_calls(config, 1)
     summary, _items = _migrate(config)
     assert summary.counts["encrypted"] == 1
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     try:
         (entry,) = [json.loads(d) for (d,) in conn.execute(
             "SELECT details FROM audit_log WHERE action = 'recording.encrypted'")]
@@ -120,8 +120,8 @@ def test_unsigned_recordings_are_checked_against_their_finalisation_audit_entry(
     assert entry["checked_against"].startswith("recording.finalised audit entry")
 
 
-def test_every_state_a_crash_leaves_is_finished_by_the_next_run(tmp_path):
-    config = encrypted_config(tmp_path)
+def test_every_state_a_crash_leaves_is_finished_by_the_next_run(tmp_path, target):
+    config = encrypted_config(tmp_path, target=target)
     recs, keys = plaintext_calls(config, 3)
     old, young, half = recs
     # 1. an age file no row names, left by a crash long ago: removed and redone
@@ -138,7 +138,7 @@ def test_every_state_a_crash_leaves_is_finished_by_the_next_run(tmp_path):
             d = encrypt_beside(fh, dir_fd, half["path"].name, (keys.periods["consumer-2027-03"].recipient,))
     finally:
         os.close(dir_fd)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     recordings_store.mark_encrypted_sync(conn, half["recording_id"], age_path=str(half["path"]) + ".age",
                                          ciphertext_sha256=d.ciphertext_sha256, ciphertext_size=d.ciphertext_size,
                                          payload_sha256=d.payload_sha256, key_ids=("consumer-2027-03",))
@@ -156,8 +156,8 @@ def test_every_state_a_crash_leaves_is_finished_by_the_next_run(tmp_path):
     assert _plain_of(Path(str(young["path"]) + ".age"), keys) == young["plaintext"]
 
 
-def test_pending_recordings_are_encrypted_and_a_missing_period_key_is_reported(tmp_path):
-    config = encrypted_config(tmp_path)
+def test_pending_recordings_are_encrypted_and_a_missing_period_key_is_reported(tmp_path, target):
+    config = encrypted_config(tmp_path, target=target)
     rec = unfinalised_call(config)
     finalise_with(config, rec, FakeKeyring(missing=frozenset({CLASS})))  # pending: no key then
     assert _rows(config)[rec["recording_id"]]["encryption"] == "pending"
@@ -174,8 +174,8 @@ def test_pending_recordings_are_encrypted_and_a_missing_period_key_is_reported(t
     assert row["encryption"] == "encrypted" and row["encryption_error"] is None
 
 
-def test_the_cli_runs_once_at_a_time_and_says_what_it_did(tmp_path, capsys):
-    config = encrypted_config(tmp_path)
+def test_the_cli_runs_once_at_a_time_and_says_what_it_did(tmp_path, target, capsys):
+    config = encrypted_config(tmp_path, target=target)
     plaintext_calls(config, 2)
     with migration_lock(lock_path(config)):
         assert cli(config, tmp_path, "recording", "encrypt") == 75
@@ -187,9 +187,9 @@ def test_the_cli_runs_once_at_a_time_and_says_what_it_did(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("enabled", [False])
-def test_the_cli_refuses_when_encryption_is_off(tmp_path, capsys, enabled):
+def test_the_cli_refuses_when_encryption_is_off(tmp_path, target, capsys, enabled):
     import dataclasses
-    config = encrypted_config(tmp_path)
+    config = encrypted_config(tmp_path, target=target)
     config = dataclasses.replace(config, encryption=dataclasses.replace(config.encryption, enabled=enabled))
     from tests.unit.evidence.test_records import _toml, main
     p = tmp_path / "c.toml"
@@ -199,15 +199,50 @@ def test_the_cli_refuses_when_encryption_is_off(tmp_path, capsys, enabled):
     assert "encryption.enabled" in capsys.readouterr().err
 
 
-def test_a_row_pointing_outside_the_recordings_root_is_not_touched(tmp_path):
-    config = encrypted_config(tmp_path)
+def test_a_row_pointing_outside_the_recordings_root_is_not_touched(tmp_path, target):
+    config = encrypted_config(tmp_path, target=target)
     recs, _ = plaintext_calls(config, 1)
     outside = tmp_path / "elsewhere" / "victim.wav"
     outside.parent.mkdir()
     outside.write_bytes(recs[0]["plaintext"])  # the very bytes its record signs
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     conn.execute("UPDATE recordings SET path = ? WHERE id = ?", (str(outside), recs[0]["recording_id"]))
     conn.close()
     _, items = _migrate(config)
     assert [i["result"] for i in items] == ["error"] and "not under [recording] root" in items[0]["detail"]
     assert outside.exists() and not Path(str(outside) + ".age").exists()
+
+
+def test_the_configured_keyring_encrypts_the_recordings_of_its_database(tmp_path, target):
+    """``[encryption]`` loaded as ``callproof run`` loads it (atrest.configure): a recording
+    finalised on that configuration's database -- the SQLite file or the ``[storage] url`` --
+    is encrypted (the keyring was once filed under the file name alone, so a PostgreSQL
+    database's recordings stayed plaintext)."""
+    import asyncio
+    from datetime import datetime
+
+    from callproof.callflow.recording_files import finalise_recording
+    from callproof.encryption import atrest
+    from callproof.storage import Database
+    from tests.unit.evidence.world import NOW_ISO
+
+    config = encrypted_config(tmp_path, target=target)
+    keys = FakeKeyring()
+    keys.recipients_for(CLASS, datetime.fromisoformat(UNTIL))  # the recording's period key, on disk
+    write_keyring(config, keys)
+    rec = unfinalised_call(config)
+    atrest.configure(config)
+
+    async def finalise() -> None:
+        db = await Database.open(config.storage.target)
+        try:
+            assert await finalise_recording(db, rec["recording_id"], rec["path"], NOW_ISO, attempts=1)
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(finalise())
+    finally:
+        atrest.use_keyring(None, config.storage.target)
+    [row] = _rows(config).values()
+    assert row["encryption"] == "encrypted" and not rec["path"].exists()

@@ -32,27 +32,26 @@ AFTER_MARCH = datetime(2027, 4, 9, tzinfo=UTC)  # March over + the 7-day margin;
 
 
 @pytest.fixture
-def world(tmp_path):
-    config = key_config(tmp_path)
+def world(tmp_path, target):
+    config = key_config(tmp_path, target)
     ring = make_keys(config)
     return config, ring
 
 
 def _db(config) -> SyncDatabase:
-    return SyncDatabase.open(config.storage.database)
+    return SyncDatabase.open(config.storage.target)
 
 
 def _delete(config, rec):
     """What retention does to an expired recording: file gone, row 'deleted'."""
     rec["age_path"].unlink()
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     conn.execute("UPDATE recordings SET state = 'deleted' WHERE id = ?", (rec["recording_id"],))
-    conn.commit()
     conn.close()
 
 
 def _audit(config, action):
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     rows = conn.execute("SELECT subject, actor, details FROM audit_log WHERE action = ? ORDER BY id",
                         (action,)).fetchall()
     assert verify_chain_sync(conn) is None
@@ -111,7 +110,7 @@ def test_a_held_recording_is_rewrapped_to_the_hold_key_then_the_key_goes(world):
     backup = config.recording.root.parent / "held-backup.age"
     shutil.copy(held["age_path"], backup)
     _delete(config, gone)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     place_hold_sync(conn, "protocol", protocol=held["protocol"], reason="lawsuit 123", placed_by="legal",
                     at=AFTER_MARCH)
     conn.close()
@@ -136,7 +135,7 @@ def test_a_held_recording_is_rewrapped_to_the_hold_key_then_the_key_goes(world):
 def test_an_open_customer_request_holds_like_a_legal_hold(world):
     config, ring = world
     rec = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     file_request(conn, config, rec["protocol"])
     conn.close()
     outcome = _shred(config)[MARCH]
@@ -157,7 +156,7 @@ def test_a_held_recording_whose_file_is_missing_keeps_the_key(world):
     config, ring = world
     rec = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
     rec["age_path"].unlink()
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     place_hold_sync(conn, "protocol", protocol=rec["protocol"], reason="r", placed_by="legal", at=AFTER_MARCH)
     conn.close()
     outcome = _shred(config)[MARCH]
@@ -184,7 +183,7 @@ def test_a_crash_after_the_rename_is_finished_by_the_next_run(world):
     rec = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
     rewrap_file(rec["age_path"], [ring.identity(MARCH)], [ring.identity("hold-1").recipient],
                 payload_sha256=rec["payload_sha256"], already=[])
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     place_hold_sync(conn, "protocol", protocol=rec["protocol"], reason="r", placed_by="legal", at=AFTER_MARCH)
     conn.close()
     outcome = _shred(config)[MARCH]
@@ -198,9 +197,8 @@ def test_a_file_outside_the_recordings_root_is_not_touched(world, tmp_path):
     rec = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
     outside = tmp_path / "outside.age"
     shutil.move(rec["age_path"], outside)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     conn.execute("UPDATE recordings SET age_path = ? WHERE id = ?", (str(outside), rec["recording_id"]))
-    conn.commit()
     place_hold_sync(conn, "protocol", protocol=rec["protocol"], reason="r", placed_by="legal", at=AFTER_MARCH)
     conn.close()
     outcome = _shred(config)[MARCH]
@@ -216,7 +214,7 @@ def test_a_retired_hold_key_takes_the_copies_made_while_held_with_it(world):
 
     config, ring = world
     rec = encrypted_recording(config, ring, MARCH, channel="a", retention_until=IN_MARCH)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     place_hold_sync(conn, "protocol", protocol=rec["protocol"], reason="r", placed_by="legal", at=AFTER_MARCH)
     conn.close()
     assert _shred(config)[MARCH].result == "destroyed"

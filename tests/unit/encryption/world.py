@@ -25,8 +25,8 @@ UNTIL = "2027-03-10T14:00:00.000000+00:00"
 CLASS = "consumer"
 
 
-def encrypted_config(tmp_path: Path, *, key: bool = True) -> Config:
-    base = signed_config(tmp_path, key=key)
+def encrypted_config(tmp_path: Path, *, key: bool = True, target: str | None = None) -> Config:
+    base = signed_config(tmp_path, key=key, target=target)
     return dataclasses.replace(base, encryption=EncryptionConfig(
         enabled=True, public_keys_dir=tmp_path / "keys" / "age-public",
         private_keys_dir=tmp_path / "keys" / "age-private"))
@@ -49,7 +49,7 @@ def write_keyring(config: Config, keyring: FakeKeyring) -> None:
 def finalise_with(config: Config, rec: dict, keyring) -> None:
     async def finalise() -> None:
         records.use_signer(Signer.load(config.evidence.signing_key) if config.evidence.signing_key else None)
-        db = await Database.open(config.storage.database)
+        db = await Database.open(config.storage.target)
         use_keyring(keyring, db.path)
         try:
             assert await finalise_recording(db, rec["recording_id"], rec["path"], NOW_ISO, attempts=1)
@@ -62,7 +62,7 @@ def finalise_with(config: Config, rec: dict, keyring) -> None:
 
 
 def unfinalised_call(config: Config, channel: str = "ch-1") -> dict:
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     try:
         rec = make_recording(conn, config, channel=channel, finalise=False)
         conn.execute("UPDATE recordings SET retention_until = ?, retention_class = ? WHERE id = ?",

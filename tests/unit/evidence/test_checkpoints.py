@@ -19,6 +19,8 @@ from callproof.evidence.checkpoints import anchor_once, read_lines, verify, writ
 from callproof.evidence.keys import Signer, generate_key_file, trusted_from_config
 from callproof.storage import SyncDatabase, connect_sync
 from callproof.storage.audit import GENESIS, append_sync, entry_hash
+from callproof.storage.dialect import dialect_of
+from tests.engines import drop_trigger
 from tests.peers.tsa import LocalTsa
 
 from .test_records import _toml
@@ -36,10 +38,15 @@ def fill(conn, n: int, action: str = "call.viewed") -> None:
 def rewrite_chain(conn, where: str) -> None:
     """Finding 2, as the review did it: keep the triggers' SQL, drop them, delete entries,
     renumber, recompute every hash, recreate the triggers."""
-    sql = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'"
-                                      " AND tbl_name = 'audit_log'")]
-    for t in TRIGGERS:
-        conn.execute(f"DROP TRIGGER {t}")
+    postgres = dialect_of(conn).name == "postgresql"
+    if postgres:  # PostgreSQL's owner switches the table's triggers off and on again
+        sql = ["ALTER TABLE audit_log ENABLE TRIGGER USER"]
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+    else:
+        sql = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger'"
+                                          " AND tbl_name = 'audit_log'")]
+        for t in TRIGGERS:
+            conn.execute(f"DROP TRIGGER {t}")
     conn.execute(f"DELETE FROM audit_log WHERE {where}")
     rows = conn.execute("SELECT id, at, actor, action, protocol, subject, details"
                         " FROM audit_log ORDER BY id").fetchall()
@@ -68,9 +75,9 @@ def cli(config, tmp_path: Path, *argv: str) -> int:
 
 
 @pytest.fixture
-def world(tmp_path: Path):
-    config = signed_config(tmp_path, checkpoints=True)
-    conn = connect_sync(config.storage.database)
+def world(tmp_path: Path, target: str):
+    config = signed_config(tmp_path, target=target, checkpoints=True)
+    conn = connect_sync(config.storage.target)
     yield config, conn
     conn.close()
 
@@ -128,7 +135,7 @@ def test_truncating_the_newest_entries_is_caught(world, tmp_path: Path, capsys: 
     config, conn = world
     fill(conn, 12)
     assert anchor_once(config)
-    conn.execute("DROP TRIGGER audit_log_no_delete")
+    drop_trigger(conn, "audit_log_no_delete")
     conn.execute("DELETE FROM audit_log WHERE id > 9")
     assert SyncDatabase.wrap(conn).audit.verify_chain() is None
     capsys.readouterr()
@@ -143,7 +150,7 @@ def test_what_follows_the_last_checkpoint_is_reported_as_not_anchored(world, tmp
     fill(conn, 4)
     assert anchor_once(config)
     fill(conn, 3)
-    conn.execute("DROP TRIGGER audit_log_no_delete")
+    drop_trigger(conn, "audit_log_no_delete")
     conn.execute("DELETE FROM audit_log WHERE id = 7")
     capsys.readouterr()
     assert cli(config, tmp_path, "audit", "verify") == 0
@@ -166,10 +173,10 @@ def test_a_checkpoint_signed_by_another_key_or_edited_is_refused(world, tmp_path
     assert [p.split(":")[0] for p in report.problems] == ["checkpoint line 2", "checkpoint line 3"]
 
 
-def test_without_a_checkpoint_file_verify_says_not_anchored(tmp_path: Path,
+def test_without_a_checkpoint_file_verify_says_not_anchored(tmp_path: Path, target: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    config = signed_config(tmp_path)
-    conn = connect_sync(config.storage.database)
+    config = signed_config(tmp_path, target=target)
+    conn = connect_sync(config.storage.target)
     fill(conn, 2)
     capsys.readouterr()
     assert cli(config, tmp_path, "audit", "verify") == 0
@@ -243,15 +250,15 @@ async def test_callproof_run_anchors_at_start_and_on_its_interval(world) -> None
     assert line["checkpoint"]["head_id"] == 2
 
 
-def test_each_checkpoint_signs_a_merkle_root_that_audit_verify_checks(tmp_path: Path) -> None:
+def test_each_checkpoint_signs_a_merkle_root_that_audit_verify_checks(tmp_path: Path, target: str) -> None:
     """The root of every entry's hash up to the head (what packages prove entries against):
     from an empty log on, each checkpoint's root matches the chain; one signed over other
     hashes (a key holder's mistake or forgery) is reported."""
     from callproof.evidence import merkle
     from callproof.evidence.checkpoints import append_line, body_bytes
 
-    config = signed_config(tmp_path, checkpoints=True)
-    conn = connect_sync(config.storage.database)
+    config = signed_config(tmp_path, target=target, checkpoints=True)
+    conn = connect_sync(config.storage.target)
     signer = Signer.load(config.evidence.signing_key)
     db = SyncDatabase.wrap(conn)
     write_checkpoint(config, db, signer, AT)  # the empty log: entries_in_root 0

@@ -34,8 +34,8 @@ def journal_a_recorded_call(journal) -> None:
 
 def _replay(config):
     signer = Signer.load(config.evidence.signing_key)
-    records.use_signer(signer, config.storage.database)
-    conn = connect_sync(config.storage.database)
+    records.use_signer(signer, config.storage.target)
+    conn = connect_sync(config.storage.target)
     try:
         call_id = calls_table.create_sync(conn, new_call(), NOW)
         for status in ("protocol_reading", "protocol_given"):
@@ -50,12 +50,12 @@ def _replay(config):
         count = conn.execute("SELECT count(*) FROM evidence_records").fetchone()[0]
     finally:
         conn.close()
-        records.use_signer(None, config.storage.database)
+        records.use_signer(None, config.storage.target)
     return signer, rec, stored, entries, again, count
 
 
-def test_a_recording_finalised_from_the_journal_gets_a_signed_record(tmp_path):
-    config = signed_config(tmp_path)
+def test_a_recording_finalised_from_the_journal_gets_a_signed_record(tmp_path, target):
+    config = signed_config(tmp_path, target=target)
     signer, rec, stored, entries, again, count = _replay(config)
     assert rec[1] == "finalised"
     assert stored is not None and stored["key_fingerprint"] == signer.fingerprint

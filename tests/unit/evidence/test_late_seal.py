@@ -12,26 +12,28 @@ import pytest
 
 from callproof.rights.export import ExportError, export_request_sync
 from callproof.storage import connect_sync
+from tests.engines import drop_trigger
 from tests.unit.rights.test_export import NOW, file_request, needs_ffmpeg
 
 from .test_records import cli, swap_file_and_column
 from .world import finalised_call, signed_config
 
 
-def unsigned_then_keyed(tmp_path: Path):
+def unsigned_then_keyed(tmp_path: Path, target: str):
     """A recording finalised with no key configured, then a key created (the upgrade)."""
-    rec = finalised_call(signed_config(tmp_path, key=False))
-    return rec, signed_config(tmp_path)
+    rec = finalised_call(signed_config(tmp_path, key=False, target=target))
+    return rec, signed_config(tmp_path, target=target)
 
 
-def test_seal_signs_an_unsigned_recording_from_its_audit_entry(tmp_path: Path,
+def test_seal_signs_an_unsigned_recording_from_its_audit_entry(tmp_path: Path, target: str,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    rec, config = unsigned_then_keyed(tmp_path)
+    rec, config = unsigned_then_keyed(tmp_path, target)
     assert cli(config, tmp_path, "recording", "verify") == 1  # UNSIGNED: proves nothing yet
     capsys.readouterr()
-    conn = connect_sync(config.storage.database)
-    entry_id, entry_sha = conn.execute("SELECT id, json_extract(details, '$.sha256') FROM audit_log"
-                                       " WHERE action = 'recording.finalised'").fetchone()
+    conn = connect_sync(config.storage.target)
+    entry_id, details = conn.execute("SELECT id, details FROM audit_log"
+                                     " WHERE action = 'recording.finalised'").fetchone()
+    entry_sha = json.loads(details)["sha256"]
     conn.execute("UPDATE recordings SET sha256 = ? WHERE id = ?", ("00" * 32, rec["recording_id"]))  # ignored
     assert cli(config, tmp_path, "evidence", "seal", "--by", "admin") == 0
     assert "recordings without a signed record: 1; sealed 1" in capsys.readouterr().out
@@ -60,12 +62,12 @@ def test_seal_signs_an_unsigned_recording_from_its_audit_entry(tmp_path: Path,
     assert "evidence package VERIFIED" in out and "note: SEALED LATE on" in out
 
 
-def test_seal_refuses_a_file_that_is_not_the_one_finalised(tmp_path: Path,
+def test_seal_refuses_a_file_that_is_not_the_one_finalised(tmp_path: Path, target: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """Finding 1 before the key existed: the file and the column swapped. The column agrees with
     the file; the audit entry does not, and nothing is signed."""
-    rec, config = unsigned_then_keyed(tmp_path)
-    conn = connect_sync(config.storage.database)
+    rec, config = unsigned_then_keyed(tmp_path, target)
+    conn = connect_sync(config.storage.target)
     forged = swap_file_and_column(conn, rec)
     capsys.readouterr()
     assert cli(config, tmp_path, "evidence", "seal") == 1
@@ -76,11 +78,12 @@ def test_seal_refuses_a_file_that_is_not_the_one_finalised(tmp_path: Path,
     assert json.loads(failed[0])["actual_sha256"] == forged
 
 
-def test_seal_refuses_when_the_audit_chain_is_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_seal_refuses_when_the_audit_chain_is_broken(tmp_path: Path, target: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """The entry it trusts must be in an intact chain: an edited entry (triggers dropped) stops it."""
-    _, config = unsigned_then_keyed(tmp_path)
-    conn = connect_sync(config.storage.database)
-    conn.execute("DROP TRIGGER audit_log_no_update")
+    _, config = unsigned_then_keyed(tmp_path, target)
+    conn = connect_sync(config.storage.target)
+    drop_trigger(conn, "audit_log_no_update")
     conn.execute("UPDATE audit_log SET details = replace(details, substr(details, 12, 8), 'ffffffff')"
                  " WHERE action = 'recording.finalised'")
     capsys.readouterr()
@@ -90,9 +93,10 @@ def test_seal_refuses_when_the_audit_chain_is_broken(tmp_path: Path, capsys: pyt
 
 
 @needs_ffmpeg
-def test_the_export_for_a_request_refuses_the_unsigned_recording_and_accepts_it_sealed(tmp_path: Path) -> None:
-    rec, config = unsigned_then_keyed(tmp_path)
-    conn = connect_sync(config.storage.database)
+def test_the_export_for_a_request_refuses_the_unsigned_recording_and_accepts_it_sealed(tmp_path: Path,
+                                                                                      target: str) -> None:
+    rec, config = unsigned_then_keyed(tmp_path, target)
+    conn = connect_sync(config.storage.target)
     request_id = file_request(conn, config, rec["protocol"])
     with pytest.raises(ExportError) as exc:
         export_request_sync(conn, config, request_id, actor="ops", now=NOW)

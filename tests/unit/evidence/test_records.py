@@ -17,6 +17,7 @@ from callproof.integrity import verify_recordings
 from callproof.rights.export import ExportError, export_request_sync
 from callproof.storage import connect_sync
 from callproof.storage.evidence import facts_sync
+from tests.engines import drop_trigger
 from tests.unit.rights.test_export import audit_rows, file_request
 
 from .world import NOW, finalised_call, signed_config
@@ -25,6 +26,8 @@ from .world import NOW, finalised_call, signed_config
 def _toml(config) -> str:
     e, a = config.evidence, config.audit
     lines = [f'[storage]\ndatabase = "{config.storage.database}"', f'[recording]\nroot = "{config.recording.root}"']
+    if config.storage.url:
+        lines[0] += f'\nurl = "{config.storage.url}"'
     ev = []
     if e.signing_key:
         ev.append(f'signing_key = "{e.signing_key}"')
@@ -53,10 +56,10 @@ def swap_file_and_column(conn, rec: dict) -> str:
     return forged
 
 
-def test_finalisation_writes_a_signed_record_without_personal_data(tmp_path: Path) -> None:
-    config = signed_config(tmp_path)
+def test_finalisation_writes_a_signed_record_without_personal_data(tmp_path: Path, target: str) -> None:
+    config = signed_config(tmp_path, target=target)
     rec = finalised_call(config)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     row = conn.execute("SELECT record, signature, key_fingerprint, record_sha256 FROM evidence_records"
                        " WHERE recording_id = ?", (rec["recording_id"],)).fetchone()
     file_sha = hashlib.sha256(rec["path"].read_bytes()).hexdigest()
@@ -80,11 +83,11 @@ def test_finalisation_writes_a_signed_record_without_personal_data(tmp_path: Pat
                                                    trusted=trusted_from_config(config))] == ["ok"]
 
 
-def test_finding_1_swapped_bytes_and_column_fail_verify_and_export(tmp_path: Path,
+def test_finding_1_swapped_bytes_and_column_fail_verify_and_export(tmp_path: Path, target: str,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    config = signed_config(tmp_path)
+    config = signed_config(tmp_path, target=target)
     rec = finalised_call(config)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     forged = swap_file_and_column(conn, rec)
     (item,) = verify_recordings(conn, config.recording.root, trusted=trusted_from_config(config))
     assert item["result"] == "mismatch" and "signed evidence record says" in item["detail"]
@@ -101,14 +104,14 @@ def test_finding_1_swapped_bytes_and_column_fail_verify_and_export(tmp_path: Pat
     assert conn.execute("SELECT count(*) FROM request_exports").fetchone()[0] == 0
 
 
-def test_a_replaced_record_does_not_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_replaced_record_does_not_verify(tmp_path: Path, target: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Dropping the triggers and writing a record of the forged file: signed by a key of the
     attacker's (not trusted), or left unsigned: neither passes, and the export refuses."""
-    config = signed_config(tmp_path)
+    config = signed_config(tmp_path, target=target)
     rec = finalised_call(config)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     swap_file_and_column(conn, rec)
-    conn.execute("DROP TRIGGER evidence_records_no_delete")
+    drop_trigger(conn, "evidence_records_no_delete")
     facts = facts_sync(conn, rec["recording_id"])
     generate_key_file(tmp_path / "mallory.pem")
     for signer, expected in ((Signer.load(tmp_path / "mallory.pem"), "forged"), (None, "unsigned")):
@@ -126,23 +129,23 @@ def test_a_replaced_record_does_not_verify(tmp_path: Path, capsys: pytest.Captur
             export_request_sync(conn, config, request_id, actor="ops", now=NOW)
 
 
-def test_an_edited_column_alone_does_not_fail_a_genuine_file(tmp_path: Path) -> None:
-    config = signed_config(tmp_path)
+def test_an_edited_column_alone_does_not_fail_a_genuine_file(tmp_path: Path, target: str) -> None:
+    config = signed_config(tmp_path, target=target)
     rec = finalised_call(config)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     conn.execute("UPDATE recordings SET sha256 = ? WHERE id = ?", ("0" * 64, rec["recording_id"]))
     (item,) = verify_recordings(conn, config.recording.root, trusted=trusted_from_config(config))
     assert item["result"] == "ok" and "column was altered" in item["detail"]
 
 
-def test_records_signed_before_a_rotation_still_verify(tmp_path: Path) -> None:
-    config = signed_config(tmp_path)
+def test_records_signed_before_a_rotation_still_verify(tmp_path: Path, target: str) -> None:
+    config = signed_config(tmp_path, target=target)
     finalised_call(config)
     old_fp = Signer.load(config.evidence.signing_key).fingerprint
     assert cli(config, tmp_path, "evidence", "rotate") == 0
     trusted = trusted_from_config(config)
     assert old_fp in trusted and Signer.load(config.evidence.signing_key).fingerprint != old_fp
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     (item,) = verify_recordings(conn, config.recording.root, trusted=trusted)
     assert item["result"] == "ok" and item["signed"]
     # without the old public key the record is not trusted
@@ -150,11 +153,11 @@ def test_records_signed_before_a_rotation_still_verify(tmp_path: Path) -> None:
     assert item["result"] == "forged"
 
 
-def test_without_a_key_records_are_unsigned_and_verify_says_so(tmp_path: Path,
+def test_without_a_key_records_are_unsigned_and_verify_says_so(tmp_path: Path, target: str,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    config = signed_config(tmp_path, key=False)
+    config = signed_config(tmp_path, target=target, key=False)
     rec = finalised_call(config)
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     (row,) = conn.execute("SELECT signature, key_fingerprint FROM evidence_records").fetchall()
     assert row == (None, None)
     capsys.readouterr()
@@ -182,3 +185,21 @@ def test_each_database_is_signed_with_its_own_configurations_key(tmp_path: Path)
     finally:
         records.use_signer(None, tmp_path / "a.db")
         records.use_signer(None, tmp_path / "b.db")
+
+
+def test_the_configurations_key_signs_the_records_of_its_database(tmp_path: Path, target: str) -> None:
+    """``[evidence] signing_key`` loaded as ``callproof run`` loads it (records.configure): the
+    records finalised on that configuration's database -- the SQLite file or the ``[storage]
+    url`` -- are signed by it (the key was once filed under the file name alone, so a
+    PostgreSQL database's records went unsigned)."""
+    config = signed_config(tmp_path, target=target)
+    signer = records.configure(config)
+    try:
+        rec = finalised_call(config, process_key=False)
+    finally:
+        records.use_signer(None, config.storage.target)
+    conn = connect_sync(config.storage.target)
+    fingerprint, signature = conn.execute("SELECT key_fingerprint, signature FROM evidence_records"
+                                          " WHERE recording_id = ?", (rec["recording_id"],)).fetchone()
+    conn.close()
+    assert signer is not None and fingerprint == signer.fingerprint and signature

@@ -20,10 +20,10 @@ async def new_call(db: Database, n: int, **kw: object) -> int:
 
 
 @pytest.fixture
-async def seeded(tmp_path):
+async def seeded(target):
     """3 completed calls, 1 failed, 1 abandoned in the announcement, 1 still recording;
     one recording finalised, one failed; two open requests, one of them overdue."""
-    async with Database.open(tmp_path / "m.db") as db:
+    async with Database.open(target) as db:  # SQLite and PostgreSQL (tests/conftest.py)
         for n in range(3):
             cid = await new_call(db, n)
             await advance(db, cid, "handed_off", consent_outcome="finished", handed_off_at=T0)

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from callproof.metrics import StoredFigures
 from callproof.storage.queue_wait import ANSWERED
+from tests.engines import without_check
 
 from .conftest import T0
 
@@ -56,7 +57,7 @@ async def test_recordings_requests_and_retention(seeded):
 
 
 async def test_a_state_a_later_version_adds_shows_up_from_the_column(seeded):
-    await seeded.run_in_connection(lambda c: c.execute("PRAGMA ignore_check_constraints = ON"))
+    await seeded.run_in_connection(lambda c: without_check(c, "recordings", "state"))
     await seeded.run_in_connection(lambda c: c.execute("UPDATE recordings SET state = 'empty' WHERE id = 2"))
     figures, registry = stored(seeded)
     await figures.refresh()

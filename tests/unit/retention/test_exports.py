@@ -21,11 +21,11 @@ NOW = datetime(2026, 9, 1, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, target):
     root, exports = tmp_path / "rec", tmp_path / "exports"
     root.mkdir()
     exports.mkdir()
-    conn = connect_sync(tmp_path / "cp.db")
+    conn = connect_sync(target)  # SQLite and PostgreSQL (tests/conftest.py)
     yield conn, Builder(conn, root), root, exports
     conn.close()
 
@@ -42,7 +42,6 @@ def add_export(conn, exports, request_id, name, *, link_expires=None, revoked=Fa
             " VALUES (?, 'sms:+5511912345678', ?, 'ops', ?, ?)",
             (cur.lastrowid, to_db_time(link_expires - timedelta(hours=72)), to_db_time(link_expires),
              to_db_time(NOW) if revoked else None))
-    conn.commit()
     return cur.lastrowid, path
 
 
@@ -61,7 +60,6 @@ def test_exports_kept_while_open_in_grace_or_linked_then_deleted_and_audited(env
     close_request_sync(conn, q_grace, at=NOW - timedelta(days=3))
     close_request_sync(conn, q_linked, at=NOW - timedelta(days=40))
     close_request_sync(conn, q_done, at=NOW - timedelta(days=40))
-    conn.commit()
     e_open, p_open = add_export(conn, exports, q_open, "request-1-a-1.mp3")
     _e_grace, p_grace = add_export(conn, exports, q_grace, "request-2-b-1.mp3")
     _e_linked, p_linked = add_export(conn, exports, q_linked, "request-3-c-1.mp3",
@@ -93,7 +91,6 @@ def test_export_already_gone_is_recorded_and_symlink_is_refused(env, tmp_path):
     q2 = open_request_sync(conn, r2["protocol"], at=NOW - timedelta(days=60))
     close_request_sync(conn, q1, at=NOW - timedelta(days=40))
     close_request_sync(conn, q2, at=NOW - timedelta(days=40))
-    conn.commit()
     _, gone = add_export(conn, exports, q1, "request-1-a-1.mp3")
     gone.unlink()  # e.g. a sweeper killed after the unlink, before recording it
     outside = tmp_path / "precious.txt"

@@ -1,4 +1,4 @@
-"""The sweeper on real files and a real SQLite file (no Asterisk): expiry
+"""The sweeper on real files and a real database, SQLite and PostgreSQL (no Asterisk): expiry
 boundaries, holds by each selector, open requests + grace, missing files,
 orphans, symlinks, '..', permission errors, call-record anonymisation,
 dry run, and the verify commands' tamper detection."""
@@ -24,6 +24,7 @@ from callproof.storage.holds import (
     place_hold_sync,
     release_hold_sync,
 )
+from tests.engines import drop_trigger
 from tests.retention_helpers import Builder, audit_actions, states
 
 SP = ZoneInfo("America/Sao_Paulo")
@@ -31,10 +32,11 @@ NOW = datetime(2026, 9, 1, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, target):
+    """A recordings folder and the database, SQLite or PostgreSQL (tests/conftest.py)."""
     root = tmp_path / "rec"
     root.mkdir()
-    conn = connect_sync(tmp_path / "cp.db")
+    conn = connect_sync(target)
     b = Builder(conn, root)
     yield conn, b, root
     conn.close()
@@ -272,7 +274,7 @@ def test_verify_detects_tampered_recording_and_audit_row(env):
     for n in range(3):
         place_hold_sync(conn, "protocol", protocol=r1["protocol"], reason=f"r{n}", placed_by="p", at=NOW)
     assert verify_chain_sync(conn) is None
-    conn.execute("DROP TRIGGER audit_log_no_update")
+    drop_trigger(conn, "audit_log_no_update")
     conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 2")
     assert verify_chain_sync(conn) == 2
 

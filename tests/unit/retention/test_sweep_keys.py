@@ -15,12 +15,12 @@ from tests.unit.encryption.keyworld import MARCH, decrypts_with, encrypted_recor
 AFTER_MARCH = datetime(2027, 4, 9, tzinfo=UTC)
 
 
-def test_the_sweep_deletes_then_the_period_key_is_destroyed(tmp_path):
-    config = key_config(tmp_path)
+def test_the_sweep_deletes_then_the_period_key_is_destroyed(tmp_path, target):
+    config = key_config(tmp_path, target)
     ring = make_keys(config)
     gone = encrypted_recording(config, ring, MARCH, channel="a", retention_until="2027-03-10T14:00:00.000000Z")
     held = encrypted_recording(config, ring, MARCH, channel="b", retention_until="2027-03-11T14:00:00.000000Z")
-    conn = connect_sync(config.storage.database)
+    conn = connect_sync(config.storage.target)
     place_hold_sync(conn, "protocol", protocol=held["protocol"], reason="court order", placed_by="legal",
                     at=AFTER_MARCH)
     conn.close()
@@ -37,8 +37,8 @@ def test_the_sweep_deletes_then_the_period_key_is_destroyed(tmp_path):
     assert (config.encryption.public_keys_dir / "consumer_service-2027-11.pub").exists()
 
 
-def test_a_host_without_private_keys_only_sweeps(tmp_path):
-    config = key_config(tmp_path)
+def test_a_host_without_private_keys_only_sweeps(tmp_path, target):
+    config = key_config(tmp_path, target)
     config.recording.root.mkdir()
     summary = run_sweep(config, now=lambda: AFTER_MARCH)
     assert summary.errors == 0 and summary.keys_destroyed == 0

@@ -67,9 +67,9 @@ def closed_port() -> int:
     return free_port()
 
 
-def world_for(tmp_path, *, language="pt_BR", deliver_to=None, smtp=None, export=True):
+def world_for(tmp_path, target, *, language="pt_BR", deliver_to=None, smtp=None, export=True):
     config = make_config(tmp_path, smtp=smtp or SmtpConfig(sender="gravacoes@acme.example"))
-    conn = connect_sync(tmp_path / "cp.db")
+    conn = connect_sync(target)  # SQLite and PostgreSQL (tests/conftest.py)
     rec = make_recording(conn, config, language=language)
     # an agent checked identity: a request accepted on its caller number alone is delivered only
     # to that number (tests/unit/rights/test_request_codes.py)
@@ -81,8 +81,8 @@ def world_for(tmp_path, *, language="pt_BR", deliver_to=None, smtp=None, export=
     return config, conn, rec, request_id
 
 
-def test_sms_delivery_queues_an_outbox_row_on_the_request_protocol(tmp_path):
-    config, conn, rec, request_id = world_for(tmp_path)
+def test_sms_delivery_queues_an_outbox_row_on_the_request_protocol(tmp_path, target):
+    config, conn, rec, request_id = world_for(tmp_path, target)
     row = deliver_request_sync(conn, config, request_id, via="sms", actor="agent7", now=NOW)
     request = get_request_sync(conn, request_id)
     assert row["channel"] == "sms" and row["state"] == "queued" and row["recipient"] == "sms:+5511987654321"
@@ -101,8 +101,8 @@ def test_sms_delivery_queues_an_outbox_row_on_the_request_protocol(tmp_path):
     assert verify_chain_sync(conn) is None
 
 
-def test_sms_in_the_call_language_to_another_number(tmp_path):
-    config, conn, _rec, request_id = world_for(tmp_path, language="es")
+def test_sms_in_the_call_language_to_another_number(tmp_path, target):
+    config, conn, _rec, request_id = world_for(tmp_path, target, language="es")
     row = deliver_request_sync(conn, config, request_id, via="sms", actor="ops", now=NOW,
                                to="(11) 91234-5678")
     sms = get_outbox_sync(conn, row["outbox_id"])
@@ -110,8 +110,8 @@ def test_sms_in_the_call_language_to_another_number(tmp_path):
     assert "grabacion del protocolo" in sms["body"] and "valido hasta" in sms["body"]
 
 
-def test_email_delivery_sends_the_link_in_the_customer_language(tmp_path, fake_smtp):
-    config, conn, rec, request_id = world_for(tmp_path, deliver_to="email:Cliente@Example.com")
+def test_email_delivery_sends_the_link_in_the_customer_language(tmp_path, target, fake_smtp):
+    config, conn, rec, request_id = world_for(tmp_path, target, deliver_to="email:Cliente@Example.com")
     row = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW)
     assert row["state"] == "sent" and row["sent_at"] and row["error"] is None
     assert row["recipient"] == "email:Cliente@Example.com"
@@ -128,18 +128,18 @@ def test_email_delivery_sends_the_link_in_the_customer_language(tmp_path, fake_s
     assert fake_smtp.calls == [("connect", "127.0.0.1", 25, 30.0)]
 
 
-def test_starttls_and_login_when_configured(tmp_path, fake_smtp):
+def test_starttls_and_login_when_configured(tmp_path, target, fake_smtp):
     smtp = SmtpConfig(host="mail.example", port=587, starttls=True, username="callproof",
                       password="a-long-mail-password", sender="rec@acme.example")
-    config, conn, _rec, request_id = world_for(tmp_path, smtp=smtp)
+    config, conn, _rec, request_id = world_for(tmp_path, target, smtp=smtp)
     deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW, to="a@b.example")
     assert fake_smtp.calls == [("connect", "mail.example", 587, 30.0), ("starttls",), ("login", "callproof")]
 
 
-def test_unreachable_smtp_server_leaves_a_failed_row_and_the_request_exported(tmp_path):
+def test_unreachable_smtp_server_leaves_a_failed_row_and_the_request_exported(tmp_path, target):
     port = closed_port()
     config, conn, _rec, request_id = world_for(
-        tmp_path, smtp=SmtpConfig(port=port, sender="rec@acme.example", timeout_seconds=5))
+        tmp_path, target, smtp=SmtpConfig(port=port, sender="rec@acme.example", timeout_seconds=5))
     row = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW,
                                to="email:cliente@example.com")
     assert row["state"] == "failed" and row["sent_at"] is None
@@ -151,8 +151,8 @@ def test_unreachable_smtp_server_leaves_a_failed_row_and_the_request_exported(tm
     assert failed["outcome"] == "failed" and "unreachable" in failed["error"]
 
 
-def test_refusals_name_what_is_wrong(tmp_path):
-    config, conn, _rec, request_id = world_for(tmp_path, export=False)
+def test_refusals_name_what_is_wrong(tmp_path, target):
+    config, conn, _rec, request_id = world_for(tmp_path, target, export=False)
     with pytest.raises(DeliveryError, match="export it first") as exc:
         deliver_request_sync(conn, config, request_id, via="sms", actor="ops", now=NOW)
     assert exc.value.reason == "state"
@@ -177,8 +177,8 @@ def test_refusals_name_what_is_wrong(tmp_path):
     assert exc.value.reason == "no_export"
 
 
-def test_delivered_request_can_be_delivered_again(tmp_path, fake_smtp):
-    config, conn, _rec, request_id = world_for(tmp_path)
+def test_delivered_request_can_be_delivered_again(tmp_path, target, fake_smtp):
+    config, conn, _rec, request_id = world_for(tmp_path, target)
     first = deliver_request_sync(conn, config, request_id, via="sms", actor="ops", now=NOW)
     closed = get_request_sync(conn, request_id)["closed_at"]
     again = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW, to="a@b.example")
@@ -186,16 +186,16 @@ def test_delivered_request_can_be_delivered_again(tmp_path, fake_smtp):
     assert get_request_sync(conn, request_id)["closed_at"] == closed, "a new link does not reopen it"
 
 
-def test_sms_uses_the_requester_number_when_deliver_to_is_an_email(tmp_path, fake_smtp):
-    config, conn, _rec, request_id = world_for(tmp_path, deliver_to="email:cliente@example.com")
+def test_sms_uses_the_requester_number_when_deliver_to_is_an_email(tmp_path, target, fake_smtp):
+    config, conn, _rec, request_id = world_for(tmp_path, target, deliver_to="email:cliente@example.com")
     row = deliver_request_sync(conn, config, request_id, via="sms", actor="ops", now=NOW)
     assert row["recipient"] == "sms:+5511987654321"
     mail = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW)
     assert mail["recipient"] == "email:cliente@example.com" and mail["state"] == "sent"
 
 
-def test_mail_sent_while_the_request_was_refused_is_still_recorded(tmp_path, fake_smtp):
-    config, conn, _rec, request_id = world_for(tmp_path)
+def test_mail_sent_while_the_request_was_refused_is_still_recorded(tmp_path, target, fake_smtp):
+    config, conn, _rec, request_id = world_for(tmp_path, target)
     fake_smtp.on_send = lambda: set_state_sync(conn, request_id, "refused", actor="supervisor", at=NOW,
                                                reason="requester withdrew")
     row = deliver_request_sync(conn, config, request_id, via="email", actor="ops", now=NOW, to="a@b.example")

@@ -90,9 +90,9 @@ def ffprobe_tags(path: Path) -> tuple[str, dict[str, str]]:
 # ---------------------------------------------------------------------------
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, target):
     config = make_config(tmp_path)
-    conn = connect_sync(tmp_path / "cp.db")
+    conn = connect_sync(target)  # SQLite and PostgreSQL (tests/conftest.py)
     rec = make_recording(conn, config)
     request_id = file_request(conn, config, rec["protocol"])
     yield config, conn, rec, request_id

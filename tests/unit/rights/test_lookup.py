@@ -26,8 +26,8 @@ SHA = "ab" * 32
 
 
 @pytest.fixture
-def env(tmp_path):
-    conn = connect_sync(tmp_path / "cp.db")
+def env(tmp_path, target):
+    conn = connect_sync(target)  # SQLite and PostgreSQL (tests/conftest.py)
     b = Calls(conn, tmp_path / "rec")
     config = make_config()
     calls = {

@@ -60,8 +60,9 @@ class Scripted:
 
 
 @pytest.fixture
-async def db(tmp_path):
-    async with Database.open(tmp_path / "cp.db", now=lambda: "2026-03-10T14:00:00Z") as database:
+async def db(target):
+    """The outbox on SQLite and on PostgreSQL (tests/conftest.py)."""
+    async with Database.open(target, now=lambda: "2026-03-10T14:00:00Z") as database:
         yield database
 
 

@@ -1,4 +1,4 @@
-"""The sender's name and receipts: a named sender takes back at once what its
+"""The sender's name and receipts (on SQLite and PostgreSQL): a named sender takes back at once what its
 killed earlier life held (and a second process with the same name does not),
 a receipt waits for the acceptance on the wire it may belong to, held
 receipts expire with a log line."""
@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import stat
+import time
 
 import pytest
 
@@ -23,8 +24,9 @@ HOST = socket.gethostname()
 
 
 @pytest.fixture
-async def db(tmp_path):
-    async with Database.open(tmp_path / "cp.db") as database:
+async def db(target):
+    """The outbox on SQLite and on PostgreSQL (tests/conftest.py)."""
+    async with Database.open(target) as database:
         yield database
 
 
@@ -159,3 +161,54 @@ async def test_closing_a_sender_gives_up_its_name(db):
     again = named(db, Scripted(), Clock())
     assert again.identity.exclusive and again.owner == s.owner
     await again.close()
+
+
+async def test_a_name_is_held_by_one_sender_on_either_engine(db):
+    """The same rule on SQLite (a lock file beside it) and PostgreSQL (a session advisory
+    lock, storage/named_locks.py): one holder at a time, free again once it lets go."""
+    first = SenderIdentity.for_database(db, "node7")
+    second = SenderIdentity.for_database(db, "node7")
+    try:
+        assert (first.owner, first.exclusive) == (f"{HOST}:node7", True)
+        assert (second.owner, second.exclusive) == (f"{HOST}:node7:{os.getpid()}", False)
+        assert SenderIdentity.for_database(db, "node8").exclusive
+        first.release()
+        third = SenderIdentity.for_database(db, "node7")
+        assert third.exclusive and third.owner == f"{HOST}:node7"
+        third.release()
+    finally:
+        first.release()
+        second.release()
+
+
+def test_a_killed_holder_frees_its_name_on_postgresql(pg_cluster):
+    """A sender SIGKILLed while it holds its name on PostgreSQL: the server ends its session,
+    so the restarted sender holds the name at once (and takes back its rows)."""
+    import signal
+    import subprocess
+    import sys
+
+    from callproof.storage.named_locks import try_hold_name
+
+    url = pg_cluster.new_database()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom callproof.storage.named_locks import try_hold_name\n"
+         "held = try_hold_name(sys.argv[1], 'sms-sender h:n1')\nassert held\n"
+         "print('held', flush=True)\ntime.sleep(60)", url],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert try_hold_name(url, "sms-sender h:n1") is None  # the live holder has it
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        for _ in range(100):  # the server notices the closed socket at once; allow it a moment
+            held = try_hold_name(url, "sms-sender h:n1")
+            if held is not None:
+                break
+            time.sleep(0.05)
+        assert held is not None
+        held.release()
+    finally:
+        holder.kill()
+        holder.wait()
+        pg_cluster.drop(url)

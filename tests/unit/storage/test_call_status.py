@@ -69,8 +69,8 @@ async def _call(db: Database) -> int:
         started_at="2026-12-01T10:00:00Z"))
 
 
-async def test_storage_refuses_an_illegal_change_and_keeps_the_row(tmp_path) -> None:
-    db = await Database.open(str(tmp_path / "cp.db"))
+async def test_storage_refuses_an_illegal_change_and_keeps_the_row(target: str) -> None:
+    db = await Database.open(target)
     try:
         call_id = await _call(db)
         with pytest.raises(IllegalTransitionError) as err:

@@ -15,8 +15,8 @@ AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = connect_sync(tmp_path / "db.sqlite")
+def conn(target):
+    c = connect_sync(target)  # SQLite and PostgreSQL (tests/conftest.py)
     webauth.create_user_sync(c, "lia", "scrypt$x", "viewer", actor="test", at=AT)
     yield c
     c.close()

@@ -35,10 +35,12 @@ CALLER = "+5511987654321"
 NOW = datetime.now(UTC)
 
 
-def write_config(tmp_path: Path, **web) -> Path:
+def write_config(tmp_path: Path, target: str | None = None, **web) -> Path:
+    """``target``: a PostgreSQL URL (tests/conftest.py) for ``[storage] url``; else the SQLite file."""
     web = {"login_max_failures": 3, "login_window_seconds": 600, "public_rate_per_minute": 10000, **web}
     lines = [
         "[storage]", f'database = "{tmp_path / "web.db"}"',
+        *([f'url = "{target}"'] if target and "://" in target else []),
         "[recording]", f'root = "{tmp_path / "recordings"}"',
         "[rights]", 'identity_key = "unit-test-identity-key-0123456789abcdef"',
         'link_secret = "unit-test-link-secret-0123456789abcdefgh"', f'export_dir = "{tmp_path / "exports"}"',
@@ -86,13 +88,13 @@ class Site:
                 for a, p, s, d in rows]
 
 
-async def make_site(tmp_path: Path, **web) -> Site:
-    config = load_config(write_config(tmp_path, **web), env={}, require_asterisk_apis=False)
-    conn = connect_sync(config.storage.database)
+async def make_site(tmp_path: Path, target: str | None = None, **web) -> Site:
+    config = load_config(write_config(tmp_path, target, **web), env={}, require_asterisk_apis=False)
+    conn = connect_sync(config.storage.target)
     call = seed_call(conn, config.recording.root)
     for name, role in (("vera", "viewer"), ("otto", "operator"), ("ada", "admin")):
         add_user(conn, name, role)
-    pool = DbPool(config.storage.database, size=2)
+    pool = DbPool(config.storage.target, size=2)
     clock = Clock()
     app = build_app(config, db=pool, clock=clock)
     server = TestServer(app)
@@ -120,13 +122,23 @@ class Clock:
         self.offset += timedelta(seconds=seconds)
 
 
+#: The tests whose pages read and write storage in ways of their own (sessions, throttling,
+#: search, the call page, requests, exports and links, the queue) run on both engines.
+#: (``engine`` is SQLite otherwise: tests/unit/web/conftest.py)
+both_engines = pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+
+
 @pytest.fixture
-async def site(tmp_path):
-    s = await make_site(tmp_path)
+async def site(tmp_path, engine, request):
+    cluster = request.getfixturevalue("pg_cluster") if engine == "postgresql" else None
+    url = cluster.new_database() if cluster is not None else None
+    s = await make_site(tmp_path, url)
     yield s
     await s.client.close()
     s.pool.close()
     s.conn.close()
+    if cluster is not None:
+        cluster.drop(url)
 
 
 @pytest.fixture
@@ -162,6 +174,7 @@ async def csrf(client: TestClient) -> str:
 
 # -- login, sessions ---------------------------------------------------------------
 
+@both_engines
 async def test_login_sets_a_strict_httponly_cookie_and_stores_only_its_hash(site):
     resp = await login(site.client, "vera")
     assert resp.headers["Location"] == "/search"
@@ -232,6 +245,7 @@ async def test_login_goes_back_only_to_a_local_page(site):
     assert resp.headers["Location"] == "/search"
 
 
+@both_engines
 async def test_logout_ends_the_session_in_the_database(site):
     resp = await login(site.client, "vera")
     value = resp.cookies["callproof_session"].value
@@ -286,6 +300,7 @@ async def test_viewer_is_refused_operator_actions_with_a_403_page(site):
     assert queue.status == 200 and 'class="export"' not in await queue.text()
 
 
+@both_engines
 async def test_operator_files_a_request_but_is_not_admin(site):
     await login(site.client, "otto")
     token = await csrf(site.client)
@@ -301,6 +316,7 @@ async def test_operator_files_a_request_but_is_not_admin(site):
     assert (await site.client.get("/admin/users")).status == 403
 
 
+@both_engines
 async def test_admin_sees_users_holds_and_audit(site):
     await login(site.client, "ada")
     users = await site.client.get("/admin/users")
@@ -312,6 +328,7 @@ async def test_admin_sees_users_holds_and_audit(site):
     assert audit.status == 200 and "web.login" in await audit.text()
 
 
+@both_engines
 async def test_admin_adds_a_user_only_with_a_strong_password(site):
     await login(site.client, "ada")
     token = await csrf(site.client)
@@ -328,6 +345,7 @@ async def test_admin_adds_a_user_only_with_a_strong_password(site):
 
 # -- the call page and the audio stream ------------------------------------------
 
+@both_engines
 async def test_search_by_protocol_lists_the_call_and_is_audited(site):
     await login(site.client, "vera")
     protocol = site.call["protocol"]
@@ -341,6 +359,7 @@ async def test_search_by_protocol_lists_the_call_and_is_audited(site):
     assert bad.status == 400 and "17 digits" in await bad.text()
 
 
+@both_engines
 async def test_call_page_shows_the_evidence_and_records_the_view(site):
     await login(site.client, "vera")
     protocol = site.call["protocol"]
@@ -356,6 +375,7 @@ async def test_call_page_shows_the_evidence_and_records_the_view(site):
     assert missing.status == 404
 
 
+@both_engines
 async def test_audio_range_requests_get_exact_bytes_and_416_when_unsatisfiable(site):
     await login(site.client, "vera")
     protocol = site.call["protocol"]
@@ -446,6 +466,7 @@ async def test_a_symlink_inside_the_root_pointing_out_is_not_followed(site, tmp_
 
 # -- brute force -----------------------------------------------------------------
 
+@both_engines
 async def test_repeated_failures_for_a_user_are_throttled_with_429(site):
     for _ in range(3):
         await login(site.client, "vera", "wrong password number x", expect=401)
@@ -585,6 +606,7 @@ async def _post_action(site: Site, token: str, request_id: int, action: str, **f
     return resp.status, await resp.text()
 
 
+@both_engines
 async def test_operator_verifies_exports_delivers_and_the_customer_downloads(site):
     await login(site.client, "otto")
     token = await csrf(site.client)
@@ -624,6 +646,7 @@ async def test_operator_verifies_exports_delivers_and_the_customer_downloads(sit
     assert await used_up.text() == "This download link is no longer valid. Ask for a new one.\n"
 
 
+@both_engines
 async def test_refusing_needs_a_reason_and_closes_the_request(site):
     await login(site.client, "otto")
     token = await csrf(site.client)
@@ -649,6 +672,7 @@ async def test_filing_errors_name_the_problem(site):
     assert site.conn.execute("SELECT count(*) FROM recording_requests").fetchone()[0] == 0
 
 
+@both_engines
 async def test_queue_highlights_overdue_and_due_soon(site):
     from callproof.storage.requests import NewRequest, create_request_sync
 
@@ -668,6 +692,7 @@ async def test_queue_highlights_overdue_and_due_soon(site):
     assert "1 overdue" in shown and "1 due soon" in shown and "1 on time" in shown
 
 
+@both_engines
 async def test_logging_in_again_ends_the_browsers_previous_session(site):
     first = (await login(site.client, "vera")).cookies["callproof_session"].value
     page = await site.client.get("/login")  # a logged-in user is sent on; post the form anyway
@@ -686,6 +711,7 @@ async def test_logging_in_again_ends_the_browsers_previous_session(site):
     assert site.audit("web.logout")[-1]["actor"] == "web:vera"
 
 
+@both_engines
 async def test_call_page_shows_the_wait_for_an_agent(site):
     await login(site.client, "vera")
     protocol = site.call["protocol"]
@@ -699,6 +725,7 @@ async def test_call_page_shows_the_wait_for_an_agent(site):
     assert '<data value="42.5">' in wait.group(1)  # the exact figure stays in the page
 
 
+@both_engines
 async def test_call_page_says_which_language_and_how_it_was_chosen(site):
     site.conn.execute("UPDATE calls SET language = 'eu', language_source = 'menu', language_menu = 'chosen'"
                       " WHERE id = ?", (site.call["call_id"],))
