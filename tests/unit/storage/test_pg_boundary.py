@@ -3,7 +3,9 @@ masking, and the PostgreSQL migrations keeping up with SQLite's."""
 
 from __future__ import annotations
 
-from callproof.storage.pg import translate
+from psycopg.conninfo import conninfo_to_dict
+
+from callproof.storage.pg import translate, with_liveness
 from callproof.storage.pg_schema import load_pg_migrations
 from callproof.storage.pg_url import check_url, conninfo, masked
 from callproof.storage.schema import load_migrations
@@ -28,6 +30,12 @@ def test_passwords_are_masked_in_every_message():
     assert conninfo("postgresql://cp@db1/cp?sslmode=verify-full", "a b&c") == (
         "postgresql://cp@db1/cp?sslmode=verify-full&password=a%20b%26c")
     assert check_url("postgresql://cp@%2Fvar%2Frun%2Fpostgresql/cp") is None
+
+
+def test_a_connection_gives_up_on_a_silent_server_within_seconds_unless_the_url_says_otherwise():
+    params = conninfo_to_dict(with_liveness("postgresql://cp@db1/cp?connect_timeout=2&password=x"))
+    assert params["connect_timeout"] == "2" and params["password"] == "x"  # the URL's own kept
+    assert (params["keepalives"], params["keepalives_idle"], params["tcp_user_timeout"]) == ("1", "10", "15000")
 
 
 def test_the_postgresql_migrations_reach_the_same_version_as_sqlites():
