@@ -39,6 +39,7 @@ from . import calls as calls_table
 from . import evidence as evidence_table
 from . import recordings as recordings_table
 from .call_status import IllegalTransitionError, when_ended
+from .dialect import dialect_of
 from .errors import (
     AlreadyExistsError,
     InvalidStateError,
@@ -268,6 +269,10 @@ def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str,
     """Apply one entry; False when the database already had it."""
     op, channel = entry["op"], entry["channel"]
     if op == "call.create":
+        # looked up first: on PostgreSQL the refused INSERT would abort the transaction, the
+        # lookup after it with it (under the writer's lock nobody else creates it meanwhile)
+        if _call_id(conn, channel) is not None:
+            return False
         try:
             calls_table.create_sync(conn, calls_table.NewCall(**entry["call"]), now)
         except AlreadyExistsError:
@@ -338,8 +343,9 @@ def apply_entries(conn: sqlite3.Connection, entries: list[dict[str, Any]], now: 
     """Apply ``entries`` in order, each in its own transaction; (applied, skipped).  The ids
     of recordings finalised with encryption facts are added to ``settle``."""
     applied = skipped = 0
+    begin = dialect_of(conn).begin_write  # BEGIN IMMEDIATE, or BEGIN + the writer's advisory lock
     for entry in entries:
-        conn.execute("BEGIN IMMEDIATE")
+        begin(conn)
         try:
             done = _apply(conn, entry, now, sealer, settle)
         except (NotFoundError, ValueError, TypeError, KeyError) as exc:  # this entry, not the database

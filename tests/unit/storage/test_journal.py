@@ -33,8 +33,10 @@ def journal_a_call(journal: Journal, channel: str = CHANNEL, path: str = "/rec/a
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = connect_sync(tmp_path / "cp.db")
+def conn(target):
+    """The database the journal is replayed into: SQLite, and PostgreSQL (a live call's
+    journal is brought in on either: tests/integration/test_pg_call.py)."""
+    c = connect_sync(target)
     yield c
     c.close()
 
@@ -139,7 +141,7 @@ def test_appends_during_a_replay_go_to_a_new_file(tmp_path, conn):
     assert row(conn, "a") and row(conn, "b")
 
 
-def test_one_replay_at_a_time(tmp_path, conn):
+def test_one_replay_at_a_time(tmp_path, conn, target):
     import fcntl
 
     from callproof.storage.errors import StorageUnavailable
@@ -151,7 +153,7 @@ def test_one_replay_at_a_time(tmp_path, conn):
         with pytest.raises(StorageUnavailable) as raised:
             replay_sync(conn, journal, NOW)
     assert raised.value.problem == "locked"
-    ReplayConnection(tmp_path / "cp.db", 1000).replay(journal)
+    ReplayConnection(target, 1000).replay(journal)
     assert row(conn) is not None
 
 
