@@ -214,6 +214,7 @@ class PgConnection:
         self._conn = conn
         self._conninfo = conninfo
         self._setup = tuple(setup)  # statements a reconnection replays (SET lock_timeout ...)
+        self._lock_timeout: int | None = None  # what set_lock_timeout last set, outside a transaction
 
     @classmethod
     def connect(cls, conninfo: str, setup: Sequence[str] = ()) -> PgConnection:
@@ -239,8 +240,17 @@ class PgConnection:
         if not (self._conn.closed or self._conn.broken) or self._conninfo is None:
             return
         self._conn = self._open(self._conninfo)
+        self._lock_timeout = None
         for statement in self._setup:
             self._conn.execute(statement.encode())
+
+    def set_lock_timeout(self, ms: int) -> None:
+        """``SET lock_timeout``, skipped when the session has that value already (a SET inside
+        a transaction is undone by its rollback: only one outside is remembered)."""
+        if ms == self._lock_timeout and not (self._conn.closed or self._conn.broken):
+            return
+        self.execute(f"SET lock_timeout = {int(ms)}")
+        self._lock_timeout = None if self.in_transaction else int(ms)
 
     @property
     def raw(self) -> psycopg.Connection[Any]:
