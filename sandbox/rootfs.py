@@ -47,6 +47,9 @@ PACKAGES = (
     # virtual environment's build is for another Python)
     "python3",
     "python3-cryptography",
+    # ... and reach PostgreSQL with Debian's psycopg 3 when [storage] url is set
+    # (packaging/deb/control.in recommends it: PostgreSQL is optional)
+    "python3-psycopg",
     # the Debian dependencies of the callproof package (packaging/deb/control), so that
     # tests/integration/test_deb_install.py installs the .deb into a copy of this rootfs
     # with dpkg -i and no network; keep the two lists in step

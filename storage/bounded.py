@@ -27,8 +27,10 @@ def within(conn: sqlite3.Connection, deadline: float, fn: Callable[..., T], *arg
     left = deadline - time.monotonic()
     if left <= 0:
         raise StorageUnavailable("timeout", "the wait ran out before the database was free")
-    dialect_of(conn).set_lock_wait(conn, max(1, int(left * 1000)))
     try:
+        # inside: on PostgreSQL this is a statement, the first to meet a connection the
+        # server dropped (an outage), which must fail the step as storage trouble, not the call
+        dialect_of(conn).set_lock_wait(conn, max(1, int(left * 1000)))
         return fn(conn, *args, **kwargs)
     except sqlite3.Error as exc:
         problem = storage_problem(exc)

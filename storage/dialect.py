@@ -82,7 +82,18 @@ class PostgresDialect(Dialect):
         conn.execute(f"SELECT pg_advisory_xact_lock({self.CHAIN_LOCKS[chain]})")
 
     def set_lock_wait(self, conn: _Executes, ms: int) -> None:
-        conn.execute(f"SET lock_timeout = {max(1, int(ms))}")
+        """Here a statement (a round trip), where SQLite's PRAGMA is a call in the process:
+        rounded down to whole tenths of a second, so that a call's steps, each bounded by what
+        is left of the same wait, ask for the same value and the connection sets it once
+        (:meth:`storage.pg.PgConnection.set_lock_timeout`; bench/bench_pg_calls.py)."""
+        ms = max(1, int(ms))
+        if ms >= 100:
+            ms -= ms % 100
+        setter = getattr(conn, "set_lock_timeout", None)
+        if setter is not None:
+            setter(ms)
+        else:
+            conn.execute(f"SET lock_timeout = {ms}")
 
     def seconds_between(self, end: str, start: str) -> str:
         return (f"(extract(epoch FROM CAST({end} AS timestamptz))"

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import postgres
 from psycopg.adapt import Dumper
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
 from .dialect import POSTGRESQL, Dialect
@@ -128,6 +129,20 @@ def _without_nul(params: Any) -> Any:
     return [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in params]
 
 
+#: libpq settings each connection gets unless ``[storage] url`` sets them: a server that stops
+#: answering (a network cut, a blocked port, a host gone) fails the connect or the statement
+#: within seconds, where TCP alone waits ~15 min -- with the connection's one thread stuck,
+#: every later step of every call would go to the journal long after the server was back.
+#: (A unix socket ignores them: a stopped server is refused at once there.)
+LIVENESS = {"connect_timeout": "5", "keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "3",
+            "keepalives_count": "3", "tcp_user_timeout": "15000"}
+
+
+def with_liveness(conninfo: str) -> str:
+    given = conninfo_to_dict(conninfo)
+    return make_conninfo(conninfo, **{k: v for k, v in LIVENESS.items() if k not in given})
+
+
 class _BoolAsInteger(Dumper):
     """A Python bool goes to the INTEGER 0/1 columns as SQLite stores it (``sms_dlrs.final``...)."""
 
@@ -199,6 +214,7 @@ class PgConnection:
         self._conn = conn
         self._conninfo = conninfo
         self._setup = tuple(setup)  # statements a reconnection replays (SET lock_timeout ...)
+        self._lock_timeout: int | None = None  # what set_lock_timeout last set, outside a transaction
 
     @classmethod
     def connect(cls, conninfo: str, setup: Sequence[str] = ()) -> PgConnection:
@@ -211,7 +227,7 @@ class PgConnection:
     @staticmethod
     def _open(conninfo: str) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(conninfo, autocommit=True)
+            conn = psycopg.connect(with_liveness(conninfo), autocommit=True)
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from None
         conn.adapters.register_dumper(bool, _BoolAsInteger)
@@ -224,8 +240,17 @@ class PgConnection:
         if not (self._conn.closed or self._conn.broken) or self._conninfo is None:
             return
         self._conn = self._open(self._conninfo)
+        self._lock_timeout = None
         for statement in self._setup:
             self._conn.execute(statement.encode())
+
+    def set_lock_timeout(self, ms: int) -> None:
+        """``SET lock_timeout``, skipped when the session has that value already (a SET inside
+        a transaction is undone by its rollback: only one outside is remembered)."""
+        if ms == self._lock_timeout and not (self._conn.closed or self._conn.broken):
+            return
+        self.execute(f"SET lock_timeout = {int(ms)}")
+        self._lock_timeout = None if self.in_transaction else int(ms)
 
     @property
     def raw(self) -> psycopg.Connection[Any]:

@@ -1,7 +1,8 @@
 """A throw-away PostgreSQL cluster for the tests and benchmarks: Debian's ``postgresql``
 binaries, ``initdb``/``pg_ctl`` run as an unprivileged user in a folder of its own,
 listening only on a unix socket there (no TCP port, trust authentication for that
-socket: nobody else on the machine can reach it through the folder's mode).
+socket: nobody else on the machine can reach it through the folder's mode); a cluster for
+a client that cannot reach that folder also listens on loopback TCP, with a password.
 
 One cluster per test session (:func:`start_cluster`); each test gets its own database,
 copied from a migrated template (``CREATE DATABASE ... TEMPLATE``: milliseconds instead
@@ -41,6 +42,7 @@ class Cluster:
     user: str
     port: int = 5432
     databases: list[str] = field(default_factory=list)
+    listen: str = ""  # TCP addresses besides the socket ("": none)
 
     @property
     def socket_dir(self) -> Path:
@@ -56,6 +58,10 @@ class Cluster:
 
         return f"postgresql://{self.user}@{quote(str(self.socket_dir), safe='')}:{self.port}/{database}"
 
+    def tcp_url(self, database: str = "postgres") -> str:
+        """The URL over loopback TCP (a cluster started with ``tcp_password``; the password not in it)."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
     def _as_server(self, *cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         if os.geteuid() == 0:
             cmd = ("runuser", "-u", self.user, "--", *cmd)
@@ -64,7 +70,7 @@ class Cluster:
     def pg_ctl(self, action: str, *extra: str) -> None:
         self._as_server(str(self.bin_dir / "pg_ctl"), action, "-D", str(self.data_dir), "-w", "-t", "120",
                         "-l", str(self.root / "server.log"),
-                        *(("-o", f"-k {self.socket_dir} -c listen_addresses='' -p {self.port}")
+                        *(("-o", f"-k {self.socket_dir} -c listen_addresses='{self.listen}' -p {self.port}")
                           if action in ("start", "restart") else ()), *extra)
 
     def execute(self, sql: str, database: str = "postgres") -> None:
@@ -97,9 +103,13 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster(parent: str | os.PathLike[str] | None = None) -> Cluster:
+def start_cluster(parent: str | os.PathLike[str] | None = None, *, tcp_password: str | None = None) -> Cluster:
     """initdb + start a cluster in a new folder; ``stop()`` it when done.  RuntimeError
-    when Debian's ``postgresql`` package is not installed (scripts/setup installs it)."""
+    when Debian's ``postgresql`` package is not installed (scripts/setup installs it).
+
+    ``tcp_password``: also listen on a free loopback TCP port, where the user logs in with
+    this password (scram-sha-256), for a client that cannot reach the socket's folder (the
+    classic AGI script inside the sandbox's chroot)."""
     bin_dir = pg_bin_dir()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql; scripts/setup does)")
@@ -119,10 +129,24 @@ def start_cluster(parent: str | os.PathLike[str] | None = None) -> Cluster:
         # a throw-away cluster: no fsync (the tests' SIGKILLs hit clients, not the server's disk)
         conf.write("\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\n"
                    "shared_buffers = 32MB\n")
+    if tcp_password is not None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            cluster.port, cluster.listen = probe.getsockname()[1], "127.0.0.1"
+        (cluster.data_dir / "pg_hba.conf").write_text(
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
     cluster.pg_ctl("start")
     deadline = time.monotonic() + 60
     while not (cluster.socket_dir / f".s.PGSQL.{cluster.port}").exists():
         if time.monotonic() > deadline:  # pragma: no cover
             raise RuntimeError(f"PostgreSQL did not start: {(root / 'server.log').read_text()[-2000:]}")
         time.sleep(0.05)
+    if tcp_password is not None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(tcp_password)))
     return cluster

@@ -4,6 +4,15 @@ An application of its own (Stasis app ``cppg``, 40 ms prompts) whose storage is 
 on the session's throw-away PostgreSQL cluster: the calls are completed, each with its
 protocol, finalised recording, SMS row and audit entries in PostgreSQL, numbered 1..N, and
 the audit chain is intact.  The same flow as on SQLite: only the configuration differs.
+
+Then PostgreSQL stopped (``pg_ctl stop -m immediate``) under a call that is recording and
+hangs up inside the outage, while another call arrives, and started 7 s later: the first
+call heard everything and ends completed with its recording finalised from the journal, one
+SMS; the second does what a call does when SQLite is locked (the announcement, the caller
+routed, no protocol when none could be allocated, its row written from the journal once the
+server is back, failed with ``storage_unavailable``).  And one call each through classic AGI
+(inside the sandbox's chroot, on Debian's python3-psycopg, over loopback TCP with the password
+from the secrets file) and FastAGI, with their rows in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.rows
+import pytest
 
 from callproof.config import Config
 from callproof.demo import load_sandbox_config, write_config
@@ -22,21 +34,23 @@ from callproof.sandbox import Sandbox, originate_call
 from .harness import ObservedApplication, running
 from .test_call_state import short_prompts
 
+pytestmark = pytest.mark.integration
+
 APP = "cppg"
 
 
-def pg_call_config(sandbox: Sandbox, app_config: Config, url: str) -> Config:
+def pg_call_config(sandbox: Sandbox, app_config: Config, url: str, **storage: Any) -> Config:
     run_dir = sandbox.run_dir / f"pg-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir()
     return load_sandbox_config(write_config(
-        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP}, storage={"url": url},
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP}, storage={"url": url, **storage},
         prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
         protocol_reading={"repeat": 0, "replay_window_ms": 0}))
 
 
-async def place(sandbox: Sandbox, caller: str) -> dict[str, Any]:
+async def place(sandbox: Sandbox, caller: str, agent_seconds: int = 1) -> dict[str, Any]:
     return await asyncio.to_thread(originate_call, sandbox, caller, max_seconds=60,
-                                   variables={"CALLPROOF_APP": APP, "SANDBOX_AGENT_SECONDS": "1"})
+                                   variables={"CALLPROOF_APP": APP, "SANDBOX_AGENT_SECONDS": str(agent_seconds)})
 
 
 async def test_calls_on_postgresql_get_their_protocols_recordings_and_sms(sandbox, app_config, pg_cluster,
@@ -74,3 +88,204 @@ async def test_calls_on_postgresql_get_their_protocols_recordings_and_sms(sandbo
         assert verify_chain_sync(conn) is None
     finally:
         conn.close()
+
+
+FINAL = {"completed", "failed", "abandoned_in_consent", "abandoned_in_protocol"}
+
+
+def pg_rows(url: str, channels: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """Each call's row as PostgreSQL has it, with its recordings and SMS rows (a connection of its
+    own: what an auditor would read)."""
+    out: dict[str, dict[str, Any] | None] = {}
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as pg:
+        for ch in channels:
+            row = pg.execute("SELECT * FROM calls WHERE linkedid = %s", (ch["id"],)).fetchone()
+            if row is not None:
+                row["recordings"] = pg.execute("SELECT * FROM recordings WHERE call_id = %s ORDER BY id",
+                                               (row["id"],)).fetchall()
+                row["sms"] = pg.execute("SELECT * FROM sms_outbox WHERE protocol = %s ORDER BY id",
+                                        (row["protocol"],)).fetchall() if row["protocol"] else []
+            out[ch["id"]] = row
+    return out
+
+
+async def wait_pg_final(url: str, channels: list[dict[str, Any]], timeout: float,
+                        sender: bool = True) -> dict[str, dict[str, Any] | None]:
+    """Until every call's row is final, its recordings settled and (``sender``: an SMS sender
+    runs) its SMS attempted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await asyncio.to_thread(pg_rows, url, channels)
+        done = all(r is not None and r["status"] in FINAL and r["ended_at"]
+                   and all(rec["state"] != "recording" for rec in r["recordings"])
+                   and (not sender or all(m["state"] not in ("pending", "sending") for m in r["sms"]))
+                   for r in rows.values())
+        if done or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.3)
+
+
+async def wait_pg_status(url: str, channel: dict[str, Any], statuses: set[str], timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    row = None
+    while time.monotonic() < deadline:
+        row = (await asyncio.to_thread(pg_rows, url, [channel]))[channel["id"]]
+        if row is not None and row["status"] in statuses:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"call {channel['id']} stayed {row and row['status']}, wanted {statuses}")
+
+
+OUTAGE_SECONDS = 7.0
+CALL_WAIT = 2.0
+
+
+async def test_postgresql_stopped_during_a_call_and_while_one_arrives(sandbox, app_config, pg_cluster, ami_events):
+    """PostgreSQL stopped (``pg_ctl stop -m immediate``: every connection cut) while a call is
+    recording, its hang-up inside the outage, and another call arriving in it; started again
+    ~7 s later.  What the callers heard, and what PostgreSQL says once it is back."""
+    from callproof.storage import connect_sync
+    from callproof.storage.audit import verify_chain_sync
+
+    from .harness import sha256_of
+    from .test_agi_calls import handoffs_of, heard_sequence
+
+    url = pg_cluster.new_database("outage")
+    # the throw-away cluster's synchronous_commit = off would lose the last commits to the
+    # immediate stop (a crash): what a production server, with the default "on", never does
+    pg_cluster.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET synchronous_commit = on")
+    config = pg_call_config(sandbox, app_config, url, call_wait_seconds=CALL_WAIT)
+    app = ObservedApplication(config)
+    async with running(app):
+        during = await place(sandbox, "11987120001", agent_seconds=5)  # hangs up inside the outage
+        await wait_pg_status(url, during, {"handed_off"})  # protocol given, recording running
+        await asyncio.to_thread(pg_cluster.pg_ctl, "stop", "-m", "immediate")
+        stopped = time.monotonic()
+        try:
+            arriving = await place(sandbox, "11987120002")
+            await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
+        finally:
+            await asyncio.to_thread(pg_cluster.pg_ctl, "start")
+        restarted = time.monotonic()
+        rows = await wait_pg_final(url, [during, arriving], timeout=60)
+        settled = time.monotonic() - restarted
+        journal = config.storage.journal_path
+        left_in_journal = journal.exists() and journal.stat().st_size > 0
+    first, second = rows[during["id"]], rows[arriving["id"]]
+    print(f"\n[pg outage {OUTAGE_SECONDS:g} s] rows final {settled:.1f} s after the restart; "
+          f"during: {first and (first['status'], first['error'], [r['state'] for r in first['recordings']])}; "
+          f"arriving: {second and (second['status'], second['protocol'], second['error'])}")
+    assert first is not None and second is not None, rows
+    # the call in progress: whole flow heard, hand-off with its protocol, completed, recording
+    # finalised (through the journal: its hang-up fell in the outage), one SMS
+    heard = heard_sequence(sandbox, during)
+    assert heard[0] == "consent" and heard.count("consent") == 1 and heard.count("protocol-is") == 1, heard
+    assert [h.get("Protocol") for h in handoffs_of(ami_events, during)] == [first["protocol"]]
+    assert first["status"] == "completed" and first["ended_at"], first
+    assert "disconnected" not in (first["hangup_cause"] or ""), first["hangup_cause"]
+    assert [r["state"] for r in first["recordings"]] == ["finalised"], first["recordings"]
+    rec = first["recordings"][0]
+    assert rec["sha256"] == sha256_of(Path(rec["path"])), rec
+    assert [(m["state"], m["attempts"]) for m in first["sms"]] == [("logged", 1)], first["sms"]
+    # the call that arrived in the outage: what a call does when SQLite is locked -- the
+    # announcement once and first, the caller routed (with the protocol whenever one could be
+    # allocated), the row written once PostgreSQL is back, final and truthful
+    heard2 = heard_sequence(sandbox, arriving)
+    assert heard2[:1] == ["consent"] and heard2.count("consent") == 1, heard2
+    handoffs = handoffs_of(ami_events, arriving)
+    assert len(handoffs) == 1, handoffs
+    assert second["status"] in FINAL and second["ended_at"], second
+    if second["protocol"]:
+        assert handoffs[0].get("Protocol") == second["protocol"]
+        assert [m["state"] for m in second["sms"]] == ["logged"], second["sms"]
+    else:
+        assert "storage_unavailable" in (second["error"] or ""), second
+        assert handoffs[0].get("Protocol", "") == ""
+    assert "disconnected" not in (second["hangup_cause"] or ""), second["hangup_cause"]
+    for r in second["recordings"]:
+        assert r["state"] == "finalised", r
+    assert not left_in_journal, "the journal was not brought in"
+    protocols = sorted(int(r["protocol"]) for r in (first, second) if r["protocol"])
+    assert protocols == list(range(protocols[0], protocols[0] + len(protocols))), "gap-free"
+    conn = connect_sync(url)
+    try:
+        assert verify_chain_sync(conn) is None
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def tcp_pg(pg_cluster):
+    """A cluster of its own that also listens on loopback TCP with a password: the classic AGI
+    script runs inside the sandbox's chroot (Debian's python3-psycopg there), which does not
+    see the socket's folder; the password comes from the secrets file, as an admin sets it.
+    (``pg_cluster`` first: it fails under CI, or skips, when PostgreSQL is not installed.)"""
+    import secrets
+
+    from tests.pg_cluster import start_cluster
+
+    password = secrets.token_urlsafe(18)
+    cluster = start_cluster(tcp_password=password)
+    try:
+        yield cluster, password
+    finally:
+        cluster.stop()
+
+
+async def test_classic_agi_and_fastagi_calls_on_postgresql(sandbox, app_config, tcp_pg, ami_events):
+    """One call through each dialplan-driven transport with ``[storage] url`` set: the rows,
+    protocols, recordings, SMS and audit are PostgreSQL's, as on SQLite."""
+    from callproof.agi_scripts.fastagi import FastAgiServer
+    from callproof.storage import connect_sync
+    from callproof.storage.audit import verify_chain_sync
+
+    from .agi_install import install_classic_agi
+    from .harness import sha256_of
+    from .test_agi_calls import fastagi_vars, handoffs_of
+    from .test_agi_calls import place as place_agi
+
+    cluster, password = tcp_pg
+    cluster.execute("CREATE DATABASE agi")
+    url = cluster.tcp_url("agi")
+    run_dir = sandbox.run_dir / f"pg-agi-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir()
+    secrets_file = run_dir / "secrets.env"
+    secrets_file.touch(mode=0o600)
+    secrets_file.write_text(f"CALLPROOF_STORAGE_PASSWORD={password}\n")
+    config_path = write_config(
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP}, storage={"url": url},
+        prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
+        protocol_reading={"repeat": 0, "replay_window_ms": 0})
+    config = load_sandbox_config(config_path)
+    assert config.storage.password == password  # from the secrets file beside the configuration
+    url = cluster.url("agi")  # what this test reads the rows with (the socket, no password)
+    wrapper = install_classic_agi(sandbox, config_path)
+    server = await FastAgiServer(config).start(port=0)
+    try:
+        calls = dict(zip(("agi", "fastagi"), await asyncio.gather(
+            place_agi(sandbox, "agi", "11987130001", {"CALLPROOF_APP": APP}),
+            place_agi(sandbox, "fastagi", "11987130002", {"CALLPROOF_APP": APP, **fastagi_vars(server)})),
+            strict=True))
+        rows = await wait_pg_final(url, list(calls.values()), timeout=90, sender=False)
+    finally:
+        await server.stop()
+        wrapper.unlink(missing_ok=True)  # later modules' fallback calls must not reach this database
+    for path, channel in calls.items():
+        row = rows[channel["id"]]
+        assert row is not None, (path, rows)
+        assert (row["status"], row["served_by"], row["consent_outcome"]) == ("completed", path, "finished"), (path, row)
+        assert [h.get("Protocol") for h in handoffs_of(ami_events, channel)] == [row["protocol"]], path
+        assert [r["state"] for r in row["recordings"]] == ["finalised"], (path, row["recordings"])
+        rec = row["recordings"][0]
+        assert rec["sha256"] == sha256_of(Path(rec["path"])), (path, rec)
+        # one SMS row per protocol, waiting for the sender of ``callproof run`` / ``callproof sms``
+        assert [m["state"] for m in row["sms"]] == ["pending"], (path, row["sms"])
+    year = rows[calls["agi"]["id"]]["protocol"][:4]
+    assert sorted(r["protocol"] for r in rows.values()) == [f"{year}{n:013d}" for n in (1, 2)]  # one sequence
+    conn = connect_sync(url)
+    try:
+        assert verify_chain_sync(conn) is None
+        actions = {a for (a,) in conn.execute("SELECT DISTINCT action FROM audit_log").fetchall()}
+    finally:
+        conn.close()
+    assert "recording.finalised" in actions, actions

@@ -185,3 +185,22 @@ async def test_a_cancellation_landing_as_the_step_ends_is_not_lost(db, monkeypat
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert went_on == []
+
+
+def test_a_postgresql_connection_the_server_dropped_fails_the_step_as_storage_trouble():
+    """On PostgreSQL setting the step's lock wait is a statement: during an outage it is the
+    first to meet the dropped connection, and must fail the step (the call goes on, its write
+    journalled), not escape as an error that fails the whole call."""
+    from callproof.storage.bounded import within
+    from callproof.storage.dialect import POSTGRESQL
+
+    class Dropped:
+        dialect = POSTGRESQL
+
+        def execute(self, sql, params=None):
+            raise sqlite3.OperationalError("disk I/O error: the PostgreSQL server is unreachable (server closed"
+                                           " the connection unexpectedly)")
+
+    with pytest.raises(StorageUnavailable) as raised:
+        within(Dropped(), time.monotonic() + 1, lambda conn: conn.execute("SELECT 1"))
+    assert raised.value.problem == "io_error"

@@ -3,7 +3,9 @@ masking, and the PostgreSQL migrations keeping up with SQLite's."""
 
 from __future__ import annotations
 
-from callproof.storage.pg import translate
+from psycopg.conninfo import conninfo_to_dict
+
+from callproof.storage.pg import translate, with_liveness
 from callproof.storage.pg_schema import load_pg_migrations
 from callproof.storage.pg_url import check_url, conninfo, masked
 from callproof.storage.schema import load_migrations
@@ -28,6 +30,12 @@ def test_passwords_are_masked_in_every_message():
     assert conninfo("postgresql://cp@db1/cp?sslmode=verify-full", "a b&c") == (
         "postgresql://cp@db1/cp?sslmode=verify-full&password=a%20b%26c")
     assert check_url("postgresql://cp@%2Fvar%2Frun%2Fpostgresql/cp") is None
+
+
+def test_a_connection_gives_up_on_a_silent_server_within_seconds_unless_the_url_says_otherwise():
+    params = conninfo_to_dict(with_liveness("postgresql://cp@db1/cp?connect_timeout=2&password=x"))
+    assert params["connect_timeout"] == "2" and params["password"] == "x"  # the URL's own kept
+    assert (params["keepalives"], params["keepalives_idle"], params["tcp_user_timeout"]) == ("1", "10", "15000")
 
 
 def test_the_postgresql_migrations_reach_the_same_version_as_sqlites():
@@ -103,3 +111,28 @@ def test_the_tables_without_an_id_column_are_the_ones_the_translation_knows(tmp_
     finally:
         conn.close()
     assert without_id == set(NOT_ID_KEYED)
+
+
+def test_a_calls_steps_set_their_lock_wait_once_not_a_round_trip_each(pg_cluster):
+    """Each bounded step sets its lock wait (what is left of the call's wait): on PostgreSQL a
+    statement, so it is rounded down to tenths of a second and sent only when it changes."""
+    from callproof.storage import connect_sync
+    from callproof.storage.dialect import POSTGRESQL
+
+    conn = connect_sync(pg_cluster.new_database("lockwait"))
+    sent: list[str] = []
+    execute = conn.execute
+    conn.execute = lambda sql, params=None: (sent.append(sql), execute(sql, params))[1]  # type: ignore[method-assign]
+    try:
+        for left_ms in (2999, 2990, 2951, 2900):
+            POSTGRESQL.set_lock_wait(conn, left_ms)
+        assert sent == ["SET lock_timeout = 2900"]
+        assert execute("SHOW lock_timeout").fetchone()[0] == "2900ms"
+        POSTGRESQL.set_lock_wait(conn, 40)  # under a tenth: as asked
+        execute("BEGIN")
+        POSTGRESQL.set_lock_wait(conn, 1500)  # inside a transaction: undone by its rollback ...
+        execute("ROLLBACK")
+        POSTGRESQL.set_lock_wait(conn, 1500)  # ... so set again after it
+        assert sent[1:] == ["SET lock_timeout = 40", "SET lock_timeout = 1500", "SET lock_timeout = 1500"]
+    finally:
+        conn.close()
