@@ -28,6 +28,7 @@ class Words:
 
     locale: str
     gettext: Callable[[str], str]
+    pgettext: Callable[[str, str], str]
     fmt: LocaleFormat
 
     @property
@@ -57,44 +58,70 @@ def words(report: Report, locale: str = "en") -> Words:
     """The words of ``locale`` (one of :data:`callproof.web.i18n.LOCALES`; ValueError otherwise)."""
     if locale not in LOCALES:
         raise ValueError(f"locale {locale!r}: one of {', '.join(LOCALES)}")
-    return Words(locale, translations(locale).gettext, LocaleFormat(locale, ZoneInfo(report.timezone)))
+    catalogue = translations(locale)
+    return Words(locale, catalogue.gettext, catalogue.pgettext, LocaleFormat(locale, ZoneInfo(report.timezone)))
 
 
 @dataclass(frozen=True)
 class Column:
     key: str  # stable: the CSV header and the JSON field
-    heading: str  # in the reader's language
+    heading: str  # in the reader's language, whole: the PDF's heading, the page's tooltip
     cell: Callable[[PeriodFigures], str]
+    group: str = ""  # the page groups its columns under a heading each ("Wait to agent") ...
+    short: str = ""  # ... and names each by what differs within the group ("median")
 
 
 def columns(report: Report, w: Words) -> list[Column]:
-    t, _ = report.targets, w.gettext
+    t, _, pgettext = report.targets, w.gettext, w.pgettext  # a short heading: "report" context
+    calls, wait, recordings = _("Calls"), _("Wait to agent"), _("Recordings")
+    requests, histories = _("Requests"), _("Histories")
+    hours, due, history_due = {"hours": t.sms_within_hours}, {"days": t.request_due_days}, \
+        {"days": t.history_due_days}
     cols = [
-        Column("calls", _("Calls"), lambda f: w.count(f.calls)),
-        Column("announcement_pct", _("Announcement in full"), lambda f: w.pct(f.announcement_pct)),
-        Column("protocol_pct", _("Protocol given"), lambda f: w.pct(f.protocol_pct)),
-        Column("sms_pct", _("Protocol SMS within %(hours)s h") % {"hours": t.sms_within_hours},
-               lambda f: w.pct(f.sms_pct)),
-        Column("wait_median_seconds", _("Wait to agent, median"), lambda f: w.seconds(f.wait_median)),
-        Column("wait_p95_seconds", _("Wait to agent, p95"), lambda f: w.seconds(f.wait_p95)),
+        Column("calls", _("Calls"), lambda f: w.count(f.calls), calls, pgettext("report", "number")),
+        Column("announcement_pct", _("Announcement in full"), lambda f: w.pct(f.announcement_pct), calls,
+               pgettext("report", "announcement in full")),
+        Column("protocol_pct", _("Protocol given"), lambda f: w.pct(f.protocol_pct), calls, pgettext("report", "protocol given")),
+        Column("sms_pct", _("Protocol SMS within %(hours)s h") % hours, lambda f: w.pct(f.sms_pct), calls,
+               pgettext("report", "protocol SMS ≤ %(hours)s h") % hours),
+        Column("wait_median_seconds", _("Wait to agent, median"), lambda f: w.seconds(f.wait_median), wait,
+               pgettext("report", "median")),
+        Column("wait_p95_seconds", _("Wait to agent, p95"), lambda f: w.seconds(f.wait_p95), wait, pgettext("report", "p95")),
     ]
     for i, threshold in enumerate(t.wait_thresholds):
-        cols.append(Column(f"answered_within_{threshold}s_pct",
-                           _("Answered within %(seconds)s s") % {"seconds": threshold}, _within(w, i)))
+        within = {"seconds": threshold}
+        cols.append(Column(f"answered_within_{threshold}s_pct", _("Answered within %(seconds)s s") % within,
+                           _within(w, i), wait, pgettext("report", "answered ≤ %(seconds)s s") % within))
     cols += [
-        Column("abandoned", _("Abandoned while waiting"), lambda f: w.count(f.abandoned)),
-        Column("recordings_kept", _("Recordings kept"), lambda f: w.count(f.recordings_kept)),
-        Column("recordings_deleted", _("Recordings deleted"), lambda f: w.count(f.recordings_deleted)),
-        Column("recordings_held", _("Recordings held"), lambda f: w.count(f.recordings_held)),
-        Column("requests_received", _("Requests received"), lambda f: w.count(f.requests_received)),
-        Column("requests_in_time", _("Requests delivered within %(days)s days") % {"days": t.request_due_days},
-               lambda f: w.count(f.requests_in_time)),
-        Column("requests_late", _("Requests late"), lambda f: w.count(f.requests_late)),
-        Column("histories_received", _("Histories requested"), lambda f: w.count(f.histories_received)),
-        Column("histories_in_time", _("Histories within %(days)s days") % {"days": t.history_due_days},
-               lambda f: w.count(f.histories_in_time)),
+        Column("abandoned", _("Abandoned while waiting"), lambda f: w.count(f.abandoned), wait, pgettext("report", "abandoned")),
+        Column("recordings_kept", _("Recordings kept"), lambda f: w.count(f.recordings_kept), recordings,
+               pgettext("report", "kept")),
+        Column("recordings_deleted", _("Recordings deleted"), lambda f: w.count(f.recordings_deleted), recordings,
+               pgettext("report", "deleted")),
+        Column("recordings_held", _("Recordings held"), lambda f: w.count(f.recordings_held), recordings,
+               pgettext("report", "held")),
+        Column("requests_received", _("Requests received"), lambda f: w.count(f.requests_received), requests,
+               pgettext("report", "received")),
+        Column("requests_in_time", _("Requests delivered within %(days)s days") % due,
+               lambda f: w.count(f.requests_in_time), requests, pgettext("report", "delivered ≤ %(days)s days") % due),
+        Column("requests_late", _("Requests late"), lambda f: w.count(f.requests_late), requests, pgettext("report", "late")),
+        Column("histories_received", _("Histories requested"), lambda f: w.count(f.histories_received),
+               histories, pgettext("report", "requested")),
+        Column("histories_in_time", _("Histories within %(days)s days") % history_due,
+               lambda f: w.count(f.histories_in_time), histories, pgettext("report", "≤ %(days)s days") % history_due),
     ]
     return cols
+
+
+def groups(cols: list[Column]) -> list[tuple[str, int]]:
+    """The page's upper heading row: each run of columns of one group, and its length."""
+    runs: list[tuple[str, int]] = []
+    for col in cols:
+        if runs and runs[-1][0] == col.group:
+            runs[-1] = (col.group, runs[-1][1] + 1)
+        else:
+            runs.append((col.group, 1))
+    return runs
 
 
 def _within(w: Words, i: int) -> Callable[[PeriodFigures], str]:

@@ -12,7 +12,7 @@ import jinja2
 from markupsafe import Markup
 
 from .figures import Report
-from .layout import Chart, Words, charts, columns, headings, subtitle, title, words
+from .layout import Chart, Words, charts, columns, groups, headings, subtitle, title, words
 
 BAR, GAP, HEIGHT, LEFT, TOP, BOTTOM = 10, 2, 120, 40, 22, 18
 
@@ -51,7 +51,8 @@ def _environment() -> jinja2.Environment:
 
 
 def _values(report: Report, w: Words) -> dict:
-    return {"title": title(report, w), "subtitle": subtitle(report, w), "columns": columns(report, w),
+    cols = columns(report, w)
+    return {"title": title(report, w), "subtitle": subtitle(report, w), "columns": cols, "groups": groups(cols),
             "months": report.months, "days": report.days, "total": report.total, "headings": headings(w),
             "period": w.period, "lang": w.lang, "charts": [svg(c) for c in charts(report, w)]}
 

@@ -138,8 +138,8 @@ def test_a_pt_br_html_body_speaks_portuguese(report: Report):
     assert "Relatório de conformidade de 01/10/2026 a 30/11/2026" in html
     assert "<h2>Por mês</h2>" in html and "<h2>Por dia</h2>" in html and "Chamadas por dia" in html
     assert cells(html, "2026-10")[:2] == ["4", "75,0%"] and cells(html, "total")[0] == "7"
-    assert '<th scope="row">05/10/2026</th>' in html  # a day's row named as Brazil writes it
-    assert '<th scope="row">Total</th>' in html
+    assert '<th scope="row" class="period">05/10/2026</th>' in html  # a day's row named as Brazil writes it
+    assert '<th scope="row" class="period">Total</th>' in html
     for english in ("Compliance report", "Per month", "Calls per day", "Wait to agent", "Recordings held"):
         assert english not in html, english
 
