@@ -59,7 +59,11 @@ def words(report: Report, locale: str = "en") -> Words:
     if locale not in LOCALES:
         raise ValueError(f"locale {locale!r}: one of {', '.join(LOCALES)}")
     catalogue = translations(locale)
-    return Words(locale, catalogue.gettext, catalogue.pgettext, LocaleFormat(locale, ZoneInfo(report.timezone)))
+
+    def pgettext(context: str, message: str) -> str:
+        return str(catalogue.pgettext(context, message))
+
+    return Words(locale, catalogue.gettext, pgettext, LocaleFormat(locale, ZoneInfo(report.timezone)))
 
 
 @dataclass(frozen=True)
@@ -81,19 +85,22 @@ def columns(report: Report, w: Words) -> list[Column]:
         Column("calls", _("Calls"), lambda f: w.count(f.calls), calls, pgettext("report", "number")),
         Column("announcement_pct", _("Announcement in full"), lambda f: w.pct(f.announcement_pct), calls,
                pgettext("report", "announcement in full")),
-        Column("protocol_pct", _("Protocol given"), lambda f: w.pct(f.protocol_pct), calls, pgettext("report", "protocol given")),
+        Column("protocol_pct", _("Protocol given"), lambda f: w.pct(f.protocol_pct), calls,
+               pgettext("report", "protocol given")),
         Column("sms_pct", _("Protocol SMS within %(hours)s h") % hours, lambda f: w.pct(f.sms_pct), calls,
                pgettext("report", "protocol SMS ≤ %(hours)s h") % hours),
         Column("wait_median_seconds", _("Wait to agent, median"), lambda f: w.seconds(f.wait_median), wait,
                pgettext("report", "median")),
-        Column("wait_p95_seconds", _("Wait to agent, p95"), lambda f: w.seconds(f.wait_p95), wait, pgettext("report", "p95")),
+        Column("wait_p95_seconds", _("Wait to agent, p95"), lambda f: w.seconds(f.wait_p95), wait,
+               pgettext("report", "p95")),
     ]
     for i, threshold in enumerate(t.wait_thresholds):
         within = {"seconds": threshold}
         cols.append(Column(f"answered_within_{threshold}s_pct", _("Answered within %(seconds)s s") % within,
                            _within(w, i), wait, pgettext("report", "answered ≤ %(seconds)s s") % within))
     cols += [
-        Column("abandoned", _("Abandoned while waiting"), lambda f: w.count(f.abandoned), wait, pgettext("report", "abandoned")),
+        Column("abandoned", _("Abandoned while waiting"), lambda f: w.count(f.abandoned), wait,
+               pgettext("report", "abandoned")),
         Column("recordings_kept", _("Recordings kept"), lambda f: w.count(f.recordings_kept), recordings,
                pgettext("report", "kept")),
         Column("recordings_deleted", _("Recordings deleted"), lambda f: w.count(f.recordings_deleted), recordings,
@@ -103,8 +110,10 @@ def columns(report: Report, w: Words) -> list[Column]:
         Column("requests_received", _("Requests received"), lambda f: w.count(f.requests_received), requests,
                pgettext("report", "received")),
         Column("requests_in_time", _("Requests delivered within %(days)s days") % due,
-               lambda f: w.count(f.requests_in_time), requests, pgettext("report", "delivered ≤ %(days)s days") % due),
-        Column("requests_late", _("Requests late"), lambda f: w.count(f.requests_late), requests, pgettext("report", "late")),
+               lambda f: w.count(f.requests_in_time), requests,
+               pgettext("report", "delivered ≤ %(days)s days") % due),
+        Column("requests_late", _("Requests late"), lambda f: w.count(f.requests_late), requests,
+               pgettext("report", "late")),
         Column("histories_received", _("Histories requested"), lambda f: w.count(f.histories_received),
                histories, pgettext("report", "requested")),
         Column("histories_in_time", _("Histories within %(days)s days") % history_due,

@@ -15,9 +15,9 @@ import pytest
 from pypdf import PdfReader
 
 from callproof.report.figures import Report
+from callproof.report.layout import charts, columns, headings, subtitle, title, words
 from callproof.report.render_data import render_csv, render_json
 from callproof.report.render_html import body, document
-from callproof.report.layout import charts, columns, headings, subtitle, title, words
 from callproof.report.render_pdf import render_pdf
 
 

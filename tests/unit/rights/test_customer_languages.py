@@ -10,6 +10,7 @@ import io
 import re
 from datetime import timedelta
 from html import unescape
+from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
@@ -74,7 +75,7 @@ def _world(tmp_path, language: str):
     ("eu", ("arretaren grabazioa", "Kaixo:", "esteka", "2026/03/13 14:00 arte")),
     ("gl", ("gravación da atención", "Ola:", "ligazón", "válida ata o 13/03/2026 14:00")),
 ])
-def test_the_email_goes_in_the_calls_co_official_language(tmp_path, fake_smtp, language, words):  # noqa: F811
+def test_the_email_goes_in_the_calls_co_official_language(tmp_path, fake_smtp, language, words):
     from callproof.rights.export import export_request_sync
 
     config, conn, rec, request_id = _world(tmp_path, language)
@@ -131,14 +132,13 @@ def test_the_history_speaks_the_language_of_the_customers_latest_call(history_wo
     conn.execute("UPDATE calls SET language = ? WHERE id = ?", (language, latest["call_id"]))
     subject = resolve_subject(config, CALLER)
     html_row = produce_history_sync(conn, config, subject, fmt="html", actor="a", now=NOW)
-    html = unescape(open(html_row["path"], encoding="utf-8").read())
+    html = unescape(Path(html_row["path"]).read_text(encoding="utf-8"))
     assert f'<html lang="{language}">' in html and title in html
     for word in words:
         assert word in html, (language, word)
     assert first["protocol"] in html and latest["protocol"] in html
     pdf_row = produce_history_sync(conn, config, subject, fmt="pdf", actor="a", now=NOW)
-    with open(pdf_row["path"], "rb") as handle:
-        text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(handle.read())).pages)
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(Path(pdf_row["path"]).read_bytes())).pages)
     assert title in text and words[0] in text
     for document in (html, text):
         assert english_in(re.sub(r"<[^>]+>", " ", document)) == [], language
@@ -149,8 +149,8 @@ def test_an_explicit_language_wins_and_an_unoffered_one_falls_back(history_world
     conn.execute("UPDATE calls SET language = 'eu' WHERE id = ?", (latest["call_id"],))
     subject = resolve_subject(config, CALLER)
     asked = produce_history_sync(conn, config, subject, fmt="html", actor="a", now=NOW, language="gl")
-    assert "Historial de atencións" in open(asked["path"], encoding="utf-8").read()
+    assert "Historial de atencións" in Path(asked["path"]).read_text(encoding="utf-8")
     # a deployment that does not offer Basque: the default language, not the call's
     narrow = dataclasses.replace(config, general=dataclasses.replace(config.general, languages=("pt_BR", "es")))
     fallback = produce_history_sync(conn, narrow, subject, fmt="html", actor="a", now=NOW)
-    assert "Histórico de atendimentos" in open(fallback["path"], encoding="utf-8").read()
+    assert "Histórico de atendimentos" in Path(fallback["path"]).read_text(encoding="utf-8")
