@@ -18,6 +18,7 @@ from .auth import actor, logged_in, redirect, requires
 from .context import ctx_of
 from .labels import status_label
 from .passwords import WeakPassword, check_password_strength, hash_password
+from .refusals import translated
 from .render import gettext_of, locale_of, render
 
 routes = web.RouteTableDef()
@@ -64,12 +65,12 @@ async def add_user(request: web.Request) -> web.StreamResponse:
         webauth.check_role(role)
         check_password_strength(password)
     except (ValueError, WeakPassword) as exc:
-        return await _users_page(request, status=400, error=_(str(exc)))
+        return await _users_page(request, status=400, error=translated(str(exc), _))
     encoded = await asyncio.to_thread(hash_password, password)
     try:
         await ctx.db.run(WebAuthRepo.create_user, username, encoded, role, actor=actor(request), at=ctx.now())
     except AlreadyExistsError as exc:
-        return await _users_page(request, status=409, error=str(exc))
+        return await _users_page(request, status=409, error=translated(str(exc), _))
     return redirect(f"/admin/users?{urlencode({'added': username, 'role': role})}")
 
 
@@ -86,7 +87,7 @@ async def disable_user(request: web.Request) -> web.StreamResponse:
         await ctx.db.run(WebAuthRepo.disable_user, webauth.check_username(username), actor=actor(request),
                          at=ctx.now())
     except (ValueError, NotFoundError) as exc:
-        return await _users_page(request, status=404, error=str(exc))
+        return await _users_page(request, status=404, error=translated(str(exc), _))
     return redirect(f"/admin/users?{urlencode({'disabled': username})}")
 
 
