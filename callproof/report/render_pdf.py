@@ -44,8 +44,11 @@ def _table(pdf, heading: str, first: str, cols: list[Column], rows: list[PeriodF
     pdf.set_font("DejaVu", "B", 11)
     pdf.cell(0, 7, heading, new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 6)
-    widths = [18] + [14.5] * len(cols)
-    with pdf.table(headings_style=FontFace(family="DejaVu", emphasis="BOLD", fill_color=(237, 242, 247)),
+    # the page's width shared out (277 mm inside the margins); headings a size smaller than the
+    # cells, so a long word of a translated heading ("Grabaciones", "Solicitações") fits its column
+    widths = [18] + [min(15.2, 259.0 / max(1, len(cols)))] * len(cols)
+    with pdf.table(headings_style=FontFace(family="DejaVu", emphasis="BOLD", size_pt=5.2,
+                                           fill_color=(237, 242, 247)),
                    line_height=3.2, padding=0.6, text_align="RIGHT", col_widths=widths, width=sum(widths)) as t:
         t.row([first] + [c.heading for c in cols])
         for f in rows:
