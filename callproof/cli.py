@@ -81,19 +81,38 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prompts_or_exit(config: Any) -> None:
+def _prompts_or_exit(config: Any, sources: Any) -> Any:
     """Every configured language has its prompt files (callproof/prompts/startup.py): a
-    language without them stops the service at start-up, not at a caller's first prompt."""
-    from .callflow.language_choice import any_menu
-    from .prompts import MissingPromptsError, PromptCatalogue, require_prompts
+    language without them stops the service at start-up, not at a caller's first prompt.
 
-    catalogue = PromptCatalogue(config.prompts.directory, default_language=config.general.default_language,
-                                languages=config.general.languages, custom_dir=config.prompts.custom_directory)
+    A jurisdiction's languages offered only where installed (``es``: ca, eu, gl) are left
+    out instead, with a note: the configuration returned is the one to serve calls with."""
+    from .callflow.language_choice import any_menu
+    from .config.jurisdictions import offered_if_installed
+    from .prompts import MissingPromptsError, PromptCatalogue, require_prompts
+    from .prompts.startup import leave_out_uninstalled
+
+    def catalogue_of(config: Any) -> PromptCatalogue:
+        return PromptCatalogue(config.prompts.directory, default_language=config.general.default_language,
+                               languages=config.general.languages, custom_dir=config.prompts.custom_directory)
+
+    catalogue = catalogue_of(config)
+    optional = offered_if_installed(sources.jurisdiction, sources.from_profile)
+    if optional:
+        config, left_out = leave_out_uninstalled(config, catalogue, optional, with_menu=any_menu(config))
+        for lang, files in left_out.items():
+            more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+            print(f"note: jurisdiction {sources.jurisdiction!r}: {lang} is not offered: its prompt files are "
+                  f"missing ({files[0]}{more}); run 'callproof prompts generate' (or record custom/{lang}/) "
+                  "and restart to offer it", file=sys.stderr)
+        if left_out:
+            catalogue = catalogue_of(config)
     try:
         require_prompts(catalogue, with_menu=any_menu(config))
     except MissingPromptsError as exc:
         print(f"callproof: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    return config
 
 
 def _database_named(config: Any) -> str:
@@ -104,9 +123,9 @@ def _database_named(config: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _load(args, talks_to_asterisk=True)
+    config, sources = _load_with_sources(args, talks_to_asterisk=True)
     _signing_key_or_exit(config)
-    _prompts_or_exit(config)
+    config = _prompts_or_exit(config, sources)
     setup_logging(config.logging.level, config.logging.format)
     from callproof.ari_app.app import Application
     from callproof.ari_app.logins import EXIT_LOGIN_REFUSED, LoginRefused
@@ -151,9 +170,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_fastagi(args: argparse.Namespace) -> int:
     """The FastAGI server (agi_scripts/fastagi.py) until SIGTERM/SIGINT."""
-    config = _load(args)
+    config, sources = _load_with_sources(args)
     _signing_key_or_exit(config)
-    _prompts_or_exit(config)
+    config = _prompts_or_exit(config, sources)
     setup_logging(config.logging.level, config.logging.format)
     from callproof.agi_scripts.fastagi import FastAgiServer
 

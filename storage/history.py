@@ -54,6 +54,7 @@ class HistoryCall(Row):
     ended_at: str | None
     status: str
     recording: str | None   # state of the newest recording, None when not recorded
+    language: str | None = None  # the language the call was served in (its document's, by default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ def collect_history_sync(conn: sqlite3.Connection, kind: str,
     requests on those calls or filed by the subject on other calls."""
     column = _CALL_COLUMN[kind]
     calls = fetch_all(conn.execute(
-        f"SELECT id, protocol, started_at, ended_at, status FROM calls WHERE {column} = ?"
+        f"SELECT id, protocol, started_at, ended_at, status, language FROM calls WHERE {column} = ?"
         " ORDER BY started_at, id", (key,)))
     protocols = [c["protocol"] for c in calls if c["protocol"]]
     for call in calls:

@@ -42,14 +42,22 @@ PROFILES: dict[str, Profile] = {
     },
     # Spain, Ley 10/2025: 3-minute wait, replies within 15 business days, co-official languages
     "es": {
-        # co-official languages (ca, eu, gl) join once their prompts and SMS texts ship
-        "general": {"timezone": "Europe/Madrid", "languages": ("es", "en"),
+        # Ley 10/2025: service in the co-official language the customer asks for where it is
+        # official.  ca, eu and gl are offered where their prompts are installed (OFFERED_IF_INSTALLED)
+        "general": {"timezone": "Europe/Madrid", "languages": ("es", "en", "ca", "eu", "gl"),
                     "default_language": "es", "phone_region": "ES"},
         # no retention figure: the law sets none (docs/compliance.md); the built-in classes stay
         "rights": {"request_due_days": 15, "history_due_days": 15},
         "compliance": {"wait_thresholds_seconds": (180,), "sms_within_hours": 24},
     },
 }
+
+#: Languages a profile's ``general.languages`` offers only where their prompt files are
+#: installed: ``callproof run`` and ``callproof fastagi`` leave out one whose prompts are
+#: missing, with a note, instead of refusing to start (callproof/prompts/startup.py).  A
+#: language named explicitly (``general.languages`` set in the file or the environment,
+#: ``default_language``, a ``[languages]`` rule or menu) is required as any other.
+OFFERED_IF_INSTALLED: dict[str, tuple[str, ...]] = {"es": ("ca", "eu", "gl")}
 
 KEY = "general.jurisdiction"
 ENV_NAME = "CALLPROOF_GENERAL_JURISDICTION"
@@ -69,6 +77,12 @@ def chosen_jurisdiction(data: Mapping[str, Any], env: Mapping[str, str]) -> str:
         raise ConfigError(KEY, f"unknown jurisdiction {name!r} (valid: {', '.join(PROFILES)}; "
                                "empty for none)")
     return name
+
+
+def offered_if_installed(name: str, from_profile: list[str]) -> tuple[str, ...]:
+    """The languages of jurisdiction ``name`` to offer only where installed: none when
+    ``general.languages`` was set explicitly (it is not among the keys the profile gave)."""
+    return OFFERED_IF_INSTALLED.get(name, ()) if "general.languages" in from_profile else ()
 
 
 def profile_defaults(name: str) -> Profile:

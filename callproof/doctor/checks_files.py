@@ -14,7 +14,7 @@ from callproof.prompts import MENU_PROMPTS, PromptCatalogue
 from callproof.prompts.catalogue import PromptNotFoundError
 
 from .access import R, W, Who, X, denied
-from .report import Result, fail, ok
+from .report import Result, fail, ok, warn
 
 #: The prompts a call needs in each language (the request IVR's are checked when it is reachable).
 CALL_PROMPTS = FLOW_PROMPTS
@@ -89,8 +89,15 @@ def _sound_file(root: Path, language: str, relative: str, digit: str) -> Path | 
     return None
 
 
-def check_prompts(config: Config, user: Who, asterisk_root: Path = Path("/")) -> list[Result]:
-    """Each configured language: its prompts and the ten digits exist and the service user can read them."""
+def check_prompts(config: Config, user: Who, asterisk_root: Path = Path("/"),
+                  optional: tuple[str, ...] = ()) -> list[Result]:
+    """Each configured language: its prompts and the ten digits exist and the service user can read them.
+
+    ``optional``: a jurisdiction's languages offered where installed (callproof/prompts/startup.py):
+    one without its files is a warning (the service starts without it), unless named explicitly."""
+    from callproof.prompts.language_names import explicitly_named
+
+    optional = tuple(lang for lang in optional if lang not in explicitly_named(config))
     catalogue = PromptCatalogue(config.prompts.directory, default_language=config.general.default_language,
                                 languages=config.general.languages, custom_dir=config.prompts.custom_directory)
     results = []
@@ -128,8 +135,12 @@ def check_prompts(config: Config, user: Who, asterisk_root: Path = Path("/")) ->
                    if core and all("Asterisk sound" in m for m in missing) else
                    f"callproof prompts generate (writes {config.prompts.directory}), or record "
                    f"custom/{language}/NAME.wav")
-            results.append(fail(f"prompts {language}", f"missing: {', '.join(missing[:4])}"
-                                f"{' ...' if len(missing) > 4 else ''}", fix))
+            found_missing = f"missing: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+            if language in optional:
+                results.append(warn(f"prompts {language}", f"{found_missing}; not offered to callers until"
+                                    " installed (the jurisdiction offers it where installed)", fix))
+            else:
+                results.append(fail(f"prompts {language}", found_missing, fix))
         elif unreadable:
             results.append(fail(f"prompts {language}", unreadable[0],
                                 f"make the prompts readable by {user.name} (chmod -R o+rX or chgrp it)"))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from callproof.config import DEFAULT_CONFIG, ConfigError, load_config_and_sources
+from callproof.config.jurisdictions import offered_if_installed
 from callproof.config.secrets_file import config_path
 from callproof.service_user import ServiceUserError
 
@@ -46,7 +47,8 @@ def run_checks(args: argparse.Namespace) -> list[Result]:
         return [ari, *ami]
 
     results.extend(asyncio.run(asterisk()))
-    results.extend(check_prompts(config, user, Path(args.asterisk_root)))
+    optional = offered_if_installed(sources.jurisdiction, sources.from_profile)
+    results.extend(check_prompts(config, user, Path(args.asterisk_root), optional))
     results.extend(check_storage(config, user))
     results.append(check_sms_backend(config))
     results.append(check_retention(config))

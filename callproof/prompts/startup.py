@@ -10,9 +10,12 @@ languages Asterisk ships no digits for); Asterisk's own core sounds are
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .catalogue import PromptCatalogue, PromptNotFoundError
+from .language_names import explicitly_named
 from .texts import CALL_PROMPTS, MENU_PROMPTS
 
 
@@ -56,3 +59,19 @@ def require_prompts(catalogue: PromptCatalogue, *, with_menu: bool) -> None:
     missing = missing_prompts(catalogue, with_menu=with_menu)
     if missing:
         raise MissingPromptsError(missing)
+
+
+def leave_out_uninstalled(config: Any, catalogue: PromptCatalogue, optional: Iterable[str], *,
+                          with_menu: bool) -> tuple[Any, dict[str, list[str]]]:
+    """``config`` without the ``optional`` languages (a jurisdiction's, offered where
+    installed) whose prompt files are missing, and those languages with their missing files.
+
+    A language the configuration names explicitly (``default_language``, a ``[languages]``
+    rule or menu) is never left out: :func:`require_prompts` then requires it."""
+    named = explicitly_named(config)
+    candidates = [lang for lang in optional if lang in config.general.languages and lang not in named]
+    missing = missing_prompts(catalogue, with_menu=with_menu, languages=candidates)
+    if not missing:
+        return config, {}
+    kept = tuple(lang for lang in config.general.languages if lang not in missing)
+    return dataclasses.replace(config, general=dataclasses.replace(config.general, languages=kept)), missing

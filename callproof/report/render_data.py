@@ -1,6 +1,11 @@
 """The report as data: CSV (one row per month, then per day, with the formatted cells a
-spreadsheet user reads) and JSON (the counts themselves, and the derived figures, for
-anything that computes further)."""
+spreadsheet user reads, in the report's locale) and JSON (the counts themselves, and the
+derived figures, for anything that computes further; the same in every locale).
+
+Both keep stable machine-readable keys: the CSV's header is the columns' ``key`` (the JSON's
+field names), ``period`` is the ISO day or month (or ``total``'s range) and ``kind`` is
+``month``, ``day`` or ``total``, whatever the language.  Only the cells follow the locale
+(``75.0%`` in en, ``75,0 %`` in es)."""
 
 from __future__ import annotations
 
@@ -9,14 +14,14 @@ import io
 import json
 
 from .figures import PeriodFigures, Report
-from .layout import columns
+from .layout import columns, words
 
 
-def render_csv(report: Report) -> str:
-    cols = columns(report)
+def render_csv(report: Report, locale: str = "en") -> str:
+    cols = columns(report, words(report, locale))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["period", "kind"] + [c.heading for c in cols])
+    writer.writerow(["period", "kind"] + [c.key for c in cols])
     for kind, rows in (("month", report.months), ("day", report.days), ("total", [report.total])):
         for f in rows:
             writer.writerow([f.label, kind] + [c.cell(f) for c in cols])

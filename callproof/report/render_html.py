@@ -12,7 +12,7 @@ import jinja2
 from markupsafe import Markup
 
 from .figures import Report
-from .layout import Chart, charts, columns, subtitle, title
+from .layout import Chart, Words, charts, columns, groups, headings, subtitle, title, words
 
 BAR, GAP, HEIGHT, LEFT, TOP, BOTTOM = 10, 2, 120, 40, 22, 18
 
@@ -32,7 +32,7 @@ def svg(chart: Chart) -> Markup:
     step = 1 if n <= 31 else 7
     for i, (label, value) in enumerate(zip(chart.labels, chart.values, strict=True)):
         x = LEFT + i * (BAR + GAP)
-        shown = "—" if value is None else (f"{value:.1f} %" if chart.percent else f"{value:g}")
+        shown = chart.shown[i]
         if value is not None:
             h = HEIGHT * min(value, top) / top
             parts.append(f'<rect x="{x}" y="{TOP + HEIGHT - h:.1f}" width="{BAR}" height="{h:.1f}" fill="#2b6cb0">'
@@ -50,15 +50,21 @@ def _environment() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def _values(report: Report) -> dict:
-    return {"title": title(report), "subtitle": subtitle(report), "columns": columns(report),
-            "months": report.months, "days": report.days, "total": report.total,
-            "charts": [svg(c) for c in charts(report)]}
+def _values(report: Report, w: Words) -> dict:
+    cols = columns(report, w)
+    return {"title": title(report, w), "subtitle": subtitle(report, w), "columns": cols, "groups": groups(cols),
+            "months": report.months, "days": report.days, "total": report.total, "headings": headings(w),
+            "period": w.period, "lang": w.lang, "charts": [svg(c) for c in charts(report, w)]}
 
 
-def body(report: Report) -> Markup:
-    return Markup(_environment().get_template("compliance_body.html").render(**_values(report)))
+def body(report: Report, locale: str = "en") -> Markup:
+    """The report's section, in ``locale`` (the web page's: en, pt_BR, es)."""
+    w = words(report, locale)
+    return Markup(_environment().get_template("compliance_body.html").render(**_values(report, w)))
 
 
-def document(report: Report) -> str:
-    return _environment().get_template("compliance_document.html").render(body=body(report), **_values(report))
+def document(report: Report, locale: str = "en") -> str:
+    """A whole HTML page of the report, in ``locale``."""
+    w = words(report, locale)
+    return _environment().get_template("compliance_document.html").render(body=body(report, locale),
+                                                                           **_values(report, w))

@@ -4,12 +4,10 @@ daily table.  Landscape A4: the table has a column per figure."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from callproof.rights.history import find_fonts
 
 from .figures import PeriodFigures, Report
-from .layout import Chart, Column, charts, columns, subtitle, title
+from .layout import Chart, Column, Words, charts, columns, headings, subtitle, title, words
 
 BLUE = (43, 108, 176)
 
@@ -40,43 +38,48 @@ def _chart(pdf, chart: Chart, x: float, y: float, w: float, h: float) -> None:
             pdf.cell(slot + 2, 3, label[-2:], align="C")
 
 
-def _table(pdf, heading: str, first: str, cols: list[Column], rows: list[PeriodFigures]) -> None:
+def _table(pdf, heading: str, first: str, cols: list[Column], rows: list[PeriodFigures], w: Words) -> None:
     from fpdf.fonts import FontFace
 
     pdf.set_font("DejaVu", "B", 11)
     pdf.cell(0, 7, heading, new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 6)
-    widths = [18] + [14.5] * len(cols)
-    with pdf.table(headings_style=FontFace(family="DejaVu", emphasis="BOLD", fill_color=(237, 242, 247)),
+    # the page's width shared out (277 mm inside the margins); headings a size smaller than the
+    # cells, so a long word of a translated heading ("Grabaciones", "Solicitações") fits its column
+    widths = [18] + [min(15.2, 259.0 / max(1, len(cols)))] * len(cols)
+    with pdf.table(headings_style=FontFace(family="DejaVu", emphasis="BOLD", size_pt=5.2,
+                                           fill_color=(237, 242, 247)),
                    line_height=3.2, padding=0.6, text_align="RIGHT", col_widths=widths, width=sum(widths)) as t:
         t.row([first] + [c.heading for c in cols])
         for f in rows:
-            t.row([f.label] + [c.cell(f) for c in cols])
+            t.row([w.period(f)] + [c.cell(f) for c in cols])
     pdf.ln(3)
 
 
-def render_pdf(report: Report) -> bytes:
+def render_pdf(report: Report, locale: str = "en") -> bytes:
+    """The report as a PDF in ``locale`` (the web page's: en, pt_BR, es)."""
     from fpdf import FPDF
 
+    w = words(report, locale)
     regular, bold = find_fonts()
     pdf = FPDF(orientation="L", unit="mm", format="A4")
-    pdf.set_title(title(report))
+    pdf.set_title(title(report, w))
+    pdf.set_lang(w.lang)
     pdf.set_creator("callproof")
     pdf.add_font("DejaVu", "", str(regular))
     pdf.add_font("DejaVu", "B", str(bold))
     pdf.set_auto_page_break(auto=True, margin=12)
     pdf.add_page()
     pdf.set_font("DejaVu", "B", 15)
-    pdf.cell(0, 8, title(report), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 8, title(report, w), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", "", 9)
-    pdf.cell(0, 6, subtitle(report), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 6, subtitle(report, w), new_x="LMARGIN", new_y="NEXT")
     y = pdf.get_y() + 2
-    for i, chart in enumerate(charts(report)):
+    for i, chart in enumerate(charts(report, w)):
         _chart(pdf, chart, 10 + (i % 2) * 140, y + (i // 2) * 52, 130, 38)
     pdf.set_fill_color(255, 255, 255)  # the bars' blue would otherwise fill the tables' cells
     pdf.set_xy(10, y + 2 * 52 + 2)
-    cols = columns(report)
-    total = replace(report.total, label="Total")
-    _table(pdf, "Per month", "Month", cols, [*report.months, total])
-    _table(pdf, "Per day", "Day", cols, report.days)
+    cols, names = columns(report, w), headings(w)
+    _table(pdf, *names["months"], cols, [*report.months, report.total], w)
+    _table(pdf, *names["days"], cols, report.days, w)
     return bytes(pdf.output())

@@ -111,7 +111,8 @@ def add_rights_commands(sub, load) -> None:
     add_identifier(hi, "customer_code", "the deployment's customer code")
     hi.add_argument("--format", choices=("pdf", "html"), default="pdf")
     hi.add_argument("--out", metavar="FILE", help="write here (default: a new file under [rights] history_dir)")
-    hi.add_argument("--language", help="document language (default: [general] default_language)")
+    hi.add_argument("--language", help="document language: pt_BR, es, en, ca, eu or gl (default: the"
+                                       " customer's latest call's, else [general] default_language)")
     hi.add_argument("--json", action="store_true")
     by(hi, "who asked for it")
     hi.set_defaults(func=bind(cmd_history))

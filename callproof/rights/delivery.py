@@ -35,36 +35,10 @@ from callproof.storage.timefmt import parse_db_time, to_db_time
 from .export import latest_export_sync
 from .links import IssuedLink, issue_link_sync, redact_link_tokens, revoke_link_sync
 from .requests import normalise_deliver_to
+from .texts import EMAIL_TEXTS
 
 VIA = ("sms", "email")
 DELIVERABLE_STATES = frozenset({"exported", "delivered"})
-
-# The e-mail text per language: only the company, the protocols, the call time,
-# the link and its validity (no other personal data in a mail).
-EMAIL_TEXTS: dict[str, dict[str, str]] = {
-    "pt_BR": {
-        "subject": "{company}: gravação do atendimento, protocolo {protocol}",
-        "body": ("Olá,\n\nA gravação do seu atendimento de protocolo {protocol} ({call_time}) está"
-                 " disponível para download neste link:\n\n{url}\n\nO link é válido até {expires}"
-                 " e pode ser usado até {max_downloads} vezes. Protocolo da sua solicitação:"
-                 " {request_protocol}.\n\n{company}\n"),
-    },
-    "es": {
-        "subject": "{company}: grabación de la atención, protocolo {protocol}",
-        "body": ("Hola,\n\nLa grabación de su atención con protocolo {protocol} ({call_time}) está"
-                 " disponible para descargar en este enlace:\n\n{url}\n\nEl enlace es válido hasta"
-                 " {expires} y puede usarse hasta {max_downloads} veces. Protocolo de su solicitud:"
-                 " {request_protocol}.\n\n{company}\n"),
-    },
-    "en": {
-        "subject": "{company}: recording of your call, protocol {protocol}",
-        "body": ("Hello,\n\nThe recording of your call with protocol {protocol} ({call_time}) can be"
-                 " downloaded from this link:\n\n{url}\n\nThe link is valid until {expires} and can be"
-                 " used up to {max_downloads} times. Your request's protocol: {request_protocol}.\n\n"
-                 "{company}\n"),
-    },
-}
-
 
 class DeliveryError(Exception):
     """A delivery refused before anything was sent (no export, wrong state, bad

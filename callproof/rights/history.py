@@ -35,6 +35,7 @@ from callproof.storage.timefmt import parse_db_time, to_db_time
 
 from .deadlines import due_at
 from .identity import identity_hash_for, mask_cpf, normalise_cpf, normalise_customer_code
+from .texts import HISTORY_LABELS, HISTORY_TIME_FORMAT, HISTORY_TIME_FORMATS, HISTORY_WORDS
 
 __all__ = [
     "FORMATS",
@@ -137,70 +138,13 @@ def collect_history_sync(db: SyncDatabase, subject: HistorySubject) -> HistoryDa
 
 # -- rendering ---------------------------------------------------------------
 
-_LABELS = {
-    "pt_BR": {
-        "title": "Histórico de atendimentos", "customer": "Cliente", "generated": "Emitido em",
-        "document": "Documento", "due": "Prazo de entrega", "calls": "Atendimentos",
-        "protocol": "Protocolo", "date": "Data", "situation": "Situação", "recording": "Gravação",
-        "requests": "Solicitações de gravação", "request_protocol": "Protocolo da solicitação",
-        "call_protocol": "Protocolo do atendimento", "received": "Recebida", "request_due": "Prazo",
-        "state": "Situação", "none": "Nenhum registro.", "closed": "Concluída em",
-        "footer": "Datas no fuso horário {tz}. Documento gerado automaticamente; SHA-256 registrado.",
-    },
-    "es": {
-        "title": "Historial de atenciones", "customer": "Cliente", "generated": "Emitido el",
-        "document": "Documento", "due": "Plazo de entrega", "calls": "Atenciones",
-        "protocol": "Protocolo", "date": "Fecha", "situation": "Situación", "recording": "Grabación",
-        "requests": "Solicitudes de grabación", "request_protocol": "Protocolo de la solicitud",
-        "call_protocol": "Protocolo de la atención", "received": "Recibida", "request_due": "Plazo",
-        "state": "Estado", "none": "Sin registros.", "closed": "Cerrada el",
-        "footer": "Fechas en la zona horaria {tz}. Documento generado automáticamente; SHA-256 registrado.",
-    },
-    "en": {
-        "title": "Contact history", "customer": "Customer", "generated": "Issued",
-        "document": "Document", "due": "Due by", "calls": "Calls",
-        "protocol": "Protocol", "date": "Date", "situation": "Status", "recording": "Recording",
-        "requests": "Recording requests", "request_protocol": "Request protocol",
-        "call_protocol": "Call protocol", "received": "Received", "request_due": "Due",
-        "state": "State", "none": "No records.", "closed": "Closed",
-        "footer": "Times in time zone {tz}. Generated automatically; SHA-256 recorded.",
-    },
-}
-
-_WORDS = {
-    "pt_BR": {
-        "completed": "concluído", "handed_off": "transferido ao atendente", "recording": "em andamento",
-        "protocol_given": "protocolo informado", "protocol_reading": "protocolo informado",
-        "abandoned_in_consent": "encerrado pelo cliente", "abandoned_in_protocol": "encerrado pelo cliente",
-        "consent_playing": "em andamento", "failed": "falha técnica",
-        "finalised": "disponível", "deleted": "excluída (prazo de guarda)", "missing": "indisponível",
-        "needs_identity_check": "aguardando confirmação de identidade", "received": "recebida",
-        "exported": "preparada", "delivered": "entregue", "refused": "recusada", None: "—",
-    },
-    "es": {
-        "completed": "finalizada", "handed_off": "transferida al agente", "recording": "en curso",
-        "protocol_given": "protocolo informado", "protocol_reading": "protocolo informado",
-        "abandoned_in_consent": "finalizada por el cliente", "abandoned_in_protocol": "finalizada por el cliente",
-        "consent_playing": "en curso", "failed": "fallo técnico",
-        "finalised": "disponible", "deleted": "eliminada (plazo de conservación)", "missing": "no disponible",
-        "needs_identity_check": "pendiente de verificar identidad", "received": "recibida",
-        "exported": "preparada", "delivered": "entregada", "refused": "rechazada", None: "—",
-    },
-    "en": {
-        "completed": "completed", "handed_off": "handed to an agent", "recording": "in progress",
-        "protocol_given": "protocol given", "protocol_reading": "protocol given",
-        "abandoned_in_consent": "ended by the caller", "abandoned_in_protocol": "ended by the caller",
-        "consent_playing": "in progress", "failed": "technical failure",
-        "finalised": "available", "deleted": "deleted (retention period)", "missing": "unavailable",
-        "needs_identity_check": "awaiting identity check", "received": "received",
-        "exported": "prepared", "delivered": "delivered", "refused": "refused", None: "—",
-    },
-}
-
-
-def _language(config: Config, language: str | None) -> str:
-    for lang in (language, config.general.default_language):
-        if lang in _LABELS:
+def _language(config: Config, language: str | None, data: HistoryData | None = None) -> str:
+    """The document's language: the one asked for, else the subject's latest call's (as its
+    prompts and SMS were), else ``[general] default_language``; English without a text."""
+    latest = next((c.language for c in reversed(data.calls) if c.language), None) if data else None
+    for lang in (language, latest if latest in config.general.languages else None,
+                 config.general.default_language):
+        if lang in HISTORY_LABELS:
             return lang
     return "en"
 
@@ -208,25 +152,26 @@ def _language(config: Config, language: str | None) -> str:
 def _view(config: Config, subject: HistorySubject, data: HistoryData, meta: dict[str, Any],
           language: str | None) -> dict[str, Any]:
     """Everything the templates print, already formatted as local text."""
-    lang = _language(config, language)
+    lang = _language(config, language, data)
     tz = config.general.tz
-    words = _WORDS[lang]
+    words = HISTORY_WORDS[lang]
+    time_format = HISTORY_TIME_FORMATS.get(lang, HISTORY_TIME_FORMAT)
 
     def when(value: str | None) -> str:
-        return parse_db_time(value).astimezone(tz).strftime("%d/%m/%Y %H:%M") if value else "—"
+        return parse_db_time(value).astimezone(tz).strftime(time_format) if value else "—"
 
     def word(value: str | None) -> str:
         return words.get(value, value or "—")
 
     return {
         "lang": lang.replace("_", "-"),
-        "l": _LABELS[lang],
+        "l": HISTORY_LABELS[lang],
         "company": config.general.company_name,
         "subject": subject.display,
         "document": f"#{meta['id']}",
         "generated": when(meta["received_at"]),
         "due": when(meta["due_at"]),
-        "footer": _LABELS[lang]["footer"].format(tz=config.general.timezone),
+        "footer": HISTORY_LABELS[lang]["footer"].format(tz=config.general.timezone),
         "calls": [{"protocol": c["protocol"] or "—", "date": when(c["started_at"]), "status": word(c["status"]),
                    "recording": word(c.recording)} for c in data.calls],
         "requests": [{"request_protocol": r["request_protocol"], "call_protocol": r["protocol"],

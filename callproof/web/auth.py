@@ -131,8 +131,10 @@ async def check_csrf(request: web.Request, session: dict) -> None:
     """Raise 403 unless the POSTed form carries this session's CSRF token."""
     form = await request.post()
     if not csrf_ok(session["csrf_token"], form.get("csrf_token")):
-        raise web.HTTPForbidden(text="Forbidden: the form's security token is missing or stale. "
-                                     "Reload the page and try again.")
+        from .render import gettext_of  # render imports this module
+        _ = gettext_of(request)
+        raise web.HTTPForbidden(text=_("Forbidden: the form's security token is missing or stale."
+                                       " Reload the page and try again."))
 
 
 def session_of(request: web.Request) -> dict | None:
@@ -168,7 +170,9 @@ def requires(role: str) -> Callable[[Handler], Handler]:
             if session is None:
                 if request.method == "GET":
                     raise web.HTTPSeeOther(f"/login?next={_quote_next(request.rel_url.path_qs)}")
-                raise web.HTTPUnauthorized(text="Unauthorized: log in first.")
+                from .render import gettext_of  # render imports this module
+                _ = gettext_of(request)
+                raise web.HTTPUnauthorized(text=_("Unauthorized: log in first."))
             if request.method == "POST":
                 await check_csrf(request, session)
             if ROLE_LEVELS.get(session["role"], 0) < level:

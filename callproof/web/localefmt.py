@@ -9,7 +9,7 @@ without anything losing precision (a test or a script reads the attribute).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 
 from babel import Locale
 from babel.dates import format_skeleton, format_time
@@ -65,24 +65,39 @@ class LocaleFormat:
             return Markup("")
         return Markup('<data value="{}">{}</data>').format(value, self.number_text(value, digits))
 
-    def percent(self, ratio: float | None, digits: int = 1) -> Markup:
-        """A ratio (0.953) as a percentage (``95,3 %`` in pt_BR and es, ``95.3%`` in en)."""
-        if ratio is None:
-            return Markup("")
+    def percent_text(self, ratio: float, digits: int = 1) -> str:
+        """A ratio (0.953) as the locale writes a percentage: ``95,3 %`` (es), ``95,3%`` (pt_BR),
+        ``95.3%`` (en)."""
         babel_locale = self._babel
         pattern = str(babel_locale.percent_formats[None].pattern)  # "#,##0%" (pt), "#,##0 %" (es)
         if digits:
             pattern = pattern.replace("0", "0." + "0" * digits, 1)
-        text = format_percent(ratio, format=pattern, locale=babel_locale)
-        return Markup('<data value="{}">{}</data>').format(ratio, text)
+        return format_percent(ratio, format=pattern, locale=babel_locale)
+
+    def percent(self, ratio: float | None, digits: int = 1) -> Markup:
+        """A ratio (0.953) as a percentage (``95,3 %`` in pt_BR and es, ``95.3%`` in en)."""
+        if ratio is None:
+            return Markup("")
+        return Markup('<data value="{}">{}</data>').format(ratio, self.percent_text(ratio, digits))
+
+    def seconds_text(self, value: float | int, digits: int = 0) -> str:
+        """A duration in seconds as the locale's short unit (``12 s``, ``12 sec``)."""
+        pattern = "#,##0" + ("." + "0" * digits if digits else "")
+        return format_unit(value, "duration-second", length="short", format=pattern, locale=self._babel)
 
     def seconds(self, value: float | int | None, digits: int = 0) -> Markup:
         """A duration in seconds as the locale's short unit (``12 s``, ``12,5 s``)."""
         if value is None:
             return Markup("")
-        pattern = "#,##0" + ("." + "0" * digits if digits else "")
-        text = format_unit(value, "duration-second", length="short", format=pattern, locale=self._babel)
-        return Markup('<data value="{}">{}</data>').format(value, text)
+        return Markup('<data value="{}">{}</data>').format(value, self.seconds_text(value, digits))
+
+    def month_text(self, year: int, month: int) -> str:
+        """A month as the locale writes it in a table (``10/2026``)."""
+        return format_skeleton("yMM", date(year, month, 1), locale=self._babel)
+
+    def day_text(self, day: date) -> str:
+        """A calendar day (no time, no zone): ``05/10/2026`` (pt_BR), ``5/10/2026`` (es), ``10/5/2026`` (en)."""
+        return format_skeleton("yMMdd", day, locale=self._babel)
 
     def days(self, value: int | None) -> Markup:
         """A whole number of days (``3 d``, ``3 días``, ``3 dias``)."""

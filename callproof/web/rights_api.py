@@ -30,7 +30,7 @@ class InputError(Exception):
     ``not_found``: the thing referred to (call, request) does not exist.  A message of this
     module is a catalogue entry with ``%(name)s`` placeholders filled from ``values``
     (``str()`` is the English; ``in_language`` the reader's); one passed on from the rights
-    modules is shown as they wrote it."""
+    modules is translated by its wording (callproof/web/refusals.py), else shown as written."""
 
     def __init__(self, message: str, *, not_found: bool = False, values: Mapping[str, Any] | None = None):
         self.message, self.values = message, dict(values or {})
@@ -38,8 +38,13 @@ class InputError(Exception):
         self.not_found = not_found
 
     def in_language(self, gettext: Callable[[str], str]) -> str:
+        if self.values:
+            return gettext(self.message) % self.values
         translated = gettext(self.message)
-        return translated % self.values if self.values else translated
+        if translated != self.message:
+            return translated
+        from .refusals import translated as refusal  # one passed on from the rights modules
+        return refusal(self.message, gettext)
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import date
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from callproof.storage import AlreadyExistsError, NotFoundError, webauth
+from callproof.storage.report import ReportTooLarge
 from callproof.storage.sync import AuditRepo, HoldsRepo, WebAuthRepo
 
 from .auth import actor, logged_in, redirect, requires
 from .context import ctx_of
 from .labels import status_label
 from .passwords import WeakPassword, check_password_strength, hash_password
-from .render import gettext_of, render
+from .refusals import translated
+from .render import gettext_of, locale_of, render
 
 routes = web.RouteTableDef()
 
@@ -62,12 +65,12 @@ async def add_user(request: web.Request) -> web.StreamResponse:
         webauth.check_role(role)
         check_password_strength(password)
     except (ValueError, WeakPassword) as exc:
-        return await _users_page(request, status=400, error=_(str(exc)))
+        return await _users_page(request, status=400, error=translated(str(exc), _))
     encoded = await asyncio.to_thread(hash_password, password)
     try:
         await ctx.db.run(WebAuthRepo.create_user, username, encoded, role, actor=actor(request), at=ctx.now())
     except AlreadyExistsError as exc:
-        return await _users_page(request, status=409, error=str(exc))
+        return await _users_page(request, status=409, error=translated(str(exc), _))
     return redirect(f"/admin/users?{urlencode({'added': username, 'role': role})}")
 
 
@@ -84,7 +87,7 @@ async def disable_user(request: web.Request) -> web.StreamResponse:
         await ctx.db.run(WebAuthRepo.disable_user, webauth.check_username(username), actor=actor(request),
                          at=ctx.now())
     except (ValueError, NotFoundError) as exc:
-        return await _users_page(request, status=404, error=str(exc))
+        return await _users_page(request, status=404, error=translated(str(exc), _))
     return redirect(f"/admin/users?{urlencode({'disabled': username})}")
 
 
@@ -124,12 +127,15 @@ def _details(text: str | None) -> str:
 _DOWNLOADS = {"csv": "text/csv; charset=utf-8", "json": "application/json", "pdf": "application/pdf"}
 
 
-def _day(request: web.Request, name: str, default: date) -> date:
-    """The ``from``/``to`` query value as a local day; ValueError naming the field."""
+def _day(request: web.Request, name: str, default: date, _: Callable[[str], str]) -> date:
+    """The ``from``/``to`` query value as a local day; ValueError naming the field, in the
+    reader's language."""
     text = request.query.get(name, "").strip()
     if not text:
         return default
-    problem = ValueError(f"{name.capitalize()}: not a date YYYY-MM-DD: {text[:40]!r}")
+    field = _("From") if name == "from" else _("To")
+    problem = ValueError(_("%(field)s: not a date YYYY-MM-DD: %(value)s") % {"field": field,
+                                                                             "value": repr(text[:40])})
     if len(text) != 10:
         raise problem
     try:
@@ -138,9 +144,19 @@ def _day(request: web.Request, name: str, default: date) -> date:
         raise problem from None
 
 
-def _as_form(message: str) -> str:
-    """The period errors name the CLI's options; on the page they name the form's fields."""
-    return message.replace("--from", "From").replace("--to", "To")
+def _period(request: web.Request, today: date, _: Callable[[str], str]) -> tuple[date, date]:
+    """The form's period (default: this month so far), refused in the reader's language when
+    backwards or longer than a report covers (the CLI's checks: callproof/report/figures.py)."""
+    from callproof.report.figures import MAX_DAYS
+
+    first, last = _day(request, "from", today.replace(day=1), _), _day(request, "to", today, _)
+    if last < first:
+        raise ValueError(_("To %(last)s is before From %(first)s") % {"first": first, "last": last})
+    if (days := (last - first).days + 1) > MAX_DAYS:
+        raise ValueError(_("From %(first)s to %(last)s spans %(days)s days; a report covers at most %(most)s:"
+                           " ask for a shorter period") % {"first": first, "last": last, "days": days,
+                                                             "most": MAX_DAYS})
+    return first, last
 
 
 @routes.get("/admin/report")
@@ -155,22 +171,27 @@ async def compliance_report(request: web.Request) -> web.StreamResponse:
 
     ctx = ctx_of(request)
     now = ctx.now()
+    locale = locale_of(request)  # the page's language: the downloads speak it too
     today = now.astimezone(ctx.config.general.tz).date()
     fmt = request.query.get("format", "")
     fmt = fmt if fmt in _DOWNLOADS else "html"
+    _ = gettext_of(request)
     try:
-        first, last = _day(request, "from", today.replace(day=1)), _day(request, "to", today)
+        first, last = _period(request, today, _)
         report = await ctx.db.run(read_report, ctx.config, first, last, now)
     except ValueError as exc:  # a bad day, a backwards or too long period, too many rows
-        return await render(request, "report.html", status=400, error=_as_form(str(exc)), body="",
+        error = str(exc) if not isinstance(exc, ReportTooLarge) else \
+            _("The period holds more rows than one report reads: ask for a shorter period.")
+        return await render(request, "report.html", status=400, error=error, body="",
                             first=request.query.get("from", "")[:10], last=request.query.get("to", "")[:10])
     await ctx.db.run(AuditRepo.append, "report.viewed", actor(request), now,
-                     details={"from": first.isoformat(), "to": last.isoformat(), "format": fmt})
+                     details={"from": first.isoformat(), "to": last.isoformat(), "format": fmt,
+                              "locale": locale})
     if fmt in _DOWNLOADS:
-        data = await asyncio.to_thread(render_report, report, fmt)
+        data = await asyncio.to_thread(render_report, report, fmt, locale)
         return web.Response(body=data, headers={
             "Content-Type": _DOWNLOADS[fmt],
             "Content-Disposition": f'attachment; filename="compliance-{first}-{last}.{fmt}"'})
-    html = await asyncio.to_thread(body, report)  # a year of days is a large table: not on the loop
+    html = await asyncio.to_thread(body, report, locale)  # a year of days is a large table: not on the loop
     return await render(request, "report.html", error=None, body=html, first=first.isoformat(),
                         last=last.isoformat())

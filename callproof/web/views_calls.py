@@ -18,6 +18,7 @@ from . import rights_api
 from .auth import actor, requires
 from .context import ctx_of
 from .filesend import open_plaintext, parse_range, send, unsatisfiable
+from .labels import status_label
 from .recfiles import UnsafeFile, file_inside, is_protocol
 from .render import gettext_of, not_found, render
 
@@ -101,7 +102,9 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
     row = await ctx.db.run(RecordingsRepo.latest_for_protocol, protocol)
     if row is None or row["state"] != "finalised":
         state = row["state"] if row else "none"
-        raise web.HTTPNotFound(text=f"No playable recording for protocol {protocol} (state: {state}).")
+        _ = gettext_of(request)
+        raise web.HTTPNotFound(text=_("No playable recording for protocol %(protocol)s (state: %(state)s).")
+                               % {"protocol": protocol, "state": status_label(_, state) if row else _("none")})
     encrypted = row.get("encryption") == "encrypted"
     try:  # this node's root, or the shared store once the recording's node moved it there
         where, stored = locate(row, ctx.config)
@@ -110,7 +113,7 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
     try:
         path = await asyncio.to_thread(file_inside, where, stored)
     except FileNotFoundError:
-        raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
+        raise web.HTTPNotFound(text=_not_on_disk(request, protocol)) from None
     except UnsafeFile:
         # Not the path in the log line: a recording's file name carries the caller's number.
         await _refuse(request, row, protocol, "path outside the recordings root")
@@ -119,7 +122,7 @@ async def _serve_recording(request: web.Request, *, download: bool) -> web.Strea
     except (AgeError, ValueError) as exc:
         await _refuse(request, row, protocol, f"cannot be decrypted here: {exc}")
     except OSError:
-        raise web.HTTPNotFound(text=f"The recording of protocol {protocol} is not on disk.") from None
+        raise web.HTTPNotFound(text=_not_on_disk(request, protocol)) from None
     if encrypted != opened.encrypted:  # the row and the file disagree: someone changed one
         opened.close()
         await _refuse(request, row, protocol, "the file is not what its row says (encrypted or not)")
@@ -148,7 +151,13 @@ async def _refuse(request: web.Request, row: dict, protocol: str, why: str) -> N
     log.error("refusing to serve recording %s of %s: %s", row["id"], protocol, why)
     await ctx.db.run(AuditRepo.append, "recording.refused", actor(request), ctx.now(), protocol=protocol,
                      subject=f"recording:{row['id']}", details={"why": why})
-    raise web.HTTPNotFound(text=f"The recording of protocol {protocol} cannot be served.")
+    _ = gettext_of(request)
+    raise web.HTTPNotFound(text=_("The recording of protocol %(protocol)s cannot be served.") % {"protocol": protocol})
+
+
+def _not_on_disk(request: web.Request, protocol: str) -> str:
+    _ = gettext_of(request)
+    return _("The recording of protocol %(protocol)s is not on disk.") % {"protocol": protocol}
 
 
 @routes.get(r"/calls/{protocol:[0-9]{17}}/audio")

@@ -2,10 +2,13 @@
 
 * ``callproof report compliance`` (a subprocess) writes a PDF from a database seeded through
   the real storage (tests/report_seed.py); poppler's ``pdftoppm`` renders its first page and
-  the PNG must show the charts' bars (not a blank page); ``pdftotext`` reads its figures.
+  the PNG must show the charts' bars (not a blank page); ``pdftotext`` reads its figures, and
+  those of the same report with ``--locale es`` in Spanish.
 * ``callproof web`` serves /admin/report to a real headless Chromium: an admin sees the
   hand-worked figures and four drawn charts with no Content Security Policy refusal in
-  the console; a viewer gets the 403 page.  Screenshots: test-artifacts/screenshots/report-*.png.
+  the console, and at 1280x800 the daily table fits the page (no sideways scrolling), in
+  English and in Spanish (the browser asking for it); a viewer gets the 403 page.
+  Screenshots: test-artifacts/screenshots/report-*.png.
 * Two calls through the sandbox Asterisk: the report of their day counts two more calls, two
   more protocols given, than before them.
 """
@@ -101,13 +104,49 @@ def test_the_cli_pdf_renders_through_poppler_with_its_charts_and_figures(seeded,
     kept.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / "page1.png", kept / "report-pdf-page1.png")
 
-    text = subprocess.run([poppler("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, text=True,
-                          check=True, timeout=120).stdout
-    assert "Compliance report 2026-10-01 to 2026-11-30" in text
-    october = next(line for line in text.splitlines() if line.strip().startswith("2026-10 "))
-    assert october.split()[1:4] == ["4", "75.0", "%"]  # calls, announcement in full
+    def pdftotext(path: Path) -> str:
+        return subprocess.run([poppler("pdftotext"), "-layout", str(path), "-"], capture_output=True, text=True,
+                              check=True, timeout=120).stdout
+
+    text = pdftotext(pdf)
+    assert "Compliance report 10/1/2026 to 11/30/2026" in text
+    october = next(line for line in text.splitlines() if line.strip().startswith("10/2026 "))
+    assert october.split()[1:3] == ["4", "75.0%"]  # calls, announcement in full
     total = next(line for line in text.splitlines() if line.strip().startswith("Total "))
     assert total.split()[1] == "7"
+
+    # the same report for a Spanish reader: its words and its numbers, the figures unchanged
+    spanish = tmp_path / "informe.pdf"
+    done = report_cli(config_path, "--from", "2026-10-01", "--to", "2026-11-30", "--locale", "es",
+                      "--out", str(spanish))
+    assert done.returncode == 0, done.stderr
+    text = pdftotext(spanish)
+    assert "Informe de cumplimiento del 1/10/2026 al 30/11/2026" in text
+    assert "Llamadas por día" in text and "Por mes" in text and "Por día" in text
+    october = next(line for line in text.splitlines() if line.strip().startswith("10/2026 "))
+    assert october.split()[1:4] == ["4", "75,0", "%"]
+    assert "Compliance" not in text and "Per day" not in text
+
+
+_FITS = """() => {
+  const doc = document.documentElement, wrap = document.querySelector('#days').parentElement;
+  const card = document.querySelector('main .card').getBoundingClientRect();
+  const table = document.querySelector('#days').getBoundingClientRect();
+  return {pageScroll: doc.scrollWidth, pageWidth: doc.clientWidth, wrapScroll: wrap.scrollWidth,
+          wrapWidth: wrap.clientWidth, tableRight: table.right, cardRight: card.right,
+          columns: document.querySelectorAll('#days thead th[data-key]').length};
+}"""
+
+
+async def fits_at_1280(page, label: str) -> dict:
+    """At 1280 px the page does not scroll sideways and neither does the daily table: its
+    17 figures' columns end inside the card."""
+    found = await page.evaluate(_FITS)
+    assert found["columns"] == 17, (label, found)
+    assert found["pageScroll"] <= found["pageWidth"], (label, found)
+    assert found["wrapScroll"] <= found["wrapWidth"], (label, found)
+    assert found["tableRight"] <= found["cardRight"], (label, found)
+    return found
 
 
 async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded, tmp_path):
@@ -117,7 +156,7 @@ async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded,
     add_web_user(config_path, ADMIN, "admin", ADMIN_PW)
     add_web_user(config_path, VIEWER, "viewer", VIEWER_PW)
     async with web_server(config_path, port, tmp_path / "web.log") as base, chromium() as browser:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
         page = await context.new_page()
         console_errors: list[str] = []
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
@@ -133,12 +172,12 @@ async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded,
         october = await page.locator('#months tr[data-period="2026-10"] td').all_inner_texts()
         november = await page.locator('#months tr[data-period="2026-11"] td').all_inner_texts()
         total = await page.locator('#months tr[data-period="total"] td').all_inner_texts()
-        headings = await page.locator("#months thead th").all_text_contents()
-        figures = {h: (o, n, t) for h, o, n, t in zip(headings[1:], october, november, total, strict=True)}
+        headings = await page.locator("#months thead th[data-key]").evaluate_all("els => els.map(e => e.title)")
+        figures = {h: (o, n, t) for h, o, n, t in zip(headings, october, november, total, strict=True)}
         assert figures["Calls"] == ("4", "3", "7")
-        assert figures["Protocol SMS within 24 h"] == ("66.7 %", "50.0 %", "60.0 %")
-        assert figures["Wait to agent, median"] == ("75 s", "150 s", "90 s")
-        assert figures["Answered within 60 s"] == ("33.3 %", "50.0 %", "40.0 %")
+        assert figures["Protocol SMS within 24 h"] == ("66.7%", "50.0%", "60.0%")
+        assert figures["Wait to agent, median"] == ("75 sec", "150 sec", "90 sec")
+        assert figures["Answered within 60 s"] == ("33.3%", "50.0%", "40.0%")
         assert figures["Recordings held"] == ("1", "2", "3")
         assert figures["Requests late"] == ("1", "1", "2")
         charts = page.locator("svg.chart")
@@ -149,15 +188,33 @@ async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded,
         # the bars the browser drew: 5 Oct's calls bar is the full height of its chart
         bar = page.locator("svg.chart").first.locator("rect", has=page.locator("title", has_text="2026-10-05: 4"))
         assert (await bar.bounding_box())["height"] > 100
+        await fits_at_1280(page, "en")
         await screenshot(page, "report-compliance")
         # (the browser's own /favicon.ico 404 is a console error too: only CSP refusals count here)
         assert [m for m in console_errors if "Content Security Policy" in m] == []
+
+        # a Spanish reader (the browser asks for es): Spanish words and numbers, and it still fits
+        spanish = await (await browser.new_context(viewport={"width": 1280, "height": 800}, locale="es-ES",
+                                                   extra_http_headers={"Accept-Language": "es-ES,es;q=0.9"})
+                         ).new_page()
+        await login_in_browser(spanish, base, ADMIN, ADMIN_PW)
+        await spanish.goto(f"{base}/admin/report?from=2026-10-01&to=2026-11-30")
+        assert "Informe de cumplimiento del 1/10/2026 al 30/11/2026" in await spanish.inner_text("h1")
+        headings = await spanish.locator("#months thead th[data-key]").evaluate_all("els => els.map(e => e.title)")
+        october = await spanish.locator('#months tr[data-period="2026-10"] td').all_inner_texts()
+        figures = dict(zip(headings, october, strict=True))
+        groups = await spanish.locator("#months thead tr.groups th").all_inner_texts()
+        assert groups == ["Mes", "Llamadas", "Espera al agente", "Grabaciones", "Solicitudes", "Historiales"]
+        assert figures["Llamadas"] == "4" and figures["SMS del protocolo en 24 h"] == "66,7\u00a0%"
+        assert await spanish.locator('#days tr[data-period="2026-10-05"] th').inner_text() == "5/10/2026"
+        await fits_at_1280(spanish, "es")
+        await screenshot(spanish, "report-compliance-es-1280")
 
         await page.goto(f"{base}/admin/report?from=2026-11-02&to=2026-11-01")
         assert "To 2026-11-01 is before From 2026-11-02" in await page.inner_text("[role=alert]")
         await screenshot(page, "report-bad-period")
 
-        viewer = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+        viewer = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
         await login_in_browser(viewer, base, VIEWER, VIEWER_PW)
         assert await viewer.locator('nav a[href="/admin/report"]').count() == 0
         response = await viewer.goto(f"{base}/admin/report?from=2026-10-01&to=2026-11-30")
@@ -174,7 +231,8 @@ async def test_the_web_page_in_chromium_shows_the_figures_and_the_charts(seeded,
         conn.close()
     assert audit.returncode == 0, audit.stdout + audit.stderr
     viewed = [json.loads(d) for a, act, d in rows if act == "report.viewed" and a == f"web:{ADMIN}"]
-    assert {"from": "2026-10-01", "to": "2026-11-30", "format": "html"} in viewed
+    assert {"from": "2026-10-01", "to": "2026-11-30", "format": "html", "locale": "en"} in viewed
+    assert {"from": "2026-10-01", "to": "2026-11-30", "format": "html", "locale": "es"} in viewed
     assert [(a, json.loads(d)["path"]) for a, act, d in rows if act == "web.forbidden"] == \
         [(f"web:{VIEWER}", "/admin/report")]
 

@@ -107,6 +107,20 @@ def test_prompts_missing_then_present(tmp_path):
     assert present == ok("prompts pt_BR", "2 prompts and 10 digits, readable by svc")
 
 
+def test_a_jurisdictions_language_offered_where_installed_is_a_warning_not_a_failure(tmp_path):
+    """Profile ``es`` offers gl where installed: doctor warns that callers are not offered it
+    (the service starts without it); once named explicitly (the default language), it fails."""
+    mine = Who("svc", os.getuid(), frozenset({os.getgid()}))
+    config = _config(tmp_path, general=dataclasses.replace(Config().general, languages=("pt_BR", "gl")))
+    generate_prompts(config.prompts.directory)
+    results = {r.check: r for r in check_prompts(config, mine, tmp_path, ("ca", "eu", "gl"))}
+    assert results["prompts pt_BR"].status == "OK"
+    assert results["prompts gl"].status == "WARN" and "not offered to callers until installed" in \
+        results["prompts gl"].detail and "custom/gl/" in results["prompts gl"].fix
+    named = dataclasses.replace(config, general=dataclasses.replace(config.general, default_language="gl"))
+    assert {r.check: r for r in check_prompts(named, mine, tmp_path, ("gl",))}["prompts gl"].status == "FAIL"
+
+
 def test_core_digits_missing_name_the_sounds_package(tmp_path):
     mine = Who("svc", os.getuid(), frozenset({os.getgid()}))
     config = _config(tmp_path, general=dataclasses.replace(Config().general, languages=("pt_BR", "es"),

@@ -30,11 +30,11 @@ def test_json_to_a_file_with_the_seeded_figures_and_an_audit_entry(cfg, seeded_c
     conn = sqlite3.connect(seeded_config.storage.database)
     actor, details = conn.execute("SELECT actor, details FROM audit_log WHERE action = 'report.viewed'").fetchone()
     assert actor == "ana"
-    assert json.loads(details) == {"from": "2026-10-01", "to": "2026-11-30", "format": "json"}
+    assert json.loads(details) == {"from": "2026-10-01", "to": "2026-11-30", "format": "json", "locale": "en"}
 
 
 @pytest.mark.parametrize(("suffix", "magic"), [("pdf", b"%PDF-"), ("html", b"<!doctype html>"),
-                                               ("csv", b"period,kind,Calls")])
+                                               ("csv", b"period,kind,calls,")])
 def test_the_format_follows_the_files_suffix(cfg, tmp_path, suffix, magic):
     out = tmp_path / f"r.{suffix}"
     assert run(cfg, "--from", "2026-10-01", "--to", "2026-10-31", "--out", str(out)) == 0
@@ -44,8 +44,23 @@ def test_the_format_follows_the_files_suffix(cfg, tmp_path, suffix, magic):
 def test_csv_to_standard_output_by_default(cfg, capsysbinary):
     assert run(cfg, "--from", "2026-10-05", "--to", "2026-10-05") == 0
     lines = capsysbinary.readouterr().out.decode().splitlines()
-    assert lines[0].startswith("period,kind,Calls,")
-    assert lines[1].startswith("2026-10,month,4,75.0 %,")
+    assert lines[0].startswith("period,kind,calls,announcement_pct,protocol_pct,sms_pct,")
+    assert lines[1].startswith("2026-10,month,4,75.0%,")
+
+
+def test_the_locale_option_translates_the_words_and_the_numbers_not_the_keys(cfg, seeded_config, capsysbinary):
+    assert run(cfg, "--from", "2026-10-05", "--to", "2026-10-05", "--locale", "es") == 0
+    lines = capsysbinary.readouterr().out.decode().splitlines()
+    assert lines[0].startswith("period,kind,calls,announcement_pct,")  # the keys: the same in every locale
+    assert lines[1].startswith('2026-10,month,4,"75,0\u00a0%",')  # Spanish numbers
+    conn = sqlite3.connect(seeded_config.storage.database)
+    (details,) = conn.execute("SELECT details FROM audit_log WHERE action = 'report.viewed'").fetchone()
+    assert json.loads(details)["locale"] == "es"
+
+
+def test_an_unknown_locale_is_refused_naming_the_option(cfg, capsys):
+    assert run(cfg, "--from", "2026-10-05", "--to", "2026-10-05", "--locale", "fr") == 2
+    assert "--locale 'fr': one of en, pt_BR, es" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("args", "named"), [

@@ -16,7 +16,7 @@ from babel.messages.pofile import read_po
 from callproof.web.i18n import LOCALE_DIR, LOCALES, po_path
 
 REPO = Path(__file__).resolve().parents[3]
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2), "N_": None}
 # names, not words: the same in every language
 NAMES = frozenset({"callproof", "sha", "SMS", "PDF", "CSV", "JSON"})  # names, the same in every language
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sdr]")
@@ -26,16 +26,22 @@ def _extracted() -> set[str | tuple[str, ...]]:
     with (REPO / "babel.cfg").open() as handle:
         method_map, options_map = parse_mapping_cfg(handle)
     found: set[str | tuple[str, ...]] = set()
-    for _file, _line, message, _comments, _context in extract_from_dir(
+    for _file, _line, message, _comments, context in extract_from_dir(
             str(REPO), method_map, options_map, keywords=KEYWORDS):
-        found.add(message if isinstance(message, str) else tuple(message))
+        msgid = message if isinstance(message, str) else tuple(message)
+        found.add((context, msgid) if context else msgid)  # type: ignore[arg-type]
     return found
 
 
 def _ids(path: Path) -> dict[str | tuple[str, ...], object]:
     with path.open("rb") as handle:
         catalog = read_po(handle)
-    return {(m.id if isinstance(m.id, str) else tuple(m.id)): m for m in catalog if m.id}
+    ids: dict[str | tuple[str, ...], object] = {}
+    for m in catalog:
+        if m.id:
+            msgid = m.id if isinstance(m.id, str) else tuple(m.id)
+            ids[(m.context, msgid) if m.context else msgid] = m  # type: ignore[index]
+    return ids
 
 
 def test_the_template_is_what_pybabel_extracts_now():

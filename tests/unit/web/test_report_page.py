@@ -36,7 +36,7 @@ async def test_an_admin_sees_the_figures_and_the_view_is_audited(site):
     html = await resp.text()
     assert resp.status == 200, html
     # the fixture's own call is today's: outside the seeded period
-    assert cells(html, "2026-10")[:3] == ["4", "75.0 %", "75.0 %"]
+    assert cells(html, "2026-10")[:3] == ["4", "75.0%", "75.0%"]
     assert cells(html, "total")[0] == "7"
     assert html.count("<svg") == 4 and "Calls per day" in html
     assert "<script" not in html and "style=" not in html and not re.search(r"\son[a-z]+=", html)
@@ -44,11 +44,11 @@ async def test_an_admin_sees_the_figures_and_the_view_is_audited(site):
     assert "default-src 'self'" in csp and "unsafe-inline" not in csp
     assert 'href="/admin/report?from=2026-10-01&amp;to=2026-11-30&amp;format=pdf"' in html
     assert site.audit("report.viewed") == [{"actor": "web:ada", "protocol": None, "subject": None, "details": {
-        "from": "2026-10-01", "to": "2026-11-30", "format": "html"}}]
+        "from": "2026-10-01", "to": "2026-11-30", "format": "html", "locale": "en"}}]
 
 
 @pytest.mark.parametrize(("fmt", "content_type", "magic"), [
-    ("pdf", "application/pdf", b"%PDF-"), ("csv", "text/csv", b"period,kind,Calls"),
+    ("pdf", "application/pdf", b"%PDF-"), ("csv", "text/csv", b"period,kind,calls,"),
     ("json", "application/json", b"{"),
 ])
 async def test_downloads_are_attachments_and_audited_with_their_format(site, fmt, content_type, magic):
@@ -81,7 +81,7 @@ async def test_without_a_session_the_report_goes_to_the_login_page(site):
     ("from=2026-10-xx&to=2026-11-30", "From: not a date YYYY-MM-DD: &#39;2026-10-xx&#39;"),
     ("from=2026-10-01&to=30/11/2026", "To: not a date YYYY-MM-DD: &#39;30/11/2026&#39;"),
     ("from=2026-11-02&to=2026-11-01", "To 2026-11-01 is before From 2026-11-02"),
-    ("from=2024-01-01&to=2026-11-30", "From 2024-01-01 To 2026-11-30 spans 1065 days"),
+    ("from=2024-01-01&to=2026-11-30", "From 2024-01-01 to 2026-11-30 spans 1065 days"),
 ])
 async def test_a_bad_period_is_a_400_naming_the_field_and_is_not_a_report(site, query, message):
     await login(site.client, "ada")
@@ -100,3 +100,32 @@ async def test_the_nav_links_the_report_for_admins_only(site):
     site.client.session.cookie_jar.clear()
     await login(site.client, "vera")
     assert 'href="/admin/report"' not in await (await site.client.get("/search")).text()
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("from=2026-10-xx&to=2026-11-30", "Desde: no es una fecha AAAA-MM-DD: &#39;2026-10-xx&#39;"),
+    ("from=2026-11-02&to=2026-11-01", "Hasta 2026-11-01 es anterior a Desde 2026-11-02"),
+    ("from=2024-01-01&to=2026-11-30", "Del 2024-01-01 al 2026-11-30 hay 1065 días"),
+])
+async def test_a_bad_period_is_refused_in_the_readers_language(site, query, message):
+    await login(site.client, "ada")
+    resp = await site.client.get(f"/admin/report?{query}", headers={"Accept-Language": "es-ES,es;q=0.9"})
+    assert resp.status == 400
+    assert message in await resp.text()
+
+
+async def test_the_page_and_its_downloads_speak_the_readers_language(site):
+    """The browser asks for Portuguese: the report's words and numbers are Brazil's, on the page
+    and in the CSV; the CSV's keys and the JSON stay as they are; the audit names the locale."""
+    await login(site.client, "ada")
+    headers = {"Accept-Language": "pt-BR,pt;q=0.9,en;q=0.5"}
+    html = await (await site.client.get(PERIOD, headers=headers)).text()
+    assert "Relatório de conformidade de 01/10/2026 a 30/11/2026" in html and "Chamadas por dia" in html
+    assert cells(html, "2026-10")[:3] == ["4", "75,0%", "75,0%"]
+    assert "Calls per day" not in html and "Per month" not in html
+    csv_text = await (await site.client.get(f"{PERIOD}&format=csv", headers=headers)).text()
+    assert csv_text.startswith("period,kind,calls,announcement_pct,")
+    assert csv_text.splitlines()[1].startswith('2026-10,month,4,"75,0%",')
+    data = await (await site.client.get(f"{PERIOD}&format=json", headers=headers)).json()
+    assert data["total"]["calls"] == 7 and data["total"]["sms_pct"] == 60.0
+    assert [e["details"]["locale"] for e in site.audit("report.viewed")] == ["pt_BR"] * 3
