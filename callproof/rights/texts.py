@@ -171,3 +171,56 @@ HISTORY_WORDS: dict[str, dict[str | None, str]] = {
         "exported": "preparada", "delivered": "entregada", "refused": "rexeitada", None: "—",
     },
 }
+
+#: what the customer's download link (``/d/<token>``, callproof/web/public.py) answers when it
+#: cannot give the file: in the call's language (as the e-mail), else the browser's
+LINK_TEXTS: dict[str, dict[str, str]] = {
+    "pt_BR": {
+        "invalid": "Este link de download não é válido.",
+        "gone": "Este link de download não é mais válido (expirou ou já foi usado o número máximo de vezes)."
+                " Peça um novo.",
+        "unavailable": "Esta gravação não está mais disponível. Peça um novo link.",
+        "rate_limited": "Muitas tentativas. Tente novamente mais tarde.",
+        "range": "O trecho pedido não existe neste arquivo.",
+    },
+    "es": {
+        "invalid": "Este enlace de descarga no es válido.",
+        "gone": "Este enlace de descarga ya no es válido (ha caducado o ya se ha usado el número máximo de"
+                " veces). Pida uno nuevo.",
+        "unavailable": "Esta grabación ya no está disponible. Pida un enlace nuevo.",
+        "rate_limited": "Demasiados intentos. Vuelva a intentarlo más tarde.",
+        "range": "El fragmento pedido no existe en este archivo.",
+    },
+    "en": {
+        "invalid": "This download link is not valid.",
+        "gone": "This download link is no longer valid (it has expired or been used the most times allowed)."
+                " Ask for a new one.",
+        "unavailable": "This recording is no longer available. Ask for a new link.",
+        "rate_limited": "Too many requests. Try again later.",
+        "range": "Requested range not satisfiable.",
+    },
+    "ca": {
+        "invalid": "Aquest enllaç de baixada no és vàlid.",
+        "gone": "Aquest enllaç de baixada ja no és vàlid (ha caducat o ja s'ha fet servir el nombre màxim de"
+                " vegades). Demaneu-ne un de nou.",
+        "unavailable": "Aquest enregistrament ja no està disponible. Demaneu un enllaç nou.",
+        "rate_limited": "Massa intents. Torneu-ho a provar més tard.",
+        "range": "El fragment demanat no existeix en aquest fitxer.",
+    },
+    "eu": {
+        "invalid": "Deskarga-esteka hau ez da baliozkoa.",
+        "gone": "Deskarga-esteka honek ez du balio jada (iraungi egin da edo gehienezko aldiz erabili da)."
+                " Eskatu beste bat.",
+        "unavailable": "Grabazio hau ez dago eskuragarri jada. Eskatu beste esteka bat.",
+        "rate_limited": "Saiakera gehiegi. Saiatu berriro geroago.",
+        "range": "Eskatutako zatia ez dago fitxategi honetan.",
+    },
+    "gl": {
+        "invalid": "Esta ligazón de descarga non é válida.",
+        "gone": "Esta ligazón de descarga xa non é válida (caducou ou xa se usou o número máximo de veces)."
+                " Solicite unha nova.",
+        "unavailable": "Esta gravación xa non está dispoñible. Solicite unha ligazón nova.",
+        "rate_limited": "Demasiados intentos. Ténteo de novo máis tarde.",
+        "range": "O fragmento pedido non existe neste ficheiro.",
+    },
+}

@@ -14,6 +14,9 @@ ignored: every GET gets the bytes it asked for, so none can skip the count.
 
 A refusal answers with a short plain message and nothing about why beyond
 "invalid" or "no longer valid": the audit log has the detail, the public does not.
+The message is in the customer's language (customer.py): the call's, as the e-mail that
+carried the link, once the token's signature holds; before that (a forged or malformed
+token, an address over its rate limit) the browser's ``Accept-Language``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ..encryption.errors import AgeError
 from ..rights.links import LinkError, parse_token, resolve_token_sync, token_digest
 from .auth import client_remote
 from .context import ctx_of
+from .customer import html_lang, link_language, link_text
 from .filesend import open_plaintext, send
 from .filesend import parse_range as _range
 from .recfiles import UnsafeFile, file_inside
@@ -44,6 +48,16 @@ def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> web
                         headers=headers)
 
 
+def _refuse(request: web.Request, status: int, key: str, call_language: str | None = None,
+            headers: dict[str, str] | None = None) -> web.Response:
+    """A refusal in the customer's language, saying which (``Content-Language``)."""
+    language = link_language(ctx_of(request).config, call_language, request.headers.get("Accept-Language"))
+    response = _plain(status, link_text(language, key), headers)
+    response.headers["Content-Language"] = html_lang(language)
+    response.headers["Vary"] = "Accept-Language"
+    return response
+
+
 @routes.get("/d/{token}")  # HEAD too (aiohttp adds it to a GET route)
 async def download(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
@@ -52,17 +66,17 @@ async def download(request: web.Request) -> web.StreamResponse:
     wait = ctx.limiter.check(remote, "download")
     if wait:
         ctx.refusals.add("download.rate_limited", remote, ctx.now())
-        return _plain(429, "Too many requests. Try again later.", {"Retry-After": str(wait)})
+        return _refuse(request, 429, "rate_limited", headers={"Retry-After": str(wait)})
     if len(token) > MAX_TOKEN_CHARS or not token.isascii():
         ctx.refusals.add("download.malformed", remote, ctx.now())
-        return _plain(403, "This download link is not valid.")
+        return _refuse(request, 403, "invalid")
     try:
         parse_token(ctx.config.rights.link_secret, token)
     except LinkError as exc:  # anyone can make these: counted, not written one by one
         ctx.refusals.add(f"download.{exc.reason}", remote, ctx.now())
-        return _plain(403, "This download link is not valid.")
+        return _refuse(request, 403, "invalid")
 
-    export_path = await ctx.db.run(_export_path_of, ctx.config, token, ctx.now())
+    export_path, language = await ctx.db.run(_export_path_of, ctx.config, token, ctx.now())
     size = None
     if export_path is not None:  # the plaintext's size: an export is encrypted at rest
         size = await asyncio.to_thread(_plaintext_size, export_path, ctx.identities())
@@ -73,18 +87,18 @@ async def download(request: web.Request) -> web.StreamResponse:
                                         remote=remote, count=counts)
     except LinkError as exc:
         if exc.reason in GONE_REASONS:
-            return _plain(410, "This download link is no longer valid. Ask for a new one.")
-        return _plain(403, "This download link is not valid.")
+            return _refuse(request, 410, "gone", language)
+        return _refuse(request, 403, "invalid", language)
     try:
         path = await asyncio.to_thread(file_inside, ctx.config.rights.export_dir, export.path)
         opened = await asyncio.to_thread(open_plaintext, path, ctx.identities())
     except (UnsafeFile, OSError, AgeError, ValueError) as exc:
         log.error("download link %s: export %s cannot be served (%s)", link.id, export.id, type(exc).__name__)
-        return _plain(410, "This recording is no longer available. Ask for a new link.")
+        return _refuse(request, 410, "unavailable", language)
     wanted = _range(request, opened.size)
     if wanted is None:
         await asyncio.to_thread(opened.close)
-        return _plain(416, "Requested range not satisfiable.", {"Content-Range": f"bytes */{opened.size}"})
+        return _refuse(request, 416, "range", language, {"Content-Range": f"bytes */{opened.size}"})
     name = f"{link.call_protocol or 'recording'}.{export.format}"
     return await send(request, opened, wanted, headers={
         "Content-Type": CONTENT_TYPES.get(export.format, "application/octet-stream"),
@@ -104,14 +118,16 @@ def _plaintext_size(path: str, identities) -> int | None:
     return opened.size
 
 
-def _export_path_of(db, config, token: str, now) -> str | None:
-    """The export file a signed token points at (to know its size before counting)."""
+def _export_path_of(db, config, token: str, now) -> tuple[str | None, str | None]:
+    """The export file a signed token points at (to know its size before counting), and the
+    language of its call (the customer's, for what the link answers)."""
     from callproof.storage import SyncDatabase
     link_id, _expiry = parse_token(config.rights.link_secret, token)
     db = SyncDatabase.wrap(db)
     link = db.links.get(link_id)
     export = db.exports.get(link.export_id) if link else None
-    return export.path if export is not None else None
+    call = db.calls.get_by_protocol(link.call_protocol) if link else None
+    return (export.path if export is not None else None), (call or {}).get("language")
 
 
 __all__ = ["download", "token_digest"]

@@ -81,6 +81,35 @@ REFUSALS: tuple[tuple[str, str], ...] = (
      N_("The request has no %(via)s recipient: say where to send it.")),
     (r"cannot deliver via (?P<via>sms|email) to (?P<value>\S+); give a (?:sms|email) recipient",
      N_("Cannot deliver by %(via)s to %(value)s: give a %(via)s recipient.")),
+    (r"export format must be one of (?P<formats>[a-z, ]+), got (?P<value>.+)",
+     N_("Export as one of %(formats)s, not %(value)s.")),
+    (r"deliver via 'sms' or 'email', not (?P<value>.+)", N_("Deliver by SMS or e-mail, not %(value)s.")),
+    (r"request (?P<request>\d+) was accepted on the call's number alone \(caller ID can be spoofed\).*",
+     N_("The request was accepted on the call's number alone (caller ID can be spoofed): its link goes only to"
+        " that number by SMS, until the requester returns the code sent there or you verify their identity.")),
+    # an export that cannot be made or proven (callproof/rights/export.py): the cause as written
+    (r"converting the recording to (?P<format>\w+) failed: (?P<detail>.+)",
+     N_("Converting the recording to %(format)s failed: %(detail)s")),
+    (r"rights\.export_dir (?P<value>.+) exists and is not a directory",
+     N_("The export directory (rights.export_dir) %(value)s exists and is not a directory.")),
+    (r"too many exports of request (?P<request>\d+) in .+",
+     N_("This request has too many exports in the export directory: remove old ones first.")),
+    (r"the recording of protocol (?P<protocol>\d+) cannot be decrypted: (?P<detail>.+); not exported",
+     N_("The recording of protocol %(protocol)s cannot be decrypted (%(detail)s): it is not exported.")),
+    (r"the recording of protocol (?P<protocol>\d+) cannot be proven: (?P<detail>.+); not exported",
+     N_("The recording of protocol %(protocol)s cannot be proven (%(detail)s): it is not exported.")),
+    (r"the recording of protocol (?P<protocol>\d+) changed since it was finalised \((?P<detail>[^)]+)\);"
+     r" not exported", N_("The recording of protocol %(protocol)s changed since it was finalised (%(detail)s):"
+                          " it is not exported.")),
+    (r"exports need the private keyring \(\[encryption\]\): (?P<detail>.+)",
+     N_("Exports need the private keyring ([encryption]): %(detail)s")),
+    (r"the recording file of protocol (?P<protocol>\d+) cannot be read \((?P<detail>[^)]+)\): .+",
+     N_("The recording file of protocol %(protocol)s cannot be read (%(detail)s).")),
+    (r"recording (?P<request>\d+) is not under recording\.root .+; refusing to read it",
+     N_("The recording file is outside recording.root: it is not read.")),
+    # the mail settings a delivery by e-mail needs (callproof/rights/delivery.py)
+    (r"config key 'rights\.smtp\.sender': required to deliver recordings by e-mail",
+     N_("Delivering by e-mail needs a sender address: set rights.smtp.sender in the configuration.")),
     # web users (storage/webauth.py, callproof/web/passwords.py, callproof/config/strength.py)
     (r"username (?P<value>.+): 1-64 characters, ASCII letters, digits and \. _ @ - \(starting with a letter or digit\)",
      N_("User name %(value)s: 1 to 64 characters, ASCII letters, digits and . _ @ - (starting with a letter or"
