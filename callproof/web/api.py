@@ -33,9 +33,9 @@ from . import rights_api
 from .auth import client_remote
 from .context import ctx_of
 from .i18n import N_
+from .recfiles import is_protocol
 from .refusals import translated
 from .render import gettext_of
-from .recfiles import is_protocol
 
 routes = web.RouteTableDef()
 

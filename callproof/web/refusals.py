@@ -81,7 +81,7 @@ REFUSALS: tuple[tuple[str, str], ...] = (
      N_("The request has no %(via)s recipient: say where to send it.")),
     (r"cannot deliver via (?P<via>sms|email) to (?P<value>\S+); give a (?:sms|email) recipient",
      N_("Cannot deliver by %(via)s to %(value)s: give a %(via)s recipient.")),
-    (r"export format must be one of (?P<formats>[a-z, ]+), got (?P<value>.+)",
+    (r"export format must be one of (?P<formats>[a-z0-9, ]+), got (?P<value>.+)",
      N_("Export as one of %(formats)s, not %(value)s.")),
     (r"deliver via 'sms' or 'email', not (?P<value>.+)", N_("Deliver by SMS or e-mail, not %(value)s.")),
     (r"request (?P<request>\d+) was accepted on the call's number alone \(caller ID can be spoofed\).*",

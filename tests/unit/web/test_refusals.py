@@ -38,6 +38,39 @@ REAL = [
 ]
 
 
+#: the export, integrity and mail refusals, as callproof/rights/export.py and delivery.py word them
+#: (written out: raising each needs a broken recording, keyring or ffmpeg)
+EXPORTS = [
+    "converting the recording to mp3 failed: ffmpeg is not installed (Debian package ffmpeg)",
+    "rights.export_dir /srv/exports exists and is not a directory",
+    "too many exports of request 7 in /srv/exports",
+    "the recording of protocol 20260000000000001 cannot be decrypted: chunk 3 failed authentication; not exported",
+    "the recording of protocol 20260000000000001 cannot be proven: no evidence record; not exported",
+    "the recording of protocol 20260000000000001 changed since it was finalised (sha256 ab != signed cd);"
+    " not exported",
+    "exports need the private keyring ([encryption]): no key file",
+    "the recording file of protocol 20260000000000001 cannot be read (symlink): /srv/rec/x.wav",
+    "recording 4 is not under recording.root /srv/rec; refusing to read it",
+    "export format must be one of mp3, ogg, wav, got 'flac'",
+    "deliver via 'sms' or 'email', not 'fax'",
+    str(ConfigError("rights.smtp.sender", "required to deliver recordings by e-mail")),
+]
+
+
+@pytest.mark.parametrize("message", EXPORTS)
+@pytest.mark.parametrize("locale", ["es", "pt_BR"])
+def test_each_export_and_mail_refusal_is_translated(message, locale):
+    assert translated(message, translations(locale).gettext) != message, f"{message!r} has no {locale} wording"
+
+
+def test_an_integrity_refusal_keeps_the_protocol_and_the_cause():
+    spanish = translations("es").gettext
+    assert translated(EXPORTS[5], spanish) == ("La grabación del protocolo 20260000000000001 ha cambiado desde que"
+                                               " se finalizó (sha256 ab != signed cd): no se exporta.")
+    assert translated(EXPORTS[-1], translations("pt_BR").gettext) == \
+        "Para entregar por e-mail é preciso um remetente: defina rights.smtp.sender na configuração."
+
+
 @pytest.mark.parametrize("message", REAL)
 @pytest.mark.parametrize("locale", ["es", "pt_BR"])
 def test_each_real_refusal_is_translated(message, locale):
