@@ -59,6 +59,15 @@ MESSAGES = {
     "bad_code_body": N_('The body must be {"code": "<the 6 digits>"}.'),
     "no_request": N_("There is no request with that protocol."),
 }
+#: what each outcome of a one-time code says to a person (its ``outcome`` is the code)
+OUTCOMES = {
+    "verified": N_("The code is right: the request is accepted."),
+    "wrong": N_("The code is wrong."),
+    "expired": N_("The code has expired: ask for a new one."),
+    "spent": N_("The code was already used, or wrong too many times: ask for a new one."),
+    "no_code": N_("No code was sent for this request."),
+    "not_waiting": N_("This request is not waiting for a code."),
+}
 
 
 def _error(request: web.Request, status: int, code: str, english: str, field: str | None = None,
@@ -199,5 +208,5 @@ async def confirm_code(request: web.Request) -> web.StreamResponse:
                       values={"problem": exc.in_language(gettext_of(request))})
     status = {"verified": 200, "wrong": 400, "expired": 410, "spent": 410, "no_code": 409,
               "not_waiting": 409}[check.outcome]
-    return web.json_response({"outcome": check.outcome, "state": check.state, "tries_left": check.tries_left},
-                             status=status)
+    return web.json_response({"outcome": check.outcome, "message": gettext_of(request)(OUTCOMES[check.outcome]),
+                              "state": check.state, "tries_left": check.tries_left}, status=status)

@@ -171,8 +171,16 @@ async def test_operator_and_viewer_in_chromium(harness, app_config, tmp_path):
                                        " AND protocol = ?", protocol)
         assert downloads
         # ... and a tampered one gets a plain refusal.
-        tampered = await page.goto(link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB"))
+        tampered_link = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
+        tampered = await page.goto(tampered_link)
         assert tampered.status == 403 and "not valid" in await page.inner_text("body")
+        # A forged link has no call to take a language from: it answers in the browser's (Basque here).
+        basque = await browser.new_context(locale="eu-ES")
+        customer = await basque.new_page()
+        refused_eu = await customer.goto(tampered_link)
+        assert refused_eu.status == 403 and refused_eu.headers["content-language"] == "eu"
+        assert (await customer.inner_text("body")).strip() == "Deskarga-esteka hau ez da baliozkoa."
+        await basque.close()
 
         # -- logs out
         await page.goto(f"{base}/search")

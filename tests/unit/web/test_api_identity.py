@@ -32,13 +32,16 @@ async def test_the_call_number_with_an_attackers_address_is_not_received(api_sit
     code = next(w for w in sms.split() if w.isdigit() and len(w) == 6)
 
     url = f"/api/requests/{body['request_protocol']}/code"
-    wrong = await api_site.client.post(url, headers=AUTH, json={"code": f"{(int(code) + 1) % 10**6:06d}"})
+    wrong = await api_site.client.post(url, headers={**AUTH, "Accept-Language": "es"},
+                                       json={"code": f"{(int(code) + 1) % 10**6:06d}"})
     assert wrong.status == 400 and (await wrong.json())["outcome"] == "wrong"
+    assert (await wrong.json())["message"] == "El código es incorrecto."  # the outcome stays the machine's word
     assert (await api_site.client.post(url, json={"code": code})).status == 401
     assert (await api_site.client.post(url, headers=AUTH, json={"code": 123456})).status == 400
     ok = await api_site.client.post(url, headers=AUTH, json={"code": code})
-    assert ok.status == 200 and await ok.json() == {"outcome": "verified", "state": "received",
-                                                    "tries_left": 4}
+    assert ok.status == 200 and await ok.json() == {
+        "outcome": "verified", "message": "The code is right: the request is accepted.", "state": "received",
+        "tries_left": 4}
     again = await api_site.client.post(url, headers=AUTH, json={"code": code})
     assert again.status == 409
     missing = await api_site.client.post("/api/requests/20269999999999999/code", headers=AUTH, json={"code": code})
