@@ -265,7 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_retention_sweep(args: argparse.Namespace) -> int:
     config = _load(args)
-    from .retention import EXIT_LOCKED, SweepLocked, json_line, print_summary, run_sweep
+    from .retention import EXIT_LOCKED, SweepLocked, SweepLockLost, json_line, print_summary, run_sweep
 
     report = None
     if args.json:
@@ -289,6 +289,9 @@ def cmd_retention_sweep(args: argparse.Namespace) -> int:
     try:
         summary = run_sweep(config, dry_run=args.dry_run, scan=not args.no_scan, report=report,
                             progress_total=progress_total)
+    except SweepLockLost as exc:
+        print(f"callproof: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except SweepLocked as exc:
         print(f"callproof: {exc}; not starting a second sweep", file=sys.stderr)
         return EXIT_LOCKED

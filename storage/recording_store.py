@@ -113,6 +113,22 @@ def release_sweep_lock(conn: sqlite3.Connection) -> None:
         conn.execute(f"SELECT pg_advisory_unlock({SWEEP_LOCK})")
 
 
+def sweep_lock_held_sync(conn: sqlite3.Connection) -> bool | None:
+    """Whether this connection's session still holds the sweep lock: None on SQLite (no such
+    lock).  False when the session that took it is gone: the connection reconnects by itself
+    after the server dropped it (storage/pg.py), and the new session holds no lock -- nor does
+    a connection that cannot reach the server at all."""
+    if dialect_of(conn).name != "postgresql":
+        return None
+    try:
+        row = conn.execute(
+            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
+            " AND CAST(objid AS bigint) = ? LIMIT 1", (SWEEP_LOCK,)).fetchone()
+    except sqlite3.OperationalError:  # the connection lost (and not reopened): so is its lock
+        return False
+    return row is not None
+
+
 def sweep_lock_holder_sync(conn: sqlite3.Connection) -> str | None:
     """Who holds the sweep lock (``application_name`` / client address and pid), for the refusal."""
     if dialect_of(conn).name != "postgresql":

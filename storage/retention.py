@@ -151,6 +151,9 @@ class RetentionStore(Protocol):
 
     def release_sweep_lock(self) -> None: ...
 
+    def sweep_lock_held(self) -> bool | None:
+        """Whether the lock :meth:`try_sweep_lock` took is still this session's (None: SQLite)."""
+
     def close(self) -> None: ...
 
 
@@ -334,6 +337,11 @@ class SqliteRetentionStore:
         from .recording_store import release_sweep_lock
 
         release_sweep_lock(self._conn)
+
+    def sweep_lock_held(self) -> bool | None:
+        from .recording_store import sweep_lock_held_sync
+
+        return sweep_lock_held_sync(self._conn)
 
     @contextmanager
     def write(self) -> Iterator[_SqliteWrites]:

@@ -4,7 +4,7 @@ record passes), its file-system side (:mod:`.files`: safe unlinks, the lock)
 and the glue for the CLI and ``callproof run`` (:mod:`.run`, :mod:`.summary`).
 The sweeper's SQL is :mod:`callproof.storage.retention`."""
 
-from .files import SafeTree, SweepLocked, UnsafePath, sweep_lock
+from .files import SafeTree, SweepLocked, SweepLockLost, UnsafePath, sweep_lock
 from .policy import RetentionChoice, add_calendar_days, choose_class, retention_until
 from .run import lock_path, periodic_sweep, run_sweep
 from .summary import SweepSummary, json_line, print_summary
@@ -16,6 +16,7 @@ __all__ = [
     "UNLINK_THREADS",
     "RetentionChoice",
     "SafeTree",
+    "SweepLockLost",
     "SweepLocked",
     "SweepSummary",
     "Sweeper",

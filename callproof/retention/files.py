@@ -22,6 +22,11 @@ class SweepLocked(AlreadyRunning):
     """Another sweeper holds the lock."""
 
 
+class SweepLockLost(SweepLocked):
+    """The database's sweep lock went with its session mid-sweep (PostgreSQL dropped the
+    connection): the sweep stopped before its next batch rather than go on unguarded."""
+
+
 class UnsafePath(Exception):
     """A path the sweeper refuses to touch (symlink, outside the root, not a file)."""
 

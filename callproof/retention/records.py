@@ -25,6 +25,7 @@ def anonymise_calls(sw: Sweeper, s: SweepSummary, dry_run: bool) -> None:
     cutoff = add_calendar_days(now, -sw.call_record_days, sw.tz)
     last = 0
     while True:
+        sw.check_lock()
         rows = sw.store.aged_calls(last, sw.batch_size, cutoff, grace_cutoff)
         if not rows or sw.stop.is_set():
             return
@@ -67,6 +68,7 @@ def expire_exports(sw: Sweeper, s: SweepSummary, dry_run: bool) -> None:
     tree = SafeTree(sw.export_dir)
     try:
         while not sw.stop.is_set():
+            sw.check_lock()
             rows = sw.store.expired_exports(last, sw.batch_size, now, grace_cutoff)
             if not rows:
                 return

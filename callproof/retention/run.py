@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from callproof.storage.retention import open_retention_store
 
-from .files import SweepLocked, sweep_lock
+from .files import SweepLocked, SweepLockLost, sweep_lock
 from .summary import SweepSummary
 from .sweeper import Clock, Report, Sweeper, utc_now
 
@@ -57,7 +57,7 @@ def run_sweep(config: Config, *, dry_run: bool = False, scan: bool = True,
                 batch_size=config.retention.batch_size,
                 quarantine_dir=config.retention.quarantine_dir, now=now, report=report, stop=stop,
                 export_dir=config.rights.export_dir, recordings_store=config.recording.store,
-                node=node_name(config))
+                node=node_name(config), guarded=taken is True)
             if progress_total is not None:
                 sweeper.progress = progress_total(sweeper.count_expired()) or sweeper.progress
             summary = sweeper.sweep(dry_run=dry_run, scan=scan)
@@ -122,6 +122,9 @@ async def periodic_sweep(config: Config, *, first_delay: float = 60.0) -> None:
             delay = config.retention.sweep_interval_seconds
             try:
                 summary = await asyncio.to_thread(run_sweep, config, stop=stop)
+            except SweepLockLost as exc:
+                event(log, "retention.sweep_lock_lost", logging.WARNING, reason=str(exc))
+                continue
             except SweepLocked as exc:
                 event(log, "retention.sweep_skipped", reason=str(exc))
                 continue

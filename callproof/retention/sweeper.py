@@ -38,7 +38,7 @@ from callproof.storage.retention import ExpiredRecording, RetentionStore, SweepW
 from callproof.storage.timefmt import to_db_time
 
 from . import records, scans
-from .files import SafeTree, UnsafePath
+from .files import SafeTree, SweepLockLost, UnsafePath
 from .summary import SweepSummary
 
 ACTOR = "retention"
@@ -83,10 +83,14 @@ class Sweeper:
         export_dir: Path | None = None,
         recordings_store: Path | None = None,
         node: str | None = None,
+        guarded: bool = False,
     ) -> None:
         """``store``: the database (a connection from ``connect_sync`` is wrapped).
         ``recordings_store``: the shared store (``[recording] store``) whose files the rows that
-        were moved there name; ``node``: this node (other nodes' local files are left to them)."""
+        were moved there name; ``node``: this node (other nodes' local files are left to them).
+        ``guarded``: the store holds the database's sweep lock (PostgreSQL), checked before each
+        batch: lost (its session dropped), the sweep stops with :class:`SweepLockLost`."""
+        self.guarded = guarded
         self.recordings_store = Path(recordings_store) if recordings_store is not None else None
         self.stop = stop or threading.Event()
         self.export_dir = Path(export_dir) if export_dir is not None else None
@@ -113,6 +117,15 @@ class Sweeper:
 
     def count_expired(self) -> int:
         return self.store.count_expired(self.clock())
+
+    def check_lock(self) -> None:
+        """Before a batch that deletes or rewrites rows: the sweep lock is still ours.  The
+        storage connection reopens itself after PostgreSQL dropped it, without the session's
+        lock: another node's sweep may have taken it since, so this one stops here.  What it
+        had marked and not recorded is finished by the next sweep's recovery."""
+        if self.guarded and self.store.sweep_lock_held() is False:
+            raise SweepLockLost("the database's sweep lock was lost mid-sweep (the connection to PostgreSQL"
+                                " dropped); stopped before the next batch, the next run finishes it")
 
     # -- entry point --------------------------------------------------------
 
@@ -142,6 +155,7 @@ class Sweeper:
         """Finish the work of a sweeper killed between mark and record."""
         last = 0
         while True:
+            self.check_lock()
             rows = self.store.marked(last, self.batch_size, self.grace_cutoff(self.clock()))
             if not rows or self.stop.is_set():
                 return
@@ -194,6 +208,7 @@ class Sweeper:
 
         try:
             while True:
+                self.check_lock()
                 rows = self.store.expired(last, self.batch_size, now, grace_cutoff)
                 if not rows or self.stop.is_set():
                     return

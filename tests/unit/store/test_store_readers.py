@@ -231,3 +231,53 @@ def test_another_node_exports_a_moved_recording_and_refuses_one_still_local_else
         assert Path(row["path"]).stat().st_size > 1000 and audit_rows(conn, "recording.exported")
     finally:
         conn.close()
+
+
+def test_a_sweep_whose_database_lock_went_with_its_connection_stops_before_the_next_batch(tmp_path, target):
+    """PostgreSQL: the sweep lock's backend is terminated mid-sweep (the connection reopens by
+    itself, without the lock): the sweep stops before its next batch, saying so, and the next
+    sweep finishes what it had marked.  SQLite: no such lock, the sweep is not interrupted."""
+    from callproof.retention import SweepLockLost
+    from callproof.storage.recording_store import SWEEP_LOCK
+    from callproof.storage.retention import retention_store
+
+    root = tmp_path / "rec"
+    root.mkdir()
+    conn, other = connect_sync(target), connect_sync(target)
+    try:
+        b = Builder(conn, root)
+        rows = [b.add(NOW - timedelta(days=200)) for _ in range(6)]
+        store = retention_store(conn)
+        taken, _ = store.try_sweep_lock()
+        pg = target.startswith("postgresql")
+        assert taken is (True if pg else None) and store.sweep_lock_held() is (True if pg else None)
+
+        def drop_the_lock_session(_n: int) -> None:  # after the first batch is recorded
+            if pg:
+                other.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                              " AND CAST(objid AS bigint) = ?", (SWEEP_LOCK,))
+
+        sweeper = Sweeper(store, root=root, tz=SP, now=lambda: NOW, batch_size=2, guarded=taken is True,
+                          progress=drop_the_lock_session)
+        if not pg:
+            assert sweeper.sweep(scan=False).deleted == 6
+            return
+        with pytest.raises(SweepLockLost, match="lost mid-sweep"):
+            sweeper.sweep(scan=False)
+        st = states(conn)  # the connection came back (a new session, no lock)
+        assert [st[r["id"]] for r in rows] == ["deleted"] * 2 + ["finalised"] * 4
+        assert store.sweep_lock_held() is False
+        marked = conn.execute("SELECT count(*) FROM recordings WHERE sweep_mark IS NOT NULL"
+                              " AND state = 'finalised'").fetchone()[0]
+        assert marked == 2  # the batch unlinked while the lock went: recorded by the next sweep
+        assert other.execute(f"SELECT pg_try_advisory_lock({SWEEP_LOCK})").fetchone()[0]  # free for another node
+        other.execute(f"SELECT pg_advisory_unlock({SWEEP_LOCK})")
+        again = retention_store(conn)
+        assert again.try_sweep_lock() == (True, None)
+        summary = Sweeper(again, root=root, tz=SP, now=lambda: NOW, batch_size=2, guarded=True).sweep(scan=False)
+        assert (summary.recovered, summary.deleted) == (2, 4)
+        assert set(states(conn).values()) == {"deleted"}
+        assert not any(os.path.exists(r["path"]) for r in rows)
+    finally:
+        conn.close()
+        other.close()
