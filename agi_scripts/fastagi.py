@@ -63,15 +63,15 @@ class FastAgiServer:
         encryption_at_rest.configure(cfg)  # the public keys recordings are encrypted to (a bad one: KeyringError)
         recordings_store.configure(cfg)  # the node named in each new recording's row
         self.db = await open_database(cfg)
-        if cfg.recording.store is not None:  # finalised recordings to the shared store, off the calls' path
-            from callproof.store.mover import periodic_move
-            self._tasks.add(asyncio.ensure_future(periodic_move(cfg)))
         await self.db.run_on_calls_connection(lambda conn: None)  # opened now, not on the first call
         self._replayer = JournalReplayer(self.db, self.journal, cfg)
         await self._replayer.replay_once()  # what a previous process could not write
         self._replaying = asyncio.ensure_future(self._replayer.run())
         self.metrics = await start_metrics(cfg, self.db, "fastagi", cfg.metrics.fastagi_listen,
                                            "metrics.fastagi_listen")
+        if cfg.recording.store is not None:  # finalised recordings to the shared store, off the calls' path
+            from callproof.store.mover import periodic_move
+            self._tasks.add(asyncio.ensure_future(periodic_move(cfg, observe=self.metrics.process.observe_moves)))
         if cfg.ami.password:  # time to agent for the calls this server hands off (queue events)
             self.queue_watch = QueueWatch(self.db, observe=self.metrics.process.observe_agent)
             self._ami = connect_queue_events(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password,

@@ -109,9 +109,6 @@ class Application(CallEndings):
         encryption_at_rest.configure(cfg)  # the public keys recordings are encrypted to (a bad one: KeyringError)
         recordings_store.configure(cfg)  # the node named in each new recording's row
         self.db = await open_database(cfg)
-        if cfg.recording.store is not None:  # finalised recordings to the shared store, off the calls' path
-            from callproof.store.mover import periodic_move
-            self._spawn(periodic_move(cfg))
         if signer is not None and cfg.audit.checkpoint_file is not None:  # the audit chain's anchor
             from callproof.evidence.checkpoints import anchor_periodically
             self._spawn(anchor_periodically(cfg, signer))
@@ -120,6 +117,9 @@ class Application(CallEndings):
         await self.replayer.replay_once()  # what a previous process could not write
         self._spawn(self.replayer.run())
         self.metrics = await start_metrics(cfg, self.db, "run", cfg.metrics.listen, "metrics.listen")
+        if cfg.recording.store is not None:  # finalised recordings to the shared store, off the calls' path
+            from callproof.store.mover import periodic_move
+            self._spawn(periodic_move(cfg, observe=self.metrics.process.observe_moves))
         self.ami = AmiLink(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.password,
                            max_login_failures=cfg.ami.max_login_failures)
         ami = self.ami

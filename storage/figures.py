@@ -52,6 +52,9 @@ class Figures:
     sms_accepted: StoredHistogram | None = None  # queued -> the gateway accepted it
     sms_delivery: StoredHistogram | None = None  # queued -> the handset's DELIVRD receipt
     agent_wait: StoredHistogram | None = None
+    #: node -> (finished recordings not yet in the shared store, how many with a move_error);
+    #: None when ``[recording] store`` is not set (nothing is to move)
+    store_backlog: dict[str, tuple[int, int]] | None = None
 
 
 def _grouped(conn: sqlite3.Connection, sql: str) -> dict[str, int]:
@@ -70,8 +73,12 @@ def _histogram(conn: sqlite3.Connection, table: str, start: str, end: str, where
 
 
 def figures_sync(conn: sqlite3.Connection, *, now: str | datetime, soon_until: str | datetime,
-                 sms_bounds: Sequence[float], wait_bounds: Sequence[float]) -> Figures:
-    """Everything the metrics endpoint reads from storage, in one read transaction."""
+                 sms_bounds: Sequence[float], wait_bounds: Sequence[float],
+                 store_backlog: bool = False) -> Figures:
+    """Everything the metrics endpoint reads from storage, in one read transaction
+    (``store_backlog``: the shared store's per-node backlog too)."""
+    from .recording_store import backlog_by_node_sync
+
     conn.execute("BEGIN")
     try:
         return Figures(
@@ -95,6 +102,7 @@ def figures_sync(conn: sqlite3.Connection, *, now: str | datetime, soon_until: s
                                     "dlr_state = 'DELIVRD' AND dlr_at IS NOT NULL", sms_bounds),
             agent_wait=_histogram(conn, "calls", "handed_off_at", "agent_answered_at",
                                   "agent_answered_at IS NOT NULL AND handed_off_at IS NOT NULL", wait_bounds),
+            store_backlog=backlog_by_node_sync(conn) if store_backlog else None,
         )
     finally:
         conn.execute("COMMIT")
@@ -120,12 +128,13 @@ class FiguresReader:
             return figures_sync(self._conn, **kw)  # type: ignore[arg-type]
 
     async def read(self, *, now: str | datetime, soon_until: str | datetime, sms_bounds: Sequence[float],
-                   wait_bounds: Sequence[float]) -> Figures:
+                   wait_bounds: Sequence[float], store_backlog: bool = False) -> Figures:
         if self._db.path == ":memory:":
             return await self._db.run_in_connection(figures_sync, now=now, soon_until=soon_until,
-                                                    sms_bounds=sms_bounds, wait_bounds=wait_bounds)
+                                                    sms_bounds=sms_bounds, wait_bounds=wait_bounds,
+                                                    store_backlog=store_backlog)
         return await asyncio.to_thread(self._read_sync, now=now, soon_until=soon_until, sms_bounds=sms_bounds,
-                                       wait_bounds=wait_bounds)
+                                       wait_bounds=wait_bounds, store_backlog=store_backlog)
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ store.  SQLite (one host) has no such lock here: the sweep's ``flock`` does that
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime
 
 from ._sqlutil import fetch_all, immediate
@@ -51,6 +52,33 @@ def count_local_sync(conn: sqlite3.Connection, node: str) -> int:
     """How many finished recordings of ``node`` still have their file only on it."""
     return int(conn.execute(f"SELECT count(*) FROM recordings WHERE {_MOVABLE} AND node = ?",
                             (node,)).fetchone()[0])
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A node's finished recordings still only on it (``callproof doctor``)."""
+    count: int
+    oldest_finalised_at: str | None  # the oldest of them (stored time text), None when none
+    errors: int                      # how many carry a move_error
+    last_error: str | None           # the move_error of the most recent of those
+
+
+def backlog_sync(conn: sqlite3.Connection, node: str) -> Backlog:
+    row = conn.execute(
+        f"SELECT count(*), min(coalesce(finalised_at, started_at)),"
+        f" coalesce(sum(CASE WHEN move_error IS NOT NULL THEN 1 ELSE 0 END), 0)"
+        f" FROM recordings WHERE {_MOVABLE} AND node = ?", (node,)).fetchone()
+    last = conn.execute(f"SELECT move_error FROM recordings WHERE {_MOVABLE} AND node = ? AND move_error IS NOT NULL"
+                        " ORDER BY id DESC LIMIT 1", (node,)).fetchone()
+    return Backlog(int(row[0]), row[1], int(row[2]), last[0] if last else None)
+
+
+def backlog_by_node_sync(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """Per node: (finished recordings still local, how many of them carry a move_error), for
+    ``/metrics`` (every node that has some; a node with none is absent)."""
+    return {str(node): (int(n), int(errors)) for node, n, errors in conn.execute(
+        f"SELECT node, count(*), coalesce(sum(CASE WHEN move_error IS NOT NULL THEN 1 ELSE 0 END), 0)"
+        f" FROM recordings WHERE {_MOVABLE} AND node IS NOT NULL GROUP BY node").fetchall()}
 
 
 def moved_since_sync(conn: sqlite3.Connection, node: str, since: str | datetime) -> list[dict]:

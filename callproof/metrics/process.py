@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from callproof.callflow.timings import CallTimings
 
@@ -40,6 +40,10 @@ STEPS = (
 )
 
 
+#: The outcomes of a mover's pass counted by ``callproof_recordings_moves_total``.
+MOVE_OUTCOMES = ("moved", "adopted", "failed", "refused")
+
+
 class ProcessMetrics:
     """The registry of one process and the in-process metrics in it."""
 
@@ -58,6 +62,12 @@ class ProcessMetrics:
         self.storage = Histogram(
             "callproof_storage_seconds", "Time of one storage call (a repository function), by function.",
             ["operation"], registry=self.registry, buckets=STORAGE_BUCKETS)
+        self.store_moves = Counter(
+            "callproof_recordings_moves", "Recordings this process's mover handled, by outcome: moved to the shared "
+            "store (moved, adopted: found complete there after a crash), failed (retried), refused (sha256).",
+            ["outcome"], registry=self.registry)
+        for outcome in MOVE_OUTCOMES:
+            self.store_moves.labels(outcome)
         self.links = Gauge("callproof_link_up", "1 while this process's link to Asterisk is up, else 0.",
                            ["link"], registry=self.registry)
 
@@ -75,6 +85,12 @@ class ProcessMetrics:
 
     def observe_storage(self, operation: str, seconds: float) -> None:
         self.storage.labels(operation).observe(seconds)
+
+    def observe_moves(self, counts: dict[str, int]) -> None:
+        """One pass of the in-process mover (``MoveSummary.as_dict()``)."""
+        for outcome in MOVE_OUTCOMES:
+            if counts.get(outcome):
+                self.store_moves.labels(outcome).inc(counts[outcome])
 
     def link(self, name: str, is_up: Callable[[], bool]) -> None:
         """``callproof_link_up{link=name}``, read from ``is_up()`` at each scrape."""

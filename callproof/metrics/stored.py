@@ -97,6 +97,18 @@ def families(f: Figures) -> Iterator[Metric]:
                      "From the protocol SMS being queued to the gateway accepting it.", f.sms_accepted)
     yield _histogram("callproof_sms_delivered_seconds",
                      "From the protocol SMS being queued to its DELIVRD receipt.", f.sms_delivery)
+    if f.store_backlog is not None:
+        awaiting = GaugeMetricFamily("callproof_recordings_awaiting_move",
+                                     "Finished recordings whose file is still only on the node that recorded them "
+                                     "(not yet in the shared recordings store), by node.", labels=["node"])
+        errors = GaugeMetricFamily("callproof_recordings_move_errors",
+                                   "Of those, the ones whose last move failed (recordings.move_error), by node.",
+                                   labels=["node"])
+        for node, (n, failed) in sorted(f.store_backlog.items()):
+            awaiting.add_metric([node], n)
+            errors.add_metric([node], failed)
+        yield awaiting
+        yield errors
 
 
 class StoredFigures(Collector):
@@ -111,8 +123,10 @@ class StoredFigures(Collector):
     READ_SPACING = 10.0
 
     def __init__(self, db: Any, *, soon_until: Callable[[datetime], datetime], cache_seconds: float = 5.0,
-                 wait_seconds: float = 2.0, clock: Callable[[], datetime] | None = None) -> None:
+                 wait_seconds: float = 2.0, clock: Callable[[], datetime] | None = None,
+                 store_backlog: bool = False) -> None:
         self.db = db
+        self.store_backlog = store_backlog  # [recording] store set: the per-node backlog is read too
         self.soon_until = soon_until
         self.cache_seconds = cache_seconds
         self.wait_seconds = wait_seconds
@@ -131,7 +145,8 @@ class StoredFigures(Collector):
     async def _read(self) -> None:
         began, now = time.monotonic(), self.clock()
         snapshot = await self.db.figures.read(now=now, soon_until=self.soon_until(now),
-                                              sms_bounds=SMS_BUCKETS, wait_bounds=AGENT_BUCKETS)
+                                              sms_bounds=SMS_BUCKETS, wait_bounds=AGENT_BUCKETS,
+                                              store_backlog=self.store_backlog)
         self._snapshot, self._read_at = snapshot, time.monotonic()
         self._read_seconds = self._read_at - began
         self.reads += 1

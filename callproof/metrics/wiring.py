@@ -45,7 +45,8 @@ def collectors(config: Config, db: Any, process: str) -> tuple[ProcessMetrics, S
     def soon_until(now: datetime) -> datetime:
         return due_soon_until(config, now)
 
-    stored = StoredFigures(db, soon_until=soon_until, cache_seconds=config.metrics.cache_seconds)
+    stored = StoredFigures(db, soon_until=soon_until, cache_seconds=config.metrics.cache_seconds,
+                           store_backlog=config.recording.store is not None)
     metrics.registry.register(stored)
     db.latency_observer = metrics.observe_storage
     return metrics, stored

@@ -349,9 +349,10 @@ def move_pending(config: Any, *, limit: int = 100000, leftovers: bool = True) ->
         conn.close()
 
 
-async def periodic_move(config: Any) -> None:
+async def periodic_move(config: Any, observe: Any = None) -> None:
     """``[recording] store`` set: a pass every ``move_interval_seconds`` in a worker thread of
-    ``callproof run`` / ``callproof fastagi`` (never on a call's path)."""
+    ``callproof run`` / ``callproof fastagi`` (never on a call's path).  ``observe``: called
+    with each pass's counts (``MoveSummary.as_dict()``), the process's metrics."""
     import asyncio
 
     first = True
@@ -359,6 +360,8 @@ async def periodic_move(config: Any) -> None:
         try:
             s = await asyncio.to_thread(move_pending, config, limit=2000, leftovers=first)
             first = False
+            if observe is not None:
+                observe(s.as_dict())
             if s.moved or s.adopted or s.refused or s.leftovers_removed:
                 event(log, "store.pass", **s.as_dict())
         except Exception as exc:  # storage away, say: the next pass retries

@@ -3,6 +3,7 @@ a rename in the code cannot silently leave a dashboard panel empty or an alert t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,8 @@ from callproof.config import Config
 from callproof.metrics.wiring import collectors
 from callproof.storage import Database
 
+from .conftest import new_call
+
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 NAME = re.compile(r"\b((?:callproof|node)_[a-z0-9_]+)")
 SUFFIXES = ("_bucket", "_count", "_sum")
@@ -22,7 +25,13 @@ NODE_EXPORTER = {"node_filesystem_avail_bytes", "node_filesystem_size_bytes"}
 
 async def exported_names(tmp_path) -> set[str]:
     async with Database.open(tmp_path / "names.db") as db:
-        metrics, stored = collectors(Config(), db, "run")
+        config = Config()  # with a shared recordings store, and one recording of node a not yet in it
+        config = dataclasses.replace(config, recording=dataclasses.replace(config.recording, store=tmp_path))
+        call_id = await new_call(db, 1)
+        await db.run_in_connection(lambda c: c.execute(
+            "INSERT INTO recordings (call_id, path, started_at, state, node) VALUES (?, '/r/a.wav',"
+            " '2026-03-02T12:00:00.000000Z', 'finalised', 'a')", (call_id,)))
+        metrics, stored = collectors(config, db, "run")
         metrics.link("ari", lambda: True)
         metrics.link("ami", lambda: True)
         metrics.observe_storage("x", 0.1)
@@ -51,13 +60,13 @@ async def test_the_dashboard_is_valid_json_on_our_metric_names(tmp_path):
     names = named_in("\n".join(exprs) + json.dumps(dashboard["templating"]))
     assert check(names, await exported_names(tmp_path)) == []
     assert {"callproof_handoff_to_agent_seconds_bucket", "callproof_sms_outbox", "callproof_requests_overdue",
-            "callproof_link_up", "callproof_calls_ended_total"} <= names
+            "callproof_link_up", "callproof_calls_ended_total", "callproof_recordings_awaiting_move"} <= names
 
 
 async def test_every_alert_rule_names_exported_metrics(tmp_path):
     rules = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())["groups"][0]["rules"]
     alerts = {r["alert"]: r["expr"] for r in rules}
     assert {"CallproofApplicationDisconnected", "CallproofSmsBacklog", "CallproofRequestsOverdue",
-            "CallproofRecordingFailures", "CallproofDiskFilling"} <= set(alerts)
+            "CallproofRecordingFailures", "CallproofDiskFilling", "CallproofRecordingsNotReachingStore"} <= set(alerts)
     assert check(named_in("\n".join(alerts.values())), await exported_names(tmp_path)) == []
     assert "node_filesystem_avail_bytes" in alerts["CallproofDiskFilling"]

@@ -116,3 +116,14 @@ def test_the_two_processes_cannot_share_a_port():
     with pytest.raises(ConfigError) as err:
         validate(cfg, require_asterisk_apis=False)
     assert err.value.key == "metrics.fastagi_listen"
+
+
+def test_the_in_process_mover_counts_its_moves():
+    metrics = ProcessMetrics("run")
+    assert value(samples(metrics.registry), "callproof_recordings_moves_total", outcome="refused") == 0
+    metrics.observe_moves({"moved": 3, "adopted": 1, "failed": 2, "refused": 1, "skipped": 5,
+                           "leftovers_removed": 1})
+    metrics.observe_moves({"moved": 2})
+    found = samples(metrics.registry)
+    assert [value(found, "callproof_recordings_moves_total", outcome=o)
+            for o in ("moved", "adopted", "failed", "refused")] == [5, 1, 2, 1]

@@ -131,3 +131,26 @@ async def test_reads_are_spaced_by_their_own_cost(seeded):
     figures._read_seconds = 30.0  # as if the last read took 30 s: the next one waits 300 s
     await figures.refresh()
     assert figures.reads == 1
+
+
+async def test_recordings_awaiting_the_shared_store_and_their_move_errors_by_node(seeded):
+    def rows(conn):
+        for call_id, node, state, store_path, error in (
+                (1, "a", "finalised", None, None), (2, "a", "finalised", None, "the store is not mounted here"),
+                (3, "b", "finalised", "2026/03/02/x-9.wav", None), (3, "b", "empty", None, None),
+                (3, "b", "recording", None, None)):
+            conn.execute("INSERT INTO recordings (call_id, path, started_at, state, node, store_path, move_error)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (call_id, f"/r/{node}-{state}-{call_id}.wav", T0.isoformat(), state, node, store_path,
+                          error))
+    await seeded.run_in_connection(rows)
+    figures, registry = stored(seeded, store_backlog=True)
+    await figures.refresh()
+    found = samples(registry)
+    assert value(found, "callproof_recordings_awaiting_move", node="a") == 2
+    assert value(found, "callproof_recordings_move_errors", node="a") == 1
+    assert value(found, "callproof_recordings_awaiting_move", node="b") == 1  # the moved and the live one: not
+    assert value(found, "callproof_recordings_move_errors", node="b") == 0
+    figures, registry = stored(seeded)  # no [recording] store: nothing is to move, no such series
+    await figures.refresh()
+    assert not any(name.startswith("callproof_recordings_awaiting") for name, _ in samples(registry))
