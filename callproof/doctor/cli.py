@@ -18,6 +18,7 @@ from .access import who
 from .checks_asterisk import check_ami, check_ari
 from .checks_files import check_prompts, check_secret_files, check_service_user_sees, check_storage
 from .checks_setup import check_retention, check_sms_backend, check_web_secrets
+from .checks_store import check_store
 from .report import Result, fail, ok, print_report
 
 
@@ -50,6 +51,7 @@ def run_checks(args: argparse.Namespace) -> list[Result]:
     optional = offered_if_installed(sources.jurisdiction, sources.from_profile)
     results.extend(check_prompts(config, user, Path(args.asterisk_root), optional))
     results.extend(check_storage(config, user))
+    results.extend(check_store(config, user))
     results.append(check_sms_backend(config))
     results.append(check_retention(config))
     results.append(check_web_secrets(config))
