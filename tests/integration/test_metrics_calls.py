@@ -216,4 +216,4 @@ def test_the_alert_rules_pass_promtool():
     rules = Path(__file__).resolve().parents[2] / "deploy" / "prometheus-alerts.yml"
     result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 11 rules found" in result.stdout
