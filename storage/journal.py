@@ -269,11 +269,7 @@ def _apply(conn: sqlite3.Connection, entry: dict[str, Any], now: str,
     """Apply one entry; False when the database already had it."""
     op, channel = entry["op"], entry["channel"]
     if op == "call.create":
-        # looked up first: on PostgreSQL the refused INSERT would abort the transaction, the
-        # lookup after it with it (under the writer's lock nobody else creates it meanwhile)
-        if _call_id(conn, channel) is not None:
-            return False
-        try:
+        try:  # a refused duplicate leaves the transaction usable on both engines (create_sync)
             calls_table.create_sync(conn, calls_table.NewCall(**entry["call"]), now)
         except AlreadyExistsError:
             return False
