@@ -365,5 +365,5 @@ async def periodic_move(config: Any, observe: Any = None) -> None:
             if s.moved or s.adopted or s.refused or s.leftovers_removed:
                 event(log, "store.pass", **s.as_dict())
         except Exception as exc:  # storage away, say: the next pass retries
-            event(log, "store.pass_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+            event(log, "store.pass_failed", logging.ERROR, error=_why(exc))  # no path: it may hold the caller's digits
         await asyncio.sleep(config.recording.move_interval_seconds)
