@@ -4,8 +4,8 @@ returns no rows, and the rows of an ``UPDATE ... RETURNING``."""
 
 from __future__ import annotations
 
-from callproof.storage import connect_sync
 from callproof.storage import calls as calls_table
+from callproof.storage import connect_sync
 from callproof.storage._sqlutil import fetch_all, fetch_one
 from callproof.storage.calls import NewCall
 
