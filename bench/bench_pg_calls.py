@@ -20,6 +20,13 @@ database host in production, so it is reported beside the ratio, not in it.
     ratio = callproof CPU per call on PostgreSQL / on SQLite     (target <= 1.05)
 
 Printed, never asserted: one line per engine and round, then one JSON line.
+
+Finding where the CPU goes (the figures of such a run are not the benchmark's):
+``--profile py-spy`` samples each engine's callproof process over its window (py-spy from the
+virtual environment or the PATH; the analysis of bench/bench_calls.py: ms per call by
+component, thread and function), ``--profile perf`` records it with ``perf record -g``;
+``--statements`` has the server log every statement of the bench database and prints the
+statements per call of the window, the most frequent first.
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calls.app_process import AppLog, AppProcess
 from calls.common import CLK_TCK, DIALPLAN_DIR, asterisk_pid, fmt
+from calls.profile import print_profile
 from calls.runner import Bench, ModeResult
 
 from callproof.demo import SANDBOX_AGENTS_DIALPLAN, prompts_cache_dir, write_config
@@ -72,22 +82,56 @@ def server_cpu_seconds(data_dir: Path) -> float:
 
 
 class ServerMeter:
-    """The PostgreSQL server's CPU over each callproof window (a Bench's cpu() hook)."""
+    """The PostgreSQL server's CPU over each callproof window (a Bench's cpu() hook), and
+    where its log stood (``--statements``: the statements of the window)."""
 
-    def __init__(self, bench: Bench, data_dir: Path):
+    def __init__(self, bench: Bench, data_dir: Path, server_log: Path):
         self.windows: list[float] = []
+        self.log_windows: list[tuple[int, int]] = []
         self._inner = bench.cpu
         self._data_dir = data_dir
+        self._server_log = server_log
         self._last: float | None = None
+        self._last_log = 0
 
         def cpu(with_app: bool) -> tuple[float, float]:
             now = server_cpu_seconds(self._data_dir)
+            log_at = self._server_log.stat().st_size if self._server_log.exists() else 0
             if self._last is not None:
                 self.windows.append(now - self._last)
-            self._last = now
+                self.log_windows.append((self._last_log, log_at))
+            self._last, self._last_log = now, log_at
             return self._inner(with_app)
 
         bench.cpu = cpu  # type: ignore[method-assign]
+
+
+_LOGGED = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)")
+
+
+def statements_between(server_log: Path, span: tuple[int, int]) -> Counter[str]:
+    """The statements the server logged between two offsets of its log (first line of each)."""
+    with open(server_log, "rb") as fh:
+        fh.seek(span[0])
+        text = fh.read(span[1] - span[0]).decode(errors="replace")
+    found: Counter[str] = Counter()
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        match = _LOGGED.search(line)
+        if match:
+            # a statement written from its own line on (a triple-quoted constant): its first line
+            first = match.group(1).strip() or next((ln.strip() for ln in lines[i + 1:i + 3] if ln.strip()), "")
+            found[re.sub(r"\s+", " ", first)[:110]] += 1
+    return found
+
+
+def print_statements(found: Counter[str], calls: int, top: int = 40) -> dict[str, Any]:
+    total = sum(found.values())
+    print(f"    statements: {total} in the window = {total / calls:.1f} per call; the most frequent (per call):")
+    for text, count in found.most_common(top):
+        print(f"      {count / calls:>6.2f}  {text}")
+    return {"statements_per_call": total / calls,
+            "top": [[text, round(count / calls, 2)] for text, count in found.most_common(top)]}
 
 
 def parse_args() -> argparse.Namespace:
@@ -106,9 +150,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--caller-formats", default="ulaw", help="the customer leg's formats (a trunk call)")
     parser.add_argument("--caller-max-seconds", type=int, default=180)
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    parser.add_argument("--profile", choices=("none", "py-spy", "perf"), default="none",
+                        help="sample each engine's callproof process over its window")
+    parser.add_argument("--spy-rate", type=int, default=500, help="samples per second (--profile)")
+    parser.add_argument("--statements", action="store_true",
+                        help="count the statements PostgreSQL runs per call (its statement log)")
     args = parser.parse_args()
     # what the runner reads and this benchmark does not offer
-    args.profile, args.spy_rate, args.asterisk_stats, args.show_channels = "none", 500, False, 0
+    args.asterisk_stats, args.show_channels = False, 0
     return args
 
 
@@ -144,6 +193,9 @@ def main() -> int:
                      bind_paths=[prompts_dir]) as sandbox:
             ast_pid = asterisk_pid(sandbox)
             cluster.execute("CREATE DATABASE bench")
+            if args.statements:
+                cluster.execute("ALTER DATABASE bench SET log_statement = 'all'")
+            server_log = cluster.root / "server.log"
             benches: dict[str, tuple[Bench, ServerMeter | None]] = {}
             for engine in ENGINES:
                 engine_dir = run_dir / engine
@@ -152,9 +204,10 @@ def main() -> int:
                 config = write_config(sandbox, engine_dir, prompts_dir, storage=storage,
                                       logging={"level": "INFO", "format": "json"})
                 app_log = AppLog(engine_dir / "callproof.log")
-                app = AppProcess(config, app_log, "none", engine_dir)
+                app = AppProcess(config, app_log, args.profile, engine_dir, args.spy_rate)
                 bench = Bench(args, sandbox, ast_pid, app, app_log, {"callproof": engine_dir / "recordings"})
-                benches[engine] = (bench, ServerMeter(bench, cluster.data_dir) if engine == "postgresql" else None)
+                benches[engine] = (bench, ServerMeter(bench, cluster.data_dir, server_log)
+                                   if engine == "postgresql" else None)
             print(f"Asterisk {sandbox.version}; Python {platform.python_version()}; {os.cpu_count()} CPUs; "
                   f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.calls} calls per engine, "
                   f"{args.rounds} round(s); caller formats {args.caller_formats}", flush=True)
@@ -176,6 +229,11 @@ def main() -> int:
                           f"log errors {line['errors']}, warnings {line['warnings']}", flush=True)
                     for message in (result.log_errors + result.log_warnings)[:5]:
                         print(f"      {message[:300]}")
+                    if args.profile != "none":
+                        print_profile(result, args.spy_rate)
+                    if args.statements and meter is not None and meter.log_windows and result.placed:
+                        line["statements"] = print_statements(
+                            statements_between(server_log, meter.log_windows[-1]), result.placed)
     finally:
         cluster.stop()
         if not args.keep:

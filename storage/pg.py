@@ -35,7 +35,7 @@ from psycopg import errors as pg_errors
 from psycopg import postgres
 from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 
 from .dialect import POSTGRESQL, Dialect
 from .pg_url import masked
@@ -45,6 +45,8 @@ _IS_PARAM = re.compile(r"\bIS\s+\?")  # SQLite's "x IS ?" compares NULLs as equa
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 #: The tables whose key is not an ``id`` column (an INSERT into any other one returns its id).
 NOT_ID_KEYED = frozenset({"protocols", "protocol_sequences", "web_sessions", "schema_migrations", "ari_leases"})
+#: the result statuses psycopg gives a description for (a statement that returns rows)
+_WITH_ROWS = frozenset({ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE, getattr(ExecStatus, "TUPLES_CHUNK", -1)})
 _TRANSLATED: dict[str, tuple[str, bool]] = {}
 _MAX_TRANSLATED = 4096
 
@@ -153,20 +155,31 @@ class _BoolAsInteger(Dumper):
 
 
 class PgCursor:
-    """The results of one statement, read like a ``sqlite3.Cursor``."""
+    """The results of one statement, read like a ``sqlite3.Cursor``.
 
-    __slots__ = ("_cur", "_lastrowid")
+    ``description`` is sqlite3's shape (a 7-tuple per column, the name first, the rest None),
+    built once from the result's field names: psycopg's own builds a ``Column`` object per
+    column at each access, ~80 us for ``SELECT * FROM calls``, where ``fetch_one`` reads it
+    once and ``fetchone`` once more (bench/bench_pg_calls.py)."""
+
+    __slots__ = ("_cur", "_description", "_lastrowid")
 
     def __init__(self, cur: psycopg.Cursor[Any], returns_id: bool = False) -> None:
         self._cur = cur
         self._lastrowid: int | None = None
+        res = cur.pgresult
+        self._description: tuple[tuple[str, None, None, None, None, None, None], ...] | None = None
+        if res is not None and (res.nfields or res.status in _WITH_ROWS):
+            encoding = cur.connection.info.encoding
+            self._description = tuple(((res.fname(i) or b"").decode(encoding), None, None, None, None, None, None)
+                                      for i in range(res.nfields))
         if returns_id:
             row = cur.fetchone()
             self._lastrowid = None if row is None else row[0]
 
     @property
     def description(self) -> Any:
-        return self._cur.description
+        return self._description
 
     @property
     def rowcount(self) -> int:
@@ -177,10 +190,10 @@ class PgCursor:
         return self._lastrowid
 
     def fetchone(self) -> Any:
-        return self._cur.fetchone() if self._cur.description is not None else None
+        return self._cur.fetchone() if self._description is not None else None
 
     def fetchall(self) -> list[Any]:
-        return self._cur.fetchall() if self._cur.description is not None else []
+        return self._cur.fetchall() if self._description is not None else []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
