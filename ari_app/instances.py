@@ -47,6 +47,7 @@ from typing import Any
 from callproof.callflow.decisions import iso
 from callproof.config import Config
 from callproof.logs import event
+from callproof.store import node_name
 
 from .ari import AriError, AriSession, ChannelGone
 
@@ -63,6 +64,7 @@ class Instances:
         ari = config.ari
         self.db, self.clock = db, clock
         self.app = ari.registered_app  # our application, and our name as a lease holder
+        self.node = node_name(config)  # we take over only our node's instances: they drive our Asterisk
         self.heartbeat_seconds, self.lease_seconds = ari.heartbeat_seconds, ari.lease_seconds
         self._group = re.compile(rf"{re.escape(ari.app)}_[A-Za-z0-9]+")  # as the dialplan's filter
         self._session, self._connected = session, connected
@@ -81,7 +83,7 @@ class Instances:
         waiting = False
         while not self.owned:
             now, until = self._now_until()
-            lease = await self.db.ari_leases.acquire_own(self.app, self.app, now, until)
+            lease = await self.db.ari_leases.acquire_own(self.app, self.app, now, until, self.node)
             if lease is not None:
                 self.owned = True
                 event(log, "ari.lease_acquired", app=self.app, generation=lease.generation)
@@ -114,7 +116,7 @@ class Instances:
             await self._on_lost()
         if not self.owned or not self._connected.is_set():
             return  # never take over calls we could not drive
-        for lease in await self.db.ari_leases.expired(now):
+        for lease in await self.db.ari_leases.expired(now, self.node):
             if lease.app == self.app or not self._group.fullmatch(lease.app):
                 continue
             if await self.db.ari_leases.take_over(lease, self.app, now, until):

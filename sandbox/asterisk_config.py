@@ -148,7 +148,7 @@ def _modules_dir(rootfs: Path) -> str:
     return "/" + str(candidates[0].relative_to(rootfs))
 
 
-def _asterisk_conf(run_dir: Path, modules_dir: str) -> str:
+def _asterisk_conf(run_dir: Path, modules_dir: str, system_name: str = "") -> str:
     d = {
         "astcachedir": run_dir / "cache",
         "astetcdir": run_dir / "etc",
@@ -170,6 +170,8 @@ def _asterisk_conf(run_dir: Path, modules_dir: str) -> str:
         "defaultlanguage = en\n"
         "documentation_language = en_US\n"
         "hideconnect = yes\n"
+        # a node of several on one database: its channel ids become "<systemname>-<time>.<n>"
+        + (f"systemname = {system_name}\n" if system_name else "")
     )
 
 
@@ -249,7 +251,7 @@ def write_etc(sandbox: Sandbox) -> None:
     modules_dir = _modules_dir(sandbox.rootfs)
     included = copy_dialplan(sandbox.dialplan_dir, sandbox.etc_dir)
     files = {
-        "asterisk.conf": _asterisk_conf(sandbox.run_dir, modules_dir),
+        "asterisk.conf": _asterisk_conf(sandbox.run_dir, modules_dir, sandbox.system_name),
         "modules.conf": _modules_conf(sandbox.rootfs, modules_dir),
         "logger.conf": _logger_conf(),
         "http.conf": _http_conf(sandbox.http_port),

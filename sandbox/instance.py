@@ -89,12 +89,16 @@ class Sandbox:
         dialplan_dir: Path | None = None,
         extra_dialplan: str = "",
         bind_paths: Iterable[Path] = (),
+        system_name: str = "",
     ) -> None:
         self.rootfs = Path(rootfs).resolve()
         self.run_dir = Path(run_dir).resolve()
         self.dialplan_dir = Path(dialplan_dir).resolve() if dialplan_dir is not None else None
         self.extra_dialplan = extra_dialplan
         self.bind_paths = [Path(p).resolve() for p in bind_paths]
+        if system_name and not re.fullmatch(r"[A-Za-z0-9-]{1,32}", system_name):
+            raise SandboxError(f"system_name: letters, digits and '-' only, not {system_name!r}")
+        self.system_name = system_name  # asterisk.conf systemname: empty = none (one node)
         self.ari_password = secrets.token_urlsafe(18)
         self.ami_password = secrets.token_urlsafe(18)
         self.http_port: int | None = None

@@ -39,6 +39,7 @@ class Lease:
     lease_until: str
     heartbeat_at: str
     generation: int
+    node: str  # the node of the instance that took it (docs/scale-out.md): takeovers stay on a node
 
 
 def _lease(row: dict | None) -> Lease | None:
@@ -50,18 +51,18 @@ def get_sync(conn: sqlite3.Connection, app: str) -> Lease | None:
 
 
 def acquire_own_sync(conn: sqlite3.Connection, app: str, holder: str, now: str | datetime,
-                     until: str | datetime) -> Lease | None:
+                     until: str | datetime, node: str = "") -> Lease | None:
     """The instance ``holder`` starts and wants its own application ``app``: take the lease
     if nobody holds it, it is ours already (a restart within the lease), it was released,
     or it expired.  Returns the lease we now hold, or None while another live instance
     holds it (a survivor still moving our calls: try again on the next heartbeat)."""
     now_db, until_db = to_db_time(now), to_db_time(until)
-    conn.execute("INSERT INTO ari_leases (app, holder, state, lease_until, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
-                 " ON CONFLICT (app) DO NOTHING", (app, holder, HELD, until_db, now_db))
-    conn.execute("UPDATE ari_leases SET holder = ?, state = ?, lease_until = ?, heartbeat_at = ?,"
+    conn.execute("INSERT INTO ari_leases (app, holder, state, lease_until, heartbeat_at, node)"
+                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (app) DO NOTHING", (app, holder, HELD, until_db, now_db, node))
+    conn.execute("UPDATE ari_leases SET holder = ?, state = ?, lease_until = ?, heartbeat_at = ?, node = ?,"
                  " generation = generation + 1"
                  " WHERE app = ? AND (holder = ? OR state = ? OR lease_until < ?)",
-                 (holder, HELD, until_db, now_db, app, holder, RELEASED, now_db))
+                 (holder, HELD, until_db, now_db, node, app, holder, RELEASED, now_db))
     lease = get_sync(conn, app)
     return lease if lease is not None and lease.holder == holder and lease.state == HELD else None
 
@@ -76,10 +77,15 @@ def renew_sync(conn: sqlite3.Connection, holder: str, now: str | datetime, until
         "SELECT app FROM ari_leases WHERE holder = ? AND state = ? ORDER BY app", (holder, HELD)))]
 
 
-def expired_sync(conn: sqlite3.Connection, now: str | datetime) -> list[Lease]:
-    """Held leases nobody renewed in time: instances presumed dead, their calls to take over."""
-    rows = fetch_all(conn.execute("SELECT * FROM ari_leases WHERE state = ? AND lease_until < ? ORDER BY app",
-                                  (HELD, to_db_time(now))))
+def expired_sync(conn: sqlite3.Connection, now: str | datetime, node: str | None = None) -> list[Lease]:
+    """Held leases nobody renewed in time: instances presumed dead, their calls to take over;
+    with ``node``, only that node's (a survivor can only move the calls of its own Asterisk)."""
+    if node is None:
+        rows = fetch_all(conn.execute("SELECT * FROM ari_leases WHERE state = ? AND lease_until < ? ORDER BY app",
+                                      (HELD, to_db_time(now))))
+    else:
+        rows = fetch_all(conn.execute("SELECT * FROM ari_leases WHERE state = ? AND lease_until < ? AND node = ?"
+                                      " ORDER BY app", (HELD, to_db_time(now), node)))
     return [Lease(**{k: r[k] for k in Lease.__slots__}) for r in rows]
 
 
@@ -140,14 +146,15 @@ class AriLeases:
     async def get(self, app: str) -> Lease | None:
         return await self._db.run_in_connection(get_sync, app)
 
-    async def acquire_own(self, app: str, holder: str, now: str | datetime, until: str | datetime) -> Lease | None:
-        return await self._db.run_in_connection(acquire_own_sync, app, holder, now, until)
+    async def acquire_own(self, app: str, holder: str, now: str | datetime, until: str | datetime,
+                          node: str = "") -> Lease | None:
+        return await self._db.run_in_connection(acquire_own_sync, app, holder, now, until, node)
 
     async def renew(self, holder: str, now: str | datetime, until: str | datetime) -> list[str]:
         return await self._db.run_in_connection(renew_sync, holder, now, until)
 
-    async def expired(self, now: str | datetime) -> list[Lease]:
-        return await self._db.run_in_connection(expired_sync, now)
+    async def expired(self, now: str | datetime, node: str | None = None) -> list[Lease]:
+        return await self._db.run_in_connection(expired_sync, now, node)
 
     async def take_over(self, seen: Lease, holder: str, now: str | datetime, until: str | datetime) -> bool:
         return await self._db.run_in_connection(take_over_sync, seen, holder, now, until)

@@ -58,12 +58,13 @@ class NewCall:
     # what chose ``language``: dialplan | did | channel | default (migration 0015; 'menu' later)
     language_source: str | None = None
     ari_app: str | None = None    # the ARI application (instance) whose Stasis holds the call (migration 0017)
+    node: str | None = None       # the node whose Asterisk carries it ([recording] node; migration 0019)
 
 
 _INSERT_COLUMNS = [f.name for f in fields(NewCall)]
 #: Written only when set (NULL is their column default): a row can be created by code that
 #: knows a column the schema it writes to does not have yet (a migration test's older schema).
-_OPTIONAL_COLUMNS = frozenset({"language_source", "ari_app"})
+_OPTIONAL_COLUMNS = frozenset({"language_source", "ari_app", "node"})
 
 
 def _sql_insert(columns: list[str]) -> str:

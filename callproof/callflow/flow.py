@@ -39,6 +39,7 @@ from callproof.prompts import PromptCatalogue
 from callproof.storage import Database, NewCall
 from callproof.storage.call_status import CallStatus, step_done
 from callproof.storage.journal import Journal
+from callproof.store import node_name
 
 from . import decisions, endings, resume
 from .call_store import CallStore
@@ -162,6 +163,14 @@ class CallFlow:
     async def enter(self) -> None:
         """Load the call row (a resumed call, a later split step) or create it."""
         existing = await self.store.existing()
+        node = node_name(self.d.config)
+        if existing is not None and existing.get("node") not in (None, node):
+            # Asterisk's channel ids are unique per Asterisk: another node's Asterisk gave this id
+            # too.  Taking its row for a resumed call of ours would skip the announcement.
+            self._event("call.channel_id_taken", logging.ERROR, node=node, row_node=existing["node"],
+                        hint="give each node's Asterisk its own systemname in asterisk.conf"
+                             " (docs/scale-out.md#node-names-and-channel-ids)")
+            raise StepFailed(Reason.CHANNEL_ID_TAKEN, "this channel id is a call of another node")
         if existing is not None:
             self.call_id, self.status = existing["id"], CallStatus(existing["status"])
             self.store.call_id = self.call_id
@@ -189,7 +198,7 @@ class CallFlow:
                 caller_number_raw=caller.number, caller_number=number.e164, caller_name=caller.name,
                 dialled_number=facts.dialled, language=self.language, started_at=iso(self.started_at),
                 served_by=facts.served_by or None, language_source=choice.source,
-                ari_app=facts.ari_app or None))),
+                ari_app=facts.ari_app or None, node=node))),
             self._marked("answered", self.port.answer()), self._captured_identity(), return_exceptions=True)
         if isinstance(created, BaseException):
             raise created

@@ -34,6 +34,7 @@ class Reason(StrEnum):
     BAD_STEP = "bad_step"                            # unknown AGI step / FastAGI script name
     CONFIG_ERROR = "config_error"                    # the configuration file could not be loaded
     INTERNAL_ERROR = "internal_error"                # anything else (a bug: see the log)
+    CHANNEL_ID_TAKEN = "channel_id_taken"            # another node's call has this channel id (systemname)
     RECORDING_NOT_STARTED = "recording_not_started"  # with CALLPROOF_STATUS=recording_failed
 
 

@@ -22,8 +22,28 @@ _CONTEXT = re.compile(r"^\[([A-Za-z0-9_-]+)\]", re.MULTILINE)
 _START_ASTERISK = "start Asterisk (systemctl start asterisk)"
 
 
-async def check_ari(config: Config) -> Result:
-    """``GET /ari/asterisk/info`` as the configured user."""
+async def check_ari(config: Config) -> list[Result]:
+    """The ARI login; on a shared database, also the Asterisk's system name."""
+    login, info = await _ari_info(config)
+    if info is None or not config.storage.url:
+        return [login]
+    return [login, system_name_result(info)]
+
+
+def system_name_result(info: Any) -> Result:
+    """Several nodes on one database need channel ids unique across their Asterisks: each
+    Asterisk's ``systemname`` (asterisk.conf), which prefixes its ids, set and not shared."""
+    name = ((info.get("config") or {}).get("name") or "") if isinstance(info, dict) else ""
+    if not name:
+        return fail("asterisk-system-name", "this Asterisk has no systemname: its channel ids are unique on this"
+                    " node only, and the database is shared ([storage] url)",
+                    "set systemname = <this node's name> in asterisk.conf [options] on every node (each its own),"
+                    " then restart Asterisk (docs/scale-out.md#node-names-and-channel-ids)")
+    return ok("asterisk-system-name", f"systemname {name!r}: its channel ids start with it")
+
+
+async def _ari_info(config: Config) -> tuple[Result, Any]:
+    """``GET /ari/asterisk/info`` as the configured user: the result, and the answer when it came."""
     cfg = config.ari
     url = urljoin(cfg.url, "ari/asterisk/info")
     token = base64.b64encode(f"{cfg.username}:{cfg.password}".encode()).decode("ascii")
@@ -31,20 +51,20 @@ async def check_ari(config: Config) -> Result:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session, \
                 session.get(url, headers={"Authorization": f"Basic {token}"}) as response:
             if response.status == 401:
-                return fail("ari-login", f"HTTP 401 from {url}", refusal_hint("ARI", cfg.username))
+                return fail("ari-login", f"HTTP 401 from {url}", refusal_hint("ARI", cfg.username)), None
             if response.status == 404:
                 return fail("ari-login", f"HTTP 404 from {url}: Asterisk's HTTP server answers, ARI does not",
                             "set enabled = yes in ari.conf, load res_ari.so, then asterisk -rx 'module "
-                            "reload res_ari.so'")
+                            "reload res_ari.so'"), None
             if response.status != 200:
-                return fail("ari-login", f"HTTP {response.status} from {url}", "see Asterisk's log")
+                return fail("ari-login", f"HTTP {response.status} from {url}", "see Asterisk's log"), None
             info: Any = await response.json(content_type=None)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         return fail("ari-login", f"cannot reach ARI at {cfg.url} ({type(exc).__name__}: {exc})"[:300],
                     f"{_START_ASTERISK}; Asterisk's HTTP server must be on: http.conf [general] enabled = yes, "
-                    "bindaddr/bindport as in [ari] url, then asterisk -rx 'module reload http'")
+                    "bindaddr/bindport as in [ari] url, then asterisk -rx 'module reload http'"), None
     version = (info.get("system") or {}).get("version", "?") if isinstance(info, dict) else "?"
-    return ok("ari-login", f"logged in to ARI at {cfg.url} as {cfg.username!r} (Asterisk {version})")
+    return ok("ari-login", f"logged in to ARI at {cfg.url} as {cfg.username!r} (Asterisk {version})"), info
 
 
 async def check_ami(config: Config) -> list[Result]:

@@ -45,7 +45,7 @@ def run_checks(args: argparse.Namespace) -> list[Result]:
 
     async def asterisk() -> list[Result]:
         ari, ami = await asyncio.gather(check_ari(config), check_ami(config))
-        return [ari, *ami]
+        return [*ari, *ami]
 
     results.extend(asyncio.run(asterisk()))
     optional = offered_if_installed(sources.jurisdiction, sources.from_profile)

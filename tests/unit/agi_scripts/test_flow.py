@@ -284,3 +284,27 @@ async def test_a_hang_up_asterisk_notices_late_is_a_hang_up_not_a_failed_playbac
     assert outcome == "abandoned_in_consent"
     assert row["status"] == "abandoned_in_consent" and row["error"] is None, dict(row)
     assert fake.played == ["consent"] and "CALLPROOF_STATUS" not in fake.vars
+
+
+async def test_a_channel_id_that_is_another_nodes_call_is_refused_not_resumed(config, db):
+    """Two nodes whose Asterisks give the same channel id (no systemname): the row found is
+    not this call's, so nothing is played on it and the other node's row is left alone."""
+    from callproof.storage import NewCall
+
+    fake = FakeAsterisk()
+    other = await db.calls.create(NewCall(
+        channel_id=fake.env["agi_uniqueid"], uniqueid=fake.env["agi_uniqueid"], linkedid="1.1",
+        caller_number_raw="", caller_number=None, caller_name=None, dialled_number="4000", language="pt_BR",
+        started_at=NOW, node="another-node"))
+    await db.calls.update(other, consent_outcome="finished")
+    config = dataclasses.replace(config, recording=dataclasses.replace(config.recording, node="this-node"))
+    _, outcome, row = await run(config, db, fake)
+    assert outcome == "failed" and fake.vars["CALLPROOF_REASON"] == "channel_id_taken"
+    assert fake.played == [] and "CALLPROOF_PROTOCOL" not in fake.vars
+    assert (row["id"], row["node"], row["status"], row["protocol"]) == (other, "another-node", "consent_playing", None)
+
+
+async def test_a_call_row_names_its_node(config, db):
+    config = dataclasses.replace(config, recording=dataclasses.replace(config.recording, node="node-7"))
+    _, outcome, row = await run(config, db, FakeAsterisk())
+    assert outcome == "handed_off" and row["node"] == "node-7"

@@ -126,3 +126,22 @@ async def test_claims_count_won_and_lost(config, db):
     await b.claim(ari, "9.1")
     await b.claim(ari, "9.2")
     assert b.claims == {"won": 1, "lost": 1}
+
+
+async def test_an_instance_of_another_node_leaves_a_dead_instance_to_its_own_node(config, db):
+    """Two nodes on one database: node b's instance cannot move calls on node a's Asterisk,
+    so it never takes node a's leases; node a's survivor does."""
+    clock = Clock()
+    ari_a, ari_b = FakeAri({"cp_a1": ["1.1"]}), FakeAri({})
+    on = {n: replace(config, recording=replace(config.recording, node=n)) for n in ("node-a", "node-b")}
+    a1 = instance(on["node-a"], db, clock, ari_a, "a1")
+    a2 = instance(on["node-a"], db, clock, ari_a, "a2")
+    b1 = instance(on["node-b"], db, clock, ari_b, "b1")
+    for inst in (a1, b1, a2):
+        await inst.acquire_own()
+    clock.now += timedelta(seconds=6)  # a1 dead; b1 beats first
+    await b1.beat()
+    assert (await db.ari_leases.get("cp_a1")).holder == "cp_a1" and ari_b.moves == []
+    await a2.beat()
+    assert ari_a.moves == [("1.1", "cp_a2")]
+    assert [m["to_app"] for m in await db.ari_leases.takeovers("1.1")] == ["cp_a2"]

@@ -10,7 +10,13 @@ from aiohttp import web
 
 from callproof.cli import main
 from callproof.config import AmiConfig, AriConfig, Config
-from callproof.doctor.checks_asterisk import check_ami, check_ari, check_dialplan, shipped_contexts
+from callproof.doctor.checks_asterisk import (
+    check_ami,
+    check_ari,
+    check_dialplan,
+    shipped_contexts,
+    system_name_result,
+)
 
 
 async def test_ari_401_names_the_account(unused_tcp_port):
@@ -26,7 +32,7 @@ async def test_ari_401_names_the_account(unused_tcp_port):
     try:
         config = dataclasses.replace(Config(), ari=AriConfig(url=f"http://127.0.0.1:{unused_tcp_port}/",
                                                              username="ops", password="x"))
-        result = await check_ari(config)
+        (result,) = await check_ari(config)
     finally:
         await runner.cleanup()
     assert result.status == "FAIL" and result.detail.startswith("HTTP 401 from")
@@ -36,7 +42,7 @@ async def test_ari_401_names_the_account(unused_tcp_port):
 async def test_unreachable_ari_and_ami_name_what_to_turn_on(unused_tcp_port):
     config = dataclasses.replace(Config(), ari=AriConfig(url=f"http://127.0.0.1:{unused_tcp_port}/"),
                                  ami=AmiConfig(port=unused_tcp_port))
-    ari = await check_ari(config)
+    (ari,) = await check_ari(config)
     (ami,) = await check_ami(config)
     assert ari.status == ami.status == "FAIL"
     assert "http.conf [general] enabled = yes" in ari.fix
@@ -83,3 +89,11 @@ def test_doctor_with_an_invalid_configuration_is_one_fail(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"FAIL  config         {cfg}: config key 'ari.pasword': unknown key")
     assert out[-1] == "doctor: 0 OK, 0 WARN, 1 FAIL (exit 1)"
+
+
+def test_a_shared_database_wants_each_asterisk_named():
+    """What ``GET /ari/asterisk/info`` says with and without asterisk.conf's systemname."""
+    unnamed = system_name_result({"system": {"version": "22.7.0"}, "config": {"name": ""}})
+    named = system_name_result({"system": {"version": "22.7.0"}, "config": {"name": "node-b"}})
+    assert unnamed.status == "FAIL" and "systemname = <this node's name>" in unnamed.fix
+    assert named.status == "OK" and "'node-b'" in named.detail

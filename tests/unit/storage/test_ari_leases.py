@@ -114,3 +114,13 @@ def test_two_survivors_racing_for_one_dead_lease_exactly_one_wins(tmp_path):
         moves = setup.execute("SELECT to_app FROM ari_takeovers WHERE from_app = ?", (app,)).fetchall()
         assert moves == [(winners[0],)]  # the dead one's call moved once, by the winner
     setup.close()
+
+
+async def test_a_lease_names_its_node_and_takeovers_look_at_their_own_node_only(db):
+    leases = db.ari_leases
+    await leases.acquire_own("cp_a1", "cp_a1", T0, T1, "node-a")
+    await leases.acquire_own("cp_b1", "cp_b1", T0, T1, "node-b")
+    assert (await leases.get("cp_a1")).node == "node-a"
+    assert [lease.app for lease in await leases.expired(T2, "node-b")] == ["cp_b1"]  # not node a's
+    assert [lease.app for lease in await leases.expired(T2, "node-a")] == ["cp_a1"]
+    assert [lease.app for lease in await leases.expired(T2)] == ["cp_a1", "cp_b1"]
