@@ -55,6 +55,15 @@ SELECT id FROM sms_outbox
  LIMIT :limit FOR UPDATE SKIP LOCKED
 """
 _SQL_DUE = {"sqlite": _SQL_DUE_SQLITE, "postgresql": _SQL_DUE_POSTGRESQL}
+# Whether a claim would find anything, read without a transaction (each branch walks its
+# partial index): a sender polls every second, and an idle poll is then one statement, where
+# the claim's transaction is three round trips on PostgreSQL (BEGIN, the locking SELECT,
+# COMMIT) and takes the write lock on SQLite.  A row it sees that another sender locks
+# meanwhile is skipped by the claim itself, as before.
+_SQL_ANY_DUE = (
+    "SELECT EXISTS (SELECT 1 FROM sms_outbox WHERE state = 'pending' AND next_attempt_at <= :now)"
+    " OR EXISTS (SELECT 1 FROM sms_outbox WHERE state = 'sending' AND lease_until <= :now)"
+)
 
 
 MAX_CLAIM = 30000  # SQLite allows 32,766 parameters per statement
@@ -111,9 +120,19 @@ def claim_for_send_sync(
     A fixed number of statements per claim, whatever its size (the lease is
     an ``UPDATE ... RETURNING``, the attempts one multi-row ``INSERT ...
     RETURNING``): the sender's cost per message is what bounds its rate.
+    When nothing is due, no transaction is opened (:func:`any_due_sync`).
     """
+    _lease_times(owner, limit, lease_seconds, now)  # its arguments refused whether or not rows are due
+    if not any_due_sync(conn, now):
+        return []
     with row_locked(conn):
         return _claim_for_send_in_tx(conn, owner, limit, lease_seconds, now, backend, max_age_seconds)
+
+
+def any_due_sync(conn: sqlite3.Connection, now: str | datetime) -> bool:
+    """Whether a claim at ``now`` would find a row (a hint: a row seen here may be taken by
+    another sender before the claim locks it, which the claim then skips)."""
+    return bool(conn.execute(_SQL_ANY_DUE, {"now": to_db_time(now)}).fetchone()[0])
 
 
 def _claim_for_send_in_tx(
@@ -215,7 +234,12 @@ def sender_step_sync(
     ``claim``).  One commit instead of three: a transaction's fixed cost
     (locking, the WAL append) is most of the cost of a small one.
     Returns (per answer None or the error that refused it, the claimed rows).
+    A claim alone when nothing is due opens no transaction (:func:`any_due_sync`).
     """
+    if claim and not finish and not release:
+        _lease_times(claim["owner"], claim["limit"], claim["lease_seconds"], claim["now"])
+        if not any_due_sync(conn, claim["now"]):
+            return [], []
     with row_locked(conn):  # the rows it writes are its own leases, or locked by the claim
         errors = finish_attempts_in_tx(conn, list(finish)) if finish else []
         if release:
