@@ -32,7 +32,14 @@ def row_locked(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Conne
 @contextmanager
 def _transaction(conn: sqlite3.Connection, begin: Callable[[sqlite3.Connection], None]
                  ) -> Iterator[sqlite3.Connection]:
-    begin(conn)
+    try:
+        begin(conn)
+    except BaseException:
+        # PostgreSQL's write lock is a statement after BEGIN: its lock wait running out leaves
+        # the transaction open and refusing every statement, the connection's next step included
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     try:
         yield conn
     except BaseException:

@@ -13,6 +13,11 @@ connection to offer the same, so every query has one code path for both engines:
   ``RETURNING id``: PostgreSQL has no rowid);
 * ``in_transaction`` and explicit ``BEGIN``/``COMMIT``/``ROLLBACK`` statements
   (the connection is in autocommit mode, as ``isolation_level=None`` is for sqlite3);
+  ``BEGIN`` goes to the server with the transaction's first statement (one round trip for
+  both when that one has no parameters, as the write lock's ``pg_advisory_xact_lock``;
+  a transaction that ran nothing is never sent), and the commands without parameters or
+  rows (``COMMIT``, ``SAVEPOINT``...) skip psycopg's cursor (libpq's ``PQexec``):
+  each round trip was ~50 us of the client's CPU (bench/bench_pg_calls.py);
 * the driver's errors surface as the ``sqlite3`` exception the modules catch
   (``IntegrityError`` worded like SQLite's, ``OperationalError``
   for a lock wait that ran out, "database is locked", or a lost server), so the
@@ -35,7 +40,7 @@ from psycopg import errors as pg_errors
 from psycopg import postgres
 from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 
 from .dialect import POSTGRESQL, Dialect
 from .pg_url import masked
@@ -47,6 +52,8 @@ _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 NOT_ID_KEYED = frozenset({"protocols", "protocol_sequences", "web_sessions", "schema_migrations", "ari_leases"})
 #: the result statuses psycopg gives a description for (a statement that returns rows)
 _WITH_ROWS = frozenset({ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE, getattr(ExecStatus, "TUPLES_CHUNK", -1)})
+#: commands with neither parameters nor rows, sent through libpq's PQexec without a cursor
+_COMMANDS = frozenset({"COMMIT", "ROLLBACK", "RELEASE", "SAVEPOINT", "SET"})
 _TRANSLATED: dict[str, tuple[str, bool]] = {}
 _MAX_TRANSLATED = 4096
 
@@ -228,6 +235,7 @@ class PgConnection:
         self._conninfo = conninfo
         self._setup = tuple(setup)  # statements a reconnection replays (SET lock_timeout ...)
         self._lock_timeout: int | None = None  # what set_lock_timeout last set, outside a transaction
+        self._begun = False  # BEGIN asked for, not sent yet: it goes with the next statement
 
     @classmethod
     def connect(cls, conninfo: str, setup: Sequence[str] = ()) -> PgConnection:
@@ -267,15 +275,29 @@ class PgConnection:
 
     @property
     def raw(self) -> psycopg.Connection[Any]:
+        """The psycopg connection (a BEGIN asked for is sent first: what runs there is in it)."""
+        if self._begun:
+            self._begun = False
+            self._command(b"BEGIN")
         return self._conn
 
     @property
     def in_transaction(self) -> bool:
+        if self._begun:
+            return True
         if self._conn.closed or self._conn.broken:
             return False  # the server rolled it back when the connection went
         return self._conn.info.transaction_status != TransactionStatus.IDLE
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
+        begin = self._begun
+        if begin:
+            self._begun = False
+            if sql in ("COMMIT", "ROLLBACK"):
+                return _NO_ROWS  # the transaction ran nothing: nothing was sent, nothing to end
+        elif sql == "BEGIN" and not self.in_transaction:
+            self._begun = True  # sent with the next statement
+            return _NO_ROWS
         if self._conn.closed or self._conn.broken:
             word = sql.strip().upper()
             if word == "ROLLBACK":
@@ -284,13 +306,25 @@ class PgConnection:
                 raise sqlite3.OperationalError("disk I/O error: the connection to PostgreSQL was lost"
                                                " before COMMIT; the transaction was rolled back")
             self._reconnect_if_lost()
+        if not params and sql[:1] in "CRS" and sql.split(None, 1)[0] in _COMMANDS:
+            if begin:
+                self._command(b"BEGIN")
+            self._command(sql.encode())
+            return _NO_ROWS
         cur = self._conn.cursor()
         text, returns_id = translate(sql)
         if params:
             params = _without_nul(params)
+            if begin:
+                self._command(b"BEGIN")
         try:
-            # without parameters psycopg sends the text as is: no %-escaping wanted
-            cur.execute(text if params else text.replace("%%", "%"), params or None)
+            if params:
+                cur.execute(text, params)
+            elif begin:  # one simple-protocol query, two results: the statement's is the second
+                cur.execute("BEGIN; " + text.replace("%%", "%"))
+                cur.nextset()
+            else:  # without parameters psycopg sends the text as is: no %-escaping wanted
+                cur.execute(text.replace("%%", "%"))
         except psycopg.Error as exc:
             # a failed statement leaves PostgreSQL's transaction refusing every statement
             # until ROLLBACK (which the modules' transaction helper issues): a caller that
@@ -298,11 +332,29 @@ class PgConnection:
             raise _as_sqlite_error(exc) from None
         return PgCursor(cur, returns_id)
 
+    def _command(self, command: bytes) -> None:
+        """A statement without parameters or rows through libpq's ``PQexec`` (blocking, the GIL
+        released), its failure raised as :meth:`execute` raises it."""
+        pgconn = self._conn.pgconn
+        res = pgconn.exec_(command)
+        if res.status == ExecStatus.COMMAND_OK:
+            return
+        if pgconn.status == ConnStatus.BAD:
+            error: psycopg.Error = psycopg.OperationalError(
+                (pgconn.error_message or b"the connection was lost").decode(errors="replace").strip())
+        else:
+            error = pg_errors.error_from_result(res, encoding=self._conn.info.encoding)
+        raise _as_sqlite_error(error) from None
+
     def cursor(self) -> PgConnection:
         """sqlite3's ``conn.cursor().execute(...)``: here every execute has its own cursor."""
         return self
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
+        if self._begun:
+            self._begun = False
+            self._reconnect_if_lost()
+            self._command(b"BEGIN")
         cur = self._conn.cursor()
         try:
             cur.executemany(translate(sql)[0].removesuffix(" RETURNING id"), rows)
