@@ -89,7 +89,7 @@ def finish_attempts_sync(
 
     The usual group (every write-back allowed) costs one ``executemany`` per
     kind of answer; only when one of them is refused is the group replayed
-    item by item, each in its own SAVEPOINT, to find and report it.
+    item by item (each refused before it writes anything), to find and report it.
     """
     with immediate(conn):
         return finish_attempts_in_tx(conn, items)
@@ -105,15 +105,13 @@ def finish_attempts_in_tx(conn: sqlite3.Connection, items: list[tuple[int, dict]
         conn.execute("RELEASE finish_group")
     results: list[Exception | None] = []
     for attempt_id, kwargs in items:
-        conn.execute("SAVEPOINT finish_attempt")
+        # no savepoint: an item is refused before it writes anything (_finish_attempt_in_tx)
         try:
             _finish_attempt_in_tx(conn, attempt_id, **kwargs)
         except (ValueError, InvalidStateError, NotFoundError) as exc:
-            conn.execute("ROLLBACK TO finish_attempt")
             results.append(exc)
         else:
             results.append(None)
-        conn.execute("RELEASE finish_attempt")
     return results
 
 
@@ -213,15 +211,25 @@ def _finish_attempt_in_tx(
     if row_state == "pending" and next_attempt_at is None:
         raise ValueError("a pending row needs next_attempt_at")
     now = to_db_time(now)
-    att = fetch_one(conn.execute("SELECT * FROM sms_attempts WHERE id = ?", (attempt_id,)))
+    att = fetch_one(conn.execute("SELECT outbox_id, started_at FROM sms_attempts WHERE id = ?", (attempt_id,)))
     if att is None:
         raise NotFoundError(f"sms_attempts row {attempt_id} does not exist")
+    oid = att["outbox_id"]
+    # every refusal comes before the first write: the row's move (refused when the row is not
+    # ours or no longer 'sending', having changed nothing), then the attempt's answer, so a
+    # group's refused item needs no savepoint to be undone (finish_attempts_in_tx)
+    _move_row(conn, oid, row_state, outcome, now, owner, gateway_message_id, reason, next_attempt_at)
     conn.execute(
         "UPDATE sms_attempts SET outcome = ?, finished_at = ?, gateway_message_id = ?,"
         " reason = ? WHERE id = ?",
         (outcome, now, gateway_message_id, reason, attempt_id),
     )
-    oid = att["outbox_id"]
+    if row_state == "sent" and gateway_message_id:  # a receipt may have raced ahead of the acceptance
+        attach_early_receipts(conn, oid, gateway_message_id, att["started_at"])
+
+
+def _move_row(conn: sqlite3.Connection, oid: int, row_state: str, outcome: str, now: str, owner: str,
+              gateway_message_id: str | None, reason: str | None, next_attempt_at: str | datetime | None) -> None:
     if row_state == "logged":  # nothing reached a gateway: no receipt can come for it
         _finish(conn, oid, owner, ("sending",),
                 "state = 'logged', gateway_message_id = ?, next_attempt_at = NULL,"
@@ -230,8 +238,6 @@ def _finish_attempt_in_tx(
         _finish(conn, oid, owner, ("sending",),
                 "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
                 " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
-        if gateway_message_id:  # a receipt may have raced ahead of the acceptance
-            attach_early_receipts(conn, oid, gateway_message_id, att["started_at"])
     elif row_state == "pending":
         assert next_attempt_at is not None  # refused above for a pending row
         if outcome == "throttled":
