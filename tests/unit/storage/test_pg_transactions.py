@@ -112,3 +112,17 @@ def test_a_commit_the_server_refuses_raises_as_sqlite_would_and_keeps_nothing(co
     assert not conn.in_transaction
     assert conn.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM deferred").fetchone() == (1,)
+
+
+def test_a_connection_the_server_drops_fails_its_statement_as_storage_trouble_then_reopens(conn, pg_cluster):
+    other = connect_sync(pg_cluster.url(conn.raw.info.dbname))
+    try:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        other.execute("SELECT pg_terminate_backend(?)", (pid,))
+    finally:
+        other.close()
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        conn.execute("INSERT INTO scratch (k, v) VALUES (?, ?)", (7, "seven"))
+    assert not conn.in_transaction
+    conn.execute("INSERT INTO scratch (k, v) VALUES (?, ?)", (7, "seven"))  # on a new connection
+    assert conn.execute("SELECT v FROM scratch WHERE k = ?", (7,)).fetchall() == [("seven",)]
