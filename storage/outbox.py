@@ -34,12 +34,12 @@ if TYPE_CHECKING:
 # sms_outbox_due in order), so a claim reads ~2 x limit rows instead of sorting
 # the whole backlog (0.5 ms per claim with 2,000 rows pending, growing with it).
 _SQL_DUE_SQLITE = """
-SELECT id FROM (
-    SELECT * FROM (SELECT id, next_attempt_at AS due FROM sms_outbox INDEXED BY sms_outbox_due
+SELECT id, created_at FROM (
+    SELECT * FROM (SELECT id, next_attempt_at AS due, created_at FROM sms_outbox INDEXED BY sms_outbox_due
                     WHERE state = 'pending' AND next_attempt_at <= :now
                     ORDER BY next_attempt_at, id LIMIT :limit)
     UNION ALL
-    SELECT * FROM (SELECT id, lease_until AS due FROM sms_outbox
+    SELECT * FROM (SELECT id, lease_until AS due, created_at FROM sms_outbox
                     WHERE state = 'sending' AND lease_until <= :now
                     ORDER BY lease_until, id LIMIT :limit)
 ) ORDER BY due, id LIMIT :limit
@@ -49,7 +49,7 @@ SELECT id FROM (
 # sender's rows come back once their lease has run out.  The WHERE is checked again on a
 # row's newest version once locked, so a row another sender just leased is not taken.
 _SQL_DUE_POSTGRESQL = """
-SELECT id FROM sms_outbox
+SELECT id, created_at FROM sms_outbox
  WHERE (state = 'pending' AND next_attempt_at <= :now) OR (state = 'sending' AND lease_until <= :now)
  ORDER BY CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END, id
  LIMIT :limit FOR UPDATE SKIP LOCKED
@@ -140,20 +140,21 @@ def _claim_for_send_in_tx(
     backend: str, max_age_seconds: float | None = None,
 ) -> list[dict]:
     now, lease_until = _lease_times(owner, limit, lease_seconds, now)
-    ids = [r[0] for r in conn.execute(_SQL_DUE[dialect_of(conn).name], {"now": now, "limit": limit})]
-    if not ids:
+    due = conn.execute(_SQL_DUE[dialect_of(conn).name], {"now": now, "limit": limit}).fetchall()
+    if not due:
         return []
+    ids = [r[0] for r in due]
     marks = ", ".join("?" for _ in ids)
     if max_age_seconds is not None:
         oldest = to_db_time(parse_db_time(now) - timedelta(seconds=max_age_seconds))
-        expired = [r[0] for r in conn.execute(
-            "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
-            " next_attempt_at = NULL, updated_at = ?,"
-            f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
-            f" WHERE id IN ({marks}) AND created_at < ? RETURNING id", (now, *ids, oldest))]
-        if expired:
-            gone = set(expired)
-            ids = [i for i in ids if i not in gone]
+        # the expiry's UPDATE only when a due row is that old (stored times compare as text)
+        if any(created is not None and created < oldest for _, created in due):
+            expired = {r[0] for r in conn.execute(
+                "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
+                " next_attempt_at = NULL, updated_at = ?,"
+                f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
+                f" WHERE id IN ({marks}) AND created_at < ? RETURNING id", (now, *ids, oldest))}
+            ids = [i for i in ids if i not in expired]
             if not ids:
                 return []
             marks = ", ".join("?" for _ in ids)

@@ -252,3 +252,12 @@ async def test_an_idle_poll_opens_no_transaction(db):
     assert run[0] == "SELECT" and run[1] == "BEGIN" and run[-1] == "COMMIT"
     with pytest.raises(ValueError, match="owner"):  # its arguments are checked all the same
         await db.run_in_connection(lambda conn: sender_step_sync(conn, claim={**claim, "owner": ""}))
+
+
+async def test_a_claim_sends_the_young_rows_and_lets_the_too_old_ones_die(db):
+    [old] = await queue(db, 1, at=T0)
+    [young] = await queue(db, 1, at=T_PLUS(50))
+    rows = await claim(db, "w", 10, 30, T_PLUS(60), max_age_seconds=30)
+    assert [r["id"] for r in rows] == [young]
+    row = await db.outbox.get(old)
+    assert (row["state"], row["reason"], row["attempts"]) == ("dead", "expired: not sent within 30 s", 0)
