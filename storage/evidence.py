@@ -89,7 +89,8 @@ def insert_sync(conn: sqlite3.Connection, recording_id: int, protocol: str | Non
 
 
 def seal_finalised_in_transaction_sync(conn: sqlite3.Connection, recording_id: int, sealer: Sealer | None,
-                                       now: str, *, journalled: bool = False) -> SealedRecord | None:
+                                       now: str, *, journalled: bool = False,
+                                       chain_locked: bool = False) -> SealedRecord | None:
     """What finalising a recording writes besides its row, inside the caller's transaction:
     its evidence record (made by ``sealer``; none without one) and its ``recording.finalised``
     audit entry, the entry ``callproof evidence seal`` trusts later."""
@@ -108,7 +109,7 @@ def seal_finalised_in_transaction_sync(conn: sqlite3.Connection, recording_id: i
     if journalled:
         details["journalled"] = True
     audit.append_in_transaction_sync(conn, "recording.finalised", "callproof", now, protocol=rec["protocol"],
-                                     subject=rec["path"], details=details)
+                                     subject=rec["path"], details=details, chain_locked=chain_locked)
     return sealed
 
 
@@ -116,8 +117,8 @@ def seal_finalised_sync(conn: sqlite3.Connection, recording_id: int, sealer: Sea
                         now: str) -> SealedRecord | None:
     """:func:`seal_finalised_in_transaction_sync` in a transaction of its own (a live call's
     finalisation, right after its row)."""
-    with immediate(conn):
-        return seal_finalised_in_transaction_sync(conn, recording_id, sealer, now)
+    with immediate(conn, chains=("audit_log",)):  # the chain's lock in the BEGIN's round trip
+        return seal_finalised_in_transaction_sync(conn, recording_id, sealer, now, chain_locked=True)
 
 
 #: Prefer a recording's signed record (one sealed late sits next to the unsigned one).
