@@ -158,19 +158,18 @@ def _claim_for_send_in_tx(
             if not ids:
                 return []
             marks = ", ".join("?" for _ in ids)
+    # the lease, and each row's earlier attempts (how many, whether one is or was left
+    # unresolved) read by the same statement (subqueries on sms_attempts_outbox)
     rows = fetch_all(conn.execute(
         "UPDATE sms_outbox SET state = 'sending', lease_owner = ?, lease_until = ?,"
         " attempts = attempts + 1, updated_at = ?,"
         " idempotency_key = coalesce(idempotency_key, 'cp-' || protocol || '-' || id)"
-        f" WHERE id IN ({marks}) RETURNING *",
+        f" WHERE id IN ({marks}) RETURNING *, {_EARLIER}",
         (owner, lease_until, now, *ids),
     ))
     rows.sort(key=lambda r: r["id"])
-    # earlier attempts of these rows: how many, and whether one is (or was left) unresolved
-    earlier = {oid: (count, unresolved, in_flight) for oid, count, unresolved, in_flight in conn.execute(
-        "SELECT outbox_id, count(*), sum(CASE WHEN outcome IN ('in_flight', 'unknown') THEN 1 ELSE 0 END),"
-        f" sum(CASE WHEN outcome = 'in_flight' THEN 1 ELSE 0 END) FROM sms_attempts WHERE outbox_id IN ({marks})"
-        " GROUP BY outbox_id", ids)}
+    earlier = {r["id"]: (r.pop("earlier_count"), r.pop("earlier_unresolved"), r.pop("earlier_in_flight"))
+               for r in rows}
     if any(v[2] for v in earlier.values()):
         conn.execute(
             "UPDATE sms_attempts SET outcome = 'unknown', finished_at = ?, reason = ?"
@@ -195,6 +194,11 @@ def _claim_for_send_in_tx(
 
 
 _ATTEMPT_CHUNK = 5000
+_EARLIER = ", ".join(
+    f"(SELECT count(*) FROM sms_attempts a WHERE a.outbox_id = sms_outbox.id{where}) AS {name}"
+    for where, name in (("", "earlier_count"),
+                        (" AND a.outcome IN ('in_flight', 'unknown')", "earlier_unresolved"),
+                        (" AND a.outcome = 'in_flight'", "earlier_in_flight")))
 
 
 def release_unsent_in_tx(conn: sqlite3.Connection, attempt_ids: list[int], owner: str,
