@@ -42,7 +42,7 @@ from psycopg import errors as pg_errors
 from psycopg import postgres
 from psycopg.adapt import Dumper, PyFormat, Transformer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
+from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus, TransactionStatus
 
 from .dialect import POSTGRESQL, Dialect
 from .pg_results import NO_ROWS, PgCursor, native
@@ -290,9 +290,11 @@ class PgConnection:
 
     def _raise_for(self, res: Any) -> NoReturn:
         pgconn = self._conn.pgconn
-        if pgconn.status == ConnStatus.BAD:
-            error: psycopg.Error = psycopg.OperationalError(
-                (pgconn.error_message or b"the connection was lost").decode(errors="replace").strip())
+        if pgconn.status == ConnStatus.BAD or res.error_field(DiagnosticField.SQLSTATE) is None:
+            # no SQLSTATE: libpq's own error, not the server's ("server closed the connection
+            # unexpectedly"): the connection is in trouble, as psycopg's cursor reports it
+            message = res.error_message or pgconn.error_message or b"the connection was lost"
+            error: psycopg.Error = psycopg.OperationalError(message.decode(errors="replace").strip())
         else:
             error = pg_errors.error_from_result(res, encoding=self._conn.info.encoding)
         raise _as_sqlite_error(error) from None

@@ -126,3 +126,17 @@ def test_a_connection_the_server_drops_fails_its_statement_as_storage_trouble_th
     assert not conn.in_transaction
     conn.execute("INSERT INTO scratch (k, v) VALUES (?, ?)", (7, "seven"))  # on a new connection
     assert conn.execute("SELECT v FROM scratch WHERE k = ?", (7,)).fetchall() == [("seven",)]
+
+
+def test_a_connection_cut_without_a_word_from_the_server_is_storage_trouble_too(conn):
+    """A server stopped at once (or a network cut) sends nothing: libpq's own error, with no
+    SQLSTATE, is a lost server like the one the server announces (here the socket is shut)."""
+    import os
+    import socket
+
+    with socket.socket(fileno=os.dup(conn.raw.pgconn.socket)) as sock:
+        sock.shutdown(socket.SHUT_RD)  # what we send goes; what comes back is the end
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        conn.execute("UPDATE scratch SET v = ? WHERE k = ?", ("x", 1))
+    conn.execute("INSERT INTO scratch (k, v) VALUES (?, ?)", (8, "eight"))  # on a new connection
+    assert conn.execute("SELECT v FROM scratch WHERE k = 8").fetchone() == ("eight",)
