@@ -91,22 +91,17 @@ class CallEndings:
             event(log, "call.ended", channel=uniqueid, journalled=True)
             return
         try:
-            row = await self.db.calls.get(call_id)
-            if row is None or row["ended_at"] is not None:
+            # handed off: completed; failed, handed off all the same: when it ended; else nothing
+            written = await self.db.calls.complete(call_id, ended_at, hangup)
+            if written is None or written[0] != CallStatus.COMPLETED:
                 return
-            if row["status"] == CallStatus.FAILED:  # failed, handed off all the same: when it ended
-                await self.db.calls.update(call_id, ended_at=ended_at, hangup_cause=hangup)
-                return
-            if row["status"] != CallStatus.HANDED_OFF:
-                return
-            await self.db.calls.update(call_id, status=CallStatus.COMPLETED, ended_at=ended_at, hangup_cause=hangup)
         except Exception as exc:
             if not is_storage_error(exc):
                 raise
             self.journal.submit(uniqueid, "call.ended", ended_at=ended_at, hangup_cause=hangup)
             event(log, "call.ended", logging.WARNING, channel=uniqueid, journalled=True, problem=storage_problem(exc))
             return
-        event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=row["protocol"])
+        event(log, "call.completed", call_id=call_id, channel=uniqueid, protocol=written[1])
 
     async def _check_gone_channels(self) -> None:
         while True:

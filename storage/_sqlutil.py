@@ -10,16 +10,18 @@ from typing import Any
 from .dialect import dialect_of
 
 
-def immediate(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
+def immediate(conn: sqlite3.Connection, chains: tuple[str, ...] = ()) -> AbstractContextManager[sqlite3.Connection]:
     """Run the block in ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error).
 
     IMMEDIATE takes the write lock up front, so concurrent writers queue on
     ``busy_timeout`` instead of failing with SQLITE_BUSY when a deferred
     (read) transaction tries to upgrade to a write.  The connection must not
     already be inside a transaction.  On PostgreSQL the same one-writer order
-    comes from an advisory transaction lock (:meth:`storage.dialect.Dialect.begin_write`).
+    comes from an advisory transaction lock (:meth:`storage.dialect.Dialect.begin_write`);
+    ``chains``: the chains the transaction appends to, locked with it (the audit log's).
     """
-    return _transaction(conn, dialect_of(conn).begin_write)
+    dialect = dialect_of(conn)
+    return _transaction(conn, lambda c: dialect.begin_write(c, chains))
 
 
 def row_locked(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
@@ -32,7 +34,14 @@ def row_locked(conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Conne
 @contextmanager
 def _transaction(conn: sqlite3.Connection, begin: Callable[[sqlite3.Connection], None]
                  ) -> Iterator[sqlite3.Connection]:
-    begin(conn)
+    try:
+        begin(conn)
+    except BaseException:
+        # PostgreSQL's write lock is a statement after BEGIN: its lock wait running out leaves
+        # the transaction open and refusing every statement, the connection's next step included
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     try:
         yield conn
     except BaseException:

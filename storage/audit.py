@@ -82,10 +82,14 @@ def append_in_transaction_sync(
     protocol: str | None = None,
     subject: str | None = None,
     details: dict[str, Any] | None = None,
+    *,
+    chain_locked: bool = False,
 ) -> int:
     """Like :func:`append_sync` for a caller that already holds a write
     transaction (BEGIN IMMEDIATE), so the entry commits or rolls back with
-    the change it records (e.g. retention: state 'deleted' + its entry)."""
+    the change it records (e.g. retention: state 'deleted' + its entry).
+    ``chain_locked``: the transaction began with the chain's lock
+    (``immediate(conn, chains=("audit_log",))``)."""
     if not conn.in_transaction:
         raise RuntimeError("append_in_transaction_sync needs an open write transaction")
     if not action or not actor:
@@ -95,7 +99,7 @@ def append_in_transaction_sync(
     return _insert(conn, {
         "at": to_db_time(at), "actor": actor, "action": action, "protocol": protocol,
         "subject": subject, "details": None if details is None else canonical_json(details),
-    })
+    }, chain_locked)
 
 
 def append_many_in_transaction_sync(
@@ -125,8 +129,9 @@ def append_many_in_transaction_sync(
         " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def _insert(conn: sqlite3.Connection, entry: dict[str, Any]) -> int:
-    dialect_of(conn).lock_chain(conn, "audit_log")
+def _insert(conn: sqlite3.Connection, entry: dict[str, Any], chain_locked: bool = False) -> int:
+    if not chain_locked:
+        dialect_of(conn).lock_chain(conn, "audit_log")
     head = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     entry["id"], prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
     conn.execute(

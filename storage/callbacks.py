@@ -131,11 +131,13 @@ def end_call_sync(conn: sqlite3.Connection, call_id: int, changes: dict[str, Any
                   schedule_reason: str | None = None, plan: Plan | None = None) -> int | None:
     """Record a call's end (``calls.update``) and, when ``schedule_reason`` is
     given, its call-back, in one transaction.  Returns the call-back id (None
-    when nothing was scheduled)."""
+    when nothing was scheduled).  Without a call-back the end is one statement, which needs no
+    transaction of its own (on PostgreSQL two round trips fewer)."""
+    if schedule_reason is None or plan is None:
+        calls_table.update_sync(conn, call_id, changes, now)
+        return None
     with immediate(conn):
         calls_table.update_sync(conn, call_id, changes, now)
-        if schedule_reason is None or plan is None:
-            return None
         return schedule_in_transaction_sync(conn, call_id, reason=schedule_reason, plan=plan, now=now)
 
 

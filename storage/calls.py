@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._sqlutil import fetch_all, fetch_one, inserted_id, recoverable
-from .call_status import INITIAL, STATUS_VALUES, IllegalTransitionError, parse, predecessors
+from .call_status import INITIAL, STATUS_VALUES, CallStatus, IllegalTransitionError, parse, predecessors
 from .errors import AlreadyExistsError, NotFoundError, evidence_order_error
 from .timefmt import to_db_time, to_db_time_or_none
 
@@ -137,6 +137,31 @@ def update_sync(
         raise IllegalTransitionError(call_id, row[0], guarded)
 
 
+def complete_sync(conn: sqlite3.Connection, call_id: int, ended_at: str | datetime, hangup_cause: str,
+                  updated_at: str | datetime) -> tuple[str, str | None] | None:
+    """A handed-off call hung up: 'completed', with when and why it ended; a call that failed
+    but was handed off all the same only gets its end.  One statement in the usual case, where
+    reading the row first and then updating it was two (and two thread hops).  Returns the
+    call's status and protocol as written, or None when there was nothing to write (no such
+    call, one that ended already, or in another status)."""
+    ended, updated = to_db_time(ended_at), to_db_time(updated_at)
+    for status, assignments in ((CallStatus.HANDED_OFF.value, "status = 'completed', "),
+                                (CallStatus.FAILED.value, "")):
+        try:
+            row = conn.execute(
+                f"UPDATE calls SET {assignments}ended_at = ?, hangup_cause = ?, updated_at = ?"
+                " WHERE id = ? AND ended_at IS NULL AND status = ? RETURNING status, protocol",
+                (ended, hangup_cause, updated, call_id, status)).fetchone()
+        except sqlite3.IntegrityError as e:
+            refused = evidence_order_error(e, call_id)
+            if refused is None:
+                raise
+            raise refused from None
+        if row is not None:
+            return row[0], row[1]
+    return None
+
+
 _IDENTITY_HASH = re.compile(r"[0-9a-f]{64}")
 
 
@@ -202,6 +227,11 @@ class Calls:
     async def update(self, call_id: int, **changes: Any) -> None:
         """Set whitelisted columns (ValueError names any other) and updated_at."""
         await self._db.run_in_connection(update_sync, call_id, changes, self._db.now())
+
+    async def complete(self, call_id: int, ended_at: str | datetime,
+                       hangup_cause: str) -> tuple[str, str | None] | None:
+        """A handed-off call's end (see complete_sync)."""
+        return await self._db.run_in_connection(complete_sync, call_id, ended_at, hangup_cause, self._db.now())
 
     async def set_identity_hashes(self, call_id: int, *, cpf_hash: str | None = None,
                                   customer_code_hash: str | None = None) -> None:

@@ -41,7 +41,9 @@ class Dialect:
     #: a join whose left table the planner must read first (SQLite's CROSS JOIN)
     ordered_join = "CROSS JOIN"
 
-    def begin_write(self, conn: _Executes) -> None:
+    def begin_write(self, conn: _Executes, chains: tuple[str, ...] = ()) -> None:
+        """A write transaction; ``chains``: the chains it appends to, serialised from its start
+        (:meth:`lock_chain` then needs no statement of its own; here the write lock does it)."""
         conn.execute("BEGIN IMMEDIATE")
 
     def begin_rows(self, conn: _Executes) -> None:
@@ -71,9 +73,12 @@ class PostgresDialect(Dialect):
     WRITE_LOCK = 0x63700001
     CHAIN_LOCKS: Mapping[str, int] = MappingProxyType({"audit_log": 0x63700002})
 
-    def begin_write(self, conn: _Executes) -> None:
+    def begin_write(self, conn: _Executes, chains: tuple[str, ...] = ()) -> None:
         conn.execute("BEGIN")
-        conn.execute(f"SELECT pg_advisory_xact_lock({self.WRITE_LOCK})")
+        # the writer's lock, then the chains' (the order every transaction takes them in), in
+        # the one round trip that also carries the BEGIN (storage.pg.PgConnection)
+        conn.execute("; ".join(f"SELECT pg_advisory_xact_lock({key})"
+                               for key in (self.WRITE_LOCK, *(self.CHAIN_LOCKS[c] for c in chains))))
 
     def begin_rows(self, conn: _Executes) -> None:
         conn.execute("BEGIN")

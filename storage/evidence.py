@@ -27,17 +27,25 @@ CALL_FACTS = ("id", "protocol", "started_at", "language", "consent_prompt", "con
               "served_by")
 
 
+#: A recording's row, its call's facts and its protocol's allocation, in one statement (three
+#: round trips on PostgreSQL, where finalising a recording reads them in its transaction)
+_SQL_FACTS = (
+    "SELECT r.*, " + ", ".join(f"c.{name} AS c__{name}" for name in CALL_FACTS)
+    + ", p.allocated_at AS p__allocated_at FROM recordings r LEFT JOIN calls c ON c.id = r.call_id"
+    " LEFT JOIN protocols p ON p.protocol = c.protocol WHERE r.id = ?"
+)
+
+
 def facts_sync(conn: sqlite3.Connection, recording_id: int) -> dict[str, Any] | None:
     """``{"recording": row, "call": {CALL_FACTS}, "protocol_allocated_at": ...}`` or None."""
-    rec = fetch_one(conn.execute("SELECT * FROM recordings WHERE id = ?", (recording_id,)))
-    if rec is None:
+    joined = fetch_one(conn.execute(_SQL_FACTS, (recording_id,)))
+    if joined is None:
         return None
-    call = fetch_one(conn.execute(f"SELECT {', '.join(CALL_FACTS)} FROM calls WHERE id = ?", (rec["call_id"],)))
-    allocated = None
-    if call is not None and call["protocol"]:
-        row = conn.execute("SELECT allocated_at FROM protocols WHERE protocol = ?", (call["protocol"],)).fetchone()
-        allocated = row[0] if row else None
-    return {"recording": rec, "call": call, "protocol_allocated_at": allocated}
+    allocated = joined.pop("p__allocated_at")
+    call = {name: joined.pop(f"c__{name}") for name in CALL_FACTS}
+    if call["id"] is None:  # no such call row
+        return {"recording": joined, "call": None, "protocol_allocated_at": None}
+    return {"recording": joined, "call": call, "protocol_allocated_at": allocated if call["protocol"] else None}
 
 
 class SealedRecord(Protocol):
@@ -61,14 +69,14 @@ Sealer = Callable[[dict[str, Any], str], SealedRecord]
 def insert_in_transaction_sync(conn: sqlite3.Connection, recording_id: int, protocol: str | None, record: str,
                                record_sha256: str, signature: str | None, key_fingerprint: str | None,
                                created_at: str | datetime) -> bool:
-    """:func:`insert_sync` inside the caller's write transaction."""
-    if conn.execute("SELECT 1 FROM evidence_records WHERE recording_id = ?", (recording_id,)).fetchone():
-        return False
-    conn.execute(
+    """:func:`insert_sync` inside the caller's write transaction (one statement: the row goes in
+    unless the recording has one)."""
+    return conn.execute(
         "INSERT INTO evidence_records (recording_id, protocol, record, record_sha256, signature,"
-        " key_fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (recording_id, protocol, record, record_sha256, signature, key_fingerprint, to_db_time(created_at)))
-    return True
+        " key_fingerprint, created_at) SELECT ?, ?, ?, ?, ?, ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM evidence_records WHERE recording_id = ?)",
+        (recording_id, protocol, record, record_sha256, signature, key_fingerprint, to_db_time(created_at),
+         recording_id)).rowcount > 0
 
 
 def insert_sync(conn: sqlite3.Connection, recording_id: int, protocol: str | None, record: str,
@@ -81,7 +89,8 @@ def insert_sync(conn: sqlite3.Connection, recording_id: int, protocol: str | Non
 
 
 def seal_finalised_in_transaction_sync(conn: sqlite3.Connection, recording_id: int, sealer: Sealer | None,
-                                       now: str, *, journalled: bool = False) -> SealedRecord | None:
+                                       now: str, *, journalled: bool = False,
+                                       chain_locked: bool = False) -> SealedRecord | None:
     """What finalising a recording writes besides its row, inside the caller's transaction:
     its evidence record (made by ``sealer``; none without one) and its ``recording.finalised``
     audit entry, the entry ``callproof evidence seal`` trusts later."""
@@ -100,7 +109,7 @@ def seal_finalised_in_transaction_sync(conn: sqlite3.Connection, recording_id: i
     if journalled:
         details["journalled"] = True
     audit.append_in_transaction_sync(conn, "recording.finalised", "callproof", now, protocol=rec["protocol"],
-                                     subject=rec["path"], details=details)
+                                     subject=rec["path"], details=details, chain_locked=chain_locked)
     return sealed
 
 
@@ -108,8 +117,8 @@ def seal_finalised_sync(conn: sqlite3.Connection, recording_id: int, sealer: Sea
                         now: str) -> SealedRecord | None:
     """:func:`seal_finalised_in_transaction_sync` in a transaction of its own (a live call's
     finalisation, right after its row)."""
-    with immediate(conn):
-        return seal_finalised_in_transaction_sync(conn, recording_id, sealer, now)
+    with immediate(conn, chains=("audit_log",)):  # the chain's lock in the BEGIN's round trip
+        return seal_finalised_in_transaction_sync(conn, recording_id, sealer, now, chain_locked=True)
 
 
 #: Prefer a recording's signed record (one sealed late sits next to the unsigned one).

@@ -34,12 +34,12 @@ if TYPE_CHECKING:
 # sms_outbox_due in order), so a claim reads ~2 x limit rows instead of sorting
 # the whole backlog (0.5 ms per claim with 2,000 rows pending, growing with it).
 _SQL_DUE_SQLITE = """
-SELECT id FROM (
-    SELECT * FROM (SELECT id, next_attempt_at AS due FROM sms_outbox INDEXED BY sms_outbox_due
+SELECT id, created_at FROM (
+    SELECT * FROM (SELECT id, next_attempt_at AS due, created_at FROM sms_outbox INDEXED BY sms_outbox_due
                     WHERE state = 'pending' AND next_attempt_at <= :now
                     ORDER BY next_attempt_at, id LIMIT :limit)
     UNION ALL
-    SELECT * FROM (SELECT id, lease_until AS due FROM sms_outbox
+    SELECT * FROM (SELECT id, lease_until AS due, created_at FROM sms_outbox
                     WHERE state = 'sending' AND lease_until <= :now
                     ORDER BY lease_until, id LIMIT :limit)
 ) ORDER BY due, id LIMIT :limit
@@ -49,12 +49,21 @@ SELECT id FROM (
 # sender's rows come back once their lease has run out.  The WHERE is checked again on a
 # row's newest version once locked, so a row another sender just leased is not taken.
 _SQL_DUE_POSTGRESQL = """
-SELECT id FROM sms_outbox
+SELECT id, created_at FROM sms_outbox
  WHERE (state = 'pending' AND next_attempt_at <= :now) OR (state = 'sending' AND lease_until <= :now)
  ORDER BY CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END, id
  LIMIT :limit FOR UPDATE SKIP LOCKED
 """
 _SQL_DUE = {"sqlite": _SQL_DUE_SQLITE, "postgresql": _SQL_DUE_POSTGRESQL}
+# Whether a claim would find anything, read without a transaction (each branch walks its
+# partial index): a sender polls every second, and an idle poll is then one statement, where
+# the claim's transaction is three round trips on PostgreSQL (BEGIN, the locking SELECT,
+# COMMIT) and takes the write lock on SQLite.  A row it sees that another sender locks
+# meanwhile is skipped by the claim itself, as before.
+_SQL_ANY_DUE = (
+    "SELECT EXISTS (SELECT 1 FROM sms_outbox WHERE state = 'pending' AND next_attempt_at <= :now)"
+    " OR EXISTS (SELECT 1 FROM sms_outbox WHERE state = 'sending' AND lease_until <= :now)"
+)
 
 
 MAX_CLAIM = 30000  # SQLite allows 32,766 parameters per statement
@@ -111,9 +120,19 @@ def claim_for_send_sync(
     A fixed number of statements per claim, whatever its size (the lease is
     an ``UPDATE ... RETURNING``, the attempts one multi-row ``INSERT ...
     RETURNING``): the sender's cost per message is what bounds its rate.
+    When nothing is due, no transaction is opened (:func:`any_due_sync`).
     """
+    _lease_times(owner, limit, lease_seconds, now)  # its arguments refused whether or not rows are due
+    if not any_due_sync(conn, now):
+        return []
     with row_locked(conn):
         return _claim_for_send_in_tx(conn, owner, limit, lease_seconds, now, backend, max_age_seconds)
+
+
+def any_due_sync(conn: sqlite3.Connection, now: str | datetime) -> bool:
+    """Whether a claim at ``now`` would find a row (a hint: a row seen here may be taken by
+    another sender before the claim locks it, which the claim then skips)."""
+    return bool(conn.execute(_SQL_ANY_DUE, {"now": to_db_time(now)}).fetchone()[0])
 
 
 def _claim_for_send_in_tx(
@@ -121,36 +140,36 @@ def _claim_for_send_in_tx(
     backend: str, max_age_seconds: float | None = None,
 ) -> list[dict]:
     now, lease_until = _lease_times(owner, limit, lease_seconds, now)
-    ids = [r[0] for r in conn.execute(_SQL_DUE[dialect_of(conn).name], {"now": now, "limit": limit})]
-    if not ids:
+    due = conn.execute(_SQL_DUE[dialect_of(conn).name], {"now": now, "limit": limit}).fetchall()
+    if not due:
         return []
+    ids = [r[0] for r in due]
     marks = ", ".join("?" for _ in ids)
     if max_age_seconds is not None:
         oldest = to_db_time(parse_db_time(now) - timedelta(seconds=max_age_seconds))
-        expired = [r[0] for r in conn.execute(
-            "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
-            " next_attempt_at = NULL, updated_at = ?,"
-            f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
-            f" WHERE id IN ({marks}) AND created_at < ? RETURNING id", (now, *ids, oldest))]
-        if expired:
-            gone = set(expired)
-            ids = [i for i in ids if i not in gone]
+        # the expiry's UPDATE only when a due row is that old (stored times compare as text)
+        if any(created is not None and created < oldest for _, created in due):
+            expired = {r[0] for r in conn.execute(
+                "UPDATE sms_outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL,"
+                " next_attempt_at = NULL, updated_at = ?,"
+                f" reason = 'expired: not sent within {float(max_age_seconds):g} s'"
+                f" WHERE id IN ({marks}) AND created_at < ? RETURNING id", (now, *ids, oldest))}
+            ids = [i for i in ids if i not in expired]
             if not ids:
                 return []
             marks = ", ".join("?" for _ in ids)
+    # the lease, and each row's earlier attempts (how many, whether one is or was left
+    # unresolved) read by the same statement (subqueries on sms_attempts_outbox)
     rows = fetch_all(conn.execute(
         "UPDATE sms_outbox SET state = 'sending', lease_owner = ?, lease_until = ?,"
         " attempts = attempts + 1, updated_at = ?,"
         " idempotency_key = coalesce(idempotency_key, 'cp-' || protocol || '-' || id)"
-        f" WHERE id IN ({marks}) RETURNING *",
+        f" WHERE id IN ({marks}) RETURNING *, {_EARLIER}",
         (owner, lease_until, now, *ids),
     ))
     rows.sort(key=lambda r: r["id"])
-    # earlier attempts of these rows: how many, and whether one is (or was left) unresolved
-    earlier = {oid: (count, unresolved, in_flight) for oid, count, unresolved, in_flight in conn.execute(
-        "SELECT outbox_id, count(*), sum(CASE WHEN outcome IN ('in_flight', 'unknown') THEN 1 ELSE 0 END),"
-        f" sum(CASE WHEN outcome = 'in_flight' THEN 1 ELSE 0 END) FROM sms_attempts WHERE outbox_id IN ({marks})"
-        " GROUP BY outbox_id", ids)}
+    earlier = {r["id"]: (r.pop("earlier_count"), r.pop("earlier_unresolved"), r.pop("earlier_in_flight"))
+               for r in rows}
     if any(v[2] for v in earlier.values()):
         conn.execute(
             "UPDATE sms_attempts SET outcome = 'unknown', finished_at = ?, reason = ?"
@@ -175,6 +194,11 @@ def _claim_for_send_in_tx(
 
 
 _ATTEMPT_CHUNK = 5000
+_EARLIER = ", ".join(
+    f"(SELECT count(*) FROM sms_attempts a WHERE a.outbox_id = sms_outbox.id{where}) AS {name}"
+    for where, name in (("", "earlier_count"),
+                        (" AND a.outcome IN ('in_flight', 'unknown')", "earlier_unresolved"),
+                        (" AND a.outcome = 'in_flight'", "earlier_in_flight")))
 
 
 def release_unsent_in_tx(conn: sqlite3.Connection, attempt_ids: list[int], owner: str,
@@ -215,7 +239,12 @@ def sender_step_sync(
     ``claim``).  One commit instead of three: a transaction's fixed cost
     (locking, the WAL append) is most of the cost of a small one.
     Returns (per answer None or the error that refused it, the claimed rows).
+    A claim alone when nothing is due opens no transaction (:func:`any_due_sync`).
     """
+    if claim and not finish and not release:
+        _lease_times(claim["owner"], claim["limit"], claim["lease_seconds"], claim["now"])
+        if not any_due_sync(conn, claim["now"]):
+            return [], []
     with row_locked(conn):  # the rows it writes are its own leases, or locked by the claim
         errors = finish_attempts_in_tx(conn, list(finish)) if finish else []
         if release:

@@ -20,24 +20,31 @@ ROW_STATES = ("sent", "logged", "pending", "dead")
 
 def _finish(
     conn: sqlite3.Connection,
-    outbox_id: int,
+    attempt_id: int,
     owner: str | None,
     allowed: tuple[str, ...],
     assignments: str,
     params: tuple,
     wanted: str,
-) -> None:
+) -> int:
+    """Move the outbox row of attempt ``attempt_id`` (found in the same statement); its id.
+    Refused, having written nothing: NotFoundError (no such attempt) or InvalidStateError."""
     states = ", ".join(f"'{s}'" for s in allowed)
     sql = (
         f"UPDATE sms_outbox SET {assignments}, lease_owner = NULL, lease_until = NULL"
-        f" WHERE id = ? AND state IN ({states})"
+        f" WHERE id = (SELECT outbox_id FROM sms_attempts WHERE id = ?) AND state IN ({states})"
     )
-    args: tuple = (*params, outbox_id)
+    args: tuple = (*params, attempt_id)
     if owner is not None:
         sql += " AND (lease_owner IS NULL OR lease_owner = ?)"
         args += (owner,)
-    if conn.execute(sql, args).rowcount == 0:
-        _explain(conn, outbox_id, owner, wanted)
+    moved = conn.execute(sql + " RETURNING id", args).fetchone()
+    if moved is not None:
+        return int(moved[0])
+    att = conn.execute("SELECT outbox_id FROM sms_attempts WHERE id = ?", (attempt_id,)).fetchone()
+    if att is None:
+        raise NotFoundError(f"sms_attempts row {attempt_id} does not exist")
+    _explain(conn, att[0], owner, wanted)
 
 
 def _explain(conn: sqlite3.Connection, outbox_id: int, owner: str | None, wanted: str) -> NoReturn:
@@ -89,7 +96,7 @@ def finish_attempts_sync(
 
     The usual group (every write-back allowed) costs one ``executemany`` per
     kind of answer; only when one of them is refused is the group replayed
-    item by item, each in its own SAVEPOINT, to find and report it.
+    item by item (each refused before it writes anything), to find and report it.
     """
     with immediate(conn):
         return finish_attempts_in_tx(conn, items)
@@ -105,15 +112,13 @@ def finish_attempts_in_tx(conn: sqlite3.Connection, items: list[tuple[int, dict]
         conn.execute("RELEASE finish_group")
     results: list[Exception | None] = []
     for attempt_id, kwargs in items:
-        conn.execute("SAVEPOINT finish_attempt")
+        # no savepoint: an item is refused before it writes anything (_finish_attempt_in_tx)
         try:
             _finish_attempt_in_tx(conn, attempt_id, **kwargs)
         except (ValueError, InvalidStateError, NotFoundError) as exc:
-            conn.execute("ROLLBACK TO finish_attempt")
             results.append(exc)
         else:
             results.append(None)
-        conn.execute("RELEASE finish_attempt")
     return results
 
 
@@ -213,38 +218,44 @@ def _finish_attempt_in_tx(
     if row_state == "pending" and next_attempt_at is None:
         raise ValueError("a pending row needs next_attempt_at")
     now = to_db_time(now)
-    att = fetch_one(conn.execute("SELECT * FROM sms_attempts WHERE id = ?", (attempt_id,)))
-    if att is None:
-        raise NotFoundError(f"sms_attempts row {attempt_id} does not exist")
-    conn.execute(
+    # every refusal comes before the first write: the row's move (found through the attempt,
+    # refused when there is no such attempt or its row is not ours or no longer 'sending',
+    # having changed nothing), then the attempt's answer, so a group's refused item needs no
+    # savepoint to be undone (finish_attempts_in_tx)
+    oid = _move_row(conn, attempt_id, row_state, outcome, now, owner, gateway_message_id, reason,
+                    next_attempt_at)
+    started_at = conn.execute(
         "UPDATE sms_attempts SET outcome = ?, finished_at = ?, gateway_message_id = ?,"
-        " reason = ? WHERE id = ?",
+        " reason = ? WHERE id = ? RETURNING started_at",
         (outcome, now, gateway_message_id, reason, attempt_id),
-    )
-    oid = att["outbox_id"]
+    ).fetchone()[0]
+    if row_state == "sent" and gateway_message_id:  # a receipt may have raced ahead of the acceptance
+        attach_early_receipts(conn, oid, gateway_message_id, started_at)
+
+
+def _move_row(conn: sqlite3.Connection, attempt_id: int, row_state: str, outcome: str, now: str, owner: str,
+              gateway_message_id: str | None, reason: str | None, next_attempt_at: str | datetime | None) -> int:
     if row_state == "logged":  # nothing reached a gateway: no receipt can come for it
-        _finish(conn, oid, owner, ("sending",),
-                "state = 'logged', gateway_message_id = ?, next_attempt_at = NULL,"
-                " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it logged")
+        return _finish(conn, attempt_id, owner, ("sending",),
+                       "state = 'logged', gateway_message_id = ?, next_attempt_at = NULL,"
+                       " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it logged")
     elif row_state == "sent":
-        _finish(conn, oid, owner, ("sending",),
-                "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
-                " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
-        if gateway_message_id:  # a receipt may have raced ahead of the acceptance
-            attach_early_receipts(conn, oid, gateway_message_id, att["started_at"])
+        return _finish(conn, attempt_id, owner, ("sending",),
+                       "state = 'sent', gateway_message_id = ?, next_attempt_at = NULL,"
+                       " reason = NULL, updated_at = ?", (gateway_message_id, now), "mark it sent")
     elif row_state == "pending":
         assert next_attempt_at is not None  # refused above for a pending row
         if outcome == "throttled":
-            _finish(conn, oid, owner, ("sending",),
-                    "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
-                    " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, throttled = throttled + 1",
-                    (reason or "throttled", to_db_time(next_attempt_at), now),
-                    "put it back after throttling")
+            return _finish(conn, attempt_id, owner, ("sending",),
+                           "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?,"
+                           " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, throttled = throttled + 1",
+                           (reason or "throttled", to_db_time(next_attempt_at), now),
+                           "put it back after throttling")
         else:
-            _finish(conn, oid, owner, ("sending",),
-                    "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?",
-                    (reason or outcome, to_db_time(next_attempt_at), now), "schedule a retry")
+            return _finish(conn, attempt_id, owner, ("sending",),
+                           "state = 'pending', reason = ?, next_attempt_at = ?, updated_at = ?",
+                           (reason or outcome, to_db_time(next_attempt_at), now), "schedule a retry")
     else:
-        _finish(conn, oid, owner, ("sending",),
-                "state = 'dead', reason = ?, next_attempt_at = NULL, updated_at = ?",
-                (reason or outcome, now), "mark it dead")
+        return _finish(conn, attempt_id, owner, ("sending",),
+                       "state = 'dead', reason = ?, next_attempt_at = NULL, updated_at = ?",
+                       (reason or outcome, now), "mark it dead")

@@ -10,9 +10,16 @@ connection to offer the same, so every query has one code path for both engines:
   ``x IS ?`` is ``x IS NOT DISTINCT FROM %s``);
 * the cursor's ``fetchone``/``fetchall``/iteration/``description``/``rowcount``, and
   ``lastrowid`` after an ``INSERT`` into a table keyed by ``id`` (the statement gets
-  ``RETURNING id``: PostgreSQL has no rowid);
+  ``RETURNING id``: PostgreSQL has no rowid); a statement runs through libpq itself
+  (``PQexecParams``, or ``PQexec`` without parameters), with psycopg's C adapters for the
+  parameters and the rows, not through psycopg's cursor (:mod:`storage.pg_results`);
 * ``in_transaction`` and explicit ``BEGIN``/``COMMIT``/``ROLLBACK`` statements
   (the connection is in autocommit mode, as ``isolation_level=None`` is for sqlite3);
+  ``BEGIN`` goes to the server with the transaction's first statement (one round trip for
+  both when that one has no parameters, as the write lock's ``pg_advisory_xact_lock``;
+  a transaction that ran nothing is never sent), and the commands without parameters or
+  rows (``COMMIT``, ``SAVEPOINT``...) go as they are: each round trip through psycopg's
+  cursor was ~50 us of the client's CPU (bench/bench_pg_calls.py);
 * the driver's errors surface as the ``sqlite3`` exception the modules catch
   (``IntegrityError`` worded like SQLite's, ``OperationalError``
   for a lock wait that ran out, "database is locked", or a lost server), so the
@@ -28,16 +35,17 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import postgres
-from psycopg.adapt import Dumper
+from psycopg.adapt import Dumper, PyFormat, Transformer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus, TransactionStatus
 
 from .dialect import POSTGRESQL, Dialect
+from .pg_results import NO_ROWS, PgCursor, native
 from .pg_url import masked
 
 _INDEX_HINT = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
@@ -45,8 +53,10 @@ _IS_PARAM = re.compile(r"\bIS\s+\?")  # SQLite's "x IS ?" compares NULLs as equa
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 #: The tables whose key is not an ``id`` column (an INSERT into any other one returns its id).
 NOT_ID_KEYED = frozenset({"protocols", "protocol_sequences", "web_sessions", "schema_migrations", "ari_leases"})
-#: the result statuses psycopg gives a description for (a statement that returns rows)
-_WITH_ROWS = frozenset({ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE, getattr(ExecStatus, "TUPLES_CHUNK", -1)})
+_SUCCEEDED = frozenset({ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK, ExecStatus.EMPTY_QUERY})
+_AUTO: list[PyFormat] = [PyFormat.AUTO] * 64  # how each parameter is dumped: as psycopg picks
+#: commands with neither parameters nor rows, sent through libpq's PQexec without a cursor
+_COMMANDS = frozenset({"COMMIT", "ROLLBACK", "RELEASE", "SAVEPOINT", "SET"})
 _TRANSLATED: dict[str, tuple[str, bool]] = {}
 _MAX_TRANSLATED = 4096
 
@@ -154,67 +164,7 @@ class _BoolAsInteger(Dumper):
         return b"1" if obj else b"0"
 
 
-class PgCursor:
-    """The results of one statement, read like a ``sqlite3.Cursor``.
-
-    ``description`` is sqlite3's shape (a 7-tuple per column, the name first, the rest None),
-    built once from the result's field names: psycopg's own builds a ``Column`` object per
-    column at each access, ~80 us for ``SELECT * FROM calls``, where ``fetch_one`` reads it
-    once and ``fetchone`` once more (bench/bench_pg_calls.py)."""
-
-    __slots__ = ("_cur", "_description", "_lastrowid")
-
-    def __init__(self, cur: psycopg.Cursor[Any], returns_id: bool = False) -> None:
-        self._cur = cur
-        self._lastrowid: int | None = None
-        res = cur.pgresult
-        self._description: tuple[tuple[str, None, None, None, None, None, None], ...] | None = None
-        if res is not None and (res.nfields or res.status in _WITH_ROWS):
-            encoding = cur.connection.info.encoding
-            self._description = tuple(((res.fname(i) or b"").decode(encoding), None, None, None, None, None, None)
-                                      for i in range(res.nfields))
-        if returns_id:
-            row = cur.fetchone()
-            self._lastrowid = None if row is None else row[0]
-
-    @property
-    def description(self) -> Any:
-        return self._description
-
-    @property
-    def rowcount(self) -> int:
-        return self._cur.rowcount
-
-    @property
-    def lastrowid(self) -> int | None:
-        return self._lastrowid
-
-    def fetchone(self) -> Any:
-        return self._cur.fetchone() if self._description is not None else None
-
-    def fetchall(self) -> list[Any]:
-        return self._cur.fetchall() if self._description is not None else []
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-
-class _NoRows:
-    description = None
-    rowcount = -1
-    lastrowid = None
-
-    def fetchone(self) -> None:
-        return None
-
-    def fetchall(self) -> list[Any]:
-        return []
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(())
-
-
-_NO_ROWS: Any = _NoRows()
+_NO_ROWS: Any = NO_ROWS
 
 
 class PgConnection:
@@ -228,6 +178,9 @@ class PgConnection:
         self._conninfo = conninfo
         self._setup = tuple(setup)  # statements a reconnection replays (SET lock_timeout ...)
         self._lock_timeout: int | None = None  # what set_lock_timeout last set, outside a transaction
+        self._begun = False  # BEGIN asked for, not sent yet: it goes with the next statement
+        self._tx: Any = None  # a psycopg Transformer (its C class has no stub of its own)
+        self._tx_of: psycopg.Connection[Any] | None = None  # the connection self._tx adapts for
 
     @classmethod
     def connect(cls, conninfo: str, setup: Sequence[str] = ()) -> PgConnection:
@@ -267,15 +220,29 @@ class PgConnection:
 
     @property
     def raw(self) -> psycopg.Connection[Any]:
+        """The psycopg connection (a BEGIN asked for is sent first: what runs there is in it)."""
+        if self._begun:
+            self._begun = False
+            self._command(b"BEGIN")
         return self._conn
 
     @property
     def in_transaction(self) -> bool:
+        if self._begun:
+            return True
         if self._conn.closed or self._conn.broken:
             return False  # the server rolled it back when the connection went
         return self._conn.info.transaction_status != TransactionStatus.IDLE
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None) -> PgCursor:
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> PgCursor:
+        begin = self._begun
+        if begin:
+            self._begun = False
+            if sql in ("COMMIT", "ROLLBACK"):
+                return _NO_ROWS  # the transaction ran nothing: nothing was sent, nothing to end
+        elif sql == "BEGIN" and not self.in_transaction:
+            self._begun = True  # sent with the next statement
+            return _NO_ROWS
         if self._conn.closed or self._conn.broken:
             word = sql.strip().upper()
             if word == "ROLLBACK":
@@ -284,31 +251,79 @@ class PgConnection:
                 raise sqlite3.OperationalError("disk I/O error: the connection to PostgreSQL was lost"
                                                " before COMMIT; the transaction was rolled back")
             self._reconnect_if_lost()
-        cur = self._conn.cursor()
+        if not params and sql[:1] in "CRS" and sql.split(None, 1)[0] in _COMMANDS:
+            if begin:
+                self._command(b"BEGIN")
+            self._command(sql.encode())
+            return _NO_ROWS
         text, returns_id = translate(sql)
-        if params:
-            params = _without_nul(params)
+        conn = self._conn
+        encoding = conn.info.encoding
+        # a failed statement leaves PostgreSQL's transaction refusing every statement until
+        # ROLLBACK (which the modules' transaction helper issues): a caller that caught the
+        # error and went on would fail loudly, never commit half a change
         try:
-            # without parameters psycopg sends the text as is: no %-escaping wanted
-            cur.execute(text if params else text.replace("%%", "%"), params or None)
+            if params:
+                query, names = native(text)
+                values = _without_nul([params[n] for n in names] if isinstance(params, dict) and names is not None
+                                      else params)
+                if begin:
+                    self._command(b"BEGIN")
+                tx = self._transformer()
+                dumped = tx.dump_sequence(values, _AUTO[:len(values)] if len(values) <= 64
+                                          else [PyFormat.AUTO] * len(values))
+                res = conn.pgconn.exec_params(query.encode(encoding), dumped, tx.types, tx.formats)
+            else:  # the simple protocol: the text as is, and BEGIN in the same round trip
+                query = text.replace("%%", "%")
+                res = conn.pgconn.exec_(("BEGIN; " + query if begin else query).encode(encoding))
         except psycopg.Error as exc:
-            # a failed statement leaves PostgreSQL's transaction refusing every statement
-            # until ROLLBACK (which the modules' transaction helper issues): a caller that
-            # caught the error and went on would fail loudly, never commit half a change
             raise _as_sqlite_error(exc) from None
-        return PgCursor(cur, returns_id)
+        if res.status not in _SUCCEEDED:
+            self._raise_for(res)
+        return PgCursor.of(res, self._transformer(), encoding, returns_id)
+
+    def _transformer(self) -> Any:
+        """psycopg's (C) adapter of the connection's types, made again for a new connection."""
+        if self._tx_of is not self._conn:
+            self._tx, self._tx_of = Transformer(self._conn), self._conn
+        return self._tx
+
+    def _raise_for(self, res: Any) -> NoReturn:
+        pgconn = self._conn.pgconn
+        if pgconn.status == ConnStatus.BAD or res.error_field(DiagnosticField.SQLSTATE) is None:
+            # no SQLSTATE: libpq's own error, not the server's ("server closed the connection
+            # unexpectedly"): the connection is in trouble, as psycopg's cursor reports it
+            message = res.error_message or pgconn.error_message or b"the connection was lost"
+            error: psycopg.Error = psycopg.OperationalError(message.decode(errors="replace").strip())
+        else:
+            error = pg_errors.error_from_result(res, encoding=self._conn.info.encoding)
+        raise _as_sqlite_error(error) from None
+
+    def _command(self, command: bytes) -> None:
+        """A statement without parameters or rows through libpq's ``PQexec`` (blocking, the GIL
+        released), its failure raised as :meth:`execute` raises it."""
+        try:
+            res = self._conn.pgconn.exec_(command)
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from None
+        if res.status != ExecStatus.COMMAND_OK:
+            self._raise_for(res)
 
     def cursor(self) -> PgConnection:
         """sqlite3's ``conn.cursor().execute(...)``: here every execute has its own cursor."""
         return self
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> PgCursor:
+        if self._begun:
+            self._begun = False
+            self._reconnect_if_lost()
+            self._command(b"BEGIN")
         cur = self._conn.cursor()
         try:
             cur.executemany(translate(sql)[0].removesuffix(" RETURNING id"), rows)
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from None
-        return PgCursor(cur)
+        return PgCursor([], None, cur.rowcount)
 
     def close(self) -> None:
         self._conn.close()

@@ -130,3 +130,26 @@ async def test_served_by_is_stored_checked_and_counted(db):
         await db.calls.create(replace(new_call("e"), served_by="carrier_pigeon"))
     with pytest.raises(ValueError, match="not updatable: served_by"):
         await db.calls.update(c, served_by="ari")  # a fact fixed when the call entered
+
+
+async def test_a_handed_off_call_is_completed_by_its_hangup_and_a_failed_one_gets_its_end(db):
+    handed = await db.calls.create(new_call("chan-h"))
+    await advance(db, handed, "handed_off")
+    failed = await db.calls.create(new_call("chan-f"))
+    await advance(db, failed, "failed")
+    playing = await db.calls.create(new_call("chan-p"))
+
+    assert await db.calls.complete(handed, "2026-03-10T11:05:00-03:00", "Hangup:Normal Clearing") == (
+        "completed", None)
+    row = await db.calls.get(handed)
+    assert (row["status"], row["ended_at"], row["hangup_cause"]) == (
+        "completed", "2026-03-10T14:05:00.000000Z", "Hangup:Normal Clearing")
+    assert await db.calls.complete(failed, NOW, "Hangup") == ("failed", None)
+    row = await db.calls.get(failed)
+    assert (row["status"], row["ended_at"], row["hangup_cause"]) == ("failed", NOW, "Hangup")
+    # an ended call keeps its end; a call still in its flow, or none, is left alone
+    assert await db.calls.complete(handed, "2026-03-10T15:00:00Z", "Hangup:again") is None
+    assert (await db.calls.get(handed))["hangup_cause"] == "Hangup:Normal Clearing"
+    assert await db.calls.complete(playing, NOW, "Hangup") is None
+    assert (await db.calls.get(playing))["ended_at"] is None
+    assert await db.calls.complete(playing + 100, NOW, "Hangup") is None

@@ -215,3 +215,49 @@ async def test_receipt_before_acceptance_is_attached_by_the_group_commit(db):
     assert (await db.outbox.get(ids[1]))["dlr_state"] == "DELIVRD"
     assert (await db.outbox.get(ids[0]))["dlr_state"] is None
     assert [d["outbox_id"] for d in await db.outbox.dlrs(ids[1])] == [ids[1]]
+
+
+class _Statements:
+    """A connection that notes each statement it runs."""
+
+    def __init__(self, conn):
+        self._conn, self.run = conn, []
+
+    def execute(self, sql, params=()):
+        self.run.append(sql.split()[0].upper())
+        return self._conn.execute(sql, params)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+async def test_an_idle_poll_opens_no_transaction(db):
+    """The sender's poll each second, when nothing is due: one read, no transaction (on
+    PostgreSQL BEGIN, a locking SELECT and COMMIT were three round trips; SQLite took the
+    write lock); once a row is due the claim is the locked transaction it was."""
+    from callproof.storage.outbox import sender_step_sync
+
+    await queue(db, 1, at="2026-03-10T14:10:00Z")
+    claim = {"owner": "w", "limit": 10, "lease_seconds": 30, "now": T_PLUS(5), "backend": "smpp"}
+
+    def step(conn, at):
+        spy = _Statements(conn)
+        _, rows = sender_step_sync(spy, claim={**claim, "now": at})
+        return spy.run, rows, conn.in_transaction
+
+    run, rows, open_after = await db.run_in_connection(step, T_PLUS(5))
+    assert (run, rows, open_after) == (["SELECT"], [], False)
+    run, rows, open_after = await db.run_in_connection(step, "2026-03-10T14:10:00Z")
+    assert [r["state"] for r in rows] == ["sending"] and not open_after
+    assert run[0] == "SELECT" and run[1] == "BEGIN" and run[-1] == "COMMIT"
+    with pytest.raises(ValueError, match="owner"):  # its arguments are checked all the same
+        await db.run_in_connection(lambda conn: sender_step_sync(conn, claim={**claim, "owner": ""}))
+
+
+async def test_a_claim_sends_the_young_rows_and_lets_the_too_old_ones_die(db):
+    [old] = await queue(db, 1, at=T0)
+    [young] = await queue(db, 1, at=T_PLUS(50))
+    rows = await claim(db, "w", 10, 30, T_PLUS(60), max_age_seconds=30)
+    assert [r["id"] for r in rows] == [young]
+    row = await db.outbox.get(old)
+    assert (row["state"], row["reason"], row["attempts"]) == ("dead", "expired: not sent within 30 s", 0)

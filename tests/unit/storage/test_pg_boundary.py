@@ -136,3 +136,12 @@ def test_a_calls_steps_set_their_lock_wait_once_not_a_round_trip_each(pg_cluster
         assert sent[1:] == ["SET lock_timeout = 40", "SET lock_timeout = 1500", "SET lock_timeout = 1500"]
     finally:
         conn.close()
+
+
+def test_a_statement_goes_to_libpq_with_numbered_parameters_a_name_used_twice_being_one():
+    from callproof.storage.pg_results import native
+
+    assert native(translate("SELECT a FROM t WHERE b = ? AND c LIKE '%x' AND d = ?")[0]) == (
+        "SELECT a FROM t WHERE b = $1 AND c LIKE '%x' AND d = $2", None)
+    assert native(translate("SELECT 1 WHERE a <= :now OR b <= :now LIMIT :limit")[0]) == (
+        "SELECT 1 WHERE a <= $1 OR b <= $1 LIMIT $2", ("now", "limit"))

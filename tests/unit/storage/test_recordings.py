@@ -83,3 +83,34 @@ async def test_errors(db, call_id):
         await db.recordings.finalise(rec, size_bytes=1, duration_ms=1, sha256="xyz",
                                      finalised_at=NOW)
     assert (await db.recordings.get(rec))["state"] == "recording"
+
+
+async def test_a_recordings_evidence_facts_and_its_one_record(db, call_id):
+    """What a recording's evidence record is made of, read in one statement: its row, its call's
+    facts and when its protocol was given; and a second record for it is not written."""
+    from callproof.storage import SmsDraft
+    from callproof.storage.evidence import CALL_FACTS, facts_sync, insert_sync
+
+    protocol = (await db.protocols.allocate_for_call(call_id, year=2026, allocated_at=NOW,
+                                                     sms=SmsDraft(None, "pt_BR", str))).protocol
+    rec = await db.recordings.create(call_id, protocol, "/r/2026/x.wav", "5511912345678", NOW)
+    await db.recordings.finalise(rec, size_bytes=48044, duration_ms=3000, sha256=SHA, finalised_at=NOW)
+
+    def read(conn):
+        return facts_sync(conn, rec), facts_sync(conn, rec + 1000)
+
+    facts, none = await db.run_in_connection(read)
+    assert none is None
+    assert facts["recording"] == await db.recordings.get(rec)
+    call = await db.calls.get(call_id)
+    assert facts["call"] == {name: call[name] for name in CALL_FACTS} and facts["call"]["protocol"] == protocol
+    assert facts["protocol_allocated_at"] == NOW
+
+    def insert(conn, record):
+        return insert_sync(conn, rec, protocol, record, "ab" * 32, None, None, NOW)
+
+    assert await db.run_in_connection(insert, '{"first": 1}') is True
+    assert await db.run_in_connection(insert, '{"second": 2}') is False
+    rows = await db.run_in_connection(lambda conn: conn.execute(
+        "SELECT record FROM evidence_records WHERE recording_id = ?", (rec,)).fetchall())
+    assert [tuple(r) for r in rows] == [('{"first": 1}',)]
