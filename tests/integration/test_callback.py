@@ -6,6 +6,10 @@ call's end, the scheduler dials the customer, who answers and records what
 they hear: the recording announcement and the same protocol.  A normal
 hang-up, or a drop before the protocol, schedules nothing.  A busy customer,
 or one who never answers, gets its attempts and then the call-back fails.
+
+The answered call-back runs on both engines (``callback_rig_on``: its PostgreSQL twin has a
+40 ms announcement and one reading); the retries and the not-scheduled cases run on SQLite,
+their rules having unit tests on both (tests/unit/ari_app/test_callbacks.py).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ without the private key and with ``--plaintext``.  Then what reads them: the rea
 ``callproof web`` serves Range requests of the encrypted recording (exact bytes, from the
 middle), an export made from it is stored encrypted to the hold key and opens with
 ``age -d``, and the evidence package holds the plaintext and verifies offline.
+
+The per-transport test runs again on PostgreSQL (``pg_calls``, as in test_evidence.py); what
+reads the recordings afterwards (web, export, package) runs here on SQLite only, its storage
+reads having unit tests on both engines (tests/unit/web, tests/unit/rights).
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ admin runs it); then the review's attacks:
 finding 1 (a recording's bytes and its ``recordings.sha256`` swapped) and finding 2 (audit
 triggers dropped, entries deleted, every hash recomputed, triggers recreated), each now
 reported by the command an auditor runs, and the export refuses the forged file.
+
+The one-call-per-transport test runs again on PostgreSQL (``pg_calls``: the same set-up on a
+database of the loopback-TCP cluster, which the classic script in the chroot reaches with the
+password from secrets.env); the attacks stay on SQLite (their unit twins run on both engines).
 """
 
 from __future__ import annotations
@@ -243,6 +247,8 @@ async def test_the_audit_chain_is_anchored_and_finding_2_is_caught(calls, app, c
     done = cli(config_path, "audit", "verify")
     assert done.returncode == 0, done.stdout
     assert "intact" in done.stdout and "timestamped" in done.stdout
+    # SQLite only, on purpose: the tampering is engine SQL (sqlite_master's triggers); the same
+    # attack on PostgreSQL is tests/unit/evidence/test_checkpoints.py (both engines, drop_trigger)
     # finding 2: rewrite the chain without the newest entries the review deleted (web.login.failed
     # there; here every entry about the ARI call), behind the triggers' back
     with open_sync(config) as db:
