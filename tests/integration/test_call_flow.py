@@ -166,7 +166,9 @@ async def test_hangup_after_handoff(harness_on):
     assert rec["state"] == "finalised" and rec["sha256"] == sha256_of(Path(rec["path"]))
 
 
-async def test_100_concurrent_calls(harness, app_config):
+async def test_100_concurrent_calls(harness_on):
+    """100 calls at once, consecutive protocols: on SQLite, and on PostgreSQL's row-locked counter."""
+    harness = harness_on
     callers = [f"119{8000000 + i:08d}" for i in range(100)]
     calls = await asyncio.gather(*(harness.place(c, record=False) for c in callers))
     flows = await asyncio.gather(*(harness.app.wait_flow(c.prefix, timeout=240) for c in calls))
@@ -211,8 +213,10 @@ def snapshot(root: Path, skip: tuple[Path, ...]) -> set[str]:
 HOSTILE_FRAGMENTS = ("passwd", "pwned", "rm -rf", "Mallory", "`", "$(", ";", "١", "9" * 40)
 
 
-async def test_hostile_caller_ids(harness, app_config, sandbox):
-    root = app_config.recording.root
+async def test_hostile_caller_ids(harness_on, sandbox):
+    """On both engines: each stored as received, none reaching a file name."""
+    harness = harness_on
+    root = harness.app.config.recording.root
     # Folders only this sandbox's Asterisk writes to: nothing new may appear there at all.
     strict = [sandbox.rootfs / "etc", sandbox.rootfs / "var" / "spool" / "asterisk"]
     # Shared folders (other programs write there too): nothing named after a caller ID.
