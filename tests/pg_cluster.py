@@ -43,6 +43,7 @@ class Cluster:
     port: int = 5432
     databases: list[str] = field(default_factory=list)
     listen: str = ""  # TCP addresses besides the socket ("": none)
+    tcp_password: str = ""  # the user's password over TCP (a cluster started with one)
 
     @property
     def socket_dir(self) -> Path:
@@ -135,6 +136,7 @@ def start_cluster(parent: str | os.PathLike[str] | None = None, *, tcp_password:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             cluster.port, cluster.listen = probe.getsockname()[1], "127.0.0.1"
+        cluster.tcp_password = tcp_password
         (cluster.data_dir / "pg_hba.conf").write_text(
             "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
     cluster.pg_ctl("start")

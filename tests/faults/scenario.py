@@ -134,12 +134,14 @@ async def _channel_gone(sandbox: Any, channel_id: str) -> bool:
 async def run_cuts(sandbox: Any, run_dir: Path, prompts_dir: Path, *, app_name: str, seed: int,
                    calls: int = 20, cuts: int = 8, cut_seconds: tuple[float, float] = (1.0, 5.0),
                    spread_seconds: float = 8.0, link: str = "ari", readings: int = 2,
-                   first_cut_after: float = 0.0, log: Any = print) -> CutsReport:
+                   first_cut_after: float = 0.0, log: Any = print,
+                   **extra: dict[str, Any]) -> CutsReport:
     """Place ``calls`` calls over ``spread_seconds``, then cut ``link`` ('ari' or 'ami')
     ``cuts`` times, at seeded random moments, for ``cut_seconds`` each, while they run
     (their steps are staggered by the spread: the cuts meet calls in every step).
     ``first_cut_after``: seconds from the last call placed to the first cut (AMI matters
-    from the recording on: ~30 s into a call)."""
+    from the recording on: ~30 s into a call).  ``extra``: more of the application's
+    configuration (``storage={"url": ...}`` for PostgreSQL, ``protocol_reading``, ``prompts``)."""
     rng = random.Random(seed)
     if link == "ari":
         target = urlparse(sandbox.ari_url)
@@ -149,6 +151,8 @@ async def run_cuts(sandbox: Any, run_dir: Path, prompts_dir: Path, *, app_name: 
         proxy = await TcpProxy(sandbox.ami_host, sandbox.ami_port).start()
         sections = {"ari": {"app": app_name}, "ami": {"host": proxy.host, "port": proxy.port}}
     run_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in extra.items():
+        sections.setdefault(name, {}).update(table)
     config = load_sandbox_config(write_config(sandbox, run_dir, prompts_dir, **sections))
     events = _Events()
     flow_log = logging.getLogger("callproof")  # the flow's and the application's events

@@ -11,10 +11,12 @@ database; without the script it is handed off with ``app_unavailable``."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from callproof.agi_scripts.install import bundle, compile_bundle, install
+from callproof.agi_scripts.install import WRAPPER_NAME, bundle, compile_bundle, install
 
 CHROOT_PYTHON = "/usr/bin/python3"
 
@@ -27,3 +29,19 @@ def install_classic_agi(sandbox: Any, config_path: Path) -> Path:
         compile_bundle(lib, CHROOT_PYTHON, chroot=sandbox.rootfs)
         compiled.touch()
     return install(sandbox.run_dir / "agi-bin", config_path, python=CHROOT_PYTHON, pythonpath=lib)
+
+
+@contextlib.contextmanager
+def classic_agi_for(sandbox: Any, config_path: Path) -> Iterator[Path]:
+    """The classic script on ``config_path`` for the block; after it, the wrapper another
+    fixture of the module had installed is put back (or none is left)."""
+    target = sandbox.run_dir / "agi-bin" / WRAPPER_NAME
+    before = target.read_text() if target.exists() else None
+    wrapper = install_classic_agi(sandbox, config_path)
+    try:
+        yield wrapper
+    finally:
+        if before is None:
+            wrapper.unlink(missing_ok=True)
+        else:
+            wrapper.write_text(before)

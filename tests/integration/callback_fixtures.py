@@ -14,7 +14,9 @@ Asterisk with ``dialplan add extension``:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,10 @@ from callproof.demo import load_sandbox_config, write_config
 from callproof.sandbox import ari_request
 from callproof.storage.callbacks import Callbacks
 
-from .harness import CallHarness, ObservedApplication, PlacedCall
+from .harness import CallHarness, ObservedApplication, PlacedCall, running
 
 APP_NAME = "callproof_cb"
+APP_NAME_PG = "callproof_cbpg"
 CUSTOMER_CONTEXT = "callproof-test-cb-customer"
 CALLBACK_SETTINGS = {
     "enabled": True,
@@ -68,7 +71,7 @@ class CallbackRig:
         return Callbacks(self.app.db)
 
     async def place(self, caller: str) -> PlacedCall:
-        return await self.harness.place(caller, record=False, variables={"CALLPROOF_APP": APP_NAME})
+        return await self.harness.place(caller, record=False)
 
     async def drop(self, call: PlacedCall, cause: int) -> None:
         """The caller's network drops the call: the customer's leg is cleared with a Q.850 cause,
@@ -94,24 +97,52 @@ class CallbackRig:
 
 
 @pytest.fixture(scope="session")
-async def callback_rig(sandbox, app_config):
-    """``app_config`` first: it generates the prompts this application shares."""
-    run_dir = sandbox.run_dir / "callback"
-    recordings = run_dir / "customer"
+async def callback_customer(sandbox, app_config) -> Path:
+    """The customer's context, added once to the running Asterisk; the folder its answered
+    call-backs are recorded in.  ``app_config`` first: it generates the prompts the
+    call-back applications share."""
+    recordings = sandbox.run_dir / "callback" / "customer"
     recordings.mkdir(parents=True, exist_ok=True)
     for line in customer_dialplan(recordings):
         out = await asyncio.to_thread(sandbox.cli, f"dialplan add extension {line} into {CUSTOMER_CONTEXT}")
         assert "added" in out, out
-    prompts_dir = sandbox.run_dir / "prompts"
-    config = load_sandbox_config(write_config(sandbox, run_dir, prompts_dir, ari={"app": APP_NAME},
-                                              callback=CALLBACK_SETTINGS))
-    app = ObservedApplication(config)
-    await app.start()
-    runner = asyncio.ensure_future(app.run())
-    try:
-        await asyncio.wait_for(app.connected.wait(), 20)
-        yield CallbackRig(CallHarness(app, sandbox, run_dir), config, recordings)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await app.stop()
+    return recordings
+
+
+@contextlib.asynccontextmanager
+async def callback_application(sandbox, recordings: Path, app_name: str, folder: str,
+                               **sections: Any) -> AsyncIterator[CallbackRig]:
+    run_dir = sandbox.run_dir / folder
+    run_dir.mkdir(exist_ok=True)
+    config = load_sandbox_config(write_config(sandbox, run_dir, sandbox.run_dir / "prompts", ari={"app": app_name},
+                                              callback=CALLBACK_SETTINGS, **sections))
+    async with running(ObservedApplication(config)) as app:
+        harness = CallHarness(app, sandbox, run_dir, variables={"CALLPROOF_APP": app_name})
+        yield CallbackRig(harness, config, recordings)
+
+
+@pytest.fixture(scope="session")
+async def callback_rig(sandbox, callback_customer):
+    async with callback_application(sandbox, callback_customer, APP_NAME, "callback") as rig:
+        yield rig
+
+
+@pytest.fixture(scope="session")
+async def pg_callback_rig(sandbox, callback_customer, pg_cluster):
+    """The call-back application on PostgreSQL (a database of the session's cluster): a 40 ms
+    announcement and one reading, the real protocol prompts (a drop inside the reading, and
+    a call-back message of real audio)."""
+    from .test_call_state import short_prompts
+
+    short = short_prompts(sandbox.run_dir / "callback-pg-short", ["consent", "pause"])
+    async with callback_application(sandbox, callback_customer, APP_NAME_PG, "callback-pg",
+                                    storage={"url": pg_cluster.new_database("callback")},
+                                    prompts={"custom_directory": str(short)},
+                                    protocol_reading={"repeat": 0, "replay_window_ms": 0}) as rig:
+        yield rig
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def callback_rig_on(request: pytest.FixtureRequest) -> CallbackRig:
+    """``callback_rig``, then ``pg_callback_rig``: the test runs on each engine."""
+    return request.getfixturevalue("callback_rig" if request.param == "sqlite" else "pg_callback_rig")

@@ -153,6 +153,37 @@ def harness_on(request: pytest.FixtureRequest) -> CallHarness:
 
 
 @pytest.fixture(scope="session")
+def pg_tcp(pg_cluster: Any) -> Iterator[Any]:
+    """A second throw-away cluster that also listens on loopback TCP with a random password
+    (``start_cluster(tcp_password=...)``, scram): the classic AGI script runs inside the
+    sandbox's chroot (Debian's python3-psycopg there), which does not see the session
+    cluster's socket folder.  ``pg_cluster`` first: it fails under CI, or skips, when
+    PostgreSQL is not installed.  Databases come from :func:`pg_tcp_storage`."""
+    import secrets
+
+    from tests.pg_cluster import start_cluster
+
+    cluster = start_cluster(tcp_password=secrets.token_urlsafe(18))
+    try:
+        cluster.create_template()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def pg_tcp_storage(cluster: Any, run_dir: Path, prefix: str) -> dict[str, str]:
+    """The ``[storage]`` section of a new database on ``pg_tcp``, reached over TCP, whose
+    password goes where an admin puts it: ``secrets.env`` (0600) beside the callproof.toml
+    that ``write_config`` then writes in ``run_dir``.  The database's socket URL (what a test
+    reads rows with, no password) is ``cluster.url(name)``, name the URL's last part."""
+    name = cluster.new_database(prefix).rsplit("/", 1)[1]
+    secrets_file = run_dir / "secrets.env"
+    secrets_file.touch(mode=0o600)
+    secrets_file.write_text(f"CALLPROOF_STORAGE_PASSWORD={cluster.tcp_password}\n")
+    return {"url": cluster.tcp_url(name)}
+
+
+@pytest.fixture(scope="session")
 async def ami_events(sandbox: Sandbox):
     """Every UserEvent Asterisk emits (the sandbox agents report each hand-off)."""
     manager = Manager(host=sandbox.ami_host, port=sandbox.ami_port, username=sandbox.ami_username,

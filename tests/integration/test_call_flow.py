@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from .conftest import ENGINES
 from .harness import sha256_of
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,11 @@ def playback_order(events: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
-async def test_one_call_end_to_end(harness, ami_events, app_config):
+async def test_one_call_end_to_end(harness_on, ami_events):
+    """On SQLite with the full announcement and two readings; on PostgreSQL (``harness_on``'s
+    twin) with 40 ms prompts and one reading: the same rows, files, hand-off and audit."""
+    harness, app_config = harness_on, harness_on.app.config
+    readings = 1 + app_config.protocol_reading.repeat
     call = await harness.place("11987654321")
     flow = await harness.app.wait_flow(call.prefix, timeout=90)
     assert flow.outcome == "handed_off"
@@ -46,11 +51,11 @@ async def test_one_call_end_to_end(harness, ami_events, app_config):
     assert row["consent_started_at"] < row["consent_finished_at"]
     assert re.fullmatch(r"[0-9a-f]{64}", row["consent_sha256"])
 
-    # 2. A 17-digit protocol of this year, read twice (repeat = 1).
+    # 2. A 17-digit protocol of this year, read as configured (twice on SQLite: repeat = 1).
     protocol = row["protocol"]
     this_year = datetime.now(ZoneInfo("America/Sao_Paulo")).year
     assert re.fullmatch(r"\d{17}", protocol) and protocol.startswith(str(this_year))
-    assert row["protocol_read_count"] == 2
+    assert row["protocol_read_count"] == readings
     assert row["caller_number"] == "+5511987654321"
 
     # 3. The SMS went through the outbox; the sandbox's log backend sends nothing, so 'logged'.
@@ -74,8 +79,10 @@ async def test_one_call_end_to_end(harness, ami_events, app_config):
     handoffs = ami_events.handoffs_for(protocol, recording=path)
     assert handoffs, f"the call never reached the hand-off context with its protocol and recording: {path}"
 
-    # 6. The customer actually heard something: consent + protocol, several seconds of audio.
-    assert call.heard is not None and call.heard.exists() and call.heard.stat().st_size > 8000 * 2 * 5
+    # 6. The customer actually heard something: consent + protocol, several seconds of audio
+    #    (with the twin's 40 ms prompts, about the agent's second).
+    seconds = 5 if app_config.prompts.custom_directory is None else 0.5
+    assert call.heard is not None and call.heard.exists() and call.heard.stat().st_size > 8000 * 2 * seconds
 
     # 7. Ops find it by protocol from the command line, and that look-up is audited.
     shown = await asyncio.to_thread(
@@ -106,7 +113,34 @@ async def test_hangup_during_consent(harness):
     assert await harness.app.db.recordings.for_call(flow.call_id) == []
 
 
-async def test_hangup_during_protocol_reading(harness):
+@pytest.fixture(scope="module")
+async def pg_reading_harness(sandbox, app_config, pg_cluster):
+    """The PostgreSQL twin for a hang-up inside the reading: 40 ms announcement and pauses,
+    the real protocol prompts (about 9 s), so the hang-up lands inside the reading."""
+    from callproof.demo import load_sandbox_config, write_config
+
+    from .harness import CallHarness, ObservedApplication, running
+    from .test_call_state import short_prompts
+
+    run_dir = sandbox.run_dir / "pg-reading"
+    run_dir.mkdir()
+    config = load_sandbox_config(write_config(
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": "cppgreading"},
+        storage={"url": pg_cluster.new_database("reading")},
+        prompts={"custom_directory": str(short_prompts(run_dir / "short", ["consent", "pause"]))},
+        protocol_reading={"repeat": 0, "replay_window_ms": 0}))
+    async with running(ObservedApplication(config)) as app:
+        yield CallHarness(app, sandbox, run_dir, variables={"CALLPROOF_APP": "cppgreading"})
+
+
+@pytest.fixture(params=ENGINES)
+def reading_harness_on(request: pytest.FixtureRequest):
+    """The session's ``harness``, then ``pg_reading_harness``."""
+    return request.getfixturevalue("harness" if request.param == "sqlite" else "pg_reading_harness")
+
+
+async def test_hangup_during_protocol_reading(reading_harness_on):
+    harness = reading_harness_on
     call = await harness.place("11987650002", record=False)
     await harness.wait_mark(call, "protocol_playback_started", timeout=40)
     await harness.hang_up_customer(call)
@@ -119,7 +153,8 @@ async def test_hangup_during_protocol_reading(harness):
     assert len(sms) == 1, "a protocol that was given keeps its SMS"
 
 
-async def test_hangup_after_handoff(harness):
+async def test_hangup_after_handoff(harness_on):
+    harness = harness_on
     call = await harness.place("11987650003", record=False, variables={"SANDBOX_AGENT_SECONDS": "30"})
     flow = await harness.app.wait_flow(call.prefix, timeout=90)
     assert flow.outcome == "handed_off"
@@ -131,7 +166,9 @@ async def test_hangup_after_handoff(harness):
     assert rec["state"] == "finalised" and rec["sha256"] == sha256_of(Path(rec["path"]))
 
 
-async def test_100_concurrent_calls(harness, app_config):
+async def test_100_concurrent_calls(harness_on):
+    """100 calls at once, consecutive protocols: on SQLite, and on PostgreSQL's row-locked counter."""
+    harness = harness_on
     callers = [f"119{8000000 + i:08d}" for i in range(100)]
     calls = await asyncio.gather(*(harness.place(c, record=False) for c in callers))
     flows = await asyncio.gather(*(harness.app.wait_flow(c.prefix, timeout=240) for c in calls))
@@ -176,8 +213,10 @@ def snapshot(root: Path, skip: tuple[Path, ...]) -> set[str]:
 HOSTILE_FRAGMENTS = ("passwd", "pwned", "rm -rf", "Mallory", "`", "$(", ";", "١", "9" * 40)
 
 
-async def test_hostile_caller_ids(harness, app_config, sandbox):
-    root = app_config.recording.root
+async def test_hostile_caller_ids(harness_on, sandbox):
+    """On both engines: each stored as received, none reaching a file name."""
+    harness = harness_on
+    root = harness.app.config.recording.root
     # Folders only this sandbox's Asterisk writes to: nothing new may appear there at all.
     strict = [sandbox.rootfs / "etc", sandbox.rootfs / "var" / "spool" / "asterisk"]
     # Shared folders (other programs write there too): nothing named after a caller ID.

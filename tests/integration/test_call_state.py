@@ -32,8 +32,10 @@ PER_CALL = ("flows", "tasks", "inboxes", "handed_off", "hangup_causes", "recordi
 SHORT = ["consent", "protocol-is", "pause", *(f"digits/{d}" for d in range(10))]
 
 
-def short_prompts(custom: Path, names: list[str] = SHORT, language: str = "pt_BR") -> Path:
-    """40 ms of silence under each of ``names``, in a custom prompts folder."""
+def short_prompts(custom: Path, names: list[str] = SHORT, language: str = "pt_BR",
+                  seconds: dict[str, float] | None = None) -> Path:
+    """40 ms of silence under each of ``names`` (``seconds``: other lengths by name), in a
+    custom prompts folder."""
     for name in names:
         path = custom / language / f"{name}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,17 +43,17 @@ def short_prompts(custom: Path, names: list[str] = SHORT, language: str = "pt_BR
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(8000)
-            out.writeframes(b"\0\0" * 320)
+            out.writeframes(b"\0\0" * int(8000 * (seconds or {}).get(name, 0.04)))
     return custom
 
 
-def short_call_config(sandbox: Sandbox, app_config: Config) -> Config:
+def short_call_config(sandbox: Sandbox, app_config: Config, storage: dict[str, str] | None = None) -> Config:
     run_dir = sandbox.run_dir / f"state-{uuid.uuid4().hex[:8]}"  # inside the sandbox's view
     run_dir.mkdir()
     return load_sandbox_config(write_config(
         sandbox, run_dir, app_config.prompts.directory, ari={"app": APP},
         prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
-        protocol_reading={"repeat": 0, "replay_window_ms": 0}))
+        protocol_reading={"repeat": 0, "replay_window_ms": 0}, storage=storage or {}))
 
 
 @pytest.fixture
@@ -60,6 +62,21 @@ async def app(sandbox: Sandbox, app_config: Config):
     application.gone_check_seconds = 0.5
     async with running(application):
         yield application
+
+
+@pytest.fixture
+async def pg_app(sandbox: Sandbox, app_config: Config, pg_cluster: Any):
+    """``app`` on a database of the session's PostgreSQL cluster."""
+    application = ObservedApplication(short_call_config(sandbox, app_config, {"url": pg_cluster.new_database("state")}))
+    application.gone_check_seconds = 0.5
+    async with running(application):
+        yield application
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_on(request: pytest.FixtureRequest) -> ObservedApplication:
+    """``app``, then ``pg_app``: a test taking this runs once on each engine."""
+    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
 
 
 async def place(sandbox: Sandbox, caller: str, agent_seconds: int) -> dict[str, Any]:
@@ -89,7 +106,8 @@ def consent_playbacks(app: ObservedApplication, channel_id: str) -> list[str]:
             if e.get("type") == "PlaybackFinished" and e["playback"]["id"].startswith("cp-consent-")]
 
 
-async def test_completed_calls_leave_no_state_in_the_application(app, sandbox, ami_events):
+async def test_completed_calls_leave_no_state_in_the_application(app_on, sandbox, ami_events):
+    app = app_on  # SQLite, then PostgreSQL
     await asyncio.gather(*(place(sandbox, f"1198700{i:04d}", 1) for i in range(4)))
     rows = await rows_when(app, 4, {"completed"})
     await asyncio.sleep(0.5)  # the last completion's own task

@@ -11,6 +11,10 @@ without the private key and with ``--plaintext``.  Then what reads them: the rea
 ``callproof web`` serves Range requests of the encrypted recording (exact bytes, from the
 middle), an export made from it is stored encrypted to the hold key and opens with
 ``age -d``, and the evidence package holds the plaintext and verifies offline.
+
+The per-transport test runs again on PostgreSQL (``pg_calls``, as in test_evidence.py); what
+reads the recordings afterwards (web, export, package) runs here on SQLite only, its storage
+reads having unit tests on both engines (tests/unit/web, tests/unit/rights).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from callproof.sandbox import Sandbox
 from callproof.storage import open_sync, utc_now
 
 from .age_tool import age_binaries
-from .agi_install import install_classic_agi
+from .agi_install import classic_agi_for, install_classic_agi
+from .conftest import ENGINES, pg_tcp_storage
 from .harness import ObservedApplication, running
 from .test_agi_calls import fastagi_vars, place, wait_final_recording, wait_row
 from .test_call_state import short_prompts
@@ -56,10 +61,12 @@ def run_dir(sandbox: Sandbox) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def config(sandbox: Sandbox, app_config: Config, run_dir: Path) -> Config:
+def encrypted_config(sandbox: Sandbox, app_config: Config, run_dir: Path, app_name: str, pg_tcp=None) -> Config:
+    """This module's configuration, its keys made by ``callproof keys init``; with ``pg_tcp``,
+    on a database of that cluster (over TCP: the classic AGI script in the chroot reaches it too)."""
+    storage = pg_tcp_storage(pg_tcp, run_dir, "encrypted") if pg_tcp is not None else {}
     config_path = write_config(
-        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP},
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": app_name}, storage=storage,
         prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
         protocol_reading={"repeat": 0, "replay_window_ms": 0},
         encryption={"enabled": True, "public_keys_dir": str(run_dir / "keys" / "public"),
@@ -67,6 +74,11 @@ def config(sandbox: Sandbox, app_config: Config, run_dir: Path) -> Config:
     done = cli(config_path, "keys", "init", "--by", "ops")
     assert done.returncode == 0, done.stdout + done.stderr
     return load_sandbox_config(config_path)
+
+
+@pytest.fixture(scope="module")
+def config(sandbox: Sandbox, app_config: Config, run_dir: Path) -> Config:
+    return encrypted_config(sandbox, app_config, run_dir, APP)
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +112,12 @@ def classic_agi(sandbox: Sandbox, config_path: Path):
     wrapper.unlink(missing_ok=True)  # later modules' fallback calls must not reach this database
 
 
-@pytest.fixture(scope="module")
-async def calls(app, fastagi, classic_agi, sandbox: Sandbox) -> dict[str, dict]:
-    """One finished call per transport: {"ari"|"fastagi"|"agi": {"row": ..., "recording": ...}}."""
-    plan = {"ari": ("11987650911", {"CALLPROOF_APP": APP}),
-            "fastagi": ("11987650912", {"CALLPROOF_APP": APP, **fastagi_vars(fastagi)}),
-            "agi": ("11987650913", {"CALLPROOF_APP": APP})}
+async def one_call_per_transport(app, fastagi, sandbox: Sandbox) -> dict[str, dict]:
+    """{"ari"|"fastagi"|"agi": {"row": ..., "recording": ...}}, each call finished."""
+    name = app.config.ari.app
+    plan = {"ari": ("11987650911", {"CALLPROOF_APP": name}),
+            "fastagi": ("11987650912", {"CALLPROOF_APP": name, **fastagi_vars(fastagi)}),
+            "agi": ("11987650913", {"CALLPROOF_APP": name})}
     placed = await asyncio.gather(*(place(sandbox, path, caller, variables)
                                     for path, (caller, variables) in plan.items()))
     out = {}
@@ -116,6 +128,38 @@ async def calls(app, fastagi, classic_agi, sandbox: Sandbox) -> dict[str, dict]:
     return out
 
 
+@pytest.fixture(scope="module")
+async def calls(app, fastagi, classic_agi, sandbox: Sandbox) -> dict[str, dict]:
+    """One finished call per transport (see :func:`one_call_per_transport`)."""
+    return await one_call_per_transport(app, fastagi, sandbox)
+
+
+@pytest.fixture(scope="module")
+async def pg_calls(sandbox: Sandbox, app_config: Config, pg_tcp) -> tuple[dict[str, dict], Config, Path]:
+    """The three calls again, with the module's set-up on PostgreSQL: (calls, config, its path)."""
+    run_dir = sandbox.run_dir / f"encrypted-pg-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir()
+    config = encrypted_config(sandbox, app_config, run_dir, APP + "pg", pg_tcp)
+    config_path = run_dir / "callproof.toml"
+    async with running(ObservedApplication(config)) as application:
+        server = await FastAgiServer(config).start(port=0)
+        try:
+            with classic_agi_for(sandbox, config_path):
+                done = await one_call_per_transport(application, server, sandbox)
+        finally:
+            await server.stop()
+    return done, config, config_path
+
+
+@pytest.fixture(params=ENGINES)
+def calls_on(request: pytest.FixtureRequest) -> tuple[dict[str, dict], Config, Path]:
+    """(calls, config, config path): the module's SQLite set-up, then its PostgreSQL twin."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("calls"), request.getfixturevalue("config"), \
+            request.getfixturevalue("config_path")
+    return request.getfixturevalue("pg_calls")
+
+
 def _age_decrypt_sha256(key_file: Path, sealed: Path) -> str:
     age, _ = age_binaries()
     done = subprocess.run([age, "-d", "-i", str(key_file), str(sealed)], capture_output=True, timeout=120)
@@ -123,8 +167,9 @@ def _age_decrypt_sha256(key_file: Path, sealed: Path) -> str:
     return hashlib.sha256(done.stdout).hexdigest()
 
 
-async def test_each_transport_leaves_an_encrypted_recording_that_age_opens(calls, config: Config,
-                                                                           config_path: Path) -> None:
+async def test_each_transport_leaves_an_encrypted_recording_that_age_opens(calls_on) -> None:
+    """On SQLite and on PostgreSQL."""
+    calls, config, config_path = calls_on
     private = config.encryption.private_keys_dir
     for path, call in calls.items():
         rec, row = call["recording"], call["row"]

@@ -10,6 +10,10 @@ admin runs it); then the review's attacks:
 finding 1 (a recording's bytes and its ``recordings.sha256`` swapped) and finding 2 (audit
 triggers dropped, entries deleted, every hash recomputed, triggers recreated), each now
 reported by the command an auditor runs, and the export refuses the forged file.
+
+The one-call-per-transport test runs again on PostgreSQL (``pg_calls``: the same set-up on a
+database of the loopback-TCP cluster, which the classic script in the chroot reaches with the
+password from secrets.env); the attacks stay on SQLite (their unit twins run on both engines).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from callproof.rights.requests import file_request_sync
 from callproof.sandbox import Sandbox
 from callproof.storage import open_sync, utc_now
 
-from .agi_install import install_classic_agi
+from .agi_install import classic_agi_for, install_classic_agi
+from .conftest import ENGINES, pg_tcp_storage
 from .harness import ObservedApplication, running, sha256_of
 from .test_agi_calls import fastagi_vars, place, wait_final_recording, wait_row
 from .test_call_state import short_prompts
@@ -55,15 +60,22 @@ def tsa():
         yield authority
 
 
-@pytest.fixture(scope="module")
-def config(sandbox: Sandbox, app_config: Config, tsa) -> Config:
+def evidence_config(sandbox: Sandbox, app_config: Config, tsa, app_name: str, pg_tcp=None) -> Config:
+    """This module's configuration; with ``pg_tcp``, on a database of that cluster (over
+    TCP: the classic AGI script in the chroot reaches it too)."""
     run_dir = sandbox.run_dir / f"evidence-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir()
+    storage = pg_tcp_storage(pg_tcp, run_dir, "evidence") if pg_tcp is not None else {}
     return load_sandbox_config(write_config(
-        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP},
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": app_name}, storage=storage,
         prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
         protocol_reading={"repeat": 0, "replay_window_ms": 0},
         audit={"tsa_url": tsa.url, "tsa_ca_file": str(tsa.ca_file)}))
+
+
+@pytest.fixture(scope="module")
+def config(sandbox: Sandbox, app_config: Config, tsa) -> Config:
+    return evidence_config(sandbox, app_config, tsa, APP)
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +110,12 @@ def classic_agi(sandbox: Sandbox, config_path: Path):
     wrapper.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="module")
-async def calls(app, fastagi, classic_agi, sandbox: Sandbox) -> dict[str, dict]:
-    """One finished call per transport: {"ari"|"agi"|"fastagi": {"row": ..., "recording": ...}}."""
-    plan = {"ari": ("11987650901", {"CALLPROOF_APP": APP}),
-            "agi": ("11987650903", {"CALLPROOF_APP": APP}),
-            "fastagi": ("11987650902", {"CALLPROOF_APP": APP, **fastagi_vars(fastagi)})}
+async def one_call_per_transport(app, fastagi, sandbox: Sandbox) -> dict[str, dict]:
+    """{"ari"|"agi"|"fastagi": {"row": ..., "recording": ...}}, each call finished."""
+    name = app.config.ari.app
+    plan = {"ari": ("11987650901", {"CALLPROOF_APP": name}),
+            "agi": ("11987650903", {"CALLPROOF_APP": name}),
+            "fastagi": ("11987650902", {"CALLPROOF_APP": name, **fastagi_vars(fastagi)})}
     placed = await asyncio.gather(*(place(sandbox, path, caller, variables)
                                     for path, (caller, variables) in plan.items()))
     out = {}
@@ -113,7 +125,39 @@ async def calls(app, fastagi, classic_agi, sandbox: Sandbox) -> dict[str, dict]:
     return out
 
 
-async def test_each_transport_signs_its_recordings_evidence(calls, config: Config, config_path: Path) -> None:
+@pytest.fixture(scope="module")
+async def calls(app, fastagi, classic_agi, sandbox: Sandbox) -> dict[str, dict]:
+    """One finished call per transport (see :func:`one_call_per_transport`)."""
+    return await one_call_per_transport(app, fastagi, sandbox)
+
+
+@pytest.fixture(scope="module")
+async def pg_calls(sandbox: Sandbox, app_config: Config, tsa, pg_tcp) -> tuple[dict[str, dict], Config, Path]:
+    """The three calls again, with the module's set-up on PostgreSQL: (calls, config, its path)."""
+    config = evidence_config(sandbox, app_config, tsa, APP + "pg", pg_tcp)
+    config_path = Path(config.storage.database).parent / "callproof.toml"
+    async with running(ObservedApplication(config)) as application:
+        server = await FastAgiServer(config).start(port=0)
+        try:
+            with classic_agi_for(sandbox, config_path):
+                done = await one_call_per_transport(application, server, sandbox)
+        finally:
+            await server.stop()
+    return done, config, config_path
+
+
+@pytest.fixture(params=ENGINES)
+def calls_on(request: pytest.FixtureRequest) -> tuple[dict[str, dict], Config, Path]:
+    """(calls, config, config path): the module's SQLite set-up, then its PostgreSQL twin."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("calls"), request.getfixturevalue("config"), \
+            request.getfixturevalue("config_path")
+    return request.getfixturevalue("pg_calls")
+
+
+async def test_each_transport_signs_its_recordings_evidence(calls_on) -> None:
+    """ARI, classic AGI and FastAGI each leave the same signed evidence; on SQLite and on PostgreSQL."""
+    calls, config, config_path = calls_on
     signer = Signer.load(config.evidence.signing_key)
     for path, call in calls.items():
         rec, row = call["recording"], call["row"]
@@ -203,6 +247,8 @@ async def test_the_audit_chain_is_anchored_and_finding_2_is_caught(calls, app, c
     done = cli(config_path, "audit", "verify")
     assert done.returncode == 0, done.stdout
     assert "intact" in done.stdout and "timestamped" in done.stdout
+    # SQLite only, on purpose: the tampering is engine SQL (sqlite_master's triggers); the same
+    # attack on PostgreSQL is tests/unit/evidence/test_checkpoints.py (both engines, drop_trigger)
     # finding 2: rewrite the chain without the newest entries the review deleted (web.login.failed
     # there; here every entry about the ARI call), behind the triggers' back
     with open_sync(config) as db:

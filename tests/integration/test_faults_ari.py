@@ -7,8 +7,8 @@ own log of what it played on the call's channel and from the rows:
 
 * the announcement was heard once -- once more only when its first request was never
   acknowledged (the flow logs that as consent.restarted) -- and never after the reading;
-* the protocol was read as configured (protocol_read_count 2), each reading started at
-  most once more than counted, again only for an unacknowledged request;
+* the protocol was read as configured (protocol_read_count 2; 1 on PostgreSQL), each reading
+  started at most once more than counted, again only for an unacknowledged request;
 * one recording row, finalised with its sha256; status completed; no 'failed';
 * the evidence timestamps in order (consent, protocol allocated, read, recording).
 """
@@ -21,6 +21,9 @@ import random
 import pytest
 
 from tests.faults.scenario import run_cuts
+
+from .conftest import ENGINES
+from .test_call_state import short_prompts
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +47,21 @@ def check(report) -> None:
     assert set(summary["statuses"]) == {"completed"}
 
 
-async def test_calls_survive_ari_cuts(sandbox, app_config, tmp_path):
-    """20 calls, 6 cuts of ARI (1-5 s each)."""
-    report = await run_cuts(sandbox, sandbox.run_dir / "faults-ari", sandbox.run_dir / "prompts",
-                            app_name="callproof_faults_ari", seed=seed(), calls=20, cuts=6)
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_calls_survive_ari_cuts(sandbox, app_config, engine, request):
+    """SQLite: 20 calls of the full announcement and two readings, 6 cuts of ARI (1-5 s each).
+    PostgreSQL: 10 calls over 4 s, a 2 s announcement and one 3 s reading (silence: the
+    steps keep their length, the call its minute less), 3 cuts of 1-3 s."""
+    if engine == "sqlite":
+        report = await run_cuts(sandbox, sandbox.run_dir / "faults-ari", sandbox.run_dir / "prompts",
+                                app_name="callproof_faults_ari", seed=seed(), calls=20, cuts=6)
+    else:
+        run_dir = sandbox.run_dir / "faults-ari-pg"
+        short = short_prompts(run_dir / "short", seconds={"consent": 2.0, "protocol-is": 3.0})
+        report = await run_cuts(sandbox, run_dir, sandbox.run_dir / "prompts", app_name="callproof_faults_aripg",
+                                seed=seed(), calls=10, cuts=3, cut_seconds=(1.0, 3.0), spread_seconds=4.0, readings=1,
+                                storage={"url": request.getfixturevalue("pg_cluster").new_database("faults")},
+                                prompts={"custom_directory": str(short)},
+                                protocol_reading={"repeat": 0, "replay_window_ms": 0})
     check(report)
     assert report.resume_s, "no call was resumed: the cuts met no call"  # how fast: bench/bench_faults.py

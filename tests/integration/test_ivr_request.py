@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from callproof.rights.identity import identity_hash
+from tests.engines import everything_stored
 
 from .ivr_fixtures import IDENTITY_KEY, digits_after, files_played, ivr, ivr_on, ivr_pg  # noqa: F401  (fixture)
 
@@ -134,17 +135,25 @@ print(" ".join(s for s in spellings if s.encode() in stored))
 """
 
 
-async def test_cpf_from_the_dialplan_is_stored_only_as_its_keyed_hash(ivr):
+async def test_cpf_from_the_dialplan_is_stored_only_as_its_keyed_hash(ivr_on):
+    ivr = ivr_on  # SQLite, then PostgreSQL
     row = await finished_call(ivr, "11987650104", variables={"CALLPROOF_CPF": CPF})
     assert row["cpf_hash"] == identity_hash(IDENTITY_KEY, "cpf", CPF_DIGITS)
-    await ivr.app.db.run_in_connection(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
-    # Read the files from another process: closing a descriptor of the database file in this
-    # one would drop the SQLite locks the running application holds on it.
-    path = ivr.app.db.path
     spellings = [CPF_DIGITS, CPF, "529982247", "982.247"]
-    found = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", FIND_IN_FILES, path, *spellings],
-                                    capture_output=True, text=True, check=True)
-    assert found.stdout.split() == [], f"{found.stdout.split()} found in the database file or its WAL"
+    if ivr.app.config.storage.engine == "postgresql":
+        # no file of callproof's own to read: every value of every table, through the engine
+        stored = await ivr.app.db.run_in_connection(everything_stored)
+        assert row["cpf_hash"] in stored  # what was stored instead is there
+        assert [s for s in spellings if s in stored] == [], "the CPF is stored in the database"
+    else:
+        await ivr.app.db.run_in_connection(lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+        # Read the files from another process (freed pages and the WAL included): closing a
+        # descriptor of the database file in this one would drop the SQLite locks the running
+        # application holds on it.
+        path = ivr.app.db.path
+        found = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", FIND_IN_FILES, path, *spellings],
+                                        capture_output=True, text=True, check=True)
+        assert found.stdout.split() == [], f"{found.stdout.split()} found in the database file or its WAL"
 
 
 async def test_ari_link_lost_mid_entry_resumes_the_ivr(ivr):

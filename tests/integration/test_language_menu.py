@@ -19,17 +19,21 @@ from pathlib import Path
 import pytest
 
 from callproof.agi_scripts.fastagi import FastAgiServer
+from callproof.config import Config
 from callproof.demo import load_sandbox_config, write_config
 from callproof.prompts import generate_prompts
 from callproof.sandbox import ari_request, originate_call
 from callproof.storage._sqlutil import fetch_one
 
 from .agi_install import install_classic_agi
-from .harness import ObservedApplication
+from .conftest import ENGINES
+from .harness import ObservedApplication, running
 from .sms_peers import PASSWORD, SYSTEM_ID, SmppPeer, decode_text, require_smpp_peer
+from .test_call_state import SHORT, short_prompts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 APP = "callprooflangs"  # letters only: the entry dialplan's FILTER drops other characters
+APP_PG = "callprooflangspg"
 CATALAN_DID = "34930000000"
 LANGUAGES = '''
 [languages]
@@ -48,41 +52,58 @@ def peer(tmp_path_factory):
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def lang_config(sandbox, app_config, peer):
+def language_config(sandbox, app_config, peer, folder: str, app_name: str, **sections) -> Config:
     prompts = app_config.prompts.directory
     generate_prompts(prompts, ["es", "ca", "eu"])  # es is there already; ca and eu: espeak-ng
-    run_dir = sandbox.run_dir / "languages"
+    run_dir = sandbox.run_dir / folder
     run_dir.mkdir(exist_ok=True)
     path = write_config(
-        sandbox, run_dir, prompts, ari={"app": APP},
+        sandbox, run_dir, prompts, ari={"app": app_name},
         general={"languages": ["es", "ca", "eu"], "default_language": "es", "timezone": "Europe/Madrid",
                  "phone_region": "ES"},
         protocol_reading={"repeat": 0, "replay_window_ms": 0},
         sms={"backend": "smpp", "poll_interval_seconds": 0.2},
         **{"sms.smpp": {"port": peer.port, "system_id": SYSTEM_ID, "password": PASSWORD,
-                        "source_addr": "ACME", "submit_timeout_seconds": 5.0}})
+                        "source_addr": "ACME", "submit_timeout_seconds": 5.0}}, **sections)
     path.write_text(path.read_text() + LANGUAGES)
     return load_sandbox_config(path)
 
 
 @pytest.fixture(scope="module")
+def lang_config(sandbox, app_config, peer):
+    return language_config(sandbox, app_config, peer, "languages", APP)
+
+
+@pytest.fixture(scope="module")
 async def app(lang_config):
-    application = ObservedApplication(lang_config)
-    await application.start()
-    runner = asyncio.ensure_future(application.run())
-    try:
-        await asyncio.wait_for(application.connected.wait(), 20)
+    async with running(ObservedApplication(lang_config)) as application:
         yield application
+
+
+@pytest.fixture(scope="module")
+async def pg_app(sandbox, app_config, pg_cluster, tmp_path_factory):
+    """The module's application on PostgreSQL, with an SMPP peer of its own (both databases
+    number their protocols from 1: one peer would hold two SMS with the same protocol), and
+    40 ms prompts in the three languages for what only takes time (the menu's options keep
+    their names, which is what the caller's log shows)."""
+    require_smpp_peer()
+    own_peer = SmppPeer(tmp_path_factory.mktemp("smpp-pg") / "peer.jsonl", 0, "--dlr").start()
+    short = sandbox.run_dir / "languages-pg-short"
+    for language in ("es", "ca", "eu"):
+        short_prompts(short, [*SHORT, "language-option"], language)
+    config = language_config(sandbox, app_config, own_peer, "languages-pg", APP_PG,
+                             storage={"url": pg_cluster.new_database("languages")},
+                             prompts={"custom_directory": str(short)})
+    try:
+        async with running(ObservedApplication(config)) as application:
+            yield application, own_peer
     finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        await application.stop()
+        own_peer.stop()
 
 
-async def place(sandbox, caller: str, *, entry: str = "callproof-entry", variables=None) -> dict:
+async def place(sandbox, caller: str, *, entry: str = "callproof-entry", variables=None, app: str = APP) -> dict:
     return await asyncio.to_thread(originate_call, sandbox, caller, entry_context=entry, extension=CATALAN_DID,
-                                   variables={"CALLPROOF_APP": APP, **(variables or {})}, max_seconds=150)
+                                   variables={"CALLPROOF_APP": app, **(variables or {})}, max_seconds=150)
 
 
 async def press(app, customer: dict, key: str) -> None:
@@ -154,8 +175,18 @@ MENU = ["es/language-option", "es/digits/1", "ca/language-option", "ca/digits/2"
         "eu/digits/3"]
 
 
-async def test_catalan_did_announcement_first_then_menu_then_basque(sandbox, app, peer):
-    customer = await place(sandbox, "612345601")
+@pytest.fixture(params=ENGINES)
+def app_on(request: pytest.FixtureRequest):
+    """(application, its SMPP peer): ``app`` and ``peer``, then ``pg_app``."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("app"), request.getfixturevalue("peer")
+    return request.getfixturevalue("pg_app")
+
+
+async def test_catalan_did_announcement_first_then_menu_then_basque(sandbox, app_on):
+    """The language chosen is stored, read and sent in; on SQLite and on PostgreSQL."""
+    app, peer = app_on
+    customer = await place(sandbox, "612345601", app=app.config.ari.app)
     await choose(app, customer, "3")
     row = await wait_row(app, customer, lambda r: r["status"] in ("handed_off", "completed"))
     assert (row["language"], row["language_source"], row["language_menu"]) == ("eu", "menu", "chosen")

@@ -214,25 +214,7 @@ async def test_postgresql_stopped_during_a_call_and_while_one_arrives(sandbox, a
         conn.close()
 
 
-@pytest.fixture(scope="module")
-def tcp_pg(pg_cluster):
-    """A cluster of its own that also listens on loopback TCP with a password: the classic AGI
-    script runs inside the sandbox's chroot (Debian's python3-psycopg there), which does not
-    see the socket's folder; the password comes from the secrets file, as an admin sets it.
-    (``pg_cluster`` first: it fails under CI, or skips, when PostgreSQL is not installed.)"""
-    import secrets
-
-    from tests.pg_cluster import start_cluster
-
-    password = secrets.token_urlsafe(18)
-    cluster = start_cluster(tcp_password=password)
-    try:
-        yield cluster, password
-    finally:
-        cluster.stop()
-
-
-async def test_classic_agi_and_fastagi_calls_on_postgresql(sandbox, app_config, tcp_pg, ami_events):
+async def test_classic_agi_and_fastagi_calls_on_postgresql(sandbox, app_config, pg_tcp, ami_events):
     """One call through each dialplan-driven transport with ``[storage] url`` set: the rows,
     protocols, recordings, SMS and audit are PostgreSQL's, as on SQLite."""
     from callproof.agi_scripts.fastagi import FastAgiServer
@@ -240,25 +222,21 @@ async def test_classic_agi_and_fastagi_calls_on_postgresql(sandbox, app_config, 
     from callproof.storage.audit import verify_chain_sync
 
     from .agi_install import install_classic_agi
+    from .conftest import pg_tcp_storage
     from .harness import sha256_of
     from .test_agi_calls import fastagi_vars, handoffs_of
     from .test_agi_calls import place as place_agi
 
-    cluster, password = tcp_pg
-    cluster.execute("CREATE DATABASE agi")
-    url = cluster.tcp_url("agi")
     run_dir = sandbox.run_dir / f"pg-agi-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir()
-    secrets_file = run_dir / "secrets.env"
-    secrets_file.touch(mode=0o600)
-    secrets_file.write_text(f"CALLPROOF_STORAGE_PASSWORD={password}\n")
+    storage = pg_tcp_storage(pg_tcp, run_dir, "agi")
     config_path = write_config(
-        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP}, storage={"url": url},
+        sandbox, run_dir, app_config.prompts.directory, ari={"app": APP}, storage=storage,
         prompts={"custom_directory": str(short_prompts(run_dir / "short"))},
         protocol_reading={"repeat": 0, "replay_window_ms": 0})
     config = load_sandbox_config(config_path)
-    assert config.storage.password == password  # from the secrets file beside the configuration
-    url = cluster.url("agi")  # what this test reads the rows with (the socket, no password)
+    assert config.storage.password == pg_tcp.tcp_password  # from the secrets file beside the configuration
+    url = pg_tcp.url(storage["url"].rsplit("/", 1)[1])  # what this test reads the rows with (the socket)
     wrapper = install_classic_agi(sandbox, config_path)
     server = await FastAgiServer(config).start(port=0)
     try:

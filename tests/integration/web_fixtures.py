@@ -78,7 +78,10 @@ def write_web_config(app_config: Config, run_dir: Path, port: int, **web: Any) -
     """A config for ``callproof web`` on the application's database and recordings."""
     tables: dict[str, dict[str, Any]] = {
         "general": {"timezone": app_config.general.timezone},
-        "storage": {"database": str(app_config.storage.database)},
+        # the application's database on either engine (a PostgreSQL password: the secrets.env
+        # beside the application's configuration, read when run_dir is its folder)
+        "storage": {"database": str(app_config.storage.database),
+                    **({"url": app_config.storage.url} if app_config.storage.url else {})},
         "recording": {"root": str(app_config.recording.root)},
         "rights": {"identity_key": IDENTITY_KEY, "link_secret": LINK_SECRET,
                    "export_dir": str(run_dir / "exports"),
