@@ -248,7 +248,9 @@ async def test_network_to_postgresql_goes_silent_during_a_call_and_while_one_arr
             relay.stall()
             stalled = time.monotonic()
             try:
-                arriving = await place(sandbox, "11987140002")
+                # (bounded here: without a bound on the steps, the originate waits on a flow stuck on the silence)
+                async with asyncio.timeout(30):
+                    arriving = await place(sandbox, "11987140002")
                 began = time.monotonic()
                 step = asyncio.ensure_future(
                     app.db.run_within(CALL_WAIT, lambda c: c.execute("SELECT count(*) FROM calls").fetchone()))
