@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from .dialect import dialect_of
 from .errors import StorageUnavailable, storage_problem
+from .pg_watchdog import OVERRUN_SECONDS, WATCHDOG
 
 T = TypeVar("T")
 
@@ -21,12 +22,19 @@ def within(conn: sqlite3.Connection, deadline: float, fn: Callable[..., T], *arg
     """``fn(conn, ...)`` if it can finish by ``deadline`` (``time.monotonic()``): not started at
     all once the deadline has passed (it waited behind other work), and SQLite's busy wait cut
     to the time left, so a write that could not get the lock in time has certainly not happened.
-    A locked, read-only or full database raises :class:`StorageUnavailable` naming which.
+    A locked, read-only or full database raises :class:`StorageUnavailable` naming which.  On
+    PostgreSQL a server that stops answering (a cut network) has the connection cut once the
+    step overruns its deadline by :data:`storage.pg_watchdog.OVERRUN_SECONDS`: ``io_error``.
 
     Only for a connection whose every use goes through here (the busy timeout is left as set)."""
     left = deadline - time.monotonic()
     if left <= 0:
         raise StorageUnavailable("timeout", "the wait ran out before the database was free")
+    cut = getattr(conn, "cut", None)  # PostgreSQL: a silent server must not stretch the step
+    token = None
+    if cut is not None:
+        conn.deadline = deadline  # type: ignore[attr-defined]
+        token = WATCHDOG.arm(deadline + OVERRUN_SECONDS, cut)
     try:
         # inside: on PostgreSQL this is a statement, the first to meet a connection the
         # server dropped (an outage), which must fail the step as storage trouble, not the call
@@ -37,13 +45,18 @@ def within(conn: sqlite3.Connection, deadline: float, fn: Callable[..., T], *arg
         if problem in UNAVAILABLE:
             raise StorageUnavailable(problem, type(exc).__name__) from exc
         raise
+    finally:
+        if token is not None:
+            WATCHDOG.disarm(token)
+            conn.deadline = None  # type: ignore[attr-defined]
 
 
 class QueuedStep:
     """A bounded step handed to a connection's thread, which may be busy with other calls'
     steps: the caller waits until the deadline, not behind the queue.  A step still queued at
     the deadline is abandoned (it will never start); one already started is waited for, since
-    its own busy wait ends by the deadline (:func:`within`)."""
+    its own busy wait ends by the deadline (:func:`within`), and on PostgreSQL a silent server
+    cannot keep it past the deadline plus :data:`storage.pg_watchdog.OVERRUN_SECONDS`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

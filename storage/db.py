@@ -457,7 +457,8 @@ class Database:
 
         The caller waits until the deadline, not behind the steps queued on the connection
         before its own (other calls waiting on a lock): a step still queued then is abandoned
-        and never runs; one that started ends by the deadline anyway (its busy wait is cut)."""
+        and never runs; one that started ends by the deadline anyway (its busy wait is cut; on
+        PostgreSQL, a silent server's connection is cut just after it, storage/pg_watchdog.py)."""
         step = QueuedStep()
         job = asyncio.ensure_future(
             self.run_on_calls_connection(within_unless_abandoned, step, deadline, fn, *args, **kwargs))

@@ -52,9 +52,9 @@ class Figures:
     sms_accepted: StoredHistogram | None = None  # queued -> the gateway accepted it
     sms_delivery: StoredHistogram | None = None  # queued -> the handset's DELIVRD receipt
     agent_wait: StoredHistogram | None = None
-    #: node -> (finished recordings not yet in the shared store, how many with a move_error);
-    #: None when ``[recording] store`` is not set (nothing is to move)
-    store_backlog: dict[str, tuple[int, int]] | None = None
+    #: node -> (finished recordings not yet in the shared store, how many with a move_error, the
+    #: oldest one's finalised time); None when ``[recording] store`` is not set (nothing is to move)
+    store_backlog: dict[str, tuple[int, int, str | None]] | None = None
 
 
 def _grouped(conn: sqlite3.Connection, sql: str) -> dict[str, int]:

@@ -32,8 +32,14 @@ async copy of every query.  See README, "Dependencies".
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
+import os
 import re
+import socket
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -47,6 +53,8 @@ from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus, TransactionStatu
 from .dialect import POSTGRESQL, Dialect
 from .pg_results import NO_ROWS, PgCursor, native
 from .pg_url import masked
+
+log = logging.getLogger(__name__)
 
 _INDEX_HINT = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
 _IS_PARAM = re.compile(r"\bIS\s+\?")  # SQLite's "x IS ?" compares NULLs as equal
@@ -181,6 +189,8 @@ class PgConnection:
         self._begun = False  # BEGIN asked for, not sent yet: it goes with the next statement
         self._tx: Any = None  # a psycopg Transformer (its C class has no stub of its own)
         self._tx_of: psycopg.Connection[Any] | None = None  # the connection self._tx adapts for
+        #: the running bounded step's deadline (time.monotonic()), which bounds a reconnection too
+        self.deadline: float | None = None
 
     @classmethod
     def connect(cls, conninfo: str, setup: Sequence[str] = ()) -> PgConnection:
@@ -191,9 +201,19 @@ class PgConnection:
         return made
 
     @staticmethod
-    def _open(conninfo: str) -> psycopg.Connection[Any]:
+    def _open(conninfo: str, deadline: float | None = None) -> psycopg.Connection[Any]:
+        info = with_liveness(conninfo)
+        if deadline is not None:
+            # a step's reconnection ends by the step's deadline (+ the watchdog's overrun), not at
+            # the URL's connect_timeout: the watchdog cannot cut a socket libpq has not handed out
+            # yet.  libpq's own floor is 2 s.
+            from .pg_watchdog import OVERRUN_SECONDS
+
+            left = max(2, math.ceil(deadline + OVERRUN_SECONDS - time.monotonic()))
+            given = int(str(conninfo_to_dict(info)["connect_timeout"]))
+            info = make_conninfo(info, connect_timeout=str(min(left, given)))
         try:
-            conn = psycopg.connect(with_liveness(conninfo), autocommit=True)
+            conn = psycopg.connect(info, autocommit=True)
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from None
         conn.adapters.register_dumper(bool, _BoolAsInteger)
@@ -205,10 +225,25 @@ class PgConnection:
         gone (rolled back by the server) and its caller was told so by the failed statement."""
         if not (self._conn.closed or self._conn.broken) or self._conninfo is None:
             return
-        self._conn = self._open(self._conninfo)
+        self._conn = self._open(self._conninfo, self.deadline)
         self._lock_timeout = None
         for statement in self._setup:
             self._conn.execute(statement.encode())
+
+    def cut(self) -> None:
+        """Shut the connection's socket down, from another thread (:mod:`storage.pg_watchdog`):
+        a statement waiting on a silent server returns at once with the connection lost."""
+        try:
+            fd = self._conn.pgconn.socket
+        except psycopg.Error:
+            return  # closed or lost already
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(fd))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the connection itself, whichever descriptor names it
+            finally:
+                sock.close()  # only the duplicate
+        log.warning("a storage step ran past its deadline on a silent PostgreSQL connection: connection cut")
 
     def set_lock_timeout(self, ms: int) -> None:
         """``SET lock_timeout``, skipped when the session has that value already (a SET inside

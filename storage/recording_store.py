@@ -73,11 +73,13 @@ def backlog_sync(conn: sqlite3.Connection, node: str) -> Backlog:
     return Backlog(int(row[0]), row[1], int(row[2]), last[0] if last else None)
 
 
-def backlog_by_node_sync(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-    """Per node: (finished recordings still local, how many of them carry a move_error), for
-    ``/metrics`` (every node that has some; a node with none is absent)."""
-    return {str(node): (int(n), int(errors)) for node, n, errors in conn.execute(
-        f"SELECT node, count(*), coalesce(sum(CASE WHEN move_error IS NOT NULL THEN 1 ELSE 0 END), 0)"
+def backlog_by_node_sync(conn: sqlite3.Connection) -> dict[str, tuple[int, int, str | None]]:
+    """Per node: (finished recordings still local, how many of them carry a move_error, the
+    oldest's finalised time as :func:`backlog_sync` takes it), for ``/metrics`` (every node
+    that has some; a node with none is absent)."""
+    return {str(node): (int(n), int(errors), oldest) for node, n, errors, oldest in conn.execute(
+        f"SELECT node, count(*), coalesce(sum(CASE WHEN move_error IS NOT NULL THEN 1 ELSE 0 END), 0),"
+        f" min(coalesce(finalised_at, started_at))"
         f" FROM recordings WHERE {_MOVABLE} AND node IS NOT NULL GROUP BY node").fetchall()}
 
 

@@ -44,6 +44,7 @@ class Cluster:
     databases: list[str] = field(default_factory=list)
     listen: str = ""  # TCP addresses besides the socket ("": none)
     tcp_password: str = ""  # the user's password over TCP (a cluster started with one)
+    netns_pid: int | None = None  # the server runs in this process's network namespace (None: the host's)
 
     @property
     def socket_dir(self) -> Path:
@@ -66,6 +67,8 @@ class Cluster:
     def _as_server(self, *cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         if os.geteuid() == 0:
             cmd = ("runuser", "-u", self.user, "--", *cmd)
+        if self.netns_pid is not None:
+            cmd = ("nsenter", f"--target={self.netns_pid}", "--net", *cmd)
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
 
     def pg_ctl(self, action: str, *extra: str) -> None:
@@ -104,13 +107,16 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster(parent: str | os.PathLike[str] | None = None, *, tcp_password: str | None = None) -> Cluster:
+def start_cluster(parent: str | os.PathLike[str] | None = None, *, tcp_password: str | None = None,
+                  netns_pid: int | None = None) -> Cluster:
     """initdb + start a cluster in a new folder; ``stop()`` it when done.  RuntimeError
     when Debian's ``postgresql`` package is not installed (scripts/setup installs it).
 
     ``tcp_password``: also listen on a free loopback TCP port, where the user logs in with
     this password (scram-sha-256), for a client that cannot reach the socket's folder (the
-    classic AGI script inside the sandbox's chroot)."""
+    classic AGI script inside the sandbox's chroot).  ``netns_pid``: the server runs in that
+    process's network namespace (the package test's machine), its loopback port then 5432, as
+    a server on that machine would listen; the socket stays in the folder, for the test."""
     bin_dir = pg_bin_dir()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql; scripts/setup does)")
@@ -123,7 +129,7 @@ def start_cluster(parent: str | os.PathLike[str] | None = None, *, tcp_password:
             os.chown(path, pw.pw_uid, pw.pw_gid)
     for path in (root, root / "socket"):  # root (the suite) still enters; no other user can
         os.chmod(path, 0o700)
-    cluster = Cluster(root, bin_dir, user)
+    cluster = Cluster(root, bin_dir, user, netns_pid=netns_pid)
     cluster._as_server(str(bin_dir / "initdb"), "-D", str(cluster.data_dir), "-U", user, "-A", "trust",
                        "--encoding=UTF8", "--locale=C", "--no-sync")
     with open(cluster.data_dir / "postgresql.conf", "a") as conf:
@@ -133,9 +139,12 @@ def start_cluster(parent: str | os.PathLike[str] | None = None, *, tcp_password:
     if tcp_password is not None:
         import socket
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            cluster.port, cluster.listen = probe.getsockname()[1], "127.0.0.1"
+        if netns_pid is not None:  # a loopback of its own: nothing else listens there
+            cluster.port, cluster.listen = 5432, "127.0.0.1"
+        else:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                cluster.port, cluster.listen = probe.getsockname()[1], "127.0.0.1"
         cluster.tcp_password = tcp_password
         (cluster.data_dir / "pg_hba.conf").write_text(
             "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")

@@ -16,8 +16,6 @@ from .access import Who
 from .checks_files import _writable_folder
 from .report import Result, fail, ok, warn
 
-#: A recording still local after this many ``move_interval_seconds`` is reported (WARN).
-LATE_INTERVALS = 10
 _INIT = "callproof recording move --init"
 
 
@@ -77,7 +75,7 @@ def check_backlog(config: Config, *, now: datetime | None = None) -> list[Result
     from callproof.storage.pg_url import is_postgres_url
     from callproof.storage.recording_store import backlog_sync
     from callproof.storage.timefmt import parse_db_time
-    from callproof.store import node_name
+    from callproof.store import LATE_INTERVALS, late_after_seconds, node_name
 
     st = config.storage
     if not is_postgres_url(os.fspath(st.target)) and not Path(st.target).exists():
@@ -96,7 +94,7 @@ def check_backlog(config: Config, *, now: datetime | None = None) -> list[Result
         return [ok("store-backlog", f"every finished recording of node {node} is in the store")]
     now = now or datetime.now(UTC)
     age = (now - parse_db_time(backlog.oldest_finalised_at)).total_seconds() if backlog.oldest_finalised_at else 0.0
-    late = LATE_INTERVALS * config.recording.move_interval_seconds
+    late = late_after_seconds(config)
     detail = f"{backlog.count} finished recording(s) of node {node} only on this node, the oldest {_age(age)} old"
     results = []
     if age > late:

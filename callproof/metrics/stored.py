@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from callproof.storage.call_status import CallStatus
 from callproof.storage.figures import Figures, StoredHistogram
+from callproof.storage.timefmt import parse_db_time
 
 from .process import AGENT_BUCKETS
 
@@ -46,8 +47,9 @@ def _histogram(name: str, help_text: str, h: StoredHistogram | None) -> Histogra
     return family
 
 
-def families(f: Figures) -> Iterator[Metric]:
-    """The metric families of one snapshot (names documented in docs/operations.md)."""
+def families(f: Figures, now: datetime | None = None, move_late_seconds: float | None = None) -> Iterator[Metric]:
+    """The metric families of one snapshot (names documented in docs/operations.md); ``now``
+    dates the oldest recording awaiting the store, ``move_late_seconds`` is when it is late."""
     ended = CounterMetricFamily("callproof_calls_ended", "Calls that ended, by final status (calls.status).",
                                 labels=["status"])
     for status, n in sorted(_with_known(f.calls_ended, FINAL_STATUSES).items()):
@@ -104,11 +106,23 @@ def families(f: Figures) -> Iterator[Metric]:
         errors = GaugeMetricFamily("callproof_recordings_move_errors",
                                    "Of those, the ones whose last move failed (recordings.move_error), by node.",
                                    labels=["node"])
-        for node, (n, failed) in sorted(f.store_backlog.items()):
+        oldest = GaugeMetricFamily("callproof_recordings_oldest_awaiting_move_seconds",
+                                   "Age of the oldest of them (since it was finalised), by node: it grows when the "
+                                   "node's mover has stopped, with no move error to show.", labels=["node"])
+        for node, (n, failed, oldest_at) in sorted(f.store_backlog.items()):
             awaiting.add_metric([node], n)
             errors.add_metric([node], failed)
+            age = (now or datetime.now(UTC)) - parse_db_time(oldest_at) if oldest_at else None
+            oldest.add_metric([node], max(0.0, age.total_seconds()) if age is not None else 0.0)
         yield awaiting
         yield errors
+        yield oldest
+        if move_late_seconds is not None:
+            late = GaugeMetricFamily("callproof_recordings_move_late_seconds",
+                                     "The age past which a recording awaiting the store is late: "
+                                     "10 x [recording] move_interval_seconds (callproof doctor's threshold too).")
+            late.add_metric([], move_late_seconds)
+            yield late
 
 
 class StoredFigures(Collector):
@@ -124,9 +138,10 @@ class StoredFigures(Collector):
 
     def __init__(self, db: Any, *, soon_until: Callable[[datetime], datetime], cache_seconds: float = 5.0,
                  wait_seconds: float = 2.0, clock: Callable[[], datetime] | None = None,
-                 store_backlog: bool = False) -> None:
+                 store_backlog: bool = False, move_late_seconds: float | None = None) -> None:
         self.db = db
         self.store_backlog = store_backlog  # [recording] store set: the per-node backlog is read too
+        self.move_late_seconds = move_late_seconds  # callproof.store.late_after_seconds(config)
         self.soon_until = soon_until
         self.cache_seconds = cache_seconds
         self.wait_seconds = wait_seconds
@@ -170,7 +185,7 @@ class StoredFigures(Collector):
     def collect(self) -> Iterator[Metric]:
         if self._snapshot is None:
             return
-        yield from families(self._snapshot)
+        yield from families(self._snapshot, self.clock(), self.move_late_seconds if self.store_backlog else None)
         age = GaugeMetricFamily("callproof_metrics_figures_age_seconds",
                                 "Age of the database figures on this page (they are re-read every few seconds).")
         age.add_metric([], max(0.0, time.monotonic() - self._read_at))

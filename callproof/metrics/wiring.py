@@ -39,6 +39,7 @@ class MetricsService:
 def collectors(config: Config, db: Any, process: str) -> tuple[ProcessMetrics, StoredFigures]:
     """The registry of ``process`` with the database figures in it, and storage latency measured."""
     from callproof.rights.requests import due_soon_until
+    from callproof.store import late_after_seconds
 
     metrics = ProcessMetrics(process)
 
@@ -46,7 +47,8 @@ def collectors(config: Config, db: Any, process: str) -> tuple[ProcessMetrics, S
         return due_soon_until(config, now)
 
     stored = StoredFigures(db, soon_until=soon_until, cache_seconds=config.metrics.cache_seconds,
-                           store_backlog=config.recording.store is not None)
+                           store_backlog=config.recording.store is not None,
+                           move_late_seconds=late_after_seconds(config))
     metrics.registry.register(stored)
     db.latency_observer = metrics.observe_storage
     return metrics, stored

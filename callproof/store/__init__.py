@@ -23,6 +23,17 @@ from typing import Any
 _by_database: dict[str, str] = {}
 
 
+#: A node's finished recording still local after this many ``[recording] move_interval_seconds`` is
+#: late: its mover has stopped or fails (``callproof doctor``'s WARN, the metric
+#: ``callproof_recordings_move_late_seconds`` the alert CallproofRecordingsNotMoving compares with).
+LATE_INTERVALS = 10
+
+
+def late_after_seconds(config: Any) -> float:
+    """The age past which a recording still waiting for the store is late (one rule for doctor and /metrics)."""
+    return LATE_INTERVALS * float(config.recording.move_interval_seconds)
+
+
 def node_name(config: Any) -> str:
     """This node's name: ``[recording] node``, or the host name when it is empty."""
     return config.recording.node or socket.gethostname()

@@ -144,6 +144,12 @@ class TargetMachine:
         assert uid is not None and gid is not None, f"no user {user} / group {group} in the machine"
         return uid, gid
 
+    @property
+    def pid(self) -> int:
+        """A process inside the machine's namespaces (``nsenter --target``)."""
+        assert self._holder is not None
+        return self._holder.pid
+
     def merged_path(self, path: str) -> Path:
         """``path`` of the machine, seen from the host; only the holder's namespace mounts
         the overlay, so the host reads it through the holder's root."""

@@ -216,4 +216,41 @@ def test_the_alert_rules_pass_promtool():
     rules = Path(__file__).resolve().parents[2] / "deploy" / "prometheus-alerts.yml"
     result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
+
+
+def test_the_store_lateness_alert_fires_for_the_node_whose_mover_stopped(tmp_path):
+    """promtool's rule test on CallproofRecordingsNotMoving: node a's oldest recording ages past
+    10 x move_interval_seconds (the exported threshold) with no move error; node b's mover runs."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from .conftest import in_ci
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if in_ci():
+            pytest.fail("promtool is required under CI (scripts/setup installs Debian's prometheus)")
+        pytest.skip("promtool not installed")
+    rules_file = Path(__file__).resolve().parents[2] / "deploy" / "prometheus-alerts.yml"
+    rule = next(r for r in yaml.safe_load(rules_file.read_text())["groups"][0]["rules"]
+                if r["alert"] == "CallproofRecordingsNotMoving")
+    series = "callproof_recordings_oldest_awaiting_move_seconds"
+    spec = {"rule_files": [str(rules_file)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": f'{series}{{instance="n1",node="a"}}', "values": "200+60x20"},  # stopped: grows
+            {"series": f'{series}{{instance="n1",node="b"}}', "values": "40x20"},  # moved every pass
+            {"series": 'callproof_recordings_move_late_seconds{instance="n1"}', "values": "300x20"}],
+        "alert_rule_test": [
+            {"eval_time": "3m", "alertname": "CallproofRecordingsNotMoving", "exp_alerts": []},  # 380 s: not 5m yet
+            {"eval_time": "8m", "alertname": "CallproofRecordingsNotMoving", "exp_alerts": [{
+                "exp_labels": {"node": "a", "severity": "warning"},
+                "exp_annotations": {k: v.replace("{{ $labels.node }}", "a") for k, v in rule["annotations"].items()},
+            }]}]}]}
+    test_file = tmp_path / "rules-test.yml"
+    test_file.write_text(yaml.safe_dump(spec))
+    result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

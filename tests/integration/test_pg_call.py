@@ -144,12 +144,6 @@ async def test_postgresql_stopped_during_a_call_and_while_one_arrives(sandbox, a
     """PostgreSQL stopped (``pg_ctl stop -m immediate``: every connection cut) while a call is
     recording, its hang-up inside the outage, and another call arriving in it; started again
     ~7 s later.  What the callers heard, and what PostgreSQL says once it is back."""
-    from callproof.storage import connect_sync
-    from callproof.storage.audit import verify_chain_sync
-
-    from .harness import sha256_of
-    from .test_agi_calls import handoffs_of, heard_sequence
-
     url = pg_cluster.new_database("outage")
     # the throw-away cluster's synchronous_commit = off would lose the last commits to the
     # immediate stop (a crash): what a production server, with the default "on", never does
@@ -175,6 +169,21 @@ async def test_postgresql_stopped_during_a_call_and_while_one_arrives(sandbox, a
     print(f"\n[pg outage {OUTAGE_SECONDS:g} s] rows final {settled:.1f} s after the restart; "
           f"during: {first and (first['status'], first['error'], [r['state'] for r in first['recordings']])}; "
           f"arriving: {second and (second['status'], second['protocol'], second['error'])}")
+    check_outage_rows(sandbox, ami_events, url, during, arriving, rows, left_in_journal)
+
+
+def check_outage_rows(sandbox, ami_events, url: str, during: dict[str, Any], arriving: dict[str, Any],
+                      rows: dict[str, dict[str, Any] | None], left_in_journal: bool) -> None:
+    """What the callers heard and what PostgreSQL says once it answers again, for a call that
+    was recording when storage went away (its hang-up inside the outage) and one that arrived
+    in it."""
+    from callproof.storage import connect_sync
+    from callproof.storage.audit import verify_chain_sync
+
+    from .harness import sha256_of
+    from .test_agi_calls import handoffs_of, heard_sequence
+
+    first, second = rows[during["id"]], rows[arriving["id"]]
     assert first is not None and second is not None, rows
     # the call in progress: whole flow heard, hand-off with its protocol, completed, recording
     # finalised (through the journal: its hang-up fell in the outage), one SMS
@@ -212,6 +221,65 @@ async def test_postgresql_stopped_during_a_call_and_while_one_arrives(sandbox, a
         assert verify_chain_sync(conn) is None
     finally:
         conn.close()
+
+
+async def test_network_to_postgresql_goes_silent_during_a_call_and_while_one_arrives(sandbox, app_config, pg_cluster,
+                                                                                     ami_events):
+    """The application reaches PostgreSQL through a relay that, while a call records, stops
+    forwarding with every socket left open (a cut network, a blocked port: nothing is reset,
+    nobody is told); another call arrives; ~7 s later the relay forwards again.  A storage step
+    fails within its bound instead of waiting on the silence, the calls go on through the
+    journal, and once the link is back the rows are truthful, as after a stopped server."""
+    from callproof.storage.errors import StorageUnavailable
+    from callproof.storage.pg_watchdog import OVERRUN_SECONDS
+    from tests.faults.stalling_relay import StallingRelay
+
+    url = pg_cluster.new_database("netcut")
+    name = url.rsplit("/", 1)[1]
+    relay = await StallingRelay(pg_cluster.socket_dir / f".s.PGSQL.{pg_cluster.port}").start()
+    # TCP to the relay (libpq's keepalives and tcp_user_timeout apply), connect_timeout 2 s
+    relayed = f"postgresql://{pg_cluster.user}@127.0.0.1:{relay.port}/{name}?connect_timeout=2"
+    config = pg_call_config(sandbox, app_config, relayed, call_wait_seconds=CALL_WAIT)
+    app = ObservedApplication(config)
+    try:
+        async with running(app):
+            during = await place(sandbox, "11987140001", agent_seconds=5)  # hangs up inside the cut
+            await wait_pg_status(url, during, {"handed_off"})  # (read past the relay, on the socket)
+            relay.stall()
+            stalled = time.monotonic()
+            try:
+                # (bounded here: without a bound on the steps, the originate waits on a flow stuck on the silence)
+                async with asyncio.timeout(30):
+                    arriving = await place(sandbox, "11987140002")
+                began = time.monotonic()
+                step = asyncio.ensure_future(
+                    app.db.run_within(CALL_WAIT, lambda c: c.execute("SELECT count(*) FROM calls").fetchone()))
+                # (not awaited bare: a step stuck on the silence must fail the test, not stall it)
+                await asyncio.wait({step}, timeout=CALL_WAIT + OVERRUN_SECONDS + 10)
+                step_took = time.monotonic() - began
+                assert step.done(), f"a bounded step still waits on the silent network after {step_took:.0f} s"
+                with pytest.raises(StorageUnavailable) as refused:
+                    step.result()
+                await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stalled)))
+            finally:
+                relay.resume()
+            resumed = time.monotonic()
+            rows = await wait_pg_final(url, [during, arriving], timeout=60)
+            settled = time.monotonic() - resumed
+            journal = config.storage.journal_path
+            left_in_journal = journal.exists() and journal.stat().st_size > 0
+    finally:
+        await relay.close()
+    first, second = rows[during["id"]], rows[arriving["id"]]
+    print(f"\n[pg network silent {OUTAGE_SECONDS:g} s] a bounded step ({CALL_WAIT:g} s) failed after "
+          f"{step_took:.2f} s ({refused.value.problem}); rows final {settled:.1f} s after the relay resumed; "
+          f"during: {first and (first['status'], [r['state'] for r in first['recordings']])}; "
+          f"arriving: {second and (second['status'], second['protocol'], second['error'])}")
+    # the step gave up at its deadline plus the watchdog's overrun, not when TCP would have
+    # (never, here: the relay's kernel acknowledges everything); 2 s of slack for a loaded host
+    assert refused.value.problem in ("io_error", "timeout"), refused.value
+    assert step_took < CALL_WAIT + OVERRUN_SECONDS + 2.0, step_took
+    check_outage_rows(sandbox, ami_events, url, during, arriving, rows, left_in_journal)
 
 
 async def test_classic_agi_and_fastagi_calls_on_postgresql(sandbox, app_config, pg_tcp, ami_events):

@@ -60,13 +60,15 @@ async def test_the_dashboard_is_valid_json_on_our_metric_names(tmp_path):
     names = named_in("\n".join(exprs) + json.dumps(dashboard["templating"]))
     assert check(names, await exported_names(tmp_path)) == []
     assert {"callproof_handoff_to_agent_seconds_bucket", "callproof_sms_outbox", "callproof_requests_overdue",
-            "callproof_link_up", "callproof_calls_ended_total", "callproof_recordings_awaiting_move"} <= names
+            "callproof_link_up", "callproof_calls_ended_total", "callproof_recordings_awaiting_move",
+            "callproof_recordings_oldest_awaiting_move_seconds", "callproof_recordings_move_late_seconds"} <= names
 
 
 async def test_every_alert_rule_names_exported_metrics(tmp_path):
     rules = yaml.safe_load((DEPLOY / "prometheus-alerts.yml").read_text())["groups"][0]["rules"]
     alerts = {r["alert"]: r["expr"] for r in rules}
     assert {"CallproofApplicationDisconnected", "CallproofSmsBacklog", "CallproofRequestsOverdue",
-            "CallproofRecordingFailures", "CallproofDiskFilling", "CallproofRecordingsNotReachingStore"} <= set(alerts)
+            "CallproofRecordingFailures", "CallproofDiskFilling", "CallproofRecordingsNotReachingStore",
+            "CallproofRecordingsNotMoving"} <= set(alerts)
     assert check(named_in("\n".join(alerts.values())), await exported_names(tmp_path)) == []
     assert "node_filesystem_avail_bytes" in alerts["CallproofDiskFilling"]

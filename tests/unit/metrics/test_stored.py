@@ -154,3 +154,44 @@ async def test_recordings_awaiting_the_shared_store_and_their_move_errors_by_nod
     figures, registry = stored(seeded)  # no [recording] store: nothing is to move, no such series
     await figures.refresh()
     assert not any(name.startswith("callproof_recordings_awaiting") for name, _ in samples(registry))
+
+
+async def test_the_oldest_recording_awaiting_the_store_by_node_and_when_it_is_late(seeded):
+    """A node whose mover stopped shows no move error: the age of its oldest finished recording
+    still local grows, and is compared with 10 x move_interval_seconds (doctor's threshold)."""
+    from callproof.storage.timefmt import to_db_time
+
+    def rows(conn):
+        for node, finalised_ago, store_path, state in (
+                ("a", timedelta(minutes=20), None, "finalised"), ("a", timedelta(minutes=1), None, "finalised"),
+                ("a", timedelta(hours=2), "2026/03/02/x-1.wav", "finalised"),  # moved: not waiting
+                ("b", timedelta(seconds=30), None, "empty"),
+                ("c", timedelta(hours=3), None, "recording")):  # still recording: not finished
+            conn.execute("INSERT INTO recordings (call_id, path, started_at, finalised_at, state, node, store_path)"
+                         " VALUES (1, ?, ?, ?, ?, ?, ?)",
+                         (f"/r/{node}-{finalised_ago.seconds}.wav", to_db_time(T0 - finalised_ago - timedelta(1)),
+                          to_db_time(T0 - finalised_ago) if state != "recording" else None, state, node, store_path))
+    await seeded.run_in_connection(rows)
+    figures, registry = stored(seeded, store_backlog=True, move_late_seconds=300.0)
+    await figures.refresh()
+    found = samples(registry)
+    assert value(found, "callproof_recordings_oldest_awaiting_move_seconds", node="a") == 20 * 60
+    assert value(found, "callproof_recordings_oldest_awaiting_move_seconds", node="b") == 30
+    assert ("callproof_recordings_oldest_awaiting_move_seconds", (("node", "c"),)) not in found
+    assert value(found, "callproof_recordings_awaiting_move", node="a") == 2
+    assert value(found, "callproof_recordings_move_late_seconds") == 300
+    figures, registry = stored(seeded, move_late_seconds=300.0)  # no [recording] store: no such series
+    await figures.refresh()
+    assert not any(name.startswith(("callproof_recordings_oldest", "callproof_recordings_move_late"))
+                   for name, _ in samples(registry))
+
+
+def test_doctor_and_metrics_share_the_lateness_rule():
+    import dataclasses
+
+    from callproof.config import Config
+    from callproof.store import late_after_seconds
+
+    config = Config()
+    config = dataclasses.replace(config, recording=dataclasses.replace(config.recording, move_interval_seconds=45.0))
+    assert late_after_seconds(config) == 450.0
