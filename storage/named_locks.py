@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .db import connect_pg
+from .connect import connect_pg
 
 #: The first key of the two-key advisory locks on names (the second: the name's hashtext).
 #: Distinct from the transaction locks of storage/dialect.py (one-key), fixed forever.

@@ -10,9 +10,9 @@
 ``[storage] url`` (a ``postgresql://`` URL, the password from ``[storage] password``,
 i.e. the secrets file) takes the place of ``database`` when it is set.
 
-All of them go through :func:`storage.db.connect_sync` / :meth:`Database.open`,
+All of them go through :func:`storage.connect.connect_sync` / :meth:`Database.open`,
 which create a missing file with the right mode and never open an existing
-database file outside SQLite (see :func:`storage.db._prepare_file`).
+database file outside SQLite (see :func:`storage.connect._prepare_file`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .db import DEFAULT_BUSY_TIMEOUT_MS, configure, connect_pg, connect_sync
+from .connect import DEFAULT_BUSY_TIMEOUT_MS, configure, connect_pg, connect_sync
 from .pg_url import is_postgres_url
 from .sync import SyncDatabase
 

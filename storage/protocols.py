@@ -124,7 +124,7 @@ def allocate_sync(
 
     ``allocated_at``: aware ISO-8601 string or datetime (stored normalised,
     also as the call's/outbox row's ``updated_at``).  ``conn`` must be in
-    autocommit mode with no open transaction (:func:`storage.db.connect_sync`).
+    autocommit mode with no open transaction (:func:`storage.connect.connect_sync`).
     """
     _check_year(year)
     allocated_at = to_db_time(allocated_at)

@@ -29,7 +29,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from callproof.storage.db import MEMORY
+from callproof.storage.connect import MEMORY
 from callproof.storage.pg_url import is_postgres_url
 
 from ..config.validation import SENDER_INSTANCE

@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from callproof.storage.db import _switch_to_wal, configure
+from callproof.storage.connect import _switch_to_wal, configure
 
 
 def _open(path: str, barrier, results) -> None:
