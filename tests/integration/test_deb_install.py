@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,12 +171,14 @@ def check_call(machine: TargetMachine, result: dict) -> str:
     return protocol
 
 
-def serve_on_postgresql(machine: TargetMachine, logs: Path) -> str:
+def serve_on_postgresql(machine: TargetMachine, logs: Path, asterisk: Any) -> tuple[str, Any]:
     """docs/scale-out.md on the installed package: a PostgreSQL server on the machine's
     loopback (port 5432, a role and a "C" database as the docs create them, the password in
-    the secrets file), ``[storage] url`` set; the units started again apply the PostgreSQL
+    the secrets file), ``[storage] url`` set, and Asterisk restarted with a ``systemname`` (a
+    node of several: doctor fails without one); the units started again apply the PostgreSQL
     migrations, and one call leaves its rows there, read by the installed commands too.
-    Debian's python3-psycopg is what the installed environment imports."""
+    Debian's python3-psycopg is what the installed environment imports.  Returns the call's
+    protocol and the running Asterisk."""
     import secrets
 
     from callproof.storage.pg_schema import load_pg_migrations
@@ -195,6 +198,10 @@ def serve_on_postgresql(machine: TargetMachine, logs: Path) -> str:
             "[storage]\n", '[storage]\nurl = "postgresql://callproof@127.0.0.1:5432/callproof"\n', 1))
         kept = machine.merged_path("/etc/callproof/secrets.env")
         kept.write_text(kept.read_text().rstrip("\n") + f"\nCALLPROOF_STORAGE_PASSWORD={password}\n")
+        machine.stop(asterisk)
+        named = machine.merged_path("/etc/asterisk/asterisk.conf")
+        named.write_text(named.read_text().replace("[options]\n", "[options]\nsystemname = pbx-a\n", 1))
+        asterisk = start_asterisk(machine, logs / "asterisk-named.log")
         read = pg_reader(cluster.url("callproof"))
         services = start_services(machine, logs)
         applied = [r["version"] for r in read(machine, "SELECT version FROM schema_migrations ORDER BY version")]
@@ -207,9 +214,11 @@ def serve_on_postgresql(machine: TargetMachine, logs: Path) -> str:
         assert [r["protocol"] for r in read(machine, "SELECT protocol FROM protocols")] == [protocol]
         actions = {r["action"] for r in read(machine, "SELECT action FROM audit_log WHERE protocol = ?", protocol)}
         assert "recording.finalised" in actions, actions
+        rows = read(machine, "SELECT channel_id, node FROM calls WHERE protocol = ?", protocol)
+        assert rows[0]["channel_id"].startswith("pbx-a-"), rows  # Asterisk's ids carry the node's name
         for process in services:
             machine.stop(process)
-        return protocol
+        return protocol, asterisk
     finally:
         cluster.stop()
 
@@ -285,7 +294,7 @@ def test_package_installs_serves_calls_and_upgrades(tmp_path: Path) -> None:
             machine.stop(process)
         recording = query(machine, "SELECT path FROM recordings WHERE protocol = ?", first)[0]["path"]
         on_postgresql = time.monotonic()
-        serve_on_postgresql(machine, logs)
+        _, asterisk = serve_on_postgresql(machine, logs, asterisk)
         postgresql_s = time.monotonic() - on_postgresql
 
         # remove keeps the configuration, the secrets, the database and the recordings ...
