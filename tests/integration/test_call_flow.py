@@ -38,7 +38,8 @@ async def test_one_call_end_to_end(harness_on, ami_events):
     twin) with 40 ms prompts and one reading: the same rows, files, hand-off and audit."""
     harness, app_config = harness_on, harness_on.app.config
     readings = 1 + app_config.protocol_reading.repeat
-    call = await harness.place("11987654321")
+    # the agents talk 2 s: with 40 ms prompts the recording is mostly theirs (CI: 460 ms with 1 s)
+    call = await harness.place("11987654321", variables={"SANDBOX_AGENT_SECONDS": "2"})
     flow = await harness.app.wait_flow(call.prefix, timeout=90)
     assert flow.outcome == "handed_off"
     row = await harness.wait_call_row(flow, {"completed"}, timeout=30)

@@ -120,6 +120,7 @@ async def test_a_slow_read_serves_the_previous_snapshot_and_finishes_behind(seed
     assert figures.stale_serves == 1
     assert value(samples(registry), "callproof_queue_outcomes_total", outcome="answered") == 0
     release.set()
+    figures.wait_seconds = 30  # the read goes on now: this scrape waits for it (10 ms was too short on a loaded host)
     await figures.refresh()  # the same read, now done
     assert value(samples(registry), "callproof_queue_outcomes_total", outcome="answered") == 1
     assert figures.reads == 2
