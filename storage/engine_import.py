@@ -214,8 +214,9 @@ def import_sqlite(src: sqlite3.Connection, pg: sqlite3.Connection, *, source_nam
     if src_version != pg_version:
         raise ImportRefused(
             f"schema versions differ: the SQLite file is at {src_version}, PostgreSQL (this callproof) at "
-            f"{pg_version}; " + ("open the SQLite file once with this version (e.g. 'callproof check-config' with"
-                                 " it as [storage] database) to migrate it, then import"
+            f"{pg_version}; " + ("open the SQLite file once with this version to migrate it (with it as [storage]"
+                                 " database and no url, any command that opens the database, e.g. 'callproof"
+                                 " hold list'), then import"
                                  if src_version < pg_version else "import with the callproof version that "
                                  "wrote the SQLite file, or upgrade this one"))
     tables = _pg_tables(pg)

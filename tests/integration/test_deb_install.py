@@ -170,11 +170,13 @@ def check_call(machine: TargetMachine, result: dict) -> str:
     return protocol
 
 
-def serve_on_postgresql(machine: TargetMachine, logs: Path) -> str:
+def serve_on_postgresql(machine: TargetMachine, logs: Path, last_protocol: str) -> str:
     """docs/scale-out.md on the installed package: a PostgreSQL server on the machine's
     loopback (port 5432, a role and a "C" database as the docs create them, the password in
-    the secrets file), ``[storage] url`` set; the units started again apply the PostgreSQL
-    migrations, and one call leaves its rows there, read by the installed commands too.
+    the secrets file), ``[storage] url`` set, the SQLite database imported
+    (``callproof storage import``); the units started again find the PostgreSQL schema, and
+    the next call continues the SQLite phase's sequence (``last_protocol`` + 1) and leaves its
+    rows there, read by the installed commands too.
     Debian's python3-psycopg is what the installed environment imports."""
     import secrets
 
@@ -196,15 +198,20 @@ def serve_on_postgresql(machine: TargetMachine, logs: Path) -> str:
         kept = machine.merged_path("/etc/callproof/secrets.env")
         kept.write_text(kept.read_text().rstrip("\n") + f"\nCALLPROOF_STORAGE_PASSWORD={password}\n")
         read = pg_reader(cluster.url("callproof"))
+        imported = machine.run(["callproof", "storage", "import", "--from", "/var/lib/callproof/callproof.db",
+                                "--by", "admin"]).stdout
+        assert any(line.split() == ["protocols", "2"] for line in imported.splitlines()), imported
         services = start_services(machine, logs)
         applied = [r["version"] for r in read(machine, "SELECT version FROM schema_migrations ORDER BY version")]
         assert applied and applied[-1] == load_pg_migrations()[-1].version, applied
         check_doctor(machine)
         protocol = check_call(machine, place_call(machine, CALLER, query=read))
-        # the first of this database's sequence: an empty database starts it again (nothing imports
-        # the SQLite rows; docs/scale-out.md, "Not yet"), so this number is the SQLite phase's first too
-        assert protocol.endswith("0000000001"), protocol
-        assert [r["protocol"] for r in read(machine, "SELECT protocol FROM protocols")] == [protocol]
+        # the SQLite phase's two protocols came with the import: this one is the next, no repeat, no gap
+        assert int(protocol) == int(last_protocol) + 1, (protocol, last_protocol)
+        assert [r["protocol"] for r in read(machine, "SELECT protocol FROM protocols ORDER BY protocol")] == [
+            str(int(protocol) - 2), last_protocol, protocol]
+        assert [r["action"] for r in read(machine, "SELECT action FROM audit_log WHERE action = ?",
+                                          "storage.imported")] == ["storage.imported"]
         actions = {r["action"] for r in read(machine, "SELECT action FROM audit_log WHERE protocol = ?", protocol)}
         assert "recording.finalised" in actions, actions
         for process in services:
@@ -285,7 +292,7 @@ def test_package_installs_serves_calls_and_upgrades(tmp_path: Path) -> None:
             machine.stop(process)
         recording = query(machine, "SELECT path FROM recordings WHERE protocol = ?", first)[0]["path"]
         on_postgresql = time.monotonic()
-        serve_on_postgresql(machine, logs)
+        serve_on_postgresql(machine, logs, second)
         postgresql_s = time.monotonic() - on_postgresql
 
         # remove keeps the configuration, the secrets, the database and the recordings ...
