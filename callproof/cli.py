@@ -484,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_commands(sub, _load)
     from .report.cli import add_report_commands
     add_report_commands(sub, _load)
+    from .storage_cli import add_storage_commands
+    add_storage_commands(sub, _load)
     return parser
 
 

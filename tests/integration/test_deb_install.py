@@ -171,14 +171,15 @@ def check_call(machine: TargetMachine, result: dict) -> str:
     return protocol
 
 
-def serve_on_postgresql(machine: TargetMachine, logs: Path, asterisk: Any) -> tuple[str, Any]:
+def serve_on_postgresql(machine: TargetMachine, logs: Path, asterisk: Any, last_protocol: str) -> tuple[str, Any]:
     """docs/scale-out.md on the installed package: a PostgreSQL server on the machine's
     loopback (port 5432, a role and a "C" database as the docs create them, the password in
-    the secrets file), ``[storage] url`` set, and Asterisk restarted with a ``systemname`` (a
-    node of several: doctor fails without one); the units started again apply the PostgreSQL
-    migrations, and one call leaves its rows there, read by the installed commands too.
-    Debian's python3-psycopg is what the installed environment imports.  Returns the call's
-    protocol and the running Asterisk."""
+    the secrets file), ``[storage] url`` set, Asterisk restarted with a ``systemname`` (a node
+    of several: doctor fails without one), the SQLite database imported (``callproof storage
+    import``); the units started again find the PostgreSQL schema, and the next call continues
+    the SQLite phase's sequence (``last_protocol`` + 1) and leaves its rows there, read by the
+    installed commands too.  Debian's python3-psycopg is what the installed environment
+    imports.  Returns the call's protocol and the running Asterisk."""
     import secrets
 
     from callproof.storage.pg_schema import load_pg_migrations
@@ -203,15 +204,20 @@ def serve_on_postgresql(machine: TargetMachine, logs: Path, asterisk: Any) -> tu
         named.write_text(named.read_text().replace("[options]\n", "[options]\nsystemname = pbx-a\n", 1))
         asterisk = start_asterisk(machine, logs / "asterisk-named.log")
         read = pg_reader(cluster.url("callproof"))
+        imported = machine.run(["callproof", "storage", "import", "--from", "/var/lib/callproof/callproof.db",
+                                "--by", "admin"]).stdout
+        assert any(line.split() == ["protocols", "2"] for line in imported.splitlines()), imported
         services = start_services(machine, logs)
         applied = [r["version"] for r in read(machine, "SELECT version FROM schema_migrations ORDER BY version")]
         assert applied and applied[-1] == load_pg_migrations()[-1].version, applied
         check_doctor(machine)
         protocol = check_call(machine, place_call(machine, CALLER, query=read))
-        # the first of this database's sequence: an empty database starts it again (nothing imports
-        # the SQLite rows; docs/scale-out.md, "Not yet"), so this number is the SQLite phase's first too
-        assert protocol.endswith("0000000001"), protocol
-        assert [r["protocol"] for r in read(machine, "SELECT protocol FROM protocols")] == [protocol]
+        # the SQLite phase's two protocols came with the import: this one is the next, no repeat, no gap
+        assert int(protocol) == int(last_protocol) + 1, (protocol, last_protocol)
+        assert [r["protocol"] for r in read(machine, "SELECT protocol FROM protocols ORDER BY protocol")] == [
+            str(int(protocol) - 2), last_protocol, protocol]
+        assert [r["action"] for r in read(machine, "SELECT action FROM audit_log WHERE action = ?",
+                                          "storage.imported")] == ["storage.imported"]
         actions = {r["action"] for r in read(machine, "SELECT action FROM audit_log WHERE protocol = ?", protocol)}
         assert "recording.finalised" in actions, actions
         rows = read(machine, "SELECT channel_id, node FROM calls WHERE protocol = ?", protocol)
@@ -294,7 +300,7 @@ def test_package_installs_serves_calls_and_upgrades(tmp_path: Path) -> None:
             machine.stop(process)
         recording = query(machine, "SELECT path FROM recordings WHERE protocol = ?", first)[0]["path"]
         on_postgresql = time.monotonic()
-        _, asterisk = serve_on_postgresql(machine, logs, asterisk)
+        _, asterisk = serve_on_postgresql(machine, logs, asterisk, second)
         postgresql_s = time.monotonic() - on_postgresql
 
         # remove keeps the configuration, the secrets, the database and the recordings ...
