@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from .actors import cli_actor
@@ -21,7 +19,7 @@ from .actors import cli_actor
 def cmd_storage_import(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any]) -> int:
     config = load(args)
     from callproof.storage import StorageError, utc_now
-    from callproof.storage.engine_import import open_source
+    from callproof.storage.engine_import import import_file
     from callproof.storage.pg_url import is_postgres_url, masked
 
     st = config.storage
@@ -30,15 +28,10 @@ def cmd_storage_import(args: argparse.Namespace, load: Callable[[argparse.Namesp
               "first (docs/scale-out.md)", file=sys.stderr)
         return 2
     try:
-        src = open_source(args.source)
+        result = import_file(args.source, st.target, password=st.password, busy_timeout_ms=st.busy_timeout_ms,
+                             actor=cli_actor(args.by), at=str(utc_now()))
     except StorageError as exc:
         print(f"callproof: {exc}", file=sys.stderr)
-        return 2
-    try:
-        result = _import(src, st, Path(args.source).name, cli_actor(args.by), str(utc_now()))
-    finally:
-        src.close()
-    if result is None:
         return 1
     if args.json:
         print(json.dumps({"schema_version": result.schema_version, "rows": result.counts,
@@ -49,26 +42,6 @@ def cmd_storage_import(args: argparse.Namespace, load: Callable[[argparse.Namesp
         print(f"imported {sum(result.counts.values())} rows (schema version {result.schema_version}) into "
               f"{masked(st.target)}; audit entry {result.audit_entry} (storage.imported)")
     return 0
-
-
-def _import(src: sqlite3.Connection, st: Any, source_name: str, actor: str, at: str) -> Any:
-    """The import's result, or None once the reason it failed is printed."""
-    from callproof.storage import StorageError, connect_sync
-    from callproof.storage.engine_import import import_sqlite
-    from callproof.storage.pg_url import masked
-
-    try:
-        pg = connect_sync(st.target, busy_timeout_ms=st.busy_timeout_ms, password=st.password)
-    except (StorageError, sqlite3.Error) as exc:
-        print(f"callproof: cannot open {masked(st.target)}: {masked(str(exc))}", file=sys.stderr)
-        return None
-    try:
-        return import_sqlite(src, pg, source_name=source_name, actor=actor, at=at)
-    except (StorageError, sqlite3.Error) as exc:
-        print(f"callproof: import refused, nothing written: {masked(str(exc))}", file=sys.stderr)
-        return None
-    finally:
-        pg.close()
 
 
 def add_storage_commands(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:

@@ -260,3 +260,35 @@ def import_sqlite(src: sqlite3.Connection, pg: sqlite3.Connection, *, source_nam
         if src.in_transaction:
             src.execute("ROLLBACK")
     return result
+
+
+def import_file(source: str | Path, target: str, *, password: str = "", busy_timeout_ms: int = 5000,
+                actor: str, at: str) -> ImportResult:
+    """``callproof storage import``: the SQLite file ``source`` (read only) into the PostgreSQL
+    database ``target``; every failure an :class:`ImportRefused` (nothing written), its message
+    with any password masked."""
+    from .pg_url import masked
+
+    src = open_source(source)
+    try:
+        pg = _open_target(target, password, busy_timeout_ms)
+        try:
+            return import_sqlite(src, pg, source_name=Path(source).name, actor=actor, at=at)
+        except ImportRefused:
+            raise
+        except (StorageError, sqlite3.Error) as exc:
+            raise ImportRefused(f"import refused, nothing written: {masked(str(exc))}") from None
+        finally:
+            pg.close()
+    finally:
+        src.close()
+
+
+def _open_target(target: str, password: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    from .connect import connect_sync
+    from .pg_url import masked
+
+    try:
+        return connect_sync(target, busy_timeout_ms=busy_timeout_ms, password=password)
+    except (StorageError, sqlite3.Error) as exc:
+        raise ImportRefused(f"cannot open {masked(target)}: {masked(str(exc))}") from None
