@@ -183,6 +183,17 @@ def pg_tcp_storage(cluster: Any, run_dir: Path, prefix: str) -> dict[str, str]:
     return {"url": cluster.tcp_url(name)}
 
 
+@pytest.fixture(params=ENGINES)
+def calls_on(request: pytest.FixtureRequest) -> tuple[dict[str, dict], Config, Path]:
+    """For a module with one call per transport on each engine (test_evidence.py,
+    test_encrypted_calls.py): (calls, config, config path) of its ``calls`` / ``config`` /
+    ``config_path`` fixtures (SQLite), then of its ``pg_calls`` (its PostgreSQL twin)."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("calls"), request.getfixturevalue("config"), \
+            request.getfixturevalue("config_path")
+    return request.getfixturevalue("pg_calls")
+
+
 @pytest.fixture(scope="session")
 async def ami_events(sandbox: Sandbox):
     """Every UserEvent Asterisk emits (the sandbox agents report each hand-off)."""

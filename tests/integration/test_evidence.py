@@ -42,7 +42,7 @@ from callproof.sandbox import Sandbox
 from callproof.storage import open_sync, utc_now
 
 from .agi_install import classic_agi_for, install_classic_agi
-from .conftest import ENGINES, pg_tcp_storage
+from .conftest import pg_tcp_storage
 from .harness import ObservedApplication, running, sha256_of
 from .test_agi_calls import fastagi_vars, place, wait_final_recording, wait_row
 from .test_call_state import short_prompts
@@ -144,15 +144,6 @@ async def pg_calls(sandbox: Sandbox, app_config: Config, tsa, pg_tcp) -> tuple[d
         finally:
             await server.stop()
     return done, config, config_path
-
-
-@pytest.fixture(params=ENGINES)
-def calls_on(request: pytest.FixtureRequest) -> tuple[dict[str, dict], Config, Path]:
-    """(calls, config, config path): the module's SQLite set-up, then its PostgreSQL twin."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("calls"), request.getfixturevalue("config"), \
-            request.getfixturevalue("config_path")
-    return request.getfixturevalue("pg_calls")
 
 
 async def test_each_transport_signs_its_recordings_evidence(calls_on) -> None:

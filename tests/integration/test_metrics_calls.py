@@ -203,29 +203,18 @@ async def test_time_to_agent_of_a_fastagi_call_through_the_same_queue(fastagi_se
 
 def test_the_alert_rules_pass_promtool():
     """promtool (Debian's prometheus package, scripts/setup) accepts the shipped rules."""
-    import shutil
     import subprocess
 
-    from .conftest import in_ci
-
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if in_ci():
-            pytest.fail("promtool is required under CI (scripts/setup installs Debian's prometheus)")
-        pytest.skip("promtool not installed")
+    promtool = promtool_or_skip()
     rules = Path(__file__).resolve().parents[2] / "deploy" / "prometheus-alerts.yml"
     result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 12 rules found" in result.stdout
 
 
-def test_the_store_lateness_alert_fires_for_the_node_whose_mover_stopped(tmp_path):
-    """promtool's rule test on CallproofRecordingsNotMoving: node a's oldest recording ages past
-    10 x move_interval_seconds (the exported threshold) with no move error; node b's mover runs."""
+def promtool_or_skip() -> str:
+    """Debian's promtool (the prometheus package, scripts/setup); a failure under CI, else a skip."""
     import shutil
-    import subprocess
-
-    import yaml
 
     from .conftest import in_ci
 
@@ -234,6 +223,17 @@ def test_the_store_lateness_alert_fires_for_the_node_whose_mover_stopped(tmp_pat
         if in_ci():
             pytest.fail("promtool is required under CI (scripts/setup installs Debian's prometheus)")
         pytest.skip("promtool not installed")
+    return promtool
+
+
+def test_the_store_lateness_alert_fires_for_the_node_whose_mover_stopped(tmp_path):
+    """promtool's rule test on CallproofRecordingsNotMoving: node a's oldest recording ages past
+    10 x move_interval_seconds (the exported threshold) with no move error; node b's mover runs."""
+    import subprocess
+
+    import yaml
+
+    promtool = promtool_or_skip()
     rules_file = Path(__file__).resolve().parents[2] / "deploy" / "prometheus-alerts.yml"
     rule = next(r for r in yaml.safe_load(rules_file.read_text())["groups"][0]["rules"]
                 if r["alert"] == "CallproofRecordingsNotMoving")
