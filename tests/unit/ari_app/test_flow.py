@@ -115,3 +115,29 @@ async def test_protocols_of_successive_calls_are_consecutive(config, db):
         await flow.run()
         protocols.append(int(flow.protocol))
     assert protocols == list(range(protocols[0], protocols[0] + 3))
+
+
+async def test_a_channel_id_that_is_another_nodes_call_is_refused_not_resumed(config, db):
+    """The ARI twin of the AGI flow's test: another node's row under this channel id is not
+    this call's; nothing is played on it, the hand-off says channel_id_taken, the row is left."""
+    import dataclasses
+
+    from callproof.storage import NewCall
+
+    ev = start_event("11987654321")
+    channel = ev["channel"]["id"]
+    other = await db.calls.create(NewCall(
+        channel_id=channel, uniqueid=channel, linkedid="1.1", caller_number_raw="", caller_number=None,
+        caller_name=None, dialled_number="4000", language="pt_BR", started_at=NOW, node="another-node"))
+    await db.calls.update(other, consent_outcome="finished")
+    config = dataclasses.replace(config, recording=dataclasses.replace(config.recording, node="this-node"))
+    inbox = CallInbox(channel)
+    ari = FakeAri(inbox, None, None)
+    services = Services(config=config, db=db, ari=ari, recorder=FakeRecorder(False), prompts=FakePrompts(),
+                        wake_sms=lambda: None, clock=lambda: NOW)
+    await asyncio.wait_for(CallFlow(services, inbox, ev).run(), 5)
+    assert [op for op in ari.ops if op[0] == "play"] == []
+    handoff_vars = {op[1]: op[2] for op in ari.ops if op[0] == "set"}
+    assert handoff_vars.get("CALLPROOF_REASON") == "channel_id_taken" and "CALLPROOF_PROTOCOL" not in handoff_vars
+    row = await db.calls.get(other)
+    assert (row["node"], row["status"], row["protocol"]) == ("another-node", "consent_playing", None)
